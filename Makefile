@@ -1,0 +1,37 @@
+# Two entry points for people (see README): `make test` and `make edit`.
+# VENV can point at an existing environment (CI passes a cached one).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup test test-slow test-all edit edit-tiny bench
+
+$(VENV)/.complete: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.complete
+
+test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+test-all: setup
+	$(PY) -m pytest -q
+
+# A sound-guided edit with the default (public) weights, fetched on first use.
+edit: setup
+	$(PY) scripts/manipulate.py --audio sample:rain --out outputs/edit-rain
+
+# The same pipeline, offline, on small random networks (an install check, not a result).
+edit-tiny: setup
+	$(PY) scripts/manipulate.py --audio tone:440 --out outputs/edit-tiny --overwrite preset=tiny
+
+bench: setup
+	$(PY) benchmarks/frontend.py

@@ -1,0 +1,1 @@
+"""Sound-guided semantic image manipulation."""

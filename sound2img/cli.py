@@ -1,0 +1,100 @@
+"""Command-line conventions shared by every script in ``scripts/``.
+
+A script is ``main()`` → ``run_cli(fn)``: user mistakes (``UserInputError``, argparse
+usage errors, bad Hydra overrides) print one line and exit 2; anything else prints
+``internal error: …`` (plus the traceback when ``SOUND2IMG_DEBUG=1``) and exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Sequence
+
+from sound2img.errors import UserInputError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises ``UserInputError`` instead of printing usage and exiting, so
+    every usage error follows the same one-line, exit-2 path."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        raise UserInputError(f"{self.prog}: {message} (see --help)")
+
+
+def config_dir() -> Path:
+    """The ``configs/`` tree: ``SOUND2IMG_CONFIG_DIR`` or the one beside the package."""
+    env = os.environ.get("SOUND2IMG_CONFIG_DIR")
+    return Path(env).resolve() if env else CONFIG_DIR
+
+
+def compose(config_name: str, overrides: Sequence[str] = ()):
+    """Compose ``configs/<config_name>.yaml`` with Hydra ``key=value`` overrides.
+
+    Returns an OmegaConf ``DictConfig``. Unknown keys, groups or options raise
+    ``UserInputError`` with Hydra's one-line explanation.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    for item in overrides:
+        if "=" not in item:
+            raise UserInputError(f"unexpected argument {item!r}: config overrides look like key=value")
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserInputError(f"config: {first}") from exc
+
+
+def to_yaml(cfg) -> str:
+    """The resolved config as YAML (what ``--cfg job`` prints and runs record)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def run_cli(fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run ``fn(argv)`` with the exit-status conventions above; returns the status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        status = fn(argv)
+        return int(status or 0)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # --help, or an explicit exit
+        return exc.code if isinstance(exc.code, int) else 0
+    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
+        if os.environ.get("SOUND2IMG_DEBUG"):
+            traceback.print_exc()
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"internal error: {type(exc).__name__}: {message} (set SOUND2IMG_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Flags every script has: ``--cfg job`` (print the resolved config and exit) and
+    ``--device`` (``auto`` = CUDA when present)."""
+    parser.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Parse known flags; every leftover word must be a Hydra ``key=value`` override."""
+    args, rest = parser.parse_known_args(list(argv))
+    for word in rest:
+        if word.startswith("-") or "=" not in word:
+            raise UserInputError(f"{parser.prog}: unrecognised argument {word!r} (see --help)")
+    return args, rest
