@@ -19,8 +19,9 @@ setup: $(VENV)/.complete
 test: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# pytest exits 5 when no test is marked slow; that is not a failure here.
 test-slow: setup
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow || [ $$? -eq 5 ]
 
 test-all: setup
 	$(PY) -m pytest -q
