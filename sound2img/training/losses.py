@@ -1,0 +1,164 @@
+"""The one contrastive loss (paper.md §1): InfoNCE between L2-normalised embeddings,
+its temperature, cross-rank gathering with gradients, and the weighted sum of the
+a↔t, a↔v and a↔â terms. Training and validation both call this module."""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+TERMS = ("at", "av", "aa")  # audio↔text, audio↔video frame, audio↔augmented audio
+SCALE_MODES = ("learnable", "fixed", "legacy")
+LEGACY_SCALE = math.exp(0.07)  # the authors' released code multiplies cosines by e^0.07 ≈ 1.0725
+
+_NORM_TOL = 1e-3
+
+
+def _check_normalised(x: torch.Tensor, name: str) -> None:
+    """Refuse un-normalised features: the published zero-shot number was once missed by
+    exactly this mistake (paper.md §4)."""
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected [B,D] embeddings, got shape {tuple(x.shape)}")
+    norms = x.detach().float().norm(dim=-1)
+    if norms.numel() and not torch.allclose(norms, torch.ones_like(norms), atol=_NORM_TOL):
+        raise ValueError(f"{name}: embeddings must be L2-normalised (row norms span "
+                         f"{norms.min().item():.4f}..{norms.max().item():.4f})")
+
+
+def world_info() -> tuple[int, int]:
+    """(rank, world_size) of the default process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x [B,D]`` from every rank in rank order → ``[W·B,D]``.
+
+    The backward pass sums each rank's gradient for the copy it sent (all_gather with
+    autograd), so negatives from other ranks train this rank's encoder too. Every rank
+    must pass the same B. Without a process group this is the identity.
+    """
+    _, world = world_info()
+    if world == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous()), dim=0)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float,
+             symmetric: bool = True) -> torch.Tensor:
+    """InfoNCE between matching rows of ``a [B,D]`` and ``b [B,D]`` (both L2-normalised).
+
+    Negatives are gathered from all ranks; row i of this rank is matched with row
+    ``rank·B + i`` of the gathered batch. ``symmetric`` = (CE(a→b) + CE(b→a)) / 2;
+    otherwise a→b only. (The paper writes the sum of the two directions; we take their
+    mean, as CLIP does, so symmetric and one-directional runs share a learning rate —
+    the factor 2 is a constant a term weight absorbs.) Returns a scalar: the mean over
+    this rank's rows, so the mean over ranks is the full-batch loss.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"info_nce: a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape")
+    _check_normalised(a, "info_nce a")
+    _check_normalised(b, "info_nce b")
+    # Logits in fp32 even under autocast: a softmax over hundreds of negatives at scale
+    # 100 loses too much in half precision.
+    dtype = torch.promote_types(a.dtype, torch.float32)
+    a, b = a.to(dtype), b.to(dtype)
+    rank, _ = world_info()
+    all_a, all_b = gather_with_grad(a), gather_with_grad(b)
+    labels = torch.arange(a.shape[0], device=a.device) + rank * a.shape[0]
+    loss = F.cross_entropy(logit_scale * a @ all_b.T, labels)
+    if symmetric:
+        loss = (loss + F.cross_entropy(logit_scale * b @ all_a.T, labels)) / 2
+    return loss
+
+
+class LogitScale(nn.Module):
+    """The multiplier on cosines (1/τ).
+
+    ``learnable``: a parameter in log space, CLIP's init log(1/0.07), kept ≤ ``max``;
+    ``fixed``: ``init`` as a buffer; ``legacy``: the authors' e^0.07 ≈ 1.0725 (a nearly
+    flat softmax), for the ablation only.
+    """
+
+    def __init__(self, mode: str = "learnable", init: float = 1 / 0.07, max: float = 100.0):  # noqa: A002
+        super().__init__()
+        if mode not in SCALE_MODES:
+            raise ValueError(f"logit scale mode {mode!r} is not one of {', '.join(SCALE_MODES)}")
+        if mode == "legacy":
+            init = LEGACY_SCALE
+        if not (init > 0 and max > 0):
+            raise ValueError(f"logit scale init ({init}) and max ({max}) must be positive")
+        self.mode = mode
+        self.log_max = math.log(max)
+        log_init = torch.tensor(math.log(min(init, max)), dtype=torch.float32)
+        if mode == "learnable":
+            self.log_scale = nn.Parameter(log_init)
+        else:
+            self.register_buffer("log_scale", log_init)
+
+    def forward(self) -> torch.Tensor:
+        """The scale as a 0-d tensor (gradient flows into ``log_scale`` when learnable)."""
+        return self.log_scale.clamp(max=self.log_max).exp()
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Pull the parameter back under ``max`` after an optimiser step (CLIP's clamp),
+        so that the forward clamp never cuts its gradient for good."""
+        self.log_scale.clamp_(max=self.log_max)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, value={self().item():.4f}"
+
+
+class ContrastiveLoss(nn.Module):
+    """total = Σ weight·InfoNCE over the enabled terms a↔t, a↔v, a↔â (paper.md §1).
+
+    A term with weight 0 is off; the paper's ablations (no a↔â, one-directional,
+    legacy scale) are arguments. One shared temperature, as in CLIP.
+    """
+
+    def __init__(self, terms: Mapping[str, float] | None = None, symmetric: bool = True,
+                 scale: LogitScale | None = None):
+        super().__init__()
+        terms = dict({"at": 1.0, "av": 1.0, "aa": 1.0} if terms is None else terms)
+        unknown = set(terms) - set(TERMS)
+        if unknown:
+            raise ValueError(f"unknown contrastive term(s) {sorted(unknown)}; known: {', '.join(TERMS)}")
+        if any(float(w) < 0 for w in terms.values()):
+            raise ValueError(f"contrastive term weights must be >= 0, got {terms}")
+        self.weights = {k: float(terms.get(k, 0.0)) for k in TERMS}
+        if not any(self.weights.values()):
+            raise ValueError("at least one contrastive term (at, av, aa) needs a positive weight")
+        self.symmetric = bool(symmetric)
+        self.scale = scale if scale is not None else LogitScale()
+
+    def enabled(self, term: str) -> bool:
+        return self.weights[term] > 0
+
+    def forward(self, audio: torch.Tensor, text: torch.Tensor | None = None,
+                image: torch.Tensor | None = None,
+                audio_view: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``audio [B,D]`` against ``text [B,D]``, ``image [B,D]`` and the second view
+        ``audio_view [B,D]`` (all L2-normalised). Returns ``{"loss": total,
+        "loss_at": …, …}`` with one entry per enabled term."""
+        targets = {"at": text, "av": image, "aa": audio_view}
+        scale = self.scale()
+        out: dict[str, torch.Tensor] = {}
+        total = None
+        for term in TERMS:
+            if not self.enabled(term):
+                continue
+            if targets[term] is None:
+                raise ValueError(f"contrastive term {term!r} is enabled but its embeddings were not given")
+            value = info_nce(audio, targets[term], scale, symmetric=self.symmetric)
+            out[f"loss_{term}"] = value
+            total = self.weights[term] * value if total is None else total + self.weights[term] * value
+        out["loss"] = total
+        return out
