@@ -1,0 +1,150 @@
+"""Direct latent optimisation in W+ (paper.md §2): Adam on the latent alone, pulling
+CLIP(G(w)) towards a fixed target embedding, held near the source by λ_sim and, for
+faces, near its identity by λ_ID."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, latent_penalty
+
+LOSS_NAMES = ("total", "clip", "sim", "id")
+
+
+def lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
+    """StyleCLIP's learning-rate factor at t = step/steps (paper.md §2): a linear warm-up
+    over the first ``rampup`` and a cosine decay over the last ``rampdown``. 0 at t = 0."""
+    down = 0.5 - 0.5 * math.cos(math.pi * min(1.0, (1.0 - t) / rampdown))
+    return min(1.0, t / rampup) * down
+
+
+@dataclass
+class EditResult:
+    """What one batch of edits produced (tensors on the CPU, detached)."""
+
+    ws: torch.Tensor                      # result latents [B,num_ws,w_dim]
+    source_img: torch.Tensor              # G(w_s) [B,3,H,W] in [-1,1]
+    result_img: torch.Tensor              # G(ws) [B,3,H,W] in [-1,1]
+    losses: dict[str, torch.Tensor]       # LOSS_NAMES → [steps,B], per sample, before each update
+    final_cosine: torch.Tensor            # cos(CLIP(G(ws)), target) [B] after the last update
+    initial_cosine: torch.Tensor          # cos(CLIP(G(w_s)), target) [B]
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)  # step → G(w) [B,3,H,W] at that step
+    layer_mask: torch.Tensor | None = None  # adaptive masking's final g [B,num_ws]
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each step
+
+
+def check_frozen(**modules: object) -> None:
+    """Refuse networks with trainable parameters: the latent must be the only leaf, and
+    frozen weights let autograd skip the weight gradients (style.md §6)."""
+    for name, module in modules.items():
+        if isinstance(module, nn.Module) and any(p.requires_grad for p in module.parameters()):
+            raise ValueError(f"{name} has parameters that require grad; pass frozen networks "
+                             "(the load_*/build_* functions return them frozen)")
+
+
+def optimize_latents(
+    generator: nn.Module,              # frozen G: .synthesis(ws, noise_mode=) → img [B,3,H,W] in [-1,1]
+    encode_image: Callable,            # frozen CLIP image tower: img [B,3,H,W] in [-1,1] → [B,D] normalised
+    source_ws: torch.Tensor,           # w_s [B,num_ws,w_dim], the starting latents
+    target: torch.Tensor,              # target_emb [B,D] (or [D], shared), L2-normalised, computed once
+    *,
+    steps: int = 300,                  # Adam steps
+    lr: float = 0.1,                   # peak learning rate of the StyleCLIP ramp
+    lambda_sim: float = 0.002,         # weight of the latent-distance term
+    lambda_id: float = 0.0,            # weight of the identity term (0: no identity network is run)
+    identity: Callable | None = None,  # source_img → (img [B,3,H,W] → L_ID [B]); needed iff lambda_id > 0
+    latent_term: str = "adaptive",     # "adaptive" layer masking or plain "l2"
+    mask_step: float = 0.1,            # adaptive masking's update rate
+    snapshot_steps: Sequence[int] = (),  # steps whose G(w) is kept (for the strip)
+    noise_mode: str = "const",         # generator noise; "const" makes the edit deterministic
+    progress: bool = False,            # tqdm bar
+    frozen: Sequence[object] = (),     # further networks to check for frozen parameters (CLIP, ArcFace)
+) -> EditResult:
+    """Optimise a batch of (source latent, target) pairs together.
+
+    The batch loss is the SUM of per-sample losses d_cos + λ_sim·latent term + λ_ID·L_ID,
+    and Adam is element-wise, so each result equals running its pair alone. ``identity``
+    binds the source images to a per-sample identity loss (gradient through the edited
+    image, source features detached, as StyleCLIP and unlike the authors' code)."""
+    if latent_term not in LATENT_TERMS:
+        raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if lambda_id > 0 and identity is None:
+        raise ValueError("lambda_id > 0 needs an identity loss")
+    check_frozen(generator=generator, clip=getattr(encode_image, "__self__", encode_image),
+                 **{f"network_{i}": m for i, m in enumerate(frozen)})
+    if source_ws.ndim != 3:
+        raise ValueError(f"source_ws must be [B,num_ws,w_dim], got {tuple(source_ws.shape)}")
+    batch, num_ws, _ = source_ws.shape
+    source_ws = source_ws.detach()
+    target = target.detach().to(source_ws.device)
+    target = target.expand(batch, -1) if target.ndim == 1 else target
+    if target.shape[0] != batch:
+        raise ValueError(f"target has {target.shape[0]} rows for {batch} source latents")
+
+    with torch.no_grad():
+        source_img = generator.synthesis(source_ws, noise_mode=noise_mode)
+    # Built only when used (the authors ran the identity network at λ_ID = 0 too); the
+    # binding computes the source's identity features once, not every step.
+    id_loss_fn = identity(source_img) if lambda_id > 0 else None
+    if id_loss_fn is not None:
+        check_frozen(identity=getattr(id_loss_fn, "__self__", id_loss_fn))
+    ws = source_ws.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([ws], lr=lr)
+    mask = AdaptiveLayerMask(batch, num_ws, step=mask_step, device=ws.device) if latent_term == "adaptive" else None
+    keep = set(int(s) for s in snapshot_steps)
+    history = {name: torch.zeros(steps, batch) for name in LOSS_NAMES}
+    snapshots: dict[int, torch.Tensor] = {}
+    step_seconds: list[float] = []
+    initial_cosine = None
+    zero = torch.zeros(batch, device=ws.device)
+
+    bar = range(steps)
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(bar, desc="edit", unit="step", leave=False)
+    for step in bar:
+        t0 = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = lr * lr_ramp(step / steps)
+        img = generator.synthesis(ws, noise_mode=noise_mode)
+        cosine = (encode_image(img) * target).sum(dim=-1)
+        clip_loss = 1.0 - cosine
+        sim_loss = latent_penalty(ws, source_ws, mask) if lambda_sim > 0 else zero
+        id_loss = id_loss_fn(img) if id_loss_fn is not None else zero
+        total = clip_loss + lambda_sim * sim_loss + lambda_id * id_loss
+        optimizer.zero_grad(set_to_none=True)
+        total.sum().backward()
+        optimizer.step()
+
+        if initial_cosine is None:
+            initial_cosine = cosine.detach().cpu()
+        if step in keep:
+            snapshots[step] = img.detach().cpu()
+        for name, value in zip(LOSS_NAMES, (total, clip_loss, sim_loss, id_loss)):
+            history[name][step] = value.detach().cpu()
+        step_seconds.append(time.perf_counter() - t0)
+        if progress:
+            bar.set_postfix(loss=f"{float(total.detach().mean()):.4f}", cos=f"{float(cosine.detach().mean()):.4f}")
+
+    with torch.no_grad():
+        result_img = generator.synthesis(ws, noise_mode=noise_mode)
+        final_cosine = (encode_image(result_img) * target).sum(dim=-1)
+    return EditResult(
+        ws=ws.detach().cpu(),
+        source_img=source_img.cpu(),
+        result_img=result_img.cpu(),
+        losses=history,
+        final_cosine=final_cosine.cpu(),
+        initial_cosine=initial_cosine,
+        snapshots=snapshots,
+        layer_mask=None if mask is None else mask.g.cpu(),
+        step_seconds=step_seconds,
+    )
