@@ -1,0 +1,447 @@
+"""Registry of the public checkpoints and sample sounds the defaults use (URL, sha256 or
+"unverified", format, licence) and the download cache behind it: streamed, resumable,
+checksum-verified, atomic, and safe when several processes fetch the same file."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import hashlib
+import html.parser
+import http.client
+import http.cookiejar
+import logging
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from sound2img.errors import UserInputError, WeightsNotAvailableError
+
+try:  # POSIX; elsewhere concurrent downloads of one file are not serialised (see _exclusive_lock)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("rosinality_pt", "nvlabs_pkl", "soundclip_pth", "openai_clip", "arcface_pth", "audio")
+USER_AGENT = "sound2img-weights/0.1 (+urllib)"
+CHUNK_BYTES = 1 << 16
+MAX_HTML_BYTES = 1 << 21  # a confirmation page is small; never buffer a mislabelled file
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PATH_SUFFIXES = {".pt", ".pth", ".pkl", ".ckpt", ".safetensors", ".bin", ".wav", ".flac", ".mp3", ".ogg"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsEntry:
+    """One public file: where it lives, what it must hash to (``None`` = no published
+    hash, "unverified"), how to read it (``format``) and under which terms."""
+
+    name: str
+    url: str
+    filename: str
+    sha256: str | None
+    format: str
+    licence: str
+    description: str
+    size_bytes: int | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"{self.name}: format {self.format!r} is not one of {FORMATS}")
+        if self.sha256 is not None and not _SHA256.match(self.sha256):
+            raise ValueError(f"{self.name}: sha256 must be 64 lowercase hex digits or None")
+        if not self.filename or Path(self.filename).name != self.filename:
+            raise ValueError(f"{self.name}: filename {self.filename!r} must be a bare file name")
+
+    @property
+    def verified(self) -> bool:
+        return self.sha256 is not None
+
+
+def _gdrive(file_id: str) -> str:
+    return f"https://drive.google.com/uc?export=download&id={file_id}"
+
+
+_ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
+_NGC_SG2 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
+_SGS = "https://kr.object.ncloudstorage.com/cvpr2022/"
+# Pinned to a commit of kuai-lab/sound-guided-semantic-image-manipulation that holds audiosample/.
+_SGS_RAW = ("https://raw.githubusercontent.com/kuai-lab/sound-guided-semantic-image-manipulation/"
+            "c53bbc1f4fa0f28a0d07729db5f8872ff91e0b1b/audiosample/")
+_NV_NC = "NVIDIA Source Code License-NC (non-commercial)"
+_SGS_LICENCE = "MIT (authors' repository); no separate terms stated for this file"
+_GDRIVE_NOTE = ("Google Drive: the large-file confirmation page is followed automatically; when Drive "
+                "refuses (quota exceeded) download it in a browser")
+
+_ENTRIES = [
+    WeightsEntry("soundclip_resnet18", _SGS + "resnet18_57.pth", "resnet18_57.pth", None, "soundclip_pth",
+                 _SGS_LICENCE,
+                 "Authors' audio encoder (3x3 conv stem + timm resnet18, 512-d), trained on the soundclip_legacy "
+                 "front end; link from the authors' README"),
+    WeightsEntry("soundclip_landscape", _SGS + "landscape.pt", "landscape.pt", None, "rosinality_pt",
+                 _SGS_LICENCE,
+                 "Authors' 256-px StyleGAN2 trained on LHQ landscapes (rosinality format); link from their README"),
+    WeightsEntry("rosinality_ffhq1024", _gdrive("1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT"),
+                 "stylegan2-ffhq-config-f.pt", None, "rosinality_pt",
+                 f"{_NV_NC}; converted from NVlabs StyleGAN2 (FFHQ images CC BY-NC-SA 4.0)",
+                 "StyleGAN2 config-f FFHQ 1024 converted to rosinality format, as linked by StyleCLIP and e4e",
+                 note=_GDRIVE_NOTE),
+    WeightsEntry("rosinality_church256", _gdrive("1ZSZOFtw5wZfPhWEzHFB9LI__bikaHsn6"),
+                 "stylegan2-church-config-f.pt", None, "rosinality_pt",
+                 f"{_NV_NC}; converted from NVlabs StyleGAN2",
+                 "StyleGAN2 config-f LSUN Church 256 in rosinality format, as linked by ReStyle",
+                 note=_GDRIVE_NOTE),
+    WeightsEntry("rosinality_car512", _gdrive("1UmMHHB3DU1trTB8_9Fjkck5ZwArnD81B"),
+                 "stylegan2-car-config-f.pt", None, "rosinality_pt",
+                 f"{_NV_NC}; converted from NVlabs StyleGAN2",
+                 "StyleGAN2 config-f LSUN Car (512 px generator, 512x384 content) in rosinality format, "
+                 "as linked by ReStyle",
+                 note=_GDRIVE_NOTE),
+    WeightsEntry("nvlabs_ffhq1024", _ADA + "ffhq.pkl", "ffhq.pkl", None, "nvlabs_pkl", _NV_NC,
+                 "FFHQ 1024, original StyleGAN2 (stylegan2-ada-pytorch release)"),
+    WeightsEntry("nvlabs_metfaces1024", _ADA + "metfaces.pkl", "metfaces.pkl", None, "nvlabs_pkl", _NV_NC,
+                 "MetFaces 1024, ADA transfer from FFHQ (stylegan2-ada-pytorch release)"),
+    WeightsEntry("nvlabs_afhqcat512", _ADA + "afhqcat.pkl", "afhqcat.pkl", None, "nvlabs_pkl", _NV_NC,
+                 "AFHQ Cat 512, ADA (stylegan2-ada-pytorch release)"),
+    WeightsEntry("nvlabs_afhqdog512", _ADA + "afhqdog.pkl", "afhqdog.pkl", None, "nvlabs_pkl", _NV_NC,
+                 "AFHQ Dog 512, ADA (stylegan2-ada-pytorch release)"),
+    WeightsEntry("nvlabs_afhqwild512", _ADA + "afhqwild.pkl", "afhqwild.pkl", None, "nvlabs_pkl", _NV_NC,
+                 "AFHQ Wild 512, ADA (stylegan2-ada-pytorch release)"),
+    WeightsEntry("nvlabs_brecahad512", _ADA + "brecahad.pkl", "brecahad.pkl", None, "nvlabs_pkl", _NV_NC,
+                 "BreCaHAD 512, ADA (stylegan2-ada-pytorch release)"),
+    WeightsEntry("nvlabs_afhqv2_512", _NGC_SG2 + "stylegan2-afhqv2-512x512.pkl", "stylegan2-afhqv2-512x512.pkl",
+                 None, "nvlabs_pkl", _NV_NC,
+                 "AFHQv2 512 StyleGAN2 (the paper's AFHQv2 generator family; stylegan3 release on NGC)"),
+    # OpenAI publishes each file's sha256 as the second-to-last URL component.
+    WeightsEntry("openai_vit_b32",
+                 "https://openaipublic.azureedge.net/clip/models/"
+                 "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+                 "ViT-B-32.pt", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "openai_clip",
+                 "MIT (openai/CLIP); see its model card for intended use",
+                 "OpenAI CLIP ViT-B/32 (TorchScript archive), the frozen image/text towers of the paper"),
+    WeightsEntry("ir_se50", _gdrive("1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn"), "model_ir_se50.pth", None, "arcface_pth",
+                 "MIT (TreB1eN/InsightFace_Pytorch)",
+                 "ArcFace IR-SE50 state dict for the identity loss, as linked by pSp / e4e / ReStyle",
+                 note=_GDRIVE_NOTE),
+]
+_SAMPLES = {"rain": "raining", "thunderstorm": "thunderstorm", "wind": "wind", "fire": "fire",
+            "explosion": "explosion", "drill": "drill", "giggling": "giggling", "sobbing": "sobbing"}
+_ENTRIES += [
+    WeightsEntry(f"sample_{short}", f"{_SGS_RAW}{stem}.wav", f"{stem}.wav", None, "audio", _SGS_LICENCE,
+                 f"Example clip '{stem}' from the authors' repository (audiosample/{stem}.wav); "
+                 f"use as --audio sample:{short}")
+    for short, stem in _SAMPLES.items()
+]
+
+_REGISTRY: dict[str, WeightsEntry] = {e.name: e for e in _ENTRIES}
+del _ENTRIES
+
+
+def register_weights(entry: WeightsEntry, *, overwrite: bool = False) -> WeightsEntry:
+    """Add ``entry`` to the registry (refused when the name or cache file name is taken,
+    unless ``overwrite``)."""
+    if not overwrite:
+        if entry.name in _REGISTRY:
+            raise ValueError(f"weights name {entry.name!r} is already registered")
+        if any(e.filename == entry.filename for e in _REGISTRY.values()):
+            raise ValueError(f"cache file name {entry.filename!r} is already used by another entry")
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def list_weights() -> list[WeightsEntry]:
+    """Every registered entry, sorted by name."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _canonical(name: str) -> str:
+    name = name.strip()
+    # ``sample:rain`` is how sample sounds are named on the command line.
+    return "sample_" + name[len("sample:"):] if name.startswith("sample:") else name
+
+
+def _unknown_name(name: str) -> UserInputError:
+    close = difflib.get_close_matches(_canonical(name), list(_REGISTRY), n=5, cutoff=0.5)
+    hint = f"close names: {', '.join(close)}" if close else "no close registered name"
+    return UserInputError(f"{name!r} is neither an existing file nor a registered weights name ({hint}; "
+                          "list them with scripts/fetch_weights.py --list)")
+
+
+def get_entry(name: str) -> WeightsEntry:
+    """The entry called ``name`` (``sample:rain`` means ``sample_rain``); an unknown name
+    raises ``UserInputError`` listing the closest registered names."""
+    try:
+        return _REGISTRY[_canonical(str(name))]
+    except KeyError:
+        raise _unknown_name(str(name)) from None
+
+
+def cache_dir() -> Path:
+    """``$SOUND2IMG_CACHE``, else ``$XDG_CACHE_HOME/sound2img``, else ``~/.cache/sound2img``."""
+    env = os.environ.get("SOUND2IMG_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "sound2img"
+
+
+def cached_path(entry: WeightsEntry) -> Path:
+    """Where ``entry`` lives in the cache (whether or not it is there yet)."""
+    return cache_dir() / entry.filename
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    """``offline`` when given, else ``SOUND2IMG_OFFLINE`` set to 1/true/yes/on."""
+    if offline is not None:
+        return bool(offline)
+    return os.environ.get("SOUND2IMG_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _manual_hint(entry: WeightsEntry, dest: Path) -> str:
+    return f"download {entry.url} yourself and put it at {dest}"
+
+
+def _looks_like_path(text: str) -> bool:
+    return ("/" in text or os.sep in text or text.startswith(("~", "."))
+            or Path(text).suffix.lower() in _PATH_SUFFIXES)
+
+
+def resolve_weights(name_or_path: str | os.PathLike, *, download: bool = True, offline: bool | None = None,
+                    progress: bool = True) -> Path:
+    """A local file for ``name_or_path``: an existing file is returned as is; a registry
+    name is looked up in the cache and downloaded there when missing (unless
+    ``download=False`` or offline, which raise ``WeightsNotAvailableError`` naming the
+    file, its URL and the exact path to put it at)."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise UserInputError(f"{text} is a directory, expected a weights file or a registered name")
+    if _canonical(text) not in _REGISTRY:
+        if _looks_like_path(text):
+            raise UserInputError(f"{text}: no such file")
+        raise _unknown_name(text)
+    entry = _REGISTRY[_canonical(text)]
+    dest = cached_path(entry)
+    if dest.is_file():
+        return dest
+    if is_offline(offline) or not download:
+        why = ("downloads are off" if not download else
+               "SOUND2IMG_OFFLINE is set" if offline is None else "offline mode is on")
+        raise WeightsNotAvailableError(f"{entry.filename} ({entry.name}) is not in the cache and {why}: "
+                                       f"{_manual_hint(entry, dest)}")
+    return _download_entry(entry, dest, progress=progress)
+
+
+class _Interrupted(Exception):
+    """The transfer stopped part-way; what arrived stays in the ``.part`` file."""
+
+
+def _one_line(exc: BaseException | str) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _exclusive_lock(dest: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on a hidden lock file beside ``dest``. The lock file
+    stays: deleting it would race with a process that opened it but has not locked yet."""
+    lock_path = dest.with_name(f".{dest.name}.lock")
+    with open(lock_path, "a+b") as fh:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("waiting for another process that is downloading %s", dest.name)
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class _ConfirmPageParser(html.parser.HTMLParser):
+    """Finds Google Drive's "can't scan this file for viruses" form (or, on older pages,
+    a link carrying ``confirm=``) that leads to the real download."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: list[tuple[str, str]] = []
+        self.confirm_href: str | None = None
+        self._in_form = False
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: (v or "") for k, v in attrs}
+        if tag == "form" and self.action is None and (a.get("id") == "download-form" or "download" in a.get("action", "")):
+            self.action, self._in_form = a.get("action", ""), True
+        elif tag == "input" and self._in_form and a.get("type") == "hidden" and a.get("name"):
+            self.fields.append((a["name"], a.get("value", "")))
+        elif tag == "a" and self.confirm_href is None and "confirm=" in a.get("href", ""):
+            self.confirm_href = a["href"]
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._in_form = False
+
+
+def _confirm_url(page: str, base_url: str) -> str | None:
+    parser = _ConfirmPageParser()
+    parser.feed(page)
+    if parser.action is not None and parser.fields:
+        action = urllib.parse.urljoin(base_url, parser.action)
+        return action + ("&" if "?" in action else "?") + urllib.parse.urlencode(parser.fields)
+    if parser.confirm_href:
+        return urllib.parse.urljoin(base_url, parser.confirm_href)
+    return None
+
+
+def _open(opener, entry: WeightsEntry, dest: Path, offset: int, timeout: float):
+    """Open the download at byte ``offset``; follow one HTML confirmation page. Returns the
+    response, or ``None`` when the server says the ``.part`` file is already complete."""
+    url = entry.url
+    for hop in range(2):
+        headers = {"User-Agent": USER_AGENT}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            resp = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and offset:
+                total = (exc.headers.get("Content-Range") or "").rpartition("/")[2]
+                exc.close()
+                if total.isdigit() and int(total) == offset:
+                    return None
+                _part_path(dest).unlink(missing_ok=True)
+                raise _Interrupted(f"server refused to resume at byte {offset}; starting over") from exc
+            raise WeightsNotAvailableError(f"cannot download {entry.name}: HTTP {exc.code} {_one_line(exc.reason)} "
+                                           f"from {url}; {_manual_hint(entry, dest)}") from exc
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise WeightsNotAvailableError(f"cannot download {entry.name} from {url}: {_one_line(reason)}; "
+                                           f"{_manual_hint(entry, dest)}") from exc
+        if resp.headers.get_content_type() != "text/html":
+            return resp
+        with resp:
+            page = resp.read(MAX_HTML_BYTES).decode("utf-8", errors="replace")
+            final_url = resp.geturl()
+        url = _confirm_url(page, final_url) if hop == 0 else None
+        if url is None:
+            break
+    raise WeightsNotAvailableError(f"cannot download {entry.name}: {entry.url} returned a web page instead of "
+                                   f"the file (a browser download may be needed); {_manual_hint(entry, dest)}")
+
+
+def _stream(opener, entry: WeightsEntry, dest: Path, *, progress: bool, timeout: float) -> None:
+    """Append the rest of the file to ``dest.part`` (restart when the server ignores Range)."""
+    from tqdm import tqdm
+
+    part = _part_path(dest)
+    have = part.stat().st_size if part.exists() else 0
+    resp = _open(opener, entry, dest, have, timeout)
+    if resp is None:
+        return
+    with resp:
+        if have and resp.status == 206:
+            start = (resp.headers.get("Content-Range") or "").removeprefix("bytes ").partition("-")[0]
+            if start != str(have):
+                part.unlink(missing_ok=True)
+                raise _Interrupted(f"server resumed at byte {start or '?'} instead of {have}; starting over")
+            mode = "ab"
+        else:
+            if have:
+                log.info("%s: server ignored the Range request; downloading from the start", entry.name)
+            have, mode = 0, "wb"
+        length = resp.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        total = have + length if length is not None else entry.size_bytes
+        received = 0
+        with open(part, mode) as fh, tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                                          desc=entry.filename, disable=not progress, leave=False) as bar:
+            while True:
+                try:
+                    chunk = resp.read(CHUNK_BYTES)
+                except (http.client.HTTPException, OSError) as exc:
+                    raise _Interrupted(_one_line(exc)) from exc
+                if not chunk:
+                    break
+                fh.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+            fh.flush()
+            os.fsync(fh.fileno())
+    if length is not None and received < length:
+        raise _Interrupted(f"connection closed after {have + received} of {have + length} bytes")
+
+
+def download(entry: WeightsEntry, dest: str | os.PathLike | None = None, *, progress: bool = True,
+             retries: int = 2, timeout: float = 30.0) -> Path:
+    """Fetch ``entry`` to ``dest`` (default: its cache path) and return ``dest``.
+
+    Streams into ``dest.part`` with a tqdm bar and resumes it with an HTTP Range request
+    (from an earlier call, or up to ``retries`` times within this one); verifies the
+    sha256 (a mismatch removes the part file and raises) or logs the computed hash of an
+    unverified entry; renames into place only after that. An exclusive lock serialises
+    processes fetching the same file, and the cache is re-checked once it is held."""
+    dest = Path(dest) if dest is not None else cached_path(entry)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with _exclusive_lock(dest):
+        if dest.is_file():  # another process finished it while we waited
+            return dest
+        for attempt in range(retries + 1):
+            try:
+                _stream(opener, entry, dest, progress=progress, timeout=timeout)
+                break
+            except _Interrupted as exc:
+                if attempt == retries:
+                    raise WeightsNotAvailableError(
+                        f"download of {entry.name} from {entry.url} was interrupted ({exc}); run the same command "
+                        f"again to resume, or {_manual_hint(entry, dest)}") from exc
+                log.warning("%s: download interrupted (%s); resuming", entry.name, exc)
+        part = _part_path(dest)
+        digest = sha256_file(part)
+        if entry.sha256 is not None and digest != entry.sha256:
+            part.unlink(missing_ok=True)
+            raise WeightsNotAvailableError(
+                f"checksum mismatch for {entry.name} from {entry.url}: expected sha256 {entry.sha256}, got {digest}; "
+                f"the partial file was removed; retry, or put a verified copy at {dest}")
+        if entry.sha256 is None:
+            log.warning("%s is unverified (no published sha256); the downloaded file has sha256 %s",
+                        entry.name, digest)
+        os.replace(part, dest)
+    return dest
+
+
+# resolve_weights has a keyword called ``download``; it reaches the function through this name.
+_download_entry = download
+
+
+def format_weights_table(entries: list[WeightsEntry] | None = None) -> str:
+    """A plain-text table: name, format, verified or not, cached or not, licence."""
+    entries = list_weights() if entries is None else entries
+    rows = [("name", "format", "sha256", "cached", "licence")]
+    rows += [(e.name, e.format, "verified" if e.verified else "unverified",
+              "yes" if cached_path(e).is_file() else "no", e.licence) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
