@@ -57,7 +57,7 @@ def optimize_latents(
     lr: float = 0.1,                   # peak learning rate of the StyleCLIP ramp
     lambda_sim: float = 0.002,         # weight of the latent-distance term
     lambda_id: float = 0.0,            # weight of the identity term (0: no identity network is run)
-    identity: Callable | None = None,  # source_img → (img [B,3,H,W] → L_ID [B]); needed iff lambda_id > 0
+    identity: nn.Module | None = None,  # frozen arcface.IdentityLoss; needed iff lambda_id > 0
     latent_term: str = "adaptive",     # "adaptive" layer masking or plain "l2"
     mask_step: float = 0.1,            # adaptive masking's update rate
     snapshot_steps: Sequence[int] = (),  # steps whose G(w) is kept (for the strip)
@@ -68,16 +68,16 @@ def optimize_latents(
     """Optimise a batch of (source latent, target) pairs together.
 
     The batch loss is the SUM of per-sample losses d_cos + λ_sim·latent term + λ_ID·L_ID,
-    and Adam is element-wise, so each result equals running its pair alone. ``identity``
-    binds the source images to a per-sample identity loss (gradient through the edited
-    image, source features detached, as StyleCLIP and unlike the authors' code)."""
+    and Adam is element-wise, so each result equals running its pair alone. The identity
+    term's gradient flows through the edited image, the source features are fixed (as in
+    StyleCLIP; the authors' code swaps the arguments and gets no gradient)."""
     if latent_term not in LATENT_TERMS:
         raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if lambda_id > 0 and identity is None:
         raise ValueError("lambda_id > 0 needs an identity loss")
-    check_frozen(generator=generator, clip=getattr(encode_image, "__self__", encode_image),
+    check_frozen(generator=generator, clip=getattr(encode_image, "__self__", encode_image), identity=identity,
                  **{f"network_{i}": m for i, m in enumerate(frozen)})
     if source_ws.ndim != 3:
         raise ValueError(f"source_ws must be [B,num_ws,w_dim], got {tuple(source_ws.shape)}")
@@ -90,11 +90,9 @@ def optimize_latents(
 
     with torch.no_grad():
         source_img = generator.synthesis(source_ws, noise_mode=noise_mode)
-    # Built only when used (the authors ran the identity network at λ_ID = 0 too); the
-    # binding computes the source's identity features once, not every step.
-    id_loss_fn = identity(source_img) if lambda_id > 0 else None
-    if id_loss_fn is not None:
-        check_frozen(identity=getattr(id_loss_fn, "__self__", id_loss_fn))
+    # Run only when used (the authors ran the identity network at λ_ID = 0 too), and the
+    # source's identity features are computed once, not every step.
+    source_id = identity.source_embedding(source_img) if lambda_id > 0 else None
     ws = source_ws.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([ws], lr=lr)
     mask = AdaptiveLayerMask(batch, num_ws, step=mask_step, device=ws.device) if latent_term == "adaptive" else None
@@ -118,7 +116,7 @@ def optimize_latents(
         cosine = (encode_image(img) * target).sum(dim=-1)
         clip_loss = 1.0 - cosine
         sim_loss = latent_penalty(ws, source_ws, mask) if lambda_sim > 0 else zero
-        id_loss = id_loss_fn(img) if id_loss_fn is not None else zero
+        id_loss = identity(img, source_emb=source_id, reduction="none") if source_id is not None else zero
         total = clip_loss + lambda_sim * sim_loss + lambda_id * id_loss
         optimizer.zero_grad(set_to_none=True)
         total.sum().backward()

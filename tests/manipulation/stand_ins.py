@@ -55,17 +55,19 @@ class ToyClip(nn.Module):
 
 
 class ToyIdentity(nn.Module):
-    """L_ID(img) = 1 − cos(R(img), R(source)) per sample, source features computed once."""
+    """The ``arcface.IdentityLoss`` protocol on a small conv net: L_ID = 1 − cos(R(img), R(src))."""
 
-    def __init__(self, source_img, seed: int = 2):
+    def __init__(self, res: int = 16, seed: int = 2):
         super().__init__()
         torch.manual_seed(seed)
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.Flatten(), nn.LazyLinear(16))
-        with torch.no_grad():
-            self.net(source_img)
+        side = (res - 3) // 2 + 1
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.Flatten(), nn.Linear(8 * side * side, 16))
         self.eval().requires_grad_(False)
-        with torch.no_grad():
-            self.source = F.normalize(self.net(source_img), dim=-1)
 
-    def forward(self, img):
-        return 1 - (F.normalize(self.net(img), dim=-1) * self.source).sum(-1)
+    @torch.no_grad()
+    def source_embedding(self, source_img):
+        return F.normalize(self.net(source_img), dim=-1)
+
+    def forward(self, img, source_img=None, *, source_emb=None, reduction="mean"):
+        assert reduction == "none" and source_emb is not None
+        return 1 - (F.normalize(self.net(img), dim=-1) * source_emb).sum(-1)

@@ -94,7 +94,7 @@ def test_batch_equals_sequential(nets, latent_term, lambda_id):
     G, clip = nets
     ws0, tgt = sources(G, 3), targets(clip, 3)
     kw = dict(steps=25, lr=0.1, lambda_sim=0.01, lambda_id=lambda_id, latent_term=latent_term,
-              identity=ToyIdentity if lambda_id else None)
+              identity=ToyIdentity() if lambda_id else None)
     batched = optimize_latents(G, clip.encode_image, ws0, tgt, **kw)
     for i in range(3):
         alone = optimize_latents(G, clip.encode_image, ws0[i:i + 1], tgt[i:i + 1], **kw)
@@ -110,15 +110,18 @@ def test_identity_term_has_gradient_and_keeps_identity(nets):
     ws0, tgt = sources(G, 2), targets(clip, 2)
     with torch.no_grad():
         src_img = G.synthesis(ws0)
-    term = ToyIdentity(src_img)
+    ident = ToyIdentity()
+    src_emb = ident.source_embedding(src_img)
+    def term(img):
+        return ident(img, source_emb=src_emb, reduction="none")
     # gradient of L_ID w.r.t. w away from the source is non-zero
     w = (ws0 + 0.3 * torch.randn_like(ws0)).requires_grad_(True)
     term(G.synthesis(w)).sum().backward()
-    assert w.grad.abs().sum() > 0 and all(p.grad is None for p in term.parameters())
+    assert w.grad.abs().sum() > 0 and all(p.grad is None for p in ident.parameters())
 
     kw = dict(steps=40, lr=0.1, lambda_sim=0.0, latent_term="l2")
     without = optimize_latents(G, clip.encode_image, ws0, tgt, lambda_id=0.0, **kw)
-    with_id = optimize_latents(G, clip.encode_image, ws0, tgt, lambda_id=2.0, identity=ToyIdentity, **kw)
+    with_id = optimize_latents(G, clip.encode_image, ws0, tgt, lambda_id=2.0, identity=ident, **kw)
     assert (without.losses["id"] == 0).all()          # not computed at λ_ID = 0
     assert (with_id.losses["id"][-1] > 0).all()
     d_without, d_with = term(without.result_img), term(with_id.result_img)
