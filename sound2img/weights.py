@@ -28,7 +28,8 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("rosinality_pt", "nvlabs_pkl", "soundclip_pth", "openai_clip", "arcface_pth", "audio")
+# ``torchscript`` is listed for reference only: loading one runs code, which this project never does.
+FORMATS = ("rosinality_pt", "nvlabs_pkl", "soundclip_pth", "openai_clip", "arcface_pth", "audio", "torchscript")
 USER_AGENT = "sound2img-weights/0.1 (+urllib)"
 CHUNK_BYTES = 1 << 16
 MAX_HTML_BYTES = 1 << 21  # a confirmation page is small; never buffer a mislabelled file
@@ -118,13 +119,26 @@ _ENTRIES = [
     WeightsEntry("nvlabs_afhqv2_512", _NGC_SG2 + "stylegan2-afhqv2-512x512.pkl", "stylegan2-afhqv2-512x512.pkl",
                  None, "nvlabs_pkl", _NV_NC,
                  "AFHQv2 512 StyleGAN2 (the paper's AFHQv2 generator family; stylegan3 release on NGC)"),
-    # OpenAI publishes each file's sha256 as the second-to-last URL component.
+    # OpenAI's own release is a TorchScript archive (code), which this project never loads
+    # (torch.load(weights_only=True) refuses it); the same weights re-saved as safetensors
+    # by timm/open_clip are what load_clip reads. Pinned to a hub revision: /resolve/main/
+    # follows the branch head, and the hash (the file's Git LFS object id) belongs to one file.
     WeightsEntry("openai_vit_b32",
+                 "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/"
+                 "a6f597a30f7b82c51704746581f9a4e41421e878/open_clip_model.safetensors",
+                 "vit_base_patch32_clip_224.openai.safetensors",
+                 "e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31", "openai_clip",
+                 "MIT (openai/CLIP); see its model card for intended use",
+                 "OpenAI CLIP ViT-B/32 towers as open_clip safetensors (QuickGELU), the paper's frozen CLIP",
+                 size_bytes=605_143_284),
+    # OpenAI publishes each file's sha256 as the second-to-last URL component.
+    WeightsEntry("openai_vit_b32_torchscript",
                  "https://openaipublic.azureedge.net/clip/models/"
                  "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
-                 "ViT-B-32.pt", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "openai_clip",
+                 "ViT-B-32.pt", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "torchscript",
                  "MIT (openai/CLIP); see its model card for intended use",
-                 "OpenAI CLIP ViT-B/32 (TorchScript archive), the frozen image/text towers of the paper"),
+                 "OpenAI's original ViT-B/32 release (TorchScript archive): listed for reference and other "
+                 "tools; this project refuses to load TorchScript, use openai_vit_b32"),
     WeightsEntry("ir_se50", _gdrive("1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn"), "model_ir_se50.pth", None, "arcface_pth",
                  "MIT (TreB1eN/InsightFace_Pytorch)",
                  "ArcFace IR-SE50 state dict for the identity loss, as linked by pSp / e4e / ReStyle",

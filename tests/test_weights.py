@@ -141,9 +141,12 @@ def test_registry_entries_are_consistent():
     assert get_entry("soundclip_resnet18").filename == "resnet18_57.pth"
 
 
-def test_openai_hash_is_the_one_in_its_url():
-    e = get_entry("openai_vit_b32")
-    assert e.verified and e.sha256 == e.url.split("/")[-2]
+def test_openai_clip_entries_are_verified_and_pinned():
+    ts = get_entry("openai_vit_b32_torchscript")
+    assert ts.verified and ts.sha256 == ts.url.split("/")[-2]  # OpenAI's URL carries the hash
+    st = get_entry("openai_vit_b32")  # what load_clip reads: safetensors, never TorchScript
+    assert st.verified and st.format == "openai_clip" and st.filename.endswith(".safetensors")
+    assert "/resolve/main/" not in st.url, "a hashed file must come from a pinned revision"
 
 
 def test_sample_names_and_close_name_suggestions():
