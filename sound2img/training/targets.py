@@ -1,0 +1,90 @@
+"""The frozen CLIP side of a training step: text and frame embeddings of a batch, read
+from the on-disk ``EmbeddingCache`` when the prompt set and frames are fixed (computed
+once), encoded by the towers every step when they are not (EDA-augmented prompts)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from sound2img.data.embedding_cache import EmbeddingCache
+from sound2img.errors import UserInputError
+from sound2img.training.distributed import DistInfo, barrier
+
+
+def fixed_prompts(dataset) -> list[str] | None:
+    """Every prompt ``dataset`` can produce when that set is finite and known (records'
+    own texts, or each class name through each template); None when prompts are
+    EDA-augmented or the dataset does not describe its prompts."""
+    if getattr(dataset, "text_augment", True) or not hasattr(dataset, "records") or not hasattr(dataset, "templates"):
+        return None
+    prompts: dict[str, None] = {}
+    for rec in dataset.records:
+        if rec.text is not None:
+            prompts[rec.text] = None
+        else:
+            for t in dataset.templates:
+                prompts[t.format(rec.prompt_name or rec.class_name)] = None
+    return list(prompts)
+
+
+class ClipTargets:
+    """``text(prompts) -> text_emb [B,D]`` and ``images(batch) -> image_emb [B,D]``,
+    both L2-normalised float32 on ``device``, never carrying a gradient."""
+
+    def __init__(self, clip, device: torch.device, cache_dir: str | Path | None, need_text: bool,
+                 need_images: bool, info: DistInfo):
+        self.clip = clip.to(device)
+        self.device = device
+        self.need_text, self.need_images = need_text, need_images
+        self.info = info
+        spec = clip.spec()
+        self.cache = EmbeddingCache(cache_dir, spec, spec.get("preprocess", "clip")) if cache_dir else None
+        self.text_cached = False
+
+    def precompute_text(self, dataset) -> None:
+        """Encode the dataset's whole (fixed) prompt set once, rank 0 first, so steps only
+        read the cache; with augmented prompts the towers run every step instead."""
+        prompts = fixed_prompts(dataset) if self.need_text and self.cache is not None else None
+        self.text_cached = prompts is not None
+        if not self.text_cached:
+            return
+        if self.info.is_main:
+            self.cache.get_text(prompts, self._encode_text)
+        barrier(self.info)
+        self.cache.get_text(prompts, self._encode_text)  # other ranks: load what rank 0 wrote
+
+    @torch.no_grad()
+    def _encode_text(self, prompts: list[str]) -> torch.Tensor:
+        return self.clip.encode_text(prompts).float()
+
+    @torch.no_grad()
+    def text(self, prompts: list[str]) -> torch.Tensor:
+        if self.text_cached:
+            emb = self.cache.get_text(prompts, self._encode_text)
+        else:
+            emb = self._encode_text(prompts)
+        return F.normalize(emb.to(self.device, torch.float32), dim=-1)
+
+    @torch.no_grad()
+    def images(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Frame embeddings for ``batch["key"]``; frames (``image [B,3,H,W] uint8``) are
+        encoded only for keys the cache does not hold yet."""
+        keys, images = batch["key"], batch.get("image")
+        has = batch.get("has_image")
+        if images is not None and has is not None and not bool(has.all()):
+            images = None  # some items have no frame: fall through to the error below if needed
+
+        def encode(missing: list[str]) -> torch.Tensor:
+            if images is None:
+                raise UserInputError(
+                    "the a↔v term needs a video frame for every training item, but this dataset gives none "
+                    "for some (set loss.terms.av=0, or use a dataset with frames)")
+            rows = [keys.index(k) for k in missing]
+            img = images[rows].to(self.device).float() / 127.5 - 1.0  # uint8 → [-1,1]
+            return self.clip.encode_image(img).float()
+
+        emb = self.cache.get_images(keys, encode) if self.cache is not None else encode(list(keys))
+        return F.normalize(emb.to(self.device, torch.float32), dim=-1)
