@@ -16,7 +16,10 @@ TONE_SECONDS = 10.0  # the legacy front end's 864 frames at 44.1 kHz ≈ 10 s: a
 
 
 def describe_sound(spec: str) -> str:
-    """A short filesystem-safe label for a sound spec (``tone:440`` → ``tone440``)."""
+    """A short filesystem-safe label for a sound spec (``tone:440`` → ``tone440``,
+    ``sample:rain`` → ``rain``, ``dir/rain.wav`` → ``rain``)."""
+    if spec.startswith("sample:"):
+        spec = spec[len("sample:"):]
     stem = spec.rsplit("/", 1)[-1]
     stem = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", stem)
     return re.sub(r"[^A-Za-z0-9]+", "", stem)[:40] or "sound"
@@ -34,8 +37,6 @@ def load_sound(spec: str, sample_rate: int) -> torch.Tensor:
     ``spec`` is an audio/video file path, ``sample:NAME`` (a sample sound of the weights
     registry, e.g. ``sample:rain``, fetched on first use) or ``tone:HZ`` (a 10-s sine made
     on the spot: an offline install check, not a real sound)."""
-    from sound2img.audio.io import load_audio
-
     if spec.startswith("tone:"):
         try:
             freq = float(spec[len("tone:"):])
@@ -44,6 +45,8 @@ def load_sound(spec: str, sample_rate: int) -> torch.Tensor:
         if not 0 < freq < sample_rate / 2:
             raise UserInputError(f"{spec!r}: the frequency must be in (0, {sample_rate / 2:g}) Hz at {sample_rate} Hz")
         return make_tone(freq, sample_rate)
+    from sound2img.audio.io import load_audio
+
     if spec.startswith("sample:"):
         from sound2img.weights import resolve_weights
 

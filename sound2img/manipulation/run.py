@@ -1,0 +1,322 @@
+"""The edge between a composed ``manipulate`` config and edits on disk: check every input
+and output first, build the frozen networks, turn sounds/prompts into targets and seeds/
+files into sources, optimise all (source, target) pairs in batches, write each edit."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sound2img.errors import UserInputError
+from sound2img.manipulation import targets as tg
+from sound2img.manipulation.masking import LATENT_TERMS
+from sound2img.manipulation.optimizer import EditResult, optimize_latents
+from sound2img.manipulation.outputs import check_out_dir, package_versions, save_edit
+from sound2img.manipulation.sources import load_source_latents, mean_source_latents, sample_source_latents
+from sound2img.utils.device import resolve_device
+
+MODES = ("separate", "embedding_mix", "latent_mix", "layer_mix", "interpolate")
+MIX_MODES = ("latent_mix", "layer_mix")
+MIX_STRIP_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class Target:
+    """One guidance target: ``emb [D]`` (normalised) and a record of where it came from."""
+
+    label: str
+    emb: torch.Tensor
+    info: dict[str, Any]
+
+
+@dataclass
+class Source:
+    """One source latent ``ws [1,num_ws,w_dim]`` and how it was made."""
+
+    label: str
+    ws: torch.Tensor
+    info: dict[str, Any]
+
+
+@dataclass
+class PairResult:
+    """One (source, target) pair's slice of an ``EditResult``."""
+
+    source: Source
+    target: Target
+    ws: torch.Tensor                        # [1,num_ws,w_dim]
+    source_img: torch.Tensor                # [3,H,W]
+    result_img: torch.Tensor                # [3,H,W]
+    losses: dict[str, list[float]]
+    initial_cosine: float
+    final_cosine: float
+    snapshots: dict[int, torch.Tensor]      # step → [3,H,W]
+    layer_mask: list[float] | None
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def _plain(cfg) -> dict[str, Any]:
+    """A composed DictConfig (or a plain dict) → nested dicts and lists, interpolations resolved."""
+    if isinstance(cfg, dict):
+        return cfg
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _number(section: dict, key: str, *, kind=float, low=None, low_open=False, high=None, where: str):
+    value = section.get(key)
+    try:
+        if isinstance(value, bool) or value is None:
+            raise TypeError
+        value = kind(value)
+        if kind is int and value != section.get(key):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise UserInputError(f"{where}.{key} must be a{'n integer' if kind is int else ' number'}, got {section.get(key)!r}") from None
+    if low is not None and (value <= low if low_open else value < low):
+        raise UserInputError(f"{where}.{key} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and value > high:
+        raise UserInputError(f"{where}.{key} must be <= {high}, got {value}")
+    return value
+
+
+def check_options(c: dict[str, Any]) -> dict[str, Any]:
+    """Validate the ``manipulate`` and ``edit`` sections before any work; returns them
+    merged into one flat dict of checked values."""
+    m, e = dict(c.get("manipulate") or {}), dict(c.get("edit") or {})
+    o = {
+        "steps": _number(m, "steps", kind=int, low=1, where="manipulate"),
+        "lr": _number(m, "lr", low=0, low_open=True, where="manipulate"),
+        "lambda_sim": _number(m, "lambda_sim", low=0, where="manipulate"),
+        "lambda_id": _number(m, "lambda_id", low=0, where="manipulate"),
+        "truncation": _number(m, "truncation", low=0, high=1, where="manipulate"),
+        "mask_step": _number(m, "mask_step", low=0, where="manipulate"),
+        "strip_every": _number(m, "strip_every", kind=int, low=0, where="manipulate"),
+        "batch_size": _number(e, "batch_size", kind=int, low=1, where="edit"),
+        "mix_weight": _number(e, "mix_weight", low=0, high=1, where="edit"),
+        "gain_db": _number(e, "gain_db", where="edit"),
+        "interp_steps": _number(e, "interp_steps", kind=int, low=2, where="edit"),
+    }
+    o["latent_term"] = m.get("latent_term")
+    if o["latent_term"] not in LATENT_TERMS:
+        raise UserInputError(f"manipulate.latent_term must be one of {', '.join(LATENT_TERMS)}, got {o['latent_term']!r}")
+    o["mode"] = e.get("mode")
+    if o["mode"] not in MODES:
+        raise UserInputError(f"edit.mode must be one of {', '.join(MODES)}, got {o['mode']!r}")
+    o["interp_mode"] = e.get("interp_mode", "slerp")
+    if o["interp_mode"] not in ("slerp", "lerp"):
+        raise UserInputError(f"edit.interp_mode must be slerp or lerp, got {o['interp_mode']!r}")
+    o["coarse_from"] = e.get("coarse_from", "sound")
+    if o["coarse_from"] not in ("sound", "text"):
+        raise UserInputError(f"edit.coarse_from must be sound or text, got {o['coarse_from']!r}")
+    o["layer_split"] = None if e.get("layer_split") is None else _number(e, "layer_split", kind=int, low=0, where="edit")
+    o["audio"] = [str(a) for a in (e.get("audio") or [])]
+    o["text"] = [str(t) for t in (e.get("text") or [])]
+    if any(not t.strip() for t in o["text"]):
+        raise UserInputError("edit.text: a prompt is empty")
+    o["seeds"] = [_number({"seed": s}, "seed", kind=int, low=0, where="edit") for s in (e.get("seeds") or [])]
+    o["latents"] = [str(p) for p in (e.get("latents") or [])]
+    o["mean_latent"] = bool(e.get("mean_latent", False))
+    if not (o["latents"] or o["mean_latent"] or o["seeds"]):
+        raise UserInputError("no source: give a seed (--seed), latent files (--latent) or edit.mean_latent=true")
+    n_audio, n_text = len(o["audio"]), len(o["text"])
+    mode = o["mode"]
+    if mode == "separate" and n_audio + n_text == 0:
+        raise UserInputError("nothing to edit towards: give --audio and/or --text")
+    if mode == "embedding_mix" and n_audio + n_text < 2:
+        raise UserInputError("edit.mode=embedding_mix needs at least two of --audio/--text to mix")
+    if mode in MIX_MODES and (n_audio, n_text) != (1, 1):
+        raise UserInputError(f"edit.mode={mode} needs exactly one --audio and one --text, got {n_audio} and {n_text}")
+    if mode == "interpolate" and (n_audio, n_text) != (2, 0):
+        raise UserInputError(f"edit.mode=interpolate needs exactly two --audio and no --text, got {n_audio} and {n_text}")
+    return o
+
+
+def _slug(text: str, limit: int = 32) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:limit].lower() or "x"
+
+
+def resolve_targets(o: dict[str, Any], *, clip, encoder=None, frontend=None,
+                    device: torch.device | str = "cpu") -> list[Target]:
+    """Sounds and prompts → the targets of ``o['mode']`` (each computed once)."""
+    sounds = []
+    if o["audio"]:
+        wavs = [tg.load_sound(spec, frontend.sample_rate) for spec in o["audio"]]
+        embs = tg.encode_sounds(wavs, encoder, frontend, gain_db=o["gain_db"], device=device)
+        sounds = [Target(f"sound-{tg.describe_sound(s)}", embs[i], {"kind": "sound", "spec": s, "gain_db": o["gain_db"]})
+                  for i, s in enumerate(o["audio"])]
+    texts = []
+    if o["text"]:
+        embs = tg.encode_texts(o["text"], clip).to(device)
+        texts = [Target(f"text-{_slug(t)}", embs[i], {"kind": "text", "prompt": t}) for i, t in enumerate(o["text"])]
+    mode = o["mode"]
+    if mode in ("separate", *MIX_MODES):
+        return sounds + texts
+    if mode == "embedding_mix":
+        alpha = o["mix_weight"] if sounds and texts else (0.0 if sounds else 1.0)
+        weights = [(1 - alpha) / len(sounds)] * len(sounds) + [alpha / max(len(texts), 1)] * len(texts)
+        parts = sounds + texts
+        emb = tg.mix_embeddings(torch.stack([p.emb for p in parts]), weights)
+        return [Target("mix", emb, {"kind": "embedding_mix", "parts": [p.info for p in parts], "weights": weights})]
+    a, b = sounds
+    embs = tg.interpolate_embeddings(a.emb, b.emb, o["interp_steps"], o["interp_mode"])
+    n = o["interp_steps"]
+    return [Target(f"interp{k:02d}", embs[k], {"kind": "interpolation", "from": a.info, "to": b.info,
+                                              "t": k / (n - 1), "mode": o["interp_mode"]}) for k in range(n)]
+
+
+def resolve_sources(o: dict[str, Any], generator, device: torch.device | str = "cpu") -> list[Source]:
+    """Latent files, else the mean latent, else one source per seed."""
+    if o["latents"]:
+        out = []
+        for path in o["latents"]:
+            ws = load_source_latents([path], generator).to(device)
+            stem = _slug(Path(path).stem)
+            for i in range(ws.shape[0]):
+                label = stem if ws.shape[0] == 1 else f"{stem}-{i}"
+                out.append(Source(label, ws[i:i + 1], {"kind": "latent_file", "path": str(path), "index": i}))
+        return out
+    if o["mean_latent"]:
+        return [Source("mean", mean_source_latents(generator).to(device), {"kind": "mean_latent"})]
+    ws = sample_source_latents(generator, o["seeds"], o["truncation"], device)
+    return [Source(f"seed{s}", ws[i:i + 1], {"kind": "seed", "seed": s, "truncation": o["truncation"]})
+            for i, s in enumerate(o["seeds"])]
+
+
+def optimise_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, generator, clip, identity=None,
+                   noise_mode: str = "const", progress: bool = False) -> list[PairResult]:
+    """Run every (source, target) pair through the optimiser, ``o['batch_size']`` at a time."""
+    every = o["strip_every"]
+    snaps = tuple(range(every, o["steps"], every)) if every else ()
+    out = []
+    for start in range(0, len(pairs), o["batch_size"]):
+        chunk = pairs[start:start + o["batch_size"]]
+        res: EditResult = optimize_latents(
+            generator, clip.encode_image,
+            torch.cat([s.ws for s, _ in chunk]), torch.stack([t.emb for _, t in chunk]),
+            steps=o["steps"], lr=o["lr"], lambda_sim=o["lambda_sim"], lambda_id=o["lambda_id"],
+            identity=identity, latent_term=o["latent_term"], mask_step=o["mask_step"],
+            snapshot_steps=snaps, noise_mode=noise_mode, progress=progress)
+        seconds = sum(res.step_seconds)
+        for i, (s, t) in enumerate(chunk):
+            out.append(PairResult(
+                s, t, res.ws[i:i + 1], res.source_img[i], res.result_img[i],
+                {k: [float(x) for x in v[:, i]] for k, v in res.losses.items()},
+                float(res.initial_cosine[i]), float(res.final_cosine[i]),
+                {k: v[i] for k, v in res.snapshots.items()},
+                None if res.layer_mask is None else [float(x) for x in res.layer_mask[i]],
+                {"optimise_s": seconds, "step_s_mean": seconds / len(res.step_seconds), "batch_size": len(chunk)}))
+    return out
+
+
+@torch.no_grad()
+def _render(generator, ws: torch.Tensor, noise_mode: str) -> torch.Tensor:
+    device = next(iter(generator.parameters())).device
+    return generator.synthesis(ws.to(device), noise_mode=noise_mode).cpu()
+
+
+@torch.no_grad()
+def _cosine(clip, img: torch.Tensor, emb: torch.Tensor) -> float:
+    return float((clip.encode_image(img) * emb.to(clip.device)).sum(-1)[0])
+
+
+def _run_record(r: PairResult) -> dict[str, Any]:
+    return {"target": r.target.info, "losses": r.losses, "initial_cosine": r.initial_cosine,
+            "final_cosine": r.final_cosine, "layer_mask": r.layer_mask, "timings": r.timing}
+
+
+def _finish_mix(sound: PairResult, text: PairResult, o: dict[str, Any], *, generator, clip, noise_mode: str):
+    """Supplement §C: combine the sound-guided and text-guided results of one source."""
+    if o["mode"] == "latent_mix":
+        alpha = o["mix_weight"]
+        ws = tg.mix_latents(sound.ws, text.ws, alpha)
+        frames_ws = torch.cat([tg.mix_latents(sound.ws, text.ws, a) for a in MIX_STRIP_ALPHAS])
+        strip = [sound.source_img, *_render(generator, frames_ws, noise_mode)]
+        detail = {"alpha": alpha, "strip": ["source"] + [f"alpha={a}" for a in MIX_STRIP_ALPHAS]}
+    else:
+        split = o["layer_split"] if o["layer_split"] is not None else generator.num_ws // 2
+        coarse, fine = (sound, text) if o["coarse_from"] == "sound" else (text, sound)
+        ws = tg.mix_layers(coarse.ws, fine.ws, split)
+        strip = [sound.source_img, sound.result_img, text.result_img, _render(generator, ws, noise_mode)[0]]
+        detail = {"layer_split": split, "coarse_from": o["coarse_from"],
+                  "strip": ["source", "sound", "text", "layer_mix"]}
+    result_img = _render(generator, ws, noise_mode)[0]
+    cos = {"sound": _cosine(clip, result_img[None], sound.target.emb),
+           "text": _cosine(clip, result_img[None], text.target.emb)}
+    record = {"mix": detail, "final_cosine": cos, "runs": {"sound": _run_record(sound), "text": _run_record(text)}}
+    return ws, result_img, strip, record
+
+
+def build_networks(cfg, o: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The frozen networks an edit needs, built from the config groups at the edge: the
+    audio encoder only when there are sounds, the identity network only when λ_ID > 0."""
+    from sound2img import factory
+
+    nets: dict[str, Any] = {"encoder": None, "frontend": None, "identity": None}
+    if o["audio"]:
+        nets["encoder"], nets["frontend"] = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
+    nets["clip"] = factory.build_clip_from_cfg(cfg.clip, device)
+    nets["generator"] = factory.build_generator_from_cfg(cfg.generator, device)
+    if o["lambda_id"] > 0:
+        from sound2img.models.arcface import IdentityLoss
+
+        nets["identity"] = IdentityLoss(factory.build_arcface_from_cfg(cfg.identity, device))
+    return nets
+
+
+def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
+    """Run the edits a composed ``manipulate`` config describes; returns the edit
+    directories written (``cfg.out`` itself for a single edit, else one per edit inside
+    it). Every input and the output directory are checked before the optimisation, and
+    nothing is written unless all edits succeed."""
+    t0 = time.perf_counter()
+    c = _plain(cfg)
+    o = check_options(c)
+    overwrite = bool(c.get("overwrite", False))
+    out = check_out_dir(c.get("out") or "outputs/edit", overwrite)
+    device = resolve_device(c.get("device") or "auto")
+    progress = bool(c.get("progress", True)) if progress is None else progress
+    noise_mode = str((c.get("generator") or {}).get("noise_mode") or "const")
+
+    nets = build_networks(cfg, o, device)
+    G, clip = nets["generator"], nets["clip"]
+    targets = resolve_targets(o, clip=clip, encoder=nets["encoder"], frontend=nets["frontend"], device=device)
+    sources = resolve_sources(o, G, device)
+    setup_s = time.perf_counter() - t0
+
+    pairs = [(s, t) for s in sources for t in targets]
+    results = optimise_pairs(pairs, o, generator=G, clip=clip, identity=nets["identity"],
+                             noise_mode=noise_mode, progress=progress)
+
+    common = {"config": c, "device": str(device), "versions": package_versions()}
+    edits = []  # (label, save_edit kwargs)
+    if o["mode"] in MIX_MODES:
+        for k, s in enumerate(sources):
+            sound, text = results[2 * k], results[2 * k + 1]
+            ws, result_img, strip, record = _finish_mix(sound, text, o, generator=G, clip=clip, noise_mode=noise_mode)
+            metrics = {"edit": {"mode": o["mode"], "source": s.info}, **record,
+                       "timings": {"setup_s": setup_s}, **common}
+            edits.append((f"{s.label}_{o['mode']}", dict(
+                source_img=sound.source_img, result_img=result_img, strip=strip, ws=ws, metrics=metrics,
+                extra_latents={"sound_latent.pt": sound.ws, "text_latent.pt": text.ws})))
+    else:
+        for r in results:
+            strip = [r.source_img, *(r.snapshots[k] for k in sorted(r.snapshots)), r.result_img]
+            metrics = {"edit": {"mode": o["mode"], "source": r.source.info, "target": r.target.info},
+                       "steps": o["steps"], "losses": r.losses, "initial_cosine": r.initial_cosine,
+                       "final_cosine": r.final_cosine, "layer_mask": r.layer_mask,
+                       "strip_steps": [0, *sorted(r.snapshots), o["steps"]],
+                       "timings": {"setup_s": setup_s, **r.timing}, **common}
+            edits.append((f"{r.source.label}_{r.target.label}", dict(
+                source_img=r.source_img, result_img=r.result_img, strip=strip, ws=r.ws, metrics=metrics)))
+
+    # an index keeps labels unique when a seed, file or sound is given twice
+    dirs = [out] if len(edits) == 1 else [out / f"{i:02d}_{label}" for i, (label, _) in enumerate(edits)]
+    for d, (_, kwargs) in zip(dirs, edits):
+        save_edit(d, overwrite=overwrite, **kwargs)
+    return dirs
