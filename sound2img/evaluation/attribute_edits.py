@@ -1,0 +1,95 @@
+"""The shared experiment behind supplement Tables 1–2 and Fig. 4: N source latents edited
+towards one attribute by its sound (w_a) and by its text prompt (w_t, StyleCLIP-style),
+through the same latent optimiser."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from sound2img.manipulation.optimizer import optimize_latents
+from sound2img.manipulation.targets import encode_sounds, encode_texts, load_sound
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One row of the supplement's tables: a name, the sound that guides (a file path or a
+    ``load_sound`` spec) and the text prompt of the text-guided baseline."""
+
+    name: str
+    sound: str
+    text: str
+
+
+@dataclass
+class AttributeEdits:
+    """Results of editing the same ``N`` sources by sound and by text (CPU tensors)."""
+
+    attribute: Attribute
+    ws_source: torch.Tensor     # w_s [N,num_ws,w_dim]
+    ws_audio: torch.Tensor      # w_a [N,num_ws,w_dim]
+    ws_text: torch.Tensor       # w_t [N,num_ws,w_dim]
+    feat_audio: torch.Tensor    # CLIP image embedding of G(w_a) [N,D], L2-normalised
+    feat_text: torch.Tensor     # CLIP image embedding of G(w_t) [N,D], L2-normalised
+    cos_audio: torch.Tensor     # final cos(CLIP(G(w_a)), sound embedding) [N]
+    cos_text: torch.Tensor      # final cos(CLIP(G(w_t)), text embedding) [N]
+    audio_target: torch.Tensor  # the sound's audio_emb [D] (L2-normalised)
+    text_target: torch.Tensor   # the prompt's text embedding [D] (L2-normalised)
+
+
+@torch.no_grad()
+def encode_attribute_targets(attribute: Attribute, clip, encoder: torch.nn.Module, frontend: torch.nn.Module,
+                             device: torch.device | str = "cpu", gain_db: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sound's audio_emb ``[D]`` and the prompt's text embedding ``[D]`` (both L2-normalised),
+    each computed once for all sources."""
+    wav = load_sound(attribute.sound, int(frontend.sample_rate))
+    audio = encode_sounds([wav], encoder, frontend, gain_db=gain_db, device=device)[0]
+    text = encode_texts([attribute.text], clip)[0].to(audio.device)
+    return audio, text
+
+
+def edit_attribute(attribute: Attribute, source_ws: torch.Tensor, *, generator: torch.nn.Module, clip,
+                   encoder: torch.nn.Module, frontend: torch.nn.Module, optim: dict[str, Any],
+                   identity: torch.nn.Module | None = None, batch_size: int = 8,
+                   device: torch.device | str = "cpu") -> AttributeEdits:
+    """Edit every row of ``source_ws [N,num_ws,w_dim]`` towards the attribute's sound and,
+    separately, its text, with the same optimiser settings ``optim`` (keyword arguments
+    of ``optimize_latents``: steps, lr, lambda_sim, lambda_id, latent_term, ...).
+
+    Sources are processed ``batch_size`` at a time; each result equals its edit run alone.
+    Images are reduced to their CLIP image embeddings on the fly (not kept)."""
+    audio_emb, text_emb = encode_attribute_targets(attribute, clip, encoder, frontend, device)
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in ("ws_a", "ws_t", "f_a", "f_t", "c_a", "c_t")}
+    for start in range(0, source_ws.shape[0], batch_size):
+        ws_s = source_ws[start:start + batch_size].to(device)
+        for tag, target in (("a", audio_emb), ("t", text_emb)):
+            res = optimize_latents(generator, clip.encode_image, ws_s, target, identity=identity, **optim)
+            with torch.no_grad():
+                feat = F.normalize(clip.encode_image(res.result_img.to(device)).float(), dim=-1).cpu()
+            out[f"ws_{tag}"].append(res.ws)
+            out[f"f_{tag}"].append(feat)
+            out[f"c_{tag}"].append(res.final_cosine)
+    cat = {k: torch.cat(v) for k, v in out.items()}
+    return AttributeEdits(attribute, source_ws.detach().cpu(), cat["ws_a"], cat["ws_t"], cat["f_a"], cat["f_t"],
+                          cat["c_a"], cat["c_t"], audio_emb.cpu(), text_emb.cpu())
+
+
+def parse_attributes(rows: Sequence[Any]) -> list[Attribute]:
+    """Config rows (mappings with ``name``, ``sound``, ``text``) → ``Attribute``s, with a
+    one-line error naming the row that lacks a field."""
+    from sound2img.errors import UserInputError
+
+    attrs = []
+    for i, row in enumerate(rows):
+        missing = [k for k in ("name", "sound", "text") if not row.get(k)]
+        if missing:
+            raise UserInputError(f"attribute #{i} ({row.get('name', '?')}) lacks {missing} "
+                                 "(each needs name, sound and text)")
+        attrs.append(Attribute(str(row["name"]), str(row["sound"]), str(row["text"])))
+    if not attrs:
+        raise UserInputError("no attributes configured")
+    if len({a.name for a in attrs}) != len(attrs):
+        raise UserInputError(f"attribute names repeat: {[a.name for a in attrs]}")
+    return attrs

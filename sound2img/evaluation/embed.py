@@ -1,0 +1,112 @@
+"""Batch audio embedding of an evaluation dataset, fold by fold, through the encoder's own
+front end with deterministic centre crops (the input of the zero-shot and probe tables)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from sound2img.evaluation.report import DISPLAY_NAMES
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which fold-organised dataset to read: registry ``name`` (``esc50``, ``us8k``), its
+    ``root`` as downloaded, and the ``folds`` to use."""
+
+    name: str
+    root: str
+    folds: tuple[int, ...]
+
+    @property
+    def display_name(self) -> str:
+        return DISPLAY_NAMES.get(self.name, self.name)
+
+
+@dataclass
+class EmbeddedFolds:
+    """Frozen audio embeddings of a fold-organised dataset."""
+
+    audio_emb: torch.Tensor            # [N,D] L2-normalised, float32, CPU
+    labels: torch.Tensor               # [N] class index into class_names
+    folds: torch.Tensor                # [N] official fold of each clip
+    keys: list[str]                    # dataset key of each clip
+    class_names: list[str]
+    skipped: dict[int, int] = field(default_factory=dict)  # fold → unreadable clips left out
+
+    def counts(self) -> dict[int, int]:
+        """Clips embedded per fold."""
+        return {int(f): int((self.folds == f).sum()) for f in self.folds.unique()}
+
+    def describe(self, spec: DatasetSpec) -> str:
+        """The provenance line: dataset, root, folds, clip counts, unreadable clips."""
+        folds = ",".join(str(f) for f in spec.folds)
+        skipped = sum(self.skipped.values())
+        return (f"{spec.display_name} at {spec.root}, folds {folds}: {len(self.keys)} clips, "
+                f"{len(self.class_names)} classes" + (f", {skipped} unreadable clips left out" if skipped else ""))
+
+
+@torch.no_grad()
+def encode_dataset(dataset, encoder: torch.nn.Module, frontend: torch.nn.Module, *, batch_size: int = 64,
+                   num_workers: int = 0, device: torch.device | str = "cpu",
+                   progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every clip of ``dataset`` (items with fixed-length ``wav [S]``) → ``audio_emb [N,D]``
+    (L2-normalised), ``labels [N]``, ``keys``.
+
+    Batched: ``wav [B,S]`` → ``frontend`` → ``mel [B,1,n_mels,T]`` →
+    ``encoder.encode_audio``. A clip the reader could not decode is replaced by the reader
+    with the next readable one; those duplicates are dropped here (by item ``index``), so
+    each clip counts once.
+    """
+    from torch.utils.data import DataLoader
+
+    from sound2img.data.base import collate
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc=f"embed {getattr(dataset, 'name', 'dataset')}", unit="batch", leave=False)
+    embs, labels, keys, seen = [], [], [], set()
+    for batch in loader:
+        mel = frontend(batch["wav"].to(device))
+        emb = F.normalize(encoder.encode_audio(mel).float(), dim=-1).cpu()
+        for i, index in enumerate(batch["index"].tolist()):
+            if index in seen:
+                continue
+            seen.add(index)
+            embs.append(emb[i])
+            labels.append(int(batch["label"][i]))
+            keys.append(batch["key"][i])
+    if not embs:
+        raise ValueError(f"{getattr(dataset, 'name', 'dataset')}: nothing was embedded")
+    return torch.stack(embs), torch.tensor(labels, dtype=torch.long), keys
+
+
+def encode_folds(spec: DatasetSpec, encoder: torch.nn.Module, frontend: torch.nn.Module,
+                 *, batch_size: int = 64, num_workers: int = 0, device: torch.device | str = "cpu",
+                 progress: bool = False, dataset_kwargs: dict[str, Any] | None = None) -> EmbeddedFolds:
+    """Embed the folds of the dataset ``spec`` names, one fold at a time.
+
+    Audio is read at the front end's sample rate with a deterministic centre crop (or
+    end padding) to the dataset's clip length, so a run is reproducible."""
+    from sound2img.data import build_dataset
+
+    kwargs = {"sample_rate": int(frontend.sample_rate), "crop": "center", "load_images": False,
+              **(dataset_kwargs or {})}
+    all_emb, all_labels, all_folds, all_keys, skipped = [], [], [], [], {}
+    class_names: list[str] = []
+    for fold in spec.folds:
+        ds = build_dataset(spec.name, root=spec.root, folds=[int(fold)], **kwargs)
+        emb, labels, keys = encode_dataset(ds, encoder, frontend, batch_size=batch_size, num_workers=num_workers,
+                                           device=device, progress=progress)
+        class_names = list(ds.class_names)
+        skipped[int(fold)] = len(ds) - len(keys)
+        all_emb.append(emb)
+        all_labels.append(labels)
+        all_keys += keys
+        all_folds.append(torch.full_like(labels, int(fold)))
+    return EmbeddedFolds(torch.cat(all_emb), torch.cat(all_labels), torch.cat(all_folds), all_keys, class_names,
+                         skipped)
