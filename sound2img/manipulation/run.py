@@ -263,9 +263,8 @@ def build_networks(cfg, o: dict[str, Any], device: torch.device) -> dict[str, An
     nets["clip"] = factory.build_clip_from_cfg(cfg.clip, device)
     nets["generator"] = factory.build_generator_from_cfg(cfg.generator, device)
     if o["lambda_id"] > 0:
-        from sound2img.models.arcface import IdentityLoss
-
-        nets["identity"] = IdentityLoss(factory.build_arcface_from_cfg(cfg.identity, device))
+        identity = cfg.get("identity") or ("tiny" if cfg.get("tiny") else "ir_se50")
+        nets["identity"] = factory.build_arcface_from_cfg(identity, device)
     return nets
 
 

@@ -1,0 +1,135 @@
+"""``scripts/manipulate.py``'s command line: conventional flags mapped onto the
+``manipulate`` config's keys (a flag beats a ``key=value`` override), then ``run_edit``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+from sound2img.cli import ArgumentParser, add_common_args, compose, config_dir, parse_with_overrides, to_yaml
+from sound2img.errors import UserInputError
+
+CONFIG_NAME = "manipulate"
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".pkl", ".safetensors", ".ckpt", ".bin")
+# flag dest → config key it sets
+FLAG_KEYS = {
+    "audio": "edit.audio", "text": "edit.text", "mode": "edit.mode", "mix_weight": "edit.mix_weight",
+    "gain_db": "edit.gain_db", "seed": "edit.seeds", "latent": "edit.latents", "mean_latent": "edit.mean_latent",
+    "batch_size": "edit.batch_size", "steps": "manipulate.steps", "lr": "manipulate.lr",
+    "lambda_sim": "manipulate.lambda_sim", "lambda_id": "manipulate.lambda_id",
+    "truncation": "manipulate.truncation", "out": "out", "device": "device",
+}
+
+EPILOG = """\
+sounds: --audio takes a file (wav/flac/ogg/mp3/m4a or a video's audio track), sample:NAME
+(an example clip of the weights registry, e.g. sample:rain, fetched on first use) or
+tone:HZ (a 10-s sine made on the spot, for offline checks with preset=tiny).
+examples:
+  python scripts/manipulate.py --audio sample:rain --out outputs/rain
+  python scripts/manipulate.py --audio fire.wav --text "a burning forest" --mode latent_mix --mix-weight 0.3
+  python scripts/manipulate.py --audio giggling.wav --seed 3 manipulate=faces
+  python scripts/manipulate.py --audio tone:440 --out outputs/tiny --overwrite preset=tiny
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``manipulate.py``; leftover ``key=value`` words are Hydra overrides."""
+    p = ArgumentParser(prog="manipulate.py", description="Edit StyleGAN2 images with a sound (or text): "
+                       "W+ latent optimisation towards the sound's CLIP-space embedding.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("guidance")
+    g.add_argument("--audio", action="append", metavar="SOUND", help="sound file, sample:NAME or tone:HZ (repeatable)")
+    g.add_argument("--text", action="append", metavar="PROMPT", help="text prompt (repeatable)")
+    g.add_argument("--mode", help="separate | embedding_mix | latent_mix | layer_mix | interpolate")
+    g.add_argument("--mix-weight", type=float, metavar="ALPHA", help="text's share α in a mix (0..1)")
+    g.add_argument("--gain-db", type=float, metavar="DB", help="volume change before the front end")
+    s = p.add_argument_group("source")
+    s.add_argument("--seed", type=int, action="append", help="source seed (repeatable)")
+    s.add_argument("--latent", action="append", metavar="FILE", help="source latent file (repeatable)")
+    s.add_argument("--mean-latent", action="store_true", default=None, help="start from the mean latent")
+    s.add_argument("--truncation", type=float, help="truncation ψ for seed sources")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--steps", type=int)
+    o.add_argument("--lr", type=float)
+    o.add_argument("--lambda-sim", type=float)
+    o.add_argument("--lambda-id", type=float)
+    o.add_argument("--batch-size", type=int, help="(source, target) pairs optimised together")
+    m = p.add_argument_group("models and output")
+    m.add_argument("--generator", metavar="NAME|PATH", help="generator config, registry name or checkpoint file")
+    m.add_argument("--encoder", metavar="NAME|PATH", help="encoder config, registry name or checkpoint file")
+    m.add_argument("--out", metavar="DIR")
+    m.add_argument("--overwrite", action="store_true", default=None, help="replace edits in an existing --out")
+    add_common_args(p)
+    return p
+
+
+def _group_options(group: str) -> list[str]:
+    return sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))
+
+
+def _model_choice(flag: str, group: str, value: str, formats: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
+    """``--generator``/``--encoder`` → (group overrides, key updates): a file sets
+    ``<group>.path``; a config name picks the group option; a registry name sets
+    ``<group>.path`` to it (fetched on first use). Anything else is refused here."""
+    text = str(value)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return [], {f"{group}.path": str(path.resolve())}
+    if "/" in text or path.suffix.lower() in _WEIGHT_SUFFIXES:
+        raise UserInputError(f"{flag} {text}: no such file")
+    if text in _group_options(group):
+        return [f"{group}={text}"], {}
+    from sound2img.weights import get_entry
+
+    try:
+        entry = get_entry(text)
+    except UserInputError:
+        raise UserInputError(f"{flag} {text!r}: unknown {group} (not a file, not a config in configs/{group}/ "
+                             f"({', '.join(_group_options(group))}) and not a registered weights name)") from None
+    if entry.format not in formats:
+        raise UserInputError(f"{flag} {text!r} is a {entry.format} file, not a {group}")
+    return [], {f"{group}.path": text}
+
+
+def compose_from_args(argv: Sequence[str]):
+    """argv → (the composed config with the flags applied, whether ``--cfg job`` was asked)."""
+    from omegaconf import OmegaConf, open_dict
+
+    args, overrides = parse_with_overrides(build_parser(), argv)
+    updates: dict[str, Any] = {}
+    groups: list[str] = []
+    if args.generator:
+        g, u = _model_choice("--generator", "generator", args.generator, ("rosinality_pt", "nvlabs_pkl"))
+        groups += g
+        updates.update(u)
+    if args.encoder:
+        g, u = _model_choice("--encoder", "encoder", args.encoder, ("soundclip_pth",))
+        groups += g
+        updates.update(u)
+    cfg = compose(CONFIG_NAME, [*groups, *overrides])
+    for dest, key in FLAG_KEYS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            updates[key] = value
+    if args.overwrite:
+        updates["overwrite"] = True
+    if args.latent or args.mean_latent:  # an explicit source replaces the default seed
+        updates.setdefault("edit.seeds", [])
+    with open_dict(cfg):
+        for key, value in updates.items():
+            OmegaConf.update(cfg, key, value, merge=False)
+    return cfg, args.cfg == "job"
+
+
+def main(argv: Sequence[str]) -> int:
+    """Parse, compose, then print the config (``--cfg job``) or run the edits."""
+    cfg, show = compose_from_args(argv)
+    if show:
+        print(to_yaml(cfg), end="")
+        return 0
+    from sound2img.manipulation.run import run_edit
+
+    dirs = run_edit(cfg)
+    for d in dirs:
+        print(d)
+    return 0
