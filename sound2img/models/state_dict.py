@@ -1,0 +1,91 @@
+"""Reading plain tensor checkpoints safely (``torch.load(weights_only=True)`` only) and
+loading them strictly, with errors that name the file and the offending key."""
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sound2img.errors import CheckpointError
+
+# Containers that training scripts commonly wrap a state dict in, in the order tried.
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "network", "encoder", "weights")
+
+
+def read_torch_file(path: str | os.PathLike) -> object:
+    """``torch.load`` with ``weights_only=True`` on CPU (zip or legacy serialisation).
+    Anything that would need arbitrary unpickling is refused with ``CheckpointError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if "TorchScript" in text:
+            raise CheckpointError(f"{path}: is a TorchScript archive (code), which is never loaded; "
+                                  f"use a plain state dict or safetensors file") from exc
+        if "Weights only load failed" in text or "weights_only" in text:
+            # torch's message spans many lines; keep ours to one.
+            raise CheckpointError(f"{path}: refused, the file holds more than tensors (objects that "
+                                  f"would need unpickling arbitrary code; weights_only=True load failed)") from exc
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({first})") from exc
+
+
+def _is_tensor_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def unwrap_state_dict(obj: object, source: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The name → tensor dict inside ``obj``: ``obj`` itself, or the first of
+    ``WRAPPER_KEYS`` holding one; a ``module.`` prefix (DataParallel/DDP) is removed
+    when every key has it."""
+    state = obj if _is_tensor_dict(obj) else None
+    if state is None and isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if _is_tensor_dict(obj.get(key)):
+                state = obj[key]
+                break
+    if state is None:
+        if isinstance(obj, Mapping):
+            found = f"a dict with keys {sorted(map(str, obj))[:8]}"
+        else:
+            found = f"a {type(obj).__name__}"
+        raise CheckpointError(f"{source}: expected a state dict (name -> tensor), found {found}")
+    state = dict(state)
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor],
+                           source: str | os.PathLike) -> None:
+    """Copy ``state`` into ``module``: every key must exist with the same shape (a
+    missing BatchNorm ``num_batches_tracked`` is allowed: old files lack it), or
+    ``CheckpointError`` names the first offending key."""
+    own = module.state_dict()
+    for key, value in state.items():
+        if key not in own:
+            raise CheckpointError(f"{source}: unexpected key {key!r} (not in {type(module).__name__})")
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise CheckpointError(f"{source}: key {key!r} has shape {list(value.shape)}, "
+                                  f"expected {list(own[key].shape)}")
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise CheckpointError(f"{source}: missing key {missing[0]!r}{more}")
+    full = {k: state.get(k, own[k]) for k in own}
+    module.load_state_dict(full, strict=True)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """``eval()`` and ``requires_grad_(False)``: what every pretrained tower returns as."""
+    module.eval()
+    module.requires_grad_(False)
+    return module
