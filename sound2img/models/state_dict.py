@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,7 +24,10 @@ def read_torch_file(path: str | os.PathLike) -> object:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch announces TorchScript archives before refusing them; we say it in the error
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
