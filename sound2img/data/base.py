@@ -79,10 +79,15 @@ def square_image(img: torch.Tensor, size: int | None) -> torch.Tensor:
     centre crop (what CLIP's own preprocessing does); ``size=None`` keeps it as is."""
     if size is None:
         return img
-    from torchvision.transforms.v2 import functional as TF
-
-    img = TF.resize(img, [size], antialias=True)
-    return TF.center_crop(img, [size, size])
+    h, w = img.shape[-2:]
+    if (h, w) != (size, size):
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        img = torch.nn.functional.interpolate(img[None].float(), size=(nh, nw), mode="bilinear",
+                                              antialias=True, align_corners=False)[0]
+        top, left = (nh - size) // 2, (nw - size) // 2
+        img = img[:, top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8)
+    return img
 
 
 def read_image_file(path: str) -> torch.Tensor:

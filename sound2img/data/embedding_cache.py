@@ -176,8 +176,13 @@ class _ShardStore:
         return emb
 
     def _dim(self) -> int | None:
+        """Width of the cached embeddings (None while the store is empty)."""
         for emb in self._loaded.values():
             return int(emb.shape[1])
+        for name in list(self._shards):
+            emb = self._load_shard(name)
+            if emb is not None:
+                return int(emb.shape[1])
         return None
 
     def _compute(self, items: list[str], compute: EncodeFn) -> None:

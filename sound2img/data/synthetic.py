@@ -63,11 +63,11 @@ def _warble(t, ny, rng, frac, rate_hz, depth):
 # (class name, generator(t [S] seconds, nyquist Hz, numpy Generator) -> signal [S])
 SYNTHETIC_CLASSES: tuple[tuple[str, Callable[..., np.ndarray]], ...] = (
     ("low hum", lambda t, ny, r: _tone(t, ny, r, 0.02, harmonics=4)),
-    ("high whistle", lambda t, ny, r: _tone(t, ny, r, 0.55)),
+    ("high whistle", lambda t, ny, r: _tone(t, ny, r, 0.5)),
     ("fast clicks", lambda t, ny, r: _clicks(t, ny, r, 14.0)),
     ("rising chirp", lambda t, ny, r: _sweep(t, ny, r, 0.05, 0.45)),
     ("low rumble", lambda t, ny, r: _band(t, ny, r, 0.005, 0.04)),
-    ("hiss", lambda t, ny, r: _band(t, ny, r, 0.6, 0.9)),
+    ("hiss", lambda t, ny, r: _band(t, ny, r, 0.72, 0.95)),
     ("slow beeps", lambda t, ny, r: _gated(t, ny, r, 0.25, 2.5)),
     ("falling chirp", lambda t, ny, r: _sweep(t, ny, r, 0.45, 0.05)),
     ("buzz", lambda t, ny, r: _tone(t, ny, r, 0.035, harmonics=24)),
