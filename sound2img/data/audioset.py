@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 from typing import Any, Sequence
 
-from sound2img.data.base import AudioClipDataset, DatasetError, Record, read_csv_table
+from sound2img.data.base import AudioClipDataset, DatasetError, Record, log, read_csv_table
 from sound2img.data.files import check_name_formats, find_clip, index_files
 
 SUBSETS = {"balanced_train": "balanced_train_segments.csv",
@@ -97,6 +97,9 @@ class AudioSetDataset(AudioClipDataset):
             records.append(Record(key=f"audioset/{ytid}_{int(start)}", audio=path, label=mids[label_mids[0]],
                                   class_name=names[0], prompt_name=", ".join(names)))
         self.num_missing = len(self.missing)
+        if self.missing:
+            log.warning("%s: %d of %d clips not downloaded (no file)", self.name, self.num_missing,
+                     self.num_missing + len(records))
         total = len(records) + self.num_missing
         if self.missing and (not records or self.num_missing / total > max_missing_fraction):
             raise DatasetError(f"audioset: {self.num_missing} of {total} clips have no file in {audio_dir} "

@@ -2,6 +2,7 @@
 skip-and-count of unreadable samples (with a threshold error), images and ``collate``."""
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from sound2img.data.prompts import augment_text, make_prompt, training_templates
 from sound2img.errors import UserInputError
 
 CROP_MODES = ("random", "center")
+log = logging.getLogger(__name__)
 
 
 class DatasetError(UserInputError):
@@ -153,6 +155,9 @@ class AudioClipDataset(Dataset):
         if not self.records:
             detail = f"; first problems: {'; '.join(self.bad_rows[:3])}" if self.bad_rows else ""
             raise DatasetError(f"{self.name}: no usable samples{detail}")
+        if self.bad_rows:
+            log.warning("%s: %d bad metadata row(s) skipped; first: %s", self.name, len(self.bad_rows),
+                        "; ".join(self.bad_rows[:3]))
         self._check_skips()
 
     # ---- counting -------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from sound2img.data.base import (AudioClipDataset, DatasetError, Record, clean_class_name, parse_folds,
+from sound2img.data.base import (AudioClipDataset, Record, clean_class_name, parse_folds,
                                  read_csv_table)
 
 

@@ -258,6 +258,12 @@ def test_vggsound_audio_track_middle_frame_and_missing(tmp_path, fixtures):
     assert len(custom) == 1
     with pytest.raises(DatasetError, match="bad file name format"):
         build_dataset("vggsound", root=root, name_formats=["{video_id}"])
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text((root / "vggsound.csv").read_text() + "only-two,5\nx,abc,waterfall burbling,train\n")
+    with_bad = build_dataset("vggsound", root=root, csv_path=bad_csv, sample_rate=sr, max_skip_fraction=0.5)
+    assert len(with_bad) == 2 and with_bad.num_skipped == 2
+    assert "bad.csv row 5: expected 4 fields" in with_bad.skip_reasons[0]
+    assert "row 6: unparsable start_seconds 'abc'" in with_bad.skip_reasons[1]
 
 
 # ---- manifest --------------------------------------------------------------------------
