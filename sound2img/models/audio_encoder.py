@@ -1,0 +1,303 @@
+"""Audio encoders that map a mel spectrogram into CLIP's embedding space (paper.md §1),
+listed by name in a registry, and their checkpoints: our safetensors files (weights +
+what rebuilds encoder and front end) and the authors' ``resnet18_57.pth``."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sound2img.errors import CheckpointError, UserInputError
+from sound2img.models.registry import Registry
+from sound2img.models.state_dict import freeze, load_state_dict_strict, read_torch_file, unwrap_state_dict
+from sound2img.utils.files import atomic_path, check_can_write
+
+log = logging.getLogger(__name__)
+
+ENCODERS = Registry("audio encoder")
+FORMAT = "sound2img.audio_encoder"
+FORMAT_VERSION = 1
+LEGACY_FRONTEND = "soundclip_legacy"
+
+
+class AudioEncoder(nn.Module):
+    """Base class: ``forward(mel [B,1,F,T]) -> audio_emb_raw [B,D]``,
+    ``encode_audio(mel) -> audio_emb [B,D]`` (L2-normalised). ``arch`` and
+    ``arch_kwargs`` (set by :func:`build_audio_encoder`) rebuild the architecture."""
+
+    def __init__(self, embed_dim: int):
+        super().__init__()
+        self.embed_dim = int(embed_dim)
+        self.arch: str = ""
+        self.arch_kwargs: dict[str, Any] = {}
+
+    def _check_mel(self, mel: torch.Tensor) -> None:
+        if mel.ndim != 4 or mel.shape[1] != 1:
+            raise UserInputError(f"audio encoder input must be mel [B,1,n_mels,T], got {list(mel.shape)}")
+
+    def encode_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        """``mel [B,1,F,T]`` → ``audio_emb [B,D]`` (L2-normalised)."""
+        return F.normalize(self(mel), dim=-1)
+
+
+class StemTimmEncoder(AudioEncoder):
+    """The authors' layout: ``conv`` = Conv2d(1→3, 3×3, no padding, bias), then
+    ``feature_extractor`` = a timm classifier whose ``num_classes=embed_dim`` head is the
+    output (no extra projection), so the state-dict keys match ``resnet18_57.pth``."""
+
+    def __init__(self, backbone: str, embed_dim: int = 512, pretrained_backbone: bool = False):
+        super().__init__(embed_dim)
+        import timm
+
+        self.conv = nn.Conv2d(1, 3, kernel_size=3)
+        self.feature_extractor = timm.create_model(backbone, pretrained=pretrained_backbone, num_classes=embed_dim)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        self._check_mel(mel)
+        return self.feature_extractor(self.conv(mel))
+
+
+class TimmEncoder(AudioEncoder):
+    """Any timm backbone, its stem built for one input channel by timm (``in_chans=1``)
+    and its classifier head sized ``embed_dim``."""
+
+    def __init__(self, model_name: str, embed_dim: int = 512, pretrained_backbone: bool = False, **timm_kwargs):
+        super().__init__(embed_dim)
+        import timm
+
+        try:
+            self.backbone = timm.create_model(model_name, pretrained=pretrained_backbone, in_chans=1,
+                                              num_classes=embed_dim, **timm_kwargs)
+        except RuntimeError as exc:
+            if "Unknown model" in str(exc):
+                raise UserInputError(f"unknown timm model {model_name!r} (see timm.list_models())") from exc
+            raise
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        self._check_mel(mel)
+        return self.backbone(mel)
+
+
+class TinyCNN(AudioEncoder):
+    """A few stride-2 conv/BN/ReLU layers, global average pool and a linear head: for
+    tests and ``preset=tiny``."""
+
+    def __init__(self, embed_dim: int = 32, channels: Sequence[int] = (8, 16, 32)):
+        super().__init__(embed_dim)
+        layers, c_in = [], 1
+        for c in channels:
+            layers += [nn.Conv2d(c_in, int(c), 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(int(c)), nn.ReLU()]
+            c_in = int(c)
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, embed_dim)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        self._check_mel(mel)
+        return self.head(self.features(mel).mean(dim=(2, 3)))
+
+
+@ENCODERS.register("resnet18_legacy")
+def _resnet18_legacy(embed_dim: int = 512, pretrained_backbone: bool = False) -> AudioEncoder:
+    """The authors' released architecture (``resnet18_57.pth``)."""
+    return StemTimmEncoder("resnet18", embed_dim, pretrained_backbone)
+
+
+@ENCODERS.register("resnet50")
+def _resnet50(embed_dim: int = 512, pretrained_backbone: bool = False) -> AudioEncoder:
+    """The paper's encoder: the same 1→3 conv stem on a timm ResNet-50."""
+    return StemTimmEncoder("resnet50", embed_dim, pretrained_backbone)
+
+
+@ENCODERS.register("tiny_cnn")
+def _tiny_cnn(embed_dim: int = 32, channels: Sequence[int] = (8, 16, 32)) -> AudioEncoder:
+    return TinyCNN(embed_dim, channels)
+
+
+@ENCODERS.register("timm", family=True)
+def _timm(model_name: str, embed_dim: int = 512, pretrained_backbone: bool = False, **timm_kwargs) -> AudioEncoder:
+    return TimmEncoder(model_name, embed_dim, pretrained_backbone, **timm_kwargs)
+
+
+def list_audio_encoders() -> list[str]:
+    """Registered encoder names; any timm model is also available as ``timm:<name>``."""
+    return ENCODERS.names()
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def build_audio_encoder(name: str, embed_dim: int = 512, **kwargs: Any) -> AudioEncoder:
+    """A fresh (trainable) encoder by registry name (or ``timm:<model>``) →
+    ``forward(mel [B,1,F,T]) -> audio_emb_raw [B,embed_dim]``. ``pretrained_backbone=True``
+    asks timm for ImageNet weights (a download); by default nothing is fetched."""
+    builder = ENCODERS.resolve(name)
+    try:
+        encoder = builder(embed_dim=int(embed_dim), **kwargs)
+    except TypeError as exc:
+        raise UserInputError(f"audio encoder {name!r}: {exc}") from exc
+    # pretrained_backbone only matters at first build; a checkpoint carries the weights
+    arch_kwargs = {"embed_dim": int(embed_dim), **{k: v for k, v in kwargs.items() if k != "pretrained_backbone"}}
+    try:
+        encoder.arch_kwargs = _jsonable(arch_kwargs)
+    except TypeError as exc:
+        raise UserInputError(f"audio encoder {name!r}: arguments must be JSON values ({exc})") from exc
+    encoder.arch = name
+    return encoder
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _spec_of(frontend_or_spec: Any) -> dict[str, Any]:
+    spec = frontend_or_spec.spec() if hasattr(frontend_or_spec, "spec") else frontend_or_spec
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise UserInputError(f"front end spec must be a dict with a 'name', got {spec!r}")
+    return _jsonable(dict(spec))
+
+
+def save_audio_encoder(path: str | os.PathLike, encoder: AudioEncoder, frontend_spec: Any,
+                       clip_spec: Mapping[str, Any] | None = None, extra_metadata: Mapping[str, Any] | None = None,
+                       *, overwrite: bool = False) -> Path:
+    """Write ``encoder`` as safetensors (a plain state dict) whose metadata holds, as
+    separate JSON-encoded keys, ``arch``, ``arch_kwargs``, ``frontend`` (the front end's
+    ``spec()``; a front end object is accepted too), ``clip`` (the CLIP spec it was
+    aligned to), ``extra`` and ``format``/``format_version``. Atomic; an existing file
+    is refused unless ``overwrite``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    check_can_write([path], overwrite)
+    if not getattr(encoder, "arch", ""):
+        raise UserInputError("save_audio_encoder needs an encoder made by build_audio_encoder (no arch recorded)")
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "arch": encoder.arch,
+        "arch_kwargs": json.dumps(encoder.arch_kwargs),
+        "frontend": json.dumps(_spec_of(frontend_spec)),
+        "clip": json.dumps(_jsonable(dict(clip_spec)) if clip_spec is not None else None),
+        "extra": json.dumps(_jsonable(dict(extra_metadata or {}))),
+    }
+    state = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+    return path
+
+
+def _is_safetensors(path: Path) -> bool:
+    """safetensors files start with an 8-byte little-endian header length and a JSON
+    object; torch files start with a zip or pickle header."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return int.from_bytes(head[:8], "little") + 8 <= path.stat().st_size
+
+
+def load_audio_encoder_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The rebuild recipe stored in one of our encoder files: ``arch``, ``arch_kwargs``,
+    ``frontend``, ``clip``, ``extra``, ``format_version``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: audio encoder checkpoint not found")
+    if not _is_safetensors(path):
+        raise CheckpointError(f"{path}: not a safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path}: unreadable safetensors header ({exc})") from exc
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: safetensors file without sound2img audio-encoder metadata "
+                              f"(metadata keys: {sorted(raw)})")
+    try:
+        version = int(raw["format_version"])
+        meta = {key: json.loads(raw[key]) for key in ("arch_kwargs", "frontend", "clip", "extra")}
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged audio-encoder metadata ({exc})") from exc
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: audio-encoder format version {version} is newer than this code "
+                              f"({FORMAT_VERSION}); upgrade sound2img")
+    return {"arch": raw.get("arch"), "format_version": version, **meta}
+
+
+def _legacy_arch(state: Mapping[str, torch.Tensor], path: Path) -> tuple[str, int]:
+    """The authors' layout (``conv.*`` + ``feature_extractor.*``) → (arch, embed_dim)."""
+    prefixes = sorted({k.split(".", 1)[0] for k in state})
+    if prefixes != ["conv", "feature_extractor"] or "feature_extractor.fc.weight" not in state:
+        raise CheckpointError(f"{path}: unknown audio-encoder layout: expected keys conv.* and "
+                              f"feature_extractor.* (the authors' resnet18_57.pth), found top-level "
+                              f"names {prefixes[:6]} (e.g. {sorted(state)[:3]})")
+    arch = "resnet50" if "feature_extractor.layer1.0.conv3.weight" in state else "resnet18_legacy"
+    return arch, int(state["feature_extractor.fc.weight"].shape[0])
+
+
+def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                       frontend_override: Any = None) -> tuple[AudioEncoder, Any]:
+    """Read an encoder checkpoint → ``(encoder, frontend)``, both rebuilt from the file
+    alone; the encoder frozen, in eval mode.
+
+    Our safetensors files carry their architecture and front end. The authors'
+    ``.pth`` (a state dict, keys ``conv.*``/``feature_extractor.*``, optionally
+    ``module.``-prefixed or wrapped under ``state_dict``/``model``) gives
+    ``resnet18_legacy`` with the ``soundclip_legacy`` front end. ``frontend_override``
+    (a front end or its spec) replaces the stored front end, with a loud warning when it
+    differs: an encoder only works on the features it was trained on.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: audio encoder checkpoint not found")
+    if _is_safetensors(path):
+        from safetensors.torch import load_file
+
+        meta = load_audio_encoder_metadata(path)
+        try:
+            encoder = build_audio_encoder(meta["arch"], **meta["arch_kwargs"])
+        except UserInputError as exc:
+            raise CheckpointError(f"{path}: cannot rebuild its architecture: {exc}") from exc
+        state = load_file(str(path))
+        stored_frontend = meta["frontend"]
+    else:
+        state = unwrap_state_dict(read_torch_file(path), path)
+        arch, embed_dim = _legacy_arch(state, path)
+        encoder = build_audio_encoder(arch, embed_dim=embed_dim)
+        stored_frontend = {"name": LEGACY_FRONTEND}
+    load_state_dict_strict(encoder, state, path)
+    freeze(encoder).to(device)
+
+    from sound2img.audio.frontend import build_frontend  # audio/ is below models/ in the layering
+
+    stored = _make_frontend(build_frontend, stored_frontend)
+    if frontend_override is None:
+        frontend = stored
+    else:
+        frontend = (frontend_override if hasattr(frontend_override, "spec")
+                    else _make_frontend(build_frontend, _spec_of(frontend_override)))
+        if _spec_of(frontend) != _spec_of(stored):
+            message = (f"front end override {_spec_of(frontend)} differs from the one {path} was trained "
+                       f"with ({_spec_of(stored)}); its embeddings will not be what the encoder learned")
+            warnings.warn(message, UserWarning, stacklevel=2)
+            log.warning(message)
+    if hasattr(frontend, "to"):
+        frontend = frontend.to(device)
+    return encoder, frontend
+
+
+def _make_frontend(build_frontend, spec: Mapping[str, Any]) -> Any:
+    """``build_frontend`` from a spec dict ``{"name": ..., settings...}``."""
+    spec = dict(spec)
+    try:
+        return build_frontend(spec.pop("name"), **spec)
+    except TypeError as exc:
+        raise CheckpointError(f"front end spec {spec} does not match this code's front ends ({exc})") from exc
