@@ -11,14 +11,20 @@ import torch.nn.functional as F
 from sound2img.evaluation.report import DISPLAY_NAMES
 
 
+# The official folds of the fold-organised evaluation sets (what ``folds: null`` means).
+ALL_FOLDS = {"esc50": tuple(range(1, 6)), "us8k": tuple(range(1, 11))}
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """Which fold-organised dataset to read: registry ``name`` (``esc50``, ``us8k``), its
-    ``root`` as downloaded, and the ``folds`` to use."""
+    ``root`` as downloaded, the ``folds`` to use and further ``build_dataset`` keyword
+    arguments (e.g. ``max_skip_fraction``)."""
 
     name: str
     root: str
     folds: tuple[int, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def display_name(self) -> str:
@@ -87,15 +93,14 @@ def encode_dataset(dataset, encoder: torch.nn.Module, frontend: torch.nn.Module,
 
 def encode_folds(spec: DatasetSpec, encoder: torch.nn.Module, frontend: torch.nn.Module,
                  *, batch_size: int = 64, num_workers: int = 0, device: torch.device | str = "cpu",
-                 progress: bool = False, dataset_kwargs: dict[str, Any] | None = None) -> EmbeddedFolds:
+                 progress: bool = False) -> EmbeddedFolds:
     """Embed the folds of the dataset ``spec`` names, one fold at a time.
 
     Audio is read at the front end's sample rate with a deterministic centre crop (or
     end padding) to the dataset's clip length, so a run is reproducible."""
     from sound2img.data import build_dataset
 
-    kwargs = {"sample_rate": int(frontend.sample_rate), "crop": "center", "load_images": False,
-              **(dataset_kwargs or {})}
+    kwargs = {**spec.kwargs, "sample_rate": int(frontend.sample_rate), "crop": "center", "load_images": False}
     all_emb, all_labels, all_folds, all_keys, skipped = [], [], [], [], {}
     class_names: list[str] = []
     for fold in spec.folds:

@@ -1,0 +1,55 @@
+"""``scripts/reproduce.py``'s command line: a table name, ``--out``/``--overwrite``/``--list``
+and ``key=value`` overrides onto the ``reproduce`` config, then ``tables.reproduce``."""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from sound2img.cli import ArgumentParser, add_common_args, parse_with_overrides, to_yaml
+from sound2img.errors import UserInputError
+from sound2img.evaluation.tables import TABLES, compose_table, get_table, reproduce
+
+EPILOG = """\
+examples:
+  python scripts/reproduce.py --list
+  python scripts/reproduce.py zeroshot datasets.esc50.root=data/ESC-50-master datasets.us8k.root=data/UrbanSound8K
+  python scripts/reproduce.py supp_table1 eval.n_latents=150 --out outputs/reproduce
+  python scripts/reproduce.py fig_volume --out outputs/tiny --overwrite preset=tiny eval.sound=tone:440
+What each table needs (weights, data, where to put them): docs/reproduce.md.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``reproduce.py <table> [--out DIR] [--overwrite] [--list] [key=value ...]``."""
+    p = ArgumentParser(prog="reproduce.py", description="Reproduce one table or figure of the paper: writes "
+                       "<table>.md and <table>.json (and PNGs for figures) with the paper's numbers beside ours.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("table", nargs="?", metavar="TABLE", help=f"one of: {', '.join(TABLES)}")
+    p.add_argument("--list", action="store_true", help="list the tables and figures and exit")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: outputs/reproduce)")
+    p.add_argument("--overwrite", action="store_true", help="replace this table's files in --out")
+    add_common_args(p)
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    """Parse, compose the table's configs, run it, print the files written."""
+    args, overrides = parse_with_overrides(build_parser(), argv)
+    if args.list:
+        for spec in TABLES.values():
+            print(f"{spec.name:22s} {spec.paper}")
+        return 0
+    if not args.table:
+        raise UserInputError("reproduce.py: name a table (see --list)")
+    get_table(args.table)
+    if args.device:
+        overrides = [*overrides, f"device={args.device}"]
+    cfgs = compose_table(args.table, overrides)
+    if args.cfg == "job":
+        for cfg in cfgs:
+            print(to_yaml(cfg))
+        return 0
+    out = args.out or "outputs/reproduce"
+    for path in reproduce(args.table, cfgs, out, overwrite=args.overwrite):
+        print(path)
+    return 0

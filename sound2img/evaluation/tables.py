@@ -1,0 +1,396 @@
+"""The edge between a composed ``reproduce`` config and one table or figure on disk: which
+tables exist (``list_tables``), config → networks, datasets, sources and optimiser
+arguments, then the evaluation module's function and ``save_report``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from sound2img.errors import UserInputError
+from sound2img.evaluation.report import Report, save_report
+from sound2img.utils.device import resolve_device
+from sound2img.utils.files import check_can_write
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One reproducible table or figure: the ``eval`` configs it composes (one per dataset
+    for the zero-shot table), the files it writes and what it reproduces."""
+
+    name: str
+    evals: tuple[str, ...]
+    pngs: tuple[str, ...]
+    paper: str
+
+
+TABLES = {t.name: t for t in (
+    TableSpec("zeroshot", ("esc50_zeroshot", "us8k_zeroshot"), (), "paper §3: zero-shot ESC-50 / US8K"),
+    TableSpec("linear_probe", ("linear_probe",), (), "paper §3: logistic regression on frozen embeddings"),
+    TableSpec("supp_table1", ("supp_table1",), (), "supplement Table 1: cosine between w_s, w_a, w_t"),
+    TableSpec("supp_table2", ("supp_table2",), (), "supplement Table 2: attribute classification"),
+    TableSpec("fig_tsne_directions", ("fig_tsne_directions",), ("fig_tsne_directions.png",),
+              "supplement Fig. 4: t-SNE of manipulation directions"),
+    TableSpec("fig_lambda_grid", ("fig_lambda_grid",), ("fig_lambda_grid.png", "fig_lambda_grid_source.png"),
+              "supplement Fig. 2: λ_sim × λ_ID grid"),
+    TableSpec("fig_volume", ("fig_volume",), ("fig_volume.png",), "supplement Fig. 8: volume strip"),
+    TableSpec("fig_interpolation", ("fig_interpolation",), ("fig_interpolation.png",),
+              "supplement Figs. 10–11: text↔sound latent interpolation"),
+    TableSpec("fig_audio_text_tsne", ("fig_audio_text_tsne",), ("fig_audio_text_tsne.png",),
+              "audio embeddings vs CLIP text embeddings (t-SNE)"),
+)}
+
+
+def list_tables() -> list[str]:
+    """Names accepted by ``scripts/reproduce.py``."""
+    return list(TABLES)
+
+
+def get_table(name: str) -> TableSpec:
+    """The table called ``name``; an unknown name is a one-line ``UserInputError``."""
+    if name not in TABLES:
+        raise UserInputError(f"unknown table {name!r}; available: {', '.join(TABLES)} (see --list)")
+    return TABLES[name]
+
+
+def output_paths(name: str, out_dir: str | Path) -> list[Path]:
+    """Every file ``name`` writes into ``out_dir``."""
+    out = Path(out_dir)
+    return [out / f"{name}.md", out / f"{name}.json", *(out / p for p in get_table(name).pngs)]
+
+
+def compose_table(name: str, overrides: Sequence[str] = ()) -> list:
+    """The composed ``reproduce`` config for each of the table's ``eval`` configs."""
+    from sound2img.cli import compose
+
+    return [compose("reproduce", [f"eval={e}", *overrides]) for e in get_table(name).evals]
+
+
+def reproduce(name: str, cfgs: Sequence, out_dir: str | Path, *, overwrite: bool = False) -> list[Path]:
+    """Run table ``name`` from its composed configs (``compose_table``) and write its
+    Markdown, JSON and PNGs into ``out_dir``. Existing outputs are refused before any work
+    unless ``overwrite``. Returns the paths written."""
+    check_can_write(output_paths(name, out_dir), overwrite)
+    report = run_table(name, cfgs)
+    return save_report(report, out_dir, overwrite=overwrite)
+
+
+def run_table(name: str, cfgs: Sequence) -> Report:
+    """Compute table ``name`` (nothing is written)."""
+    get_table(name)
+    ctx = _Context(cfgs[0])
+    return _RUNNERS[name](ctx, [plain_config(c)["eval"] for c in cfgs])
+
+
+# ---- config → arguments ----------------------------------------------------------------
+def plain_config(cfg) -> dict[str, Any]:
+    """A composed DictConfig (or a plain dict) → nested dicts and lists, interpolations resolved."""
+    if isinstance(cfg, dict):
+        return cfg
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def optim_kwargs(m: dict[str, Any]) -> dict[str, Any]:
+    """``cfg.manipulate`` → keyword arguments of ``optimize_latents``, checked."""
+    out = {}
+    for key, kind, low in (("steps", int, 1), ("lr", float, 0.0), ("lambda_sim", float, 0.0),
+                           ("lambda_id", float, 0.0), ("mask_step", float, 0.0)):
+        value = m.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise UserInputError(f"manipulate.{key} must be a{'n integer' if kind is int else ' number'}, got {value!r}")
+        if value < low or (key == "lr" and value <= 0):
+            raise UserInputError(f"manipulate.{key} must be {'>' if key == 'lr' else '>='} {low}, got {value}")
+        out[key] = kind(value)
+    out["latent_term"] = m.get("latent_term", "adaptive")
+    if out["latent_term"] not in ("adaptive", "l2"):
+        raise UserInputError(f"manipulate.latent_term must be adaptive or l2, got {out['latent_term']!r}")
+    return out
+
+
+class _Context:
+    """Networks built lazily from one composed config (each at most once) and the
+    provenance of what was used."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.c = plain_config(cfg)
+        self.tiny = bool(self.c.get("tiny", False))
+        self.device = resolve_device(self.c.get("device") or "auto")
+        self.progress = bool(self.c.get("progress", False))
+        self._cache: dict[str, Any] = {}
+        self.weights: dict[str, str] = {}
+
+    def _once(self, key: str, build: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def encoder(self):
+        """``(encoder, frontend)`` from ``cfg.encoder`` and ``cfg.audio``."""
+        from sound2img import factory
+
+        def build():
+            enc, fe = factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device)
+            enc.eval().requires_grad_(False)
+            self.weights["audio encoder"] = self._describe(self.c["encoder"].get("path"),
+                                                           f"random {self.c['encoder'].get('arch')}")
+            return enc, fe
+        return self._once("encoder", build)
+
+    def clip(self):
+        from sound2img import factory
+
+        def build():
+            clip = factory.build_clip_from_cfg(self.cfg.clip, self.device)
+            spec = clip.spec()
+            sha = spec.get("sha256")
+            self.weights["CLIP"] = (f"{spec.get('model_name')} / {spec.get('pretrained')}"
+                                    + (f" (sha256 {sha[:12]}…)" if sha else " (random towers, no file)"))
+            return clip
+        return self._once("clip", build)
+
+    def generator(self, domain: dict[str, Any]):
+        """The generator of a domain (``generator``: a registry name or file), or
+        ``cfg.generator`` when the domain names none or under ``preset=tiny``."""
+        from sound2img import factory
+
+        name = None if self.tiny else domain.get("generator")
+        if name is None:
+            g = self.c["generator"]
+            return self._once("generator:cfg", lambda: self._note_generator(
+                factory.build_generator_from_cfg(self.cfg.generator, self.device),
+                g.get("path") or (None if g.get("name") == "tiny" else g.get("name")), "cfg.generator"))
+        return self._once(f"generator:{name}", lambda: self._note_generator(
+            factory.build_generator_from_cfg({"name": name}, self.device), name, name))
+
+    def _note_generator(self, G, source, label):
+        self.weights[f"generator ({label})"] = self._describe(source, f"random tiny generator {G.img_resolution}px")
+        return G
+
+    def identity(self):
+        from sound2img import factory
+
+        spec = self.c.get("identity") or ("tiny" if self.tiny else "ir_se50")
+
+        def build():
+            self.weights["identity (IR-SE50)"] = self._describe(None if spec == "tiny" else spec, "random tiny IR-SE")
+            return factory.build_arcface_from_cfg(spec, self.device)
+        return self._once("identity", build)
+
+    @staticmethod
+    def _describe(source: str | None, random_label: str) -> str:
+        """``file (sha256 abcdef123456…)`` for weights, or the random network's label."""
+        if not source:
+            return random_label
+        from sound2img.weights import resolve_weights, sha256_file
+
+        path = resolve_weights(str(source), download=False)
+        return f"{Path(path).name} (sha256 {sha256_file(path)[:12]}…)"
+
+    def domain_setup(self, domain_name: str | None) -> tuple[Any, dict[str, Any], Any]:
+        """``(generator, optimiser kwargs, identity or None)`` for a domain of
+        ``cfg.domains`` (its generator and λ values) or, for ``None``, the base config's."""
+        domains = self.c.get("domains") or {}
+        if domain_name is not None and domain_name not in domains:
+            raise UserInputError(f"unknown domain {domain_name!r}; configured: {', '.join(domains) or 'none'}")
+        domain = dict(domains.get(domain_name) or {})
+        optim = optim_kwargs({**self.c["manipulate"], **{k: domain[k] for k in ("lambda_sim", "lambda_id")
+                                                          if domain.get(k) is not None}})
+        optim["noise_mode"] = str(self.c["generator"].get("noise_mode") or "const")
+        identity = self.identity() if optim["lambda_id"] > 0 else None
+        return self.generator(domain), optim, identity
+
+    def sources(self, G, n: int, seed: int) -> torch.Tensor:
+        """``n`` source latents from seeds ``seed, seed+1, …`` truncated by
+        ``manipulate.truncation``: ws [n,num_ws,w_dim]."""
+        from sound2img.manipulation.sources import sample_source_latents
+
+        if n < 1:
+            raise UserInputError(f"the number of source latents must be >= 1, got {n}")
+        trunc = float(self.c["manipulate"].get("truncation", 0.7))
+        return sample_source_latents(G, list(range(seed, seed + n)), trunc, self.device)
+
+    def provenance(self, **extra: Any) -> dict[str, Any]:
+        prov: dict[str, Any] = {"tiny": self.tiny, "device": str(self.device), "weights": dict(self.weights)}
+        if "encoder" in self._cache:
+            prov["frontend"] = _describe_spec(self._cache["encoder"][1].spec())
+        if "clip" in self._cache:
+            clip = self._cache["clip"]
+            prov["clip_preprocess"] = f"{clip.preprocess_mode} (input {clip.image_size[0]} px)"
+        return prov | extra
+
+    def dataset_specs(self, names: Sequence[str], folds: Sequence[int] | None = None):
+        """``cfg.datasets.<name>`` (a ``configs/data`` entry: ``root``, ``folds`` and reader
+        arguments) → ``DatasetSpec``s; ``folds`` overrides the configured ones."""
+        from sound2img.evaluation.embed import ALL_FOLDS, DatasetSpec
+
+        known = self.c.get("datasets") or {}
+        out = []
+        for n in names:
+            if n not in known:
+                raise UserInputError(f"unknown dataset {n!r}; configured under datasets: {', '.join(known)}")
+            d = dict(known[n])
+            if d.pop("name", n) != n or n not in ALL_FOLDS:
+                raise UserInputError(f"datasets.{n}: only the fold-organised sets {', '.join(ALL_FOLDS)} are evaluated")
+            root = d.pop("root", None)
+            if not root or root == "???":
+                raise UserInputError(f"datasets.{n}.root is not set: pass datasets.{n}.root=<where the dataset was "
+                                     "unpacked> (see docs/reproduce.md)")
+            chosen = folds or d.pop("folds", None) or ALL_FOLDS[n]
+            d.pop("folds", None)
+            kwargs = {k: v for k, v in d.items() if k not in ("crop", "templates", "text_augment", "seed")}
+            out.append(DatasetSpec(n, str(root), tuple(int(f) for f in chosen), kwargs))
+        return out
+
+
+def _describe_spec(spec: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in spec.items())
+
+
+# ---- runners: one per table ----------------------------------------------------------------
+def _loader_kwargs(ctx: _Context, e: dict[str, Any]) -> dict[str, Any]:
+    return {"batch_size": int(e.get("batch_size", 64)), "num_workers": int(e.get("num_workers", 0)),
+            "device": ctx.device, "progress": ctx.progress}
+
+
+def _run_classification(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img.evaluation.linear_probe import DEFAULT_CS, run_linear_probe
+    from sound2img.evaluation.report import classification_report
+    from sound2img.evaluation.zero_shot import run_zero_shot
+
+    encoder, frontend = ctx.encoder()
+    results: dict[str, Any] = {}
+    table = evals[0]["table"]
+    for e in evals:
+        specs = ctx.dataset_specs(e["datasets"])
+        if table == "zeroshot":
+            results |= run_zero_shot(specs, encoder, frontend, ctx.clip(), templates=e.get("templates"),
+                                     **_loader_kwargs(ctx, e))
+        else:
+            results |= run_linear_probe(specs, encoder, frontend, C=e.get("C"), Cs=tuple(e.get("Cs") or DEFAULT_CS),
+                                        max_iter=int(e.get("max_iter", 1000)), **_loader_kwargs(ctx, e))
+    title = ("Zero-shot audio classification" if table == "zeroshot"
+             else "Linear probe: logistic regression on frozen audio embeddings")
+    extra = () if table == "zeroshot" else ("C",)
+    if extra:
+        for r in results.values():
+            r["C"] = ", ".join(f"{c:g}" for c in dict.fromkeys(r["C"].values()))
+    return classification_report(table, title, results, ctx.provenance(), extra_columns=extra)
+
+
+def _attribute_edits(ctx: _Context, e: dict[str, Any]):
+    """Edit ``eval.n_latents`` sources per attribute by sound and by text (each
+    attribute in its domain: generator and λ values)."""
+    from sound2img.evaluation.attribute_edits import edit_attribute, parse_attributes
+
+    rows = ctx.c.get("attributes") or []
+    wanted = e.get("attributes")
+    if wanted:
+        unknown = sorted(set(wanted) - {r.get("name") for r in rows})
+        if unknown:
+            raise UserInputError(f"eval.attributes names {unknown}, which are not in the attributes list")
+        rows = [r for r in rows if r.get("name") in wanted]
+    attrs = parse_attributes(rows)
+    domains = {a.name: r.get("domain") for a, r in zip(attrs, rows)}
+    encoder, frontend = ctx.encoder()
+    clip = ctx.clip()
+    n, seed = int(e.get("n_latents", 150)), int(e.get("seed", 0))
+    edits = []
+    for a in attrs:
+        G, optim, identity = ctx.domain_setup(domains[a.name])
+        edits.append(edit_attribute(a, ctx.sources(G, n, seed), generator=G, clip=clip, encoder=encoder,
+                                    frontend=frontend, optim=optim, identity=identity,
+                                    batch_size=int(e.get("batch_size", 8)), device=ctx.device))
+    return edits, n
+
+
+def _run_supp_table1(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img.evaluation.latent_stats import supp_table1, supp_table1_report
+
+    edits, n = _attribute_edits(ctx, evals[0])
+    return supp_table1_report(supp_table1(edits), ctx.provenance(), n)
+
+
+def _run_supp_table2(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img.evaluation.attribute_classification import supp_table2, supp_table2_report
+
+    e = evals[0]
+    edits, n = _attribute_edits(ctx, e)
+    results = supp_table2(edits, n_splits=int(e.get("n_splits", 5)), C=float(e.get("C", 1.0)))
+    return supp_table2_report(results, ctx.provenance(), n)
+
+
+def _run_fig_tsne_directions(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img.evaluation.figures import fig_tsne_directions
+
+    e = evals[0]
+    edits, _ = _attribute_edits(ctx, e)
+    return fig_tsne_directions(edits, ctx.provenance(), perplexity=float(e.get("perplexity", 30)),
+                               seed=int(e.get("seed", 0)))
+
+
+def _edit_figure_args(ctx: _Context, e: dict[str, Any]) -> dict[str, Any]:
+    encoder, frontend = ctx.encoder()
+    G, optim, identity = ctx.domain_setup(e.get("domain"))
+    return {"source_ws": ctx.sources(G, 1, int(e.get("seed", 0))), "generator": G, "clip": ctx.clip(),
+            "encoder": encoder, "frontend": frontend, "optim": optim, "identity": identity, "device": ctx.device}
+
+
+def _run_fig_lambda_grid(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img.evaluation.edit_figures import fig_lambda_grid
+
+    e = evals[0]
+    args = _edit_figure_args(ctx, e)
+    lambda_ids = [float(v) for v in e["lambda_ids"]]
+    if max(lambda_ids, default=0) > 0 and args["identity"] is None:
+        args["identity"] = ctx.identity()
+    return fig_lambda_grid(str(e["sound"]), lambda_sims=[float(v) for v in e["lambda_sims"]], lambda_ids=lambda_ids,
+                           provenance=ctx.provenance(), **args)
+
+
+def _run_fig_volume(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img.evaluation.edit_figures import fig_volume
+
+    e = evals[0]
+    args = _edit_figure_args(ctx, e)
+    return fig_volume(str(e["sound"]), gains_db=[float(g) for g in e["gains_db"]], provenance=ctx.provenance(), **args)
+
+
+def _run_fig_interpolation(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img.evaluation.edit_figures import fig_interpolation
+
+    e = evals[0]
+    args = _edit_figure_args(ctx, e)
+    return fig_interpolation(str(e["sound"]), str(e["text"]), alphas=[float(a) for a in e["alphas"]],
+                             provenance=ctx.provenance(), **args)
+
+
+def _run_fig_audio_text_tsne(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img.evaluation.embed import encode_folds
+    from sound2img.evaluation.figures import fig_audio_text_tsne
+    from sound2img.training.validation import encode_class_texts
+
+    e = evals[0]
+    spec = ctx.dataset_specs([e["dataset"]], e.get("folds"))[0]
+    encoder, frontend = ctx.encoder()
+    emb = encode_folds(spec, encoder, frontend, **_loader_kwargs(ctx, e))
+    text_emb = encode_class_texts(ctx.clip().encode_text, emb.class_names, e.get("templates"))
+    return fig_audio_text_tsne(emb, spec, text_emb, ctx.provenance(), perplexity=float(e.get("perplexity", 30)),
+                               seed=int(e.get("seed", 0)))
+
+
+_RUNNERS: dict[str, Callable[[_Context, list[dict[str, Any]]], Report]] = {
+    "zeroshot": _run_classification,
+    "linear_probe": _run_classification,
+    "supp_table1": _run_supp_table1,
+    "supp_table2": _run_supp_table2,
+    "fig_tsne_directions": _run_fig_tsne_directions,
+    "fig_lambda_grid": _run_fig_lambda_grid,
+    "fig_volume": _run_fig_volume,
+    "fig_interpolation": _run_fig_interpolation,
+    "fig_audio_text_tsne": _run_fig_audio_text_tsne,
+}

@@ -1,0 +1,134 @@
+"""Supplement Tables 1–2 and the figures end to end with preset=tiny (random small
+generator, CLIP, encoder and IR-SE) through the library: well-formed outputs, and the
+known answers (no optimisation ⇒ cosine 1; separable image features ⇒ accuracy 1)."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from sound2img.evaluation.attribute_classification import supp_table2
+from sound2img.evaluation.attribute_edits import Attribute, AttributeEdits
+from sound2img.evaluation.report import save_report
+from sound2img.evaluation.tables import compose_table, output_paths, run_table
+
+ATTRS = [{"name": "giggling", "domain": "faces", "sound": "tone:300", "text": "giggling"},
+         {"name": "fire crackling", "domain": "scenes", "sound": "tone:2000", "text": "fire crackling"},
+         {"name": "thunderstorm", "domain": "scenes", "sound": "tone:90", "text": "thunderstorm"}]
+FAST = ["preset=tiny", "device=cpu", "progress=false", "manipulate.steps=4"]
+
+
+def _cfgs(table, *overrides):
+    from omegaconf import OmegaConf
+
+    cfgs = compose_table(table, [*FAST, *overrides])
+    for cfg in cfgs:
+        cfg.attributes = OmegaConf.create(ATTRS)
+    return cfgs
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(data)).size
+
+
+def _resolution(cfg) -> int:
+    from sound2img import factory
+
+    return factory.build_generator_from_cfg(cfg.generator, "cpu").img_resolution
+
+
+def test_supp_table1_no_optimisation_gives_cosine_one(tmp_path):
+    """One step at the ramp's zero learning rate leaves w_a = w_t = w_s: every cosine is 1
+    (through sources, targets, the optimiser on both guidances and the statistics)."""
+    cfgs = _cfgs("supp_table1", "manipulate.steps=1", "eval.n_latents=3", "eval.batch_size=2")
+    report = run_table("supp_table1", cfgs)
+    for attr in ("giggling", "fire crackling", "thunderstorm"):
+        for pair in ("w_s,w_a", "w_s,w_t", "w_a,w_t"):
+            stats = report.data["ours"]["attributes"][attr][pair]
+            assert stats["mean"] == pytest.approx(1.0, abs=1e-6) and stats["n"] == 3
+    paths = save_report(report, tmp_path)
+    md = paths[0].read_text()
+    assert "| (w_s,w_a) | mean (this run) |" in md and "0.98568" in md and "preset=tiny" in md
+    assert "identity (IR-SE50)" in md  # the faces domain has λ_ID > 0: the tiny IR-SE was built and named
+    assert json.loads(paths[1].read_text())["paper"]["w_a,w_t"]["average"]["mean"] == 0.98295
+
+
+def test_supp_table1_and_2_after_real_steps(tmp_path):
+    cfgs = _cfgs("supp_table2", "eval.n_latents=4", "eval.batch_size=4", "eval.n_splits=2",
+                 "eval.attributes=[fire crackling,thunderstorm]")
+    report = run_table("supp_table2", cfgs)
+    ours = report.data["ours"]
+    assert set(ours) == {"StyleCLIP", "ours"}
+    for r in ours.values():
+        assert set(r["per_attribute"]) == {"fire crackling", "thunderstorm"} and r["n"] == 8
+        assert 0.0 <= r["average"] <= 1.0
+    assert report.data["not_run"] == ["TediGAN"]
+    md = save_report(report, tmp_path)[0].read_text()
+    assert "| TediGAN (this run) | not run | not run | not run |" in md
+    assert "| ours (paper) | 0.953 | 0.993 | 0.983 |" in md
+
+    t1 = run_table("supp_table1", _cfgs("supp_table1", "eval.n_latents=2", "eval.attributes=[thunderstorm]"))
+    stats = t1.data["ours"]["attributes"]["thunderstorm"]["w_s,w_a"]
+    assert stats["mean"] < 1.0  # four real steps moved the latent
+
+
+def _edits_with_features(feat_audio, feat_text, n):
+    out = []
+    for i, (fa, ft) in enumerate(zip(feat_audio, feat_text)):
+        ws = torch.zeros(n, 2, 3)
+        out.append(AttributeEdits(Attribute(f"a{i}", "tone:1", "x"), ws, ws, ws, fa, ft, torch.ones(n), torch.ones(n),
+                                  torch.ones(3), torch.ones(3)))
+    return out
+
+
+def test_supp_table2_separated_features_score_one_and_mixed_ones_do_not():
+    n, dim = 12, 8
+    g = torch.Generator().manual_seed(0)
+    centres = 3 * torch.eye(dim)[:3]
+    separated = [centres[i] + 0.05 * torch.randn(n, dim, generator=g) for i in range(3)]
+    shared = [torch.randn(n, dim, generator=g) for _ in range(3)]  # the same distribution for every attribute
+    res = supp_table2(_edits_with_features(separated, shared, n), n_splits=3)
+    assert res["ours"]["average"] == 1.0 and res["ours"]["overall"] == 1.0
+    assert res["StyleCLIP"]["overall"] < 0.75
+
+
+def test_fig_tsne_directions(tmp_path):
+    cfgs = _cfgs("fig_tsne_directions", "eval.n_latents=3", "eval.attributes=[giggling,thunderstorm]")
+    report = run_table("fig_tsne_directions", cfgs)
+    assert set(report.data["spread"]) == {"giggling", "thunderstorm"}
+    assert report.data["tsne"] == {"perplexity": 11, "seed": 0, "points": 12}  # 30 clipped to N − 1
+    assert _png_size(report.pngs["fig_tsne_directions.png"]) == (800, 800)
+    assert [p.name for p in save_report(report, tmp_path)] == [p.name for p in output_paths("fig_tsne_directions",
+                                                                                              tmp_path)]
+
+
+def test_fig_lambda_grid_sizes_and_monotone_distance():
+    cfgs = _cfgs("fig_lambda_grid", "eval.sound=tone:500", "eval.lambda_sims=[1.0,0.0]", "eval.lambda_ids=[0.0,0.1]",
+                 "manipulate.steps=6", "manipulate.latent_term=l2")
+    report = run_table("fig_lambda_grid", cfgs)
+    res = _resolution(cfgs[0])
+    assert _png_size(report.pngs["fig_lambda_grid.png"]) == (2 * res, 2 * res)
+    assert _png_size(report.pngs["fig_lambda_grid_source.png"]) == (res, res)
+    cells = {(c["lambda_sim"], c["lambda_id"]): c for c in report.data["cells"]}
+    assert set(cells) == {(1.0, 0.0), (1.0, 0.1), (0.0, 0.0), (0.0, 0.1)}
+    # a strong λ_sim holds w nearer the source than none
+    assert cells[(1.0, 0.0)]["latent_distance"] < cells[(0.0, 0.0)]["latent_distance"]
+
+
+def test_fig_volume_and_interpolation():
+    cfgs = _cfgs("fig_volume", "eval.sound=tone:440", "eval.gains_db=[-6,0,6]")
+    report = run_table("fig_volume", cfgs)
+    res = _resolution(cfgs[0])
+    assert _png_size(report.pngs["fig_volume.png"]) == (4 * res, res)  # source + 3 gains
+    cells = report.data["cells"]
+    assert [c["gain_db"] for c in cells] == [-6.0, 0.0, 6.0]
+    assert cells[1]["cos_to_0db_embedding"] == pytest.approx(1.0, abs=1e-5)
+
+    cfgs = _cfgs("fig_interpolation", "eval.sound=tone:440", "eval.text=a storm", "eval.alphas=[0,0.5,1]")
+    report = run_table("fig_interpolation", cfgs)
+    assert _png_size(report.pngs["fig_interpolation.png"]) == (4 * res, res)
+    assert [c["alpha"] for c in report.data["cells"]] == [0.0, 0.5, 1.0]
+    assert "α = 0, 0.5, 1" in report.markdown

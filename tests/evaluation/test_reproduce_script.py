@@ -1,0 +1,129 @@
+"""scripts/reproduce.py: two tables run in a subprocess exactly as a user types them
+(preset=tiny), the rest of the command line in-process, and docs/reproduce.md in sync."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sound2img.evaluation.tables import compose_table, list_tables, run_table
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "reproduce.py"
+
+
+def _load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(*args, cwd):
+    env = {**os.environ, "SOUND2IMG_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def test_zeroshot_subprocess(tmp_path, esc50_root, us8k_root):
+    out = tmp_path / "out"
+    proc = _run("zeroshot", "preset=tiny", f"datasets.esc50.root={esc50_root}", f"datasets.us8k.root={us8k_root}",
+                "progress=false", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "zeroshot.md").read_text()
+    assert "| model | ESC-50 | US8K |" in md and "| **this run** |" in md and "preset=tiny" in md
+    assert "Audio front end:" in md and "CLIP preprocessing of generator images: clip" in md
+    data = json.loads((out / "zeroshot.json").read_text())
+    assert set(data) == {"table", "paper", "ours", "provenance"}
+    assert set(data["ours"]) == {"esc50", "us8k"}
+    assert set(data["ours"]["us8k"]["per_fold"]) == {str(f) for f in range(1, 11)}
+    assert data["ours"]["esc50"]["n"] == 40 and data["provenance"]["tiny"] is True
+
+    # a second run refuses to overwrite, changes nothing, says so in one line
+    before = (out / "zeroshot.json").read_bytes()
+    proc = _run("zeroshot", "preset=tiny", f"datasets.esc50.root={esc50_root}", f"datasets.us8k.root={us8k_root}",
+                "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2 and "already exists" in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "zeroshot.json").read_bytes() == before
+
+
+def test_fig_volume_subprocess(tmp_path):
+    out = tmp_path / "figs"
+    proc = _run("fig_volume", "preset=tiny", "eval.sound=tone:440", "eval.gains_db=[-6,6]", "manipulate.steps=3",
+                "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    size = Image.open(io.BytesIO((out / "fig_volume.png").read_bytes())).size
+    assert size[0] == 3 * size[1]  # source + two gains, square tiles
+    data = json.loads((out / "fig_volume.json").read_text())
+    assert [c["gain_db"] for c in data["cells"]] == [-6.0, 6.0]
+    assert "![volume](fig_volume.png)" in (out / "fig_volume.md").read_text()
+
+
+def test_list_help_and_cfg_job(capsys):
+    main = _load_script().main
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in list_tables())
+    assert main(["--help"]) == 0
+    assert "reproduce.py" in capsys.readouterr().out
+    assert main(["supp_table1", "--cfg", "job", "preset=tiny", "eval.n_latents=7"]) == 0
+    text = capsys.readouterr().out
+    assert "table: supp_table1" in text and "n_latents: 7" in text and "tiny: true" in text
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["no_such_table"], "unknown table 'no_such_table'"),
+    ([], "name a table"),
+    (["zeroshot", "preset=tiny"], "datasets.esc50.root is not set"),
+    (["zeroshot", "not-an-override"], "unrecognised argument"),
+    (["supp_table1", "preset=tiny", "eval.n_latents=0"], "number of source latents must be >= 1"),
+])
+def test_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):
+    main = _load_script().main
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_fig_audio_text_tsne(esc50_root):
+    cfgs = compose_table("fig_audio_text_tsne", ["preset=tiny", "progress=false", f"datasets.esc50.root={esc50_root}",
+                                                 "eval.folds=[1,2]"])
+    report = run_table("fig_audio_text_tsne", cfgs)
+    stats = report.data["stats"]
+    assert stats["n_audio"] == 16 and stats["n_classes"] == 50
+    assert report.data["tsne"]["points"] == 66
+    assert Image.open(io.BytesIO(report.pngs["fig_audio_text_tsne.png"])).size == (800, 800)
+    assert "folds 1,2: 16 clips" in report.markdown
+
+
+def test_docs_reproduce_md_is_current():
+    """docs/reproduce.md is render_downloads_markdown()'s output: regenerate it with
+    ``python -c "from sound2img.evaluation.downloads import save_downloads_markdown as s; s()"``."""
+    from sound2img.evaluation.downloads import render_downloads_markdown
+
+    assert (ROOT / "docs" / "reproduce.md").read_text() == render_downloads_markdown()
+
+
+def test_downloads_name_what_each_table_needs():
+    from sound2img.evaluation.downloads import table_requirements
+
+    req = table_requirements("zeroshot", compose_table("zeroshot"))
+    assert req.weights == ["soundclip_resnet18", "openai_vit_b32"] and req.datasets == ["esc50", "us8k"]
+    req = table_requirements("linear_probe", compose_table("linear_probe"))
+    assert req.weights == ["soundclip_resnet18"]
+    req = table_requirements("fig_lambda_grid", compose_table("fig_lambda_grid"))
+    assert {"rosinality_ffhq1024", "ir_se50", "sample_giggling"} <= set(req.weights)
+    req = table_requirements("supp_table1", compose_table("supp_table1"))
+    assert {"rosinality_ffhq1024", "rosinality_church256", "ir_se50", "sample_fire"} <= set(req.weights)
+    assert req.files == ["data/sounds/nose_blowing.wav", "data/sounds/underwater_bubbling.wav"]
+    req = table_requirements("fig_volume", compose_table("fig_volume", ["preset=tiny", "eval.sound=tone:440"]))
+    assert req.weights == [] and req.files == []  # the install check needs nothing
