@@ -114,7 +114,7 @@ class ClipTowers(nn.Module):
         super().__init__()
         if preprocess not in PREPROCESS_MODES:
             raise UserInputError(f"unknown CLIP preprocessing {preprocess!r} (known: {', '.join(PREPROCESS_MODES)})")
-        self.model = freeze(model)
+        self.model = model
         self.tokenizer = tokenizer
         self.preprocess_mode = preprocess
         self._spec = dict(spec)
@@ -217,7 +217,7 @@ def build_clip(model_name: str = "tiny", *, seed: int = 0, preprocess: str = "cl
             torch.manual_seed(seed)
             model = _tiny_clip_model(**args)
         tokenizer = open_clip.SimpleTokenizer(context_length=args["context_length"])
-        spec = {"model_name": "tiny", "pretrained": None, "seed": int(seed), "tiny": args}
+        spec = {"model_name": "tiny", "pretrained": None, "seed": int(seed), "tiny": args, "quick_gelu": False}
     else:
         if tiny:
             raise UserInputError(f"tiny CLIP arguments {sorted(tiny)} given for model {model_name!r}")
@@ -226,7 +226,7 @@ def build_clip(model_name: str = "tiny", *, seed: int = 0, preprocess: str = "cl
             torch.manual_seed(seed)
             model = open_clip.create_model(model_name, pretrained=None)
         tokenizer = open_clip.get_tokenizer(model_name)
-        spec = {"model_name": model_name, "pretrained": None, "seed": int(seed), "tiny": None}
+        spec = {"model_name": model_name, "pretrained": None, "seed": int(seed), "tiny": None, "quick_gelu": False}
     return ClipTowers(model, tokenizer, spec, preprocess=preprocess).to(device)
 
 
