@@ -1,0 +1,92 @@
+"""Two gloo processes on CPU give the same loss and gradients as one process on the whole
+batch: negatives are gathered across ranks with gradients, and DDP averages the rest."""
+from __future__ import annotations
+
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from sound2img.training.losses import ContrastiveLoss, LogitScale
+from sound2img.training.step import Student
+
+B, D, F_BINS, T = 8, 6, 4, 5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _student() -> Student:
+    # No BatchNorm: its per-rank batch statistics are the one thing DDP does not share.
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(F_BINS * T, 16), nn.Tanh(), nn.Linear(16, D))
+    loss = ContrastiveLoss({"at": 1.0, "av": 0.5, "aa": 2.0}, symmetric=True, scale=LogitScale("learnable"))
+    return Student(encoder, loss)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    mel = torch.randn(B, 1, F_BINS, T, generator=g)
+    view = mel + 0.3 * torch.randn(B, 1, F_BINS, T, generator=g)
+    text = nn.functional.normalize(torch.randn(B, D, generator=g), dim=-1)
+    image = nn.functional.normalize(torch.randn(B, D, generator=g), dim=-1)
+    return mel, view, text, image
+
+
+def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
+    # numpy copies: tensors sent through a queue would be shared memory the exiting
+    # worker tears down
+    return {k: torch.from_numpy(p.grad.detach().numpy().copy()) for k, p in model.named_parameters()}
+
+
+def _worker(rank: int, world: int, port: int, queue) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        student = _student()
+        model = DistributedDataParallel(student)
+        mel, view, text, image = _batch()
+        part = slice(rank * B // world, (rank + 1) * B // world)
+        out = model([mel[part], view[part]], text[part], image[part])
+        out["loss"].backward()
+        loss = out["loss"].detach().clone()
+        dist.all_reduce(loss)
+        queue.put((rank, float(loss) / world, {k: v.numpy() for k, v in _grads(student).items()}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_match_one_process():
+    student = _student()
+    mel, view, text, image = _batch()
+    out = student([mel, view], text, image)
+    out["loss"].backward()
+    ref_loss, ref_grads = out["loss"].item(), _grads(student)
+    assert student.loss.scale.log_scale.grad is not None
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for rank, loss, grads in results:
+        grads = {k: torch.from_numpy(v) for k, v in grads.items()}
+        assert abs(loss - ref_loss) <= 1e-5, (rank, loss, ref_loss)
+        assert grads.keys() == ref_grads.keys()
+        for k in ref_grads:
+            assert torch.allclose(grads[k], ref_grads[k], atol=1e-5, rtol=0), (rank, k)
+    # negatives really crossed ranks: a local-only loss would differ from the full batch
+    local = _student()
+    half = slice(0, B // 2)
+    local_loss = local([mel[half], view[half]], text[half], image[half])["loss"].item()
+    assert abs(local_loss - ref_loss) > 1e-3
