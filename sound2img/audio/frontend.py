@@ -1,0 +1,237 @@
+"""Mel front ends (``wav [B,S]`` → ``mel [B,1,n_mels,T]``), batched torch on any device,
+numerically librosa's: ``logmel`` for new encoders and ``soundclip_legacy``, the exact
+input of the authors' released encoder (paper.md §4). One STFT/mel code path serves both."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import librosa
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sound2img.errors import UserInputError
+
+_REGISTRY: dict[str, type["MelFrontend"]] = {}
+# Frames per STFT chunk on CPU: window·frame, rfft, |X|² and the mel product of one chunk
+# stay in cache, which is where the speed over one big torch.stft comes from.
+_CPU_FRAMES_PER_CHUNK = 256
+
+
+def register_frontend(name: str) -> Callable[[type["MelFrontend"]], type["MelFrontend"]]:
+    def add(cls: type[MelFrontend]) -> type[MelFrontend]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+    return add
+
+
+def list_frontends() -> list[str]:
+    """Names accepted by ``build_frontend``."""
+    return sorted(_REGISTRY)
+
+
+def build_frontend(name: str = "logmel", **settings) -> "MelFrontend":
+    """Build a front end by name; ``settings`` override its defaults. ``build_frontend(
+    **fe.spec())`` rebuilds an identical one (encoder checkpoints store ``spec()``)."""
+    if name not in _REGISTRY:
+        raise UserInputError(f"unknown audio front end {name!r} (choose from {', '.join(list_frontends())})")
+    cls = _REGISTRY[name]
+    try:
+        return cls(**settings)
+    except TypeError as exc:  # an unknown keyword: name it, with the valid ones
+        raise UserInputError(f"front end {name!r}: {exc} (settings: {', '.join(cls.setting_names())})") from exc
+
+
+class MelFrontend(nn.Module):
+    """Shared STFT + mel filter bank (librosa ``melspectrogram`` semantics: periodic Hann
+    window centred in ``n_fft``, ``center=True`` with zero padding, power 2).
+
+    Subclasses turn the mel power ``[B,n_mels,T]`` into their output. Buffers are not
+    persistent: they are derived from the settings, which ``spec()`` returns.
+    """
+
+    name = ""
+
+    def __init__(self, *, sample_rate: int, n_fft: int, hop_length: int, win_length: int | None,
+                 n_mels: int, f_min: float, f_max: float | None, mel_scale: str, mel_norm: str | None):
+        super().__init__()
+        win_length = n_fft if win_length is None else int(win_length)
+        f_max = sample_rate / 2 if f_max is None else float(f_max)
+        checks = [(sample_rate > 0, "sample_rate must be > 0"), (n_fft > 0, "n_fft must be > 0"),
+                  (hop_length > 0, "hop_length must be > 0"), (0 < win_length <= n_fft, "need 0 < win_length <= n_fft"),
+                  (n_mels > 0, "n_mels must be > 0"), (0 <= f_min < f_max <= sample_rate / 2,
+                                                        "need 0 <= f_min < f_max <= sample_rate / 2"),
+                  (mel_scale in ("slaney", "htk"), "mel_scale must be 'slaney' or 'htk'"),
+                  (mel_norm in ("slaney", None), "mel_norm must be 'slaney' or null")]
+        for ok, message in checks:
+            if not ok:
+                raise UserInputError(f"front end {self.name!r}: {message}")
+        self.sample_rate, self.n_fft, self.hop_length, self.win_length = int(sample_rate), int(n_fft), int(hop_length), win_length
+        self.n_mels, self.f_min, self.f_max, self.mel_scale, self.mel_norm = int(n_mels), float(f_min), f_max, mel_scale, mel_norm
+
+        window = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+        left = (n_fft - win_length) // 2  # librosa.util.pad_center
+        window = F.pad(window, (left, n_fft - win_length - left))
+        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max,
+                                 htk=mel_scale == "htk", norm=mel_norm, dtype=np.float32)
+        self.register_buffer("window", window.float(), persistent=False)
+        self.register_buffer("mel_fb", torch.from_numpy(fb), persistent=False)  # [n_mels, n_fft//2+1]
+
+    # --- settings ------------------------------------------------------------------------
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        import inspect
+
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def spec(self) -> dict:
+        """Plain JSON-able settings: ``{"name": ..., every setting}``."""
+        return {"name": self.name, **{k: getattr(self, k) for k in self.setting_names()}}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.spec().items())
+
+    # --- shared computation --------------------------------------------------------------
+    def count_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
+        """STFT frames of a clip of ``num_samples`` (``center=True``)."""
+        return 1 + num_samples // self.hop_length
+
+    def mel_power(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``wav [B,S]`` → (``mel power [B,n_mels,T]`` float32, ``frames [B]`` valid per clip).
+
+        With ``lengths [B]`` (samples), entry ``i`` uses ``wav[i, :lengths[i]]`` only and its
+        first ``frames[i]`` frames equal what that clip alone gives; later frames are junk
+        that subclasses mask.
+        """
+        if wav.dim() != 2:
+            raise UserInputError(f"front end {self.name!r}: expected wav [B,S], got shape {tuple(wav.shape)}")
+        wav = wav.to(device=self.window.device, dtype=torch.float32)
+        batch, samples = wav.shape
+        if samples == 0:
+            raise UserInputError(f"front end {self.name!r}: empty waveform")
+        if lengths is None:
+            lengths = torch.full((batch,), samples, dtype=torch.long, device=wav.device)
+        else:
+            lengths = torch.as_tensor(lengths, dtype=torch.long, device=wav.device)
+            if lengths.shape != (batch,) or bool((lengths < 1).any()) or bool((lengths > samples).any()):
+                raise UserInputError(f"front end {self.name!r}: lengths must be [B] with 1 <= length <= {samples}")
+            # A clip alone is zero-padded by the STFT: make the batch padding zeros too.
+            wav = wav * (torch.arange(samples, device=wav.device) < lengths[:, None])
+        half = self.n_fft // 2
+        frames = F.pad(wav, (half, half)).unfold(-1, self.n_fft, self.hop_length)  # view [B,T,n_fft]
+        total = frames.shape[1]
+        out = wav.new_empty(batch, self.n_mels, total)
+        step = total if wav.device.type != "cpu" else max(1, _CPU_FRAMES_PER_CHUNK // batch)
+        for t0 in range(0, total, step):
+            spec = torch.view_as_real(torch.fft.rfft(frames[:, t0:t0 + step] * self.window))
+            power = spec[..., 0].square() + spec[..., 1].square()  # |X|² without a sqrt
+            out[:, :, t0:t0 + step] = torch.matmul(self.mel_fb, power.transpose(1, 2))
+        return out, self.count_frames(lengths)
+
+    def _crop(self, x: torch.Tensor, valid: torch.Tensor, num_frames: int, pad_value: float,
+              generator: torch.Generator | None, frame_offsets: torch.Tensor | None) -> torch.Tensor:
+        """``x [B,C,T]`` → ``[B,C,num_frames]``: frames ``[o_i, o_i + num_frames)`` of each clip,
+        positions past its ``valid[i]`` frames filled with ``pad_value`` (padding at the end).
+        ``o_i`` is ``frame_offsets[i]``, else uniform over ``[0, valid_i - num_frames]`` when a
+        ``generator`` is given (training), else the centre ``(valid_i - num_frames) // 2``."""
+        batch, channels, _ = x.shape
+        slack = (valid - num_frames).clamp(min=0)
+        if frame_offsets is not None:
+            start = torch.as_tensor(frame_offsets, dtype=torch.long, device=x.device)
+            if start.shape != (batch,) or bool((start < 0).any()) or bool((start > slack).any()):
+                raise UserInputError(f"front end {self.name!r}: frame_offsets must be [B] within "
+                                     f"[0, frames - {num_frames}] per clip")
+        elif generator is not None:
+            u = torch.rand(batch, generator=generator, device=generator.device).to(x.device)
+            start = (u * (slack + 1).to(u.dtype)).floor().long().minimum(slack)
+        else:
+            start = slack // 2
+        idx = start[:, None] + torch.arange(num_frames, device=x.device)  # [B,N]
+        inside = idx < valid[:, None]
+        gathered = x.gather(2, idx.clamp(max=x.shape[2] - 1)[:, None, :].expand(batch, channels, num_frames))
+        return torch.where(inside[:, None, :], gathered, torch.full_like(gathered, pad_value))
+
+
+@register_frontend("logmel")
+class LogMel(MelFrontend):
+    """128-bin log-mel at 16 kHz, 64 ms Hann window, 10 ms hop.
+
+    ``log="ln"``: ``ln(mel + log_offset)``; ``log="db"``: ``10·log10(max(mel, log_offset))``
+    (``librosa.power_to_db(mel, ref=1.0, amin=log_offset, top_db=None)``). No per-clip
+    normalisation, so loudness survives. ``num_frames`` fixes T (centre crop, or random
+    with a generator; clips that end early are padded with the log of silence).
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop_length: int = 160,
+                 win_length: int | None = None, n_mels: int = 128, f_min: float = 0.0,
+                 f_max: float | None = None, mel_scale: str = "slaney", mel_norm: str | None = "slaney",
+                 log: str = "ln", log_offset: float = 1e-5, num_frames: int | None = None):
+        super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                         n_mels=n_mels, f_min=f_min, f_max=f_max, mel_scale=mel_scale, mel_norm=mel_norm)
+        if log not in ("ln", "db"):
+            raise UserInputError(f"front end 'logmel': log must be 'ln' or 'db', got {log!r}")
+        if not (log_offset > 0 and math.isfinite(log_offset)):
+            raise UserInputError(f"front end 'logmel': log_offset must be > 0, got {log_offset!r}")
+        if num_frames is not None and num_frames < 1:
+            raise UserInputError(f"front end 'logmel': num_frames must be >= 1 or null, got {num_frames!r}")
+        self.log, self.log_offset = log, float(log_offset)
+        self.num_frames = None if num_frames is None else int(num_frames)
+
+    def _log(self, power: torch.Tensor) -> torch.Tensor:
+        if self.log == "ln":
+            return torch.log(power + self.log_offset)
+        return 10.0 * torch.log10(power.clamp(min=self.log_offset))
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """``wav [B,S]`` (``lengths [B]`` samples, optional) → ``mel [B,1,n_mels,T]``."""
+        power, valid = self.mel_power(wav, lengths)
+        silence = float(self._log(torch.zeros(())))
+        mel = self._log(power)
+        if self.num_frames is None:
+            if lengths is not None:  # frames past a clip's end read as silence
+                inside = torch.arange(mel.shape[2], device=mel.device) < valid[:, None]
+                mel = torch.where(inside[:, None, :], mel, torch.full_like(mel, silence))
+        else:
+            mel = self._crop(mel, valid, self.num_frames, silence, generator, frame_offsets)
+        return mel[:, None]
+
+
+@register_frontend("soundclip_legacy")
+class SoundClipLegacy(MelFrontend):
+    """The released encoder's input (paper.md §4): 44.1 kHz mel (2048/512, Slaney),
+    ``power_to_db(ref=max, amin=1e-10, top_db=80) / 80 + 1`` per clip, crop/zero-pad to 864
+    frames, ``cv2.resize(spec, (128, 512))`` (bilinear, half-pixel centres, no antialias)
+    and a row-major reshape (not a transpose) of the 512×128 image to 1×128×512."""
+
+    def __init__(self, sample_rate: int = 44100, n_fft: int = 2048, hop_length: int = 512,
+                 win_length: int | None = None, n_mels: int = 128, f_min: float = 0.0,
+                 f_max: float | None = None, mel_scale: str = "slaney", mel_norm: str | None = "slaney",
+                 amin: float = 1e-10, top_db: float = 80.0, num_frames: int = 864,
+                 resize_height: int = 512, resize_width: int = 128):
+        super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                         n_mels=n_mels, f_min=f_min, f_max=f_max, mel_scale=mel_scale, mel_norm=mel_norm)
+        if resize_height * resize_width % n_mels:
+            raise UserInputError("front end 'soundclip_legacy': resize_height*resize_width must divide by n_mels")
+        self.amin, self.top_db, self.num_frames = float(amin), float(top_db), int(num_frames)
+        self.resize_height, self.resize_width = int(resize_height), int(resize_width)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """``wav [B,S]`` at 44.1 kHz (``lengths [B]`` samples, optional) → ``mel [B,1,128,512]``
+        in [0, 1]. Centre crop by default; a ``generator`` gives the training random crop."""
+        power, valid = self.mel_power(wav, lengths)
+        inside = (torch.arange(power.shape[2], device=power.device) < valid[:, None])[:, None, :]
+        db = 10.0 * torch.log10(power.clamp(min=self.amin))
+        ref = power.masked_fill(~inside, 0).amax(dim=(1, 2), keepdim=True)  # ref=np.max, per clip
+        db = db - 10.0 * torch.log10(ref.clamp(min=self.amin))
+        peak = db.masked_fill(~inside, -math.inf).amax(dim=(1, 2), keepdim=True)
+        spec = torch.maximum(db, peak - self.top_db) / self.top_db + 1.0
+        spec = self._crop(spec, valid, self.num_frames, 0.0, generator, frame_offsets)
+        # cv2.resize's INTER_LINEAR on float images is this exact map (no antialias on shrink).
+        img = F.interpolate(spec[:, None], size=(self.resize_height, self.resize_width), mode="bilinear",
+                            align_corners=False, antialias=False)
+        return img.reshape(img.shape[0], 1, self.n_mels, -1)
