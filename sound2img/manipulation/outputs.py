@@ -3,11 +3,14 @@ and ``metrics.json`` in its own directory, each file atomically, nothing replace
 without ``overwrite``."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -33,6 +36,28 @@ def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UserInputError(f"cannot write to {out}: {parent} is not a writable directory")
     return out
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Where to write a run's files. A new (or empty) ``out_dir`` is built in a hidden
+    sibling and renamed into place at the end, so an error or Ctrl-C leaves nothing; an
+    existing one (``--overwrite``) is written in place, each file atomically."""
+    out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()):
+        yield out
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise stick to the output
+        yield tmp
+        os.replace(tmp, out)  # also onto an existing empty directory (POSIX rename)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def to_uint8(img: torch.Tensor) -> torch.Tensor:

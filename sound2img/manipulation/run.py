@@ -15,7 +15,7 @@ from sound2img.errors import UserInputError
 from sound2img.manipulation import targets as tg
 from sound2img.manipulation.masking import LATENT_TERMS
 from sound2img.manipulation.optimizer import EditResult, optimize_latents
-from sound2img.manipulation.outputs import check_out_dir, package_versions, save_edit
+from sound2img.manipulation.outputs import check_out_dir, package_versions, save_edit, staged_dir
 from sound2img.manipulation.sources import load_source_latents, mean_source_latents, sample_source_latents
 from sound2img.utils.device import resolve_device
 
@@ -259,7 +259,9 @@ def build_networks(cfg, o: dict[str, Any], device: torch.device) -> dict[str, An
 
     nets: dict[str, Any] = {"encoder": None, "frontend": None, "identity": None}
     if o["audio"]:
-        nets["encoder"], nets["frontend"] = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
+        encoder, nets["frontend"] = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
+        # an untrained encoder (path: null, e.g. preset=tiny) comes back trainable: inference here
+        nets["encoder"] = encoder.eval().requires_grad_(False)
     nets["clip"] = factory.build_clip_from_cfg(cfg.clip, device)
     nets["generator"] = factory.build_generator_from_cfg(cfg.generator, device)
     if o["lambda_id"] > 0:
@@ -271,8 +273,9 @@ def build_networks(cfg, o: dict[str, Any], device: torch.device) -> dict[str, An
 def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     """Run the edits a composed ``manipulate`` config describes; returns the edit
     directories written (``cfg.out`` itself for a single edit, else one per edit inside
-    it). Every input and the output directory are checked before the optimisation, and
-    nothing is written unless all edits succeed."""
+    it). Every input and the output directory are checked before the optimisation;
+    nothing is written before all edits are done, and a new ``out`` appears whole or not
+    at all."""
     t0 = time.perf_counter()
     c = _plain(cfg)
     o = check_options(c)
@@ -315,7 +318,8 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
                 source_img=r.source_img, result_img=r.result_img, strip=strip, ws=r.ws, metrics=metrics)))
 
     # an index keeps labels unique when a seed, file or sound is given twice
-    dirs = [out] if len(edits) == 1 else [out / f"{i:02d}_{label}" for i, (label, _) in enumerate(edits)]
-    for d, (_, kwargs) in zip(dirs, edits):
-        save_edit(d, overwrite=overwrite, **kwargs)
-    return dirs
+    names = [""] if len(edits) == 1 else [f"{i:02d}_{label}" for i, (label, _) in enumerate(edits)]
+    with staged_dir(out) as root:
+        for name, (_, kwargs) in zip(names, edits):
+            save_edit(root / name if name else root, overwrite=overwrite, **kwargs)
+    return [out / name if name else out for name in names]

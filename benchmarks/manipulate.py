@@ -1,0 +1,296 @@
+"""Time per optimisation step and peak RSS of a sound-guided edit: ours (sound2img's
+optimiser and networks) vs a re-expression of the authors' loop, at 256 and 1024 px,
+batch 1 and 8, random weights at full size, each case in its own subprocess.
+
+The baseline follows checkpoint-formats.md §1 and §7 and paper.md §4: rosinality-style
+ops (grouped modulated convs, the native upfirdn2d path: zero-stuffing, padding and a
+single-channel conv over batch×channels) with parameter gradients left on everywhere;
+the audio encoder re-run every step; CLIP input by ×7 nearest upsampling + average
+pooling; the identity network run on both images every step although λ_ID = 0, its
+arguments in the authors' order; ``backward(retain_graph=True)``. Not included (which
+favours the baseline): the intermediate PNG written every 20 steps.
+
+    python benchmarks/manipulate.py            # all cases
+    python benchmarks/manipulate.py --quick    # 256 px, batch 1, 2 steps
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ------------------------------------------------------------------ the authors' loop
+
+
+def ros_channels(res: int) -> int:
+    """rosinality's width table with channel multiplier 2 (config-f)."""
+    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64, 1024: 32}[res]
+
+
+def fir_native(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int]) -> torch.Tensor:
+    """rosinality's CPU upfirdn2d path: zeros inserted by padding a 6-D view, the padded
+    image reshaped to [B·C,1,H,W] and filtered by a one-channel conv (flipped kernel)."""
+    b, c, h, w = x.shape
+    y = x.reshape(b * c, h, 1, w, 1)
+    y = F.pad(y, [0, up - 1, 0, 0, 0, up - 1])
+    y = y.reshape(b * c, 1, h * up, w * up)
+    y = F.pad(y, [pad[0], pad[1], pad[0], pad[1]])
+    y = F.conv2d(y, torch.flip(kernel, [0, 1])[None, None])
+    return y.reshape(b, c, y.shape[-2], y.shape[-1])
+
+
+class EqualLinear(nn.Module):
+    def __init__(self, n_in: int, n_out: int, bias_init: float = 0.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_out, n_in))
+        self.bias = nn.Parameter(torch.full((n_out,), bias_init))
+        self.scale = 1 / math.sqrt(n_in)
+
+    def forward(self, x):
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+class RosModConv(nn.Module):
+    """Modulated conv as one grouped conv over per-sample kernels (the reference's path)."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, demodulate: bool = True, upsample: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(1, c_out, c_in, k, k))
+        self.modulation = EqualLinear(512, c_in, bias_init=1.0)
+        self.scale, self.k, self.demodulate, self.upsample = 1 / math.sqrt(c_in * k * k), k, demodulate, upsample
+        self.register_buffer("blur", torch.outer(torch.tensor([1., 3, 3, 1]), torch.tensor([1., 3, 3, 1])) / 64 * 4)
+
+    def forward(self, x, style):
+        b, c_in, h, w = x.shape
+        s = self.modulation(style).view(b, 1, c_in, 1, 1)
+        weight = self.scale * self.weight * s
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, -1, 1, 1, 1)
+        c_out = weight.shape[1]
+        x = x.reshape(1, b * c_in, h, w)
+        if self.upsample:
+            wt = weight.transpose(1, 2).reshape(b * c_in, c_out, self.k, self.k)
+            y = F.conv_transpose2d(x, wt, stride=2, groups=b)
+            y = y.reshape(b, c_out, y.shape[-2], y.shape[-1])
+            return fir_native(y, self.blur, 1, (1, 1))
+        y = F.conv2d(x, weight.reshape(b * c_out, c_in, self.k, self.k), padding=self.k // 2, groups=b)
+        return y.reshape(b, c_out, h, w)
+
+
+class RosStyledConv(nn.Module):
+    def __init__(self, c_in: int, c_out: int, upsample: bool = False):
+        super().__init__()
+        self.conv = RosModConv(c_in, c_out, 3, upsample=upsample)
+        self.noise_weight = nn.Parameter(torch.zeros(1))
+        self.bias = nn.Parameter(torch.zeros(c_out))
+
+    def forward(self, x, style, noise):
+        y = self.conv(x, style) + self.noise_weight * noise
+        return F.leaky_relu(y + self.bias.view(1, -1, 1, 1), 0.2) * math.sqrt(2)  # the CPU fused_leaky_relu
+
+
+class RosToRGB(nn.Module):
+    def __init__(self, c_in: int):
+        super().__init__()
+        self.conv = RosModConv(c_in, 3, 1, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.register_buffer("kernel", torch.outer(torch.tensor([1., 3, 3, 1]), torch.tensor([1., 3, 3, 1])) / 64 * 4)
+
+    def forward(self, x, style, skip=None):
+        y = self.conv(x, style) + self.bias
+        return y if skip is None else y + fir_native(skip, self.kernel, 2, (2, 1))
+
+
+class RosGenerator(nn.Module):
+    """Synthesis from W+ (``input_is_latent=True``, ``randomize_noise=False``)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        log = int(math.log2(size))
+        self.num_ws = 2 * log - 2
+        self.input = nn.Parameter(torch.randn(1, 512, 4, 4))
+        self.conv1 = RosStyledConv(512, 512)
+        self.to_rgb1 = RosToRGB(512)
+        self.convs, self.to_rgbs = nn.ModuleList(), nn.ModuleList()
+        c_prev = 512
+        for i in range(3, log + 1):
+            c = ros_channels(2 ** i)
+            self.convs += [RosStyledConv(c_prev, c, upsample=True), RosStyledConv(c, c)]
+            self.to_rgbs.append(RosToRGB(c))
+            c_prev = c
+        for i in range(2 * log - 3):
+            r = 2 ** ((i + 5) // 2)
+            self.register_buffer(f"noise_{i}", torch.randn(1, 1, r, r))
+
+    def forward(self, latent):
+        noises = [getattr(self, f"noise_{i}") for i in range(2 * len(self.to_rgbs) + 1)]
+        x = self.conv1(self.input.repeat(latent.shape[0], 1, 1, 1), latent[:, 0], noises[0])
+        skip = self.to_rgb1(x, latent[:, 1])
+        i = 1
+        for k, to_rgb in enumerate(self.to_rgbs):
+            x = self.convs[2 * k](x, latent[:, i], noises[2 * k + 1])
+            x = self.convs[2 * k + 1](x, latent[:, i + 1], noises[2 * k + 2])
+            skip = to_rgb(x, latent[:, i + 2], skip)
+            i += 2
+        return skip
+
+
+def authors_steps(res: int, batch: int, steps: int, warmup: int) -> list[float]:
+    """The released optimisation loop (README settings: lr 0.1, λ_sim 0.002, λ_ID 0,
+    plain L2), timed per step. The authors ran batch 1; batch B here means B latents in
+    one tensor, the loss summed, as a batched version of their code would."""
+    import timm
+    import open_clip
+    from sound2img.models.arcface import build_arcface, face_crop
+
+    torch.manual_seed(0)
+    G = RosGenerator(res).eval()
+    clip_model = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    audio_encoder = nn.Sequential(nn.Conv2d(1, 3, 3), timm.create_model("resnet18", num_classes=512)).eval()
+    facenet = build_arcface(50, seed=0).requires_grad_(True)  # their IR-SE50: gradients never switched off
+    upsample, pool = nn.Upsample(scale_factor=7), nn.AvgPool2d(kernel_size=res // 32)
+    mel = torch.rand(1, 1, 128, 512)
+
+    w_init = torch.randn(batch, G.num_ws, 512) * 0.5
+    with torch.no_grad():
+        img_orig = G(w_init)
+    latent = w_init.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([latent], lr=0.1)
+    times = []
+    total = steps + warmup
+    for i in range(total):
+        t0 = time.perf_counter()
+        t = i / total
+        opt.param_groups[0]["lr"] = 0.1 * min(1, t / 0.05) * (0.5 - 0.5 * math.cos(math.pi * min(1, (1 - t) / 0.25)))
+        img_gen = G(latent)
+        image_features = clip_model.encode_image(pool(upsample(img_gen)))
+        audio_features = audio_encoder(mel)  # re-run every step, although it never changes
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        audio_features = audio_features / audio_features.norm(dim=-1, keepdim=True)
+        cosine_loss = (1 - (image_features @ audio_features.T)[:, 0] * math.exp(0.07)).sum()
+        sim_loss = ((w_init - latent) ** 2).sum()
+        # id_loss(img_orig, img_gen): features of the edit detached, so no gradient reaches the latent
+        y_hat, y = facenet(face_crop(img_orig)), facenet(face_crop(img_gen)).detach()
+        id_loss = (1 - (y_hat * y).sum(dim=1)).mean()
+        loss = 0.002 * sim_loss + cosine_loss + 0.0 * id_loss
+        opt.zero_grad()
+        loss.backward(retain_graph=True)
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+# ------------------------------------------------------------------ ours
+
+
+def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool = False) -> list[float]:
+    """sound2img's optimiser on the same sizes: frozen networks, the target encoded once,
+    no identity network at λ_ID = 0, adaptive layer masking."""
+    from sound2img.manipulation.optimizer import optimize_latents
+    from sound2img.manipulation.targets import encode_sounds
+    from sound2img.models.audio_encoder import build_audio_encoder
+    from sound2img.models.clip import build_clip
+    from sound2img.models.stylegan2 import build_generator
+
+    G = build_generator(res, seed=0, estimate_w_avg=False)
+    if channels_last:
+        G = G.to(memory_format=torch.channels_last)
+    clip = build_clip("ViT-B-32", seed=0)
+    encoder = build_audio_encoder("resnet18_legacy").eval().requires_grad_(False)
+
+    class MelOf(nn.Module):  # stands in for the front end: a fixed mel, as the baseline's
+        def forward(self, wav):
+            return torch.rand(wav.shape[0], 1, 128, 512)
+
+    target = encode_sounds([torch.zeros(16)], encoder, MelOf())  # once per edit
+    torch.manual_seed(0)
+    ws = torch.randn(batch, G.num_ws, 512) * 0.5
+    res_ = optimize_latents(G, clip.encode_image, ws, target, steps=steps + warmup, lr=0.1, lambda_sim=0.002)
+    return res_.step_seconds[warmup:]
+
+
+# ------------------------------------------------------------------ harness
+
+
+def run_case(impl: str, res: int, batch: int, steps: int, warmup: int) -> dict:
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    fn = {"ours": our_steps, "authors": authors_steps,
+          "ours_channels_last": lambda *a: our_steps(*a, channels_last=True)}[impl]
+    t0 = time.perf_counter()
+    times = fn(res, batch, steps, warmup)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times_sorted = sorted(times)
+    return {"impl": impl, "res": res, "batch": batch, "steps_timed": len(times),
+            "step_s": times_sorted[len(times) // 2], "step_s_all": times,
+            "per_edit_step_s": times_sorted[len(times) // 2] / batch,
+            "peak_rss_gib": peak_kib / 2 ** 20, "wall_s": time.perf_counter() - t0,
+            "threads": torch.get_num_threads()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="256 px, batch 1, 2 timed steps")
+    p.add_argument("--steps", type=int, default=2, help="timed steps per case (after the warm-up)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--res", type=int, nargs="+", default=[256, 1024])
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--impl", nargs="+", default=["ours", "authors"], choices=["ours", "authors", "ours_channels_last"])
+    p.add_argument("--json", default=None, help="write the results here (default: print only)")
+    p.add_argument("--case", nargs=4, metavar=("IMPL", "RES", "BATCH", "STEPS"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.case:
+        impl, res, batch, steps = args.case
+        print(json.dumps(run_case(impl, int(res), int(batch), int(steps), args.warmup)))
+        return 0
+    if args.quick:
+        args.res, args.batch, args.steps = [256], [1], 2
+    results = []
+    for res in args.res:
+        for batch in args.batch:
+            row = {}
+            for impl in args.impl:  # interleaved, so both see the same machine state
+                cmd = [sys.executable, __file__, "--warmup", str(args.warmup), "--case", impl, str(res), str(batch),
+                       str(args.steps)]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode != 0:
+                    print(out.stderr[-2000:], file=sys.stderr)
+                    row[impl] = {"impl": impl, "res": res, "batch": batch, "error": out.stderr.strip().splitlines()[-1]}
+                else:
+                    row[impl] = json.loads(out.stdout.strip().splitlines()[-1])
+                r = row[impl]
+                print(f"{impl:>20} {res:5d}px batch {batch}: " + (
+                    f"{r['step_s']:.2f} s/step, {r['per_edit_step_s']:.2f} s/step/edit, peak RSS {r['peak_rss_gib']:.2f} GiB"
+                    if "error" not in r else f"failed: {r['error']}"), flush=True)
+                results.append(r)
+            if "ours" in row and "authors" in row and "error" not in row["ours"] and "error" not in row["authors"]:
+                print(f"{'':>20} speed-up {row['authors']['step_s'] / row['ours']['step_s']:.2f}x", flush=True)
+    summary = {"device": "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
+    by = {(r["impl"], r["res"], r["batch"]): r for r in results if "error" not in r}
+    ratios = {}
+    for (impl, res, batch), r in by.items():
+        if impl == "ours" and ("authors", res, batch) in by:
+            ratios[f"{res}px_b{batch}_speedup"] = by[("authors", res, batch)]["step_s"] / r["step_s"]
+        if impl in ("ours", "authors") and batch != 1 and (impl, res, 1) in by:
+            ratios[f"{impl}_{res}px_b{batch}_per_edit_vs_b1"] = r["per_edit_step_s"] / by[(impl, res, 1)]["step_s"]
+    summary["ratios"] = ratios
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}")
+    if args.json:
+        from sound2img.utils.files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
