@@ -236,12 +236,25 @@ class AudioClipDataset(Dataset):
         return augment_text(text, rng) if self.text_augment else text
 
     def read_wav(self, index: int, generator: torch.Generator) -> torch.Tensor:
-        """``wav [S]`` mono at ``self.sample_rate`` (any length; cropped by the caller)."""
-        from sound2img.audio.io import load_audio
+        """``wav [S]`` mono at ``self.sample_rate`` (about ``num_samples`` or any length;
+        ``fix_length`` finishes the crop). Files much longer than the crop (wav/flac/ogg)
+        are cropped before decoding, so long recordings cost only what is kept."""
+        from sound2img.audio.io import SOUNDFILE_SUFFIXES, audio_info, load_audio
 
         path = self.records[index].audio
         if path is None:
             raise SampleReadError(f"{self.name}: record {self.records[index].key} has no audio file")
+        if Path(path).suffix.lower() in SOUNDFILE_SUFFIXES:
+            info = audio_info(path)
+            need = self.num_samples / self.sample_rate
+            if info.duration > 2 * need:
+                frames = int(np.ceil(need * info.sample_rate)) + 1  # one spare: rounding never leaves a gap
+                start = (int(torch.randint(0, info.num_frames - frames + 1, (1,), generator=generator))
+                         if self.crop == "random" else (info.num_frames - frames + 1) // 2)  # = fix_length's centre
+                # +0.5 frame: load_audio truncates offset·sr and duration·sr to whole frames.
+                wav = load_audio(path, self.sample_rate, offset=(start + 0.5) / info.sample_rate,
+                                 duration=(frames + 0.5) / info.sample_rate)
+                return wav[:self.num_samples]
         return load_audio(path, self.sample_rate)
 
     def read_image(self, index: int) -> torch.Tensor:

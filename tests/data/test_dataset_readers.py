@@ -151,6 +151,22 @@ def test_random_crop_is_seeded_per_item_and_epoch(tmp_path, fixtures):
     assert len(starts) == 1
 
 
+def test_long_files_are_cropped_before_decoding_like_after(tmp_path, fixtures):
+    """A crop read from the file (offset/duration) matches cropping the whole resampled file."""
+    from sound2img.audio.io import load_audio
+
+    rows = [["1-1-A-0.wav", 1, 0, "dog", "False", 1, "A"]]
+    root = make_esc50(tmp_path / "esc", fixtures, rows=rows)
+    t = np.arange(3 * 44100) / 44100
+    fixtures.write_wav(root / "audio" / "1-1-A-0.wav", (0.3 * np.sin(2 * np.pi * 300 * t * (1 + t))).astype(np.float32),
+                       44100)
+    ds = build_dataset("esc50", root=root, sample_rate=16000, num_samples=8000, crop="center")
+    whole = fix_length(load_audio(root / "audio" / "1-1-A-0.wav", 16000), 8000, "center")
+    got = ds[0]["wav"]
+    assert got.shape == (8000,)
+    assert torch.allclose(got[200:-200], whole[200:-200], atol=2e-3)
+
+
 def test_fix_length_pads_and_crops():
     x = torch.arange(10, dtype=torch.float32)
     assert fix_length(x, 4, "center").tolist() == [3, 4, 5, 6]
