@@ -278,12 +278,12 @@ def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cp
 
     from sound2img.audio.frontend import build_frontend  # audio/ is below models/ in the layering
 
-    stored = _make_frontend(build_frontend, stored_frontend)
+    stored = _make_frontend(build_frontend, stored_frontend, path)
     if frontend_override is None:
         frontend = stored
     else:
         frontend = (frontend_override if hasattr(frontend_override, "spec")
-                    else _make_frontend(build_frontend, _spec_of(frontend_override)))
+                    else _make_frontend(build_frontend, _spec_of(frontend_override), "front end override"))
         if _spec_of(frontend) != _spec_of(stored):
             message = (f"front end override {_spec_of(frontend)} differs from the one {path} was trained "
                        f"with ({_spec_of(stored)}); its embeddings will not be what the encoder learned")
@@ -294,10 +294,11 @@ def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cp
     return encoder, frontend
 
 
-def _make_frontend(build_frontend, spec: Mapping[str, Any]) -> Any:
-    """``build_frontend`` from a spec dict ``{"name": ..., settings...}``."""
-    spec = dict(spec)
+def _make_frontend(build_frontend, spec: Mapping[str, Any], source: Any) -> Any:
+    """``build_frontend`` from a spec dict ``{"name": ..., settings...}``; a spec this code
+    cannot build is reported against ``source``."""
+    settings = dict(spec)
     try:
-        return build_frontend(spec.pop("name"), **spec)
-    except TypeError as exc:
-        raise CheckpointError(f"front end spec {spec} does not match this code's front ends ({exc})") from exc
+        return build_frontend(settings.pop("name"), **settings)
+    except (TypeError, UserInputError) as exc:
+        raise CheckpointError(f"{source}: front end {dict(spec)} cannot be built ({exc})") from exc

@@ -97,8 +97,10 @@ def test_authors_pth_loads_with_the_legacy_frontend(tmp_path, layout):
     assert loaded.arch == "resnet18_legacy" and loaded.embed_dim == 512
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     assert frontend.spec() == frontend_mod.build_frontend("soundclip_legacy").spec()
-    mel = torch.randn(2, 1, 128, 512)
+    wav = torch.randn(2, 44100) * 0.1  # one second at the legacy rate
     with torch.no_grad():
+        mel = frontend(wav)
+        assert mel.shape == (2, 1, 128, 512)
         torch.testing.assert_close(loaded(mel), enc(mel), atol=0, rtol=0)
 
 
@@ -195,3 +197,11 @@ def test_malformed_checkpoints_name_the_problem(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"), metadata={"x": "y"})
     with pytest.raises(CheckpointError, match="without sound2img audio-encoder metadata"):
         load_audio_encoder(tmp_path / "foreign.safetensors")
+
+
+def test_stored_frontend_this_code_cannot_build_is_a_checkpoint_error(tmp_path):
+    needs_frontend()
+    enc = build_audio_encoder("tiny_cnn", embed_dim=8)
+    path = save_audio_encoder(tmp_path / "enc.safetensors", enc, {"name": "logmel", "no_such_setting": 1})
+    with pytest.raises(CheckpointError, match=r"enc\.safetensors: front end .*no_such_setting"):
+        load_audio_encoder(path)
