@@ -125,10 +125,7 @@ def _frontend_from_cfg(a: dict[str, Any]):
     name = a.pop("name", None)
     if not name:
         raise UserInputError("audio: set audio.name (a front end, e.g. logmel or soundclip_legacy)")
-    try:
-        return build_frontend(name, **a)
-    except TypeError as exc:
-        raise UserInputError(f"audio ({name}): {exc}") from exc
+    return build_frontend(name, **a)
 
 
 def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.device = "cpu"):
