@@ -24,7 +24,7 @@ from sound2img.training.distributed import (all_gather_object, all_reduce_mean, 
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger
 from sound2img.training.step import Student, make_views
-from sound2img.training.targets import ClipTargets
+from sound2img.training.targets import ClipTargets, frame_keys
 from sound2img.training.validation import encode_class_texts, zero_shot_accuracy
 
 STATE_FORMAT = "sound2img-train-state/1"
@@ -84,6 +84,10 @@ def training_loop(
                               scale=LogitScale(logit_scale, init=logit_scale_init, max=logit_scale_max))
     if (loss_fn.enabled("at") or loss_fn.enabled("av")) and clip is None:
         raise UserInputError("the a↔t and a↔v terms need CLIP towers (clip=None allows only loss_terms={'aa': w})")
+    with_frames = frame_keys(train_set) if loss_fn.enabled("av") else None
+    if loss_fn.enabled("av") and with_frames is not None and not with_frames:
+        raise UserInputError("the a↔v term is enabled but no training item has a video frame "
+                             "(set loss.terms.av=0, or train on a dataset with frames such as vggsound)")
     frontend = frontend.to(dev).eval()
     student = Student(encoder, loss_fn, channels_last=channels_last).to(dev)
     if channels_last:
@@ -111,7 +115,7 @@ def training_loop(
 
     targets = ClipTargets(clip, dev, cache_dir=embedding_cache_dir or run_dir / "embedding_cache",
                           need_text=loss_fn.enabled("at"), need_images=loss_fn.enabled("av"),
-                          info=info) if clip is not None else None
+                          info=info, frame_keys=with_frames) if clip is not None else None
     if targets is not None:
         targets.precompute_text(train_set)
     class_emb = None
@@ -183,7 +187,7 @@ def training_loop(
         while step < total_steps or batch_in_epoch == steps_per_epoch:
             if batch_in_epoch < steps_per_epoch:
                 if epoch > 0 and targets is not None and targets.need_images and targets.cache is not None \
-                        and hasattr(train_set, "load_images"):
+                        and with_frames is not None and hasattr(train_set, "load_images"):
                     # every frame was embedded during epoch 0 (the cache persists across
                     # resumes): stop decoding video frames
                     train_set.load_images = False
@@ -197,9 +201,9 @@ def training_loop(
                         mel = frontend(batch["wav"])
                         views = make_views(mel, n_views, augment, gen)
                         text_emb = targets.text(batch["text"]) if loss_fn.enabled("at") else None
-                        image_emb = targets.images(batch) if loss_fn.enabled("av") else None
+                        image_emb, image_valid = targets.images(batch) if loss_fn.enabled("av") else (None, None)
                     with autocast():
-                        out = model(views, text_emb, image_emb)
+                        out = model(views, text_emb, image_emb, image_valid)
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(out["loss"]).backward()
                     if grad_clip is not None:

@@ -70,31 +70,63 @@ class _GatherWithGrad(torch.autograd.Function):
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float,
-             symmetric: bool = True) -> torch.Tensor:
+             symmetric: bool = True, valid: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE between matching rows of ``a [B,D]`` and ``b [B,D]`` (both L2-normalised).
 
     Negatives are gathered from all ranks; row i of this rank is matched with row
     ``rank·B + i`` of the gathered batch. ``symmetric`` = (CE(a→b) + CE(b→a)) / 2;
     otherwise a→b only. (The paper writes the sum of the two directions; we take their
     mean, as CLIP does, so symmetric and one-directional runs share a learning rate —
-    the factor 2 is a constant a term weight absorbs.) Returns a scalar: the mean over
-    this rank's rows, so the mean over ranks is the full-batch loss.
+    the factor 2 is a constant a term weight absorbs.)
+
+    ``valid [B]`` (bool) marks the rows that take part, e.g. items that have a video
+    frame in a batch mixing VGGSound and AudioSet; the others are neither anchors nor
+    negatives. Returns a scalar scaled so that the mean over ranks (what DDP's gradient
+    averaging optimises) is the mean over the valid rows of the whole global batch.
     """
     if a.shape != b.shape:
         raise ValueError(f"info_nce: a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape")
-    _check_normalised(a, "info_nce a")
-    _check_normalised(b, "info_nce b")
+    _check_normalised(a if valid is None else a[valid], "info_nce a")
+    _check_normalised(b if valid is None else b[valid], "info_nce b")
     # Logits in fp32 even under autocast: a softmax over hundreds of negatives at scale
     # 100 loses too much in half precision.
     dtype = torch.promote_types(a.dtype, torch.float32)
     a, b = a.to(dtype), b.to(dtype)
-    rank, _ = world_info()
+    rank, world = world_info()
     all_a, all_b = gather_with_grad(a), gather_with_grad(b)
     labels = torch.arange(a.shape[0], device=a.device) + rank * a.shape[0]
-    loss = F.cross_entropy(logit_scale * a @ all_b.T, labels)
+    if valid is None:
+        n_total = a.shape[0] * world
+        mask = None
+    else:
+        valid = valid.to(device=a.device, dtype=torch.bool)
+        all_valid = _gather_plain(valid)
+        n_total = int(all_valid.sum())
+        if n_total == 0:
+            return (a.sum() + b.sum()) * 0.0  # keeps the graph (DDP) without moving anything
+        mask = ~all_valid[None, :]
+        labels = labels.masked_fill(~valid, -100)  # cross_entropy's ignore_index
+
+    def direction(q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        logits = logit_scale * q @ keys.T
+        if mask is not None:
+            logits = logits.masked_fill(mask, float("-inf"))
+        return F.cross_entropy(logits, labels, reduction="sum") * (world / n_total)
+
+    loss = direction(a, all_b)
     if symmetric:
-        loss = (loss + F.cross_entropy(logit_scale * b @ all_a.T, labels)) / 2
+        loss = (loss + direction(b, all_a)) / 2
     return loss
+
+
+def _gather_plain(x: torch.Tensor) -> torch.Tensor:
+    """all_gather without autograd (masks, labels)."""
+    _, world = world_info()
+    if world == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
 
 
 class LogitScale(nn.Module):
@@ -161,11 +193,12 @@ class ContrastiveLoss(nn.Module):
         return self.weights[term] > 0
 
     def forward(self, audio: torch.Tensor, text: torch.Tensor | None = None,
-                image: torch.Tensor | None = None,
-                audio_view: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                image: torch.Tensor | None = None, audio_view: torch.Tensor | None = None,
+                image_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``audio [B,D]`` against ``text [B,D]``, ``image [B,D]`` and the second view
-        ``audio_view [B,D]`` (all L2-normalised). Returns ``{"loss": total,
-        "loss_at": …, …}`` with one entry per enabled term."""
+        ``audio_view [B,D]`` (all L2-normalised); ``image_valid [B]`` marks the items
+        that have a frame (None: all). Returns ``{"loss": total, "loss_at": …, …}``
+        with one entry per enabled term."""
         targets = {"at": text, "av": image, "aa": audio_view}
         scale = self.scale()
         out: dict[str, torch.Tensor] = {}
@@ -175,7 +208,8 @@ class ContrastiveLoss(nn.Module):
                 continue
             if targets[term] is None:
                 raise ValueError(f"contrastive term {term!r} is enabled but its embeddings were not given")
-            value = info_nce(audio, targets[term], scale, symmetric=self.symmetric)
+            value = info_nce(audio, targets[term], scale, symmetric=self.symmetric,
+                             valid=image_valid if term == "av" else None)
             out[f"loss_{term}"] = value
             total = self.weights[term] * value if total is None else total + self.weights[term] * value
         out["loss"] = total

@@ -29,14 +29,16 @@ class Student(nn.Module):
         return F.normalize(self.encoder(mel).float(), dim=-1)
 
     def forward(self, views: list[torch.Tensor], text_emb: torch.Tensor | None = None,
-                image_emb: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                image_emb: torch.Tensor | None = None,
+                image_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``views``: one or two ``mel [B,1,n_mels,T]`` (the second only for a↔â), encoded
-        in one batch; ``text_emb``/``image_emb [B,D]`` normalised CLIP targets. Returns the
-        loss dict of ``ContrastiveLoss``."""
+        in one batch; ``text_emb``/``image_emb [B,D]`` normalised CLIP targets,
+        ``image_valid [B]`` the items that have a frame. Returns the loss dict of
+        ``ContrastiveLoss``."""
         emb = self.encode(torch.cat(views) if len(views) > 1 else views[0])
         audio = emb.chunk(len(views))
         return self.loss(audio[0], text=text_emb, image=image_emb,
-                         audio_view=audio[1] if len(views) > 1 else None)
+                         audio_view=audio[1] if len(views) > 1 else None, image_valid=image_valid)
 
 
 def make_views(mel: torch.Tensor, n_views: int, augment: Callable | None,

@@ -14,10 +14,25 @@ from sound2img.errors import UserInputError
 from sound2img.training.distributed import DistInfo, barrier
 
 
+def frame_keys(dataset) -> set[str] | None:
+    """Keys of the items of ``dataset`` that have a video frame (None when the dataset
+    does not describe its records): which rows take part in a↔v, known without decoding."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is not None:
+        found = [frame_keys(d) for d in parts]
+        return None if any(f is None for f in found) else set().union(*found)
+    records = getattr(dataset, "records", None)
+    return None if records is None else {rec.key for rec in records if rec.image is not None}
+
+
 def fixed_prompts(dataset) -> list[str] | None:
     """Every prompt ``dataset`` can produce when that set is finite and known (records'
     own texts, or each class name through each template); None when prompts are
     EDA-augmented or the dataset does not describe its prompts."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is not None:  # a concatenation: the union, if every part is fixed
+        found = [fixed_prompts(d) for d in parts]
+        return None if any(f is None for f in found) else list(dict.fromkeys(p for f in found for p in f))
     if getattr(dataset, "text_augment", True) or not hasattr(dataset, "records") or not hasattr(dataset, "templates"):
         return None
     prompts: dict[str, None] = {}
@@ -35,7 +50,7 @@ class ClipTargets:
     both L2-normalised float32 on ``device``, never carrying a gradient."""
 
     def __init__(self, clip, device: torch.device, cache_dir: str | Path | None, need_text: bool,
-                 need_images: bool, info: DistInfo):
+                 need_images: bool, info: DistInfo, frame_keys: set[str] | None = None):
         self.clip = clip.to(device)
         self.device = device
         self.need_text, self.need_images = need_text, need_images
@@ -43,6 +58,7 @@ class ClipTargets:
         spec = clip.spec()
         self.cache = EmbeddingCache(cache_dir, spec, spec.get("preprocess", "clip")) if cache_dir else None
         self.text_cached = False
+        self.frame_keys = frame_keys  # None: trust the batch's has_image
 
     def precompute_text(self, dataset) -> None:
         """Encode the dataset's whole (fixed) prompt set once, rank 0 first, so steps only
@@ -69,22 +85,29 @@ class ClipTargets:
         return F.normalize(emb.to(self.device, torch.float32), dim=-1)
 
     @torch.no_grad()
-    def images(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Frame embeddings for ``batch["key"]``; frames (``image [B,3,H,W] uint8``) are
+    def images(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image_emb [B,D], valid [B])`` for ``batch["key"]``: items without a frame
+        get zero rows and ``valid`` False. Frames (``image [B,3,H,W] uint8``) are
         encoded only for keys the cache does not hold yet."""
-        keys, images = batch["key"], batch.get("image")
-        has = batch.get("has_image")
-        if images is not None and has is not None and not bool(has.all()):
-            images = None  # some items have no frame: fall through to the error below if needed
+        keys, images = list(batch["key"]), batch.get("image")
+        if self.frame_keys is not None:
+            valid = torch.tensor([k in self.frame_keys for k in keys], dtype=torch.bool)
+        else:
+            has = batch.get("has_image")
+            valid = torch.full((len(keys),), images is not None) if has is None else has.cpu().bool()
+        emb = torch.zeros(len(keys), self.clip.embed_dim, device=self.device)
+        rows = torch.nonzero(valid).flatten().tolist()
+        if rows:
+            wanted = [keys[i] for i in rows]
 
-        def encode(missing: list[str]) -> torch.Tensor:
-            if images is None:
-                raise UserInputError(
-                    "the a↔v term needs a video frame for every training item, but this dataset gives none "
-                    "for some (set loss.terms.av=0, or use a dataset with frames)")
-            rows = [keys.index(k) for k in missing]
-            img = images[rows].to(self.device).float() / 127.5 - 1.0  # uint8 → [-1,1]
-            return self.clip.encode_image(img).float()
+            def encode(missing: list[str]) -> torch.Tensor:
+                if images is None:
+                    raise UserInputError(f"{len(missing)} video frame embedding(s) are not cached and the dataset "
+                                         "no longer loads frames (was the embedding cache deleted mid-run?)")
+                idx = [keys.index(k) for k in missing]
+                img = images[idx].to(self.device).float() / 127.5 - 1.0  # uint8 → [-1,1]
+                return self.clip.encode_image(img).float()
 
-        emb = self.cache.get_images(keys, encode) if self.cache is not None else encode(list(keys))
-        return F.normalize(emb.to(self.device, torch.float32), dim=-1)
+            got = self.cache.get_images(wanted, encode) if self.cache is not None else encode(wanted)
+            emb[rows] = F.normalize(got.to(self.device, torch.float32), dim=-1)
+        return emb, valid.to(self.device)

@@ -124,6 +124,23 @@ def test_contrastive_loss_weighted_terms():
         ContrastiveLoss({"at": 0.0})
 
 
+def test_valid_mask_equals_dropping_the_rows():
+    """Items without a frame (valid=False) are neither anchors nor negatives."""
+    g = torch.Generator().manual_seed(2)
+    a = F.normalize(torch.randn(6, 8, generator=g), dim=-1).requires_grad_(True)
+    b = F.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    b[[1, 4]] = 0.0  # what the targets give for items without a frame
+    valid = torch.tensor([True, False, True, True, False, True])
+    for symmetric in (True, False):
+        masked = info_nce(a, b, 7.0, symmetric=symmetric, valid=valid)
+        dropped = info_nce(a[valid], b[valid], 7.0, symmetric=symmetric)
+        assert torch.allclose(masked, dropped, atol=1e-6)
+    masked.backward()
+    assert torch.all(a.grad[~valid] == 0) and torch.all(a.grad[valid].abs().sum(-1) > 0)
+    none = info_nce(a, b, 7.0, valid=torch.zeros(6, dtype=torch.bool))
+    assert none.item() == 0.0 and none.requires_grad
+
+
 def test_gather_without_process_group_is_identity():
     x = torch.randn(4, 3, requires_grad=True)
     assert gather_with_grad(x) is x

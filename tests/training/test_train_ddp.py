@@ -36,7 +36,10 @@ def _batch():
     view = mel + 0.3 * torch.randn(B, 1, F_BINS, T, generator=g)
     text = nn.functional.normalize(torch.randn(B, D, generator=g), dim=-1)
     image = nn.functional.normalize(torch.randn(B, D, generator=g), dim=-1)
-    return mel, view, text, image
+    # items without a video frame, unevenly spread: 3 of rank 0's rows, 1 of rank 1's
+    valid = torch.tensor([True, False, False, False, True, True, False, True])
+    image[~valid] = 0.0
+    return mel, view, text, image, valid
 
 
 def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -50,9 +53,9 @@ def _worker(rank: int, world: int, port: int, queue) -> None:
     try:
         student = _student()
         model = DistributedDataParallel(student)
-        mel, view, text, image = _batch()
+        mel, view, text, image, valid = _batch()
         part = slice(rank * B // world, (rank + 1) * B // world)
-        out = model([mel[part], view[part]], text[part], image[part])
+        out = model([mel[part], view[part]], text[part], image[part], valid[part])
         out["loss"].backward()
         loss = out["loss"].detach().clone()
         dist.all_reduce(loss)
@@ -63,8 +66,8 @@ def _worker(rank: int, world: int, port: int, queue) -> None:
 
 def test_two_gloo_ranks_match_one_process():
     student = _student()
-    mel, view, text, image = _batch()
-    out = student([mel, view], text, image)
+    mel, view, text, image, valid = _batch()
+    out = student([mel, view], text, image, valid)
     out["loss"].backward()
     ref_loss, ref_grads = out["loss"].item(), _grads(student)
     assert student.loss.scale.log_scale.grad is not None
@@ -88,5 +91,5 @@ def test_two_gloo_ranks_match_one_process():
     # negatives really crossed ranks: a local-only loss would differ from the full batch
     local = _student()
     half = slice(0, B // 2)
-    local_loss = local([mel[half], view[half]], text[half], image[half])["loss"].item()
+    local_loss = local([mel[half], view[half]], text[half], image[half], valid[half])["loss"].item()
     assert abs(local_loss - ref_loss) > 1e-3
