@@ -94,6 +94,24 @@ class MelFrontend(nn.Module):
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.spec().items())
 
+    # --- the module's contract -------------------------------------------------------------
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """``wav [B,S]`` at ``self.sample_rate`` (``lengths [B]`` samples, optional) → the
+        encoder's input ``mel [B,1,n_mels,T]``. Equal to ``to_encoder_input(spectrogram(...))``;
+        training calls the two halves to put SpecAugment in between."""
+        return self.to_encoder_input(self.spectrogram(wav, lengths, generator=generator, frame_offsets=frame_offsets))
+
+    def spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                    generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """``wav [B,S]`` → ``spec [B,1,n_mels,T]``: the time–frequency image (mel on rows,
+        frames on columns) where SpecAugment masks belong."""
+        raise NotImplementedError
+
+    def to_encoder_input(self, spec: torch.Tensor) -> torch.Tensor:
+        """``spec [B,1,n_mels,T]`` → ``mel [B,1,n_mels,T']`` as the encoder takes it."""
+        return spec
+
     # --- shared computation --------------------------------------------------------------
     def count_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
         """STFT frames of a clip of ``num_samples`` (``center=True``)."""
@@ -157,18 +175,26 @@ class MelFrontend(nn.Module):
 
 @register_frontend("logmel")
 class LogMel(MelFrontend):
-    """128-bin log-mel at 16 kHz, 64 ms Hann window, 10 ms hop.
+    """128-bin log-mel at 16 kHz, 64 ms Hann window, 10 ms hop (100 frames/s).
+
+    16 kHz is the rate of the AudioSet/VGGSound encoders of record (AST, BEATs, and
+    ImageBind, the other CLIP-space audio tower) and halves decoding, resampling and STFT
+    cost against 32 kHz for little loss above 8 kHz; 1024-point frames give 15.6 Hz bins,
+    finer than the lowest 128-band Slaney mel spacing (~24 Hz), so no band is empty.
 
     ``log="ln"``: ``ln(mel + log_offset)``; ``log="db"``: ``10·log10(max(mel, log_offset))``
     (``librosa.power_to_db(mel, ref=1.0, amin=log_offset, top_db=None)``). No per-clip
-    normalisation, so loudness survives. ``num_frames`` fixes T (centre crop, or random
-    with a generator; clips that end early are padded with the log of silence).
+    normalisation, so loudness survives. The 1e-4 floor sits ~54 dB below a full-scale
+    white-noise band, and keeps float32 STFT round-off (about -130 dB re a frame's peak)
+    under 1e-4 in the log even for full-scale pure tones; 1e-6 would let it reach ~1e-3.
+    ``num_frames`` fixes T (centre crop, random with a generator; clips that end early are
+    padded with the log of silence).
     """
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop_length: int = 160,
                  win_length: int | None = None, n_mels: int = 128, f_min: float = 0.0,
                  f_max: float | None = None, mel_scale: str = "slaney", mel_norm: str | None = "slaney",
-                 log: str = "ln", log_offset: float = 1e-5, num_frames: int | None = None):
+                 log: str = "ln", log_offset: float = 1e-4, num_frames: int | None = None):
         super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
                          n_mels=n_mels, f_min=f_min, f_max=f_max, mel_scale=mel_scale, mel_norm=mel_norm)
         if log not in ("ln", "db"):
@@ -185,9 +211,10 @@ class LogMel(MelFrontend):
             return torch.log(power + self.log_offset)
         return 10.0 * torch.log10(power.clamp(min=self.log_offset))
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
-        """``wav [B,S]`` (``lengths [B]`` samples, optional) → ``mel [B,1,n_mels,T]``."""
+    def spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                    generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """``wav [B,S]`` → ``mel [B,1,n_mels,T]`` (T = ``num_frames`` when set, else the
+        longest clip's frames)."""
         power, valid = self.mel_power(wav, lengths)
         silence = float(self._log(torch.zeros(())))
         mel = self._log(power)
@@ -219,10 +246,11 @@ class SoundClipLegacy(MelFrontend):
         self.amin, self.top_db, self.num_frames = float(amin), float(top_db), int(num_frames)
         self.resize_height, self.resize_width = int(resize_height), int(resize_width)
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
-        """``wav [B,S]`` at 44.1 kHz (``lengths [B]`` samples, optional) → ``mel [B,1,128,512]``
-        in [0, 1]. Centre crop by default; a ``generator`` gives the training random crop."""
+    def spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                    generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """``wav [B,S]`` at 44.1 kHz → ``spec [B,1,128,864]`` in [0, 1] (0 = 80 dB below the
+        clip's peak, also the padding). Centre crop by default; a ``generator`` gives the
+        training random crop, ``frame_offsets [B]`` explicit ones."""
         power, valid = self.mel_power(wav, lengths)
         inside = (torch.arange(power.shape[2], device=power.device) < valid[:, None])[:, None, :]
         db = 10.0 * torch.log10(power.clamp(min=self.amin))
@@ -230,8 +258,11 @@ class SoundClipLegacy(MelFrontend):
         db = db - 10.0 * torch.log10(ref.clamp(min=self.amin))
         peak = db.masked_fill(~inside, -math.inf).amax(dim=(1, 2), keepdim=True)
         spec = torch.maximum(db, peak - self.top_db) / self.top_db + 1.0
-        spec = self._crop(spec, valid, self.num_frames, 0.0, generator, frame_offsets)
+        return self._crop(spec, valid, self.num_frames, 0.0, generator, frame_offsets)[:, None]
+
+    def to_encoder_input(self, spec: torch.Tensor) -> torch.Tensor:
+        """``spec [B,1,128,864]`` → ``mel [B,1,128,512]``: resize to 512×128, then reshape."""
         # cv2.resize's INTER_LINEAR on float images is this exact map (no antialias on shrink).
-        img = F.interpolate(spec[:, None], size=(self.resize_height, self.resize_width), mode="bilinear",
+        img = F.interpolate(spec, size=(self.resize_height, self.resize_width), mode="bilinear",
                             align_corners=False, antialias=False)
         return img.reshape(img.shape[0], 1, self.n_mels, -1)
