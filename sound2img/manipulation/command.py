@@ -67,7 +67,8 @@ def _group_options(group: str) -> list[str]:
     return sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))
 
 
-def _model_choice(flag: str, group: str, value: str, formats: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
+def _model_choice(flag: str, group: str, value: str, formats: tuple[str, ...],
+                  what: str) -> tuple[list[str], dict[str, Any]]:
     """``--generator``/``--encoder`` → (group overrides, key updates): a file sets
     ``<group>.path``; a config name picks the group option; a registry name sets
     ``<group>.path`` to it (fetched on first use). Anything else is refused here."""
@@ -87,7 +88,7 @@ def _model_choice(flag: str, group: str, value: str, formats: tuple[str, ...]) -
         raise UserInputError(f"{flag} {text!r}: unknown {group} (not a file, not a config in configs/{group}/ "
                              f"({', '.join(_group_options(group))}) and not a registered weights name)") from None
     if entry.format not in formats:
-        raise UserInputError(f"{flag} {text!r} is a {entry.format} file, not a {group}")
+        raise UserInputError(f"{flag} {text!r} is a {entry.format} file, not {what}")
     return [], {f"{group}.path": text}
 
 
@@ -99,11 +100,12 @@ def compose_from_args(argv: Sequence[str]):
     updates: dict[str, Any] = {}
     groups: list[str] = []
     if args.generator:
-        g, u = _model_choice("--generator", "generator", args.generator, ("rosinality_pt", "nvlabs_pkl"))
+        g, u = _model_choice("--generator", "generator", args.generator, ("rosinality_pt", "nvlabs_pkl"),
+                             "a StyleGAN2 generator")
         groups += g
         updates.update(u)
     if args.encoder:
-        g, u = _model_choice("--encoder", "encoder", args.encoder, ("soundclip_pth",))
+        g, u = _model_choice("--encoder", "encoder", args.encoder, ("soundclip_pth",), "an audio encoder")
         groups += g
         updates.update(u)
     cfg = compose(CONFIG_NAME, [*groups, *overrides])
