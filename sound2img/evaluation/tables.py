@@ -225,7 +225,9 @@ class _Context:
 
     def dataset_specs(self, names: Sequence[str], folds: Sequence[int] | None = None):
         """``cfg.datasets.<name>`` (a ``configs/data`` entry: ``root``, ``folds`` and reader
-        arguments) → ``DatasetSpec``s; ``folds`` overrides the configured ones."""
+        arguments) → ``DatasetSpec``s; ``folds`` overrides the configured ones. Each dataset's
+        metadata is read once here, so a wrong root fails before any network is built."""
+        from sound2img.data import build_dataset
         from sound2img.evaluation.embed import ALL_FOLDS, DatasetSpec
 
         known = self.c.get("datasets") or {}
@@ -244,6 +246,7 @@ class _Context:
             d.pop("folds", None)
             kwargs = {k: v for k, v in d.items() if k not in ("crop", "templates", "text_augment", "seed")}
             out.append(DatasetSpec(n, str(root), tuple(int(f) for f in chosen), kwargs))
+            build_dataset(n, root=str(root), folds=list(out[-1].folds), load_images=False, **kwargs)
         return out
 
 
@@ -262,11 +265,11 @@ def _run_classification(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.report import classification_report
     from sound2img.evaluation.zero_shot import run_zero_shot
 
+    specs_per_eval = [ctx.dataset_specs(e["datasets"]) for e in evals]
     encoder, frontend = ctx.encoder()
     results: dict[str, Any] = {}
     table = evals[0]["table"]
-    for e in evals:
-        specs = ctx.dataset_specs(e["datasets"])
+    for e, specs in zip(evals, specs_per_eval):
         if table == "zeroshot":
             results |= run_zero_shot(specs, encoder, frontend, ctx.clip(), templates=e.get("templates"),
                                      **_loader_kwargs(ctx, e))
@@ -296,9 +299,11 @@ def _attribute_edits(ctx: _Context, e: dict[str, Any]):
         rows = [r for r in rows if r.get("name") in wanted]
     attrs = parse_attributes(rows)
     domains = {a.name: r.get("domain") for a, r in zip(attrs, rows)}
+    n, seed = int(e.get("n_latents", 150)), int(e.get("seed", 0))
+    if n < 1:
+        raise UserInputError(f"eval.n_latents must be >= 1, got {n}")
     encoder, frontend = ctx.encoder()
     clip = ctx.clip()
-    n, seed = int(e.get("n_latents", 150)), int(e.get("seed", 0))
     edits = []
     for a in attrs:
         G, optim, identity = ctx.domain_setup(domains[a.name])

@@ -29,9 +29,12 @@ def tiny_nets():
     return factory.build_clip_from_cfg(cfg.clip, "cpu"), frontend
 
 
-def _specs(esc50_root, us8k_root):
-    return {"esc50": DatasetSpec("esc50", str(esc50_root), (1, 2, 3, 4, 5)),
-            "us8k": DatasetSpec("us8k", str(us8k_root), tuple(range(1, 11)))}
+def _specs(esc50_root, us8k_root, frontend):
+    """Both trees, read as 1-s clips (the files are that long; the readers' default 5 s / 4 s
+    would only add silence and front-end time)."""
+    kw = {"num_samples": int(frontend.sample_rate)}
+    return {"esc50": DatasetSpec("esc50", str(esc50_root), (1, 2, 3, 4, 5), kw),
+            "us8k": DatasetSpec("us8k", str(us8k_root), tuple(range(1, 11)), kw)}
 
 
 def _tone_encoder(name, root, clip, frontend, perm=None, random_class=None):
@@ -46,7 +49,7 @@ def _tone_encoder(name, root, clip, frontend, perm=None, random_class=None):
 @pytest.mark.parametrize("name", ["esc50", "us8k"])
 def test_perfect_encoder_scores_100(name, esc50_root, us8k_root, tiny_nets):
     clip, frontend = tiny_nets
-    spec = _specs(esc50_root, us8k_root)[name]
+    spec = _specs(esc50_root, us8k_root, frontend)[name]
     encoder, _ = _tone_encoder(name, spec.root, clip, frontend)
     res = run_zero_shot([spec], encoder, frontend, clip, batch_size=7)[name]  # 7: batches cross classes and folds
     assert res["mean"] == 1.0 and res["overall"] == 1.0
@@ -61,7 +64,7 @@ def test_permuted_encoder_scores_exactly_its_fixed_points(name, esc50_root, us8k
     """Class c's clips land on class perm[c]'s text: accuracy is the share of clips whose
     class is a fixed point of the permutation — the scorer counts exactly that."""
     clip, frontend = tiny_nets
-    spec = _specs(esc50_root, us8k_root)[name]
+    spec = _specs(esc50_root, us8k_root, frontend)[name]
     present = sorted(ESC50_CLASSES) if name == "esc50" else sorted(US8K_CLASSES)
     n_classes = 50 if name == "esc50" else 10
     perm = torch.arange(n_classes)
@@ -74,7 +77,7 @@ def test_permuted_encoder_scores_exactly_its_fixed_points(name, esc50_root, us8k
 @pytest.mark.parametrize("name", ["esc50", "us8k"])
 def test_random_class_encoder_is_at_chance(name, esc50_root, us8k_root, tiny_nets):
     clip, frontend = tiny_nets
-    spec = _specs(esc50_root, us8k_root)[name]
+    spec = _specs(esc50_root, us8k_root, frontend)[name]
     encoder, n_classes = _tone_encoder(name, spec.root, clip, frontend, random_class=torch.Generator().manual_seed(0))
     res = run_zero_shot([spec], encoder, frontend, clip, batch_size=16)[name]
     p = 1 / n_classes
@@ -83,7 +86,7 @@ def test_random_class_encoder_is_at_chance(name, esc50_root, us8k_root, tiny_net
 
 def test_linear_probe_separable_is_100_and_noise_is_chance(esc50_root, us8k_root, tiny_nets):
     clip, frontend = tiny_nets
-    specs = _specs(esc50_root, us8k_root)
+    specs = _specs(esc50_root, us8k_root, frontend)
     for name in ("esc50", "us8k"):
         encoder, _ = _tone_encoder(name, specs[name].root, clip, frontend)
         res = run_linear_probe([specs[name]], encoder, frontend, C=1.0, batch_size=16)[name]
@@ -95,7 +98,7 @@ def test_linear_probe_separable_is_100_and_noise_is_chance(esc50_root, us8k_root
 
 def test_report_has_paper_rows_ours_and_provenance(esc50_root, us8k_root, tiny_nets, tmp_path):
     clip, frontend = tiny_nets
-    spec = _specs(esc50_root, us8k_root)["esc50"]
+    spec = _specs(esc50_root, us8k_root, frontend)["esc50"]
     encoder, _ = _tone_encoder("esc50", spec.root, clip, frontend)
     results = run_zero_shot([spec], encoder, frontend, clip, batch_size=16)
     prov = {"tiny": True, "weights": {"audio encoder": "stand-in"}, "frontend": "logmel", "clip_preprocess": "clip"}

@@ -84,7 +84,8 @@ def test_list_help_and_cfg_job(capsys):
     ([], "name a table"),
     (["zeroshot", "preset=tiny"], "datasets.esc50.root is not set"),
     (["zeroshot", "not-an-override"], "unrecognised argument"),
-    (["supp_table1", "preset=tiny", "eval.n_latents=0"], "number of source latents must be >= 1"),
+    (["supp_table1", "preset=tiny", "eval.n_latents=0"], "eval.n_latents must be >= 1"),
+    (["zeroshot", "preset=tiny", "datasets.esc50.root=no/such/dir"], "no/such/dir/meta/esc50.csv not found"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):
     main = _load_script().main
