@@ -234,7 +234,7 @@ def _av_read(path: Path, offset: float, duration: float | None) -> tuple[np.ndar
         start = int(offset * sr)
         stop = None if duration is None else start + int(duration * sr)
         resampler = av.AudioResampler(format="fltp")  # planar float32, same layout and rate
-        pieces, pos = [], 0
+        pieces, pos, to_the_end = [], 0, True
         try:
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
@@ -244,11 +244,27 @@ def _av_read(path: Path, offset: float, duration: float | None) -> tuple[np.ndar
                         pieces.append(chunk[:, lo:hi].mean(axis=0, dtype=np.float32))
                     pos += chunk.shape[1]
                 if stop is not None and pos >= stop:
+                    to_the_end = False
                     break
         except (av.FFmpegError, ValueError) as exc:
             raise AudioLoadError(f"{path}: unreadable audio data ({_first_line(exc)})") from exc
+        if to_the_end:
+            _check_av_complete(path, stream, sr, pos)
     y = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return y.astype(np.float32, copy=False), sr
+
+
+def _check_av_complete(path: Path, stream, sr: int, decoded: int) -> None:
+    """A stream that ends well before the duration its header declares (an mp3 whose Xing
+    header counts more frames than the file holds, an interrupted download) is truncated,
+    as a short WAV data chunk is. Durations that ffmpeg estimates from the bitrate follow
+    the file size, so they never trip this; the slack absorbs encoder delay and padding."""
+    if stream.duration is None or stream.time_base is None or not sr:
+        return
+    declared = float(stream.duration * stream.time_base) * sr
+    if decoded < declared - max(0.1 * sr, 0.05 * declared):
+        raise AudioLoadError(f"{path}: truncated (the header promises {declared / sr:.2f} s of audio, "
+                             f"the file holds {decoded / sr:.2f} s)")
 
 
 def _first_line(exc: BaseException) -> str:
