@@ -1,0 +1,29 @@
+"""StyleGAN2 generator (pure PyTorch) and readers for the public checkpoints: rosinality
+``.pt``, NVlabs stylegan2-ada / stylegan3 ``.pkl`` (restricted unpickler), our safetensors."""
+from sound2img.models.stylegan2.checkpoint import convert_generator, detect_format, load_generator, save_generator
+from sound2img.models.stylegan2.latents import load_latents, save_latents
+from sound2img.models.stylegan2.networks import (
+    NOISE_MODES,
+    Generator,
+    GeneratorArch,
+    build_generator,
+    channels_for,
+    mix_ws,
+    num_ws_for,
+)
+
+__all__ = [
+    "NOISE_MODES",
+    "Generator",
+    "GeneratorArch",
+    "build_generator",
+    "channels_for",
+    "convert_generator",
+    "detect_format",
+    "load_generator",
+    "load_latents",
+    "mix_ws",
+    "num_ws_for",
+    "save_generator",
+    "save_latents",
+]
