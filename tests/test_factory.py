@@ -236,3 +236,29 @@ def test_preset_tiny_builds_every_model_group(config_name):
     assert enc.embed_dim == towers.embed_dim, "preset=tiny must align the encoder with CLIP"
     img = G.synthesis(G.mapping(torch.randn(1, G.z_dim)), noise_mode="const")
     assert towers.encode_image(img).shape == (1, towers.embed_dim)
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (config_dir() / "generator").glob("*.yaml")))
+def test_every_generator_config_names_a_generator(option):
+    """Each generator config either builds offline (tiny) or names a registered generator
+    file whose absence gives the registry's message (never an unknown-name error)."""
+    gcfg = _group("generator", option)
+    if gcfg.name == "tiny":
+        assert factory.build_generator_from_cfg(gcfg, "cpu").img_resolution == gcfg.tiny.resolution
+        return
+    entry = weights.get_entry(gcfg.name)
+    assert entry.format in factory.GENERATOR_FORMATS
+    with pytest.raises(WeightsNotAvailableError, match=entry.filename):
+        factory.build_generator_from_cfg(gcfg, "cpu")
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (config_dir() / "encoder").glob("*.yaml")))
+def test_every_encoder_config_builds_or_names_its_checkpoint(option):
+    ecfg = _group("encoder", option)
+    if ecfg.path is None:
+        enc, fe = factory.build_encoder_from_cfg(ecfg, _group("audio", "logmel"), "cpu")
+        assert enc.embed_dim == ecfg.embed_dim and enc.arch == ecfg.arch
+        return
+    entry = weights.get_entry(ecfg.path)
+    with pytest.raises(WeightsNotAvailableError, match=entry.filename):
+        factory.build_encoder_from_cfg(ecfg, _group("audio", "soundclip_legacy"), "cpu")
