@@ -73,6 +73,12 @@ def run_cli(fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | Non
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `script --list | head`: the reader left, nothing went wrong
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except SystemExit as exc:  # --help, or an explicit exit
         return exc.code if isinstance(exc.code, int) else 0
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1

@@ -76,3 +76,11 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(UserInputError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_broken_pipe_is_not_an_internal_error(capsys):
+    def fn(argv):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert run_cli(fn, []) == 0
+    assert "internal error" not in capsys.readouterr().err
