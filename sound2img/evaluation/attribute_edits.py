@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.manipulation.optimizer import optimize_latents
-from sound2img.manipulation.targets import encode_sounds, encode_texts, load_sound
+from sound2img.manipulation.targets import encode_sounds, encode_texts, load_sound, sound_window_seconds
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def encode_attribute_targets(attribute: Attribute, clip, encoder: torch.nn.Modul
                              device: torch.device | str = "cpu", gain_db: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The sound's audio_emb ``[D]`` and the prompt's text embedding ``[D]`` (both L2-normalised),
     each computed once for all sources."""
-    wav = load_sound(attribute.sound, int(frontend.sample_rate))
+    wav = load_sound(attribute.sound, int(frontend.sample_rate), max_seconds=sound_window_seconds(frontend))
     audio = encode_sounds([wav], encoder, frontend, gain_db=gain_db, device=device)[0]
     text = encode_texts([attribute.text], clip)[0].to(audio.device)
     return audio, text

@@ -12,7 +12,7 @@ from sound2img.evaluation.attribute_edits import Attribute, edit_attribute
 from sound2img.evaluation.figures import image_grid_png
 from sound2img.evaluation.report import Report, markdown_table, provenance_markdown
 from sound2img.manipulation.optimizer import optimize_latents
-from sound2img.manipulation.targets import encode_sounds, load_sound, mix_latents
+from sound2img.manipulation.targets import encode_sounds, load_sound, mix_latents, sound_window_seconds
 
 
 def _one_source(source_ws: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,8 @@ def fig_lambda_grid(sound: str, source_ws: torch.Tensor, *, generator: torch.nn.
         raise UserInputError("fig_lambda_grid: lambda_sims and lambda_ids must be non-empty")
     if max(lambda_ids) > 0 and identity is None:
         raise UserInputError("fig_lambda_grid: a positive λ_ID needs the identity network (ArcFace IR-SE50)")
-    target = encode_sounds([load_sound(sound, int(frontend.sample_rate))], encoder, frontend, device=device)
+    wav = load_sound(sound, int(frontend.sample_rate), max_seconds=sound_window_seconds(frontend))
+    target = encode_sounds([wav], encoder, frontend, device=device)
     optim = {k: v for k, v in optim.items() if k not in ("lambda_sim", "lambda_id")}
     images, cells, source_img = [], [], None
     for ls in lambda_sims:
@@ -74,7 +75,7 @@ def fig_volume(sound: str, source_ws: torch.Tensor, *, generator: torch.nn.Modul
     source_ws = _one_source(source_ws).to(device)
     if not gains_db:
         raise UserInputError("fig_volume: gains_db must be non-empty")
-    wav = load_sound(sound, int(frontend.sample_rate))
+    wav = load_sound(sound, int(frontend.sample_rate), max_seconds=sound_window_seconds(frontend))
     targets = torch.cat([encode_sounds([wav], encoder, frontend, gain_db=float(g), device=device) for g in gains_db])
     reference = encode_sounds([wav], encoder, frontend, gain_db=0.0, device=device)
     res = optimize_latents(generator, clip.encode_image, source_ws.expand(len(gains_db), -1, -1), targets,

@@ -141,12 +141,20 @@ def _slug(text: str, limit: int = 32) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:limit].lower() or "x"
 
 
-def resolve_targets(o: dict[str, Any], *, clip, encoder=None, frontend=None,
+def load_sounds(o: dict[str, Any], frontend) -> list[torch.Tensor]:
+    """``o['audio']`` → wavs [S] at the front end's rate (only the part it looks at of a
+    long file)."""
+    window = tg.sound_window_seconds(frontend)
+    return [tg.load_sound(spec, frontend.sample_rate, max_seconds=window) for spec in o["audio"]]
+
+
+def resolve_targets(o: dict[str, Any], *, clip, encoder=None, frontend=None, wavs: list[torch.Tensor] | None = None,
                     device: torch.device | str = "cpu") -> list[Target]:
-    """Sounds and prompts → the targets of ``o['mode']`` (each computed once)."""
+    """Sounds (``wavs``, read by :func:`load_sounds` when not given) and prompts → the
+    targets of ``o['mode']``, each computed once."""
     sounds = []
     if o["audio"]:
-        wavs = [tg.load_sound(spec, frontend.sample_rate) for spec in o["audio"]]
+        wavs = load_sounds(o, frontend) if wavs is None else wavs
         embs = tg.encode_sounds(wavs, encoder, frontend, gain_db=o["gain_db"], device=device)
         sounds = [Target(f"sound-{tg.describe_sound(s)}", embs[i], {"kind": "sound", "spec": s, "gain_db": o["gain_db"]})
                   for i, s in enumerate(o["audio"])]
@@ -252,22 +260,21 @@ def _finish_mix(sound: PairResult, text: PairResult, o: dict[str, Any], *, gener
     return ws, result_img, strip, record
 
 
-def build_networks(cfg, o: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The frozen networks an edit needs, built from the config groups at the edge: the
-    audio encoder only when there are sounds, the identity network only when λ_ID > 0."""
+def build_audio(cfg, device: torch.device):
+    """(encoder, frontend) for sound targets, frozen for inference."""
     from sound2img import factory
 
-    nets: dict[str, Any] = {"encoder": None, "frontend": None, "identity": None}
-    if o["audio"]:
-        encoder, nets["frontend"] = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
-        # an untrained encoder (path: null, e.g. preset=tiny) comes back trainable: inference here
-        nets["encoder"] = encoder.eval().requires_grad_(False)
-    nets["clip"] = factory.build_clip_from_cfg(cfg.clip, device)
-    nets["generator"] = factory.build_generator_from_cfg(cfg.generator, device)
-    if o["lambda_id"] > 0:
-        identity = cfg.get("identity") or ("tiny" if cfg.get("tiny") else "ir_se50")
-        nets["identity"] = factory.build_arcface_from_cfg(identity, device)
-    return nets
+    encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
+    # an untrained encoder (path: null, e.g. preset=tiny) comes back trainable: inference here
+    return encoder.eval().requires_grad_(False), frontend
+
+
+def build_identity(cfg, device: torch.device):
+    """The identity loss (IR-SE), built only when λ_ID > 0: ``cfg.identity`` or ir_se50
+    (the tiny random IR-SE under ``preset=tiny``)."""
+    from sound2img import factory
+
+    return factory.build_arcface_from_cfg(cfg.get("identity") or ("tiny" if cfg.get("tiny") else "ir_se50"), device)
 
 
 def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
@@ -285,14 +292,23 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     progress = bool(c.get("progress", True)) if progress is None else progress
     noise_mode = str((c.get("generator") or {}).get("noise_mode") or "const")
 
-    nets = build_networks(cfg, o, device)
-    G, clip = nets["generator"], nets["clip"]
-    targets = resolve_targets(o, clip=clip, encoder=nets["encoder"], frontend=nets["frontend"], device=device)
+    from sound2img import factory
+
+    # Cheapest checks first: the sounds and latent files fail before CLIP is built.
+    encoder = frontend = wavs = None
+    if o["audio"]:
+        encoder, frontend = build_audio(cfg, device)
+        wavs = load_sounds(o, frontend)
+    G = factory.build_generator_from_cfg(cfg.generator, device)
     sources = resolve_sources(o, G, device)
+    clip = factory.build_clip_from_cfg(cfg.clip, device)
+    targets = resolve_targets(o, clip=clip, encoder=encoder, frontend=frontend, wavs=wavs, device=device)
+    del encoder, wavs  # the targets are fixed from here on
+    identity = build_identity(cfg, device) if o["lambda_id"] > 0 else None
     setup_s = time.perf_counter() - t0
 
     pairs = [(s, t) for s in sources for t in targets]
-    results = optimise_pairs(pairs, o, generator=G, clip=clip, identity=nets["identity"],
+    results = optimise_pairs(pairs, o, generator=G, clip=clip, identity=identity,
                              noise_mode=noise_mode, progress=progress)
 
     common = {"config": c, "device": str(device), "versions": package_versions()}

@@ -31,12 +31,36 @@ def make_tone(freq_hz: float, sample_rate: int, seconds: float = TONE_SECONDS) -
     return (0.5 * torch.sin(2 * math.pi * freq_hz * t)).float()
 
 
-def load_sound(spec: str, sample_rate: int) -> torch.Tensor:
+def sound_window_seconds(frontend) -> float:
+    """Seconds of audio a front end's centre crop of ``num_frames`` frames covers; a front
+    end that takes every frame (``num_frames`` null) gets ``TONE_SECONDS``, the length of
+    the clips encoders are trained on."""
+    num_frames = getattr(frontend, "num_frames", None)
+    if not num_frames:
+        return TONE_SECONDS
+    return ((int(num_frames) - 1) * frontend.hop_length + frontend.n_fft) / frontend.sample_rate
+
+
+def _read_sound_file(path, sample_rate: int, max_seconds: float | None) -> torch.Tensor:
+    from sound2img.audio.io import audio_info, load_audio
+
+    if max_seconds is not None:
+        info = audio_info(path)
+        # Only much longer files are cut before decoding (as the dataset readers do), so a
+        # clip near the window's length gives exactly what the front end's own crop gives.
+        if info.duration > 2 * max_seconds:
+            return load_audio(path, sample_rate, offset=(info.duration - max_seconds) / 2, duration=max_seconds)
+    return load_audio(path, sample_rate)
+
+
+def load_sound(spec: str, sample_rate: int, *, max_seconds: float | None = None) -> torch.Tensor:
     """Read one sound as wav [S] mono at ``sample_rate``.
 
     ``spec`` is an audio/video file path, ``sample:NAME`` (a sample sound of the weights
     registry, e.g. ``sample:rain``, fetched on first use) or ``tone:HZ`` (a 10-s sine made
-    on the spot: an offline install check, not a real sound)."""
+    on the spot: an offline install check, not a real sound). With ``max_seconds`` (see
+    ``sound_window_seconds``), a file longer than twice that is read as its centre
+    ``max_seconds`` only: an hour-long recording costs what the front end looks at."""
     if spec.startswith("tone:"):
         try:
             freq = float(spec[len("tone:"):])
@@ -45,13 +69,11 @@ def load_sound(spec: str, sample_rate: int) -> torch.Tensor:
         if not 0 < freq < sample_rate / 2:
             raise UserInputError(f"{spec!r}: the frequency must be in (0, {sample_rate / 2:g}) Hz at {sample_rate} Hz")
         return make_tone(freq, sample_rate)
-    from sound2img.audio.io import load_audio
-
     if spec.startswith("sample:"):
         from sound2img.weights import resolve_weights
 
-        return load_audio(resolve_weights("sample_" + spec[len("sample:"):]), sample_rate)
-    return load_audio(spec, sample_rate)
+        return _read_sound_file(resolve_weights("sample_" + spec[len("sample:"):]), sample_rate, max_seconds)
+    return _read_sound_file(spec, sample_rate, max_seconds)
 
 
 @torch.no_grad()
