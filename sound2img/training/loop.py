@@ -184,7 +184,7 @@ def training_loop(
             best_acc = val_acc
             paths["best"] = save("best")
     try:
-        while step < total_steps or batch_in_epoch == steps_per_epoch:
+        while step < total_steps or batch_in_epoch >= steps_per_epoch:
             if batch_in_epoch < steps_per_epoch:
                 if epoch > 0 and targets is not None and targets.need_images and targets.cache is not None \
                         and with_frames is not None and hasattr(train_set, "load_images"):
@@ -231,9 +231,9 @@ def training_loop(
                     if step % checkpoint_every == 0:
                         checkpoint()
                         last_ckpt = step
-                    if step >= total_steps:
+                    if step >= total_steps or batch_in_epoch >= steps_per_epoch:
                         break
-            if batch_in_epoch == steps_per_epoch:  # epoch complete: validate, then move on
+            if batch_in_epoch >= steps_per_epoch:  # epoch complete: validate, then move on
                 if class_emb is not None:
                     validate()
                 epoch += 1
