@@ -278,8 +278,8 @@ class Generator(nn.Module):
     def __init__(self, arch: GeneratorArch):
         super().__init__()
         check_resolution(arch.img_resolution)
-        if len(arch.channels) != len(arch.block_resolutions):
-            raise ValueError(f"need one width per block {arch.block_resolutions}, got {arch.channels}")
+        if len(arch.channels) != len(arch.block_resolutions) or min(arch.channels) < 1:
+            raise ValueError(f"need one positive width per block {arch.block_resolutions}, got {arch.channels}")
         self.arch = arch
         self.z_dim, self.w_dim, self.img_channels = arch.z_dim, arch.w_dim, arch.img_channels
         self.img_resolution = arch.img_resolution
