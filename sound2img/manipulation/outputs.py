@@ -67,9 +67,13 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
 
 def png_bytes(img: torch.Tensor) -> bytes:
     """img [3,H,W] in [-1,1] → PNG file contents."""
-    from torchvision.io import encode_png
+    import io
 
-    return encode_png(to_uint8(img)).numpy().tobytes()
+    from PIL import Image  # Pillow comes with torchvision, whose own PNG encoder is deprecated
+
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(img).permute(1, 2, 0).numpy()).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def make_strip(imgs: Sequence[torch.Tensor], gap: int = 2) -> torch.Tensor:

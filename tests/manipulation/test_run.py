@@ -1,0 +1,190 @@
+"""End to end with ``preset=tiny`` (small random networks, a tone made on the spot):
+what an edit writes, the mixing modes, flags vs overrides, overwrite and interrupt
+safety. Not results: the networks are untrained."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sound2img import factory
+from sound2img.errors import UserInputError
+from sound2img.manipulation import command, run
+from sound2img.manipulation.outputs import EDIT_FILES
+from sound2img.models.stylegan2 import load_latents
+
+TINY = ["preset=tiny", "--steps", "3", "manipulate.strip_every=1", "progress=false", "--device", "cpu"]
+
+
+def cfg_for(tmp_path, *argv):
+    cfg, show = command.compose_from_args([*TINY, "--out", str(tmp_path / "out"), *argv])
+    assert not show
+    return cfg
+
+
+def latents(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_single_edit_writes_every_file(tmp_path):
+    cfg = cfg_for(tmp_path, "--audio", "tone:440", "--seed", "3")
+    dirs = run.run_edit(cfg)
+    assert dirs == [tmp_path / "out"]
+    d = dirs[0]
+    assert sorted(p.name for p in d.iterdir()) == sorted(EDIT_FILES)
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["config"]["manipulate"]["steps"] == 3 and m["config"]["edit"]["audio"] == ["tone:440"]
+    assert m["edit"]["source"] == {"kind": "seed", "seed": 3, "truncation": 0.7}
+    assert m["edit"]["target"]["kind"] == "sound"
+    assert set(m["losses"]) == {"total", "clip", "sim", "id"} and all(len(v) == 3 for v in m["losses"].values())
+    assert -1 <= m["final_cosine"] <= 1 and m["device"] == "cpu"
+    assert {"torch", "numpy", "open_clip", "sound2img"} <= set(m["versions"])
+    assert m["strip_steps"] == [0, 1, 2, 3] and m["timings"]["step_s_mean"] > 0
+    from PIL import Image
+
+    src = Image.open(d / "source.png")
+    strip = Image.open(d / "strip.png")
+    assert strip.size[0] > 3 * src.size[0] and strip.size[1] == src.size[1]
+    num_ws, w_dim = len(m["layer_mask"]), m["config"]["generator"]["tiny"]["w_dim"]
+    ws = load_latents(d / "result_latent.pt", num_ws, w_dim)
+    assert ws.shape == (1, num_ws, w_dim) and torch.equal(ws, latents(d / "result_latent.pt"))
+    # deterministic: the same command gives the same latent, whatever the global RNG did
+    torch.manual_seed(1234)
+    again = run.run_edit(cfg_for(tmp_path / "again", "--audio", "tone:440", "--seed", "3"))[0]
+    assert torch.equal(latents(again / "result_latent.pt"), latents(d / "result_latent.pt"))
+
+
+def test_several_edits_batched_equal_one_at_a_time(tmp_path):
+    argv = ["--audio", "tone:440", "--text", "a red sky", "--seed", "1", "--seed", "2"]
+    batched = run.run_edit(cfg_for(tmp_path / "b", *argv))
+    single = run.run_edit(cfg_for(tmp_path / "s", *argv, "--batch-size", "1"))
+    assert [d.name for d in batched] == ["00_seed1_sound-tone440", "01_seed1_text-a-red-sky",
+                                         "02_seed2_sound-tone440", "03_seed2_text-a-red-sky"]
+    for b, s in zip(batched, single):
+        assert all((b / f).is_file() for f in EDIT_FILES)
+        assert (latents(b / "result_latent.pt") - latents(s / "result_latent.pt")).abs().max() <= 1e-5
+        assert json.loads((b / "metrics.json").read_text())["timings"]["batch_size"] == 4
+
+
+def test_latent_mix_weights_reach_the_latent(tmp_path):
+    d = run.run_edit(cfg_for(tmp_path, "--audio", "tone:440", "--text", "fire", "--mode", "latent_mix",
+                             "--mix-weight", "0.25"))[0]
+    w_mix, w_a, w_t = (latents(d / f) for f in ("result_latent.pt", "sound_latent.pt", "text_latent.pt"))
+    assert not torch.allclose(w_a, w_t)
+    assert torch.allclose(w_mix, 0.75 * w_a + 0.25 * w_t, atol=1e-6)
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["mix"]["alpha"] == 0.25 and set(m["final_cosine"]) == {"sound", "text"}
+    assert set(m["runs"]) == {"sound", "text"}
+
+
+def test_layer_mix_takes_coarse_rows_from_the_sound(tmp_path):
+    d = run.run_edit(cfg_for(tmp_path, "--audio", "tone:440", "--text", "fire", "--mode", "layer_mix",
+                             "edit.layer_split=3"))[0]
+    w_mix, w_a, w_t = (latents(d / f) for f in ("result_latent.pt", "sound_latent.pt", "text_latent.pt"))
+    assert torch.equal(w_mix[:, :3], w_a[:, :3]) and torch.equal(w_mix[:, 3:], w_t[:, 3:])
+
+
+def test_embedding_mix_and_interpolation_targets(tmp_path):
+    cfg = cfg_for(tmp_path, "--audio", "tone:440", "--audio", "tone:2000", "--text", "fire",
+                  "--mode", "embedding_mix", "--mix-weight", "0.4")
+    o = run.check_options(run._plain(cfg))
+    encoder, frontend = run.build_audio(cfg, "cpu")
+    nets = {"clip": factory.build_clip_from_cfg(cfg.clip), "encoder": encoder, "frontend": frontend}
+    parts = run.resolve_targets({**o, "mode": "separate"}, **nets)
+    (mix,) = run.resolve_targets(o, **nets)
+    expected = F.normalize(0.3 * parts[0].emb + 0.3 * parts[1].emb + 0.4 * parts[2].emb, dim=-1)
+    assert torch.allclose(mix.emb, expected, atol=1e-6) and mix.info["weights"] == pytest.approx([0.3, 0.3, 0.4])
+
+    o2 = {**o, "mode": "interpolate", "text": [], "interp_steps": 4}
+    path = run.resolve_targets(o2, **nets)
+    assert [t.label for t in path] == ["interp00", "interp01", "interp02", "interp03"]
+    assert torch.allclose(path[0].emb, parts[0].emb, atol=1e-6) and torch.allclose(path[-1].emb, parts[1].emb, atol=1e-6)
+
+
+def test_interpolate_mode_writes_one_edit_per_point(tmp_path):
+    dirs = run.run_edit(cfg_for(tmp_path, "--audio", "tone:440", "--audio", "tone:2000", "--mode", "interpolate",
+                                "edit.interp_steps=3"))
+    assert [d.name for d in dirs] == ["00_seed0_interp00", "01_seed0_interp01", "02_seed0_interp02"]
+    ts = [json.loads((d / "metrics.json").read_text())["edit"]["target"]["t"] for d in dirs]
+    assert ts == [0.0, 0.5, 1.0]
+
+
+def test_latent_file_and_mean_sources(tmp_path):
+    cfg = cfg_for(tmp_path, "--text", "fire", "--mean-latent")
+    o = run.check_options(run._plain(cfg))
+    G = factory.build_generator_from_cfg(cfg.generator)
+    (mean,) = run.resolve_sources(o, G)
+    assert torch.equal(mean.ws[0, 0], G.w_avg) and mean.ws.shape == (1, G.num_ws, G.w_dim)
+    f = tmp_path / "two.pt"
+    torch.save(torch.randn(2, G.num_ws, G.w_dim), f)
+    srcs = run.resolve_sources({**o, "latents": [str(f)]}, G)
+    assert [s.label for s in srcs] == ["two-0", "two-1"]
+    assert torch.equal(torch.cat([s.ws for s in srcs]), torch.load(f, weights_only=True))
+
+
+def test_flags_win_over_overrides_and_model_choice(tmp_path):
+    cfg, show = command.compose_from_args(["--steps", "7", "manipulate.steps=5", "--cfg", "job", "preset=tiny",
+                                           "--lambda-sim", "0.5", "--seed", "4", "--seed", "9", "--overwrite"])
+    assert show and cfg.manipulate.steps == 7 and cfg.manipulate.lambda_sim == 0.5
+    assert list(cfg.edit.seeds) == [4, 9] and cfg.overwrite is True
+    ckpt = tmp_path / "g.pt"
+    ckpt.write_bytes(b"x")
+    cfg, _ = command.compose_from_args(["--generator", str(ckpt), "--latent", "a.pt"])
+    assert cfg.generator.path == str(ckpt.resolve()) and list(cfg.edit.seeds) == [] and list(cfg.edit.latents) == ["a.pt"]
+    cfg, _ = command.compose_from_args(["--generator", "soundclip_landscape", "--encoder", "tiny"])
+    assert cfg.generator.path == "soundclip_landscape" and cfg.encoder.arch == "tiny_cnn"
+    for bad, match in ((["--generator", "nosuchgen"], "unknown generator"), (["--generator", "x/none.pt"], "no such file"),
+                       (["--encoder", "soundclip_landscape"], "not an audio encoder"), (["--bogus"], "unrecognised")):
+        with pytest.raises(UserInputError, match=match):
+            command.compose_from_args(bad)
+
+
+def test_cfg_job_prints_the_config(capsys):
+    assert command.main(["--cfg", "job", "--audio", "tone:440", "preset=tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "tone:440" in out and "lambda_sim:" in out and "generator:" in out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--steps", "0"], "manipulate.steps must be >= 1"),
+    (["--mix-weight", "2"], "edit.mix_weight must be <= 1"),
+    (["--mode", "latent_mix"], "exactly one --audio and one --text"),
+    (["--mode", "interpolate", "--text", "x"], "exactly two --audio"),
+    (["--mode", "blend"], "edit.mode must be one of"),
+    (["--text", " "], "prompt is empty"),
+    (["manipulate.latent_term=l1"], "latent_term"),
+])
+def test_bad_options_are_refused_before_work(tmp_path, argv, match):
+    cfg = cfg_for(tmp_path, "--audio", "tone:440", *argv)
+    with pytest.raises(UserInputError, match=match):
+        run.run_edit(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    argv = ["--text", "fire"]
+    d = run.run_edit(cfg_for(tmp_path, *argv))[0]
+    before = (d / "metrics.json").read_bytes()
+    with pytest.raises(UserInputError, match="already exists"):
+        run.run_edit(cfg_for(tmp_path, *argv, "--steps", "2"))
+    assert (d / "metrics.json").read_bytes() == before
+    run.run_edit(cfg_for(tmp_path, *argv, "--steps", "2", "--overwrite"))
+    assert json.loads((d / "metrics.json").read_text())["config"]["manipulate"]["steps"] == 2
+
+
+def test_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = run.save_edit
+    monkeypatch.setattr(run, "save_edit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run.run_edit(cfg_for(tmp_path, "--text", "fire", "--text", "rain"))
+    assert list(tmp_path.iterdir()) == []           # no out dir, no hidden partial one
