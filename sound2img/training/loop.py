@@ -37,7 +37,7 @@ def training_loop(
     train_set:      Dataset,            # Items {"wav" [S], "text", "label", "image" | None, "key", ...}.
     val_set:        Dataset | None = None,  # Held-out split with .class_names: zero-shot accuracy each epoch.
     clip=None,                          # Frozen ClipTowers for the text/image targets (None: a↔â only).
-    augment:        Callable | None = None,  # View maker (mel, generator) -> mel, e.g. SpecAugment; None = none.
+    augment=None,                       # AudioAugment (gain on the wave, SpecAugment on the spectrogram); None = none.
     loss_terms:     Mapping[str, float] | None = None,  # Weights of "at", "av", "aa"; 0 = off. None = all 1.
     symmetric:      bool = True,        # Symmetric InfoNCE (paper) or audio -> target only.
     logit_scale:    str = "learnable",  # Temperature: "learnable" (CLIP), "fixed", "legacy" (authors' e^0.07).
@@ -196,10 +196,10 @@ def training_loop(
                                       generator=torch.Generator().manual_seed(step_seed(seed, epoch, 0, stream=3)))
                 for batch in loader:
                     batch = to_device(batch, dev)
-                    gen = torch.Generator(device=dev).manual_seed(step_seed(seed, step, info.rank, stream=2))
+                    # a CPU generator: the same views on any device (sound2img.audio.augment)
+                    gen = torch.Generator().manual_seed(step_seed(seed, step, info.rank, stream=2))
                     with torch.no_grad():
-                        mel = frontend(batch["wav"])
-                        views = make_views(mel, n_views, augment, gen)
+                        views = make_views(batch["wav"], frontend, augment, n_views, gen)
                         text_emb = targets.text(batch["text"]) if loss_fn.enabled("at") else None
                         image_emb, image_valid = targets.images(batch) if loss_fn.enabled("av") else (None, None)
                     with autocast():

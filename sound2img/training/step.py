@@ -3,8 +3,6 @@ module (so DDP synchronises the encoder *and* the temperature), and the augmente
 of a batch's mel spectrograms."""
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,10 +39,17 @@ class Student(nn.Module):
                          audio_view=audio[1] if len(views) > 1 else None, image_valid=image_valid)
 
 
-def make_views(mel: torch.Tensor, n_views: int, augment: Callable | None,
+def make_views(wav: torch.Tensor, frontend: nn.Module, augment, n_views: int,
                generator: torch.Generator | None) -> list[torch.Tensor]:
-    """``n_views`` independently augmented copies of ``mel [B,1,n_mels,T]``;
-    ``augment(mel, generator) -> mel`` (None: the views are the input itself)."""
+    """``n_views`` independently augmented encoder inputs ``mel [B,1,n_mels,T]`` of
+    ``wav [B,S]``: per view, ``augment.wave`` (random gain) on the wave, the front end's
+    spectrogram, ``augment.mel`` (SpecAugment) on it — before the legacy resize — and the
+    front end's encoder-input transform (``sound2img.audio.augment.AudioAugment``).
+    Without ``augment`` every view is ``frontend(wav)``."""
     if augment is None:
-        return [mel] * n_views
-    return [augment(mel, generator) for _ in range(n_views)]
+        return [frontend(wav)] * n_views
+    views = []
+    for _ in range(n_views):
+        spec = frontend.spectrogram(augment.wave(wav, generator))
+        views.append(frontend.to_encoder_input(augment.mel(spec, generator)))
+    return views

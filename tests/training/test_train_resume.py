@@ -32,19 +32,23 @@ class Interrupting(Dataset):
         return self.dataset[index]
 
 
-def _noise_view(mel, generator):
-    # A stand-in view maker: noise from the step's generator (as SpecAugment draws), and a
-    # gain from the global RNG, standing for dropout and anything else that draws from
-    # it, so that resume must restore both.
-    gain = 1.0 + 0.1 * torch.rand(())
-    return gain * mel + 0.2 * torch.randn(mel.shape, generator=generator, device=mel.device)
+class NoiseViews:
+    """A stand-in for AudioAugment: a gain drawn from the global RNG (standing for dropout
+    and anything else that draws from it) and noise from the step's generator (as
+    SpecAugment draws), so that resume must restore both."""
+
+    def wave(self, wav, generator):
+        return wav * (1.0 + 0.1 * torch.rand(()))
+
+    def mel(self, spec, generator):
+        return spec + 0.2 * torch.randn(spec.shape, generator=generator).to(spec.device)
 
 
 def _run(task, run_dir, train_set, resume=False, encoder_seed=0):
     # 64 clips, batch 16: 4 steps per epoch, 3 epochs; checkpoints every 5 steps and at
     # each epoch end, so interrupts land mid-epoch
     return training_loop(run_dir, task.encoder(encoder_seed), task.frontend(), train_set,
-                         task.dataset("test", num_per_class=4), clip=task.clip(), augment=_noise_view,
+                         task.dataset("test", num_per_class=4), clip=task.clip(), augment=NoiseViews(),
                          loss_terms={"at": 1.0, "aa": 0.5}, batch_size=16, epochs=3, optimizer="sgd", lr=0.05,
                          momentum=0.9, weight_decay=1e-4, lr_cycle_epochs=1, warmup_steps=2, progress=False,
                          log_every=1, checkpoint_every=5, keep_checkpoints=2, resume=resume, seed=3)
