@@ -10,8 +10,9 @@ pooling; the identity network run on both images every step although λ_ID = 0, 
 arguments in the authors' order; ``backward(retain_graph=True)``. Not included (which
 favours the baseline): the intermediate PNG written every 20 steps.
 
-    python benchmarks/manipulate.py            # all cases
-    python benchmarks/manipulate.py --quick    # 256 px, batch 1, 2 steps
+    python benchmarks/manipulate.py                      # 256x1, 256x8, 1024x1
+    python benchmarks/manipulate.py --quick              # 256 px, batch 1, 2 steps
+    python benchmarks/manipulate.py --cases 1024x8 --json out.json
 """
 from __future__ import annotations
 
@@ -213,6 +214,7 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
             return torch.rand(wav.shape[0], 1, 128, 512)
 
     target = encode_sounds([torch.zeros(16)], encoder, MelOf())  # once per edit
+    del encoder  # as run_edit: only the target is needed from here on
     torch.manual_seed(0)
     ws = torch.randn(batch, G.num_ws, 512) * 0.5
     res_ = optimize_latents(G, clip.encode_image, ws, target, steps=steps + warmup, lr=0.1, lambda_sim=0.002)
@@ -226,7 +228,7 @@ def run_case(impl: str, res: int, batch: int, steps: int, warmup: int) -> dict:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     fn = {"ours": our_steps, "authors": authors_steps,
           "ours_channels_last": lambda *a: our_steps(*a, channels_last=True)}[impl]
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
     times = fn(res, batch, steps, warmup)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times_sorted = sorted(times)
@@ -234,7 +236,19 @@ def run_case(impl: str, res: int, batch: int, steps: int, warmup: int) -> dict:
             "step_s": times_sorted[len(times) // 2], "step_s_all": times,
             "per_edit_step_s": times_sorted[len(times) // 2] / batch,
             "peak_rss_gib": peak_kib / 2 ** 20, "wall_s": time.perf_counter() - t0,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(),
+            "loadavg_1min": [load0, os.getloadavg()[0]]}  # other processes on the machine skew timings
+
+
+def run_in_subprocess(impl: str, res: int, batch: int, steps: int, warmup: int) -> dict:
+    """One case in a fresh interpreter, so that its peak RSS is its own."""
+    cmd = [sys.executable, __file__, "--warmup", str(warmup), "--case", impl, str(res), str(batch), str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr[-2000:], file=sys.stderr)
+        last = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        return {"impl": impl, "res": res, "batch": batch, "error": last}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
@@ -242,8 +256,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="256 px, batch 1, 2 timed steps")
     p.add_argument("--steps", type=int, default=2, help="timed steps per case (after the warm-up)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    p.add_argument("--res", type=int, nargs="+", default=[256, 1024])
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--cases", nargs="+", default=["256x1", "256x8", "1024x1"], metavar="RESxBATCH",
+                   help="resolution x batch; 1024x8 needs ~20 GB for ours and more for the baseline")
     p.add_argument("--impl", nargs="+", default=["ours", "authors"], choices=["ours", "authors", "ours_channels_last"])
     p.add_argument("--json", default=None, help="write the results here (default: print only)")
     p.add_argument("--case", nargs=4, metavar=("IMPL", "RES", "BATCH", "STEPS"), help=argparse.SUPPRESS)
@@ -253,27 +267,23 @@ def main(argv=None) -> int:
         print(json.dumps(run_case(impl, int(res), int(batch), int(steps), args.warmup)))
         return 0
     if args.quick:
-        args.res, args.batch, args.steps = [256], [1], 2
+        args.cases, args.steps = ["256x1"], 2
+    try:
+        cases = [tuple(int(v) for v in c.lower().split("x")) for c in args.cases]
+    except ValueError:
+        p.error(f"--cases: expected RESxBATCH words like 256x8, got {args.cases}")
     results = []
-    for res in args.res:
-        for batch in args.batch:
-            row = {}
-            for impl in args.impl:  # interleaved, so both see the same machine state
-                cmd = [sys.executable, __file__, "--warmup", str(args.warmup), "--case", impl, str(res), str(batch),
-                       str(args.steps)]
-                out = subprocess.run(cmd, capture_output=True, text=True)
-                if out.returncode != 0:
-                    print(out.stderr[-2000:], file=sys.stderr)
-                    row[impl] = {"impl": impl, "res": res, "batch": batch, "error": out.stderr.strip().splitlines()[-1]}
-                else:
-                    row[impl] = json.loads(out.stdout.strip().splitlines()[-1])
-                r = row[impl]
-                print(f"{impl:>20} {res:5d}px batch {batch}: " + (
-                    f"{r['step_s']:.2f} s/step, {r['per_edit_step_s']:.2f} s/step/edit, peak RSS {r['peak_rss_gib']:.2f} GiB"
-                    if "error" not in r else f"failed: {r['error']}"), flush=True)
-                results.append(r)
-            if "ours" in row and "authors" in row and "error" not in row["ours"] and "error" not in row["authors"]:
-                print(f"{'':>20} speed-up {row['authors']['step_s'] / row['ours']['step_s']:.2f}x", flush=True)
+    for res, batch in cases:
+        row = {}
+        for impl in args.impl:  # one after the other per case, so both see similar machine load
+            row[impl] = r = run_in_subprocess(impl, res, batch, args.steps, args.warmup)
+            results.append(r)
+            print(f"{impl:>20} {res:5d}px batch {batch}: " + (
+                f"{r['step_s']:.2f} s/step, {r['per_edit_step_s']:.2f} s/step/edit, peak RSS "
+                f"{r['peak_rss_gib']:.2f} GiB (load {r['loadavg_1min'][0]:.1f})"
+                if "error" not in r else f"failed: {r['error']}"), flush=True)
+        if all(k in row and "error" not in row[k] for k in ("ours", "authors")):
+            print(f"{'':>20} speed-up {row['authors']['step_s'] / row['ours']['step_s']:.2f}x", flush=True)
     summary = {"device": "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
     by = {(r["impl"], r["res"], r["batch"]): r for r in results if "error" not in r}
     ratios = {}

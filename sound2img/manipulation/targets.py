@@ -87,7 +87,10 @@ def encode_sounds(
 ) -> torch.Tensor:
     """Sounds → audio_emb [N,D], L2-normalised. Run once per edit, never per step.
 
-    Sounds of different lengths are encoded one at a time (the front end crops or pads)."""
+    Sounds of different lengths are encoded one at a time (the front end crops or pads).
+    Note: ``soundclip_legacy`` normalises each clip by its maximum (``power_to_db(ref=max)``),
+    so a gain changes its input only through the 80-dB floor — next to nothing; with
+    ``logmel`` the level is kept."""
     scale = 10.0 ** (gain_db / 20.0)
     out = []
     for wav in wavs:
