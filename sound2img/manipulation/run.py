@@ -3,6 +3,7 @@ and output first, build the frozen networks, turn sounds/prompts into targets an
 files into sources, optimise all (source, target) pairs in batches, write each edit."""
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -74,10 +75,11 @@ def _number(section: dict, key: str, *, kind=float, low=None, low_open=False, hi
         if isinstance(value, bool) or value is None:
             raise TypeError
         value = kind(value)
-        if kind is int and value != section.get(key):
+        if (kind is int and value != section.get(key)) or not math.isfinite(value):
             raise TypeError
     except (TypeError, ValueError):
-        raise UserInputError(f"{where}.{key} must be a{'n integer' if kind is int else ' number'}, got {section.get(key)!r}") from None
+        kind_name = "an integer" if kind is int else "a finite number"
+        raise UserInputError(f"{where}.{key} must be {kind_name}, got {section.get(key)!r}") from None
     if low is not None and (value <= low if low_open else value < low):
         raise UserInputError(f"{where}.{key} must be {'>' if low_open else '>='} {low}, got {value}")
     if high is not None and value > high:
@@ -300,6 +302,8 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
         encoder, frontend = build_audio(cfg, device)
         wavs = load_sounds(o, frontend)
     G = factory.build_generator_from_cfg(cfg.generator, device)
+    if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
+        raise UserInputError(f"edit.layer_split={o['layer_split']} is beyond this generator's {G.num_ws} W+ rows")
     sources = resolve_sources(o, G, device)
     clip = factory.build_clip_from_cfg(cfg.clip, device)
     targets = resolve_targets(o, clip=clip, encoder=encoder, frontend=frontend, wavs=wavs, device=device)

@@ -155,6 +155,9 @@ def test_cfg_job_prints_the_config(capsys):
     (["--mode", "blend"], "edit.mode must be one of"),
     (["--text", " "], "prompt is empty"),
     (["manipulate.latent_term=l1"], "latent_term"),
+    (["--lr", "nan"], "manipulate.lr must be a finite number"),
+    (["edit.interp_steps=2.5"], "edit.interp_steps must be an integer"),
+    (["--text", "x", "--mode", "layer_mix", "edit.layer_split=99"], "beyond this generator's 8 W\\+ rows"),
 ])
 def test_bad_options_are_refused_before_work(tmp_path, argv, match):
     cfg = cfg_for(tmp_path, "--audio", "tone:440", *argv)
