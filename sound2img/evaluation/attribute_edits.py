@@ -41,11 +41,11 @@ class AttributeEdits:
 
 @torch.no_grad()
 def encode_attribute_targets(attribute: Attribute, clip, encoder: torch.nn.Module, frontend: torch.nn.Module,
-                             device: torch.device | str = "cpu", gain_db: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The sound's audio_emb ``[D]`` and the prompt's text embedding ``[D]`` (both L2-normalised),
     each computed once for all sources."""
     wav = load_sound(attribute.sound, int(frontend.sample_rate), max_seconds=sound_window_seconds(frontend))
-    audio = encode_sounds([wav], encoder, frontend, gain_db=gain_db, device=device)[0]
+    audio = encode_sounds([wav], encoder, frontend, device=device)[0]
     text = encode_texts([attribute.text], clip)[0].to(audio.device)
     return audio, text
 

@@ -114,10 +114,10 @@ def _table_section(name: str, req: Requirements) -> list[str]:
         title, url, layout = DATASETS[d]
         lines.append(f"- Dataset {title}: {url}. Point `datasets.{d}.root` at {layout}.")
     for f in req.files:
-        lines.append(f"- Your own file: `{f}` (a clip of that sound; set its path in the config, see below).")
+        lines.append(f"- Your own file: `{f}` (a clip of that sound; put it there or pass `sounds_dir=PATH`).")
     if req.datasets or req.files:
         lines.append("")
-    args = " ".join(f"datasets.{d}.root=PATH" for d in req.datasets)
+    args = " ".join([f"datasets.{d}.root=PATH" for d in req.datasets] + (["sounds_dir=PATH"] if req.files else []))
     lines += ["```", f"python scripts/reproduce.py {name} {args}".rstrip() + " --out outputs/reproduce", "```", ""]
     return lines
 

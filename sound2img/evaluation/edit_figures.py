@@ -114,8 +114,9 @@ def fig_interpolation(sound: str, text: str, source_ws: torch.Tensor, *, generat
     cells = [{"alpha": float(a), "cos_sound": float(f @ edits.audio_target), "cos_text": float(f @ edits.text_target)}
              for a, f in zip(alphas, feats)]
     rows = [[f"{c['alpha']:g}", f"{c['cos_sound']:.4f}", f"{c['cos_text']:.4f}"] for c in cells]
-    md = ["# Supplement Figs. 10–11 — text↔sound latent interpolation", "", "![interpolation](fig_interpolation.png)",
-          "", f"Sound: {sound}; text: {text!r}. Left: source; then α = {', '.join(f'{a:g}' for a in alphas)} "
+    md = ["# Supplement Figs. 10–11 — text↔sound latent interpolation", "",
+          "![interpolation](fig_interpolation.png)", "",
+          f"Sound: {sound}; text: {text!r}. Left: source; then α = {', '.join(f'{a:g}' for a in alphas)} "
           "(α = 0: sound-guided w_a, α = 1: text-guided w_t).", "",
           markdown_table(["α", "cos(CLIP(G(w)), sound)", "cos(CLIP(G(w)), text)"], rows), "",
           provenance_markdown(provenance)]

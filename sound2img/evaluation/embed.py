@@ -42,10 +42,6 @@ class EmbeddedFolds:
     class_names: list[str]
     skipped: dict[int, int] = field(default_factory=dict)  # fold → unreadable clips left out
 
-    def counts(self) -> dict[int, int]:
-        """Clips embedded per fold."""
-        return {int(f): int((self.folds == f).sum()) for f in self.folds.unique()}
-
     def describe(self, spec: DatasetSpec) -> str:
         """The provenance line: dataset, root, folds, clip counts, unreadable clips."""
         folds = ",".join(str(f) for f in spec.folds)

@@ -129,7 +129,8 @@ def fig_tsne_directions(edits: Sequence[AttributeEdits], provenance: dict, *, pe
                                     "text_norm": float(d_t.norm(dim=-1).mean()),
                                     "sound_norm": float(d_a.norm(dim=-1).mean())}
     xy = tsne_2d(torch.cat(dirs), perplexity, seed)
-    png = render_direction_tsne(xy, np.array(is_text), attrs, "Manipulation directions w − w_s (red: text, blue: sound)")
+    png = render_direction_tsne(xy, np.array(is_text), attrs,
+                                "Manipulation directions w − w_s (red: text, blue: sound)")
     rows = [[a, f"{s['text']:.4g}", f"{s['sound']:.4g}", f"{s['text_norm']:.4g}", f"{s['sound_norm']:.4g}"]
             for a, s in spread.items()]
     n = len(edits[0].ws_source)
@@ -137,7 +138,8 @@ def fig_tsne_directions(edits: Sequence[AttributeEdits], provenance: dict, *, pe
           "![directions](fig_tsne_directions.png)", "",
           f"{n} source latents per attribute; red: text-guided, blue: sound-guided. The paper: sound-guided "
           "directions are more diverse (farther from their mean) than text-guided ones.", "",
-          markdown_table(["attribute", "spread (text)", "spread (sound)", "‖w−w_s‖ (text)", "‖w−w_s‖ (sound)"], rows),
+          markdown_table(["attribute", "spread (text)", "spread (sound)", "‖w−w_s‖ (text)",
+                          "‖w−w_s‖ (sound)"], rows),
           "", provenance_markdown(provenance)]
     return Report("fig_tsne_directions", "\n".join(md),
                   {"figure": "fig_tsne_directions", "n_latents": n, "spread": spread,

@@ -126,8 +126,15 @@ def provenance_markdown(prov: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _distinct(value: Any) -> Any:
+    """A per-fold mapping shown as its distinct values (``{1: 0.1, 2: 0.1}`` → ``0.1``)."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in dict.fromkeys(value.values()))
+    return value
+
+
 def classification_report(table: str, title: str, results: dict, provenance: dict,
-                          extra_columns: Sequence[str] = ()) -> Report:
+                          extra_columns: Sequence[str] = (), method: str = "") -> Report:
     """Markdown + JSON of a zero-shot or linear-probe run: the paper's rows (paper.md §3)
     with ours beneath them, then accuracy per fold. ``table``: ``zeroshot`` or
     ``linear_probe``; ``results``: ``{dataset name: {"per_fold", "mean", ...}}``."""
@@ -135,12 +142,12 @@ def classification_report(table: str, title: str, results: dict, provenance: dic
     rows = [[f"{model} (paper)", f"{esc:.1f}", f"{us:.1f}"] for model, esc, us in PAPER_CLASSIFICATION[table]]
     rows.append(["**this run**"] + [pct(results[n]["mean"]) if n in results else "not run" for n in names])
     md = [f"# {title}", "", markdown_table(["model", "ESC-50", "US8K"], rows), "",
-          "Accuracy (%), mean over the official folds."]
+          f"Accuracy (%), mean over the official folds. {method}".rstrip()]
     for n, res in results.items():
         folds = list(res["per_fold"])
         cols = ["dataset"] + [f"fold {f}" for f in folds] + ["mean"] + list(extra_columns)
         row = [DISPLAY_NAMES.get(n, n)] + [pct(res["per_fold"][f]) for f in folds] + [pct(res["mean"])]
-        row += [res.get(c) for c in extra_columns]
+        row += [_distinct(res.get(c)) for c in extra_columns]
         md += ["", markdown_table(cols, [row])]
     md += ["", provenance_markdown(provenance | {"data": [r["data"] for r in results.values()]})]
     paper = {model: {"esc50": esc / 100, "us8k": us / 100} for model, esc, us in PAPER_CLASSIFICATION[table]}

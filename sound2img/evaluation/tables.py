@@ -101,7 +101,8 @@ def optim_kwargs(m: dict[str, Any]) -> dict[str, Any]:
                            ("lambda_id", float, 0.0), ("mask_step", float, 0.0)):
         value = m.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-            raise UserInputError(f"manipulate.{key} must be a{'n integer' if kind is int else ' number'}, got {value!r}")
+            what = "an integer" if kind is int else "a number"
+            raise UserInputError(f"manipulate.{key} must be {what}, got {value!r}")
         if value < low or (key == "lr" and value <= 0):
             raise UserInputError(f"manipulate.{key} must be {'>' if key == 'lr' else '>='} {low}, got {value}")
         out[key] = kind(value)
@@ -148,8 +149,8 @@ class _Context:
             clip = factory.build_clip_from_cfg(self.cfg.clip, self.device)
             spec = clip.spec()
             sha = spec.get("sha256")
-            self.weights["CLIP"] = (f"{spec.get('model_name')} / {spec.get('pretrained')}"
-                                    + (f" (sha256 {sha[:12]}…)" if sha else " (random towers, no file)"))
+            self.weights["CLIP"] = (f"{spec.get('model_name')} / {spec.get('pretrained')} (sha256 {sha[:12]}…)" if sha
+                                    else f"random {spec.get('model_name')} towers (seed {spec.get('seed')}), no file")
             return clip
         return self._once("clip", build)
 
@@ -214,14 +215,16 @@ class _Context:
         trunc = float(self.c["manipulate"].get("truncation", 0.7))
         return sample_source_latents(G, list(range(seed, seed + n)), trunc, self.device)
 
-    def provenance(self, **extra: Any) -> dict[str, Any]:
+    def provenance(self, images: bool = True) -> dict[str, Any]:
+        """What was used: weights, front end, device and (``images``: the table scores
+        generator images) CLIP's preprocessing of them."""
         prov: dict[str, Any] = {"tiny": self.tiny, "device": str(self.device), "weights": dict(self.weights)}
         if "encoder" in self._cache:
             prov["frontend"] = _describe_spec(self._cache["encoder"][1].spec())
-        if "clip" in self._cache:
+        if images and "clip" in self._cache:
             clip = self._cache["clip"]
             prov["clip_preprocess"] = f"{clip.preprocess_mode} (input {clip.image_size[0]} px)"
-        return prov | extra
+        return prov
 
     def dataset_specs(self, names: Sequence[str], folds: Sequence[int] | None = None):
         """``cfg.datasets.<name>`` (a ``configs/data`` entry: ``root``, ``folds`` and reader
@@ -276,13 +279,18 @@ def _run_classification(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
         else:
             results |= run_linear_probe(specs, encoder, frontend, C=e.get("C"), Cs=tuple(e.get("Cs") or DEFAULT_CS),
                                         max_iter=int(e.get("max_iter", 1000)), **_loader_kwargs(ctx, e))
-    title = ("Zero-shot audio classification" if table == "zeroshot"
-             else "Linear probe: logistic regression on frozen audio embeddings")
-    extra = () if table == "zeroshot" else ("C",)
-    if extra:
-        for r in results.values():
-            r["C"] = ", ".join(f"{c:g}" for c in dict.fromkeys(r["C"].values()))
-    return classification_report(table, title, results, ctx.provenance(), extra_columns=extra)
+    if table == "zeroshot":
+        title, extra = "Zero-shot audio classification", ()
+        method = ("Class names through the zero-shot prompt templates; per class the normalised text embeddings "
+                  "are averaged and renormalised; prediction = highest cosine to the L2-normalised audio embedding.")
+    else:
+        title, extra = "Linear probe: logistic regression on frozen audio embeddings", ("C",)
+        method = ("scikit-learn logistic regression (L-BFGS) on standardised L2-normalised audio embeddings, trained "
+                  "on the other folds and tested on each fold; C " + ("fixed" if evals[0].get("C") is not None else
+                  "chosen per fold from " + str(evals[0].get("Cs") or list(DEFAULT_CS)) + " by a fold-grouped "
+                  "cross-validation inside the training folds") + " (column C).")
+    return classification_report(table, title, results, ctx.provenance(images=False), extra_columns=extra,
+                                 method=method)
 
 
 def _attribute_edits(ctx: _Context, e: dict[str, Any]):
@@ -384,8 +392,8 @@ def _run_fig_audio_text_tsne(ctx: _Context, evals: list[dict[str, Any]]) -> Repo
     encoder, frontend = ctx.encoder()
     emb = encode_folds(spec, encoder, frontend, **_loader_kwargs(ctx, e))
     text_emb = encode_class_texts(ctx.clip().encode_text, emb.class_names, e.get("templates"))
-    return fig_audio_text_tsne(emb, spec, text_emb, ctx.provenance(), perplexity=float(e.get("perplexity", 30)),
-                               seed=int(e.get("seed", 0)))
+    return fig_audio_text_tsne(emb, spec, text_emb, ctx.provenance(images=False),
+                               perplexity=float(e.get("perplexity", 30)), seed=int(e.get("seed", 0)))
 
 
 _RUNNERS: dict[str, Callable[[_Context, list[dict[str, Any]]], Report]] = {

@@ -78,6 +78,9 @@ def run_zero_shot(datasets: Sequence[DatasetSpec], encoder: torch.nn.Module, fro
     Returns ``{dataset name: evaluate_zero_shot(...) | {"data": provenance line}}``."""
     from sound2img.training.validation import encode_class_texts
 
+    for t in templates or ():
+        if not isinstance(t, str) or "{}" not in t:
+            raise UserInputError(f"zero-shot template {t!r} has no '{{}}' for the class name")
     results = {}
     for spec in datasets:
         emb = encode_folds(spec, encoder, frontend, batch_size=batch_size, num_workers=num_workers, device=device,

@@ -58,6 +58,7 @@ def test_supp_table1_no_optimisation_gives_cosine_one(tmp_path):
     assert json.loads(paths[1].read_text())["paper"]["w_a,w_t"]["average"]["mean"] == 0.98295
 
 
+@pytest.mark.slow
 def test_supp_table1_and_2_after_real_steps(tmp_path):
     cfgs = _cfgs("supp_table2", "eval.n_latents=3", "eval.batch_size=3", "eval.n_splits=2",
                  "eval.attributes=[fire crackling,thunderstorm]")
@@ -97,6 +98,7 @@ def test_supp_table2_separated_features_score_one_and_mixed_ones_do_not():
     assert res["StyleCLIP"]["overall"] < 0.75
 
 
+@pytest.mark.slow
 def test_fig_tsne_directions(tmp_path):
     cfgs = _cfgs("fig_tsne_directions", "eval.n_latents=3", "eval.attributes=[giggling,thunderstorm]")
     report = run_table("fig_tsne_directions", cfgs)
@@ -107,6 +109,7 @@ def test_fig_tsne_directions(tmp_path):
                                                                                               tmp_path)]
 
 
+@pytest.mark.slow
 def test_fig_lambda_grid_sizes_and_monotone_distance():
     cfgs = _cfgs("fig_lambda_grid", "eval.sound=tone:500", "eval.lambda_sims=[1.0,0.0]", "eval.lambda_ids=[0.0,0.1]",
                  "manipulate.steps=6", "manipulate.latent_term=l2")

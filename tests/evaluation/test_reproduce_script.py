@@ -33,6 +33,7 @@ def _run(*args, cwd):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_zeroshot_subprocess(tmp_path, esc50_root, us8k_root):
     out = tmp_path / "out"
     proc = _run("zeroshot", "preset=tiny", f"datasets.esc50.root={esc50_root}", f"datasets.us8k.root={us8k_root}",
@@ -40,7 +41,7 @@ def test_zeroshot_subprocess(tmp_path, esc50_root, us8k_root):
     assert proc.returncode == 0, proc.stderr
     md = (out / "zeroshot.md").read_text()
     assert "| model | ESC-50 | US8K |" in md and "| **this run** |" in md and "preset=tiny" in md
-    assert "Audio front end:" in md and "CLIP preprocessing of generator images: clip" in md
+    assert "Audio front end: name=logmel" in md and "random tiny towers" in md
     data = json.loads((out / "zeroshot.json").read_text())
     assert set(data) == {"table", "paper", "ours", "provenance"}
     assert set(data["ours"]) == {"esc50", "us8k"}
@@ -55,6 +56,7 @@ def test_zeroshot_subprocess(tmp_path, esc50_root, us8k_root):
     assert (out / "zeroshot.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_fig_volume_subprocess(tmp_path):
     out = tmp_path / "figs"
     proc = _run("fig_volume", "preset=tiny", "eval.sound=tone:440", "eval.gains_db=[-6,6]", "manipulate.steps=3",
@@ -64,7 +66,8 @@ def test_fig_volume_subprocess(tmp_path):
     assert size[0] == 3 * size[1]  # source + two gains, square tiles
     data = json.loads((out / "fig_volume.json").read_text())
     assert [c["gain_db"] for c in data["cells"]] == [-6.0, 6.0]
-    assert "![volume](fig_volume.png)" in (out / "fig_volume.md").read_text()
+    md = (out / "fig_volume.md").read_text()
+    assert "![volume](fig_volume.png)" in md and "CLIP preprocessing of generator images: clip" in md
 
 
 def test_list_help_and_cfg_job(capsys):
@@ -95,6 +98,7 @@ def test_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_fig_audio_text_tsne(esc50_root):
     cfgs = compose_table("fig_audio_text_tsne", ["preset=tiny", "progress=false", f"datasets.esc50.root={esc50_root}",
                                                  "eval.folds=[1,2]"])
@@ -128,3 +132,21 @@ def test_downloads_name_what_each_table_needs():
     assert req.files == ["data/sounds/nose_blowing.wav", "data/sounds/underwater_bubbling.wav"]
     req = table_requirements("fig_volume", compose_table("fig_volume", ["preset=tiny", "eval.sound=tone:440"]))
     assert req.weights == [] and req.files == []  # the install check needs nothing
+
+
+def test_linear_probe_table(esc50_root, us8k_root, tmp_path):
+    from sound2img.evaluation.report import save_report
+
+    cfgs = compose_table("linear_probe", [
+        "preset=tiny", "progress=false", "eval.num_workers=0", f"datasets.esc50.root={esc50_root}",
+        f"datasets.us8k.root={us8k_root}", "+datasets.esc50.num_samples=16000", "+datasets.us8k.num_samples=16000",
+        "eval.Cs=[0.1,1.0]"])
+    report = run_table("linear_probe", cfgs)
+    md = save_report(report, tmp_path)[0].read_text()
+    assert "| ours, logistic regression on frozen embeddings (paper) | 72.2 | 66.8 |" in md
+    assert "| dataset | fold 1 | fold 2 | fold 3 | fold 4 | fold 5 | mean | C |" in md
+    for name, n_folds in (("esc50", 5), ("us8k", 10)):
+        res = report.data["ours"][name]
+        assert len(res["per_fold"]) == n_folds and set(res["C"].values()) <= {0.1, 1.0}
+        assert 0.0 <= res["mean"] <= 1.0
+    assert "chosen per fold from [0.1, 1.0]" in md
