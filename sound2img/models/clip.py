@@ -315,7 +315,10 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", device: 
         if "TorchScript" in text:
             raise CheckpointError(f"{weights}: is a TorchScript archive (code), which is never loaded; use the "
                                   f"state-dict or safetensors release of these weights") from exc
-        first = text.splitlines()[0] if text else type(exc).__name__
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        first = lines[0] if lines else type(exc).__name__
+        if first.endswith(":") and len(lines) > 1:  # load_state_dict names the first bad key on the next line
+            first = f"{first} {lines[1]}"
         raise CheckpointError(f"{weights}: cannot load as CLIP {model_name} weights ({first})") from exc
     tokenizer = open_clip.get_tokenizer(name)
     spec = {"model_name": name, "pretrained": str(pretrained), "seed": None, "tiny": None,
