@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from sound2img.data.base import collate
 
@@ -16,6 +16,26 @@ def step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:
     """A 63-bit seed for the randomness of one optimiser step on one rank (augmentation
     views), so that it depends on (seed, step, rank) only and a resumed run redraws it."""
     return int(np.random.SeedSequence([seed, stream, step, rank]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+class ConcatClips(ConcatDataset):
+    """Several training sets as one (e.g. VGGSound + AudioSet): ``set_epoch`` and
+    ``load_images`` reach every part."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            if hasattr(d, "set_epoch"):
+                d.set_epoch(epoch)
+
+    @property
+    def load_images(self) -> bool:
+        return any(getattr(d, "load_images", False) for d in self.datasets)
+
+    @load_images.setter
+    def load_images(self, value: bool) -> None:
+        for d in self.datasets:
+            if hasattr(d, "load_images"):
+                d.load_images = value
 
 
 class ResumableSampler(DistributedSampler):

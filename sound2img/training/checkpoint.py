@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from sound2img.errors import CheckpointError
+from sound2img.models.state_dict import read_torch_file
 from sound2img.utils.files import atomic_path, atomic_write_text
 
 _NAME = re.compile(r"^state-(\d{9})\.pt$")
@@ -71,10 +72,7 @@ def load_training_state(path: str | Path, map_location: str | torch.device = "cp
         raise CheckpointError(f"{path}: incomplete checkpoint (its .sha256 was never written)")
     if digest.read_text().strip() != _sha256(path):
         raise CheckpointError(f"{path}: corrupt checkpoint (sha256 does not match)")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is a bad file
-        raise CheckpointError(f"{path}: unreadable training state ({type(exc).__name__}: {exc})") from exc
+    state = read_torch_file(path, map_location)
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"{path}: not a sound2img training state")
     return state

@@ -75,6 +75,12 @@ def training_loop(
     dev = info.device
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
+    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("checkpoint_every", checkpoint_every),
+                        ("keep_checkpoints", keep_checkpoints), ("log_every", log_every)):
+        if int(value) < 1:
+            raise UserInputError(f"{name} must be >= 1, got {value}")
+    if max_steps is not None and max_steps < 0:
+        raise UserInputError(f"max_steps must be >= 0 or None, got {max_steps}")
     if batch_size % info.world_size:
         raise UserInputError(f"batch_size {batch_size} is not divisible by the {info.world_size} ranks")
     local_batch = batch_size // info.world_size

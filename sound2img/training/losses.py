@@ -11,6 +11,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from sound2img.errors import UserInputError
+
 TERMS = ("at", "av", "aa")  # audio↔text, audio↔video frame, audio↔augmented audio
 SCALE_MODES = ("learnable", "fixed", "legacy")
 LEGACY_SCALE = math.exp(0.07)  # the authors' released code multiplies cosines by e^0.07 ≈ 1.0725
@@ -140,11 +142,11 @@ class LogitScale(nn.Module):
     def __init__(self, mode: str = "learnable", init: float = 1 / 0.07, max: float = 100.0):  # noqa: A002
         super().__init__()
         if mode not in SCALE_MODES:
-            raise ValueError(f"logit scale mode {mode!r} is not one of {', '.join(SCALE_MODES)}")
+            raise UserInputError(f"logit scale mode {mode!r} is not one of {', '.join(SCALE_MODES)}")
         if mode == "legacy":
             init = LEGACY_SCALE
         if not (init > 0 and max > 0):
-            raise ValueError(f"logit scale init ({init}) and max ({max}) must be positive")
+            raise UserInputError(f"logit scale init ({init}) and max ({max}) must be positive")
         self.mode = mode
         self.log_max = math.log(max)
         log_init = torch.tensor(math.log(min(init, max)), dtype=torch.float32)
@@ -180,12 +182,12 @@ class ContrastiveLoss(nn.Module):
         terms = dict({"at": 1.0, "av": 1.0, "aa": 1.0} if terms is None else terms)
         unknown = set(terms) - set(TERMS)
         if unknown:
-            raise ValueError(f"unknown contrastive term(s) {sorted(unknown)}; known: {', '.join(TERMS)}")
+            raise UserInputError(f"unknown contrastive term(s) {sorted(unknown)}; known: {', '.join(TERMS)}")
         if any(float(w) < 0 for w in terms.values()):
-            raise ValueError(f"contrastive term weights must be >= 0, got {terms}")
+            raise UserInputError(f"contrastive term weights must be >= 0, got {terms}")
         self.weights = {k: float(terms.get(k, 0.0)) for k in TERMS}
         if not any(self.weights.values()):
-            raise ValueError("at least one contrastive term (at, av, aa) needs a positive weight")
+            raise UserInputError("at least one contrastive term (at, av, aa) needs a positive weight")
         self.symmetric = bool(symmetric)
         self.scale = scale if scale is not None else LogitScale()
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sound2img.errors import UserInputError
 from sound2img.training.losses import ContrastiveLoss, LogitScale, gather_with_grad, info_nce
 
 # Rows of B are unit vectors; A = I, so <a_i, b_j> = B[j, i]: the a→b direction reads
@@ -81,7 +82,7 @@ def test_logit_scale_modes():
     assert fixed().item() == pytest.approx(20.0, rel=1e-5)
     assert list(fixed.parameters()) == []
     assert "log_scale" in fixed.state_dict()  # saved and restored with the run
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(UserInputError, match="mode"):
         LogitScale("cosine")
 
 
@@ -118,9 +119,9 @@ def test_contrastive_loss_weighted_terms():
 
     with pytest.raises(ValueError, match="'av' is enabled"):
         full(a, text=t, audio_view=a2)
-    with pytest.raises(ValueError, match="unknown contrastive term"):
+    with pytest.raises(UserInputError, match="unknown contrastive term"):
         ContrastiveLoss({"at": 1.0, "ai": 1.0})
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(UserInputError, match="at least one"):
         ContrastiveLoss({"at": 0.0})
 
 

@@ -1,0 +1,187 @@
+"""The edge of ``scripts/train_encoder.py``: flags and ``key=value`` overrides → a
+composed ``train_encoder`` config → the run directory, datasets, networks and the one
+``training_loop`` call (config groups become plain arguments here)."""
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from sound2img.cli import ArgumentParser, add_common_args, compose, parse_with_overrides, to_yaml
+from sound2img.errors import UserInputError
+from sound2img.utils.files import atomic_write_text
+
+# Held-out split of each training set, for zero-shot validation (validation.data=held_out).
+HELD_OUT = {"vggsound": {"split": "test"}, "synthetic": {"split": "test"},
+            "audioset": {"subset": "eval", "segments_csv": None}}
+# What a run directory holds; --overwrite removes exactly these (the embedding cache is
+# keyed by the CLIP spec and stays valid).
+RUN_FILES = ("config.yaml", "metrics.jsonl", "encoder_best.safetensors", "encoder_final.safetensors")
+RUN_DIRS = ("checkpoints",)
+
+
+def train_encoder_cli(argv: Sequence[str]) -> int:
+    """``scripts/train_encoder.py``: parse, compose, then print (``--cfg job``) or train."""
+    parser = ArgumentParser(prog="train_encoder.py", description=(
+        "Train the audio encoder into CLIP's embedding space (paper.md §1). Extra words are "
+        "Hydra overrides, e.g. experiment=paper, preset=tiny, data.root=DIR, train.batch_size=64."))
+    add_common_args(parser)
+    parser.add_argument("--out", help="run directory (sets run_dir)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="discard an existing run in --out and start again")
+    args, overrides = parse_with_overrides(parser, argv)
+    cfg = compose("train_encoder", overrides)
+    for key, value in (("run_dir", args.out), ("device", args.device)):
+        if value is not None:
+            cfg[key] = value
+    cfg.resume = bool(cfg.resume or args.resume)
+    cfg.overwrite = bool(cfg.overwrite or args.overwrite)
+    cfg = effective_config(cfg)
+    if args.cfg == "job":
+        print(to_yaml(cfg), end="")
+        return 0
+    out = train_from_cfg(cfg)
+    print(f"trained {out['step']} steps; encoder: {out['final']}"
+          + (f"; best zero-shot accuracy {out['best_val_acc']:.4f} ({out['best']})" if out.get("best") else ""))
+    return 0
+
+
+def effective_config(cfg):
+    """Apply ``preset=tiny`` (``tiny: true``): ``tiny_run.data`` replaces ``data`` and
+    ``extra_data``, ``tiny_run.train`` is merged over ``train``. Returns a new config."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.get("tiny"):
+        cfg.data = cfg.tiny_run.data
+        cfg.extra_data = {}
+        cfg.train = OmegaConf.merge(cfg.train, cfg.tiny_run.train)
+    return cfg
+
+
+def _plain(node) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def prepare_run_dir(run_dir: Path, config_yaml: str, resume: bool, overwrite: bool) -> None:
+    """Refuse an existing run unless ``resume`` or ``overwrite``; with ``overwrite`` remove
+    its files; record ``config.yaml`` before anything else is written."""
+    existing = [p for p in [*(run_dir / f for f in RUN_FILES), *(run_dir / d for d in RUN_DIRS)] if p.exists()]
+    if existing and not resume:
+        if not overwrite:
+            raise UserInputError(f"{run_dir} already holds a run ({existing[0].name}); pass --resume to continue "
+                                 "it or --overwrite to start again")
+        for p in existing:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    config_path = run_dir / "config.yaml"
+    if resume and config_path.exists():
+        old = config_path.read_text(encoding="utf-8")
+        if old != config_yaml:
+            warnings.warn(f"resuming {run_dir} with a config that differs from its config.yaml; the run is "
+                          "only an exact continuation if the training settings are unchanged", stacklevel=2)
+        return
+    atomic_write_text(config_path, config_yaml)
+
+
+def build_datasets(cfg, sample_rate: int, need_images: bool):
+    """``(train_set, val_set | None)`` from ``data`` (+ ``extra_data``) and ``validation``;
+    sample rate from the front end, clip length from ``train.clip_seconds`` unless the
+    data config fixes ``num_samples``."""
+    from sound2img.data import build_dataset
+    from sound2img.training.batches import ConcatClips
+
+    def kwargs(node, **fixed) -> dict:
+        d = dict(_plain(node))
+        d["sample_rate"] = sample_rate
+        if d.get("num_samples") is None:
+            d["num_samples"] = int(round(float(cfg.train.clip_seconds) * sample_rate))
+        if "load_images" in d or "image_size" in d:
+            d["load_images"] = bool(d.get("load_images", True)) and need_images
+        d.update(fixed)
+        return {k: v for k, v in d.items() if k != "name" and (v is not None or k in fixed)}
+
+    configs = [cfg.data, *(cfg.extra_data or {}).values()]
+    for c in configs:
+        if not c or not c.get("name"):
+            raise UserInputError("data: every training set config needs a name (e.g. data=vggsound)")
+    parts = [build_dataset(c.name, **kwargs(c)) for c in configs]
+    train_set = parts[0] if len(parts) == 1 else ConcatClips(parts)
+
+    val = cfg.validation.data
+    if val is None or val == "none":
+        return train_set, None
+    if val == "held_out":
+        name = cfg.data.name
+        if name not in HELD_OUT:
+            raise UserInputError(f"validation.data=held_out: dataset {name!r} has no held-out split; set "
+                                 "validation.data=null or to a dataset config")
+        node, fixed = cfg.data, HELD_OUT[name]
+    else:
+        node, fixed = val, {}
+        if not node.get("name"):
+            raise UserInputError("validation.data: held_out, null, or a dataset config with a name")
+    # Validation reads each clip's centre with the plain prompt set and no frames.
+    fixed = {**fixed, "crop": "center", "text_augment": False}
+    val_kwargs = kwargs(node, **fixed)
+    if "load_images" in val_kwargs:
+        val_kwargs["load_images"] = False
+    return train_set, build_dataset(node.name, **val_kwargs)
+
+
+def train_from_cfg(cfg) -> dict[str, Any]:
+    """Train as ``cfg`` (an effective ``train_encoder`` config) says; returns the loop's
+    summary. Under ``torchrun`` every rank calls this; rank 0 owns the run directory."""
+    from sound2img import factory
+    from sound2img.audio.augment import build_augment
+    from sound2img.training.distributed import broadcast_object, init_distributed, shutdown_distributed
+    from sound2img.training.loop import training_loop
+    from sound2img.training.losses import ContrastiveLoss, LogitScale
+
+    run_dir = Path(str(cfg.run_dir))
+    info = init_distributed(cfg.device)
+    try:
+        problem = None
+        if info.is_main:
+            try:
+                prepare_run_dir(run_dir, to_yaml(cfg), bool(cfg.resume), bool(cfg.overwrite))
+            except UserInputError as exc:
+                problem = str(exc)
+        problem = broadcast_object(problem, info)
+        if problem:
+            raise UserInputError(problem)
+
+        terms = {k: float(v) for k, v in _plain(cfg.loss.terms).items()}
+        # the loss settings are checked before minutes of network and dataset loading
+        ContrastiveLoss(terms, symmetric=bool(cfg.loss.symmetric), scale=LogitScale(
+            str(cfg.loss.logit_scale), float(cfg.loss.logit_scale_init), float(cfg.loss.logit_scale_max)))
+        need_clip = terms.get("at", 0) > 0 or terms.get("av", 0) > 0 or cfg.validation.data is not None
+        torch.manual_seed(int(cfg.seed))  # the encoder's initialisation (the same on every rank)
+        encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, info.device)
+        if cfg.encoder.get("path"):  # fine-tuning from a checkpoint: loaders return frozen modules
+            encoder.requires_grad_(True).train()
+        clip = factory.build_clip_from_cfg(cfg.clip, info.device) if need_clip else None
+        augment = build_augment(**_plain(cfg.augment)) if cfg.get("augment") else None
+        train_set, val_set = build_datasets(cfg, frontend.sample_rate, need_images=terms.get("av", 0) > 0)
+        t, o = cfg.train, cfg.optim
+        return training_loop(
+            run_dir, encoder, frontend, train_set, val_set, clip=clip, augment=augment, loss_terms=terms,
+            symmetric=bool(cfg.loss.symmetric), logit_scale=str(cfg.loss.logit_scale),
+            logit_scale_init=float(cfg.loss.logit_scale_init), logit_scale_max=float(cfg.loss.logit_scale_max),
+            batch_size=int(t.batch_size), epochs=int(t.epochs),
+            max_steps=None if t.max_steps is None else int(t.max_steps),
+            optimizer=str(o.name), lr=float(o.lr), momentum=float(o.momentum), weight_decay=float(o.weight_decay),
+            lr_cycle_epochs=float(o.lr_cycle_epochs), lr_min=float(o.lr_min), warmup_steps=int(o.warmup_steps),
+            grad_clip=None if t.grad_clip is None else float(t.grad_clip), amp=str(t.amp),
+            channels_last=bool(t.channels_last), seed=int(cfg.seed), num_workers=int(t.num_workers),
+            embedding_cache_dir=t.embedding_cache_dir, checkpoint_every=int(t.checkpoint_every),
+            keep_checkpoints=int(t.keep_checkpoints), resume=bool(cfg.resume), log_every=int(t.log_every),
+            progress=bool(t.progress),
+            wandb_project=str(cfg.logging.wandb_project) if cfg.logging.wandb else None,
+            run_config=to_yaml(cfg), device=info.device)
+    finally:
+        shutdown_distributed()
