@@ -17,9 +17,10 @@ from sound2img.errors import CheckpointError
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "network", "encoder", "weights")
 
 
-def read_torch_file(path: str | os.PathLike) -> object:
-    """``torch.load`` with ``weights_only=True`` on CPU (zip or legacy serialisation).
-    Anything that would need arbitrary unpickling is refused with ``CheckpointError``."""
+def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> object:
+    """``torch.load`` with ``weights_only=True`` (zip or legacy serialisation), tensors
+    on ``map_location``. Anything that would need arbitrary unpickling is refused with a
+    one-line ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
@@ -27,7 +28,7 @@ def read_torch_file(path: str | os.PathLike) -> object:
         with warnings.catch_warnings():
             # torch announces TorchScript archives before refusing them; we say it in the error
             warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
