@@ -61,6 +61,17 @@ def to_yaml(cfg) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
+def user_message(exc: UserInputError) -> str:
+    """The message of a user error. One raised in a DataLoader worker comes back with the
+    worker's traceback in its text ("Caught X in DataLoader worker process N. Original
+    Traceback ... X: message"); the user's message is that last line's."""
+    text = str(exc).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def run_cli(fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> int:
     """Run ``fn(argv)`` with the exit-status conventions above; returns the status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -68,7 +79,7 @@ def run_cli(fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | Non
         status = fn(argv)
         return int(status or 0)
     except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
