@@ -147,3 +147,23 @@ def test_attribute_classification_without_attribute_signal_is_chance():
     res = attribute_classification(feats, labels, sources, list("abcd"))
     p = 1 / n_attr
     assert abs(res["overall"] - p) < 4 * math.sqrt(p * (1 - p) / len(labels))
+
+
+def test_save_report_is_strict_json_and_refuses_to_overwrite(tmp_path):
+    import json
+
+    from sound2img.errors import UserInputError
+    from sound2img.evaluation.report import Report, markdown_table, save_report
+
+    table = markdown_table(["model", "ESC-50"], [["a", "1.0"], ["b", None]])
+    assert table.splitlines() == ["| model | ESC-50 |", "|---|--:|", "| a | 1.0 |", "| b | – |"]
+    report = Report("t", f"# T\n\n{table}", {"x": float("nan"), 1: torch.tensor(2.5), "t": (1, 2)}, {"t.png": b"png"})
+    paths = save_report(report, tmp_path / "out")
+    assert [p.name for p in paths] == ["t.md", "t.json", "t.png"]
+    assert json.loads(paths[1].read_text()) == {"x": None, "1": 2.5, "t": [1, 2]}
+    with pytest.raises(UserInputError, match="already exists"):
+        save_report(Report("t", "changed", {}, {}), tmp_path / "out")
+    assert paths[0].read_text().startswith("# T")
+    save_report(Report("t", "changed", {}, {}), tmp_path / "out", overwrite=True)
+    assert paths[0].read_text() == "changed\n"
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporary files left
