@@ -191,9 +191,12 @@ class AudioClipDataset(Dataset):
 
     def _mark_failed(self, index: int, exc: BaseException) -> None:
         self._failed[index] = 1
+        rec = self.records[index]
+        reason = f"{rec.audio or rec.key}: {type(exc).__name__}: {exc}".splitlines()[0]
         if len(self._reasons) < 5:
-            rec = self.records[index]
-            self._reasons.append(f"{rec.audio or rec.key}: {type(exc).__name__}: {exc}".splitlines()[0])
+            self._reasons.append(reason)
+        log.warning("%s: skipped an unreadable sample (%d of %d skipped so far): %s", self.name, self.num_skipped,
+                    self.num_total, reason)
         self._check_skips()
 
     # ---- reading --------------------------------------------------------------------

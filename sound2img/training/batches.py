@@ -28,6 +28,11 @@ class ConcatClips(ConcatDataset):
                 d.set_epoch(epoch)
 
     @property
+    def num_skipped(self) -> int:
+        """Bad rows and unreadable samples of every part (see ``AudioClipDataset``)."""
+        return sum(int(getattr(d, "num_skipped", 0)) for d in self.datasets)
+
+    @property
     def load_images(self) -> bool:
         return any(getattr(d, "load_images", False) for d in self.datasets)
 

@@ -228,6 +228,8 @@ def training_loop(
                     if step % log_every == 0 or step == total_steps:
                         now = time.perf_counter()
                         rec = all_reduce_mean({k: (v / n_logged).item() for k, v in sums.items()}, info)
+                        if hasattr(train_set, "num_skipped"):  # bad rows + unreadable files seen by this rank
+                            rec["data_skipped"] = int(train_set.num_skipped)
                         rec.update(step=step, epoch=epoch, lr=sched.get_last_lr()[0],
                                    logit_scale=loss_fn.scale().item(),
                                    samples_per_s=n_logged * batch_size / max(now - t_last, 1e-9))
