@@ -145,10 +145,11 @@ class RosGenerator(nn.Module):
         return skip
 
 
-def authors_steps(res: int, batch: int, steps: int, warmup: int) -> list[float]:
+def authors_steps(res: int, batch: int, steps: int, warmup: int) -> list[tuple[float, float]]:
     """The released optimisation loop (README settings: lr 0.1, λ_sim 0.002, λ_ID 0,
-    plain L2), timed per step. The authors ran batch 1; batch B here means B latents in
-    one tensor, the loss summed, as a batched version of their code would."""
+    plain L2): (wall, CPU) seconds of each step after the warm-up. The authors ran
+    batch 1; batch B here means B latents in one tensor, the loss summed, as a batched
+    version of their code would."""
     import timm
     import open_clip
     from sound2img.models.arcface import build_arcface, face_crop
@@ -169,7 +170,7 @@ def authors_steps(res: int, batch: int, steps: int, warmup: int) -> list[float]:
     times = []
     total = steps + warmup
     for i in range(total):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         t = i / total
         opt.param_groups[0]["lr"] = 0.1 * min(1, t / 0.05) * (0.5 - 0.5 * math.cos(math.pi * min(1, (1 - t) / 0.25)))
         img_gen = G(latent)
@@ -187,16 +188,18 @@ def authors_steps(res: int, batch: int, steps: int, warmup: int) -> list[float]:
         loss.backward(retain_graph=True)
         opt.step()
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
+            times.append((time.perf_counter() - t0, time.process_time() - c0))
     return times
 
 
 # ------------------------------------------------------------------ ours
 
 
-def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool = False) -> list[float]:
+def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool = False) -> list[tuple[float, float]]:
     """sound2img's optimiser on the same sizes: frozen networks, the target encoded once,
-    no identity network at λ_ID = 0, adaptive layer masking."""
+    no identity network at λ_ID = 0, adaptive layer masking. The optimiser runs twice,
+    ``warmup`` and ``warmup + steps`` steps; the difference over ``steps`` is the (wall,
+    CPU) cost of a step, the fixed costs (source and final renders) cancelling."""
     from sound2img.manipulation.optimizer import optimize_latents
     from sound2img.manipulation.targets import encode_sounds
     from sound2img.models.audio_encoder import build_audio_encoder
@@ -217,32 +220,40 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
     del encoder  # as run_edit: only the target is needed from here on
     torch.manual_seed(0)
     ws = torch.randn(batch, G.num_ws, 512) * 0.5
-    res_ = optimize_latents(G, clip.encode_image, ws, target, steps=steps + warmup, lr=0.1, lambda_sim=0.002)
-    return res_.step_seconds[warmup:]
+    spent = []
+    for n in (max(warmup, 1), max(warmup, 1) + steps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        optimize_latents(G, clip.encode_image, ws, target, steps=n, lr=0.1, lambda_sim=0.002)
+        spent.append((time.perf_counter() - t0, time.process_time() - c0))
+    per_step = ((spent[1][0] - spent[0][0]) / steps, (spent[1][1] - spent[0][1]) / steps)
+    return [per_step] * steps
 
 
 # ------------------------------------------------------------------ harness
 
 
-def run_case(impl: str, res: int, batch: int, steps: int, warmup: int) -> dict:
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+def run_case(impl: str, res: int, batch: int, steps: int, warmup: int, threads: int = 0) -> dict:
+    if threads > 0:
+        torch.set_num_threads(threads)
     fn = {"ours": our_steps, "authors": authors_steps,
           "ours_channels_last": lambda *a: our_steps(*a, channels_last=True)}[impl]
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     times = fn(res, batch, steps, warmup)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times_sorted = sorted(times)
+    wall = sorted(t[0] for t in times)[len(times) // 2]
+    cpu = sorted(t[1] for t in times)[len(times) // 2]
     return {"impl": impl, "res": res, "batch": batch, "steps_timed": len(times),
-            "step_s": times_sorted[len(times) // 2], "step_s_all": times,
-            "per_edit_step_s": times_sorted[len(times) // 2] / batch,
+            "step_s": wall, "step_cpu_s": cpu, "step_s_all": times,
+            "per_edit_step_s": wall / batch, "per_edit_step_cpu_s": cpu / batch,
             "peak_rss_gib": peak_kib / 2 ** 20, "wall_s": time.perf_counter() - t0,
             "threads": torch.get_num_threads(),
             "loadavg_1min": [load0, os.getloadavg()[0]]}  # other processes on the machine skew timings
 
 
-def run_in_subprocess(impl: str, res: int, batch: int, steps: int, warmup: int) -> dict:
+def run_in_subprocess(impl: str, res: int, batch: int, steps: int, warmup: int, threads: int) -> dict:
     """One case in a fresh interpreter, so that its peak RSS is its own."""
-    cmd = [sys.executable, __file__, "--warmup", str(warmup), "--case", impl, str(res), str(batch), str(steps)]
+    cmd = [sys.executable, __file__, "--warmup", str(warmup), "--threads", str(threads),
+           "--case", impl, str(res), str(batch), str(steps)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         print(out.stderr[-2000:], file=sys.stderr)
@@ -259,12 +270,14 @@ def main(argv=None) -> int:
     p.add_argument("--cases", nargs="+", default=["256x1", "256x8", "1024x1"], metavar="RESxBATCH",
                    help="resolution x batch; 1024x8 needs ~20 GB for ours and more for the baseline")
     p.add_argument("--impl", nargs="+", default=["ours", "authors"], choices=["ours", "authors", "ours_channels_last"])
+    p.add_argument("--threads", type=int, default=0, help="torch threads per case (0: torch's default); "
+                   "1 keeps timings comparable on a machine shared with other jobs")
     p.add_argument("--json", default=None, help="write the results here (default: print only)")
     p.add_argument("--case", nargs=4, metavar=("IMPL", "RES", "BATCH", "STEPS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.case:
         impl, res, batch, steps = args.case
-        print(json.dumps(run_case(impl, int(res), int(batch), int(steps), args.warmup)))
+        print(json.dumps(run_case(impl, int(res), int(batch), int(steps), args.warmup, args.threads)))
         return 0
     if args.quick:
         args.cases, args.steps = ["256x1"], 2
@@ -276,22 +289,29 @@ def main(argv=None) -> int:
     for res, batch in cases:
         row = {}
         for impl in args.impl:  # one after the other per case, so both see similar machine load
-            row[impl] = r = run_in_subprocess(impl, res, batch, args.steps, args.warmup)
+            row[impl] = r = run_in_subprocess(impl, res, batch, args.steps, args.warmup, args.threads)
             results.append(r)
             print(f"{impl:>20} {res:5d}px batch {batch}: " + (
-                f"{r['step_s']:.2f} s/step, {r['per_edit_step_s']:.2f} s/step/edit, peak RSS "
+                f"{r['step_s']:.2f} s/step (CPU {r['step_cpu_s']:.2f} s), {r['per_edit_step_s']:.2f} s/step/edit, peak RSS "
                 f"{r['peak_rss_gib']:.2f} GiB (load {r['loadavg_1min'][0]:.1f})"
                 if "error" not in r else f"failed: {r['error']}"), flush=True)
         if all(k in row and "error" not in row[k] for k in ("ours", "authors")):
-            print(f"{'':>20} speed-up {row['authors']['step_s'] / row['ours']['step_s']:.2f}x", flush=True)
-    summary = {"device": "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
+            a, o = row["authors"], row["ours"]
+            print(f"{'':>20} speed-up {a['step_s'] / o['step_s']:.2f}x wall, {a['step_cpu_s'] / o['step_cpu_s']:.2f}x CPU",
+                  flush=True)
+    summary = {"device": "cpu", "threads": args.threads or torch.get_num_threads(),
+               "torch": torch.__version__, "results": results}
     by = {(r["impl"], r["res"], r["batch"]): r for r in results if "error" not in r}
     ratios = {}
     for (impl, res, batch), r in by.items():
         if impl == "ours" and ("authors", res, batch) in by:
-            ratios[f"{res}px_b{batch}_speedup"] = by[("authors", res, batch)]["step_s"] / r["step_s"]
+            a = by[("authors", res, batch)]
+            ratios[f"{res}px_b{batch}_speedup_wall"] = a["step_s"] / r["step_s"]
+            ratios[f"{res}px_b{batch}_speedup_cpu"] = a["step_cpu_s"] / r["step_cpu_s"]
         if impl in ("ours", "authors") and batch != 1 and (impl, res, 1) in by:
-            ratios[f"{impl}_{res}px_b{batch}_per_edit_vs_b1"] = r["per_edit_step_s"] / by[(impl, res, 1)]["step_s"]
+            one = by[(impl, res, 1)]
+            ratios[f"{impl}_{res}px_b{batch}_per_edit_vs_b1_wall"] = r["per_edit_step_s"] / one["step_s"]
+            ratios[f"{impl}_{res}px_b{batch}_per_edit_vs_b1_cpu"] = r["per_edit_step_cpu_s"] / one["step_cpu_s"]
     summary["ratios"] = ratios
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")

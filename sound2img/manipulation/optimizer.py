@@ -51,7 +51,7 @@ def optimize_latents(
     generator: nn.Module,              # frozen G: .synthesis(ws, noise_mode=) → img [B,3,H,W] in [-1,1]
     encode_image: Callable,            # frozen CLIP image tower: img [B,3,H,W] in [-1,1] → [B,D] normalised
     source_ws: torch.Tensor,           # w_s [B,num_ws,w_dim], the starting latents
-    target: torch.Tensor,              # target_emb [B,D] (or [D], shared), L2-normalised, computed once
+    target: torch.Tensor,              # target_emb [B,D] (or [1,D]/[D], shared), L2-normalised, computed once
     *,
     steps: int = 300,                  # Adam steps
     lr: float = 0.1,                   # peak learning rate of the StyleCLIP ramp
@@ -84,7 +84,8 @@ def optimize_latents(
     batch, num_ws, _ = source_ws.shape
     source_ws = source_ws.detach()
     target = target.detach().to(source_ws.device)
-    target = target.expand(batch, -1) if target.ndim == 1 else target
+    target = target.reshape(1, -1) if target.ndim == 1 else target
+    target = target.expand(batch, -1) if target.shape[0] == 1 else target
     if target.shape[0] != batch:
         raise ValueError(f"target has {target.shape[0]} rows for {batch} source latents")
 

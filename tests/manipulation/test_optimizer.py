@@ -144,3 +144,7 @@ def test_snapshots_and_determinism(nets):
     assert torch.equal(a.snapshots[0], a.source_img)  # step 0 renders the source
     assert torch.equal(a.ws, b.ws) and torch.equal(a.result_img, b.result_img)
     assert len(a.step_seconds) == 12 and a.losses["total"].shape == (12, 1)
+    # one target row is shared by every source of the batch
+    shared = optimize_latents(G, clip.encode_image, ws0.expand(2, -1, -1), tgt, steps=3)
+    rows = optimize_latents(G, clip.encode_image, ws0.expand(2, -1, -1), tgt.expand(2, -1), steps=3)
+    assert torch.equal(shared.ws, rows.ws)
