@@ -15,9 +15,10 @@ from torch import nn
 from sound2img.errors import UserInputError
 
 _REGISTRY: dict[str, type["MelFrontend"]] = {}
-# Frames per STFT chunk on CPU: window·frame, rfft, |X|² and the mel product of one chunk
-# stay in cache, which is where the speed over one big torch.stft comes from.
-_CPU_FRAMES_PER_CHUNK = 256
+# Samples (frames x n_fft) per STFT chunk: on CPU a chunk's windowed frames, spectrum and
+# power stay in cache (the speed over one big torch.stft), yet chunks are few enough that
+# per-op overhead and thread hand-offs stay small; on GPU, a bound on temporary memory.
+_CHUNK_SAMPLES = {"cpu": 1 << 21, "other": 1 << 28}
 
 
 def register_frontend(name: str) -> Callable[[type["MelFrontend"]], type["MelFrontend"]]:
@@ -142,10 +143,13 @@ class MelFrontend(nn.Module):
         frames = F.pad(wav, (half, half)).unfold(-1, self.n_fft, self.hop_length)  # view [B,T,n_fft]
         total = frames.shape[1]
         out = wav.new_empty(batch, self.n_mels, total)
-        step = total if wav.device.type != "cpu" else max(1, _CPU_FRAMES_PER_CHUNK // batch)
+        budget = _CHUNK_SAMPLES["cpu" if wav.device.type == "cpu" else "other"]
+        step = max(1, budget // (batch * self.n_fft))
+        in_place = not (torch.is_grad_enabled() and wav.requires_grad)
         for t0 in range(0, total, step):
-            spec = torch.view_as_real(torch.fft.rfft(frames[:, t0:t0 + step] * self.window))
-            power = spec[..., 0].square() + spec[..., 1].square()  # |X|² without a sqrt
+            spec = torch.view_as_real(torch.fft.rfft(frames[:, t0:t0 + step] * self.window))  # [B,t,F,2]
+            spec = spec.square_() if in_place else spec.square()
+            power = spec[..., 0] + spec[..., 1]  # |X|², no sqrt-then-square of a complex abs
             out[:, :, t0:t0 + step] = torch.matmul(self.mel_fb, power.transpose(1, 2))
         return out, self.count_frames(lengths)
 

@@ -191,12 +191,18 @@ def test_equal_length_batch_equals_single_runs():
         assert torch.allclose(batched[i], fe(wav[i:i + 1])[0], atol=1e-6, rtol=0)
 
 
-def test_chunked_cpu_path_equals_one_shot(monkeypatch):
+def test_chunked_stft_equals_one_shot_and_keeps_autograd(monkeypatch):
     wav = torch.from_numpy(np.stack([make_sound("mix", 16000, 3.0, seed=s).astype(np.float32) for s in range(3)]))
     fe = build_frontend("logmel")
-    chunked = fe(wav)
-    monkeypatch.setattr(frontend_mod, "_CPU_FRAMES_PER_CHUNK", 10**9)
-    assert torch.allclose(fe(wav), chunked, atol=1e-5, rtol=0)
+    monkeypatch.setattr(frontend_mod, "_CHUNK_SAMPLES", {"cpu": 1 << 40, "other": 1 << 40})
+    one_shot = fe(wav)
+    monkeypatch.setattr(frontend_mod, "_CHUNK_SAMPLES", {"cpu": 5 * 3 * 1024, "other": 5 * 3 * 1024})  # 5 frames a chunk
+    assert torch.allclose(fe(wav), one_shot, atol=1e-5, rtol=0)
+    leaf = wav.clone().requires_grad_(True)  # the in-place square is skipped when autograd records
+    out = fe(leaf)
+    assert torch.allclose(out, one_shot, atol=1e-5, rtol=0)
+    out.sum().backward()
+    assert leaf.grad is not None and bool(torch.isfinite(leaf.grad).all()) and float(leaf.grad.abs().sum()) > 0
 
 
 def test_random_and_explicit_crops():
