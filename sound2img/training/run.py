@@ -144,10 +144,12 @@ def train_from_cfg(cfg) -> dict[str, Any]:
 
     run_dir = Path(str(cfg.run_dir))
     info = init_distributed(cfg.device)
+    created: list[Path] | None = None
     try:
         problem = None
         if info.is_main:
             try:
+                created = _paths_this_run_creates(run_dir, bool(cfg.overwrite))
                 prepare_run_dir(run_dir, to_yaml(cfg), bool(cfg.resume), bool(cfg.overwrite))
             except UserInputError as exc:
                 problem = str(exc)
@@ -183,5 +185,33 @@ def train_from_cfg(cfg) -> dict[str, Any]:
             progress=bool(t.progress),
             wandb_project=str(cfg.logging.wandb_project) if cfg.logging.wandb else None,
             run_config=to_yaml(cfg), device=info.device)
+    except BaseException:
+        if created is not None:
+            _remove_failed_start(run_dir, created)
+        raise
     finally:
         shutdown_distributed()
+
+
+def _paths_this_run_creates(run_dir: Path, overwrite: bool) -> list[Path]:
+    """The run directory's entries that this run will create: those absent now (all of
+    the run's own with ``overwrite``, which discards them), and the directory itself."""
+    names = [*RUN_FILES, *RUN_DIRS, "embedding_cache"]
+    paths = [run_dir / n for n in names if overwrite and n != "embedding_cache" or not (run_dir / n).exists()]
+    return paths + ([run_dir] if not run_dir.exists() else [])
+
+
+def _remove_failed_start(run_dir: Path, created: list[Path]) -> None:
+    """A run that stops (bad data, Ctrl-C, a crash) before its first checkpoint leaves
+    nothing to resume: remove what it created, so the directory is as it was and the same
+    command can be run again. Once a checkpoint exists, everything stays for --resume."""
+    from sound2img.training.checkpoint import list_checkpoints
+
+    if list_checkpoints(run_dir / "checkpoints"):
+        return
+    for p in created:
+        if p == run_dir:
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if run_dir in created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
