@@ -52,6 +52,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int, *, offset: float = 0.0
     frames (fewer when the file ends first); only those frames are decoded from
     wav/flac/ogg. Channels are averaged, then the crop is resampled with soxr ``HQ`` and
     cut or zero-padded to ``ceil(n * sample_rate / sr_file)`` samples (librosa's rule).
+
+    Raises ``AudioLoadError`` (one line, naming the file) for a missing, unreadable,
+    truncated or non-audio file, a video without an audio track, no samples, NaN/inf
+    samples, a rate outside [1 kHz, 768 kHz], or a bad offset/duration.
     """
     path = _check_exists(path)
     _check_rate(path, sample_rate, "requested")
@@ -186,17 +190,17 @@ def _soundfile_read(path: Path, offset: float, duration: float | None) -> tuple[
 
 # --- PyAV (mp3/m4a/aac, video containers) --------------------------------------------------
 
-def _import_av():
+def _import_av(path: Path):
     try:
         import av
     except ImportError as exc:  # av is a dependency, but slim installs may leave it out
-        raise AudioLoadError("decoding mp3/m4a/aac and video files needs PyAV: pip install av "
+        raise AudioLoadError(f"{path}: decoding mp3/m4a/aac and video files needs PyAV: pip install av "
                              "(the 'av' dependency of sound2img)") from exc
     return av
 
 
 def _av_open(path: Path):
-    av = _import_av()
+    av = _import_av(path)
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
@@ -226,7 +230,7 @@ def _av_info(path: Path) -> AudioInfo:
 def _av_read(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
     """Decode sequentially, keeping only the samples of the crop (memory stays bounded by
     the crop; time grows with ``offset``, which is fine for clip-length media)."""
-    av = _import_av()
+    av = _import_av(path)
     with _av_open(path) as container:
         stream = container.streams.audio[0]
         sr = int(stream.codec_context.sample_rate or 0)
