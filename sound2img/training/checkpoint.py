@@ -4,8 +4,10 @@ stored as tensors and plain types so ``torch.load(weights_only=True)`` reads the
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,19 @@ import torch
 
 from sound2img.errors import CheckpointError
 from sound2img.models.state_dict import read_torch_file
-from sound2img.utils.files import atomic_path, atomic_write_text
+from sound2img.utils.files import atomic_path, atomic_write_text, remove_stale_temps
 
 _NAME = re.compile(r"^state-(\d{9})\.pt$")
+TEST_DELAY_ENV = "SOUND2IMG_TEST_CHECKPOINT_DELAY"
+
+
+def _test_delay() -> None:
+    """Test hook: ``SOUND2IMG_TEST_CHECKPOINT_DELAY`` seconds of sleep inside each write
+    (temporary written but not renamed; renamed but its digest not written), so that the
+    crash tests can SIGKILL a run exactly there."""
+    delay = os.environ.get(TEST_DELAY_ENV)
+    if delay:
+        time.sleep(float(delay))
 
 
 def checkpoint_path(directory: str | Path, step: int) -> Path:
@@ -52,8 +64,11 @@ def save_training_state(directory: str | Path, step: int, state: dict[str, Any],
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
     path = checkpoint_path(directory, step)
+    remove_stale_temps(path)  # a run killed while writing this step's file, now replaying it
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        _test_delay()
+    _test_delay()
     atomic_write_text(_digest_path(path), _sha256(path) + "\n")
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ output, and nothing already on disk is replaced unless the caller says so."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 from pathlib import Path
@@ -39,6 +40,17 @@ def _create_temp(path: Path) -> Path:
             continue
         return tmp
     raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that killed atomic writes of ``path`` left beside it (a
+    SIGKILL skips the cleanup of ``atomic_path``). Only for files a single process
+    writes: another writer's temporary in flight would be deleted too."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
