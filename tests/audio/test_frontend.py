@@ -157,8 +157,9 @@ def test_legacy_reshape_is_not_a_transpose():
 def test_batch_with_lengths_equals_each_clip_alone(name):
     fe = build_frontend(name)
     sr = fe.sample_rate
-    clips = [make_sound(k, sr, s, seed=i).astype(np.float32)
-             for i, (k, s) in enumerate([("speech", 11.0), ("pink", 3.0), ("tones", 0.05), ("mix", 10.0)])]
+    scale = 1.0 if name == "soundclip_legacy" else 0.3  # legacy: one clip past 864 frames (cropped)
+    clips = [make_sound(k, sr, s * scale, seed=i).astype(np.float32)
+             for i, (k, s) in enumerate([("speech", 11.0), ("pink", 3.0), ("tones", 0.05), ("mix", 9.0)])]
     longest = max(len(c) for c in clips)
     wav = torch.zeros(len(clips), longest)
     for i, c in enumerate(clips):
@@ -208,7 +209,7 @@ def test_chunked_stft_equals_one_shot_and_keeps_autograd(monkeypatch):
 def test_random_and_explicit_crops():
     fe = build_frontend("soundclip_legacy")
     y = make_sound("mix", 44100, 10.6).astype(np.float32)  # 914 frames: room to crop
-    wav = torch.from_numpy(y)[None].repeat(3, 1)
+    wav = torch.from_numpy(y)[None].repeat(2, 1)
     total = 1 + len(y) // 512
     a = fe(wav, generator=torch.Generator().manual_seed(1))
     b = fe(wav, generator=torch.Generator().manual_seed(1))
