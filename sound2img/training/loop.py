@@ -24,7 +24,7 @@ from sound2img.training.distributed import (all_gather_object, all_reduce_mean, 
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger
 from sound2img.training.step import Student, make_views
-from sound2img.training.targets import ClipTargets, frame_keys
+from sound2img.training.targets import ClipTargets, fixed_prompts, frame_keys
 from sound2img.training.validation import encode_class_texts, zero_shot_accuracy
 
 STATE_FORMAT = "sound2img-train-state/1"
@@ -123,7 +123,7 @@ def training_loop(
                           need_text=loss_fn.enabled("at"), need_images=loss_fn.enabled("av"),
                           info=info, frame_keys=with_frames) if clip is not None else None
     if targets is not None:
-        targets.precompute_text(train_set)
+        targets.precompute_text(fixed_prompts(train_set))
     class_emb = None
     if val_set is not None:
         if clip is None:

@@ -48,8 +48,11 @@ def make_views(wav: torch.Tensor, frontend: nn.Module, augment, n_views: int,
     Without ``augment`` every view is ``frontend(wav)``."""
     if augment is None:
         return [frontend(wav)] * n_views
+    # Without a gain range the views share one spectrogram (a front-end pass saved; the
+    # soundclip_legacy front end normalises each clip by its peak, so gain is a no-op there).
+    shared = frontend.spectrogram(wav) if augment.min_gain_db == augment.max_gain_db == 0 else None
     views = []
     for _ in range(n_views):
-        spec = frontend.spectrogram(augment.wave(wav, generator))
+        spec = shared if shared is not None else frontend.spectrogram(augment.wave(wav, generator))
         views.append(frontend.to_encoder_input(augment.mel(spec, generator)))
     return views

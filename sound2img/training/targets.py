@@ -60,11 +60,11 @@ class ClipTargets:
         self.text_cached = False
         self.frame_keys = frame_keys  # None: trust the batch's has_image
 
-    def precompute_text(self, dataset) -> None:
-        """Encode the dataset's whole (fixed) prompt set once, rank 0 first, so steps only
-        read the cache; with augmented prompts the towers run every step instead."""
-        prompts = fixed_prompts(dataset) if self.need_text and self.cache is not None else None
-        self.text_cached = prompts is not None
+    def precompute_text(self, prompts: list[str] | None) -> None:
+        """Encode a fixed prompt set (``fixed_prompts(dataset)``) once, rank 0 first, so
+        steps only read the cache; ``None`` (EDA-augmented prompts) means the towers run
+        every step instead."""
+        self.text_cached = prompts is not None and self.need_text and self.cache is not None
         if not self.text_cached:
             return
         if self.info.is_main:
