@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -93,3 +95,60 @@ def test_two_gloo_ranks_match_one_process():
     half = slice(0, B // 2)
     local_loss = local([mel[half], view[half]], text[half], image[half], valid[half])["loss"].item()
     assert abs(local_loss - ref_loss) > 1e-3
+
+
+def _loop_worker(rank: int, world: int, port: int, run_dir: str, queue) -> None:
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    from sound2img.audio.frontend import build_frontend
+    from sound2img.data import build_dataset
+    from sound2img.models.audio_encoder import build_audio_encoder
+    from sound2img.models.clip import build_clip
+    from sound2img.training.distributed import init_distributed, shutdown_distributed
+    from sound2img.training.loop import training_loop
+
+    info = init_distributed("cpu")  # joins the group the environment describes, as under torchrun
+    try:
+        data = dict(num_classes=4, sample_rate=8000, num_samples=4000)
+        torch.manual_seed(rank)  # different inits: DDP must broadcast rank 0's
+        encoder = build_audio_encoder("tiny_cnn", embed_dim=32)
+        out = training_loop(run_dir, encoder,
+                            build_frontend("logmel", sample_rate=8000, n_fft=256, hop_length=128, n_mels=32),
+                            build_dataset("synthetic", num_per_class=8, image_size=32, **data),
+                            build_dataset("synthetic", num_per_class=3, split="test", **data), clip=build_clip("tiny"),
+                            loss_terms={"at": 1.0, "av": 1.0, "aa": 1.0}, batch_size=8, epochs=2, optimizer="sgd",
+                            lr=0.05, progress=False, log_every=1, checkpoint_every=3, device="cpu")
+        # this rank's live weights (not rank 0's file): DDP must have kept them equal
+        # (parameters only: BatchNorm running statistics are per rank between DDP's
+        # broadcasts of rank 0's buffers at each forward)
+        weights = {k: v.detach().numpy().copy() for k, v in encoder.named_parameters()}
+        queue.put((info.rank, out["step"], out["val_acc"], weights))
+    finally:
+        shutdown_distributed()
+
+
+@pytest.mark.slow
+def test_training_loop_under_two_ranks(tmp_path):
+    """The whole loop under 2 gloo ranks: each takes half of every batch (32 clips, global
+    batch 8: 4 steps per epoch), validation counts are summed over ranks, rank 0 writes
+    the checkpoints, both ranks end with the same weights."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_loop_worker, args=(r, 2, port, str(tmp_path), queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted((queue.get(timeout=300) for _ in procs), key=lambda r: r[0])
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    (r0, step0, acc0, w0), (r1, step1, acc1, w1) = results
+    assert (r0, r1) == (0, 1) and step0 == step1 == 8
+    assert acc0 == acc1 and 0.0 <= acc0 <= 1.0
+    assert w0.keys() == w1.keys() and all((w0[k] == w1[k]).all() for k in w0)
+    assert (tmp_path / "encoder_final.safetensors").is_file()
+    state = torch.load(tmp_path / "checkpoints" / "state-000000008.pt", weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2  # each rank's RNG state, for resume
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
