@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import hashlib
 import html.parser
 import http.client
 import http.cookiejar
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sound2img.errors import UserInputError, WeightsNotAvailableError
+from sound2img.utils.files import sha256_file
 
 try:  # POSIX; elsewhere concurrent downloads of one file are not serialised (see _exclusive_lock)
     import fcntl
@@ -264,15 +264,6 @@ def _one_line(exc: BaseException | str) -> str:
 
 def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

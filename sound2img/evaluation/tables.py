@@ -187,7 +187,8 @@ class _Context:
         """``file (sha256 abcdef123456…)`` for weights, or the random network's label."""
         if not source:
             return random_label
-        from sound2img.weights import resolve_weights, sha256_file
+        from sound2img.utils.files import sha256_file
+        from sound2img.weights import resolve_weights
 
         path = resolve_weights(str(source), download=False)
         return f"{Path(path).name} (sha256 {sha256_file(path)[:12]}…)"

@@ -3,7 +3,6 @@ preprocessing of generator images: ``clip`` (antialiased resize + CLIP normalisa
 the default) and ``styleclip`` (the authors' ×7 upsample + average pool; paper.md §4)."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import asdict
@@ -16,6 +15,7 @@ from torch import nn
 
 from sound2img.errors import CheckpointError, UserInputError, WeightsNotAvailableError
 from sound2img.models.state_dict import freeze
+from sound2img.utils.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -174,17 +174,8 @@ class ClipTowers(nn.Module):
         ``model_name``, ``pretrained``, ``sha256`` of the weight file (None for random
         towers), ``preprocess``, and for random towers the ``seed`` and ``tiny`` args."""
         if self._weights_file is not None and self._sha256 is None:
-            self._sha256 = file_sha256(self._weights_file)
+            self._sha256 = sha256_file(self._weights_file)
         return {**self._spec, "preprocess": self.preprocess_mode, "sha256": self._sha256}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _tiny_clip_model(embed_dim, image_size, patch_size, vision_width, vision_layers, text_width,

@@ -71,3 +71,12 @@ def check_can_write(paths: Iterable[str | os.PathLike], overwrite: bool) -> None
     for p in paths:
         if Path(p).exists():
             raise UserInputError(f"{p} already exists (pass --overwrite to replace it)")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (weights checks, cache keys)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

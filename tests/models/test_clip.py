@@ -12,9 +12,10 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 
 from sound2img.errors import CheckpointError, UserInputError, WeightsNotAvailableError
-from sound2img.models.clip import (build_clip, build_clip_from_spec, file_sha256, find_cached_clip_weights, load_clip,
+from sound2img.models.clip import (build_clip, build_clip_from_spec, find_cached_clip_weights, load_clip,
                                    preprocess_clip, preprocess_styleclip)
 from sound2img.models.state_dict import read_torch_file
+from sound2img.utils.files import sha256_file
 
 HF_REPO = "timm/vit_base_patch32_clip_224.openai"  # open_clip's hub entry for ViT-B-32/openai
 
@@ -179,7 +180,7 @@ def test_load_clip_from_the_hub_cache_offline(tmp_path, no_network):
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
     towers = load_clip("ViT-B-32", "openai", cache_dir=tmp_path)
     assert towers.image_size == (224, 224) and towers.embed_dim == 512
-    assert towers.spec()["sha256"] == file_sha256(path) and towers.spec()["pretrained"] == "openai"
+    assert towers.spec()["sha256"] == sha256_file(path) and towers.spec()["pretrained"] == "openai"
     img = torch.rand(1, 3, 256, 256) * 2 - 1
     with torch.no_grad():
         expect = nn.functional.normalize(ref.encode_image(towers.preprocess(img)), dim=-1)
