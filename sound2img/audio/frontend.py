@@ -18,7 +18,7 @@ _REGISTRY: dict[str, type["MelFrontend"]] = {}
 # Samples (frames x n_fft) per STFT chunk: on CPU a chunk's windowed frames, spectrum and
 # power stay in cache (the speed over one big torch.stft), yet chunks are few enough that
 # per-op overhead and thread hand-offs stay small; on GPU, a bound on temporary memory.
-_CHUNK_SAMPLES = {"cpu": 1 << 21, "other": 1 << 28}
+_CHUNK_SAMPLES = {"cpu": 1 << 22, "other": 1 << 28}
 
 
 def register_frontend(name: str) -> Callable[[type["MelFrontend"]], type["MelFrontend"]]:
