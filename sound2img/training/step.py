@@ -50,7 +50,8 @@ def make_views(wav: torch.Tensor, frontend: nn.Module, augment, n_views: int,
         return [frontend(wav)] * n_views
     # Without a gain range the views share one spectrogram (a front-end pass saved; the
     # soundclip_legacy front end normalises each clip by its peak, so gain is a no-op there).
-    shared = frontend.spectrogram(wav) if augment.min_gain_db == augment.max_gain_db == 0 else None
+    no_gain = getattr(augment, "min_gain_db", None) == getattr(augment, "max_gain_db", None) == 0
+    shared = frontend.spectrogram(wav) if no_gain else None
     views = []
     for _ in range(n_views):
         spec = shared if shared is not None else frontend.spectrogram(augment.wave(wav, generator))

@@ -66,6 +66,7 @@ def _worker(rank: int, world: int, port: int, queue) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # ~20 s, most of it starting two Python processes
 def test_two_gloo_ranks_match_one_process():
     student = _student()
     mel, view, text, image, valid = _batch()
