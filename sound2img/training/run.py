@@ -142,6 +142,11 @@ def train_from_cfg(cfg) -> dict[str, Any]:
     from sound2img.training.loop import training_loop
     from sound2img.training.losses import ContrastiveLoss, LogitScale
 
+    from omegaconf import OmegaConf
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserInputError(f"config: {', '.join(missing)} must be set (e.g. {missing[0]}=DIR)")
     run_dir = Path(str(cfg.run_dir))
     info = init_distributed(cfg.device)
     created: list[Path] | None = None

@@ -54,6 +54,13 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     assert err.startswith("error:") and message in err and "\n" not in err
 
 
+def test_unset_dataset_root_is_a_user_error(tmp_path, capsys):
+    assert _main(["--out", str(tmp_path / "run"), "experiment=paper"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "data.root" in err and "extra_data.audioset_balanced.root" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_loss_setting_is_a_user_error(tmp_path, capsys):
     argv = ["--out", str(tmp_path / "run"), "preset=tiny", "loss.logit_scale=cosine", "train.progress=false"]
     assert _main(argv) == 2
