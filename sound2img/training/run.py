@@ -3,6 +3,7 @@ composed ``train_encoder`` config → the run directory, datasets, networks and 
 ``training_loop`` call (config groups become plain arguments here)."""
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -44,6 +45,8 @@ def train_encoder_cli(argv: Sequence[str]) -> int:
         print(to_yaml(cfg), end="")
         return 0
     out = train_from_cfg(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return 0
     print(f"trained {out['step']} steps; encoder: {out['final']}"
           + (f"; best zero-shot accuracy {out['best_val_acc']:.4f} ({out['best']})" if out.get("best") else ""))
     return 0
