@@ -122,6 +122,9 @@ def save_edit(
     d = Path(edit_dir)
     check_can_write([d / name for name in EDIT_FILES], overwrite)
     d.mkdir(parents=True, exist_ok=True)
+    # Replacing an edit: its old metrics.json goes first, so that a write interrupted half
+    # way never leaves new images beside a record that claims the old edit is complete.
+    (d / "metrics.json").unlink(missing_ok=True)
     written = []
     for name, img in (("source.png", source_img), ("result.png", result_img), ("strip.png", make_strip(strip))):
         atomic_write_bytes(d / name, png_bytes(img))
