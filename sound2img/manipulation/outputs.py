@@ -54,7 +54,13 @@ def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise stick to the output
         yield tmp
-        os.replace(tmp, out)  # also onto an existing empty directory (POSIX rename)
+        try:
+            os.replace(tmp, out)  # also onto an existing empty directory (POSIX rename)
+        except OSError as exc:
+            if out.is_dir() and any(out.iterdir()):  # another run finished into it meanwhile
+                raise UserInputError(f"{out} was filled by another run while this one worked; its files are "
+                                     "kept and this run's are discarded (pass --overwrite to replace them)") from exc
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
