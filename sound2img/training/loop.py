@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from sound2img.errors import UserInputError
 from sound2img.models.audio_encoder import save_audio_encoder
+from sound2img.models.state_dict import load_state_dict_strict
 from sound2img.training.batches import (ResumableSampler, batches_per_epoch, epoch_loader, step_seed,
                                         to_device)
 from sound2img.training.checkpoint import (capture_rng_state, load_latest_training_state, restore_rng_state,
@@ -135,10 +136,11 @@ def training_loop(
     step, epoch, batch_in_epoch, best_acc, val_acc = 0, 0, 0, -1.0, None
     loaded = load_latest_training_state(ckpt_dir, map_location="cpu") if resume else None
     if loaded is not None:
-        state, _ = loaded
+        state, state_path = loaded
         if state.get("format") != STATE_FORMAT:
             raise UserInputError(f"{ckpt_dir}: not a training state of this version ({state.get('format')!r})")
-        student.load_state_dict(state["student"])
+        # a run resumed with another encoder config: one line naming the first mismatched key
+        load_state_dict_strict(student, state["student"], state_path)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
