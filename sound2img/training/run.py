@@ -84,11 +84,20 @@ def prepare_run_dir(run_dir: Path, config_yaml: str, resume: bool, overwrite: bo
     config_path = run_dir / "config.yaml"
     if resume and config_path.exists():
         old = config_path.read_text(encoding="utf-8")
-        if old != config_yaml:
+        if _training_settings(old) != _training_settings(config_yaml):
             warnings.warn(f"resuming {run_dir} with a config that differs from its config.yaml; the run is "
                           "only an exact continuation if the training settings are unchanged", stacklevel=2)
         return
     atomic_write_text(config_path, config_yaml)
+
+
+def _training_settings(config_yaml: str) -> dict:
+    """A recorded config without the keys that say how this invocation runs (``--resume``
+    and ``--overwrite``, ``--device``), which a continuation may change freely."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.create(config_yaml))
+    return {k: v for k, v in cfg.items() if k not in ("resume", "overwrite", "device")} if isinstance(cfg, dict) else cfg
 
 
 def build_datasets(cfg, sample_rate: int, need_images: bool):
