@@ -92,12 +92,12 @@ def prepare_run_dir(run_dir: Path, config_yaml: str, resume: bool, overwrite: bo
 
 
 def _training_settings(config_yaml: str) -> dict:
-    """A recorded config without the keys that say how this invocation runs (``--resume``
-    and ``--overwrite``, ``--device``), which a continuation may change freely."""
+    """A recorded config without ``resume`` and ``overwrite``: how this invocation was
+    started, which a continuation changes by definition."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.to_container(OmegaConf.create(config_yaml))
-    return {k: v for k, v in cfg.items() if k not in ("resume", "overwrite", "device")} if isinstance(cfg, dict) else cfg
+    return {k: v for k, v in cfg.items() if k not in ("resume", "overwrite")} if isinstance(cfg, dict) else cfg
 
 
 def build_datasets(cfg, sample_rate: int, need_images: bool):
