@@ -215,3 +215,55 @@ def test_clip_file_wrong_shape_names_the_key(tmp_path, tiny_openclip):
     state[key] = _swap_dims(state[key])
     torch.save(state, tmp_path / "bad.pt")
     _shape_error(lambda p: load_clip(tiny_openclip, str(p)), tmp_path / "bad.pt", key)
+
+
+# ---- training resume through the script ----------------------------------------------------
+
+TRAIN = ["preset=tiny", "tiny_run.train.max_steps=2", "tiny_run.train.checkpoint_every=1", "validation.data=null",
+         "train.progress=false"]
+
+
+def _train(argv, capsys):
+    from sound2img.training.run import train_encoder_cli
+
+    status = run_cli(train_encoder_cli, argv)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, status, captured.out, captured.err)
+
+
+def _last_line_error(proc, *fragments):
+    """Exit 2 and the one ``error:`` line last (Python warnings about skipped checkpoints
+    may come before it), no traceback."""
+    from .helpers import error_lines
+
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[-1], (fragment, lines[-1])
+
+
+def test_resume_with_another_encoder_shape_names_the_key(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(["--out", str(run), *TRAIN], capsys).returncode == 0
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    proc = _train(["--out", str(run), "--resume", *TRAIN, "+encoder.channels=[8,16,16]"], capsys)
+    _last_line_error(proc, "state-000000002.pt", "key 'encoder.", "shape")
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before  # nothing replaced
+
+
+def test_resume_refuses_a_planted_code_running_checkpoint(tmp_path, capsys):
+    """The only checkpoint in the run is a payload with a matching digest: the script
+    refuses to resume in one line and the payload never runs."""
+    run = tmp_path / "run"
+    assert _train(["--out", str(run), *TRAIN], capsys).returncode == 0
+    for p in (run / "checkpoints").iterdir():
+        p.unlink()
+    m = write_malicious(tmp_path / "files", "state", "os_system", "torch_zip")
+    planted = run / "checkpoints" / "state-000000002.pt"
+    planted.write_bytes(m.path.read_bytes())
+    _write_sha(planted)
+    with pytest.warns(UserWarning, match="state-000000002.pt: refused"):
+        proc = _train(["--out", str(run), "--resume", *TRAIN], capsys)
+    _last_line_error(proc, "none of the 1 checkpoint(s) is readable")
+    assert not m.marker.exists()
