@@ -21,6 +21,7 @@ from sound2img.models.stylegan2.networks import Generator, GeneratorArch
 from sound2img.models.stylegan2.nvlabs import read_nvlabs_pickle
 from sound2img.models.stylegan2.rosinality import check_ros_args, from_ros_state, infer_ros_arch, to_ros_checkpoint
 from sound2img.models.stylegan2.unpickler import restricted_load
+from sound2img.utils.device import resolve_device
 from sound2img.utils.files import atomic_path, check_can_write
 
 SAFETENSORS_KEY = "sound2img.stylegan2"
@@ -91,16 +92,19 @@ def _read_pickle(path: Path) -> tuple[GeneratorArch, dict, dict]:
 
 
 def _arch_from_json(meta: dict, source: str) -> GeneratorArch:
-    names = {f.name for f in fields(GeneratorArch)}
+    raw = meta.get("arch")
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{source}: sound2img generator metadata lacks 'arch'")
+    unknown = set(raw) - {f.name for f in fields(GeneratorArch)}
+    if unknown:
+        raise CheckpointError(f"{source}: unknown architecture fields {sorted(unknown)}")
     try:
-        raw = meta["arch"]
-        unknown = set(raw) - names
-        if unknown:
-            raise CheckpointError(f"{source}: unknown architecture fields {sorted(unknown)}")
         arch = GeneratorArch(**raw)
-        int(arch.img_resolution), list(arch.channels)
-    except (KeyError, TypeError, ValueError) as exc:
+    except TypeError as exc:
         raise CheckpointError(f"{source}: malformed sound2img generator metadata ({exc})") from None
+    ints = [arch.img_resolution, arch.z_dim, arch.w_dim, arch.n_mlp, arch.img_channels, *arch.channels]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+        raise CheckpointError(f"{source}: sound2img generator metadata has non-integer sizes")
     return arch
 
 
@@ -126,13 +130,15 @@ def _read_safetensors(path: Path) -> tuple[GeneratorArch, dict, dict]:
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
     """Read a StyleGAN2 generator from ``path`` (format detected from the content) and
-    return it frozen (``eval()``, no parameter requires grad) on ``device``.
+    return it frozen (``eval()``, no parameter requires grad) on ``device`` (``auto``:
+    CUDA when present).
 
     rosinality files without ``latent_avg`` get ``w_avg`` estimated from 4096 mapped
     samples with a fixed seed; ``G.info["w_avg_estimated"]`` records it.
     Raises ``CheckpointError`` (one line naming the file) for anything unsupported.
     """
     path = Path(path)
+    device = resolve_device(device)
     kind = detect_format(path)
     reader = {"torch": _read_torch, "pickle": _read_pickle, "safetensors": _read_safetensors}[kind]
     arch, state, info = reader(path)

@@ -14,14 +14,15 @@ import torch.nn.functional as F
 from sound2img.models.stylegan2.ops import (
     LRELU_GAIN,
     LRELU_SLOPE,
-    demod_noise_bias_lrelu,
     fir_kernel_2d,
-    frozen_modulated_conv2d,
+    frozen_synthesis_layer,
     modulated_1x1,
     modulated_conv2d,
+    noise_bias_lrelu,
     normalize_2nd_moment,
     upsample2d,
 )
+from sound2img.utils.device import resolve_device
 
 NOISE_MODES = ("const", "random", "none")
 DEMOD_EPS = 1e-8
@@ -158,22 +159,20 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         wsq = frozen_derived(self, "wsq", lambda: self.weight.square().sum(dim=(2, 3)), self.weight)
         d = (styles.square() @ wsq.t() + self.demod_eps).rsqrt()  # demodulation, [B, C_out]
-        if fused:
-            y = modulated_conv2d(x, self.weight, styles, demodulate=False, up=self.up, fir_up=fir_up, fused=True)
-        else:
-            kernel = self.weight
-            if self.up:
-                kernel = frozen_derived(self, "kernel_t", lambda: self.weight.transpose(0, 1).contiguous(),
-                                        self.weight)
-            y = frozen_modulated_conv2d(x, styles, kernel, up=self.up, fir_up=fir_up)
         noise = None
         if self.use_noise and noise_mode != "none":
             if noise_mode == "const":
                 noise = self.noise_const * self.noise_strength
             else:
-                noise = torch.randn(y.shape[0], 1, self.resolution, self.resolution,
-                                    device=y.device, dtype=y.dtype) * self.noise_strength
-        return demod_noise_bias_lrelu(y, d, noise, self.bias, self.conv_clamp)
+                noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution,
+                                    device=x.device, dtype=x.dtype) * self.noise_strength
+        if fused or self.weight.requires_grad:  # reference composition (and fine-tuning)
+            y = modulated_conv2d(x, self.weight, styles, demodulate=False, up=self.up, fir_up=fir_up, fused=fused)
+            return noise_bias_lrelu(y * d[:, :, None, None], noise, self.bias, self.conv_clamp)
+        kernel = self.weight
+        if self.up:  # conv_transpose takes [C_in, C_out, k, k]; the stored kernel is not flipped
+            kernel = frozen_derived(self, "kernel_t", lambda: self.weight.transpose(0, 1).contiguous(), self.weight)
+        return frozen_synthesis_layer(x, styles, d, noise, self.bias, kernel, self.up, fir_up, self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
@@ -239,10 +238,12 @@ class SynthesisNetwork(nn.Module):
         self.img_channels = arch.img_channels
         self.num_ws = num_ws_for(arch.img_resolution)
         self.block_resolutions = arch.block_resolutions
-        # Run-time switches (not part of the architecture): grouped per-sample kernels instead
-        # of modulating activations (ops.modulated_conv2d), and NHWC activations.
+        # Run-time switches, not part of the architecture. fused_modconv: the references'
+        # grouped conv over per-sample kernels (slower backward; for comparison).
+        # channels_last: NHWC activations; None = on CPU only, where it measured faster
+        # (benchmarks/generator.py), most at high resolutions where channels are few.
         self.fused_modconv = False
-        self.channels_last = False
+        self.channels_last: bool | None = None
         chans = dict(zip(self.block_resolutions, arch.channels))
         for res in self.block_resolutions:
             self.add_module(f"b{res}", SynthesisBlock(
@@ -258,7 +259,8 @@ class SynthesisNetwork(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         x = img = None
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        nhwc = ws.device.type == "cpu" if self.channels_last is None else self.channels_last
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
         for i, res in enumerate(self.block_resolutions):
             start = max(2 * i - 1, 0)
             block = getattr(self, f"b{res}")
@@ -367,4 +369,4 @@ def build_generator(
     if estimate_w_avg:
         G.estimate_w_avg()
     G.info["format"] = "random"
-    return G.to(device).eval().requires_grad_(False)
+    return G.to(resolve_device(device)).eval().requires_grad_(False)

@@ -115,42 +115,36 @@ def _conv_adjoint(g: torch.Tensor, kernel: torch.Tensor, up: bool, fir_up: torch
     return F.conv_transpose2d(g, kernel, padding=kernel.shape[-1] // 2)
 
 
-class _FrozenModConv(torch.autograd.Function):
-    """``conv(x · s, K)`` for a constant kernel K: saves only ``x`` (already kept alive by
-    the previous layer) and ``s``, and its backward computes no kernel gradient."""
+def noise_bias_lrelu(y: torch.Tensor, noise: torch.Tensor | None, bias: torch.Tensor,
+                     clamp: float | None = None) -> torch.Tensor:
+    """``clamp(lrelu(y + noise + bias, 0.2)·√2, ±clamp)`` for ``y [B,C,H,W]``, ``noise``
+    broadcastable to ``[B,1,H,W]`` (or None), ``bias [C]``: the clamp follows the gain, as
+    in NVlabs' ``bias_act``. Plain autograd (reference and fine-tuning path)."""
+    if noise is not None:
+        y = y + noise
+    y = F.leaky_relu(y + bias[None, :, None, None], LRELU_SLOPE) * LRELU_GAIN
+    return y if clamp is None else y.clamp(-clamp, clamp)
+
+
+class _FrozenSynthesisLayer(torch.autograd.Function):
+    """A whole synthesis layer for a constant kernel K:
+    ``out = clamp(lrelu(conv(x·s, K)·d + noise + b)·√2)``.
+
+    Forward allocates one activation-sized tensor (two for ``up``) and finishes in place;
+    for a batch of one, ``s`` and ``d`` are folded into the (small) kernel instead of the
+    (large) activations. Backward saves only ``out`` (plus ``x``, which the previous layer
+    keeps anyway), recovers the pre-activation from ``out`` where it is needed, and never
+    computes a kernel gradient."""
 
     @staticmethod
-    def forward(ctx, x, styles, kernel, up, fir_up):
-        ctx.save_for_backward(x, styles, kernel, fir_up)
-        ctx.up = up
-        return _conv_forward(x * styles[:, :, None, None], kernel, up, fir_up)
-
-    @staticmethod
-    def backward(ctx, g):
-        x, styles, kernel, fir_up = ctx.saved_tensors
-        gxm = _conv_adjoint(g, kernel, ctx.up, fir_up)
-        grad_x = gxm * styles[:, :, None, None] if ctx.needs_input_grad[0] else None
-        grad_s = channel_dot(gxm, x) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_s, None, None, None
-
-
-def frozen_modulated_conv2d(x: torch.Tensor, styles: torch.Tensor, kernel: torch.Tensor, up: bool = False,
-                            fir_up: torch.Tensor | None = None) -> torch.Tensor:
-    """``conv(x [B,C_in,H,W] · styles [B,C_in], kernel)`` without demodulation, for a kernel
-    that needs no gradient: ``[C_out,C_in,k,k]``, or the transposed ``[C_in,C_out,k,k]``
-    when ``up`` (stride-2 transposed conv + FIR). Same values as the ``fused=False`` path
-    of ``modulated_conv2d``; lighter backward."""
-    if kernel.requires_grad:
-        return _conv_forward(x * styles[:, :, None, None], kernel, up, fir_up)
-    return _FrozenModConv.apply(x, styles, kernel, up, fir_up)
-
-
-class _DemodNoiseBiasAct(torch.autograd.Function):
-    """``clamp(lrelu(y·d + noise + b, 0.2)·√2)`` in one buffer; saves ``y`` and the output."""
-
-    @staticmethod
-    def forward(ctx, y, d, noise, bias, clamp):
-        out = y * d[:, :, None, None]
+    def forward(ctx, x, styles, d, noise, bias, kernel, up, fir_up, clamp):
+        if x.shape[0] == 1:
+            s, dd = styles[0], d[0]
+            sd = s[:, None] * dd[None, :] if up else dd[:, None] * s[None, :]  # kernel's first two axes
+            out = _conv_forward(x, kernel * sd[:, :, None, None], up, fir_up)
+        else:
+            out = _conv_forward(x * styles[:, :, None, None], kernel, up, fir_up)
+            out.mul_(d[:, :, None, None])
         if noise is not None:
             out.add_(noise)
         out.add_(bias[None, :, None, None])
@@ -158,41 +152,99 @@ class _DemodNoiseBiasAct(torch.autograd.Function):
         out.mul_(LRELU_GAIN)
         if clamp is not None:
             out.clamp_(-clamp, clamp)
-        ctx.save_for_backward(y, d, noise, out)
-        ctx.clamp = clamp
+        ctx.save_for_backward(x, styles, d, noise, bias, kernel, fir_up, out)
+        ctx.up, ctx.clamp = up, clamp
         return out
 
     @staticmethod
     def backward(ctx, g):
-        y, d, noise, out = ctx.saved_tensors
-        # lrelu(z)·√2 > 0 exactly when z > 0; a clamped output passes no gradient.
-        gz = g * torch.where(out > 0, LRELU_GAIN, LRELU_GAIN * LRELU_SLOPE)
-        if ctx.clamp is not None:
-            gz = gz.masked_fill(out.abs() >= ctx.clamp, 0)
+        x, styles, d, noise, bias, kernel, fir_up, out = ctx.saved_tensors
         need = ctx.needs_input_grad
-        grad_y = gz * d[:, :, None, None] if need[0] else None
-        grad_d = channel_dot(gz, y) if need[1] else None
-        grad_noise = gz.sum(dim=1, keepdim=True).sum_to_size(noise.shape) if need[2] else None
-        grad_b = gz.sum(dim=(0, 2, 3)) if need[3] else None
-        return grad_y, grad_d, grad_noise, grad_b, None
+        # out = z·slope with slope √2 where z > 0 (exactly where out > 0), else 0.2·√2
+        slope = (out > 0).to(out.dtype).mul_(LRELU_GAIN * (1 - LRELU_SLOPE)).add_(LRELU_GAIN * LRELU_SLOPE)
+        gz = g * slope
+        if ctx.clamp is not None:  # a clamped output passes no gradient
+            gz.masked_fill_(out.abs() >= ctx.clamp, 0)
+        grad_x = grad_s = grad_d = grad_noise = grad_b = None
+        if need[2]:
+            # conv output · d = z − noise − b, with z recovered from out (exact up to rounding;
+            # where the clamp bit, gz is 0 and z does not matter)
+            z = slope.reciprocal_().mul_(out)  # slope's buffer is not needed any more
+            if noise is not None:
+                z.sub_(noise)
+            z.sub_(bias[None, :, None, None])
+            grad_d = channel_dot(gz, z) / d
+        if need[3]:
+            grad_noise = gz.sum(dim=1, keepdim=True).sum_to_size(noise.shape)
+        if need[4]:
+            grad_b = gz.sum(dim=(0, 2, 3))
+        if need[0] or need[1]:
+            gxm = _conv_adjoint(gz.mul_(d[:, :, None, None]), kernel, ctx.up, fir_up)
+            grad_x = gxm * styles[:, :, None, None] if need[0] else None
+            grad_s = channel_dot(gxm, x) if need[1] else None
+        return grad_x, grad_s, grad_d, grad_noise, grad_b, None, None, None, None
 
 
-def demod_noise_bias_lrelu(y: torch.Tensor, d: torch.Tensor, noise: torch.Tensor | None, bias: torch.Tensor,
-                           clamp: float | None = None) -> torch.Tensor:
-    """``clamp(lrelu(y·d + noise + bias, 0.2)·√2, ±clamp)`` for ``y [B,C,H,W]``, demodulation
-    ``d [B,C]``, ``noise`` broadcastable to ``[B,1,H,W]`` (or None), ``bias [C]``: the tail
-    of a synthesis layer, fused so that it allocates one tensor and saves two."""
-    return _DemodNoiseBiasAct.apply(y, d, noise, bias, clamp)
+def frozen_synthesis_layer(
+    x: torch.Tensor,        # [B, C_in, H, W]
+    styles: torch.Tensor,   # [B, C_in]
+    d: torch.Tensor,        # [B, C_out] demodulation coefficients
+    noise: torch.Tensor | None,  # broadcastable to [B, 1, H', W'], or None
+    bias: torch.Tensor,     # [C_out]
+    kernel: torch.Tensor,   # [C_out, C_in, k, k], or [C_in, C_out, k, k] when up; needs no grad
+    up: bool = False,
+    fir_up: torch.Tensor | None = None,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """``clamp(lrelu(conv(x·s, kernel)·d + noise + bias, 0.2)·√2, ±clamp)`` → ``[B,C_out,H',W']``
+    (``H' = 2H`` when ``up``): the same values as ``modulated_conv2d`` followed by
+    ``noise_bias_lrelu``, with gradients for everything except the kernel."""
+    if kernel.requires_grad:
+        raise ValueError("frozen_synthesis_layer needs a kernel that requires no gradient")
+    return _FrozenSynthesisLayer.apply(x, styles, d, noise, bias, kernel, up, fir_up, clamp)
+
+
+def _flat_hw(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``x [B,C,H,W]`` as a no-copy matrix view: ``[B,C,HW]`` (NCHW) or ``[B,HW,C]`` (NHWC)."""
+    b, c, h, w = x.shape
+    if x.is_contiguous():
+        return x.reshape(b, c, h * w), False
+    return x.permute(0, 2, 3, 1).reshape(b, h * w, c), True
+
+
+class _Modulated1x1(torch.autograd.Function):
+    """Per-sample 1×1 conv as batched matmuls, each oriented so that BLAS sees contiguous
+    operands (a transposed ``[HW, C]`` operand with HW ~ 10⁶ is ~10× slower on CPU)."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        b, _, h, w = x.shape
+        xf, nhwc = _flat_hw(x)
+        y = torch.bmm(weight, xf.transpose(1, 2) if nhwc else xf)
+        ctx.save_for_backward(x, weight)
+        return y.reshape(b, -1, h, w)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        b, c, h, w = x.shape
+        gf = g.contiguous().reshape(b, -1, h * w)  # [B, O, HW]
+        xf, nhwc = _flat_hw(x)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            if nhwc:
+                grad_x = torch.bmm(gf.transpose(1, 2), weight).reshape(b, h, w, c).permute(0, 3, 1, 2)
+            else:
+                grad_x = torch.bmm(weight.transpose(1, 2), gf).reshape(b, c, h, w)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.bmm(gf, xf) if nhwc else torch.bmm(gf, xf.transpose(1, 2))
+        return grad_x, grad_w
 
 
 def modulated_1x1(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Per-sample 1×1 conv ``x [B,C,H,W]`` with ``weight [B,O,C]`` → ``[B,O,H,W]`` as one
-    batched matmul (ToRGB), for either memory layout."""
-    b, c, h, w = x.shape
-    if x.is_contiguous():
-        return torch.bmm(weight, x.reshape(b, c, h * w)).reshape(b, -1, h, w)
-    y = torch.bmm(x.permute(0, 2, 3, 1).reshape(b, h * w, c), weight.transpose(1, 2))
-    return y.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+    """Per-sample 1×1 conv (ToRGB): ``x [B,C,H,W]`` (either memory layout) with ``weight
+    [B,O,C]`` → ``[B,O,H,W]`` (NCHW)."""
+    return _Modulated1x1.apply(x, weight)
 
 
 def normalize_2nd_moment(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -69,10 +69,15 @@ def test_noise_modes(small_G):
     assert torch.allclose(Z.synthesis(ws, "random"), Z.synthesis(ws, "none"))
 
 
-@pytest.mark.parametrize("variant", ["default", "fused", "channels_last"])
+def set_variant(G, variant):
+    G.synthesis.fused_modconv = variant == "fused"
+    G.synthesis.channels_last = {"nchw": False, "channels_last": True}.get(variant)  # None: automatic
+
+
+@pytest.mark.parametrize("variant", ["auto", "nchw", "channels_last", "fused"])
 def test_batch_independence(small_G, variant):
     G = small_G
-    G.synthesis.fused_modconv, G.synthesis.channels_last = variant == "fused", variant == "channels_last"
+    set_variant(G, variant)
     try:
         ws = G.mapping(torch.randn(4, G.z_dim), 0.7)
         batch = G.synthesis(ws, "const")
@@ -80,7 +85,7 @@ def test_batch_independence(small_G, variant):
         for i in range(4):
             assert (batch[i] - G.synthesis(ws[i:i + 1], "const")[0]).abs().max() <= tol
     finally:
-        G.synthesis.fused_modconv = G.synthesis.channels_last = False
+        set_variant(G, "auto")
 
 
 def test_formulations_agree_forward_and_backward(small_G):
@@ -88,17 +93,18 @@ def test_formulations_agree_forward_and_backward(small_G):
     ws0 = G.mapping(torch.randn(3, G.z_dim))
     proj = torch.randn(3, 3, 32, 32)
     results = {}
-    for variant in ("default", "fused", "channels_last"):
-        G.synthesis.fused_modconv, G.synthesis.channels_last = variant == "fused", variant == "channels_last"
-        ws = ws0.clone().requires_grad_(True)
-        img = G.synthesis(ws)
-        (img * proj).sum().backward()
-        results[variant] = (img.detach(), ws.grad)
-    G.synthesis.fused_modconv = G.synthesis.channels_last = False
-    img0, g0 = results["default"]
-    for img, g in results.values():
-        assert (img - img0).abs().max() <= 1e-4 * img0.abs().max()
-        assert (g - g0).abs().max() <= 1e-4 * g0.abs().max()
+    for variant in ("nchw", "channels_last", "fused"):
+        set_variant(G, variant)
+        for batch in (3, 1):  # a batch of one folds the styles into the kernels
+            ws = ws0[:batch].clone().requires_grad_(True)
+            img = G.synthesis(ws)
+            (img * proj[:batch]).sum().backward()
+            results[variant, batch] = (img.detach(), ws.grad)
+    set_variant(G, "auto")
+    img0, g0 = results["nchw", 3]
+    for (variant, batch), (img, g) in results.items():
+        assert (img - img0[:batch]).abs().max() <= 1e-4 * img0.abs().max(), (variant, batch)
+        assert (g - g0[:batch]).abs().max() <= 1e-4 * g0.abs().max(), (variant, batch)
 
 
 def test_gradients_reach_ws_but_no_parameter(small_G):

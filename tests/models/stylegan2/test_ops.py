@@ -10,11 +10,11 @@ import torch.nn.functional as F
 
 from sound2img.models.stylegan2.ops import (
     demod_coefficients,
-    demod_noise_bias_lrelu,
     fir_kernel_2d,
-    frozen_modulated_conv2d,
+    frozen_synthesis_layer,
     modulated_1x1,
     modulated_conv2d,
+    noise_bias_lrelu,
     upsample2d,
 )
 
@@ -89,46 +89,57 @@ def test_modulated_conv_forms_agree_with_per_sample_kernels(up):
         got = modulated_conv2d(x, w, s, demodulate=True, up=up, fir_up=f, fused=fused)
         assert torch.allclose(got, ref, atol=1e-10)
     d = demod_coefficients(w, s, 1e-8)
+    assert torch.allclose(modulated_conv2d(x, w, s, demodulate=False, up=up, fir_up=f) * d[:, :, None, None], ref,
+                          atol=1e-10)
+
+
+def _layer_inputs(batch, up, noise_kind, seed=2, c_in=5, c_out=6, size=7):
+    gen = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    w = r(c_out, c_in, 3, 3)
+    x, s = r(batch, c_in, size, size), r(batch, c_in)
+    d = demod_coefficients(w, s, 1e-8) * (1 + 0.1 * r(batch, c_out))  # any positive d
+    out_size = 2 * size if up else size
+    noise = {"const": r(out_size, out_size), "random": r(batch, 1, out_size, out_size), "none": None}[noise_kind]
+    return x, s, d, noise, 0.3 * r(c_out), w
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("noise_kind, clamp", [("const", None), ("random", 0.8), ("none", 0.5)])
+def test_frozen_synthesis_layer_matches_reference_values_and_gradients(batch, up, noise_kind, clamp, single_thread):
+    """The fused layer (weights folded for a batch of one, pre-activation recovered from
+    the output in backward) against the plain-autograd composition."""
+    x, s, d, noise, b, w = _layer_inputs(batch, up, noise_kind)
+    f = fir_kernel_2d().double() * 4
+    leaves = [t.requires_grad_(True) for t in (x, s, d, b) + ((noise,) if noise is not None else ())]
+
+    def ref_fn():
+        y = modulated_conv2d(x, w, s, demodulate=False, up=up, fir_up=f)
+        return noise_bias_lrelu(y * d[:, :, None, None], noise, b, clamp)
+
     kernel = w.transpose(0, 1).contiguous() if up else w
-    got = frozen_modulated_conv2d(x, s, kernel, up=up, fir_up=f) * d[:, :, None, None]
-    assert torch.allclose(got, ref, atol=1e-10)
+    ours, ref = frozen_synthesis_layer(x, s, d, noise, b, kernel, up, f, clamp), ref_fn()
+    assert torch.allclose(ours, ref, atol=1e-12)
+    if clamp is not None:
+        assert (ref.abs() == clamp).any(), "the clamp must bite in this test"
+    g = torch.randn(ours.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    for a, e in zip(torch.autograd.grad(ours, leaves, g), torch.autograd.grad(ref, leaves, g)):
+        assert torch.allclose(a, e, atol=1e-9, rtol=1e-9)
 
 
 @pytest.mark.parametrize("up", [False, True])
-def test_frozen_modconv_backward_is_autograd(up, single_thread):
-    torch.manual_seed(2)
+def test_frozen_synthesis_layer_gradcheck(up, single_thread):
+    x, s, d, noise, b, w = _layer_inputs(1, up, "const", c_in=2, c_out=2, size=3)
     f = fir_kernel_2d().double() * 4
-    w = torch.randn(6, 5, 3, 3, dtype=torch.float64)
     kernel = w.transpose(0, 1).contiguous() if up else w
-    x = torch.randn(2, 5, 7, 7, dtype=torch.float64, requires_grad=True)
-    s = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
-    g = torch.randn(2, 6, 14 if up else 7, 14 if up else 7, dtype=torch.float64)
-    ours = torch.autograd.grad(frozen_modulated_conv2d(x, s, kernel, up, f), (x, s), g)
-    k_ref = kernel.clone().requires_grad_(True)  # a kernel that needs grad takes the plain autograd path
-    ref = torch.autograd.grad(frozen_modulated_conv2d(x, s, k_ref, up, f), (x, s), g)
-    for a, b in zip(ours, ref):
-        assert torch.allclose(a, b, atol=1e-10)
-    # and a numerical check on a tiny case
-    xs, ss = x[:1, :2, :3, :3].detach().requires_grad_(True), s[:1, :2].detach().requires_grad_(True)
-    ks = kernel[:2, :3].contiguous() if up else kernel[:3, :2].contiguous()
-    assert torch.autograd.gradcheck(lambda a, b: frozen_modulated_conv2d(a, b, ks, up, f), (xs, ss))
-
-
-@pytest.mark.parametrize("clamp", [None, 0.8])
-def test_demod_noise_bias_lrelu_matches_definition_and_autograd(clamp):
-    torch.manual_seed(3)
-    y = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    d = torch.rand(2, 3, dtype=torch.float64, requires_grad=True)
-    noise = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    ref = F.leaky_relu(y * d[:, :, None, None] + noise + b[None, :, None, None], 0.2) * np.sqrt(2)
-    if clamp is not None:
-        ref = ref.clamp(-clamp, clamp)
-        assert (ref.abs() == clamp).any(), "the clamp must bite in this test"
-    assert torch.allclose(demod_noise_bias_lrelu(y, d, noise, b, clamp), ref, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda *a: demod_noise_bias_lrelu(*a, clamp), (y, d, noise, b))
-    per_sample_noise = torch.randn(2, 1, 4, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda *a: demod_noise_bias_lrelu(*a, clamp), (y, d, per_sample_noise, b))
+    inputs = tuple(t.requires_grad_(True) for t in (x, s, d, noise, b))
+    assert torch.autograd.gradcheck(lambda *a: frozen_synthesis_layer(*a, kernel, up, f, 1.0), inputs)
+    with pytest.raises(ValueError, match="requires no gradient"):
+        frozen_synthesis_layer(*inputs, kernel.clone().requires_grad_(True), up, f)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -139,3 +150,13 @@ def test_modulated_1x1(channels_last):
     w = torch.randn(2, 3, 5, dtype=torch.float64)
     ref = torch.cat([F.conv2d(x[b:b + 1], w[b][:, :, None, None]) for b in range(2)])
     assert torch.allclose(modulated_1x1(x, w), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_modulated_1x1_gradients(channels_last):
+    x = torch.randn(2, 5, 3, 4, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    w = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(modulated_1x1, (x, w))
