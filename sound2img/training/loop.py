@@ -27,6 +27,7 @@ from sound2img.training.metrics import MetricsLogger
 from sound2img.training.step import Student, make_views
 from sound2img.training.targets import ClipTargets, fixed_prompts, frame_keys
 from sound2img.training.validation import encode_class_texts, zero_shot_accuracy
+from sound2img.utils.files import remove_stale_temps
 
 STATE_FORMAT = "sound2img-train-state/1"
 
@@ -171,6 +172,7 @@ def training_loop(
     def save(kind: str) -> Path:
         path = run_dir / f"encoder_{kind}.safetensors"
         if info.is_main:  # the run dir is the run's own: best/final are replaced as they improve
+            remove_stale_temps(path)  # left by a run killed while writing it (a resume replays that save)
             extra = {"step": step, "epoch": epoch, "val_zero_shot_acc": val_acc, "run_config": run_config}
             save_audio_encoder(path, student.encoder, frontend.spec(), clip_spec=clip_spec,
                                extra_metadata={k: v for k, v in extra.items() if v is not None}, overwrite=True)
