@@ -145,9 +145,12 @@ def _shape_error(load, path, key: str) -> str:
 
 
 def _swap_dims(t: torch.Tensor) -> torch.Tensor:
-    """Same number of elements, another shape (the classic transposed-weight mistake)."""
-    return t.reshape(-1, 1).clone() if t.dim() == 1 else t.reshape(t.shape[1], t.shape[0], *t.shape[2:]).clone() \
-        if t.shape[0] != t.shape[1] else t.reshape(-1).clone()
+    """Same number of elements, another shape (a transposed or flattened weight)."""
+    if t.dim() == 1:
+        return t.reshape(-1, 1).clone()
+    if t.shape[0] != t.shape[1]:
+        return t.reshape(t.shape[1], t.shape[0], *t.shape[2:]).clone()
+    return t.reshape(-1).clone()
 
 
 def test_generator_wrong_shape_names_the_key(tmp_path):
@@ -157,8 +160,7 @@ def test_generator_wrong_shape_names_the_key(tmp_path):
     key = next(k for k in ckpt["g_ema"] if k.startswith("convs.") and k.endswith(".conv.modulation.weight"))
     ckpt["g_ema"][key] = _swap_dims(ckpt["g_ema"][key])
     torch.save(ckpt, tmp_path / "bad.pt")
-    msg = _shape_error(load_generator, tmp_path / "bad.pt", "")
-    assert key in msg or "modulation" in msg or "affine" in msg, msg
+    _shape_error(load_generator, tmp_path / "bad.pt", f"key {key!r} has shape")  # the file's own key name
 
     from safetensors.torch import load_file, save_file
     from safetensors import safe_open
