@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -299,8 +300,12 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", device: 
             raise UserInputError(f"CLIP pretrained {pretrained!r} is neither a file nor a tag of {model_name!r} "
                                  f"(tags: {', '.join(tags) or 'none'})")
     try:
-        model = open_clip.create_model(name, pretrained=str(weights), force_quick_gelu=bool(quick_gelu),
-                                       force_preprocess_cfg=force_pp or None, weights_only=True)
+        with warnings.catch_warnings():
+            # torch's restricted unpickler warns about raw pickles before reading or refusing
+            # them; the refusal below is the one line the user needs
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            model = open_clip.create_model(name, pretrained=str(weights), force_quick_gelu=bool(quick_gelu),
+                                           force_preprocess_cfg=force_pp or None, weights_only=True)
     except Exception as exc:  # open_clip reports bad files as RuntimeError/KeyError/…
         text = str(exc).strip()
         if "TorchScript" in text:

@@ -28,6 +28,9 @@ def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = 
         with warnings.catch_warnings():
             # torch announces TorchScript archives before refusing them; we say it in the error
             warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")
+            # raw pickles of protocol > 2 (never what torch.save writes): torch's restricted
+            # unpickler reads or refuses them all the same, its warning is noise for the user
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         text = str(exc).strip()
