@@ -32,6 +32,17 @@ def script_cmd(script: str, args: Sequence[str]) -> list[str]:
     return [sys.executable, str(SCRIPTS / script), *map(str, args)]
 
 
+def script_main(script: str):
+    """The ``main(argv)`` of ``scripts/<script>``, loaded from its file (scripts are not a
+    package), to run a script in this process with its own ``run_cli`` handling."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_script_{script[:-3]}", SCRIPTS / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
 def run_script(script: str, args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
                timeout: float = 240) -> subprocess.CompletedProcess:
     """Run ``scripts/<script>`` to completion; a run past ``timeout`` is a hang and fails."""

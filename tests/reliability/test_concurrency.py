@@ -5,7 +5,6 @@ for one new output directory leave one whole edit and a one-line refusal."""
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.weights_server import PAYLOAD, PAYLOAD_SHA, serve
+from helpers.weights_server import PAYLOAD_SHA, serve
 
-from .helpers import ROOT, check_complete_outputs, error_lines, run_script, script_cmd, script_env, temp_leftovers
+from .helpers import ROOT, check_complete_outputs, error_lines, script_cmd, script_env, temp_leftovers
 
 NAME, FILENAME = "reliability_blob", "reliability_blob.bin"
 

@@ -5,7 +5,6 @@ metrics of an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sound2img.cli import run_cli
 from sound2img.models.stylegan2 import build_generator, save_generator
 
 from .corpus import SR, tone
 from .helpers import (assert_success, assert_user_error, check_complete_outputs, run_script, script_cmd, script_env,
-                      snapshot, temp_leftovers)
-from .test_malicious import _script_main
+                      script_main, snapshot, temp_leftovers)
 
 PRECIOUS = b"results of last week's run\n"
 
@@ -80,7 +78,7 @@ CASES = {"manipulate": _case_manipulate, "generate": _case_generate, "convert_ge
 def _run(script, args, cwd, runner, capsys):
     if runner == "subprocess":
         return run_script(script, args, cwd=cwd)
-    status = _script_main(script)(args)
+    status = script_main(script)(args)
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(args, status, captured.out, captured.err)
 
@@ -117,7 +115,7 @@ def test_fetch_weights_never_replaces_a_cached_file(tmp_path, capsys):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        status = _script_main("fetch_weights.py")(["sample:rain", "--no-progress"])
+        status = script_main("fetch_weights.py")(["sample:rain", "--no-progress"])
     finally:
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -234,12 +232,12 @@ def test_ctrl_c_while_an_edit_is_written(existing, tmp_path, capsys, monkeypatch
     out = tmp_path / "edit"
     args = ["--audio", "tone:440", "--out", str(out), "--steps", "1", "preset=tiny", "progress=false"]
     if existing:
-        assert _script_main("manipulate.py")(args) == 0
+        assert script_main("manipulate.py")(args) == 0
         assert (out / "metrics.json").exists()
         args.append("--overwrite")
     capsys.readouterr()
     _interrupt_the_nth_write(monkeypatch, 2)
-    assert _script_main("manipulate.py")([*args[:1], "tone:880", *args[2:]]) == 130
+    assert script_main("manipulate.py")([*args[:1], "tone:880", *args[2:]]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
     if existing:
         assert not (out / "metrics.json").exists() and check_complete_outputs(out) == 4
