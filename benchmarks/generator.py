@@ -3,10 +3,11 @@ w.r.t. ws (what latent optimisation runs; weights frozen), config-f widths with 
 weights, at 256 and 1024 px, batch 1 and 8. Each case runs in its own subprocess so that
 peak memory is its own (CPU: ru_maxrss; CUDA: max_memory_allocated).
 
-Variants: ``default`` (modulate the activations, one shared conv, demodulate the output;
-custom backward that computes no kernel gradients), ``fused`` (the reference codebases'
-grouped conv over batch-folded per-sample kernels), ``channels_last`` (default + NHWC
-activations), ``compile`` (default under ``torch.compile``; opt-in, compiling is slow).
+Variants: ``default`` (one autograd function per layer: styles folded into the kernel
+for a batch of one, else into the activations; no kernel gradients; NHWC activations on
+CPU), ``nchw`` (the same with NCHW activations), ``fused`` (the reference codebases'
+grouped conv over batch-folded per-sample kernels, plain autograd, NCHW), ``compile``
+(default under ``torch.compile``; opt-in, compiling takes minutes).
 
     python benchmarks/generator.py --quick
     python benchmarks/generator.py --skip 1024x8xbwd --json bench.json
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("default", "fused", "channels_last", "compile")
+VARIANTS = ("default", "nchw", "fused", "compile")
 MODES = ("fwd", "bwd")
 
 
@@ -41,7 +42,7 @@ def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: i
     dev = resolve_device(device)
     G = build_generator(res, seed=0, estimate_w_avg=False, device=dev)  # config-f widths
     G.synthesis.fused_modconv = variant == "fused"
-    G.synthesis.channels_last = variant == "channels_last"
+    G.synthesis.channels_last = False if variant in ("nchw", "fused") else None  # None: NHWC on CPU
     synthesis = torch.compile(G.synthesis) if variant == "compile" else G.synthesis
     ws0 = G.mapping(torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(0)).to(dev), 0.7)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--res", type=int, nargs="+", default=[256, 1024])
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["default", "fused", "channels_last"])
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["default", "nchw", "fused"])
     p.add_argument("--compile-max-res", type=int, default=256, help="compile only up to this resolution")
     p.add_argument("--skip", nargs="*", default=[], metavar="RESxBATCHxMODE[xVARIANT]",
                    help="cases to leave out, e.g. 1024x8xbwd")

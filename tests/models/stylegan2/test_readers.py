@@ -321,3 +321,19 @@ def test_config_f_key_sets_are_complete_and_bijective(res, n_params, n_buffers):
              for k, s in expected.items()}
     state = from_ros_state(g_ema, arch, "config-f")
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: s for k, s in ours.items() if k != "mapping.w_avg"}
+
+
+def test_nvlabs_missing_or_misshapen_tensor_is_named(tmp_path, nv_state):
+    from .writers import dumps_snapshot
+
+    record = nvlabs_generator_record(nv_state, kwargs_for())
+    del record.children["synthesis"].children["b16"].children["torgb"].params["bias"]
+    path = tmp_path / "missing.pkl"
+    path.write_bytes(dumps_snapshot(record))
+    with pytest.raises(CheckpointError, match=r"missing key 'synthesis.b16.torgb.bias'"):
+        load_generator(path)
+    record = nvlabs_generator_record(nv_state, kwargs_for())
+    record.children["synthesis"].children["b8"].children["conv1"].params["bias"] = torch.zeros(5)
+    path.write_bytes(dumps_snapshot(record))
+    with pytest.raises(CheckpointError, match=r"'synthesis.b8.conv1.bias' has shape \[5\]"):
+        load_generator(path, device="auto")
