@@ -23,9 +23,11 @@ from .helpers import script_cmd, script_env, temp_leftovers
 from .payloads import write_malicious
 
 # 32 synthetic clips, batch 16: 2 steps per epoch, 6 epochs, a checkpoint every 2 steps
-# (and at each epoch end), zero-shot validation each epoch (so encoder_best is written too).
-TRAIN = ["preset=tiny", "tiny_run.data.num_per_class=4", "tiny_run.train.epochs=6", "tiny_run.train.max_steps=12",
-         "tiny_run.train.checkpoint_every=2", "train.keep_checkpoints=3", "train.progress=false"]
+# (and at each epoch end), zero-shot validation each epoch (so encoder_best is written too),
+# on the CPU (bitwise-exact replay is promised there; CUDA kernels may not be deterministic).
+TRAIN = ["--device", "cpu", "preset=tiny", "tiny_run.data.num_per_class=4", "tiny_run.train.epochs=6",
+         "tiny_run.train.max_steps=12", "tiny_run.train.checkpoint_every=2", "train.keep_checkpoints=3",
+         "train.progress=false"]
 TOTAL_STEPS = 12
 POLL_S = 0.02
 CHECKPOINT_DELAY_S = "1.5"
