@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import pickle
 import struct
@@ -23,6 +24,8 @@ from sound2img.models.stylegan2.rosinality import check_ros_args, from_ros_state
 from sound2img.models.stylegan2.unpickler import restricted_load
 from sound2img.utils.device import resolve_device
 from sound2img.utils.files import atomic_path, check_can_write
+
+log = logging.getLogger(__name__)
 
 SAFETENSORS_KEY = "sound2img.stylegan2"
 FORMAT_VERSION = 1
@@ -152,6 +155,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     load_state_dict_strict(G, state, path)
     if estimate:
         G.estimate_w_avg()
+        log.warning("%s has no latent_avg: w_avg (the truncation centre) is estimated from 4096 mapped "
+                    "samples with a fixed seed", path)
     G.info = {**info, "path": str(path), "w_avg_estimated": bool(info.get("w_avg_estimated")) or estimate}
     return freeze(G.to(device))
 
