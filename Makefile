@@ -32,7 +32,7 @@ edit: setup
 
 # The same pipeline, offline, on small random networks (an install check, not a result).
 edit-tiny: setup
-	$(PY) scripts/manipulate.py --audio tone:440 --out outputs/edit-tiny --overwrite preset=tiny
+	$(PY) scripts/manipulate.py --audio tone:440 --steps 30 --out outputs/edit-tiny --overwrite preset=tiny
 
 bench: setup
 	$(PY) benchmarks/frontend.py
