@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ import torch
 
 from sound2img.audio.frontend import build_frontend, list_frontends
 from sound2img.audio.reference import reference_frontend
-from sound2img.utils.device import resolve_device
+from sound2img.utils.device import machine_info, resolve_device
 
 
 def synthetic_clips(batch: int, seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
@@ -95,16 +94,6 @@ def benchmark_frontend(name: str, *, device: torch.device, batch: int = 32, seco
         "max_abs_diff_vs_reference": float(np.abs(ours - ref).max()),
         "all_ms_per_clip": {k: [round(x * 1e3, 3) for x in v] for k, v in times.items()},
     }
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    if hasattr(os, "getloadavg"):
-        info["loadavg_1min_at_start"] = round(os.getloadavg()[0], 2)
-    return info
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -47,7 +46,7 @@ from sound2img.training.loop import _build_optimizer
 from sound2img.training.losses import LEGACY_SCALE, ContrastiveLoss, LogitScale
 from sound2img.training.step import Student, make_views
 from sound2img.training.targets import ClipTargets
-from sound2img.utils.device import resolve_device
+from sound2img.utils.device import machine_info, resolve_device
 
 # experiment=soundclip_resnet18's views: specaugment_legacy's masks (widths in mel bins /
 # frames), no wave gain (a no-op for this peak-normalised front end)
@@ -222,16 +221,6 @@ def benchmark(device: torch.device, batch: int = 32, repeats: int = 3, warmup: i
         "last_loss": {k: round(v, 4) for k, v in losses.items()},
         "legacy_scale": LEGACY_SCALE,
     }
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    if hasattr(os, "getloadavg"):
-        info["loadavg_1min_at_start"] = round(os.getloadavg()[0], 2)
-    return info
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,9 @@
 """Device selection: ``auto`` means CUDA when present, else CPU. Nothing calls ``.cuda()``."""
 from __future__ import annotations
 
+import os
+import platform
+
 import torch
 
 from sound2img.errors import UserInputError
@@ -23,3 +26,15 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UserInputError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     return device
+
+
+def machine_info(device: torch.device) -> dict:
+    """What a benchmark figure was measured on: platform, versions, cores, torch threads,
+    the device (GPU name on CUDA) and the 1-minute load average at the start."""
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    if hasattr(os, "getloadavg"):
+        info["loadavg_1min_at_start"] = round(os.getloadavg()[0], 2)
+    return info
