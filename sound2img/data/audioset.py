@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 from typing import Any, Sequence
 
-from sound2img.data.base import AudioClipDataset, DatasetError, Record, log, read_csv_table
+from sound2img.data.base import AudioClipDataset, DatasetError, Record, check_missing_clips, read_csv_table
 from sound2img.data.files import check_name_formats, find_clip, index_files
 
 SUBSETS = {"balanced_train": "balanced_train_segments.csv",
@@ -98,14 +98,9 @@ class AudioSetDataset(AudioClipDataset):
                                   class_name=names[0], prompt_name=", ".join(names)))
         self.num_missing = len(self.missing)
         if self.missing:
-            log.warning("%s: %d of %d clips not downloaded (no file)", self.name, self.num_missing,
-                     self.num_missing + len(records))
-        total = len(records) + self.num_missing
-        if self.missing and (not records or self.num_missing / total > max_missing_fraction):
-            raise DatasetError(f"audioset: {self.num_missing} of {total} clips have no file in {audio_dir} "
-                               f"(> max_missing_fraction {max_missing_fraction:.0%}); tried names like "
-                               f"{formats[0].format(ytid=self.missing[0], start=0.0, end=10.0, start_int=0, end_int=10)}"
-                               f"{extensions[0]}")
+            example = formats[0].format(ytid=self.missing[0], start=0.0, end=10.0, start_int=0, end_int=10)
+            check_missing_clips("audioset", self.missing, len(records), max_missing_fraction, audio_dir,
+                                example + extensions[0])
         super().__init__(records, class_names, sample_rate=sample_rate,
                          num_samples=num_samples or round(self.clip_seconds * sample_rate), bad_rows=bad, **kwargs)
 

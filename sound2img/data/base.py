@@ -319,6 +319,19 @@ def read_csv_table(path: str | Path, required: Sequence[str], name: str) -> list
     return rows
 
 
+def check_missing_clips(name: str, missing: Sequence[str], num_found: int, max_missing_fraction: float,
+                        where: str | Path, example: str) -> None:
+    """Clips listed in the CSV but never downloaded (VGGSound, AudioSet): warn, and refuse
+    when none was found or more than ``max_missing_fraction`` are missing."""
+    if not missing:
+        return
+    total = num_found + len(missing)
+    log.warning("%s: %d of %d clips not downloaded (no file)", name, len(missing), total)
+    if not num_found or len(missing) / total > max_missing_fraction:
+        raise DatasetError(f"{name}: {len(missing)} of {total} clips have no file in {where} "
+                           f"(> max_missing_fraction {max_missing_fraction:.0%}); tried names like {example}")
+
+
 def parse_folds(folds: Sequence[int] | int | None, valid: range, name: str) -> set[int]:
     """User fold selection → a set (None = all); out-of-range folds raise ``DatasetError``."""
     if folds is None:

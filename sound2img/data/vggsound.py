@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 from typing import Any, Sequence
 
-from sound2img.data.base import AudioClipDataset, DatasetError, Record, clean_class_name, log
+from sound2img.data.base import AudioClipDataset, DatasetError, Record, check_missing_clips, clean_class_name
 from sound2img.data.files import check_name_formats, find_clip, index_files
 
 # ``{ytid}_{start:06d}.mp4`` is what the common VGGSound scrapers and the shared archives
@@ -61,14 +61,8 @@ class VGGSoundDataset(AudioClipDataset):
             records.append(Record(key=f"vggsound/{ytid}_{start:06d}", audio=path, label=label_of[name],
                                   class_name=name, image=path if is_video else None, image_is_video=is_video))
         self.num_missing = len(self.missing)
-        if self.missing:
-            log.warning("%s: %d of %d clips not downloaded (no file)", self.name, self.num_missing,
-                     self.num_missing + len(records))
-        total = len(records) + self.num_missing
-        if self.missing and (not records or self.num_missing / total > max_missing_fraction):
-            raise DatasetError(f"vggsound: {self.num_missing} of {total} clips have no file in {video_dir} "
-                               f"(> max_missing_fraction {max_missing_fraction:.0%}); tried names like "
-                               f"{formats[0].format(ytid='YTID', start=0, end=10)}{extensions[0]}")
+        check_missing_clips("vggsound", self.missing, len(records), max_missing_fraction, video_dir,
+                            formats[0].format(ytid="YTID", start=0, end=10) + extensions[0])
         super().__init__(records, class_names, sample_rate=sample_rate,
                          num_samples=num_samples or round(self.clip_seconds * sample_rate), bad_rows=bad, **kwargs)
 
