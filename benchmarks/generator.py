@@ -37,9 +37,10 @@ def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: i
     import torch
 
     from sound2img.models.stylegan2 import build_generator
-    from sound2img.utils.device import resolve_device
+    from sound2img.utils.device import machine_info, resolve_device
 
     dev = resolve_device(device)
+    machine = machine_info(dev)  # before the work: its load average says how busy the machine was
     G = build_generator(res, seed=0, estimate_w_avg=False, device=dev)  # config-f widths
     G.synthesis.fused_modconv = variant == "fused"
     G.synthesis.channels_last = False if variant in ("nchw", "fused") else None  # None: NHWC on CPU
@@ -73,7 +74,7 @@ def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: i
     out = {"res": res, "batch": batch, "mode": "forward" if mode == "fwd" else "forward+backward(ws)",
            "variant": variant, "device": str(dev), "threads": torch.get_num_threads(), "reps": reps,
            "median_s": sorted(times)[len(times) // 2], "min_s": min(times), "warmup_s": warm_s,
-           "per_image_s": sorted(times)[len(times) // 2] / batch}
+           "per_image_s": sorted(times)[len(times) // 2] / batch, "machine": machine}
     if dev.type == "cuda":
         out["device_name"] = torch.cuda.get_device_name(dev)
         out["peak_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
