@@ -4,7 +4,6 @@ HTML confirmation page, slow bodies for the two-process race)."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import multiprocessing
 import time
@@ -16,6 +15,7 @@ from helpers.weights_server import PAYLOAD, PAYLOAD_SHA, serve
 from sound2img import weights
 from sound2img.errors import UserInputError, WeightsNotAvailableError
 from sound2img.weights import WeightsEntry, download, get_entry, list_weights, resolve_weights
+from helpers import load_file_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -294,10 +294,7 @@ def test_waiting_process_rechecks_the_cache_after_the_lock(server, registered):
 # ---------------------------------------------------------------- scripts/fetch_weights.py
 
 def _script():
-    spec = importlib.util.spec_from_file_location("fetch_weights_script", ROOT / "scripts" / "fetch_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(ROOT / "scripts" / "fetch_weights.py")
 
 
 def test_script_list_fetch_and_offline(server, registered, capsys):

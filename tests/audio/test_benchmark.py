@@ -1,17 +1,15 @@
 """benchmarks/frontend.py runs end to end (tiny sizes) and reports sane figures."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+from helpers import load_file_module
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "frontend.py"
 
 
 def test_frontend_benchmark_smoke(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("frontend_benchmark", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_file_module(BENCH)
     out = tmp_path / "results.json"
     assert bench.main(["--device", "cpu", "--batch-size", "2", "--seconds", "1", "--repeats", "1", "--warmup", "0",
                        "--out", str(out)]) == 0

@@ -2,7 +2,6 @@
 input, bad input is one line on stderr with exit status 2 and nothing written."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +16,14 @@ from sound2img.audio.show import save_mel_image
 from sound2img.errors import AudioLoadError, UserInputError
 
 from .signals import make_sound, write_av, write_sound
+from helpers import load_file_module
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "show_mel.py"
 
 
 @pytest.fixture(scope="module")
 def show_mel():
-    spec = importlib.util.spec_from_file_location("show_mel_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(SCRIPT)
 
 
 def run_script(*args, cwd):

@@ -13,18 +13,14 @@ import pytest
 from PIL import Image
 
 from sound2img.evaluation.tables import compose_table, list_tables, run_table
+from helpers import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "reproduce.py"
 
 
 def _load_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("reproduce_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(SCRIPT)
 
 
 def _run(*args, cwd):

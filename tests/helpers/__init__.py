@@ -1,1 +1,16 @@
 """Helpers shared by several test packages (imported as ``helpers.<module>``)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+
+def load_file_module(path: str | Path, name: str | None = None) -> ModuleType:
+    """Import a script or benchmark from its file (``scripts/`` and ``benchmarks/`` are not
+    packages) so tests can call its ``main(argv)`` in this process."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(name or f"_file_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

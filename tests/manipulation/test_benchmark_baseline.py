@@ -2,23 +2,20 @@
 StyleGAN2 ops compute (so the speed comparison is between equal functions)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 
 from sound2img.models.stylegan2.ops import blur_after_upconv, fir_kernel_2d, modulated_conv2d, upsample2d
+from helpers import load_file_module
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "manipulate.py"
 
 
 @pytest.fixture(scope="module")
 def bm():
-    spec = importlib.util.spec_from_file_location("bench_manipulate", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(BENCH)
 
 
 def test_native_fir_paths_match_our_ops(bm):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pytest
+from helpers import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
@@ -35,12 +36,7 @@ def script_cmd(script: str, args: Sequence[str]) -> list[str]:
 def script_main(script: str):
     """The ``main(argv)`` of ``scripts/<script>``, loaded from its file (scripts are not a
     package), to run a script in this process with its own ``run_cli`` handling."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_script_{script[:-3]}", SCRIPTS / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_file_module(SCRIPTS / script).main
 
 
 def run_script(script: str, args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,

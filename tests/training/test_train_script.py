@@ -20,6 +20,7 @@ from sound2img.training.checkpoint import load_latest_training_state
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger
 from sound2img.training.run import effective_config, prepare_run_dir
+from helpers import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_encoder.py"
@@ -27,12 +28,7 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.y
 
 
 def _main(argv):
-    from importlib import util
-
-    spec = util.spec_from_file_location("train_encoder_script", SCRIPT)
-    module = util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return load_file_module(SCRIPT).main(argv)
 
 
 def test_cfg_job_prints_the_resolved_config(capsys):
