@@ -72,6 +72,14 @@ def user_message(exc: UserInputError) -> str:
     return text
 
 
+def to_plain(cfg):
+    """A composed config (DictConfig / ListConfig, or already plain data) → nested dicts and
+    lists with interpolations resolved: what the library functions take."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+
+
 def run_cli(fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> int:
     """Run ``fn(argv)`` with the exit-status conventions above; returns the status."""
     argv = list(sys.argv[1:] if argv is None else argv)

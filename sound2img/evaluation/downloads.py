@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from sound2img.evaluation.tables import TABLES, compose_table, plain_config
+from sound2img.cli import to_plain
+from sound2img.evaluation.tables import TABLES, compose_table
 
 DATASETS = {
     "esc50": ("ESC-50", "https://github.com/karolpiczak/ESC-50 (archive: "
@@ -58,8 +59,8 @@ class Requirements:
 def table_requirements(name: str, cfgs: Sequence) -> Requirements:
     """The checkpoints, datasets and files table ``name`` uses under its composed configs
     (the same choices ``tables.run_table`` makes)."""
-    c = plain_config(cfgs[0])
-    evals = [plain_config(x)["eval"] for x in cfgs]
+    c = to_plain(cfgs[0])
+    evals = [to_plain(x)["eval"] for x in cfgs]
     req = Requirements()
     req.add_weights(c["encoder"].get("path"))
     if name in _USES_CLIP:

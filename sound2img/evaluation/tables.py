@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.evaluation.report import Report, save_report
 from sound2img.utils.device import resolve_device
@@ -81,19 +82,10 @@ def run_table(name: str, cfgs: Sequence) -> Report:
     """Compute table ``name`` (nothing is written)."""
     get_table(name)
     ctx = _Context(cfgs[0])
-    return _RUNNERS[name](ctx, [plain_config(c)["eval"] for c in cfgs])
+    return _RUNNERS[name](ctx, [to_plain(c)["eval"] for c in cfgs])
 
 
 # ---- config → arguments ----------------------------------------------------------------
-def plain_config(cfg) -> dict[str, Any]:
-    """A composed DictConfig (or a plain dict) → nested dicts and lists, interpolations resolved."""
-    if isinstance(cfg, dict):
-        return cfg
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
 def optim_kwargs(m: dict[str, Any]) -> dict[str, Any]:
     """``cfg.manipulate`` → keyword arguments of ``optimize_latents``, checked."""
     out = {}
@@ -118,7 +110,7 @@ class _Context:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.c = plain_config(cfg)
+        self.c = to_plain(cfg)
         self.tiny = bool(self.c.get("tiny", False))
         self.device = resolve_device(self.c.get("device") or "auto")
         self.progress = bool(self.c.get("progress", False))

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.manipulation import targets as tg
 from sound2img.manipulation.masking import LATENT_TERMS
@@ -58,15 +59,6 @@ class PairResult:
     snapshots: dict[int, torch.Tensor]      # step → [3,H,W]
     layer_mask: list[float] | None
     timing: dict[str, float] = field(default_factory=dict)
-
-
-def _plain(cfg) -> dict[str, Any]:
-    """A composed DictConfig (or a plain dict) → nested dicts and lists, interpolations resolved."""
-    if isinstance(cfg, dict):
-        return cfg
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def _number(section: dict, key: str, *, kind=float, low=None, low_open=False, high=None, where: str):
@@ -286,7 +278,7 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     nothing is written before all edits are done, and a new ``out`` appears whole or not
     at all."""
     t0 = time.perf_counter()
-    c = _plain(cfg)
+    c = to_plain(cfg)
     o = check_options(c)
     overwrite = bool(c.get("overwrite", False))
     out = check_out_dir(c.get("out") or "outputs/edit", overwrite)

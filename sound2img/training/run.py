@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from sound2img.cli import ArgumentParser, add_common_args, compose, parse_with_overrides, to_yaml
+from sound2img.cli import ArgumentParser, add_common_args, compose, parse_with_overrides, to_plain, to_yaml
 from sound2img.errors import UserInputError
 from sound2img.utils.files import atomic_write_text
 
@@ -65,12 +65,6 @@ def effective_config(cfg):
     return cfg
 
 
-def _plain(node) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
 def prepare_run_dir(run_dir: Path, config_yaml: str, resume: bool, overwrite: bool) -> None:
     """Refuse an existing run unless ``resume`` or ``overwrite``; with ``overwrite`` remove
     its files; record ``config.yaml`` before anything else is written."""
@@ -108,7 +102,7 @@ def build_datasets(cfg, sample_rate: int, need_images: bool):
     from sound2img.training.batches import ConcatClips
 
     def kwargs(node, **fixed) -> dict:
-        d = dict(_plain(node))
+        d = dict(to_plain(node))
         d["sample_rate"] = sample_rate
         if d.get("num_samples") is None:
             d["num_samples"] = int(round(float(cfg.train.clip_seconds) * sample_rate))
@@ -174,7 +168,7 @@ def train_from_cfg(cfg) -> dict[str, Any]:
         if problem:
             raise UserInputError(problem)
 
-        terms = {k: float(v) for k, v in _plain(cfg.loss.terms).items()}
+        terms = {k: float(v) for k, v in to_plain(cfg.loss.terms).items()}
         # the loss settings are checked before minutes of network and dataset loading
         ContrastiveLoss(terms, symmetric=bool(cfg.loss.symmetric), scale=LogitScale(
             str(cfg.loss.logit_scale), float(cfg.loss.logit_scale_init), float(cfg.loss.logit_scale_max)))
@@ -184,7 +178,7 @@ def train_from_cfg(cfg) -> dict[str, Any]:
         if cfg.encoder.get("path"):  # fine-tuning from a checkpoint: loaders return frozen modules
             encoder.requires_grad_(True).train()
         clip = factory.build_clip_from_cfg(cfg.clip, info.device) if need_clip else None
-        augment = build_augment(**_plain(cfg.augment)) if cfg.get("augment") else None
+        augment = build_augment(**to_plain(cfg.augment)) if cfg.get("augment") else None
         train_set, val_set = build_datasets(cfg, frontend.sample_rate, need_images=terms.get("av", 0) > 0)
         t, o = cfg.train, cfg.optim
         return training_loop(

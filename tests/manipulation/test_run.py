@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sound2img import factory
+from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.manipulation import command, run
 from sound2img.manipulation.outputs import EDIT_FILES
@@ -89,7 +90,7 @@ def test_layer_mix_takes_coarse_rows_from_the_sound(tmp_path):
 def test_embedding_mix_and_interpolation_targets(tmp_path):
     cfg = cfg_for(tmp_path, "--audio", "tone:440", "--audio", "tone:2000", "--text", "fire",
                   "--mode", "embedding_mix", "--mix-weight", "0.4")
-    o = run.check_options(run._plain(cfg))
+    o = run.check_options(to_plain(cfg))
     encoder, frontend = run.build_audio(cfg, "cpu")
     nets = {"clip": factory.build_clip_from_cfg(cfg.clip), "encoder": encoder, "frontend": frontend}
     parts = run.resolve_targets({**o, "mode": "separate"}, **nets)
@@ -113,7 +114,7 @@ def test_interpolate_mode_writes_one_edit_per_point(tmp_path):
 
 def test_latent_file_and_mean_sources(tmp_path):
     cfg = cfg_for(tmp_path, "--text", "fire", "--mean-latent")
-    o = run.check_options(run._plain(cfg))
+    o = run.check_options(to_plain(cfg))
     G = factory.build_generator_from_cfg(cfg.generator)
     (mean,) = run.resolve_sources(o, G)
     assert torch.equal(mean.ws[0, 0], G.w_avg) and mean.ws.shape == (1, G.num_ws, G.w_dim)
