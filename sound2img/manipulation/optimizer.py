@@ -1,4 +1,4 @@
-"""Direct latent optimisation in W+ (paper.md §2): Adam on the latent alone, pulling
+"""Direct latent optimisation in W+ (docs/method.md §2): Adam on the latent alone, pulling
 CLIP(G(w)) towards a fixed target embedding, held near the source by λ_sim and, for
 faces, near its identity by λ_ID."""
 from __future__ import annotations
@@ -11,13 +11,13 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, latent_penalty
+from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, layer_penalties
 
 LOSS_NAMES = ("total", "clip", "sim", "id")
 
 
 def lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
-    """StyleCLIP's learning-rate factor at t = step/steps (paper.md §2): a linear warm-up
+    """StyleCLIP's learning-rate factor at t = step/steps (docs/method.md §4): a linear warm-up
     over the first ``rampup`` and a cosine decay over the last ``rampdown``. 0 at t = 0."""
     down = 0.5 - 0.5 * math.cos(math.pi * min(1.0, (1.0 - t) / rampdown))
     return min(1.0, t / rampup) * down
@@ -40,7 +40,7 @@ class EditResult:
 
 def check_frozen(**modules: object) -> None:
     """Refuse networks with trainable parameters: the latent must be the only leaf, and
-    frozen weights let autograd skip the weight gradients (style.md §6)."""
+    frozen weights let autograd skip the weight gradients."""
     for name, module in modules.items():
         if isinstance(module, nn.Module) and any(p.requires_grad for p in module.parameters()):
             raise ValueError(f"{name} has parameters that require grad; pass frozen networks "
@@ -116,12 +116,15 @@ def optimize_latents(
         img = generator.synthesis(ws, noise_mode=noise_mode)
         cosine = (encode_image(img) * target).sum(dim=-1)
         clip_loss = 1.0 - cosine
-        sim_loss = latent_penalty(ws, source_ws, mask) if lambda_sim > 0 else zero
+        layer_terms = layer_penalties(ws, source_ws, mask) if lambda_sim > 0 else None  # [B,num_ws]
+        sim_loss = layer_terms.sum(dim=1) if layer_terms is not None else zero
         id_loss = identity(img, source_emb=source_id, reduction="none") if source_id is not None else zero
         total = clip_loss + lambda_sim * sim_loss + lambda_id * id_loss
         optimizer.zero_grad(set_to_none=True)
         total.sum().backward()
         optimizer.step()
+        if mask is not None and layer_terms is not None:
+            mask.update(layer_terms)  # g for the next step (docs/method.md §3)
 
         if initial_cosine is None:
             initial_cosine = cosine.detach().cpu()
