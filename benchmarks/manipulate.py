@@ -2,7 +2,7 @@
 optimiser and networks) vs a re-expression of the authors' loop, at 256 and 1024 px,
 batch 1 and 8, random weights at full size, each case in its own subprocess.
 
-The baseline follows checkpoint-formats.md §1 and §7 and paper.md §4: rosinality-style
+The baseline follows the authors' code (docs/method.md §2, §6, §7): rosinality-style
 ops (grouped modulated convs, the native upfirdn2d path: zero-stuffing, padding and a
 single-channel conv over batch×channels) with parameter gradients left on everywhere;
 the audio encoder re-run every step; CLIP input by ×7 nearest upsampling + average

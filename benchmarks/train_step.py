@@ -4,7 +4,7 @@ pieces: batched torch front end and views, text embeddings from the precomputed 
 one encoder pass over both views, channels_last, bf16 autocast where the CPU has it /
 AMP on CUDA) against a re-expression of the authors' loop in the same process.
 
-The baseline (paper.md §4): per clip in a Python loop, librosa mel + power_to_db + crop
+The baseline (docs/method.md §5.2): per clip in a Python loop, librosa mel + power_to_db + crop
 + cv2.resize + reshape (``sound2img.audio.reference``, the numbers our front end is tested
 against) and a numpy SpecAugment for the second view; CLIP's text tower run on the
 batch's prompts every step; each view through the encoder separately; cosine logits

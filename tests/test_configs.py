@@ -1,5 +1,5 @@
 """Every config composes: each top-level config as shipped and with preset=tiny, and each
-option of each group it uses (design.md: configs mirror the code; a typo in a yaml file
+option of each group it uses (configs mirror the code; a typo in a yaml file
 must fail here, not in a user's run)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""design.md's import directions, checked by parsing every module (ast), so the rule
+"""The import directions (README, Contributing), checked by parsing every module (ast), so the rule
 cannot drift silently."""
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ class TableSpec:
 
 
 TABLES = {t.name: t for t in (
-    TableSpec("zeroshot", ("esc50_zeroshot", "us8k_zeroshot"), (), "paper §3: zero-shot ESC-50 / US8K"),
-    TableSpec("linear_probe", ("linear_probe",), (), "paper §3: logistic regression on frozen embeddings"),
+    TableSpec("zeroshot", ("esc50_zeroshot", "us8k_zeroshot"), (), "paper: zero-shot ESC-50 / US8K"),
+    TableSpec("linear_probe", ("linear_probe",), (), "paper: logistic regression on frozen embeddings"),
     TableSpec("supp_table1", ("supp_table1",), (), "supplement Table 1: cosine between w_s, w_a, w_t"),
     TableSpec("supp_table2", ("supp_table2",), (), "supplement Table 2: attribute classification"),
     TableSpec("fig_tsne_directions", ("fig_tsne_directions",), ("fig_tsne_directions.png",),

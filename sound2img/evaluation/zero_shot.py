@@ -1,4 +1,4 @@
-"""Zero-shot audio classification (paper §3 table): class prompts through templates into
+"""Zero-shot audio classification (docs/method.md §1.6, §9): class prompts through templates into
 CLIP's text tower (``encode_class_texts``, shared with training's validation), cosine
 against L2-normalised audio embeddings, accuracy per fold."""
 from __future__ import annotations

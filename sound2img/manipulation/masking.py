@@ -1,5 +1,6 @@
 """The latent-distance term of docs/method.md §2: plain L2 ‖w − w_s‖² or adaptive layer
-masking (§3: the authors' rule, generalised to any ``num_ws`` and to one mask per sample)."""
+masking (§3 there: the authors' rule, generalised to any ``num_ws`` and to one mask per
+sample)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""The one contrastive loss (paper.md §1): InfoNCE between L2-normalised embeddings,
+"""The one contrastive loss (docs/method.md §1): InfoNCE between L2-normalised embeddings,
 its temperature, cross-rank gathering with gradients, and the weighted sum of the
 a↔t, a↔v and a↔â terms. Training and validation both call this module."""
 from __future__ import annotations
@@ -22,7 +22,7 @@ _NORM_TOL = 1e-3
 
 def _check_normalised(x: torch.Tensor, name: str) -> None:
     """Refuse un-normalised features: the published zero-shot number was once missed by
-    exactly this mistake (paper.md §4)."""
+    exactly this mistake (docs/method.md §1.6)."""
     if x.ndim != 2:
         raise ValueError(f"{name}: expected [B,D] embeddings, got shape {tuple(x.shape)}")
     norms = x.detach().float().norm(dim=-1)
@@ -76,7 +76,7 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float
     """InfoNCE between matching rows of ``a [B,D]`` and ``b [B,D]`` (both L2-normalised).
 
     Negatives are gathered from all ranks; row i of this rank is matched with row
-    ``rank·B + i`` of the gathered batch. ``symmetric`` = (CE(a→b) + CE(b→a)) / 2;
+    ``rank·B + i`` of the gathered batch. ``symmetric`` = (CE(a→b) + CE(b→a)) / 2 (docs/method.md §1.2);
     otherwise a→b only. (The paper writes the sum of the two directions; we take their
     mean, as CLIP does, so symmetric and one-directional runs share a learning rate —
     the factor 2 is a constant a term weight absorbs.)
@@ -170,7 +170,7 @@ class LogitScale(nn.Module):
 
 
 class ContrastiveLoss(nn.Module):
-    """total = Σ weight·InfoNCE over the enabled terms a↔t, a↔v, a↔â (paper.md §1).
+    """total = Σ weight·InfoNCE over the enabled terms a↔t, a↔v, a↔â (docs/method.md §1.3).
 
     A term with weight 0 is off; the paper's ablations (no a↔â, one-directional,
     legacy scale) are arguments. One shared temperature, as in CLIP.

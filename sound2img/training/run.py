@@ -27,7 +27,7 @@ RUN_DIRS = ("checkpoints",)
 def train_encoder_cli(argv: Sequence[str]) -> int:
     """``scripts/train_encoder.py``: parse, compose, then print (``--cfg job``) or train."""
     parser = ArgumentParser(prog="train_encoder.py", description=(
-        "Train the audio encoder into CLIP's embedding space (paper.md §1). Extra words are "
+        "Train the audio encoder into CLIP's embedding space (docs/method.md §1). Extra words are "
         "Hydra overrides, e.g. experiment=paper, preset=tiny, data.root=DIR, train.batch_size=64."))
     add_common_args(parser)
     parser.add_argument("--out", help="run directory (sets run_dir)")
