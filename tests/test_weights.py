@@ -301,7 +301,7 @@ def test_script_list_fetch_and_offline(server, registered, capsys):
     script = _script()
     assert script.main(["--list"]) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith(registered.name + " "))
+    line = next(row for row in out.splitlines() if row.startswith(registered.name + " "))
     assert "verified" in line and line.split()[3] == "no"
     assert "openai_vit_b32" in out and "unverified" in out
 
@@ -312,7 +312,7 @@ def test_script_list_fetch_and_offline(server, registered, capsys):
     assert script.main([registered.name, "--no-progress"]) == 0
     assert str(weights.cached_path(registered)) in capsys.readouterr().out
     script.main(["--list"])
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith(registered.name + " "))
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(registered.name + " "))
     assert line.split()[3] == "yes"
 
 

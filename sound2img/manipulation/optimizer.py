@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -64,7 +64,7 @@ def optimize_latents(
     noise_mode: str = "const",         # generator noise; "const" makes the edit deterministic
     progress: bool = False,            # tqdm bar
     frozen: Sequence[object] = (),     # further networks to check for frozen parameters (CLIP, ArcFace)
-) -> EditResult:
+) -> EditResult:  # fmt: skip
     """Optimise a batch of (source latent, target) pairs together.
 
     The batch loss is the SUM of per-sample losses d_cos + λ_sim·latent term + λ_ID·L_ID,

@@ -8,9 +8,10 @@ import contextlib
 import functools
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,10 +21,13 @@ from torch.utils.data import Dataset
 from sound2img.errors import UserInputError
 from sound2img.models.audio_encoder import save_audio_encoder
 from sound2img.models.state_dict import load_state_dict_strict
-from sound2img.training.batches import (ResumableSampler, batches_per_epoch, epoch_loader, step_seed,
-                                        to_device)
-from sound2img.training.checkpoint import (capture_rng_state, load_latest_training_state, restore_rng_state,
-                                           save_training_state)
+from sound2img.training.batches import ResumableSampler, batches_per_epoch, epoch_loader, step_seed, to_device
+from sound2img.training.checkpoint import (
+    capture_rng_state,
+    load_latest_training_state,
+    restore_rng_state,
+    save_training_state,
+)
 from sound2img.training.distributed import DistInfo, all_gather_object, all_reduce_mean, barrier, init_distributed
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger
@@ -127,7 +131,7 @@ def training_loop(
     clip_spec:      dict | None = None, # CLIP spec stored with the encoder; None = clip.spec().
     run_config:     str | None = None,  # Resolved config (YAML) kept in checkpoints for the record.
     device="auto",                      # "auto", "cpu", "cuda[:N]"; under torchrun, cuda:LOCAL_RANK.
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """Train ``encoder`` and return ``{"step", "epoch", "final", "best", "best_val_acc",
     "val_acc"}`` (paths of the saved encoders and the last accuracies)."""
     info = init_distributed(device)

@@ -13,8 +13,13 @@ from torch import nn
 
 from sound2img.audio.frontend import build_frontend
 from sound2img.errors import CheckpointError, UserInputError
-from sound2img.models.audio_encoder import (build_audio_encoder, list_audio_encoders, load_audio_encoder,
-                                            load_audio_encoder_metadata, save_audio_encoder)
+from sound2img.models.audio_encoder import (
+    build_audio_encoder,
+    list_audio_encoders,
+    load_audio_encoder,
+    load_audio_encoder_metadata,
+    save_audio_encoder,
+)
 
 
 def seeded(name, seed=0, **kw):
