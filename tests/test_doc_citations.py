@@ -1,7 +1,7 @@
 """Citations stay inside the repository: no file of the package, scripts, configs,
 benchmarks, tests, docs or README cites a note that a clone does not have, and every
 ``docs/method.md §N`` / ``docs/formats.md §N`` citation and every link into those
-documents names a section that exists."""
+documents names a section that exists, and every code path the documents name exists."""
 from __future__ import annotations
 
 import re
@@ -17,6 +17,9 @@ OUTSIDE = ("paper.md", "checkpoint-formats", "style.md", "design.md", "seed-supp
            "specs/")
 DOCS = {"method": ROOT / "docs" / "method.md", "formats": ROOT / "docs" / "formats.md"}
 CITATION = re.compile(r"docs/(method|formats)\.md\s+§(\d+(?:\.\d+)?)((?:\s*(?:,|and|–|-)\s*§?\d+(?:\.\d+)?)*)")
+# A repository-relative path in prose: not part of a longer path (``~/.cache/sound2img/…``)
+# and not a pattern (``configs/encoder/<name>.yaml``, ``fold{N}``, ``fig_*``).
+CODE_PATH = re.compile(r"(?<![\w/.~-])((?:sound2img|configs|tests|scripts|benchmarks)/[\w/.-]*\w)(?![\w/]*[<{*])")
 LINK = re.compile(r"\]\((method|formats)?(?:\.md)?#([^)\s]+)\)")
 
 
@@ -79,9 +82,24 @@ def test_every_link_into_the_documents_resolves():
     assert not broken, "links to missing anchors: " + "; ".join(broken)
 
 
+def test_every_code_location_in_the_docs_exists():
+    """docs/*.md and the README name code by path (``sound2img/manipulation/masking.py``,
+    ``configs/audio/logmel.yaml``, ``tests/...``): each one must exist, so a moved module
+    cannot leave the documents pointing at nothing."""
+    missing = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for m in CODE_PATH.finditer(doc.read_text(encoding="utf-8")):
+            if not (ROOT / m.group(1)).exists():
+                missing.append(f"{doc.relative_to(ROOT)}: {m.group(1)}")
+    assert not missing, "documents name paths that do not exist: " + "; ".join(sorted(set(missing)))
+
+
 def test_the_checker_sees_a_bad_citation(tmp_path):
     """Positive control for the patterns above."""
     assert CITATION.search("see docs/method.md §2, §7").groups()[:2] == ("method", "2")
     assert "99" not in sections(DOCS["method"])
     assert "3-adaptive-layer-masking" in anchors(DOCS["method"])
     assert any(word in "as in ../shared/specs/paper.md §4" for word in OUTSIDE)
+    found = [m.group(1) for m in CODE_PATH.finditer(
+        "`sound2img/gone.py`, ~/.cache/sound2img/x.pth, configs/encoder/<name>.yaml, tests/data/")]
+    assert found == ["sound2img/gone.py", "tests/data"]
