@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from sound2img.data.prompts import encode_class_texts
 from sound2img.errors import UserInputError
 from sound2img.models.audio_encoder import save_audio_encoder
 from sound2img.models.state_dict import load_state_dict_strict
@@ -28,12 +29,12 @@ from sound2img.training.checkpoint import (
     restore_rng_state,
     save_training_state,
 )
+from sound2img.training.clip_embeddings import ClipEmbeddings, fixed_prompts, frame_keys
 from sound2img.training.distributed import DistInfo, all_gather_object, all_reduce_mean, barrier, init_distributed
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger
-from sound2img.training.step import Student, make_views
-from sound2img.training.targets import ClipTargets, fixed_prompts, frame_keys
-from sound2img.training.validation import encode_class_texts, zero_shot_accuracy
+from sound2img.training.step import ContrastiveModel, make_views
+from sound2img.training.validation import zero_shot_accuracy
 from sound2img.utils.files import remove_stale_temps
 
 STATE_FORMAT = "sound2img-train-state/1"
@@ -60,7 +61,7 @@ class Trainer:
 
     info: DistInfo
     run_dir: Path
-    student: Student                 # encoder + loss (temperature), trained in place
+    student: ContrastiveModel        # encoder + loss (temperature), trained in place
     model: nn.Module                 # ``student``, DDP-wrapped under torchrun
     loss_fn: ContrastiveLoss
     opt: torch.optim.Optimizer
@@ -69,7 +70,7 @@ class Trainer:
     autocast: Callable[[], contextlib.AbstractContextManager]
     frontend: nn.Module
     augment: Any
-    targets: ClipTargets | None
+    targets: ClipEmbeddings | None
     train_set: Dataset
     sampler: ResumableSampler
     with_frames: Any                 # frame keys of the training set (a↔v), or None
@@ -157,7 +158,7 @@ def training_loop(
         raise UserInputError("the a↔v term is enabled but no training item has a video frame "
                              "(set loss.terms.av=0, or train on a dataset with frames such as vggsound)")
     frontend = frontend.to(dev).eval()
-    student = Student(encoder, loss_fn, channels_last=channels_last).to(dev)
+    student = ContrastiveModel(encoder, loss_fn, channels_last=channels_last).to(dev)
     if channels_last:
         student.encoder.to(memory_format=torch.channels_last)
     student.train()
@@ -176,9 +177,9 @@ def training_loop(
     amp_dtype = _amp_dtype(amp, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
 
-    targets = ClipTargets(clip, dev, cache_dir=embedding_cache_dir or run_dir / "embedding_cache",
-                          need_text=loss_fn.enabled("at"), need_images=loss_fn.enabled("av"),
-                          info=info, frame_keys=with_frames) if clip is not None else None
+    targets = ClipEmbeddings(clip, dev, cache_dir=embedding_cache_dir or run_dir / "embedding_cache",
+                             need_text=loss_fn.enabled("at"), need_images=loss_fn.enabled("av"),
+                             info=info, frame_keys=with_frames) if clip is not None else None
     if targets is not None:
         targets.precompute_text(fixed_prompts(train_set))
     class_emb = None
@@ -232,7 +233,7 @@ def training_loop(
             "best_val_acc": run.best_acc if run.best_acc >= 0 else None, "val_acc": run.val_acc}
 
 
-def resume_progress(ckpt_dir: Path, student: Student, opt: torch.optim.Optimizer, sched, scaler,
+def resume_progress(ckpt_dir: Path, student: ContrastiveModel, opt: torch.optim.Optimizer, sched, scaler,
                     info: DistInfo, seed: int) -> Progress | None:
     """Restore the newest readable training state in ``ckpt_dir`` into the model,
     optimiser, scheduler, scaler and RNGs; its counters, or None when there is none."""
@@ -374,7 +375,7 @@ def _autocast(dtype: torch.dtype | None, device_type: str) -> contextlib.Abstrac
     return torch.autocast(device_type, dtype=dtype)
 
 
-def _build_optimizer(student: Student, name: str, lr: float, momentum: float,
+def _build_optimizer(student: ContrastiveModel, name: str, lr: float, momentum: float,
                      weight_decay: float) -> torch.optim.Optimizer:
     """SGD (paper) or AdamW over the encoder and the temperature; weight decay on the
     encoder only, because decaying log(1/τ) would pull the temperature towards 1."""
