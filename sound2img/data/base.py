@@ -151,6 +151,9 @@ class AudioClipDataset(Dataset):
         # One byte per record in shared memory: workers forked or spawned by a DataLoader see
         # each other's failures, so the count is global and a bad file is decoded once.
         self._failed = torch.zeros(len(self.records), dtype=torch.uint8).share_memory_()
+        # Set (shared) once the skip limit is crossed: every worker then stops reading and
+        # logging, so the one error line stays the last line (see data.loading).
+        self._stopped = torch.zeros(1, dtype=torch.uint8).share_memory_()
         self._reasons: list[str] = list(self.bad_rows[:5])
         if not self.records:
             detail = f"; first problems: {'; '.join(self.bad_rows[:3])}" if self.bad_rows else ""
@@ -184,6 +187,8 @@ class AudioClipDataset(Dataset):
 
     def _check_skips(self) -> None:
         if self.skipped_fraction() > self.max_skip_fraction:
+            if hasattr(self, "_stopped"):
+                self._stopped[0] = 1
             raise DatasetError(
                 f"{self.name}: {self.num_skipped} of {self.num_total} samples unreadable "
                 f"({self.skipped_fraction():.1%} > max_skip_fraction {self.max_skip_fraction:.1%}); "
@@ -195,6 +200,9 @@ class AudioClipDataset(Dataset):
         reason = f"{rec.audio or rec.key}: {type(exc).__name__}: {exc}".splitlines()[0]
         if len(self._reasons) < 5:
             self._reasons.append(reason)
+        if self._stopped[0]:  # another worker already stopped the run: stay silent
+            self._check_skips()
+            return
         log.warning("%s: skipped an unreadable sample (%d of %d skipped so far): %s", self.name, self.num_skipped,
                     self.num_total, reason)
         self._check_skips()
@@ -209,6 +217,8 @@ class AudioClipDataset(Dataset):
         if not -n <= index < n:
             raise IndexError(f"{self.name}: index {index} out of range for {n} samples")
         index %= n
+        if self._stopped[0]:
+            self._check_skips()  # the limit was crossed in another worker: stop, silently
         for step in range(n):
             j = (index + step) % n
             if self._failed[j]:

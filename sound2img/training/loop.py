@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from sound2img.data.loading import iterate_loader
 from sound2img.errors import UserInputError
 from sound2img.models.audio_encoder import save_audio_encoder
 from sound2img.models.state_dict import load_state_dict_strict
@@ -204,7 +205,7 @@ def training_loop(
                 loader = epoch_loader(train_set, sampler, epoch, batch_in_epoch, local_batch, num_workers,
                                       pin_memory=dev.type == "cuda",
                                       generator=torch.Generator().manual_seed(step_seed(seed, epoch, 0, stream=3)))
-                for batch in loader:
+                for batch in iterate_loader(loader):
                     batch = to_device(batch, dev)
                     # a CPU generator: the same views on any device (sound2img.audio.augment)
                     gen = torch.Generator().manual_seed(step_seed(seed, step, info.rank, stream=2))

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from sound2img.data.base import collate
+from sound2img.data.loading import iterate_loader
 from sound2img.data.prompts import zero_shot_templates
 from sound2img.training.distributed import DistInfo
 
@@ -46,7 +47,7 @@ def zero_shot_accuracy(encoder: nn.Module, frontend: nn.Module, dataset: Dataset
     class_emb = F.normalize(class_emb.to(info.device).float(), dim=-1)
     correct = torch.zeros(2, dtype=torch.float64, device=info.device)  # [correct, seen]
     try:
-        for batch in loader:
+        for batch in iterate_loader(loader):
             mel = frontend(batch["wav"].to(info.device))
             if autocast is not None:
                 with autocast():
