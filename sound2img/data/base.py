@@ -120,6 +120,7 @@ class AudioClipDataset(Dataset):
                  crop: str = "random",          # "random" (training) or "center" (evaluation)
                  templates: Sequence[str] | None = None,  # prompt templates, "{}" = class name
                  text_augment: bool = False,    # EDA on the prompt (prompts.augment_text)
+                 eda_chain: bool = False,       # EDA: sr, rs, ri in turn (the authors' reader), not one drawn op
                  seed: int = 0,                 # base of the per-item crop/prompt seeds
                  max_skip_fraction: float = 0.05,
                  load_images: bool = True,      # False: "image" is None (embeddings cached)
@@ -142,6 +143,7 @@ class AudioClipDataset(Dataset):
             if "{}" not in t:
                 raise DatasetError(f"{self.name}: prompt template {t!r} has no '{{}}' for the class name")
         self.text_augment = bool(text_augment)
+        self.eda_chain = bool(eda_chain)
         self.seed = int(seed)
         self.epoch = 0
         self.max_skip_fraction = float(max_skip_fraction)
@@ -243,10 +245,17 @@ class AudioClipDataset(Dataset):
 
     def make_text(self, rec: Record, rng: random.Random) -> str:
         """The record's prompt: its own text, or a template filled with its class name;
-        EDA-augmented when ``text_augment``."""
+        EDA-augmented when ``text_augment``: one drawn operation, or with ``eda_chain``
+        synonym replacement, random swap and random insertion in turn (the authors' code)."""
         text = rec.text if rec.text is not None else make_prompt(rec.prompt_name or rec.class_name, rng,
                                                                  self.templates)
-        return augment_text(text, rng) if self.text_augment else text
+        if not self.text_augment:
+            return text
+        if self.eda_chain:
+            for op in ("sr", "rs", "ri"):
+                text = augment_text(text, rng, ops=(op,))
+            return text
+        return augment_text(text, rng)
 
     def read_wav(self, index: int, generator: torch.Generator) -> torch.Tensor:
         """``wav [S]`` mono at ``self.sample_rate`` (about ``num_samples`` or any length;
