@@ -45,7 +45,6 @@ import torch.nn.functional as F
 
 from sound2img.audio.augment import build_augment
 from sound2img.audio.frontend import build_frontend
-from sound2img.audio.reference import reference_frontend
 from sound2img.data.prompts import training_templates
 from sound2img.data.synthetic import list_synthetic_classes, synthesize
 from sound2img.models.audio_encoder import build_audio_encoder

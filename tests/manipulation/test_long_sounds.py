@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from sound2img.audio.frontend import build_frontend
 from sound2img.manipulation import targets as tg
