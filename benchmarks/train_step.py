@@ -30,14 +30,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
 import resource
+import runpy
 import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,17 +52,25 @@ from sound2img.data.prompts import training_templates
 from sound2img.data.synthetic import list_synthetic_classes, synthesize
 from sound2img.models.audio_encoder import build_audio_encoder
 from sound2img.models.clip import build_clip
+from sound2img.training.clip_embeddings import ClipEmbeddings
 from sound2img.training.distributed import DistInfo
 from sound2img.training.loop import _amp_dtype, _build_optimizer
 from sound2img.training.losses import LEGACY_SCALE, ContrastiveLoss, LogitScale
-from sound2img.training.step import Student, make_views
-from sound2img.training.targets import ClipTargets
+from sound2img.training.step import ContrastiveModel, make_views
 from sound2img.utils.device import machine_info, resolve_device
 
 # experiment=soundclip_resnet18's views: specaugment_legacy's masks (widths in mel bins /
 # frames), no wave gain (a no-op for this peak-normalised front end)
 AUGMENT = dict(min_gain_db=0.0, max_gain_db=0.0, num_freq_masks=2, max_freq_width=16, num_time_masks=2,
                max_time_width=64, mask_value=0.0)
+
+
+@functools.lru_cache(maxsize=1)
+def _reference() -> dict:
+    """The librosa pipelines the front ends reproduce. They live with the tests
+    (``tests/helpers/reference.py``); a benchmark runs outside pytest, so it loads the file."""
+    return runpy.run_path(str(Path(__file__).resolve().parents[1] / "tests" / "helpers" / "reference.py"),
+                          run_name="sound2img_test_reference")
 
 
 def make_batch(batch: int, seconds: float, sample_rate: int, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
@@ -94,8 +105,7 @@ def precompute_mels(wav: torch.Tensor, spec: dict, directory: str) -> list[str]:
     of the whole clip, ``[1,128,T]`` float32, as a ``.npy`` file. Returns the paths."""
     import librosa
 
-    from sound2img.audio.reference import reference_mel_power
-
+    reference_mel_power = _reference()["reference_mel_power"]
     paths = []
     for i, y in enumerate(wav.numpy()):
         S = reference_mel_power(y, spec)
@@ -163,8 +173,8 @@ def _sync(device: torch.device) -> None:
 
 # ------------------------------------------------------------------ ours
 
-def ours_step(model: Student, frontend, augment, targets: ClipTargets, opt, wav: torch.Tensor, prompts: list[str],
-              step: int, autocast, clean_first: bool, phases: dict) -> float:
+def ours_step(model: ContrastiveModel, frontend, augment, targets: ClipEmbeddings, opt, wav: torch.Tensor,
+              prompts: list[str], step: int, autocast, clean_first: bool, phases: dict) -> float:
     """One step of ``training_loop`` (the same functions, without data loading)."""
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(step)
@@ -228,22 +238,22 @@ def _timed(fn, device: torch.device) -> tuple[float, float, float]:
 
 
 def _our_side(recipe: str, device: torch.device, clip, prompts: list[str], channels_last: bool, seed: int):
-    """(Student, optimiser, ClipTargets, clean_first) for ``recipe``: ``authors`` (the
+    """(ContrastiveModel, optimiser, ClipEmbeddings, clean_first) for ``recipe``: ``authors`` (the
     authors_code experiment: text tower every step, clean + augmented view, separate
     passes, e^0.07) or ``default`` (our default recipe)."""
     torch.manual_seed(seed)
     enc = build_audio_encoder("resnet18_legacy").to(device)
     if recipe == "authors":
         loss = ContrastiveLoss({"at": 0.5, "aa": 0.5}, scale=LogitScale("legacy"))
-        model = Student(enc, loss, channels_last=channels_last, separate_passes=True).to(device)
+        model = ContrastiveModel(enc, loss, channels_last=channels_last, separate_passes=True).to(device)
         opt = _build_optimizer(model, "sgd", 1e-3, 0.9, 5e-4)
     else:
         loss = ContrastiveLoss({"at": 1.0, "aa": 1.0}, scale=LogitScale("learnable"))
-        model = Student(enc, loss, channels_last=channels_last).to(device)
+        model = ContrastiveModel(enc, loss, channels_last=channels_last).to(device)
         opt = _build_optimizer(model, "sgd", 1e-3, 0.9, 1e-4)
     if channels_last:
         model.encoder.to(memory_format=torch.channels_last)
-    targets = ClipTargets(clip, device, tempfile.mkdtemp(prefix="s2i-bench-cache-"), need_text=True,
+    targets = ClipEmbeddings(clip, device, tempfile.mkdtemp(prefix="s2i-bench-cache-"), need_text=True,
                           need_images=False, info=DistInfo(0, 1, device))
     # EDA prompts (authors' recipe): no fixed set, the tower runs every step; else cached once
     targets.precompute_text(None if recipe == "authors" else sorted(set(prompts)))

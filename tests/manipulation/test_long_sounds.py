@@ -1,13 +1,13 @@
 """A sound file of an edit reaches the soundclip_legacy front end as the authors' pipeline
 reads it: power_to_db with ref = max over the WHOLE file, then the centre 864 frames —
-for files up to 60 s. Held to librosa + OpenCV (sound2img.audio.reference)."""
+for files up to 60 s. Held to librosa + OpenCV (helpers/reference.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from sound2img.audio.frontend import build_frontend
-from sound2img.manipulation import targets as tg
+from sound2img.manipulation import guidance as tg
 
 pytest.importorskip("cv2")
 librosa = pytest.importorskip("librosa")
@@ -29,7 +29,7 @@ def _forty_seconds(path):
 
 @pytest.mark.slow
 def test_a_40_s_file_gives_the_authors_input(tmp_path):
-    from sound2img.audio.reference import reference_soundclip_legacy
+    from helpers.reference import reference_soundclip_legacy
 
     path = tmp_path / "long.wav"
     _forty_seconds(path)

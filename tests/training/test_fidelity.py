@@ -14,7 +14,7 @@ from sound2img.cli import compose
 from sound2img.training.losses import ContrastiveLoss, LogitScale, info_nce
 from sound2img.training.loop import _build_scheduler
 from sound2img.training.run import effective_config
-from sound2img.training.step import Student, make_views
+from sound2img.training.step import ContrastiveModel, make_views
 
 
 def _unit(n, d, seed):
@@ -119,12 +119,12 @@ def test_separate_passes_keep_per_view_batchnorm_statistics(tiny_task):
     views = [fe(wav), fe(wav) * 0.3 + 1.0]
     seen = []
     enc.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
-    Student(enc, loss, separate_passes=True)(views)
+    ContrastiveModel(enc, loss, separate_passes=True)(views)
     alone = [F.normalize(enc(v).float(), dim=-1) for v in views]
     torch.testing.assert_close(F.normalize(seen[0].float(), dim=-1), alone[0])
     torch.testing.assert_close(F.normalize(seen[1].float(), dim=-1), alone[1])
     seen.clear()
-    Student(enc, loss)(views)  # one pass over both: statistics over the 8 mixed rows
+    ContrastiveModel(enc, loss)(views)  # one pass over both: statistics over the 8 mixed rows
     joint = F.normalize(seen[0].float(), dim=-1)[:4]
     assert not torch.allclose(joint, alone[0], atol=1e-4)
 
