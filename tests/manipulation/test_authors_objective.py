@@ -66,7 +66,7 @@ def test_free_generation_optimises_d_cos_alone(tmp_path):
     free = run.run_edit(cfg_for(tmp_path / "free", "--audio", "tone:440", "--mean-latent", *big))[0]
     m = json.loads((free / "metrics.json").read_text())
     assert m["losses"]["sim"] == [0.0] * 4
-    assert m["losses"]["total"] == m["losses"]["clip"]
+    assert m["losses"]["total"] == m["losses"]["d_cos"]
     assert m["edit"]["source"]["objective"].startswith("d_cos alone")
     # the same start as a latent file: the latent term is on there
     cfg = cfg_for(tmp_path / "file", "--audio", "tone:440", *big)
@@ -75,4 +75,4 @@ def test_free_generation_optimises_d_cos_alone(tmp_path):
     edited = run.run_edit(cfg_for(tmp_path / "file", "--audio", "tone:440", "--latent", str(start), *big))[0]
     m2 = json.loads((edited / "metrics.json").read_text())
     assert m2["losses"]["sim"][-1] > 0
-    assert m2["losses"]["clip"][0] == pytest.approx(m["losses"]["clip"][0], abs=1e-6)  # same start, same d_cos
+    assert m2["losses"]["d_cos"][0] == pytest.approx(m["losses"]["d_cos"][0], abs=1e-6)  # same start, same d_cos
