@@ -325,3 +325,16 @@ def test_script_bad_name_help_and_cfg(capsys):
     assert script.main(["sample:rain", "--cfg", "job"]) == 0
     out = capsys.readouterr().out
     assert "sample_rain" in out and "offline: false" in out
+
+
+def test_the_authors_files_carry_their_repository_licence():
+    """Their encoder, landscape generator and sample clips: CC BY-NC-SA 4.0 (the LICENSE of
+    their repository at its latest commit), not MIT."""
+    from sound2img.weights import list_weights
+
+    theirs = [e for e in list_weights() if e.name in ("soundclip_resnet18", "soundclip_landscape")
+              or e.name.startswith("sample_")]
+    assert len(theirs) >= 10
+    for e in theirs:
+        assert "CC BY-NC-SA 4.0" in e.licence and "Korea University CVLAB" in e.licence and "non-commercial" in e.licence
+        assert not e.licence.startswith("MIT")

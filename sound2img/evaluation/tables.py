@@ -92,13 +92,14 @@ def optim_kwargs(m: dict[str, Any]) -> dict[str, Any]:
     """``cfg.manipulate`` → keyword arguments of ``optimize_latents``, checked."""
     out = {}
     for key, kind, low in (("steps", int, 1), ("lr", float, 0.0), ("lambda_sim", float, 0.0),
-                           ("lambda_id", float, 0.0), ("mask_step", float, 0.0)):
-        value = m.get(key)
+                           ("lambda_id", float, 0.0), ("mask_step", float, 0.0), ("cos_scale", float, 0.0)):
+        value = m.get(key, 1.0 if key == "cos_scale" else None)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
             what = "an integer" if kind is int else "a number"
             raise UserInputError(f"manipulate.{key} must be {what}, got {value!r}")
-        if value < low or (key == "lr" and value <= 0):
-            raise UserInputError(f"manipulate.{key} must be {'>' if key == 'lr' else '>='} {low}, got {value}")
+        if value < low or (key in ("lr", "cos_scale") and value <= 0):
+            strict = key in ("lr", "cos_scale")
+            raise UserInputError(f"manipulate.{key} must be {'>' if strict else '>='} {low}, got {value}")
         out[key] = kind(value)
     out["latent_term"] = m.get("latent_term", "adaptive")
     if out["latent_term"] not in ("adaptive", "l2"):

@@ -14,8 +14,9 @@ from torch import nn
 from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, layer_penalties
 
 # The paper's terms, as metrics.json records them per step: total = d_cos + λ_sim·sim + λ_ID·id,
-# d_cos = 1 − cos(CLIP(G(w)), target), sim = the (masked) latent distance, id = L_ID.
+# d_cos = 1 − cos_scale·cos(CLIP(G(w)), target), sim = the (masked) latent distance, id = L_ID.
 LOSS_NAMES = ("total", "d_cos", "sim", "id")
+AUTHORS_COS_SCALE = math.exp(0.07)  # the authors' d_cos = 1 − e^0.07·cos (their training scale)
 
 
 def lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
@@ -59,6 +60,7 @@ def optimize_latents(
     lr: float = 0.1,                   # peak learning rate of the StyleCLIP ramp
     lambda_sim: float = 0.002,         # weight of the latent-distance term
     lambda_id: float = 0.0,            # weight of the identity term (0: no identity network is run)
+    cos_scale: float = 1.0,            # d_cos = 1 − cos_scale·cos (the authors: e^0.07, AUTHORS_COS_SCALE)
     identity: nn.Module | None = None,  # frozen arcface.IdentityLoss; needed iff lambda_id > 0
     latent_term: str = "adaptive",     # "adaptive" layer masking or plain "l2"
     mask_step: float = 0.1,            # adaptive masking's update rate
@@ -69,14 +71,19 @@ def optimize_latents(
 ) -> EditResult:  # fmt: skip
     """Optimise a batch of (source latent, target) pairs together.
 
-    The batch loss is the SUM of per-sample losses d_cos + λ_sim·latent term + λ_ID·L_ID,
-    and Adam is element-wise, so each result equals running its pair alone. The identity
+    The batch loss is the SUM of per-sample losses d_cos + λ_sim·latent term + λ_ID·L_ID
+    with d_cos = 1 − cos_scale·cos, and Adam is element-wise, so each result equals running
+    its pair alone. Adam ignores a constant factor on the loss, so cos_scale = s at λ is the
+    same objective as cos_scale = 1 at λ/s: the authors' e^0.07 makes their λ terms weigh
+    ~7 % less than the same λ at scale 1. The identity
     term's gradient flows through the edited image, the source features are fixed (as in
     StyleCLIP; the authors' code swaps the arguments and gets no gradient)."""
     if latent_term not in LATENT_TERMS:
         raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if not cos_scale > 0:
+        raise ValueError(f"cos_scale must be > 0, got {cos_scale}")
     if lambda_id > 0 and identity is None:
         raise ValueError("lambda_id > 0 needs an identity loss")
     check_frozen(generator=generator, clip=getattr(encode_image, "__self__", encode_image), identity=identity,
@@ -117,7 +124,7 @@ def optimize_latents(
             group["lr"] = lr * lr_ramp(step / steps)
         img = generator.synthesis(ws, noise_mode=noise_mode)
         cosine = (encode_image(img) * target).sum(dim=-1)
-        d_cos = 1.0 - cosine
+        d_cos = 1.0 - cos_scale * cosine
         layer_terms = layer_penalties(ws, source_ws, mask) if lambda_sim > 0 else None  # [B,num_ws]
         sim_loss = layer_terms.sum(dim=1) if layer_terms is not None else zero
         id_loss = identity(img, source_emb=source_id, reduction="none") if source_id is not None else zero

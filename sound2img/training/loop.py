@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from sound2img.data.loading import iterate_loader
 from sound2img.data.prompts import encode_class_texts
 from sound2img.errors import UserInputError
 from sound2img.models.audio_encoder import save_audio_encoder
@@ -66,6 +67,7 @@ class Trainer:
     loss_fn: ContrastiveLoss
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
+    sched_per_step: bool             # False: the scheduler moves once per epoch (the authors' CyclicLR)
     scaler: torch.amp.GradScaler
     autocast: Callable[[], contextlib.AbstractContextManager]
     frontend: nn.Module
@@ -85,6 +87,7 @@ class Trainer:
     steps_per_epoch: int
     total_steps: int
     n_views: int
+    clean_first_view: bool           # first view unaugmented (the authors' recipe)
     num_workers: int
     grad_clip: float | None
     log_every: int
@@ -104,6 +107,7 @@ def training_loop(
     augment=None,                       # AudioAugment (gain on the wave, SpecAugment on the spectrogram); None = none.
     loss_terms:     Mapping[str, float] | None = None,  # Weights of "at", "av", "aa"; 0 = off. None = all 1.
     symmetric:      bool = True,        # Symmetric InfoNCE (paper) or audio -> target only.
+    directions:     str = "mean",       # Symmetric terms: "mean" of the two directions (CLIP) or "sum" (paper).
     logit_scale:    str = "learnable",  # Temperature: "learnable" (CLIP), "fixed", "legacy" (authors' e^0.07).
     logit_scale_init: float = 1 / 0.07, # Initial (or fixed) multiplier on cosines.
     logit_scale_max: float = 100.0,     # Upper clamp of the learnable multiplier.
@@ -117,6 +121,12 @@ def training_loop(
     lr_cycle_epochs: float = 10.0,      # Cosine annealing period with warm restarts, epochs.
     lr_min:         float = 0.0,        # Learning rate at the end of each cosine cycle.
     warmup_steps:   int = 0,            # Linear warm-up, optimiser steps.
+    lr_schedule:    str = "cosine_restarts",  # "cosine_restarts" (per step) or "cyclic" (authors': CyclicLR per epoch).
+    cyclic_max_lr:  float = 0.1,        # cyclic: the peak (lr is the base).
+    cyclic_step_epochs: int = 5,        # cyclic: epochs from base to peak (and back).
+    cyclic_base_momentum: float = 0.8,  # cyclic: momentum at the peak lr (momentum at the base lr).
+    clean_first_view: bool = False,     # First view (a<->t, a<->v) unaugmented, second augmented (authors').
+    separate_view_passes: bool = False, # One encoder pass per view (authors': per-view BatchNorm statistics).
     grad_clip:      float | None = None,  # Max global gradient norm; None = no clipping.
     amp:            str = "auto",       # "auto" (bf16/fp16 on CUDA, off on CPU), "bf16", "fp16" (CUDA), "off".
     channels_last:  bool = False,       # NHWC memory format for conv encoders.
@@ -149,7 +159,7 @@ def training_loop(
     local_batch = batch_size // info.world_size
 
     # ---- model, loss, optimiser ---------------------------------------------------------
-    loss_fn = ContrastiveLoss(loss_terms, symmetric=symmetric,
+    loss_fn = ContrastiveLoss(loss_terms, symmetric=symmetric, directions=directions,
                               scale=LogitScale(logit_scale, init=logit_scale_init, max=logit_scale_max))
     if (loss_fn.enabled("at") or loss_fn.enabled("av")) and clip is None:
         raise UserInputError("the a↔t and a↔v terms need CLIP towers (clip=None allows only loss_terms={'aa': w})")
@@ -158,7 +168,8 @@ def training_loop(
         raise UserInputError("the a↔v term is enabled but no training item has a video frame "
                              "(set loss.terms.av=0, or train on a dataset with frames such as vggsound)")
     frontend = frontend.to(dev).eval()
-    student = ContrastiveModel(encoder, loss_fn, channels_last=channels_last).to(dev)
+    student = ContrastiveModel(encoder, loss_fn, channels_last=channels_last,
+                               separate_passes=separate_view_passes).to(dev)
     if channels_last:
         student.encoder.to(memory_format=torch.channels_last)
     student.train()
@@ -172,8 +183,9 @@ def training_loop(
         raise UserInputError(f"training set of {len(train_set)} items is smaller than one batch "
                              f"({batch_size} over {info.world_size} rank(s))")
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_restarts(
-        max(1, round(lr_cycle_epochs * steps_per_epoch)), lr_min / lr if lr > 0 else 0.0, warmup_steps))
+    sched, sched_per_step = _build_scheduler(opt, lr_schedule, optimizer, lr, momentum, steps_per_epoch,
+                                             lr_cycle_epochs, lr_min, warmup_steps, cyclic_max_lr,
+                                             cyclic_step_epochs, cyclic_base_momentum)
     amp_dtype = _amp_dtype(amp, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
 
@@ -199,6 +211,7 @@ def training_loop(
 
     t = Trainer(
         info=info, run_dir=run_dir, student=student, model=model, loss_fn=loss_fn, opt=opt, sched=sched,
+        sched_per_step=sched_per_step,
         scaler=scaler, autocast=functools.partial(_autocast, amp_dtype, dev.type), frontend=frontend,
         augment=augment, targets=targets, train_set=train_set, sampler=sampler, with_frames=with_frames,
         val_set=val_set, class_emb=class_emb,
@@ -207,7 +220,8 @@ def training_loop(
                              wandb_project=wandb_project, config={"run_config": run_config}),
         pbar=_progress(total_steps, run.step, progress and info.is_main),
         seed=seed, local_batch=local_batch, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps, n_views=2 if loss_fn.enabled("aa") else 1, num_workers=num_workers,
+        total_steps=total_steps, n_views=2 if loss_fn.enabled("aa") else 1,
+        clean_first_view=clean_first_view, num_workers=num_workers,
         grad_clip=grad_clip, log_every=log_every, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, run_config=run_config,
         window={"sums": {}, "n": 0, "t0": time.perf_counter()},
@@ -266,7 +280,7 @@ def train_epoch(t: Trainer, run: Progress) -> None:
     loader = epoch_loader(t.train_set, t.sampler, run.epoch, run.batch_in_epoch, t.local_batch, t.num_workers,
                           pin_memory=dev.type == "cuda",
                           generator=torch.Generator().manual_seed(step_seed(t.seed, run.epoch, 0, stream=3)))
-    for batch in loader:
+    for batch in iterate_loader(loader):
         out = train_step(t, run, to_device(batch, dev))
         run.step += 1
         run.batch_in_epoch += 1
@@ -283,7 +297,7 @@ def train_step(t: Trainer, run: Progress, batch: dict[str, Any]) -> dict[str, to
     # a CPU generator: the same views on any device (sound2img.audio.augment)
     gen = torch.Generator().manual_seed(step_seed(t.seed, run.step, t.info.rank, stream=2))
     with torch.no_grad():
-        views = make_views(batch["wav"], t.frontend, t.augment, t.n_views, gen)
+        views = make_views(batch["wav"], t.frontend, t.augment, t.n_views, gen, clean_first=t.clean_first_view)
         text_emb = t.targets.text(batch["text"]) if t.loss_fn.enabled("at") else None
         image_emb, image_valid = t.targets.images(batch) if t.loss_fn.enabled("av") else (None, None)
     with t.autocast():
@@ -295,7 +309,8 @@ def train_step(t: Trainer, run: Progress, batch: dict[str, Any]) -> dict[str, to
         torch.nn.utils.clip_grad_norm_(t.student.parameters(), t.grad_clip)
     t.scaler.step(t.opt)
     t.scaler.update()
-    t.sched.step()
+    if t.sched_per_step:
+        t.sched.step()
     t.loss_fn.scale.clamp_()
     return out
 
@@ -328,6 +343,8 @@ def end_epoch(t: Trainer, run: Progress) -> None:
         validate(t, run)
     run.epoch += 1
     run.batch_in_epoch = 0
+    if not t.sched_per_step:  # the authors' CyclicLR moves once per epoch
+        t.sched.step()
     checkpoint(t, run)
 
 
@@ -390,6 +407,25 @@ def _build_optimizer(student: ContrastiveModel, name: str, lr: float, momentum: 
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999))
     raise UserInputError(f"unknown optimizer {name!r} (use sgd or adamw)")
+
+
+def _build_scheduler(opt, name: str, optimizer: str, lr: float, momentum: float, steps_per_epoch: int,
+                     cycle_epochs: float, lr_min: float, warmup_steps: int, cyclic_max_lr: float,
+                     cyclic_step_epochs: int, cyclic_base_momentum: float):
+    """``(scheduler, steps_each_step)``: SGDR cosine restarts stepped every optimiser step,
+    or the authors' ``CyclicLR`` (triangular, lr → max_lr over ``cyclic_step_epochs`` and
+    back, momentum cycling inversely for SGD) stepped once per epoch."""
+    if name == "cosine_restarts":
+        return torch.optim.lr_scheduler.LambdaLR(opt, _cosine_restarts(
+            max(1, round(cycle_epochs * steps_per_epoch)), lr_min / lr if lr > 0 else 0.0, warmup_steps)), True
+    if name == "cyclic":
+        if not cyclic_max_lr >= lr or int(cyclic_step_epochs) < 1:
+            raise UserInputError(f"cyclic schedule: need max_lr >= lr and step_epochs >= 1, got max_lr "
+                                 f"{cyclic_max_lr}, lr {lr}, step_epochs {cyclic_step_epochs}")
+        return torch.optim.lr_scheduler.CyclicLR(
+            opt, base_lr=lr, max_lr=cyclic_max_lr, step_size_up=int(cyclic_step_epochs), mode="triangular",
+            cycle_momentum=optimizer == "sgd", base_momentum=cyclic_base_momentum, max_momentum=momentum), False
+    raise UserInputError(f"unknown lr schedule {name!r} (use cosine_restarts or cyclic)")
 
 
 def _cosine_restarts(cycle_steps: int, floor: float, warmup_steps: int) -> Callable[[int], float]:
