@@ -100,9 +100,38 @@ def test_every_group_option_composes(name, key, option):
         assert_contains(cfg, expected, "<root>")  # merged at the top level (experiment=..., manipulate=faces)
         return
     node = cfg
-    for part in (key.split("@")[1] if "@" in key else key).split("."):
+    path = (key.split("@")[1] if "@" in key else key).split(".")
+    for part in path:
         node = node[part]
+    # a global option chosen by the defaults (manipulate=landscape sets clip.preprocess) wins
+    # over a group option on purpose: there the composed value is the global option's
+    for sub, value in global_defaults_values(name, path).items():
+        expected.pop(sub, None)
+        assert node[sub] == value, f"{key}.{sub} = {node[sub]!r}, but the default global option says {value!r}"
     assert_contains(node, expected, key)
+
+
+def global_defaults_values(config_name: str, path: list[str]) -> dict:
+    """The values that the ``@package _global_`` options in ``config_name``'s defaults list
+    set below ``path`` (e.g. ``{"preprocess": "styleclip"}`` under ``clip``)."""
+    from omegaconf import OmegaConf
+
+    values = {}
+    for key, group in groups_of(config_name):
+        if "@" in key:
+            continue
+        option = OmegaConf.select(OmegaConf.load(CONFIGS / f"{config_name}.yaml"), "defaults")
+        chosen = next((e[key] for e in option if hasattr(e, "keys") and key in e), None)
+        option_file = CONFIGS / group / f"{chosen}.yaml"
+        if chosen is None or not option_file.exists():
+            continue
+        if "@package _global_" not in option_file.read_text(encoding="utf-8").split("\n", 1)[0]:
+            continue
+        node = own_values(option_file)
+        for part in path:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        values.update({k: v for k, v in node.items() if not isinstance(v, dict)})
+    return values
 
 
 def test_a_typo_is_a_one_line_user_error():
