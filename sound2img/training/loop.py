@@ -16,8 +16,7 @@ from torch.utils.data import Dataset
 from sound2img.errors import UserInputError
 from sound2img.models.audio_encoder import save_audio_encoder
 from sound2img.models.state_dict import load_state_dict_strict
-from sound2img.training.batches import (ResumableSampler, batches_per_epoch, epoch_loader, step_seed,
-                                        to_device)
+from sound2img.training.batches import batches_per_epoch, epoch_loader, make_sampler, step_seed, to_device
 from sound2img.training.checkpoint import (capture_rng_state, load_latest_training_state, restore_rng_state,
                                            save_training_state)
 from sound2img.training.distributed import (all_gather_object, all_reduce_mean, barrier, broadcast_object,
@@ -105,7 +104,7 @@ def training_loop(
              if info.distributed else student)
     opt = _build_optimizer(student, optimizer, lr, momentum, weight_decay)
 
-    sampler = ResumableSampler(train_set, info.world_size, info.rank, seed)
+    sampler = make_sampler(train_set, info.world_size, info.rank, seed)  # streams (shards) split themselves
     steps_per_epoch = batches_per_epoch(sampler, local_batch)
     if steps_per_epoch == 0:
         raise UserInputError(f"training set of {len(train_set)} items is smaller than one batch "
