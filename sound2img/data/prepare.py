@@ -52,8 +52,9 @@ def prepare_shards(dataset: AudioClipDataset, out: str | os.PathLike, *, setting
     out = Path(out)
     if shard_size < 1 or workers < 1:
         raise UserInputError(f"--shard-size and --workers must be >= 1, got {shard_size} and {workers}")
-    settings = json.loads(json.dumps({**settings, "shard_size": int(shard_size), "seed": int(seed), "jpeg_quality": int(jpeg_quality),
-                "sample_rate": dataset.sample_rate, "num_samples": dataset.num_samples}))  # plain JSON types, as a reread index has them
+    settings = {**settings, "shard_size": int(shard_size), "seed": int(seed), "jpeg_quality": int(jpeg_quality),
+                "sample_rate": dataset.sample_rate, "num_samples": dataset.num_samples}
+    settings = json.loads(json.dumps(settings))  # plain JSON types, as a reread index has them
     index_path = out / INDEX_NAME
     done = _resumable_shards(index_path, settings, overwrite)
     order = epoch_order(len(dataset.records), seed, 0)

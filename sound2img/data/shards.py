@@ -118,10 +118,10 @@ def shard_name(url: str) -> str:
 
 
 def default_index_path(urls: Sequence[str]) -> Path:
-    """``index.json`` beside the first shard when it is a local path."""
+    """``index.json`` beside the first shard, which must be a local path."""
     first = urls[0]
     if first.startswith("pipe:") or "://" in first:
-        raise DatasetError("shards: the shards are not local files; pass data.index=PATH of their index.json")
+        raise DatasetError(f"shards: {first} is not a local file; pass data.index=PATH of its index.json")
     return Path(first.removeprefix("file:")).parent / INDEX_NAME
 
 
@@ -149,7 +149,7 @@ class ShardDataset(ClipStream):
 
     name = "shards"
 
-    def __init__(self, urls: str | Sequence[str], *, index: str | None = None,
+    def __init__(self, urls: str | Sequence[str], *, index: str | None = None,  # None: each shard dir's index.json
                  sample_rate: int = 16000,            # Hz; must be the rate the shards were prepared at
                  num_samples: int | None = None,      # crop length; None: the prepared length
                  crop: str = "random", templates: Sequence[str] | None = None, text_augment: bool = False,
@@ -161,22 +161,25 @@ class ShardDataset(ClipStream):
         self.urls = expand_urls(urls) if urls else []
         if not self.urls:
             raise DatasetError("shards: data.urls names no shard (e.g. data.urls='shards/{000000..000009}.tar')")
-        index_path = Path(index) if index else default_index_path(self.urls)
-        self.index = read_index(index_path)
-        entries = {s["name"]: s for s in self.index["shards"]}
+        # one index per shard directory (several prepared sets may be read as one), or the given one
+        paths = [Path(index) if index else default_index_path([u]) for u in self.urls]
+        self.indexes = {p: read_index(p) for p in dict.fromkeys(paths)}
         self.counts = []
-        for url in self.urls:
-            entry = entries.get(shard_name(url))
+        for url, path in zip(self.urls, paths):
+            entry = next((s for s in self.indexes[path]["shards"] if s["name"] == shard_name(url)), None)
             if entry is None:
-                raise DatasetError(f"shards: {shard_name(url)} ({url}) is not in {index_path}")
+                raise DatasetError(f"shards: {shard_name(url)} ({url}) is not in {path}")
             self.counts.append(int(entry["count"]))
-        if int(self.index["sample_rate"]) != int(sample_rate):
-            raise DatasetError(f"shards: prepared at {self.index['sample_rate']} Hz but the front end needs "
-                               f"{sample_rate} Hz; run prepare_data.py with the same audio config")
+        for path, idx in self.indexes.items():
+            if int(idx["sample_rate"]) != int(sample_rate):
+                raise DatasetError(f"shards: {path.parent} was prepared at {idx['sample_rate']} Hz but the front end "
+                                   f"needs {sample_rate} Hz; run prepare_data.py with the same audio config")
         self.sample_rate = int(sample_rate)
-        self.num_samples = int(num_samples or self.index["num_samples"])
+        self.num_samples = int(num_samples or max(idx["num_samples"] for idx in self.indexes.values()))
         self.crop = crop
-        self.class_names = list(self.index["class_names"])
+        # labels index the union of the sets' class names (one set: its own order)
+        self.class_names = list(dict.fromkeys(c for idx in self.indexes.values() for c in idx["class_names"]))
+        self._label_of = {c: i for i, c in enumerate(self.class_names)}
         self.templates = tuple(templates) if templates else training_templates()
         self.text_augment = bool(text_augment)
         self.seed = int(seed)
@@ -213,11 +216,13 @@ class ShardDataset(ClipStream):
     def fixed_prompts(self) -> list[str] | None:
         """Every prompt this set can produce, when prompts are not augmented (for the text
         embedding cache): the records' own texts and each prompt name through each template."""
-        if self.text_augment or self.index.get("texts") is None:
+        if self.text_augment or any(idx.get("texts") is None for idx in self.indexes.values()):
             return None
-        prompts = dict.fromkeys(self.index["texts"])
-        for name in self.index.get("prompt_names", []):
-            prompts.update(dict.fromkeys(t.format(name) for t in self.templates))
+        prompts: dict[str, None] = {}
+        for idx in self.indexes.values():
+            prompts.update(dict.fromkeys(idx["texts"]))
+            for name in idx.get("prompt_names", []):
+                prompts.update(dict.fromkeys(t.format(name) for t in self.templates))
         return list(prompts)
 
     # ---- reading --------------------------------------------------------------------
@@ -306,8 +311,8 @@ class ShardDataset(ClipStream):
         seed = item_seed(self.seed, self.epoch, number)
         gen = torch.Generator().manual_seed(seed)
         wav = fix_length(torch.from_numpy(pcm.astype(np.float32) / PCM_SCALE), self.num_samples, self.crop, gen)
-        rec = Record(key=meta["key"], audio=None, label=int(meta["label"]), class_name=meta["class_name"],
-                     text=meta.get("text"), prompt_name=meta.get("prompt_name"))
+        rec = Record(key=meta["key"], audio=None, label=self._label_of[meta["class_name"]],
+                     class_name=meta["class_name"], text=meta.get("text"), prompt_name=meta.get("prompt_name"))
         rng = random.Random(seed)  # as AudioClipDataset.make_text: one generator, prompt then EDA
         text = rec.text if rec.text is not None else make_prompt(rec.prompt_name or rec.class_name, rng,
                                                                  self.templates)

@@ -178,6 +178,14 @@ def test_mixed_with_a_file_reader_reads_each_item_once(tmp_path):
     assert sorted(seen) == sorted([r.key for r in a.records] + [r.key for r in b.records])
     assert mixed.rank_quota(2) == shards.rank_quota(2) + len(b) // 2
 
+    # two prepared sets in one reader: each directory's own index, labels over the union of classes
+    prepare_shards(b, tmp_path / "b", settings={}, shard_size=4)
+    both = ShardDataset(f"{tmp_path}/{{000000..000002}}.tar::{tmp_path}/b/{{000000..000001}}.tar",
+                        sample_rate=8000, shuffle_buffer=0)
+    items = read_all(both)
+    assert sorted(it["key"] for it in items) == sorted([r.key for r in a.records] + [r.key for r in b.records])
+    assert all(both.class_names[it["label"]] == it["class_name"] for it in items)
+
 
 def damage(path: Path, how: str) -> None:
     data = path.read_bytes()
