@@ -20,7 +20,8 @@ def prepare_data_cli(argv: Sequence[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="discard shards prepared with other settings")
     args, overrides = parse_with_overrides(parser, argv)
     cfg = compose("prepare_data", overrides)
-    for key, value in (("out", args.out), ("shard_size", args.shard_size), ("workers", args.workers)):
+    for key, value in (("out", args.out), ("shard_size", args.shard_size), ("workers", args.workers),
+                       ("device", args.device)):
         if value is not None:
             cfg[key] = value
     cfg.overwrite = bool(cfg.overwrite or args.overwrite)
@@ -30,6 +31,9 @@ def prepare_data_cli(argv: Sequence[str]) -> int:
     index = prepare_from_cfg(cfg)
     print(f"{index['num_written']} samples in {index['num_shards']} shard(s) under {cfg.out}; "
           f"{index['num_skipped']} skipped (reasons in index.json)")
+    if cfg.embedding_cache_dir:
+        frames = precompute_embeddings(cfg, index)
+        print(f"CLIP embeddings of the prompts and {frames} frame(s) in {cfg.embedding_cache_dir}")
     return 0
 
 
@@ -63,3 +67,37 @@ def prepare_from_cfg(cfg) -> dict:
         return prepare_shards(dataset, cfg.out, settings=settings, shard_size=int(cfg.shard_size),
                               workers=int(cfg.workers), seed=int(cfg.seed), jpeg_quality=int(cfg.jpeg_quality),
                               overwrite=bool(cfg.overwrite), progress=bar.update)
+
+
+def precompute_embeddings(cfg, index: dict, batch_size: int = 64) -> int:
+    """Encode the shards' fixed prompt set and every frame with the configured CLIP into
+    ``cfg.embedding_cache_dir``, exactly as training would (``ClipTargets``, frames read
+    back from the shards at the reader's default 224²), so training reads them from the
+    cache. Returns the number of frames."""
+    from pathlib import Path
+
+    from sound2img import factory
+    from sound2img.data import collate
+    from sound2img.data.shards import ShardDataset
+    from sound2img.training.distributed import DistInfo
+    from sound2img.training.targets import ClipTargets, fixed_prompts
+    from sound2img.utils.device import resolve_device
+
+    device = resolve_device(cfg.device)
+    clip = factory.build_clip_from_cfg(cfg.clip, device)
+    urls = [str(Path(str(cfg.out)) / s["name"]) for s in index["shards"]]
+    stream = ShardDataset(urls, sample_rate=int(index["sample_rate"]), crop="center", shuffle_buffer=0)
+    targets = ClipTargets(clip, device, cfg.embedding_cache_dir, need_text=True, need_images=True,
+                          info=DistInfo(0, 1, device))
+    targets.precompute_text(fixed_prompts(stream))
+    frames, rows = 0, []
+    for item in stream:
+        if item["image"] is not None:
+            rows.append(item)
+        if len(rows) == batch_size:
+            targets.images(collate(rows))
+            frames, rows = frames + len(rows), []
+    if rows:
+        targets.images(collate(rows))
+        frames += len(rows)
+    return frames

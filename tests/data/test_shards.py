@@ -128,6 +128,26 @@ def test_prepare_refuses_other_settings_and_rerun_is_a_no_op(prepared, capsys):
     assert len(err.splitlines()) == 1 and "other settings" in err
 
 
+@pytest.mark.slow  # CLIP towers + clips (~20-60 s on a loaded 2-core machine)
+def test_prepare_can_fill_the_clip_embedding_cache(tmp_path, fixtures):
+    from sound2img.data.embedding_cache import EmbeddingCache
+    from sound2img.models.clip import build_clip
+
+    root, out, cache = tmp_path / "vgg", tmp_path / "shards", tmp_path / "cache"
+    keys = make_vggsound(root, fixtures, n=3)
+    argv = prepare_argv(root, out, "clip=tiny", f"embedding_cache_dir={cache}", "--device", "cpu")
+    assert load_file_module(SCRIPT).main(argv) == 0
+    spec = build_clip("tiny").spec()
+    stored = EmbeddingCache(cache, spec, spec.get("preprocess", "clip"))
+
+    def must_not_encode(items):
+        raise AssertionError(f"not cached: {items}")
+
+    assert stored.get_images(keys, must_not_encode).shape == (3, 32)
+    stream = ShardDataset(str(out / "{000000..000001}.tar"), sample_rate=SR)
+    assert stored.get_text(stream.fixed_prompts(), must_not_encode).shape[0] == len(stream.fixed_prompts()) > 3
+
+
 def test_split_is_disjoint_and_covers_every_epoch():
     for n in (1, 5, 12):
         for world in (1, 2, 3):
