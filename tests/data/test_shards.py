@@ -180,6 +180,17 @@ def test_epochs_reshuffle_and_resume_loses_nothing(tmp_path):
     assert round_robin_taken(10, [6, 3, 9]) == [4, 3, 3] and round_robin_taken(0, [2]) == [0]
 
 
+def test_parallel_prepare_writes_the_same_shards(tmp_path):
+    from sound2img.data.prepare import prepare_shards
+
+    src = build_dataset("synthetic", num_classes=4, num_per_class=4, sample_rate=8000, num_samples=800)
+    one = prepare_shards(src, tmp_path / "one", settings={}, shard_size=3)
+    two = prepare_shards(src, tmp_path / "two", settings={}, shard_size=3, workers=2)
+    assert [(s["name"], s["sha256"], s["count"]) for s in one["shards"]] == \
+        [(s["name"], s["sha256"], s["count"]) for s in two["shards"]]
+    assert two["complete"] and two["num_written"] == 16 and len(two["shards"]) == 6
+
+
 def test_mixed_with_a_file_reader_reads_each_item_once(tmp_path):
     from sound2img.data.prepare import prepare_shards
 
