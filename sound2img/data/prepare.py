@@ -86,6 +86,10 @@ def prepare_shards(dataset: AudioClipDataset, out: str | os.PathLike, *, setting
 def _resumable_shards(index_path: Path, settings: dict[str, Any], overwrite: bool) -> list[dict[str, Any]]:
     """Shard entries of an earlier run in the same directory whose files are intact."""
     if not index_path.exists():
+        strangers = sorted(index_path.parent.glob("[0-9][0-9][0-9][0-9][0-9][0-9].tar"))
+        if strangers and not overwrite:  # shard names, but no index of ours: not ours to replace
+            raise UserInputError(f"{strangers[0]} exists but {index_path} does not; use another --out, or "
+                                 "pass --overwrite to replace those files")
         return []
     try:
         old = json.loads(index_path.read_text(encoding="utf-8"))

@@ -126,6 +126,11 @@ def test_prepare_refuses_other_settings_and_rerun_is_a_no_op(prepared, capsys):
     assert script.main(prepare_argv(root, out, "jpeg_quality=50")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "other settings" in err
+    (out / "index.json").unlink()  # shard-named files that no index of ours describes
+    assert script.main(prepare_argv(root, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--overwrite" in err
+    assert {p.name: sha256_file(p) for p in out.glob("*.tar")} == digests
 
 
 @pytest.mark.slow  # CLIP towers + clips (~20-60 s on a loaded 2-core machine)
