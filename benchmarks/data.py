@@ -17,7 +17,7 @@ stereo 44.1-kHz AAC track, written with PyAV. Measured:
   the worst case for waiting; the paper's ``resnet50`` takes far longer per step on a CPU.
 
     python benchmarks/data.py                          # 200 clips, 1 and 2 workers
-    python benchmarks/data.py --clips 60 --steps 3 --out data.json
+    python benchmarks/data.py --clips 100 --steps 3 --out data.json
 """
 from __future__ import annotations
 
@@ -133,7 +133,9 @@ def per_sample_cost(dataset, k: int) -> float:
 
 def step_wait(dataset, workers: int, steps: int, encoder_name: str, batch: int = 32) -> dict:
     """Per step: seconds blocked in the loader and seconds of compute (front end, views,
-    encoder forward/backward, SGD), for ``steps`` steps after a first one (start-up)."""
+    encoder forward/backward, SGD), for ``steps`` steps after the first batch (start-up).
+    Few steps flatter a slow reader (its prefetched batches hide it): compare the reader's
+    samples/s with ``batch / compute`` for the steady state."""
     from sound2img.audio.augment import build_augment
     from sound2img.audio.frontend import build_frontend
     from sound2img.models.audio_encoder import build_audio_encoder
@@ -147,11 +149,12 @@ def step_wait(dataset, workers: int, steps: int, encoder_name: str, batch: int =
                       ContrastiveLoss({"aa": 1.0}, symmetric=True, scale=LogitScale("learnable")))
     opt = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
     sampler = make_sampler(dataset, 1, 0, 0)
-    if sampler.num_samples < batch * (steps + 1):
-        raise SystemExit(f"--clips must be at least {batch * (steps + 1)} for {steps} measured steps at batch {batch}")
     loader = iter(epoch_loader(dataset, sampler, 0, 0, batch, workers, False, torch.Generator().manual_seed(0)))
     blocked, compute = [], []
-    for i in range(steps + 1):
+    warm = 1  # the first batch waits for the workers to start
+    if sampler.num_samples < batch * (warm + steps):
+        raise SystemExit(f"--clips must be at least {batch * (warm + steps)} for {steps} steps at batch {batch}")
+    for i in range(warm + steps):
         t0 = time.perf_counter()
         b = next(loader)
         t1 = time.perf_counter()
@@ -161,12 +164,13 @@ def step_wait(dataset, workers: int, steps: int, encoder_name: str, batch: int =
         out["loss"].backward()
         opt.step()
         t2 = time.perf_counter()
-        if i > 0:
+        if i >= warm:
             blocked.append(t1 - t0)
             compute.append(t2 - t1)
     del loader
-    return {"blocked_s_per_step": statistics.median(blocked), "blocked_s_max": max(blocked),
-            "compute_s_per_step": statistics.median(compute), "steps": steps}
+    return {"blocked_s_per_step": statistics.mean(blocked), "blocked_s_max": max(blocked),
+            "compute_s_per_step": statistics.mean(compute), "steps": steps,
+            "samples_per_s_needed": batch / statistics.mean(compute)}
 
 
 def main(argv=None) -> int:
@@ -176,7 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--size", default="480x360", help="frame size WxH of the generated clips")
     p.add_argument("--workers", default="1,2", help="DataLoader worker counts to measure")
-    p.add_argument("--steps", type=int, default=3, help="measured training steps at batch 32 (0: skip)")
+    p.add_argument("--steps", type=int, default=5, help="training steps at batch 32 measured after the first (0: skip)")
+    p.add_argument("--skip-readers", action="store_true", help="measure only the training steps")
     p.add_argument("--encoder", default="tiny_cnn", help="audio encoder of the step (paper: resnet50)")
     p.add_argument("--step-workers", type=int, default=2)
     p.add_argument("--dir", help="keep the generated clips and shards here (default: a temporary directory)")
@@ -213,7 +218,7 @@ def main(argv=None) -> int:
         stream = build_dataset("shards", urls=urls, shuffle_buffer=100, **common)
         res["shard_mib_per_sample"] = sum(s["bytes"] for s in index["shards"]) / index["num_written"] / 2**20
 
-        for name, ds in (("files", files), ("shards", stream)):
+        for name, ds in (() if args.skip_readers else (("files", files), ("shards", stream))):
             cost = per_sample_cost(ds, min(12, args.clips))
             res[f"{name}_ms_per_sample_main_process"] = 1000 * cost
             for w in workers:
@@ -222,9 +227,11 @@ def main(argv=None) -> int:
             print(f"{name}: {1000 * cost:.1f} ms/sample in-process; "
                   + ", ".join(f"{w} worker(s) {res[f'{name}_samples_per_s_{w}w']:.1f} samples/s" for w in workers),
                   flush=True)
-        for w in workers:
-            res[f"speedup_{w}w"] = res[f"shards_samples_per_s_{w}w"] / res[f"files_samples_per_s_{w}w"]
-        res["speedup_per_sample"] = res["files_ms_per_sample_main_process"] / res["shards_ms_per_sample_main_process"]
+        if not args.skip_readers:
+            for w in workers:
+                res[f"speedup_{w}w"] = res[f"shards_samples_per_s_{w}w"] / res[f"files_samples_per_s_{w}w"]
+            res["speedup_per_sample"] = (res["files_ms_per_sample_main_process"]
+                                         / res["shards_ms_per_sample_main_process"])
         if args.steps > 0:
             for name, ds in (("files", files), ("shards", stream)):
                 res[f"step_{name}"] = step_wait(ds, args.step_workers, args.steps, args.encoder)

@@ -129,24 +129,30 @@ def epoch_loader(dataset: Dataset, sampler: ResumableSampler, epoch: int, start_
 
 def stream_batches(sampler: StreamSampler, epoch: int, start_batch: int, local_batch: int, num_workers: int,
                    pin_memory: bool, generator: torch.Generator) -> Iterator[dict[str, Any]]:
-    """Batches ``start_batch ..`` of ``epoch`` from a stream: workers yield single items
-    (so no worker drops a partial batch of its own), collated here into ``local_batch``
-    rows, up to the rank's ``num_samples // local_batch``. When unreadable shards leave the
-    rank short, the epoch's stream is read again from its start to fill the rest."""
+    """Batches ``start_batch ..`` of ``epoch`` from a stream, up to the rank's
+    ``num_samples // local_batch``. Workers collate full batches of their own items; the
+    short last batch of each worker is not dropped but joined with the others' here. When
+    unreadable shards leave the rank short, the epoch's stream is read again from its
+    start to fill the rest."""
     stream = sampler.stream
     sampler.start(epoch, start_batch * local_batch)
     needed = sampler.num_samples // local_batch - start_batch
     made, rows = 0, []
     while made < needed:
         delivered = 0
-        loader = DataLoader(stream, batch_size=None, num_workers=num_workers, persistent_workers=False,
-                            generator=generator)
-        for item in loader:
-            delivered += 1
-            rows.append(item)
-            if len(rows) == local_batch:
-                batch = collate(rows)
-                rows = []
+        loader = DataLoader(stream, batch_size=local_batch, collate_fn=collate, drop_last=False,
+                            num_workers=num_workers, persistent_workers=False, generator=generator)
+        for part in loader:
+            delivered += len(part["key"])
+            if not rows and len(part["key"]) == local_batch:
+                ready = [part]
+            else:  # a worker's short last batch: pool its rows until a full batch
+                rows += split_batch(part)
+                ready = []
+                while len(rows) >= local_batch:
+                    ready.append(collate(rows[:local_batch]))
+                    rows = rows[local_batch:]
+            for batch in ready:
                 made += 1
                 yield {k: v.pin_memory() if pin_memory and isinstance(v, torch.Tensor) else v
                        for k, v in batch.items()}
@@ -157,6 +163,16 @@ def stream_batches(sampler: StreamSampler, epoch: int, start_batch: int, local_b
         log.warning("%s: this rank's part of epoch %d ran out after %d of %d batches (unreadable data); "
                     "reading it again from its start", stream.name, epoch, start_batch + made, needed + start_batch)
         sampler.start(epoch, 0)
+
+
+def split_batch(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inverse of ``collate``: one item dict per row (``image`` None where the row had none)."""
+    out = []
+    for i in range(len(batch["key"])):
+        item = {k: v[i] for k, v in batch.items() if k not in ("image", "has_image")}
+        item["image"] = batch["image"][i] if batch["image"] is not None and batch["has_image"][i] else None
+        out.append(item)
+    return out
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
