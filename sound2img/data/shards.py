@@ -229,7 +229,9 @@ class ShardDataset(ClipStream):
     def my_shards(self, worker: int, num_workers: int) -> list[int]:
         """Indices into ``urls`` that ``worker`` reads this epoch, after the resume skip:
         whole shards whose samples were all delivered before the checkpoint are dropped
-        (shard granularity; see README "Training at scale")."""
+        (shard granularity; see README "Training at scale"). Deliveries are counted as if
+        the loader took one item from each worker in turn; it takes whole batches, so the
+        count is right to within a batch per worker."""
         parts = [split_for(len(self.urls), self.order_seed, self.epoch, self.rank, self.world, k, num_workers)
                  for k in range(num_workers)]
         mine = parts[worker]
