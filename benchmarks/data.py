@@ -141,11 +141,11 @@ def step_wait(dataset, workers: int, steps: int, encoder_name: str, batch: int =
     from sound2img.models.audio_encoder import build_audio_encoder
     from sound2img.training.batches import epoch_loader, make_sampler
     from sound2img.training.losses import ContrastiveLoss, LogitScale
-    from sound2img.training.step import Student, make_views
+    from sound2img.training.step import ContrastiveModel, make_views
 
     frontend = build_frontend("logmel", sample_rate=16000)
     augment = build_augment()
-    student = Student(build_audio_encoder(encoder_name, embed_dim=512),
+    student = ContrastiveModel(build_audio_encoder(encoder_name, embed_dim=512),
                       ContrastiveLoss({"aa": 1.0}, symmetric=True, scale=LogitScale("learnable")))
     opt = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
     sampler = make_sampler(dataset, 1, 0, 0)

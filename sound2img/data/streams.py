@@ -146,7 +146,7 @@ class MixedStream(ClipStream):
     @property
     def datasets(self) -> list:
         """The underlying sets (file readers unwrapped), as ``ConcatDataset`` names them:
-        what ``training.targets`` looks into for prompts and frames."""
+        what ``training.clip_embeddings`` looks into for prompts and frames."""
         return [p.dataset if isinstance(p, MapStream) else p for p in self.parts]
 
     def plan(self, rank: int, world: int, seed: int) -> None:

@@ -71,7 +71,7 @@ def prepare_from_cfg(cfg) -> dict:
 
 def precompute_embeddings(cfg, index: dict, batch_size: int = 64) -> int:
     """Encode the shards' fixed prompt set and every frame with the configured CLIP into
-    ``cfg.embedding_cache_dir``, exactly as training would (``ClipTargets``, frames read
+    ``cfg.embedding_cache_dir``, exactly as training would (``ClipEmbeddings``, frames read
     back from the shards at the reader's default 224²), so training reads them from the
     cache. Returns the number of frames."""
     from pathlib import Path
@@ -80,15 +80,15 @@ def precompute_embeddings(cfg, index: dict, batch_size: int = 64) -> int:
     from sound2img.data import collate
     from sound2img.data.shards import ShardDataset
     from sound2img.training.distributed import DistInfo
-    from sound2img.training.targets import ClipTargets, fixed_prompts
+    from sound2img.training.clip_embeddings import ClipEmbeddings, fixed_prompts
     from sound2img.utils.device import resolve_device
 
     device = resolve_device(cfg.device)
     clip = factory.build_clip_from_cfg(cfg.clip, device)
     urls = [str(Path(str(cfg.out)) / s["name"]) for s in index["shards"]]
     stream = ShardDataset(urls, sample_rate=int(index["sample_rate"]), crop="center", shuffle_buffer=0)
-    targets = ClipTargets(clip, device, cfg.embedding_cache_dir, need_text=True, need_images=True,
-                          info=DistInfo(0, 1, device))
+    targets = ClipEmbeddings(clip, device, cfg.embedding_cache_dir, need_text=True, need_images=True,
+                              info=DistInfo(0, 1, device))
     targets.precompute_text(fixed_prompts(stream))
     frames, rows = 0, []
     for item in stream:
