@@ -29,6 +29,9 @@ def fixed_prompts(dataset) -> list[str] | None:
     """Every prompt ``dataset`` can produce when that set is finite and known (records'
     own texts, or each class name through each template); None when prompts are
     EDA-augmented or the dataset does not describe its prompts."""
+    own = getattr(dataset, "fixed_prompts", None)
+    if callable(own):  # shards know their prompt set from their index (sound2img.data.shards)
+        return own()
     parts = getattr(dataset, "datasets", None)
     if parts is not None:  # a concatenation: the union, if every part is fixed
         found = [fixed_prompts(d) for d in parts]

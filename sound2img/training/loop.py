@@ -23,7 +23,15 @@ from sound2img.data.prompts import encode_class_texts
 from sound2img.errors import UserInputError
 from sound2img.models.audio_encoder import save_audio_encoder
 from sound2img.models.state_dict import load_state_dict_strict
-from sound2img.training.batches import ResumableSampler, batches_per_epoch, epoch_loader, step_seed, to_device
+from sound2img.training.batches import (
+    ResumableSampler,
+    StreamSampler,
+    batches_per_epoch,
+    epoch_loader,
+    make_sampler,
+    step_seed,
+    to_device,
+)
 from sound2img.training.checkpoint import (
     capture_rng_state,
     load_latest_training_state,
@@ -74,7 +82,7 @@ class Trainer:
     augment: Any
     targets: ClipEmbeddings | None
     train_set: Dataset
-    sampler: ResumableSampler
+    sampler: ResumableSampler | StreamSampler
     with_frames: Any                 # frame keys of the training set (a↔v), or None
     val_set: Dataset | None
     class_emb: torch.Tensor | None   # [C,D] zero-shot class prompts, None: no validation
@@ -177,7 +185,7 @@ def training_loop(
              if info.distributed else student)
     opt = _build_optimizer(student, optimizer, lr, momentum, weight_decay)
 
-    sampler = ResumableSampler(train_set, info.world_size, info.rank, seed)
+    sampler = make_sampler(train_set, info.world_size, info.rank, seed)  # streams (shards) split themselves
     steps_per_epoch = batches_per_epoch(sampler, local_batch)
     if steps_per_epoch == 0:
         raise UserInputError(f"training set of {len(train_set)} items is smaller than one batch "

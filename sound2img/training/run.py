@@ -95,7 +95,7 @@ def build_datasets(cfg, sample_rate: int, need_images: bool):
     sample rate from the front end, clip length from ``train.clip_seconds`` unless the
     data config fixes ``num_samples``."""
     from sound2img.data import build_dataset
-    from sound2img.training.batches import ConcatClips
+    from sound2img.training.batches import combine_training_sets
 
     def kwargs(node, **fixed) -> dict:
         d = dict(to_plain(node))
@@ -112,7 +112,7 @@ def build_datasets(cfg, sample_rate: int, need_images: bool):
         if not c or not c.get("name"):
             raise UserInputError("data: every training set config needs a name (e.g. data=vggsound)")
     parts = [build_dataset(c.name, **kwargs(c)) for c in configs]
-    train_set = parts[0] if len(parts) == 1 else ConcatClips(parts)
+    train_set = combine_training_sets(parts)
 
     val = cfg.validation.data
     if val is None or val == "none":
