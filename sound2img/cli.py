@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 from sound2img.errors import UserInputError
 
+WEIGHT_SUFFIXES = (".pt", ".pth", ".pkl", ".safetensors", ".ckpt", ".bin")
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -123,3 +125,32 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: Sequence[str]) -
         if word.startswith("-") or "=" not in word:
             raise UserInputError(f"{parser.prog}: unrecognised argument {word!r} (see --help)")
     return args, rest
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))
+
+
+def model_choice(flag: str, group: str, value: str, formats: tuple[str, ...],
+                 what: str) -> tuple[list[str], dict]:
+    """``--generator``/``--encoder`` → (group overrides, key updates): a file sets
+    ``<group>.path``; a config name picks the group option; a registry name sets
+    ``<group>.path`` to it (fetched on first use). Anything else is refused here."""
+    text = str(value)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return [], {f"{group}.path": str(path.resolve())}
+    if "/" in text or path.suffix.lower() in WEIGHT_SUFFIXES:
+        raise UserInputError(f"{flag} {text}: no such file")
+    if text in group_options(group):
+        return [f"{group}={text}"], {}
+    from sound2img.weights import get_entry
+
+    try:
+        entry = get_entry(text)
+    except UserInputError:
+        raise UserInputError(f"{flag} {text!r}: unknown {group} (not a file, not a config in configs/{group}/ "
+                             f"({', '.join(group_options(group))}) and not a registered weights name)") from None
+    if entry.format not in formats:
+        raise UserInputError(f"{flag} {text!r} is a {entry.format} file, not {what}")
+    return [], {f"{group}.path": text}

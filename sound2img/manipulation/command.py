@@ -6,11 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from sound2img.cli import ArgumentParser, add_common_args, compose, config_dir, parse_with_overrides, to_yaml
+from sound2img.cli import ArgumentParser, add_common_args, compose, model_choice, parse_with_overrides, to_yaml
 from sound2img.errors import UserInputError
 
 CONFIG_NAME = "manipulate"
-_WEIGHT_SUFFIXES = (".pt", ".pth", ".pkl", ".safetensors", ".ckpt", ".bin")
 # flag dest → config key it sets
 FLAG_KEYS = {
     "audio": "edit.audio", "text": "edit.text", "mode": "edit.mode", "mix_weight": "edit.mix_weight",
@@ -63,35 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _group_options(group: str) -> list[str]:
-    return sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))
-
-
-def _model_choice(flag: str, group: str, value: str, formats: tuple[str, ...],
-                  what: str) -> tuple[list[str], dict[str, Any]]:
-    """``--generator``/``--encoder`` → (group overrides, key updates): a file sets
-    ``<group>.path``; a config name picks the group option; a registry name sets
-    ``<group>.path`` to it (fetched on first use). Anything else is refused here."""
-    text = str(value)
-    path = Path(text).expanduser()
-    if path.is_file():
-        return [], {f"{group}.path": str(path.resolve())}
-    if "/" in text or path.suffix.lower() in _WEIGHT_SUFFIXES:
-        raise UserInputError(f"{flag} {text}: no such file")
-    if text in _group_options(group):
-        return [f"{group}={text}"], {}
-    from sound2img.weights import get_entry
-
-    try:
-        entry = get_entry(text)
-    except UserInputError:
-        raise UserInputError(f"{flag} {text!r}: unknown {group} (not a file, not a config in configs/{group}/ "
-                             f"({', '.join(_group_options(group))}) and not a registered weights name)") from None
-    if entry.format not in formats:
-        raise UserInputError(f"{flag} {text!r} is a {entry.format} file, not {what}")
-    return [], {f"{group}.path": text}
-
-
 def compose_from_args(argv: Sequence[str]):
     """argv → (the composed config with the flags applied, whether ``--cfg job`` was asked)."""
     from omegaconf import OmegaConf, open_dict
@@ -100,12 +70,12 @@ def compose_from_args(argv: Sequence[str]):
     updates: dict[str, Any] = {}
     groups: list[str] = []
     if args.generator:
-        g, u = _model_choice("--generator", "generator", args.generator, ("rosinality_pt", "nvlabs_pkl"),
-                             "a StyleGAN2 generator")
+        g, u = model_choice("--generator", "generator", args.generator, ("rosinality_pt", "nvlabs_pkl", "e4e_pt"),
+                            "a StyleGAN2 generator")
         groups += g
         updates.update(u)
     if args.encoder:
-        g, u = _model_choice("--encoder", "encoder", args.encoder, ("soundclip_pth",), "an audio encoder")
+        g, u = model_choice("--encoder", "encoder", args.encoder, ("soundclip_pth",), "an audio encoder")
         groups += g
         updates.update(u)
     cfg = compose(CONFIG_NAME, [*groups, *overrides])

@@ -3,7 +3,6 @@ CLIP(G(w)) towards a fixed target embedding, held near the source by λ_sim and,
 faces, near its identity by λ_ID."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -12,15 +11,9 @@ import torch
 from torch import nn
 
 from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, latent_penalty
+from sound2img.utils.schedules import lr_ramp
 
 LOSS_NAMES = ("total", "clip", "sim", "id")
-
-
-def lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
-    """StyleCLIP's learning-rate factor at t = step/steps (paper.md §2): a linear warm-up
-    over the first ``rampup`` and a cosine decay over the last ``rampdown``. 0 at t = 0."""
-    down = 0.5 - 0.5 * math.cos(math.pi * min(1.0, (1.0 - t) / rampdown))
-    return min(1.0, t / rampup) * down
 
 
 @dataclass
