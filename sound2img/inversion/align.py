@@ -34,7 +34,7 @@ def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     eyes = (eye_l + eye_r) / 2
     eye_to_eye = eye_r - eye_l
     eye_to_mouth = (lm[MOUTH_LEFT] + lm[MOUTH_RIGHT]) / 2 - eyes
-    turned = np.array([eye_to_mouth[1], -eye_to_mouth[0]])  # eye_to_mouth rotated by -90°
+    turned = np.array([-eye_to_mouth[1], eye_to_mouth[0]])  # eye_to_mouth turned by +90°
     x = eye_to_eye - turned
     norm = np.hypot(*x)
     if norm == 0:

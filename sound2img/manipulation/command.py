@@ -16,7 +16,7 @@ FLAG_KEYS = {
     "gain_db": "edit.gain_db", "seed": "edit.seeds", "latent": "edit.latents", "mean_latent": "edit.mean_latent",
     "batch_size": "edit.batch_size", "steps": "manipulate.steps", "lr": "manipulate.lr",
     "lambda_sim": "manipulate.lambda_sim", "lambda_id": "manipulate.lambda_id",
-    "truncation": "manipulate.truncation", "out": "out", "device": "device",
+    "truncation": "manipulate.truncation", "out": "out", "device": "device", "image": "edit.images",
 }
 
 EPILOG = """\
@@ -28,6 +28,7 @@ examples:
   python scripts/manipulate.py --audio fire.wav --text "a burning forest" --mode latent_mix --mix-weight 0.3
   python scripts/manipulate.py --audio giggling.wav --seed 3 manipulate=faces
   python scripts/manipulate.py --audio tone:440 --out outputs/tiny --overwrite preset=tiny
+  python scripts/manipulate.py --audio giggling.wav --image me.jpg manipulate=faces
 """
 
 
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("source")
     s.add_argument("--seed", type=int, action="append", help="source seed (repeatable)")
     s.add_argument("--latent", action="append", metavar="FILE", help="source latent file (repeatable)")
+    s.add_argument("--image", action="append", metavar="PHOTO",
+                   help="a photo to edit, inverted first and cached (repeatable; see invert.py for the options)")
     s.add_argument("--mean-latent", action="store_true", default=None, help="start from the mean latent")
     s.add_argument("--truncation", type=float, help="truncation ψ for seed sources")
     o = p.add_argument_group("optimisation")
@@ -85,7 +88,7 @@ def compose_from_args(argv: Sequence[str]):
             updates[key] = value
     if args.overwrite:
         updates["overwrite"] = True
-    if args.latent or args.mean_latent:  # an explicit source replaces the default seed
+    if args.latent or args.mean_latent or args.image:  # an explicit source replaces the default seed
         updates.setdefault("edit.seeds", [])
     with open_dict(cfg):
         for key, value in updates.items():

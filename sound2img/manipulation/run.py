@@ -116,8 +116,10 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
     o["seeds"] = [_number({"seed": s}, "seed", kind=int, low=0, where="edit") for s in (e.get("seeds") or [])]
     o["latents"] = [str(p) for p in (e.get("latents") or [])]
     o["mean_latent"] = bool(e.get("mean_latent", False))
-    if not (o["latents"] or o["mean_latent"] or o["seeds"]):
-        raise UserInputError("no source: give a seed (--seed), latent files (--latent) or edit.mean_latent=true")
+    o["images"] = [str(p) for p in (e.get("images") or [])]
+    if not (o["latents"] or o["mean_latent"] or o["seeds"] or o["images"]):
+        raise UserInputError("no source: give a seed (--seed), latent files (--latent), photos (--image) "
+                             "or edit.mean_latent=true")
     n_audio, n_text = len(o["audio"]), len(o["text"])
     mode = o["mode"]
     if mode == "separate" and n_audio + n_text == 0:
@@ -188,6 +190,31 @@ def resolve_sources(o: dict[str, Any], generator, device: torch.device | str = "
     ws = sample_source_latents(generator, o["seeds"], o["truncation"], device)
     return [Source(f"seed{s}", ws[i:i + 1], {"kind": "seed", "seed": s, "truncation": o["truncation"]})
             for i, s in enumerate(o["seeds"])]
+
+
+def image_sources(c: dict[str, Any], o: dict[str, Any], generator, device, progress: bool = False) -> list[Source]:
+    """``--image`` photos → sources, each inverted once and cached (``inversion.command``)."""
+    if not o["images"]:
+        return []
+    from sound2img.inversion.command import invert_for_edit
+
+    out = []
+    for ws, info in invert_for_edit(c, o["images"], generator, device, progress=progress):
+        out.append(Source(f"photo-{_slug(Path(info['path']).stem)}", ws, info))
+    return out
+
+
+def edit_quality(quality, r: PairResult) -> dict[str, Any]:
+    """Source↔result scores of one edit (``metrics.QualityMetrics``: PSNR, LPIPS, identity
+    for face generators), the CLIP cosines to the target and the per-layer latent
+    distance from the source."""
+    from sound2img.metrics import layer_distance
+
+    out = quality.compare(r.source_img[None], r.result_img[None])
+    out["clip_cosine_source"] = {"value": r.initial_cosine}
+    out["clip_cosine_result"] = {"value": r.final_cosine}
+    out["layer_distance"] = [float(x) for x in layer_distance(r.ws.cpu(), r.source.ws.cpu())[0]]
+    return out
 
 
 def optimise_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, generator, clip, identity=None,
@@ -296,7 +323,9 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     G = factory.build_generator_from_cfg(cfg.generator, device)
     if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
         raise UserInputError(f"edit.layer_split={o['layer_split']} is beyond this generator's {G.num_ws} W+ rows")
-    sources = resolve_sources(o, G, device)
+    sources = image_sources(c, o, G, device, progress)
+    if o["latents"] or o["mean_latent"] or o["seeds"]:
+        sources += resolve_sources(o, G, device)
     clip = factory.build_clip_from_cfg(cfg.clip, device)
     targets = resolve_targets(o, clip=clip, encoder=encoder, frontend=frontend, wavs=wavs, device=device)
     del encoder, wavs  # the targets are fixed from here on
@@ -307,6 +336,9 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     results = optimise_pairs(pairs, o, generator=G, clip=clip, identity=identity,
                              noise_mode=noise_mode, progress=progress)
 
+    from sound2img.inversion.command import quality_metrics
+
+    quality = quality_metrics(c, device, faces=bool((c.get("generator") or {}).get("faces")), clip=clip)
     common = {"config": c, "device": str(device), "versions": package_versions()}
     edits = []  # (label, save_edit kwargs)
     if o["mode"] in MIX_MODES:
@@ -322,6 +354,7 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
         for r in results:
             strip = [r.source_img, *(r.snapshots[k] for k in sorted(r.snapshots)), r.result_img]
             metrics = {"edit": {"mode": o["mode"], "source": r.source.info, "target": r.target.info},
+                       "quality": edit_quality(quality, r),
                        "steps": o["steps"], "losses": r.losses, "initial_cosine": r.initial_cosine,
                        "final_cosine": r.final_cosine, "layer_mask": r.layer_mask,
                        "strip_steps": [0, *sorted(r.snapshots), o["steps"]],
