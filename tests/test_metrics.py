@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from sound2img.errors import WeightsNotAvailableError
-from sound2img.metrics import QualityMetrics, clip_cosine, identity_cosine, layer_distance, load_lpips, psnr
+from sound2img.metrics import (
+    QualityMetrics,
+    clip_cosine,
+    identity_cosine,
+    layer_distance,
+    load_lpips,
+    psnr,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from sound2img.cli import ArgumentParser, add_common_args, compose, model_choice, parse_with_overrides, to_plain, to_yaml
+from sound2img.cli import (
+    ArgumentParser,
+    add_common_args,
+    compose_with_flags,
+    model_choice,
+    parse_with_overrides,
+    to_plain,
+    to_yaml,
+)
 from sound2img.errors import UserInputError
 from sound2img.inversion.align import ALIGN_MODES
 from sound2img.inversion.images import load_image
@@ -66,27 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compose_from_args(argv: Sequence[str]):
     """argv → (the composed ``invert`` config with the flags applied, ``--cfg job`` asked)."""
-    from omegaconf import OmegaConf, open_dict
+    from sound2img.factory import GENERATOR_FORMATS
 
     args, overrides = parse_with_overrides(build_parser(), argv)
     groups: list[str] = []
-    updates: dict[str, Any] = {}
+    updates: dict[str, Any] = {key: getattr(args, dest) for dest, key in FLAG_KEYS.items()}
     if args.generator:
-        g, u = model_choice("--generator", "generator", args.generator, ("rosinality_pt", "nvlabs_pkl", "e4e_pt"),
-                            "a StyleGAN2 generator")
+        g, u = model_choice("--generator", "generator", args.generator, GENERATOR_FORMATS, "a StyleGAN2 generator")
         groups += g
         updates.update(u)
-    cfg = compose(CONFIG_NAME, [*groups, *overrides])
-    for dest, key in FLAG_KEYS.items():
-        value = getattr(args, dest)
-        if value is not None:
-            updates[key] = value
     if args.overwrite:
         updates["overwrite"] = True
-    with open_dict(cfg):
-        for key, value in updates.items():
-            OmegaConf.update(cfg, key, value, merge=False)
-    return cfg, args.cfg == "job"
+    return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
 
 
 def options_from(c: dict[str, Any], section: dict[str, Any] | None = None) -> InversionOptions:
@@ -124,7 +124,10 @@ def _builders(c: dict[str, Any], device: torch.device):
         return factory.build_lpips(c.get("lpips") or "torchvision_vgg16", device)
 
     def encoder(name_or_path: str):
-        return factory.load_inversion_encoder(name_or_path, device)
+        from sound2img.inversion.encoders import load_encoder_checkpoint
+
+        path = factory.resolve_checkpoint(name_or_path, ("e4e_pt",), "an e4e/pSp encoder checkpoint")
+        return load_encoder_checkpoint(path, device)
 
     return lpips, encoder
 
@@ -133,8 +136,8 @@ def run_invert(cfg, *, progress: bool | None = None) -> Path:
     """Invert ``cfg.invert.image`` as the composed ``invert`` config says; returns the
     output directory. Inputs and the output directory are checked before any work."""
     from sound2img import factory
-    from sound2img.manipulation.outputs import check_out_dir
     from sound2img.utils.device import resolve_device
+    from sound2img.utils.files import check_out_dir
 
     c = to_plain(cfg)
     image = (c.get("invert") or {}).get("image")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ class ProjectorSettings:
     w_avg_samples: int = 10000           # mapped samples for w_std
     seed: int = 0
 
-    def check(self) -> "ProjectorSettings":
+    def check(self) -> ProjectorSettings:
         if self.space not in SPACES:
             raise UserInputError(f"projector space must be one of {SPACES}, got {self.space!r}")
         if self.noise not in NOISE_MODES:

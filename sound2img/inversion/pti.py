@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ class PTISettings:
     locality_truncation: float = 0.5
     seed: int = 0
 
-    def check(self) -> "PTISettings":
+    def check(self) -> PTISettings:
         if not isinstance(self.steps, int) or self.steps < 1 or self.lr <= 0:
             raise UserInputError("pti steps must be a positive integer and lr > 0")
         return self

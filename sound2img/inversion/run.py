@@ -9,9 +9,10 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -43,7 +44,7 @@ class InversionOptions:
     pixel_weight: float = 0.0
     noise: str = "fixed"
 
-    def check(self) -> "InversionOptions":
+    def check(self) -> InversionOptions:
         for name, value, allowed in (("method", self.method, METHODS), ("space", self.space, SPACES),
                                      ("perceptual", self.perceptual, PERCEPTUAL), ("align", self.align, ALIGN_MODES)):
             if value not in allowed:
@@ -139,9 +140,10 @@ def invert_image(image_path: str | Path, G, opts: InversionOptions, *, faces: bo
 def write_inversion(out_dir: str | Path, inv: Inversion, *, overwrite: bool, extra: dict | None = None) -> Path:
     """Write ``inv`` into ``out_dir`` (checked by the caller with ``check_out_dir``):
     staged in a hidden sibling and renamed into place, ``metrics.json`` last."""
-    from sound2img.manipulation.outputs import package_versions, png_bytes, staged_dir
     from sound2img.models.stylegan2 import save_generator, save_latents
-    from sound2img.utils.files import atomic_write_bytes, atomic_write_text
+    from sound2img.utils.files import atomic_write_bytes, atomic_write_text, staged_dir
+    from sound2img.utils.images import png_bytes
+    from sound2img.utils.versions import package_versions
 
     out = Path(out_dir)
     with staged_dir(out) as root:

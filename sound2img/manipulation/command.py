@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from sound2img.cli import ArgumentParser, add_common_args, compose, model_choice, parse_with_overrides, to_yaml
-from sound2img.errors import UserInputError
+from sound2img.cli import (
+    ArgumentParser,
+    add_common_args,
+    compose_with_flags,
+    model_choice,
+    parse_with_overrides,
+    to_yaml,
+)
 
 CONFIG_NAME = "manipulate"
 # flag dest → config key it sets
@@ -67,33 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compose_from_args(argv: Sequence[str]):
     """argv → (the composed config with the flags applied, whether ``--cfg job`` was asked)."""
-    from omegaconf import OmegaConf, open_dict
+    from sound2img.factory import GENERATOR_FORMATS
 
     args, overrides = parse_with_overrides(build_parser(), argv)
     updates: dict[str, Any] = {}
     groups: list[str] = []
     if args.generator:
-        g, u = model_choice("--generator", "generator", args.generator, ("rosinality_pt", "nvlabs_pkl", "e4e_pt"),
-                            "a StyleGAN2 generator")
+        g, u = model_choice("--generator", "generator", args.generator, GENERATOR_FORMATS, "a StyleGAN2 generator")
         groups += g
         updates.update(u)
     if args.encoder:
         g, u = model_choice("--encoder", "encoder", args.encoder, ("soundclip_pth",), "an audio encoder")
         groups += g
         updates.update(u)
-    cfg = compose(CONFIG_NAME, [*groups, *overrides])
-    for dest, key in FLAG_KEYS.items():
-        value = getattr(args, dest)
-        if value is not None:
-            updates[key] = value
+    updates.update({key: getattr(args, dest) for dest, key in FLAG_KEYS.items()})
     if args.overwrite:
         updates["overwrite"] = True
-    if args.latent or args.mean_latent or args.image:  # an explicit source replaces the default seed
-        updates.setdefault("edit.seeds", [])
-    with open_dict(cfg):
-        for key, value in updates.items():
-            OmegaConf.update(cfg, key, value, merge=False)
-    return cfg, args.cfg == "job"
+    # An explicit source (latent files, photos, the mean latent) replaces the default seed.
+    if (args.latent or args.mean_latent or args.image) and updates["edit.seeds"] is None:
+        updates["edit.seeds"] = []
+    return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
 
 
 def main(argv: Sequence[str]) -> int:
