@@ -3,7 +3,7 @@
 ``torch.load(weights_only=True)``, the encoder rebuilt from the file (IR-SE50 body + style
 heads, ``Encoder4Editing`` or ``GradualStyleEncoder`` by ``opts['encoder_type']``, style
 count from ``opts['stylegan_size']``) and the decoder read as our generator. The format is
-described in the repository's ``docs/formats.md`` section on encoders."""
+summarised in the README's "Edit your own photo" section."""
 from __future__ import annotations
 
 import math
