@@ -13,6 +13,7 @@ import torch
 from sound2img.models.stylegan2 import save_latents
 from sound2img.utils.files import atomic_write_bytes, atomic_write_text, check_can_write
 from sound2img.utils.images import make_strip, png_bytes
+from sound2img.utils.versions import package_versions  # noqa: F401 - moved to utils (inversion records it too); kept here for callers
 
 EDIT_FILES = ("source.png", "result.png", "strip.png", "result_latent.pt", "metrics.json")
 
