@@ -19,7 +19,7 @@ from sound2img.weights import get_entry, resolve_weights
 
 log = logging.getLogger(__name__)
 
-GENERATOR_FORMATS = ("rosinality_pt", "nvlabs_pkl")
+GENERATOR_FORMATS = ("rosinality_pt", "nvlabs_pkl", "e4e_pt")  # an e4e/pSp file holds its decoder
 
 
 def _plain(cfg: Any, group: str) -> dict[str, Any]:
@@ -184,3 +184,30 @@ def build_arcface_from_cfg(icfg: Any = "ir_se50", device: str | torch.device = "
     else:
         net = load_arcface(_weights_file(source, ("arcface_pth",), "an ArcFace IR-SE50 state dict"), device)
     return IdentityLoss(net)
+
+
+def build_lpips(name_or_path: str = "torchvision_vgg16", device: str | torch.device = "cpu"):
+    """LPIPS-VGG16 (``metrics.load_lpips``) with torchvision's ImageNet VGG16 from the
+    weights registry (or a local file); offline without it: the registry's one-line error."""
+    from sound2img.metrics import load_lpips
+
+    return load_lpips(_weights_file(str(name_or_path), ("torchvision_pth",), "torchvision's VGG16 state dict"),
+                      resolve_device(device))
+
+
+def resolve_checkpoint(name_or_path: str, formats: tuple[str, ...], what: str) -> Path:
+    """A local file for a registry name or path whose registry format is one of
+    ``formats`` (refused before any download otherwise)."""
+    return _weights_file(str(name_or_path), formats, what)
+
+
+def generator_identity(gcfg: Any) -> dict[str, Any]:
+    """What identifies the generator a config builds (a cache key part): the sha256 of
+    its file, or the random network's construction arguments."""
+    from sound2img.utils.files import sha256_file
+
+    g = _plain(gcfg, "generator")
+    source = g.get("path") or g.get("name")
+    if source == "tiny":
+        return {"tiny": dict(g.get("tiny") or {})}
+    return {"sha256": sha256_file(_weights_file(str(source), GENERATOR_FORMATS, "a StyleGAN2 generator"))}

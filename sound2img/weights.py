@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - Windows
 log = logging.getLogger(__name__)
 
 # ``torchscript`` is listed for reference only: loading one runs code, which this project never does.
-FORMATS = ("rosinality_pt", "nvlabs_pkl", "soundclip_pth", "openai_clip", "arcface_pth", "audio", "torchscript")
+FORMATS = ("rosinality_pt", "nvlabs_pkl", "soundclip_pth", "openai_clip", "arcface_pth", "audio", "torchscript",
+           "e4e_pt", "torchvision_pth")
 USER_AGENT = "sound2img-weights/0.1 (+urllib)"
 CHUNK_BYTES = 1 << 16
 MAX_HTML_BYTES = 1 << 21  # a confirmation page is small; never buffer a mislabelled file
@@ -153,6 +154,34 @@ _ENTRIES += [
                  f"Example clip '{stem}' from the authors' repository (audiosample/{stem}.wav); "
                  f"use as --audio sample:{short}")
     for short, stem in _SAMPLES.items()
+]
+
+# Photo inversion (sound2img.inversion): e4e / pSp encoders (each file also holds its
+# StyleGAN2 decoder, usable as the generator) and LPIPS' VGG16 backbone.
+_E4E_LICENCE = ("MIT (omertov/encoder4editing); the decoder inside is NVIDIA's StyleGAN2 "
+                f"({_NV_NC})")
+_ENTRIES += [
+    WeightsEntry(f"e4e_{domain}", _gdrive(file_id), f"e4e_{domain}_encode.pt", None, "e4e_pt", _E4E_LICENCE,
+                 f"e4e encoder (Encoder4Editing on IR-SE50) + its {domain} StyleGAN2 decoder, link from the e4e "
+                 "README", note=_GDRIVE_NOTE)
+    for domain, file_id in (("ffhq", "1cUv_reLE6k3604or78EranS7XzuVMWeO"),
+                            ("cars", "17faPqBce2m1AQeLCLHUVXaDfxMRU2QcV"),
+                            ("horse", "1TkLLnuX86B_BMo2ocYD0kX9kWh53rUVX"),
+                            ("church", "1-L0ZdnQLwtdy6-A_Ccgq5uNJGTqE7qBa"))
+]
+_ENTRIES += [
+    WeightsEntry("psp_ffhq", _gdrive("1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0"), "psp_ffhq_encode.pt", None, "e4e_pt",
+                 f"MIT (eladrich/pixel2style2pixel); the decoder inside is NVIDIA's StyleGAN2 ({_NV_NC})",
+                 "pSp encoder (GradualStyleEncoder on IR-SE50) + FFHQ 1024 decoder, 'StyleGAN Inversion' link "
+                 "from the pSp README", note=_GDRIVE_NOTE),
+    # torchvision names its files by the first 8 hex digits of their sha256; the full hash
+    # is not published, so the entry stays unverified.
+    WeightsEntry("torchvision_vgg16", "https://download.pytorch.org/models/vgg16-397923af.pth",
+                 "vgg16-397923af.pth", None, "torchvision_pth",
+                 "BSD-3-Clause (torchvision); trained on ImageNet, whose terms are research-only",
+                 "torchvision's ImageNet VGG16 state dict: the backbone of LPIPS-VGG (its linear heads ship with "
+                 "the lpips package)",
+                 note="sha256 should start with 397923af (torchvision's file-name convention)"),
 ]
 
 WEIGHTS: Registry[WeightsEntry] = Registry("weights name", hint="list them with scripts/fetch_weights.py --list")

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from sound2img.cli import (ArgumentParser, add_common_args, compose_with_flags, model_choice, parse_with_overrides,
-                           to_yaml)
+from sound2img.cli import (
+    ArgumentParser,
+    add_common_args,
+    compose_with_flags,
+    model_choice,
+    parse_with_overrides,
+    to_yaml,
+)
 
 CONFIG_NAME = "manipulate"
 # flag dest → config key it sets
@@ -15,7 +22,7 @@ FLAG_KEYS = {
     "gain_db": "edit.gain_db", "seed": "edit.seeds", "latent": "edit.latents", "mean_latent": "edit.mean_latent",
     "batch_size": "edit.batch_size", "steps": "manipulate.steps", "lr": "manipulate.lr",
     "lambda_sim": "manipulate.lambda_sim", "lambda_id": "manipulate.lambda_id",
-    "truncation": "manipulate.truncation", "out": "out", "device": "device",
+    "truncation": "manipulate.truncation", "out": "out", "device": "device", "image": "edit.images",
 }
 
 EPILOG = """\
@@ -27,6 +34,7 @@ examples:
   python scripts/manipulate.py --audio fire.wav --text "a burning forest" --mode latent_mix --mix-weight 0.3
   python scripts/manipulate.py --audio giggling.wav --seed 3 manipulate=faces
   python scripts/manipulate.py --audio tone:440 --out outputs/tiny --overwrite preset=tiny
+  python scripts/manipulate.py --audio giggling.wav --image me.jpg manipulate=faces
 """
 
 
@@ -44,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("source")
     s.add_argument("--seed", type=int, action="append", help="source seed (repeatable)")
     s.add_argument("--latent", action="append", metavar="FILE", help="source latent file (repeatable)")
+    s.add_argument("--image", action="append", metavar="PHOTO",
+                   help="a photo to edit, inverted first and cached (repeatable; see invert.py for the options)")
     s.add_argument("--mean-latent", action="store_true", default=None, help="start from the mean latent")
     s.add_argument("--truncation", type=float, help="truncation ψ for seed sources")
     o = p.add_argument_group("optimisation")
@@ -79,8 +89,8 @@ def compose_from_args(argv: Sequence[str]):
     updates.update({key: getattr(args, dest) for dest, key in FLAG_KEYS.items()})
     if args.overwrite:
         updates["overwrite"] = True
-    # An explicit source (latent files, the mean latent) replaces the default seed.
-    if (args.latent or args.mean_latent) and updates["edit.seeds"] is None:
+    # An explicit source (latent files, photos, the mean latent) replaces the default seed.
+    if (args.latent or args.mean_latent or args.image) and updates["edit.seeds"] is None:
         updates["edit.seeds"] = []
     return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
 

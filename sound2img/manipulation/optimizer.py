@@ -3,7 +3,6 @@ CLIP(G(w)) towards a fixed target embedding, held near the source by λ_sim and,
 faces, near its identity by λ_ID."""
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,18 +11,12 @@ import torch
 from torch import nn
 
 from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, layer_penalties
+from sound2img.utils.schedules import lr_ramp
 
 # The paper's terms, as metrics.json records them per step: total = d_cos + λ_sim·sim + λ_ID·id,
 # d_cos = 1 − cos_scale·cos(CLIP(G(w)), target), sim = the (masked) latent distance, id = L_ID.
 LOSS_NAMES = ("total", "d_cos", "sim", "id")
 AUTHORS_COS_SCALE = math.exp(0.07)  # the authors' d_cos = 1 − e^0.07·cos (their training scale)
-
-
-def lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
-    """StyleCLIP's learning-rate factor at t = step/steps (docs/method.md §4): a linear warm-up
-    over the first ``rampup`` and a cosine decay over the last ``rampdown``. 0 at t = 0."""
-    down = 0.5 - 0.5 * math.cos(math.pi * min(1.0, (1.0 - t) / rampdown))
-    return min(1.0, t / rampup) * down
 
 
 @dataclass

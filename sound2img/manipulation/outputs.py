@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,22 +13,9 @@ import torch
 from sound2img.models.stylegan2 import save_latents
 from sound2img.utils.files import atomic_write_bytes, atomic_write_text, check_can_write
 from sound2img.utils.images import make_strip, png_bytes
+from sound2img.utils.versions import package_versions  # noqa: F401 - moved to utils (inversion records it too); kept here for callers
 
 EDIT_FILES = ("source.png", "result.png", "strip.png", "result_latent.pt", "metrics.json")
-
-
-def package_versions() -> dict[str, str]:
-    """Versions that decide an edit's numbers: python, torch, numpy, open_clip, sound2img."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for dist, key in (("torch", "torch"), ("numpy", "numpy"), ("open_clip_torch", "open_clip"),
-                      ("sound2img", "sound2img")):
-        try:
-            out[key] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[key] = "not installed"
-    return out
 
 
 def save_edit(

@@ -17,10 +17,15 @@ from sound2img.errors import UserInputError
 from sound2img.manipulation import guidance
 from sound2img.manipulation.masking import LATENT_TERMS
 from sound2img.manipulation.optimizer import EditResult, optimize_latents
-from sound2img.manipulation.outputs import package_versions, save_edit
-from sound2img.models.stylegan2 import load_source_latents, mean_source_latents, sample_source_latents
+from sound2img.manipulation.outputs import save_edit
+from sound2img.models.stylegan2 import (
+    load_source_latents,
+    mean_source_latents,
+    sample_source_latents,
+)
 from sound2img.utils.device import resolve_device
 from sound2img.utils.files import check_out_dir, staged_dir
+from sound2img.utils.versions import package_versions
 
 MODES = ("separate", "embedding_mix", "latent_mix", "layer_mix", "interpolate")
 MIX_MODES = ("latent_mix", "layer_mix")
@@ -126,8 +131,10 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
         # Free generation optimises d_cos alone, as the authors' (StyleCLIP's) free_generation
         # mode does: there is no source image to stay near, so no λ_sim, masking or λ_ID.
         o["lambda_sim"] = o["lambda_id"] = 0.0
-    if not (o["latents"] or o["mean_latent"] or o["seeds"]):
-        raise UserInputError("no source: give a seed (--seed), latent files (--latent) or edit.mean_latent=true")
+    o["images"] = [str(p) for p in (e.get("images") or [])]
+    if not (o["latents"] or o["mean_latent"] or o["seeds"] or o["images"]):
+        raise UserInputError("no source: give a seed (--seed), latent files (--latent), photos (--image) "
+                             "or edit.mean_latent=true")
     n_audio, n_text = len(o["audio"]), len(o["text"])
     mode = o["mode"]
     if mode == "separate" and n_audio + n_text == 0:
@@ -200,6 +207,31 @@ def resolve_sources(o: dict[str, Any], generator, device: torch.device | str = "
     ws = sample_source_latents(generator, o["seeds"], o["truncation"], device)
     return [Source(f"seed{s}", ws[i:i + 1], {"kind": "seed", "seed": s, "truncation": o["truncation"]})
             for i, s in enumerate(o["seeds"])]
+
+
+def image_sources(c: dict[str, Any], o: dict[str, Any], generator, device, progress: bool = False) -> list[Source]:
+    """``--image`` photos → sources, each inverted once and cached (``inversion.command``)."""
+    if not o["images"]:
+        return []
+    from sound2img.inversion.command import invert_for_edit
+
+    out = []
+    for ws, info in invert_for_edit(c, o["images"], generator, device, progress=progress):
+        out.append(Source(f"photo-{_slug(Path(info['path']).stem)}", ws, info))
+    return out
+
+
+def edit_quality(quality, r: PairResult) -> dict[str, Any]:
+    """Source↔result scores of one edit (``metrics.QualityMetrics``: PSNR, LPIPS, identity
+    for face generators), the CLIP cosines to the target and the per-layer latent
+    distance from the source."""
+    from sound2img.metrics import layer_distance
+
+    out = quality.compare(r.source_img[None], r.result_img[None])
+    out["clip_cosine_source"] = {"value": r.initial_cosine}
+    out["clip_cosine_result"] = {"value": r.final_cosine}
+    out["layer_distance"] = [float(x) for x in layer_distance(r.ws.cpu(), r.source.ws.cpu())[0]]
+    return out
 
 
 def optimize_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, generator, clip, identity=None,
@@ -299,7 +331,9 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     G = factory.build_generator_from_cfg(cfg.generator, device)
     if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
         raise UserInputError(f"edit.layer_split={o['layer_split']} is beyond this generator's {G.num_ws} W+ rows")
-    sources = resolve_sources(o, G, device)
+    sources = image_sources(c, o, G, device, progress)
+    if o["latents"] or o["mean_latent"] or o["seeds"]:
+        sources += resolve_sources(o, G, device)
     clip = factory.build_clip_from_cfg(cfg.clip, device)
     targets = resolve_targets(o, clip=clip, encoder=encoder, frontend=frontend, wavs=wavs, device=device)
     del encoder, wavs  # the targets are fixed from here on
@@ -310,6 +344,9 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     results = optimize_pairs(pairs, o, generator=G, clip=clip, identity=identity,
                              noise_mode=noise_mode, progress=progress)
 
+    from sound2img.inversion.command import quality_metrics
+
+    quality = quality_metrics(c, device, faces=bool((c.get("generator") or {}).get("faces")), clip=clip)
     common = {"config": c, "device": str(device), "versions": package_versions()}
     edits = []  # (label, save_edit kwargs)
     if o["mode"] in MIX_MODES:
@@ -325,6 +362,7 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
         for r in results:
             strip = [r.source_img, *(r.snapshots[k] for k in sorted(r.snapshots)), r.result_img]
             metrics = {"edit": {"mode": o["mode"], "source": r.source.info, "target": r.target.info},
+                       "quality": edit_quality(quality, r),
                        "steps": o["steps"], "losses": r.losses, "initial_cosine": r.initial_cosine,
                        "final_cosine": r.final_cosine, "layer_mask": r.layer_mask,
                        "strip_steps": [0, *sorted(r.snapshots), o["steps"]],

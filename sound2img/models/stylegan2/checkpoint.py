@@ -50,12 +50,25 @@ def detect_format(path: str | os.PathLike) -> str:
                           ".pkl or a sound2img .safetensors)")
 
 
+def _is_encoder_file(obj: object) -> bool:
+    """e4e / pSp layout: ``{'state_dict': encoder.* + decoder.*, 'opts', 'latent_avg'}``."""
+    return (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("opts"), dict)
+            and any(str(k).startswith("decoder.") for k in obj["state_dict"]))
+
+
 def _read_torch(path: Path) -> tuple[GeneratorArch, dict, dict]:
     # rosinality's train.py stores its argparse.Namespace: allow exactly that class.
     with torch.serialization.safe_globals([argparse.Namespace]):
         obj = read_torch_file(path)
     if isinstance(obj, dict) and "g_ema" in obj:
         g_ema, latent_avg, args = obj["g_ema"], obj.get("latent_avg"), obj.get("args")
+    elif _is_encoder_file(obj):
+        # an e4e/pSp checkpoint: its decoder.* tensors are a rosinality g_ema; its
+        # latent_avg ([num_ws,w_dim], equal rows in the public files) gives w_avg
+        g_ema = {k[len("decoder."):]: v for k, v in obj["state_dict"].items() if k.startswith("decoder.")}
+        latent_avg, args = obj.get("latent_avg"), None
+        if isinstance(latent_avg, torch.Tensor) and latent_avg.ndim == 2:
+            latent_avg = latent_avg[0]
     elif isinstance(obj, dict) and "style.1.weight" in obj:
         g_ema, latent_avg, args = obj, None, None  # a bare g_ema state dict
     elif isinstance(obj, dict) and "mapping.fc0.weight" in obj:
@@ -72,7 +85,8 @@ def _read_torch(path: Path) -> tuple[GeneratorArch, dict, dict]:
     arch = infer_ros_arch(g_ema, str(path))
     check_ros_args(args, arch, str(path))
     state = from_ros_state(g_ema, arch, str(path))
-    info: dict[str, Any] = {"format": "rosinality", "w_avg_estimated": latent_avg is None}
+    info: dict[str, Any] = {"format": "e4e_decoder" if _is_encoder_file(obj) else "rosinality",
+                            "w_avg_estimated": latent_avg is None}
     if latent_avg is not None:
         if not isinstance(latent_avg, torch.Tensor) or latent_avg.numel() != arch.w_dim:
             raise CheckpointError(f"{path}: latent_avg must hold {arch.w_dim} values")

@@ -1,0 +1,204 @@
+"""``scripts/invert.py``'s command line and the config edge of photo inversion: flags →
+the ``invert`` config, networks built through ``factory``, the photo inverted and
+written all-or-nothing; plus :func:`invert_for_edit`, the cached inversion behind
+``manipulate.py --image``."""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sound2img.cli import (
+    ArgumentParser,
+    add_common_args,
+    compose_with_flags,
+    model_choice,
+    parse_with_overrides,
+    to_plain,
+    to_yaml,
+)
+from sound2img.errors import UserInputError
+from sound2img.inversion.align import ALIGN_MODES
+from sound2img.inversion.images import load_image
+from sound2img.inversion.projector import SPACES
+from sound2img.inversion.run import (
+    METHODS,
+    PERCEPTUAL,
+    InversionOptions,
+    cache_key,
+    cached_inversion,
+    invert_image,
+    store_inversion,
+    write_inversion,
+)
+
+CONFIG_NAME = "invert"
+FLAG_KEYS = {"image": "invert.image", "method": "invert.method", "encoder": "invert.encoder",
+             "space": "invert.space", "perceptual": "invert.perceptual", "steps": "invert.steps",
+             "pti_steps": "invert.pti_steps", "seed": "invert.seed", "align": "invert.align",
+             "out": "out", "device": "device"}
+OPTION_KEYS = ("method", "space", "perceptual", "steps", "pti_steps", "seed", "align", "encoder",
+               "pixel_weight", "noise")
+
+EPILOG = """\
+examples:
+  python scripts/invert.py --image me.jpg --out outputs/me                       # ffhq1024, e4e
+  python scripts/invert.py --image me.jpg --method pti --out outputs/me_pti      # most faithful
+  python scripts/invert.py --image hill.jpg --generator lhq256 --method projector --out outputs/hill
+  python scripts/invert.py --image x.png --perceptual none --steps 300 --out outputs/x preset=tiny
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="invert.py", description="Invert a photo into a StyleGAN2 generator: a W+ latent "
+                       "for manipulate.py --latent (and, with --method pti, a tuned generator copy).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image", metavar="PHOTO", help="the photo to invert")
+    p.add_argument("--out", metavar="DIR")
+    p.add_argument("--generator", metavar="NAME|PATH", help="generator config, registry name or checkpoint file")
+    p.add_argument("--method", choices=METHODS)
+    p.add_argument("--encoder", metavar="NAME|PATH", help="e4e/pSp checkpoint (methods e4e, psp)")
+    p.add_argument("--space", choices=SPACES)
+    p.add_argument("--perceptual", choices=PERCEPTUAL)
+    p.add_argument("--steps", type=int, help="projector steps")
+    p.add_argument("--pti-steps", type=int, help="generator tuning steps (pti)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--align", choices=ALIGN_MODES)
+    p.add_argument("--overwrite", action="store_true", default=None)
+    add_common_args(p)
+    return p
+
+
+def compose_from_args(argv: Sequence[str]):
+    """argv → (the composed ``invert`` config with the flags applied, ``--cfg job`` asked)."""
+    from sound2img.factory import GENERATOR_FORMATS
+
+    args, overrides = parse_with_overrides(build_parser(), argv)
+    groups: list[str] = []
+    updates: dict[str, Any] = {key: getattr(args, dest) for dest, key in FLAG_KEYS.items()}
+    if args.generator:
+        g, u = model_choice("--generator", "generator", args.generator, GENERATOR_FORMATS, "a StyleGAN2 generator")
+        groups += g
+        updates.update(u)
+    if args.overwrite:
+        updates["overwrite"] = True
+    return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
+
+
+def options_from(c: dict[str, Any], section: dict[str, Any] | None = None) -> InversionOptions:
+    """The ``invert`` section (or ``section``) with the generator's defaults filled in."""
+    s = dict(c.get("invert") if section is None else section)
+    g_inv = dict((c.get("generator") or {}).get("inversion") or {})
+    method = s.get("method") or g_inv.get("method") or "projector"
+    encoder = s.get("encoder") or (g_inv.get("encoder") if method == g_inv.get("method") else None)
+    kw = {k: s[k] for k in OPTION_KEYS if s.get(k) is not None}
+    kw.update(method=method, encoder=encoder)
+    try:
+        return InversionOptions(**kw).check()
+    except TypeError as exc:
+        raise UserInputError(f"invert: {exc}") from None
+
+
+def quality_metrics(c: dict[str, Any], device: torch.device, *, faces: bool, clip=None):
+    """``metrics.QualityMetrics`` for this config: LPIPS from ``c['lpips']``, the
+    identity network for face generators, the given CLIP towers."""
+    from sound2img import factory
+    from sound2img.metrics import QualityMetrics
+
+    identity_src = c.get("identity") or ("tiny" if c.get("tiny") else "ir_se50")
+    return QualityMetrics({
+        "lpips": lambda: factory.build_lpips(c.get("lpips") or "torchvision_vgg16", device),
+        "identity": (lambda: factory.build_arcface_from_cfg(identity_src, device).arcface) if faces else None,
+        "clip": (lambda: clip) if clip is not None else None,
+    })
+
+
+def _builders(c: dict[str, Any], device: torch.device):
+    from sound2img import factory
+
+    def lpips():
+        return factory.build_lpips(c.get("lpips") or "torchvision_vgg16", device)
+
+    def encoder(name_or_path: str):
+        from sound2img.inversion.encoders import load_encoder_checkpoint
+
+        path = factory.resolve_checkpoint(name_or_path, ("e4e_pt",), "an e4e/pSp encoder checkpoint")
+        return load_encoder_checkpoint(path, device)
+
+    return lpips, encoder
+
+
+def run_invert(cfg, *, progress: bool | None = None) -> Path:
+    """Invert ``cfg.invert.image`` as the composed ``invert`` config says; returns the
+    output directory. Inputs and the output directory are checked before any work."""
+    from sound2img import factory
+    from sound2img.utils.device import resolve_device
+    from sound2img.utils.files import check_out_dir
+
+    c = to_plain(cfg)
+    image = (c.get("invert") or {}).get("image")
+    if not image:
+        raise UserInputError("no photo: give --image PHOTO")
+    opts = options_from(c)
+    out = check_out_dir(c.get("out") or "outputs/invert", bool(c.get("overwrite")))
+    load_image(image)  # a bad photo fails before any network is built
+    device = resolve_device(c.get("device") or "auto")
+    progress = bool(c.get("progress", True)) if progress is None else progress
+    G = factory.build_generator_from_cfg(cfg.generator, device)
+    faces = bool((c.get("generator") or {}).get("faces"))
+    lpips, encoder = _builders(c, device)
+    inv = invert_image(image, G, opts, faces=faces, lpips=lpips, encoder_loader=encoder,
+                       quality=quality_metrics(c, device, faces=faces), progress=progress)
+    return write_inversion(out, inv, overwrite=bool(c.get("overwrite")),
+                           extra={"device": str(device), "config": c})
+
+
+def invert_for_edit(c: dict[str, Any], images: Sequence[str], G, device: torch.device, *,
+                    cache_root: Path | None = None, progress: bool = False) -> list[tuple[torch.Tensor, dict]]:
+    """``manipulate.py --image``: each photo → (``ws [1,num_ws,w_dim]``, record), by the
+    generator config's default method (``edit.image_method`` etc. override it), cached
+    under ``<cache dir>/inversions`` by image content, generator, method and settings."""
+    from sound2img import factory
+    from sound2img.models.stylegan2 import load_latents
+    from sound2img.weights import cache_dir
+
+    section = {k: v for k, v in (c.get("edit") or {}).items() if k.startswith("image_")}
+    opts = options_from(c, {k[len("image_"):]: v for k, v in section.items()})
+    if opts.method == "pti":
+        raise UserInputError("--image inverts without tuning the generator; for PTI run scripts/invert.py "
+                             "--method pti, then edit with --generator DIR/tuned_generator.safetensors "
+                             "--latent DIR/latent.pt")
+    root = Path(cache_root or cache_dir() / "inversions")
+    gid = factory.generator_identity(c.get("generator"))
+    faces = bool((c.get("generator") or {}).get("faces"))
+    lpips, encoder = _builders(c, device)
+    out = []
+    for image in images:
+        if not Path(image).is_file():
+            raise UserInputError(f"{image}: image file not found")
+        t0 = time.perf_counter()
+        key = cache_key(image, gid, opts)
+        hit = cached_inversion(root, key)
+        if hit is None:
+            inv = invert_image(image, G, opts, faces=faces, lpips=lpips, encoder_loader=encoder, progress=progress)
+            hit = store_inversion(root, key, inv)
+            ws, cached = inv.ws, False
+        else:
+            ws, cached = load_latents(hit / "latent.pt", G.num_ws, G.w_dim), True
+        out.append((ws.to(device), {"kind": "image", "path": str(image), "method": opts.method,
+                                    "settings": opts.record(), "cache_key": key, "cache_dir": str(hit),
+                                    "cache_hit": cached, "invert_s": time.perf_counter() - t0}))
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    cfg, show = compose_from_args(argv)
+    if show:
+        print(to_yaml(cfg), end="")
+        return 0
+    print(run_invert(cfg))
+    return 0

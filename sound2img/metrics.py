@@ -1,0 +1,174 @@
+"""Image-quality metrics shared by inversion, manipulation and evaluation: LPIPS (the
+``lpips`` package's VGG16 variant), PSNR, identity cosine (IR-SE50) and CLIP cosine to a
+target, plus per-layer latent distances. A metric whose network is missing is recorded
+as unavailable with the reason (:class:`QualityMetrics`), never a crash.
+
+Images are ``img [B,3,H,W]`` in [-1,1] throughout."""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sound2img.errors import CheckpointError, UserInputError
+from sound2img.models.state_dict import freeze, read_torch_file, unwrap_state_dict
+
+log = logging.getLogger(__name__)
+
+# torchvision's vgg16().features indices that lpips groups into its five slices
+_VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
+LPIPS_SIZE = 256  # inputs larger than this are area-downsampled first (NVlabs' projector does the same)
+
+
+def lpips_head_file() -> Path:
+    """The LPIPS v0.1 linear heads for VGG, shipped inside the ``lpips`` package."""
+    import lpips
+
+    return Path(lpips.__file__).resolve().parent / "weights" / "v0.1" / "vgg.pth"
+
+
+def load_lpips(vgg_path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """LPIPS-VGG16 (v0.1) from torchvision's ImageNet ``vgg16`` state dict at ``vgg_path``
+    and the package's linear heads, both read with ``weights_only=True``; the network is
+    built without lpips' own download. Returns a frozen module ``(a, b) -> [B]``."""
+    import warnings
+
+    import lpips
+
+    with warnings.catch_warnings():  # lpips calls torchvision's deprecated pretrained= argument
+        warnings.simplefilter("ignore", UserWarning)
+        net = lpips.LPIPS(pretrained=False, net="vgg", version="0.1", lpips=True, pnet_rand=True, verbose=False)
+    vgg = unwrap_state_dict(read_torch_file(vgg_path), vgg_path)
+    own = net.net.state_dict()
+    state = {}
+    for k, (lo, hi) in enumerate(_VGG_SLICES, start=1):
+        for i in range(lo, hi):
+            for p in ("weight", "bias"):
+                ours = f"slice{k}.{i}.{p}"
+                if ours not in own:
+                    continue
+                t = vgg.get(f"features.{i}.{p}")
+                if t is None or t.shape != own[ours].shape:
+                    raise CheckpointError(f"{vgg_path}: not torchvision's vgg16 state dict "
+                                          f"(features.{i}.{p} missing or of the wrong shape)")
+                state[ours] = t
+    net.net.load_state_dict(state, strict=True)
+    heads = read_torch_file(lpips_head_file())
+    net.load_state_dict({**net.state_dict(), **heads}, strict=True)
+    return freeze(LPIPSDistance(net)).to(device)
+
+
+class LPIPSDistance(nn.Module):
+    """``(a [B,3,H,W], b [B,3,H,W]) in [-1,1] -> [B]`` LPIPS distance; inputs above 256 px
+    are area-downsampled to 256 first. Differentiable w.r.t. both inputs."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a, b = downsample(a), downsample(b)
+        return self.net(a, b, normalize=False).reshape(a.shape[0])
+
+
+def downsample(img: torch.Tensor, size: int = LPIPS_SIZE) -> torch.Tensor:
+    """``img [B,C,H,W]`` → area-downsampled to ``size`` when larger, unchanged otherwise."""
+    if img.shape[-1] > size:
+        img = F.interpolate(img, size=(size, size), mode="area")
+    return img
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of ``a``, ``b`` [B,3,H,W] in [-1,1] (values
+    clamped to that range, i.e. as the 8-bit images would be seen) → [B]."""
+    mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).float().square().flatten(1).mean(1)
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))  # peak-to-peak range 2 → peak² = 4
+
+
+def identity_cosine(arcface: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine of the IR-SE50 identity embeddings of two face images → [B] (1 = same)."""
+    dev = next(arcface.parameters()).device
+    return (arcface.identity_embedding(a.to(dev)) * arcface.identity_embedding(b.to(dev))).sum(1)
+
+
+def clip_cosine(clip, img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cosine between CLIP's embedding of ``img`` and a unit ``target [D]`` or [B,D] → [B]."""
+    emb = clip.encode_image(img)
+    return (emb * target.to(emb.device)).sum(-1)
+
+
+def layer_distance(ws: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance per W+ row of ``ws`` and ``ref`` [B,num_ws,w_dim] → [B,num_ws]."""
+    return (ws.float() - ref.float()).norm(dim=-1)
+
+
+def unavailable(reason: str) -> dict[str, Any]:
+    return {"value": None, "unavailable": reason}
+
+
+class QualityMetrics:
+    """The metric networks an output is scored with, each optional: a network that
+    could not be built is kept as its reason and its metrics are recorded as
+    ``{"value": None, "unavailable": reason}``.
+
+    ``builders`` maps ``lpips`` / ``identity`` / ``clip`` to a zero-argument function
+    returning the network (LPIPS module, IR-SE50, CLIP towers) or to ``None`` (not
+    applicable, e.g. identity for a non-face generator: the key is then left out).
+    Builders run lazily, once."""
+
+    def __init__(self, builders: dict[str, Callable[[], Any] | None]):
+        self._builders = dict(builders)
+        self._nets: dict[str, Any] = {}
+        self._reasons: dict[str, str] = {}
+
+    def net(self, name: str) -> Any:
+        """The network called ``name`` or None (not applicable or unavailable)."""
+        if name in self._nets or name in self._reasons:
+            return self._nets.get(name)
+        builder = self._builders.get(name)
+        if builder is None:
+            return None
+        try:
+            self._nets[name] = builder()
+        except (UserInputError, OSError, ImportError) as exc:
+            self._reasons[name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("metric %s unavailable: %s", name, self._reasons[name])
+            return None
+        return self._nets[name]
+
+    def applicable(self, name: str) -> bool:
+        return self._builders.get(name) is not None
+
+    @torch.no_grad()
+    def _score(self, name: str, fn: Callable[[Any], torch.Tensor]) -> dict[str, Any]:
+        net = self.net(name)
+        if net is None:
+            return unavailable(self._reasons.get(name, "not applicable"))
+        return {"value": float(fn(net).reshape(-1)[0])}
+
+    @torch.no_grad()
+    def compare(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
+        """Scores of one image pair ``a``, ``b`` [1,3,H,W]: ``psnr`` (dB), ``lpips`` and,
+        where applicable, ``identity_cosine``; each a dict with ``value`` (and
+        ``unavailable`` when the network is missing)."""
+        b = b.to(a.device)
+        out: dict[str, Any] = {"psnr": {"value": float(psnr(a, b)[0])},
+                               "lpips": self._score("lpips", lambda n: n(a.to(_dev(n)), b.to(_dev(n))))}
+        if self.applicable("identity"):
+            out["identity_cosine"] = self._score("identity", lambda n: identity_cosine(n, a, b))
+        return out
+
+    @torch.no_grad()
+    def clip_to_target(self, img: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """CLIP cosine of ``img [1,3,H,W]`` to the unit ``target [D]``."""
+        return self._score("clip", lambda n: clip_cosine(n, img, target))
+
+
+def _dev(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
