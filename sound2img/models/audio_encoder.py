@@ -37,6 +37,7 @@ class AudioEncoder(nn.Module):
         self.embed_dim = int(embed_dim)
         self.arch: str = ""
         self.arch_kwargs: dict[str, Any] = {}
+        self.clip_spec: dict[str, Any] | None = None  # the CLIP towers it embeds into (set by loaders)
 
     def _check_mel(self, mel: torch.Tensor) -> None:
         if mel.ndim != 4 or mel.shape[1] != 1:
@@ -123,6 +124,22 @@ def _tiny_cnn(embed_dim: int = 32, channels: Sequence[int] = (8, 16, 32)) -> Aud
 @ENCODERS.register("timm", family=True)
 def _timm(model_name: str, embed_dim: int = 512, pretrained_backbone: bool = False, **timm_kwargs) -> AudioEncoder:
     return TimmEncoder(model_name, embed_dim, pretrained_backbone, **timm_kwargs)
+
+
+@ENCODERS.register("audioclip")
+def _audioclip(embed_dim: int = 1024, **kwargs: Any) -> AudioEncoder:
+    """AudioCLIP's ESResNeXt-FBSP audio head (input: the ``audioclip`` front end)."""
+    from sound2img.models.audioclip import ESResNeXtFBSP
+
+    return ESResNeXtFBSP(embed_dim, **kwargs)
+
+
+@ENCODERS.register("wav2clip")
+def _wav2clip(embed_dim: int = 512, **kwargs: Any) -> AudioEncoder:
+    """Wav2CLIP's ResNet-18 + projection (input: the ``wav2clip`` front end)."""
+    from sound2img.models.wav2clip import Wav2ClipEncoder
+
+    return Wav2ClipEncoder(embed_dim, **kwargs)
 
 
 def list_audio_encoders() -> list[str]:
@@ -243,6 +260,24 @@ def _legacy_arch(state: Mapping[str, torch.Tensor], path: Path) -> tuple[str, in
     return arch, int(state["feature_extractor.fc.weight"].shape[0])
 
 
+def _torch_file_encoder(state: dict[str, torch.Tensor], path: Path) -> tuple[AudioEncoder, dict[str, Any]]:
+    """A torch state dict by its layout: AudioCLIP (``audio.*`` + CLIP RN50), Wav2CLIP
+    (``audio_encoder.*`` + ``audio_transform.*``) or the authors' ``resnet18_57.pth``
+    → (loaded encoder carrying ``clip_spec``, front end spec)."""
+    from sound2img.models import audioclip, wav2clip
+
+    if audioclip.is_audioclip_state(state):
+        return audioclip.load_audioclip_audio(state, path), {"name": "audioclip"}
+    if wav2clip.is_wav2clip_state(state):
+        return wav2clip.load_wav2clip(state, path), {"name": "wav2clip"}
+    arch, embed_dim = _legacy_arch(state, path)
+    encoder = build_audio_encoder(arch, embed_dim=embed_dim)
+    load_state_dict_strict(encoder, state, path)
+    # the authors' encoder was trained against OpenAI's CLIP ViT-B/32
+    encoder.clip_spec = {"model_name": "ViT-B-32", "pretrained": "openai", "space": "openai/ViT-B-32"}
+    return encoder, {"name": LEGACY_FRONTEND}
+
+
 def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", *,
                        frontend_override: Any = None) -> tuple[AudioEncoder, Any]:
     """Read an encoder checkpoint → ``(encoder, frontend)``, both rebuilt from the file
@@ -251,7 +286,10 @@ def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cp
     Our safetensors files carry their architecture and front end. The authors'
     ``.pth`` (a state dict, keys ``conv.*``/``feature_extractor.*``, optionally
     ``module.``-prefixed or wrapped under ``state_dict``/``model``) gives
-    ``resnet18_legacy`` with the ``soundclip_legacy`` front end. ``frontend_override``
+    ``resnet18_legacy`` with the ``soundclip_legacy`` front end; AudioCLIP's and
+    Wav2CLIP's public files give their encoders with the ``audioclip`` / ``wav2clip``
+    front ends. ``encoder.clip_spec`` names the CLIP towers the embeddings live with
+    (None when the file does not say). ``frontend_override``
     (a front end or its spec) replaces the stored front end, with a loud warning when it
     differs: an encoder only works on the features it was trained on.
     """
@@ -268,12 +306,11 @@ def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cp
             raise CheckpointError(f"{path}: cannot rebuild its architecture: {exc}") from exc
         state = load_file(str(path))
         stored_frontend = meta["frontend"]
+        load_state_dict_strict(encoder, state, path)
+        encoder.clip_spec = meta["clip"]
     else:
         state = unwrap_state_dict(read_torch_file(path), path)
-        arch, embed_dim = _legacy_arch(state, path)
-        encoder = build_audio_encoder(arch, embed_dim=embed_dim)
-        stored_frontend = {"name": LEGACY_FRONTEND}
-    load_state_dict_strict(encoder, state, path)
+        encoder, stored_frontend = _torch_file_encoder(state, path)
     freeze(encoder).to(device)
 
     from sound2img.audio.frontend import build_frontend  # audio/ is below models/ in the layering
