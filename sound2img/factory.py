@@ -14,7 +14,7 @@ import torch
 
 from sound2img.errors import UserInputError
 from sound2img.utils.device import resolve_device
-from sound2img.weights import get_entry, resolve_weights
+from sound2img.weights import AUDIO_ENCODER_FORMATS, get_entry, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
 
     c = _plain(ccfg, "clip")
     model = str(c.get("model") or "ViT-B-32")
+    if model == "from_encoder":
+        raise UserInputError("clip=from_encoder needs an audio encoder to take the towers from; choose the towers "
+                             "(e.g. clip=vit_b32) here")
     pretrained = c.get("pretrained")
     preprocess = c.get("preprocess") or "clip"
     device = resolve_device(device)
@@ -116,6 +119,32 @@ def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
         # OpenAI-trained towers use QuickGELU; a file does not say so itself.
         return load_clip(model, str(path), device, preprocess=preprocess, quick_gelu=True)
     return load_clip(model, pretrained, device, preprocess=preprocess)
+
+
+def build_clip_for_encoder(ccfg: Any, encoder: Any, device: str | torch.device = "cpu"):
+    """``cfg.clip`` → frozen towers in the audio encoder's CLIP space.
+
+    ``model: from_encoder`` builds the towers the encoder names (``encoder.clip_spec``:
+    AudioCLIP's from its own file, Wav2CLIP's and the authors' encoder's OpenAI ViT-B/32,
+    ours from the spec stored at training). Any other choice is built as usual and refused
+    with one line when it is of another space than the encoder's."""
+    from sound2img.models.clip import build_clip_from_spec, check_same_space
+
+    c = _plain(ccfg, "clip")
+    spec = getattr(encoder, "clip_spec", None) if encoder is not None else None
+    if c.get("model") == "from_encoder":
+        if not spec:
+            raise UserInputError("clip=from_encoder: the audio encoder does not record which CLIP towers it was "
+                                 "aligned to; choose the towers (e.g. clip=vit_b32)")
+        preprocess = c.get("preprocess") or "clip"
+        if spec.get("loader") or not spec.get("pretrained"):
+            return build_clip_from_spec(dict(spec), resolve_device(device), preprocess=preprocess)
+        return build_clip_from_cfg({"model": spec["model_name"], "pretrained": spec["pretrained"],
+                                    "preprocess": preprocess}, device)
+    towers = build_clip_from_cfg(c, device)
+    if spec:
+        check_same_space(spec, towers, f"the audio encoder ({getattr(encoder, 'arch', '') or 'checkpoint'})")
+    return towers
 
 
 def _frontend_from_cfg(a: dict[str, Any]):
@@ -143,7 +172,7 @@ def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.devi
     device = resolve_device(device)
     path = e.pop("path", None)
     if path:
-        encoder, frontend = load_audio_encoder(_weights_file(path, ("soundclip_pth",), "an audio encoder"), device)
+        encoder, frontend = load_audio_encoder(_weights_file(path, AUDIO_ENCODER_FORMATS, "an audio encoder"), device)
         if e.get("arch") and e["arch"] != encoder.arch:
             log.warning("encoder.arch=%s but %s holds a %s encoder; using the checkpoint", e["arch"], path, encoder.arch)
         if a:

@@ -297,7 +297,9 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
         raise UserInputError(f"edit.layer_split={o['layer_split']} is beyond this generator's {G.num_ws} W+ rows")
     sources = resolve_sources(o, G, device)
-    clip = factory.build_clip_from_cfg(cfg.clip, device)
+    if encoder is None and (c.get("clip") or {}).get("model") == "from_encoder":
+        encoder, _ = build_audio(cfg, device)  # text-only edit in the encoder's CLIP space
+    clip = factory.build_clip_for_encoder(cfg.clip, encoder, device)
     targets = resolve_targets(o, clip=clip, encoder=encoder, frontend=frontend, wavs=wavs, device=device)
     del encoder, wavs  # the targets are fixed from here on
     identity = build_identity(cfg, device) if o["lambda_id"] > 0 else None

@@ -254,10 +254,32 @@ def _legacy_arch(state: Mapping[str, torch.Tensor], path: Path) -> tuple[str, in
     prefixes = sorted({k.split(".", 1)[0] for k in state})
     if prefixes != ["conv", "feature_extractor"] or "feature_extractor.fc.weight" not in state:
         raise CheckpointError(f"{path}: unknown audio-encoder layout: expected keys conv.* and "
-                              f"feature_extractor.* (the authors' resnet18_57.pth), found top-level "
+                              f"feature_extractor.* (the authors' resnet18_57.pth), audio.* (AudioCLIP) or "
+                              f"audio_encoder.* (Wav2CLIP), found top-level "
                               f"names {prefixes[:6]} (e.g. {sorted(state)[:3]})")
     arch = "resnet50" if "feature_extractor.layer1.0.conv3.weight" in state else "resnet18_legacy"
     return arch, int(state["feature_extractor.fc.weight"].shape[0])
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """What an encoder file holds, from its keys alone (tensors memory-mapped, not read):
+    ``sound2img`` (our safetensors), ``audioclip``, ``wav2clip``, ``soundclip`` (the
+    authors' layout) or ``unknown``."""
+    from sound2img.models import audioclip, wav2clip
+
+    path = Path(path)
+    if _is_safetensors(path):
+        return "sound2img"
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = unwrap_state_dict(obj, path)
+    except Exception:  # an unreadable file is reported by load_audio_encoder, with its reason
+        return "unknown"
+    if audioclip.is_audioclip_state(state):
+        return "audioclip"
+    if wav2clip.is_wav2clip_state(state):
+        return "wav2clip"
+    return "soundclip" if any(k.startswith("feature_extractor.") for k in state) else "unknown"
 
 
 def _torch_file_encoder(state: dict[str, torch.Tensor], path: Path) -> tuple[AudioEncoder, dict[str, Any]]:
