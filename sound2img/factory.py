@@ -8,7 +8,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -145,6 +145,25 @@ def build_clip_for_encoder(ccfg: Any, encoder: Any, device: str | torch.device =
     if spec:
         check_same_space(spec, towers, f"the audio encoder ({getattr(encoder, 'arch', '') or 'checkpoint'})")
     return towers
+
+
+def is_peer_encoder(value: str) -> bool:
+    """Whether an encoder name or file is AudioCLIP's or Wav2CLIP's (registry format, or
+    the file's keys), i.e. an encoder of its own CLIP space."""
+    from sound2img.models.audio_encoder import checkpoint_kind
+
+    path = Path(str(value)).expanduser()
+    if path.is_file():
+        return checkpoint_kind(path) in ("audioclip", "wav2clip")
+    entry = _registered(str(value))
+    return entry is not None and entry.format in ("audioclip_pt", "wav2clip_pt")
+
+
+def towers_override(encoder: str, overrides: Sequence[str]) -> list[str]:
+    """``["clip=from_encoder"]`` when ``encoder`` is a peer encoder and the ``overrides``
+    choose no CLIP towers themselves (those are then checked against the encoder's space)."""
+    chose_clip = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "clip" for o in overrides)
+    return [] if chose_clip or not is_peer_encoder(encoder) else ["clip=from_encoder"]
 
 
 def _frontend_from_cfg(a: dict[str, Any]):

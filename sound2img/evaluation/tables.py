@@ -138,7 +138,11 @@ class _Context:
         from sound2img import factory
 
         def build():
-            clip = factory.build_clip_from_cfg(self.cfg.clip, self.device)
+            # towers in the audio encoder's CLIP space: from_encoder picks them, others are checked
+            encoder = self._cache.get("encoder", (None,))[0]
+            if encoder is None and self.c.get("clip", {}).get("model") == "from_encoder":
+                encoder = self.encoder()[0]
+            clip = factory.build_clip_for_encoder(self.cfg.clip, encoder, self.device)
             spec = clip.spec()
             sha = spec.get("sha256")
             self.weights["CLIP"] = (f"{spec.get('model_name')} / {spec.get('pretrained')} (sha256 {sha[:12]}…)" if sha

@@ -92,20 +92,6 @@ def _model_choice(flag: str, group: str, value: str, formats: tuple[str, ...],
     return [], {f"{group}.path": text}
 
 
-def _is_peer_encoder(value: str) -> bool:
-    """Whether ``--encoder`` names an AudioCLIP or Wav2CLIP file (registry entry or file)."""
-    from sound2img.models.audio_encoder import checkpoint_kind
-    from sound2img.weights import get_entry
-
-    path = Path(str(value)).expanduser()
-    if path.is_file():
-        return checkpoint_kind(path) in ("audioclip", "wav2clip")
-    try:
-        return get_entry(str(value)).format in ("audioclip_pt", "wav2clip_pt")
-    except UserInputError:
-        return False
-
-
 def compose_from_args(argv: Sequence[str]):
     """argv → (the composed config with the flags applied, whether ``--cfg job`` was asked)."""
     from omegaconf import OmegaConf, open_dict
@@ -126,9 +112,9 @@ def compose_from_args(argv: Sequence[str]):
         updates.update(u)
         # a peer encoder (AudioCLIP, Wav2CLIP) lives in its own CLIP space: pair it with its towers
         # unless the user chose towers (then run_edit checks they are of the same space)
-        if not any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "clip" for o in overrides) \
-                and _is_peer_encoder(args.encoder):
-            groups.append("clip=from_encoder")
+        from sound2img.factory import towers_override
+
+        groups += towers_override(args.encoder, overrides)
     cfg = compose(CONFIG_NAME, [*groups, *overrides])
     for dest, key in FLAG_KEYS.items():
         value = getattr(args, dest)
