@@ -194,7 +194,8 @@ def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.devi
         encoder, frontend = load_audio_encoder(_weights_file(path, AUDIO_ENCODER_FORMATS, "an audio encoder"), device)
         if e.get("arch") and e["arch"] != encoder.arch:
             log.warning("encoder.arch=%s but %s holds a %s encoder; using the checkpoint", e["arch"], path, encoder.arch)
-        if a:
+        # a peer encoder (AudioCLIP, Wav2CLIP) has its own input: the mel config does not apply to it
+        if a and frontend.spec()["name"] not in ("audioclip", "wav2clip"):
             wanted, stored = _frontend_from_cfg(a).spec(), frontend.spec()
             if wanted != stored:
                 message = (f"the audio config asks for front end {wanted} but the encoder {path} was trained on "
