@@ -12,13 +12,11 @@ the mel front ends so that ``load_audio_encoder`` returns them with their checkp
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sound2img.audio.frontend import register_frontend
+from sound2img.audio.frontend import MelFrontend, register_frontend
 from sound2img.errors import UserInputError
 
 
@@ -29,15 +27,10 @@ class _WaveFrontend(nn.Module):
     name = ""
     sample_rate = 0
 
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def spec(self) -> dict:
-        return {"name": self.name, **{k: getattr(self, k) for k in self.setting_names()}}
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.spec().items())
+    # settings are the constructor's arguments, as for the mel front ends
+    setting_names = MelFrontend.__dict__["setting_names"]
+    spec = MelFrontend.spec
+    extra_repr = MelFrontend.extra_repr
 
     def _check(self, wav: torch.Tensor, lengths) -> torch.Tensor:
         if wav.dim() != 2:

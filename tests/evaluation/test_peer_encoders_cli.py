@@ -2,8 +2,6 @@
 table run with the peer encoders on generated ESC-50 / UrbanSound8K trees."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +11,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from helpers import load_file_module
+from helpers.peer_audio import PEER, rebuild_checkpoint
 from sound2img.models.audio_encoder import load_audio_encoder
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / ".." / "shared" / "fixtures"
-PEER = FIXTURES / "peer_audio"
 EMBED = load_file_module(ROOT / "scripts" / "embed.py")
-
-
-def rebuild(name: str, out: Path) -> Path:
-    if not (PEER / name / "keys.json").is_file() or not (FIXTURES / "make_checkpoint.py").is_file():
-        pytest.skip(f"reference fixtures not found at {PEER / name} (they live in ../shared/fixtures/peer_audio)")
-    subprocess.run([sys.executable, str(FIXTURES / "make_checkpoint.py"), str(PEER / name), str(out)], check=True,
-                   capture_output=True)
-    return next(p for p in out.iterdir() if p.suffix == ".pt")
 
 
 @pytest.fixture(scope="module")
 def wav2clip_file(tmp_path_factory):
-    return rebuild("wav2clip", tmp_path_factory.mktemp("w2c"))
+    return rebuild_checkpoint("wav2clip", tmp_path_factory.mktemp("w2c"))
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +134,7 @@ def test_zero_shot_runs_with_wav2clip(wav2clip_file, esc50_root, us8k_root):
 
 @pytest.mark.slow
 def test_zero_shot_runs_with_audioclip_and_its_towers(tmp_path_factory, esc50_root, us8k_root):
-    audioclip = rebuild("audioclip", tmp_path_factory.mktemp("ac"))
+    audioclip = rebuild_checkpoint("audioclip", tmp_path_factory.mktemp("ac"))
     report = _zero_shot(audioclip, ["clip=from_encoder"], esc50_root, us8k_root)
     assert "RN50" in report.markdown and "name=audioclip" in report.markdown
     assert 0.0 <= report.data["ours"]["us8k"]["mean"] <= 1.0

@@ -10,19 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from helpers.peer_audio import rebuild_checkpoint
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "manipulate.py"
-FIXTURES = ROOT / ".." / "shared" / "fixtures"
 
 
 @pytest.fixture(scope="module")
 def wav2clip_file(tmp_path_factory):
-    if not (FIXTURES / "peer_audio" / "wav2clip" / "keys.json").is_file():
-        pytest.skip("reference fixtures not found (they live in ../shared/fixtures/peer_audio)")
-    out = tmp_path_factory.mktemp("w2c")
-    subprocess.run([sys.executable, str(FIXTURES / "make_checkpoint.py"), str(FIXTURES / "peer_audio" / "wav2clip"),
-                    str(out)], check=True, capture_output=True)
-    return out / "Wav2CLIP.pt"
+    return rebuild_checkpoint("wav2clip", tmp_path_factory.mktemp("w2c"))
 
 
 def test_encoder_flag_picks_the_encoders_towers():

@@ -3,57 +3,29 @@ fixtures (``../shared/fixtures/peer_audio``: checkpoints rebuilt by its ``make_c
 from seeded random weights, and what the reference code computed from them)."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers.peer_audio import PEER, peer_dir, rebuild_checkpoint
 from sound2img.errors import CheckpointError, UserInputError
 from sound2img.models.audio_encoder import checkpoint_kind, load_audio_encoder
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = PROJECT_ROOT / ".." / "shared" / "fixtures"
-PEER = FIXTURES / "peer_audio"
-
-
-def fixture_dir(name: str) -> Path:
-    path = PEER / name
-    if not (path / "ref.npz").is_file() or not (FIXTURES / "make_checkpoint.py").is_file():
-        pytest.skip(f"reference fixtures not found at {path} (they live in ../shared/fixtures/peer_audio)")
-    return path
-
-
-def rebuild(name: str, out: Path) -> Path:
-    """The fixture's checkpoint, written under its public file name by the fixture's own script."""
-    subprocess.run([sys.executable, str(FIXTURES / "make_checkpoint.py"), str(fixture_dir(name)), str(out)],
-                   check=True, capture_output=True)
-    return next(p for p in out.iterdir() if p.suffix == ".pt")
 
 
 @pytest.fixture(scope="session")
 def wav2clip_file(tmp_path_factory):
-    return rebuild("wav2clip", tmp_path_factory.mktemp("wav2clip"))
+    return rebuild_checkpoint("wav2clip", tmp_path_factory.mktemp("wav2clip"))
 
 
 @pytest.fixture(scope="session")
 def audioclip_file(tmp_path_factory):
-    return rebuild("audioclip", tmp_path_factory.mktemp("audioclip"))
-
-
-@pytest.fixture()
-def single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    return rebuild_checkpoint("audioclip", tmp_path_factory.mktemp("audioclip"))
 
 
 def ref(name: str) -> dict[str, torch.Tensor]:
-    with np.load(fixture_dir(name) / "ref.npz") as z:
+    with np.load(peer_dir(name) / "ref.npz") as z:
         return {k: torch.from_numpy(z[k].copy()) for k in z.files}
 
 
