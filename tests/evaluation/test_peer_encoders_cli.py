@@ -148,3 +148,25 @@ def test_zero_shot_refuses_towers_of_another_space(wav2clip_file, esc50_root, us
     monkeypatch.setattr(clip_mod.ClipTowers, "spec", lambda self: {**real(self), "space": "openai/RN50"})
     with pytest.raises(UserInputError, match="embeds into CLIP space openai/ViT-B-32"):
         _zero_shot(wav2clip_file, ["clip.tiny.embed_dim=512"], esc50_root, us8k_root)
+
+
+def test_fig_audioclip_comparison_runs_side_by_side(wav2clip_file):
+    """The figure under preset=tiny, with Wav2CLIP's layout standing in for the other encoder
+    (AudioCLIP's file is 0.5 GB) and random 512-d towers for its space."""
+    import io
+
+    from sound2img.evaluation.tables import compose_table, run_table
+
+    cfgs = compose_table("fig_audioclip_comparison", [
+        "preset=tiny", "progress=false", "manipulate.steps=2", "eval.sounds=[tone:440,tone:880]", "eval.n_sources=2",
+        f"eval.peer.encoder={wav2clip_file}", "eval.peer.label=Wav2CLIP",
+        "eval.peer.clip={model:tiny,tiny:{embed_dim:512}}"])
+    report = run_table("fig_audioclip_comparison", cfgs)
+    cells = report.data["cells"]
+    assert [c["guide"] for c in cells] == ["ours"] * 4 + ["Wav2CLIP"] * 4
+    assert [(c["source"], c["sound"]) for c in cells[:4]] == [(0, "tone:440"), (0, "tone:880"), (1, "tone:440"),
+                                                             (1, "tone:880")]
+    assert all(c["latent_distance"] > 0 and c["psnr_db"] > 0 for c in cells)
+    img = Image.open(io.BytesIO(report.pngs["fig_audioclip_comparison.png"]))
+    assert img.size[0] == 3 * img.size[1] // 4  # 4 rows (2 sources x 2 sounds), 3 columns (source, ours, peer)
+    assert "| guide | source | sound |" in report.markdown
