@@ -46,7 +46,7 @@ def test_cosine_rises_and_only_the_latent_changes(nets):
     ws0 = sources(G, 2)
     res = optimize_latents(G, clip.encode_image, ws0, targets(clip, 2), steps=40, lr=0.1,
                            lambda_sim=0.0, latent_term="l2")
-    cos = 1 - res.losses["clip"]                      # [steps,B]
+    cos = 1 - res.losses["d_cos"]                      # [steps,B]
     assert (res.final_cosine > cos[0] + 0.05).all()
     assert (cos[-5:].mean(0) > cos[:5].mean(0)).all()
     assert torch.allclose(res.initial_cosine, cos[0])
