@@ -78,7 +78,10 @@ _SGS = "https://kr.object.ncloudstorage.com/cvpr2022/"
 _SGS_RAW = ("https://raw.githubusercontent.com/kuai-lab/sound-guided-semantic-image-manipulation/"
             "c53bbc1f4fa0f28a0d07729db5f8872ff91e0b1b/audiosample/")
 _NV_NC = "NVIDIA Source Code License-NC (non-commercial)"
-_SGS_LICENCE = "MIT (authors' repository); no separate terms stated for this file"
+# The LICENSE of their repository at its latest commit (dfba091, 2022-11-04); an earlier
+# commit carried MIT. Non-commercial, share-alike.
+_SGS_LICENCE = ("CC BY-NC-SA 4.0, Copyright (c) 2020-present, Korea University CVLAB (the authors' repository "
+                "LICENSE at dfba091; earlier commits carried MIT): non-commercial, share-alike")
 _GDRIVE_NOTE = ("Google Drive: the large-file confirmation page is followed automatically; when Drive "
                 "refuses (quota exceeded) download it in a browser")
 

@@ -1,4 +1,4 @@
-"""Augmentations for the two audio views a, â of the self-supervised term (paper.md §1):
+"""Augmentations for the two audio views a, â of the self-supervised term (docs/method.md §1.3):
 random gain on the wave, SpecAugment time/frequency masks on the spectrogram.
 All batched with per-sample randomness from one ``torch.Generator`` (same seed, same views)."""
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Mel front ends (``wav [B,S]`` → ``mel [B,1,n_mels,T]``), batched torch on any device,
 numerically librosa's: ``logmel`` for new encoders and ``soundclip_legacy``, the exact
-input of the authors' released encoder (paper.md §4). One STFT/mel code path serves both."""
+input of the authors' released encoder (docs/method.md §5). One STFT/mel code path serves both."""
 from __future__ import annotations
 
 import math
@@ -231,7 +231,7 @@ class LogMel(MelFrontend):
 
 @register_frontend("soundclip_legacy")
 class SoundClipLegacy(MelFrontend):
-    """The released encoder's input (paper.md §4): 44.1 kHz mel (2048/512, Slaney),
+    """The released encoder's input (docs/method.md §5.2): 44.1 kHz mel (2048/512, Slaney),
     ``power_to_db(ref=max, amin=1e-10, top_db=80) / 80 + 1`` per clip, crop/zero-pad to 864
     frames, ``cv2.resize(spec, (128, 512))`` (bilinear, half-pixel centres, no antialias)
     and a row-major reshape (not a transpose) of the 512×128 image to 1×128×512."""

@@ -1,6 +1,6 @@
 """AudioSet (Gemmeke et al. 2017) balanced / unbalanced / eval segments: the official
 segment CSVs + ``class_labels_indices.csv``, audio files named by the usual downloaders
-(``{YTID}.wav``, ``Y{YTID}.wav``, ...). Text comes from all the clip's label names (§1)."""
+(``{YTID}.wav``, ``Y{YTID}.wav``, ...). Text comes from all the clip's label names (docs/method.md §1)."""
 from __future__ import annotations
 
 import csv

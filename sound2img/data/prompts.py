@@ -1,6 +1,6 @@
 """Text prompts from class names (templates; the zero-shot set) and EDA augmentation
 (Wei & Zou 2019: synonym replacement, random insertion, random swap, random deletion), as
-the paper's §1 uses for its text targets. All randomness comes from a ``random.Random``.
+the paper uses (docs/method.md §1) for its text targets. All randomness comes from a ``random.Random``.
 
 Synonyms come from WordNet only when nltk *and* its wordnet data are already installed
 (probed, never downloaded); otherwise from the small built-in table of sound words below,

@@ -1,6 +1,6 @@
 """VGGSound (Chen et al. 2020): the official ``vggsound.csv`` (no header: ``youtube_id,
 start_seconds, label, split``) + the scraped clips, ``{ytid}_{start:06d}.mp4`` by default.
-Audio is the clip's sound track; the image its middle frame, as the paper pairs them (§1)."""
+Audio is the clip's sound track; the image its middle frame, as the paper pairs them (docs/method.md §1)."""
 from __future__ import annotations
 
 import csv

@@ -64,12 +64,15 @@ def encode_dataset(dataset, encoder: torch.nn.Module, frontend: torch.nn.Module,
     from torch.utils.data import DataLoader
 
     from sound2img.data.base import collate
+    from sound2img.data.loading import iterate_loader
 
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    batches = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    loader = iterate_loader(batches)
     if progress:
         from tqdm import tqdm
 
-        loader = tqdm(loader, desc=f"embed {getattr(dataset, 'name', 'dataset')}", unit="batch", leave=False)
+        loader = tqdm(loader, total=len(batches), desc=f"embed {getattr(dataset, 'name', 'dataset')}", unit="batch",
+                      leave=False)
     embs, labels, keys, seen = [], [], [], set()
     for batch in loader:
         emb = embed_audio(batch["wav"].to(device), frontend, encoder).cpu()

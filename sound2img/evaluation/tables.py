@@ -30,8 +30,8 @@ class TableSpec:
 
 TABLES: Registry[TableSpec] = Registry("table", hint="see --list")
 for _spec in (
-    TableSpec("zeroshot", ("esc50_zeroshot", "us8k_zeroshot"), (), "paper §3: zero-shot ESC-50 / US8K"),
-    TableSpec("linear_probe", ("linear_probe",), (), "paper §3: logistic regression on frozen embeddings"),
+    TableSpec("zeroshot", ("esc50_zeroshot", "us8k_zeroshot"), (), "paper: zero-shot ESC-50 / US8K"),
+    TableSpec("linear_probe", ("linear_probe",), (), "paper: logistic regression on frozen embeddings"),
     TableSpec("supp_table1", ("supp_table1",), (), "supplement Table 1: cosine between w_s, w_a, w_t"),
     TableSpec("supp_table2", ("supp_table2",), (), "supplement Table 2: attribute classification"),
     TableSpec("fig_tsne_directions", ("fig_tsne_directions",), ("fig_tsne_directions.png",),
@@ -94,13 +94,14 @@ def optim_kwargs(m: dict[str, Any]) -> dict[str, Any]:
     """``cfg.manipulate`` → keyword arguments of ``optimize_latents``, checked."""
     out = {}
     for key, kind, low in (("steps", int, 1), ("lr", float, 0.0), ("lambda_sim", float, 0.0),
-                           ("lambda_id", float, 0.0), ("mask_step", float, 0.0)):
-        value = m.get(key)
+                           ("lambda_id", float, 0.0), ("mask_step", float, 0.0), ("cos_scale", float, 0.0)):
+        value = m.get(key, 1.0 if key == "cos_scale" else None)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
             what = "an integer" if kind is int else "a number"
             raise UserInputError(f"manipulate.{key} must be {what}, got {value!r}")
-        if value < low or (key == "lr" and value <= 0):
-            raise UserInputError(f"manipulate.{key} must be {'>' if key == 'lr' else '>='} {low}, got {value}")
+        if value < low or (key in ("lr", "cos_scale") and value <= 0):
+            strict = key in ("lr", "cos_scale")
+            raise UserInputError(f"manipulate.{key} must be {'>' if strict else '>='} {low}, got {value}")
         out[key] = kind(value)
     out["latent_term"] = m.get("latent_term", "adaptive")
     if out["latent_term"] not in ("adaptive", "l2"):

@@ -1,4 +1,4 @@
-"""Zero-shot audio classification (paper §3 table): class prompts through templates into
+"""Zero-shot audio classification (docs/method.md §1.6, §9): class prompts through templates into
 CLIP's text tower (``data.prompts.encode_class_texts``), scored by
 ``models.embedding.zero_shot_logits`` (the scorer training's validation uses too),
 accuracy per fold."""

@@ -25,6 +25,7 @@ from sound2img.utils.files import check_out_dir, staged_dir
 MODES = ("separate", "embedding_mix", "latent_mix", "layer_mix", "interpolate")
 MIX_MODES = ("latent_mix", "layer_mix")
 MIX_STRIP_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+FREE_OBJECTIVE = "d_cos alone (free generation: no λ_sim, no masking, no λ_ID)"
 
 
 @dataclass
@@ -89,6 +90,8 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
         "lr": _number(m, "lr", low=0, low_open=True, where="manipulate"),
         "lambda_sim": _number(m, "lambda_sim", low=0, where="manipulate"),
         "lambda_id": _number(m, "lambda_id", low=0, where="manipulate"),
+        "cos_scale": _number({"cos_scale": m.get("cos_scale", 1.0)}, "cos_scale", low=0, low_open=True,
+                             where="manipulate"),
         "truncation": _number(m, "truncation", low=0, high=1, where="manipulate"),
         "mask_step": _number(m, "mask_step", low=0, where="manipulate"),
         "strip_every": _number(m, "strip_every", kind=int, low=0, where="manipulate"),
@@ -96,6 +99,8 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
         "mix_weight": _number(e, "mix_weight", low=0, high=1, where="edit"),
         "gain_db": _number(e, "gain_db", where="edit"),
         "interp_steps": _number(e, "interp_steps", kind=int, low=2, where="edit"),
+        "full_file_seconds": _number({"full_file_seconds": e.get("full_file_seconds", guidance.FULL_FILE_SECONDS)},
+                                     "full_file_seconds", low=0, where="edit"),
     }
     o["latent_term"] = m.get("latent_term")
     if o["latent_term"] not in LATENT_TERMS:
@@ -117,6 +122,10 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
     o["seeds"] = [_number({"seed": s}, "seed", kind=int, low=0, where="edit") for s in (e.get("seeds") or [])]
     o["latents"] = [str(p) for p in (e.get("latents") or [])]
     o["mean_latent"] = bool(e.get("mean_latent", False))
+    if o["mean_latent"]:
+        # Free generation optimises d_cos alone, as the authors' (StyleCLIP's) free_generation
+        # mode does: there is no source image to stay near, so no λ_sim, masking or λ_ID.
+        o["lambda_sim"] = o["lambda_id"] = 0.0
     if not (o["latents"] or o["mean_latent"] or o["seeds"]):
         raise UserInputError("no source: give a seed (--seed), latent files (--latent) or edit.mean_latent=true")
     n_audio, n_text = len(o["audio"]), len(o["text"])
@@ -140,7 +149,8 @@ def load_sounds(o: dict[str, Any], frontend) -> list[torch.Tensor]:
     """``o['audio']`` → wavs [S] at the front end's rate (only the part it looks at of a
     long file)."""
     window = guidance.sound_window_seconds(frontend)
-    return [guidance.load_sound(spec, frontend.sample_rate, max_seconds=window) for spec in o["audio"]]
+    return [guidance.load_sound(spec, frontend.sample_rate, max_seconds=window, full_seconds=o["full_file_seconds"])
+            for spec in o["audio"]]
 
 
 def resolve_targets(o: dict[str, Any], *, clip, encoder=None, frontend=None, wavs: list[torch.Tensor] | None = None,
@@ -185,7 +195,8 @@ def resolve_sources(o: dict[str, Any], generator, device: torch.device | str = "
                 out.append(Source(label, ws[i:i + 1], {"kind": "latent_file", "path": str(path), "index": i}))
         return out
     if o["mean_latent"]:
-        return [Source("mean", mean_source_latents(generator).to(device), {"kind": "mean_latent"})]
+        info = {"kind": "mean_latent", "objective": FREE_OBJECTIVE}
+        return [Source("mean", mean_source_latents(generator).to(device), info)]
     ws = sample_source_latents(generator, o["seeds"], o["truncation"], device)
     return [Source(f"seed{s}", ws[i:i + 1], {"kind": "seed", "seed": s, "truncation": o["truncation"]})
             for i, s in enumerate(o["seeds"])]
@@ -203,7 +214,7 @@ def optimize_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, gen
             generator, clip.encode_image,
             torch.cat([s.ws for s, _ in chunk]), torch.stack([t.emb for _, t in chunk]),
             steps=o["steps"], lr=o["lr"], lambda_sim=o["lambda_sim"], lambda_id=o["lambda_id"],
-            identity=identity, latent_term=o["latent_term"], mask_step=o["mask_step"],
+            cos_scale=o["cos_scale"], identity=identity, latent_term=o["latent_term"], mask_step=o["mask_step"],
             snapshot_steps=snaps, noise_mode=noise_mode, progress=progress)
         seconds = sum(res.step_seconds)
         for i, (s, t) in enumerate(chunk):

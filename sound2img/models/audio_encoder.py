@@ -1,4 +1,4 @@
-"""Audio encoders that map a mel spectrogram into CLIP's embedding space (paper.md §1),
+"""Audio encoders that map a mel spectrogram into CLIP's embedding space (docs/method.md §1; files: docs/formats.md §5),
 listed by name in a registry, and their checkpoints: our safetensors files (weights +
 what rebuilds encoder and front end) and the authors' ``resnet18_57.pth``."""
 from __future__ import annotations

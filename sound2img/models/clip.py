@@ -1,6 +1,6 @@
 """Frozen CLIP image and text towers (open_clip), found offline, with differentiable
 preprocessing of generator images: ``clip`` (antialiased resize + CLIP normalisation,
-the default) and ``styleclip`` (the authors' ×7 upsample + average pool; paper.md §4)."""
+the default) and ``styleclip`` (the authors' ×7 upsample + average pool; docs/method.md §7)."""
 from __future__ import annotations
 
 import logging

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from sound2img.data.base import collate
+from sound2img.data.loading import iterate_loader
 from sound2img.models.embedding import embed_audio, zero_shot_logits
 from sound2img.training.distributed import DistInfo
 
@@ -32,7 +33,7 @@ def zero_shot_accuracy(encoder: nn.Module, frontend: nn.Module, dataset: Dataset
     class_emb = class_emb.to(info.device)
     correct = torch.zeros(2, dtype=torch.float64, device=info.device)  # [correct, seen]
     try:
-        for batch in loader:
+        for batch in iterate_loader(loader):
             audio_emb = embed_audio(batch["wav"].to(info.device), frontend, encoder, autocast=autocast)
             pred = zero_shot_logits(audio_emb, class_emb).argmax(dim=-1)
             correct[0] += (pred == batch["label"].to(info.device)).sum()

@@ -29,7 +29,7 @@ def librosa_load(path, sr):
 
 
 def authors_input(y: np.ndarray, start: int | None = None) -> np.ndarray:
-    """paper.md §4, literally: librosa defaults at 44.1 kHz, power_to_db(ref=max)/80+1,
+    """docs/method.md §5.2, literally: librosa defaults at 44.1 kHz, power_to_db(ref=max)/80+1,
     crop/pad to 864 frames, cv2.resize(spec, (128, 512)), reshape to 1x128x512."""
     S = librosa.feature.melspectrogram(y=y, sr=44100, n_fft=2048, hop_length=512, n_mels=128)
     spec = librosa.power_to_db(S, ref=np.max) / 80 + 1

@@ -34,7 +34,7 @@ def reference_logmel(y: np.ndarray, spec: dict, start: int | None = None) -> np.
 
 
 def reference_soundclip_legacy(y: np.ndarray, spec: dict, start: int | None = None) -> np.ndarray:
-    """The authors' input (paper.md §4): ``[1, n_mels, H*W/n_mels]``, i.e. ``[1,128,512]``."""
+    """The authors' input (docs/method.md §5.2): ``[1, n_mels, H*W/n_mels]``, i.e. ``[1,128,512]``."""
     import cv2
 
     S = reference_mel_power(y, spec)

@@ -104,14 +104,18 @@ def test_every_experiment_composes_and_builds(experiment):
     with torch.no_grad():
         mel = frontend.to_encoder_input(augment.mel(frontend.spectrogram(augment.wave(wav))))
         assert encoder(mel).shape == (2, cfg.encoder.embed_dim)
-    assert cfg.train.batch_size == 384 and cfg.train.epochs == 50 and isinstance(opt, torch.optim.SGD)
+    assert cfg.train.batch_size == (320 if experiment == "authors_code" else 384)  # their released batch
+    assert cfg.train.epochs == 50 and isinstance(opt, torch.optim.SGD)
     expected = {"paper": ({"at": 1, "av": 1, "aa": 1}, True, "learnable"),
                 "ablation_no_aa": ({"at": 1, "av": 1, "aa": 0}, True, "learnable"),
                 "ablation_one_directional": ({"at": 1, "av": 1, "aa": 1}, False, "learnable"),
                 "legacy_scale": ({"at": 1, "av": 1, "aa": 1}, True, "legacy"),
-                "soundclip_resnet18": ({"at": 1, "av": 0, "aa": 1}, True, "learnable")}[experiment]
+                "soundclip_resnet18": ({"at": 1, "av": 0, "aa": 1}, True, "learnable"),
+                "authors_code": ({"at": 0.5, "av": 0, "aa": 0.5}, True, "legacy")}[experiment]
     assert (dict(cfg.loss.terms), cfg.loss.symmetric, cfg.loss.logit_scale) == expected
-    if experiment == "soundclip_resnet18":
+    if experiment == "authors_code":
+        assert cfg.encoder.arch == "resnet18_legacy" and set(cfg.extra_data) == {"audioset_balanced", "audioset_unbalanced"}
+    elif experiment == "soundclip_resnet18":
         assert cfg.audio.name == "soundclip_legacy" and cfg.encoder.arch == "resnet18_legacy"
         assert cfg.encoder.path is None and mel.shape[1:] == (1, 128, 512)
     else:
