@@ -8,14 +8,14 @@ import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.utils.device import resolve_device
-from sound2img.weights import get_entry, resolve_weights
+from sound2img.weights import AUDIO_ENCODER_FORMATS, get_entry, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,9 @@ def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
 
     c = _plain(ccfg, "clip")
     model = str(c.get("model") or "ViT-B-32")
+    if model == "from_encoder":
+        raise UserInputError("clip=from_encoder needs an audio encoder to take the towers from; choose the towers "
+                             "(e.g. clip=vit_b32) here")
     pretrained = c.get("pretrained")
     preprocess = c.get("preprocess") or "clip"
     device = resolve_device(device)
@@ -113,6 +116,51 @@ def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
         # OpenAI-trained towers use QuickGELU; a file does not say so itself.
         return load_clip(model, str(path), device, preprocess=preprocess, quick_gelu=True)
     return load_clip(model, pretrained, device, preprocess=preprocess)
+
+
+def build_clip_for_encoder(ccfg: Any, encoder: Any, device: str | torch.device = "cpu"):
+    """``cfg.clip`` → frozen towers in the audio encoder's CLIP space.
+
+    ``model: from_encoder`` builds the towers the encoder names (``encoder.clip_spec``:
+    AudioCLIP's from its own file, Wav2CLIP's and the authors' encoder's OpenAI ViT-B/32,
+    ours from the spec stored at training). Any other choice is built as usual and refused
+    with one line when it is of another space than the encoder's."""
+    from sound2img.models.clip import load_clip_from_spec, check_same_space
+
+    c = _plain(ccfg, "clip")
+    spec = getattr(encoder, "clip_spec", None) if encoder is not None else None
+    if c.get("model") == "from_encoder":
+        if not spec:
+            raise UserInputError("clip=from_encoder: the audio encoder does not record which CLIP towers it was "
+                                 "aligned to; choose the towers (e.g. clip=vit_b32)")
+        preprocess = c.get("preprocess") or "clip"
+        if spec.get("loader") or not spec.get("pretrained"):
+            return load_clip_from_spec(dict(spec), resolve_device(device), preprocess=preprocess)
+        return build_clip_from_cfg({"model": spec["model_name"], "pretrained": spec["pretrained"],
+                                    "preprocess": preprocess}, device)
+    towers = build_clip_from_cfg(c, device)
+    if spec:
+        check_same_space(spec, towers, f"the audio encoder ({getattr(encoder, 'arch', '') or 'checkpoint'})")
+    return towers
+
+
+def is_peer_encoder(value: str) -> bool:
+    """Whether an encoder name or file is AudioCLIP's or Wav2CLIP's (registry format, or
+    the file's keys), i.e. an encoder of its own CLIP space."""
+    from sound2img.models.audio_encoder import checkpoint_kind
+
+    path = Path(str(value)).expanduser()
+    if path.is_file():
+        return checkpoint_kind(path) in ("audioclip", "wav2clip")
+    entry = _registered(str(value))
+    return entry is not None and entry.format in ("audioclip_pt", "wav2clip_pt")
+
+
+def towers_override(encoder: str, overrides: Sequence[str]) -> list[str]:
+    """``["clip=from_encoder"]`` when ``encoder`` is a peer encoder and the ``overrides``
+    choose no CLIP towers themselves (those are then checked against the encoder's space)."""
+    chose_clip = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "clip" for o in overrides)
+    return [] if chose_clip or not is_peer_encoder(encoder) else ["clip=from_encoder"]
 
 
 def _frontend_from_cfg(a: dict[str, Any]):
@@ -142,10 +190,11 @@ def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.devi
     device = resolve_device(device)
     path = e.pop("path", None)
     if path:
-        encoder, frontend = load_audio_encoder(_weights_file(path, ("soundclip_pth",), "an audio encoder"), device)
+        encoder, frontend = load_audio_encoder(_weights_file(path, AUDIO_ENCODER_FORMATS, "an audio encoder"), device)
         if e.get("arch") and e["arch"] != encoder.arch:
             log.warning("encoder.arch=%s but %s holds a %s encoder; using the checkpoint", e["arch"], path, encoder.arch)
-        if a:
+        # a peer encoder (AudioCLIP, Wav2CLIP) has its own input: the mel config does not apply to it
+        if a and frontend.spec()["name"] not in ("audioclip", "wav2clip"):
             wanted, stored = _frontend_from_cfg(a).spec(), frontend.spec()
             if wanted != stored:
                 message = (f"the audio config asks for front end {wanted} but the encoder {path} was trained on "

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 # ``torchscript`` is listed for reference only: loading one runs code, which this project never does.
 FORMATS = ("rosinality_pt", "nvlabs_pkl", "soundclip_pth", "openai_clip", "arcface_pth", "audio", "torchscript",
-           "e4e_pt", "torchvision_pth")
+           "e4e_pt", "torchvision_pth", "audioclip_pt", "wav2clip_pt")
+# Formats of audio-encoder files (load_audio_encoder reads each).
+AUDIO_ENCODER_FORMATS = ("soundclip_pth", "audioclip_pt", "wav2clip_pt")
 USER_AGENT = "sound2img-weights/0.1 (+urllib)"
 CHUNK_BYTES = 1 << 16
 MAX_HTML_BYTES = 1 << 21  # a confirmation page is small; never buffer a mislabelled file
@@ -182,6 +184,24 @@ _ENTRIES += [
                  "torchvision's ImageNet VGG16 state dict: the backbone of LPIPS-VGG (its linear heads ship with "
                  "the lpips package)",
                  note="sha256 should start with 397923af (torchvision's file-name convention)"),
+# Peer sound encoders (README, "Choosing a sound encoder"). The AudioCLIP repository keeps the same
+# files as Git LFS objects (assets/, sha256 1921885b… Full, 2441d35b… Partial, 537,302,068 bytes
+# each); whether the release assets are byte-identical is not published, so they stay unverified.
+_AUDIOCLIP = "https://github.com/AndreyGuzhov/AudioCLIP/releases/download/v0.1/"
+_AUDIOCLIP_LICENCE = "MIT (AndreyGuzhov/AudioCLIP); its CLIP RN50 towers: MIT (openai/CLIP)"
+_ENTRIES += [
+    WeightsEntry("audioclip_partial", _AUDIOCLIP + "AudioCLIP-Partial-Training.pt", "AudioCLIP-Partial-Training.pt",
+                 None, "audioclip_pt", _AUDIOCLIP_LICENCE,
+                 "AudioCLIP, audio head trained with CLIP RN50 frozen: audio embeddings in vanilla OpenAI RN50 space "
+                 "(the file holds those towers too)", note="537,302,068 bytes"),
+    WeightsEntry("audioclip_full", _AUDIOCLIP + "AudioCLIP-Full-Training.pt", "AudioCLIP-Full-Training.pt",
+                 None, "audioclip_pt", _AUDIOCLIP_LICENCE,
+                 "AudioCLIP, audio head and CLIP RN50 towers trained together: use only with the towers in this file",
+                 note="537,302,068 bytes"),
+    WeightsEntry("wav2clip", "https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0-alpha/"
+                 "Wav2CLIP.pt", "Wav2CLIP.pt", None, "wav2clip_pt", "MIT (descriptinc/lyrebird-wav2clip)",
+                 "Wav2CLIP ResNet-18 + projection, distilled from OpenAI CLIP ViT-B/32's image tower (the URL "
+                 "wav2clip.get_model() downloads)"),
 ]
 
 WEIGHTS: Registry[WeightsEntry] = Registry("weights name", hint="list them with scripts/fetch_weights.py --list")

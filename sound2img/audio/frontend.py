@@ -268,3 +268,7 @@ class SoundClipLegacy(MelFrontend):
         img = F.interpolate(spec, size=(self.resize_height, self.resize_width), mode="bilinear",
                             align_corners=False, antialias=False)
         return img.reshape(img.shape[0], 1, self.n_mels, -1)
+
+
+# The peer encoders' front ends (AudioCLIP, Wav2CLIP) register themselves on import.
+from sound2img.audio import peer_frontends  # noqa: E402,F401

@@ -44,6 +44,11 @@ def main(argv: Sequence[str]) -> int:
     get_table(args.table)
     if args.device:
         overrides = [*overrides, f"device={args.device}"]
+    from sound2img.factory import towers_override
+
+    for o in list(overrides):  # encoder.path=audioclip_partial: its own CLIP towers unless clip= is given
+        if o.split("=", 1)[0] == "encoder.path" and "=" in o:
+            overrides = [*overrides, *towers_override(o.split("=", 1)[1], overrides)]
     cfgs = compose_table(args.table, overrides)
     if args.cfg == "job":
         for cfg in cfgs:

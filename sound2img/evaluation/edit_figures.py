@@ -125,3 +125,49 @@ def fig_interpolation(sound: str, text: str, source_ws: torch.Tensor, *, generat
                   {"figure": "fig_interpolation", "sound": sound, "text": text, "cells": cells,
                    "provenance": provenance},
                   {"fig_interpolation.png": image_grid_png(strip)})
+
+
+def fig_audioclip_comparison(sounds: Sequence[str], source_ws: torch.Tensor, *, generator: torch.nn.Module,
+                             guides: Sequence[dict[str, Any]], optim: dict[str, Any],
+                             identity: torch.nn.Module | None, provenance: dict,
+                             device: torch.device | str = "cpu") -> Report:
+    """Supplement Fig. 3: the same sources ``source_ws [N,num_ws,w_dim]`` edited by the same
+    sounds with each guide (``{"label", "encoder", "frontend", "clip"}``: an audio encoder with
+    the CLIP towers of its own space; ours and AudioCLIP), side by side. Grid: one row per
+    (source, sound), columns source then one result per guide. Per edit: the final cosine to
+    the sound in the guide's own space, ‖w − w_s‖ and the PSNR of the result against the source."""
+    if not sounds or not guides:
+        raise UserInputError("fig_audioclip_comparison: needs at least one sound and one guide")
+    source_ws = source_ws.to(device)
+    n = source_ws.shape[0]
+    results, cells = [], []
+    for guide in guides:
+        fe = guide["frontend"]
+        wavs = [load_sound(s, int(fe.sample_rate), max_seconds=sound_window_seconds(fe)) for s in sounds]
+        targets = encode_sounds(wavs, guide["encoder"], fe, device=device)  # [S,D]
+        ws = source_ws.repeat_interleave(len(sounds), dim=0)  # rows: source-major, then sound
+        res = optimize_latents(generator, guide["clip"].encode_image, ws, targets.repeat(n, 1), identity=identity,
+                               **optim)
+        results.append(res)
+        mse = ((res.result_img - res.source_img) / 2).square().mean(dim=(1, 2, 3)).clamp(min=1e-12)
+        for i in range(ws.shape[0]):
+            cells.append({"guide": guide["label"], "source": i // len(sounds), "sound": sounds[i % len(sounds)],
+                          "final_cosine": float(res.final_cosine[i]),
+                          "latent_distance": float((res.ws[i] - ws[i].cpu()).norm()),
+                          "psnr_db": float(-10 * torch.log10(mse[i]))})
+    columns = [results[0].source_img] + [r.result_img for r in results]
+    grid = torch.stack(columns, dim=1)  # [rows, 1 + guides, 3, H, W]
+    rows = [[c["guide"], str(c["source"]), c["sound"], f"{c['final_cosine']:.4f}", f"{c['latent_distance']:.4f}",
+             f"{c['psnr_db']:.2f}"] for c in cells]
+    labels = ", ".join(g["label"] for g in guides)
+    md = ["# Supplement Fig. 3 — our encoder vs AudioCLIP as guidance", "",
+          "![comparison](fig_audioclip_comparison.png)", "",
+          f"Rows: each source (seed order) × sound ({', '.join(sounds)}); columns: source, then {labels}. Each guide "
+          "uses the CLIP towers of its own space, so its cosine is comparable only within its column.", "",
+          markdown_table(["guide", "source", "sound", "cos(CLIP(G(w)), sound), own space", "‖w − w_s‖",
+                          "PSNR vs source (dB)"], rows, numeric_from=3), "",
+          provenance_markdown(provenance)]
+    return Report("fig_audioclip_comparison", "\n".join(md),
+                  {"figure": "fig_audioclip_comparison", "sounds": list(sounds), "guides": [g["label"] for g in guides],
+                   "cells": cells, "provenance": provenance},
+                  {"fig_audioclip_comparison.png": image_grid_png(grid)})

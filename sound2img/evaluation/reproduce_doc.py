@@ -18,7 +18,8 @@ DATASETS = {
              "https://zenodo.org/record/1203745)",
              "the unpacked `UrbanSound8K/` (it holds `metadata/UrbanSound8K.csv` and `audio/fold1..fold10/`)"),
 }
-_USES_CLIP = {"zeroshot", "supp_table1", "supp_table2", "fig_tsne_directions", "fig_lambda_grid", "fig_volume",
+_USES_CLIP = {"zeroshot", "fig_audioclip_comparison", "supp_table1", "supp_table2",
+              "fig_tsne_directions", "fig_lambda_grid", "fig_volume",
               "fig_interpolation", "fig_audio_text_tsne"}
 _ATTRIBUTE_TABLES = {"supp_table1", "supp_table2", "fig_tsne_directions"}
 _EDIT_FIGURES = {"fig_lambda_grid", "fig_volume", "fig_interpolation"}
@@ -94,6 +95,11 @@ def table_requirements(name: str, cfgs: Sequence) -> Requirements:
     elif name in _EDIT_FIGURES:
         use_domain(e.get("domain"), max([float(v) for v in e.get("lambda_ids") or [0]]))
         req.add_sound(str(e["sound"]))
+    elif name == "fig_audioclip_comparison":
+        use_domain(e.get("domain"))
+        req.add_weights((e.get("peer") or {}).get("encoder"))  # its CLIP towers are in the same file
+        for sound in e.get("sounds") or []:
+            req.add_sound(str(sound))
     return req
 
 

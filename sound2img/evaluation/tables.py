@@ -41,6 +41,8 @@ for _spec in (
     TableSpec("fig_volume", ("fig_volume",), ("fig_volume.png",), "supplement Fig. 8: volume strip"),
     TableSpec("fig_interpolation", ("fig_interpolation",), ("fig_interpolation.png",),
               "supplement Figs. 10–11: text↔sound latent interpolation"),
+    TableSpec("fig_audioclip_comparison", ("fig_audioclip_comparison",), ("fig_audioclip_comparison.png",),
+              "supplement Fig. 3: edits guided by our encoder and by AudioCLIP, side by side"),
     TableSpec("fig_audio_text_tsne", ("fig_audio_text_tsne",), ("fig_audio_text_tsne.png",),
               "audio embeddings vs CLIP text embeddings (t-SNE)"),
 ):
@@ -140,7 +142,11 @@ class _Context:
         from sound2img import factory
 
         def build():
-            clip = factory.build_clip_from_cfg(self.cfg.clip, self.device)
+            # towers in the audio encoder's CLIP space: from_encoder picks them, others are checked
+            encoder = self._cache.get("encoder", (None,))[0]
+            if encoder is None and self.c.get("clip", {}).get("model") == "from_encoder":
+                encoder = self.encoder()[0]
+            clip = factory.build_clip_for_encoder(self.cfg.clip, encoder, self.device)
             spec = clip.spec()
             sha = spec.get("sha256")
             self.weights["CLIP"] = (f"{spec.get('model_name')} / {spec.get('pretrained')} (sha256 {sha[:12]}…)" if sha
@@ -377,6 +383,27 @@ def _run_fig_interpolation(ctx: _Context, evals: list[dict[str, Any]]) -> Report
                              provenance=ctx.provenance(), **args)
 
 
+def _run_fig_audioclip_comparison(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img import factory
+    from sound2img.evaluation.edit_figures import fig_audioclip_comparison
+
+    e = evals[0]
+    args = _edit_figure_args(ctx, e)
+    source_ws = ctx.sources(args["generator"], int(e.get("n_sources", 1)), int(e.get("seed", 0)))
+    peer = dict(e.get("peer") or {})
+    if not peer.get("encoder"):
+        raise UserInputError("fig_audioclip_comparison: set eval.peer.encoder (e.g. audioclip_partial)")
+    peer_encoder, peer_frontend = factory.build_encoder_from_cfg({"path": peer["encoder"]}, None, ctx.device)
+    peer_clip = factory.build_clip_for_encoder(peer.get("clip") or {"model": "from_encoder"}, peer_encoder, ctx.device)
+    ctx.weights["peer audio encoder"] = ctx._describe(peer["encoder"], "")
+    guides = [{"label": "ours", "encoder": args["encoder"], "frontend": args["frontend"], "clip": args["clip"]},
+              {"label": str(peer.get("label") or peer["encoder"]), "encoder": peer_encoder,
+               "frontend": peer_frontend, "clip": peer_clip}]
+    return fig_audioclip_comparison([str(s) for s in e["sounds"]], source_ws, generator=args["generator"],
+                                    guides=guides, optim=args["optim"], identity=args["identity"],
+                                    provenance=ctx.provenance(), device=ctx.device)
+
+
 def _run_fig_audio_text_tsne(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.embed import encode_folds
     from sound2img.evaluation.figures import fig_audio_text_tsne
@@ -398,6 +425,7 @@ _RUNNERS: dict[str, Callable[[_Context, list[dict[str, Any]]], Report]] = {
     "supp_table2": _run_supp_table2,
     "fig_tsne_directions": _run_fig_tsne_directions,
     "fig_lambda_grid": _run_fig_lambda_grid,
+    "fig_audioclip_comparison": _run_fig_audioclip_comparison,
     "fig_volume": _run_fig_volume,
     "fig_interpolation": _run_fig_interpolation,
     "fig_audio_text_tsne": _run_fig_audio_text_tsne,

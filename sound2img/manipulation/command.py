@@ -83,9 +83,15 @@ def compose_from_args(argv: Sequence[str]):
         groups += g
         updates.update(u)
     if args.encoder:
-        g, u = model_choice("--encoder", "encoder", args.encoder, ("soundclip_pth",), "an audio encoder")
+        from sound2img.factory import towers_override
+        from sound2img.weights import AUDIO_ENCODER_FORMATS
+
+        g, u = model_choice("--encoder", "encoder", args.encoder, AUDIO_ENCODER_FORMATS, "an audio encoder")
         groups += g
         updates.update(u)
+        # a peer encoder (AudioCLIP, Wav2CLIP) lives in its own CLIP space: pair it with its towers
+        # unless the user chose towers (then run_edit checks they are of the same space)
+        groups += towers_override(args.encoder, overrides)
     updates.update({key: getattr(args, dest) for dest, key in FLAG_KEYS.items()})
     if args.overwrite:
         updates["overwrite"] = True

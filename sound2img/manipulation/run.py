@@ -334,7 +334,9 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     sources = image_sources(c, o, G, device, progress)
     if o["latents"] or o["mean_latent"] or o["seeds"]:
         sources += resolve_sources(o, G, device)
-    clip = factory.build_clip_from_cfg(cfg.clip, device)
+    if encoder is None and (c.get("clip") or {}).get("model") == "from_encoder":
+        encoder, _ = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)  # text edit, encoder's space
+    clip = factory.build_clip_for_encoder(cfg.clip, encoder, device)
     targets = resolve_targets(o, clip=clip, encoder=encoder, frontend=frontend, wavs=wavs, device=device)
     del encoder, wavs  # the targets are fixed from here on
     identity = build_identity(cfg, device) if o["lambda_id"] > 0 else None

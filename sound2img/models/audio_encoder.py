@@ -35,6 +35,7 @@ class AudioEncoder(nn.Module):
         self.embed_dim = int(embed_dim)
         self.arch: str = ""
         self.arch_kwargs: dict[str, Any] = {}
+        self.clip_spec: dict[str, Any] | None = None  # the CLIP towers it embeds into (set by loaders)
 
     def _check_mel(self, mel: torch.Tensor) -> None:
         if mel.ndim != 4 or mel.shape[1] != 1:
@@ -121,6 +122,22 @@ def _tiny_cnn(embed_dim: int = 32, channels: Sequence[int] = (8, 16, 32)) -> Aud
 @ENCODERS.register("timm", family=True)
 def _timm(model_name: str, embed_dim: int = 512, pretrained_backbone: bool = False, **timm_kwargs) -> AudioEncoder:
     return TimmEncoder(model_name, embed_dim, pretrained_backbone, **timm_kwargs)
+
+
+@ENCODERS.register("audioclip")
+def _audioclip(embed_dim: int = 1024, **kwargs: Any) -> AudioEncoder:
+    """AudioCLIP's ESResNeXt-FBSP audio head (input: the ``audioclip`` front end)."""
+    from sound2img.models.audioclip import ESResNeXtFBSP
+
+    return ESResNeXtFBSP(embed_dim, **kwargs)
+
+
+@ENCODERS.register("wav2clip")
+def _wav2clip(embed_dim: int = 512, **kwargs: Any) -> AudioEncoder:
+    """Wav2CLIP's ResNet-18 + projection (input: the ``wav2clip`` front end)."""
+    from sound2img.models.wav2clip import Wav2ClipEncoder
+
+    return Wav2ClipEncoder(embed_dim, **kwargs)
 
 
 def list_audio_encoders() -> list[str]:
@@ -225,10 +242,50 @@ def _legacy_arch(state: Mapping[str, torch.Tensor], path: Path) -> tuple[str, in
     prefixes = sorted({k.split(".", 1)[0] for k in state})
     if prefixes != ["conv", "feature_extractor"] or "feature_extractor.fc.weight" not in state:
         raise CheckpointError(f"{path}: unknown audio-encoder layout: expected keys conv.* and "
-                              f"feature_extractor.* (the authors' resnet18_57.pth), found top-level "
+                              f"feature_extractor.* (the authors' resnet18_57.pth), audio.* (AudioCLIP) or "
+                              f"audio_encoder.* (Wav2CLIP), found top-level "
                               f"names {prefixes[:6]} (e.g. {sorted(state)[:3]})")
     arch = "resnet50" if "feature_extractor.layer1.0.conv3.weight" in state else "resnet18_legacy"
     return arch, int(state["feature_extractor.fc.weight"].shape[0])
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """What an encoder file holds, from its keys alone (tensors memory-mapped, not read):
+    ``sound2img`` (our safetensors), ``audioclip``, ``wav2clip``, ``soundclip`` (the
+    authors' layout) or ``unknown``."""
+    from sound2img.models import audioclip, wav2clip
+
+    path = Path(path)
+    if is_safetensors(path):
+        return "sound2img"
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = unwrap_state_dict(obj, path)
+    except Exception:  # an unreadable file is reported by load_audio_encoder, with its reason
+        return "unknown"
+    if audioclip.is_audioclip_state(state):
+        return "audioclip"
+    if wav2clip.is_wav2clip_state(state):
+        return "wav2clip"
+    return "soundclip" if any(k.startswith("feature_extractor.") for k in state) else "unknown"
+
+
+def _torch_file_encoder(state: dict[str, torch.Tensor], path: Path) -> tuple[AudioEncoder, dict[str, Any]]:
+    """A torch state dict by its layout: AudioCLIP (``audio.*`` + CLIP RN50), Wav2CLIP
+    (``audio_encoder.*`` + ``audio_transform.*``) or the authors' ``resnet18_57.pth``
+    → (loaded encoder carrying ``clip_spec``, front end spec)."""
+    from sound2img.models import audioclip, wav2clip
+
+    if audioclip.is_audioclip_state(state):
+        return audioclip.load_audioclip_audio(state, path), {"name": "audioclip"}
+    if wav2clip.is_wav2clip_state(state):
+        return wav2clip.load_wav2clip(state, path), {"name": "wav2clip"}
+    arch, embed_dim = _legacy_arch(state, path)
+    encoder = build_audio_encoder(arch, embed_dim=embed_dim)
+    load_state_dict_strict(encoder, state, path)
+    # the authors' encoder was trained against OpenAI's CLIP ViT-B/32
+    encoder.clip_spec = {"model_name": "ViT-B-32", "pretrained": "openai", "space": "openai/ViT-B-32"}
+    return encoder, {"name": LEGACY_FRONTEND}
 
 
 def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[AudioEncoder, Any]:
@@ -238,7 +295,10 @@ def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cp
     Our safetensors files carry their architecture and front end. The authors'
     ``.pth`` (a state dict, keys ``conv.*``/``feature_extractor.*``, optionally
     ``module.``-prefixed or wrapped under ``state_dict``/``model``) gives
-    ``resnet18_legacy`` with the ``soundclip_legacy`` front end. The stored front end is
+    ``resnet18_legacy`` with the ``soundclip_legacy`` front end; AudioCLIP's and
+    Wav2CLIP's public files give their encoders with the ``audioclip`` / ``wav2clip``
+    front ends. ``encoder.clip_spec`` names the CLIP towers the embeddings live with
+    (None when the file does not say). The stored front end is
     always the one returned: an encoder only works on the features it was trained on
     (``factory.build_encoder_from_cfg`` warns when a config asks for another).
     """
@@ -255,12 +315,11 @@ def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cp
             raise CheckpointError(f"{path}: cannot rebuild its architecture: {exc}") from exc
         state = load_file(str(path))
         stored_frontend = meta["frontend"]
+        load_state_dict_strict(encoder, state, path)
+        encoder.clip_spec = meta["clip"]
     else:
         state = unwrap_state_dict(read_torch_file(path), path)
-        arch, embed_dim = _legacy_arch(state, path)
-        encoder = build_audio_encoder(arch, embed_dim=embed_dim)
-        stored_frontend = {"name": LEGACY_FRONTEND}
-    load_state_dict_strict(encoder, state, path)
+        encoder, stored_frontend = _torch_file_encoder(state, path)
     freeze(encoder).to(device)
 
     from sound2img.audio.frontend import build_frontend  # audio/ is below models/ in the layering

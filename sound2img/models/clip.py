@@ -319,11 +319,48 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", device: 
     return ClipTowers(model, tokenizer, spec, preprocess=preprocess, weights_file=weights).to(device)
 
 
+def clip_space(spec: dict[str, Any] | None) -> str | None:
+    """The embedding space a towers spec (``ClipTowers.spec()`` or an encoder's
+    ``clip_spec``) stands for, e.g. ``openai/ViT-B-32``: an explicit ``space`` entry, else
+    OpenAI's weights of ``model_name`` (the ``openai`` tag, or a file whose name says so).
+    ``None`` when unknown (random towers, other files): then nothing is checked."""
+    if not spec:
+        return None
+    if spec.get("space"):
+        return str(spec["space"])
+    name = str(spec.get("model_name") or "").replace("/", "-").removesuffix("-quickgelu")
+    pretrained = spec.get("pretrained")
+    if not pretrained:
+        return None
+    base = os.path.basename(str(pretrained))
+    if pretrained == "openai" or ".openai." in base or base == f"{name}.pt":
+        return f"openai/{name}"
+    return None
+
+
+def check_same_space(encoder_spec: dict[str, Any] | None, towers: "ClipTowers", encoder_name: str = "the audio encoder") -> None:
+    """Refuse (one line) towers of another CLIP space than the encoder's: its audio
+    embeddings would be compared with image/text embeddings they were never aligned to."""
+    want, have = clip_space(encoder_spec), clip_space(towers.spec())
+    if want is not None and have is not None and want != have:
+        raise UserInputError(f"{encoder_name} embeds into CLIP space {want}, but the CLIP towers given are {have}: "
+                             f"use clip=from_encoder (the encoder's own towers) or towers of {want}")
+
+
 def load_clip_from_spec(spec: dict[str, Any], device: str | torch.device = "cpu", *,
                         preprocess: str | None = None, cache_dir: str | os.PathLike | None = None) -> ClipTowers:
     """Rebuild towers from :meth:`ClipTowers.spec` (random towers from their seed,
-    pretrained ones by :func:`load_clip`); a stored ``sha256`` must match the file."""
+    pretrained ones by :func:`load_clip`, AudioCLIP's from its file); a stored ``sha256``
+    must match the file."""
     mode = preprocess or spec.get("preprocess") or "clip"
+    if spec.get("loader") == "audioclip":
+        from sound2img.models.audioclip import load_audioclip_towers
+
+        towers = load_audioclip_towers(spec["pretrained"], device, preprocess=mode)
+        want = spec.get("sha256")
+        if want and towers.spec()["sha256"] != want:
+            raise CheckpointError(f"{spec['pretrained']}: weight file sha256 differs from the recorded {want[:12]}…")
+        return towers
     if not spec.get("pretrained"):
         return build_clip(spec["model_name"], seed=int(spec.get("seed") or 0), preprocess=mode, device=device,
                           **(spec.get("tiny") or {}))

@@ -44,7 +44,8 @@ def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = 
             # unpickler reads or refuses them all the same, its warning is noise for the user
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError,
+            TypeError) as exc:  # a non-torch file (e.g. a WAV) trips the unpickler in many ways
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
         if "TorchScript" in text:

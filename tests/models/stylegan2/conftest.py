@@ -42,12 +42,3 @@ def fixture_dir(name: str) -> Path:
 @pytest.fixture(scope="module")
 def small_G():
     return small_generator()
-
-
-@pytest.fixture()
-def single_thread():
-    """The references were computed with one thread; match that for the tight comparisons."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
