@@ -11,9 +11,18 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from sound2img.errors import Sound2ImgError
 from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, latent_penalty
 
 LOSS_NAMES = ("total", "clip", "sim", "id")
+
+
+class EditStopped(Sound2ImgError):
+    """An ``on_step`` callback asked the optimiser to stop; ``steps_done`` steps were run."""
+
+    def __init__(self, steps_done: int):
+        super().__init__(f"stopped after {steps_done} steps")
+        self.steps_done = steps_done
 
 
 def lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
@@ -64,13 +73,18 @@ def optimize_latents(
     noise_mode: str = "const",         # generator noise; "const" makes the edit deterministic
     progress: bool = False,            # tqdm bar
     frozen: Sequence[object] = (),     # further networks to check for frozen parameters (CLIP, ArcFace)
+    on_step: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,  # see below
 ) -> EditResult:
     """Optimise a batch of (source latent, target) pairs together.
 
     The batch loss is the SUM of per-sample losses d_cos + λ_sim·latent term + λ_ID·L_ID,
     and Adam is element-wise, so each result equals running its pair alone. The identity
     term's gradient flows through the edited image, the source features are fixed (as in
-    StyleCLIP; the authors' code swaps the arguments and gets no gradient)."""
+    StyleCLIP; the authors' code swaps the arguments and gets no gradient).
+
+    ``on_step(steps_done, img [B,3,H,W], cosine [B])`` (both detached, on the device; the
+    image and cosine of the step just taken, before its update) is called after every
+    step, e.g. to show progress; a true return stops the edit with ``EditStopped``."""
     if latent_term not in LATENT_TERMS:
         raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
     if steps < 1:
@@ -132,6 +146,8 @@ def optimize_latents(
         step_seconds.append(time.perf_counter() - t0)
         if progress:
             bar.set_postfix(loss=f"{float(total.detach().mean()):.4f}", cos=f"{float(cosine.detach().mean()):.4f}")
+        if on_step is not None and on_step(step + 1, img.detach(), cosine.detach()):
+            raise EditStopped(step + 1)
 
     with torch.no_grad():
         result_img = generator.synthesis(ws, noise_mode=noise_mode)
