@@ -29,11 +29,17 @@ def _image(img) -> Any:
     return to_uint8(img).permute(1, 2, 0).numpy()
 
 
-def _error_text(exc: BaseException) -> str:
+def _error_text(exc: BaseException, *uploads: str | None) -> str:
+    """One line for the status box; an uploaded file is named by its own name, not by
+    the server's temporary path."""
     if isinstance(exc, UserInputError):
-        return f"error: {user_message(exc)}"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"internal error: {type(exc).__name__}: {first}"
+        text = f"error: {user_message(exc)}"
+    else:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = f"internal error: {type(exc).__name__}: {first} (the server log has the details)"
+    for path in filter(None, uploads):
+        text = text.replace(str(path), Path(path).name)
+    return " ".join(text.split())
 
 
 class Page:
@@ -80,7 +86,9 @@ class Page:
 
             return Image.open(io.BytesIO(self.engine.mel_png(sound))), f"sound: {Path(sound).name}"
         except Exception as exc:  # noqa: BLE001
-            return None, _error_text(exc)
+            if not isinstance(exc, UserInputError):
+                log.exception("mel of %s", sound)
+            return None, _error_text(exc, sound)
 
     # ---- edit -------------------------------------------------------------------------
     def stop(self, request: gr.Request = None) -> str:
@@ -141,7 +149,7 @@ class Page:
 
                     exc = rest[0]
                     text_ = (f"stopped after {exc.steps_done} of {total} steps (nothing written)"
-                             if isinstance(exc, EditStopped) else _error_text(exc))
+                             if isinstance(exc, EditStopped) else _error_text(exc, sound, latent, photo))
                     yield (text_, gr.update(), None, None, None, None, None)
                     return
                 else:

@@ -46,7 +46,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.work_dir = tmp / "work"
         self.log = tmp / "server.log"
-        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+        self.uploads = tmp / "uploads"  # Gradio keeps uploaded files here
+        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GRADIO_TEMP_DIR=str(self.uploads))
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         cmd = [sys.executable, str(ROOT / "scripts" / "demo.py"), "preset=tiny", "--device", "cpu",
                "--port", str(self.port), f"app.work_dir={self.work_dir}", *overrides]

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import urllib.error
+import urllib.request
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +18,14 @@ import soundfile as sf
 
 from sound2img.manipulation.outputs import EDIT_FILES
 
-from .pagehelp import download_bytes, image_loaded, open_page, run_and_wait, set_number, status, upload_sound
+from .conftest import start_server
+from .pagehelp import (download_bytes, image_loaded, open_page, run_and_wait, set_number, status, upload_sound,
+                       wait_status)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# parameters + buffers of preset=tiny's generator, CLIP towers, encoder and front end
+# (13.9 MiB, summed from the built modules); a second concurrent model set adds that
+MODEL_COPY_MIB = 13.9
 
 
 @pytest.fixture(scope="module")
@@ -40,4 +50,123 @@ def test_an_edit_runs_and_the_zip_holds_the_cli_files(chromium, server, wav):
     metrics = json.loads(files.read("metrics.json"))
     assert metrics["steps"] == 3 and metrics["edit"]["target"]["kind"] == "sound"
     assert len(metrics["losses"]["total"]) == 3
+    page.close()
+
+
+def test_a_text_file_as_sound_is_an_error_then_a_valid_edit_works(chromium, server, wav, tmp_path):
+    page = open_page(chromium, server.url)
+    # named .txt: the page itself refuses it (Gradio's file-type check), nothing is sent
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not a sound\n" * 50)
+    page.locator("#sound input[type=file]").set_input_files(str(notes))
+    toast = page.locator("[data-testid=toast-body]").filter(has_text="Invalid file type")
+    toast.first.wait_for()
+    assert status(page).input_value() == ""
+    # text named .wav reaches the server: its one-line message, in the status box
+    fake = tmp_path / "fake.wav"
+    fake.write_text("this is not a sound\n" * 50)
+    upload_sound(page, fake)
+    shown = status(page).input_value()
+    assert shown.startswith("error: fake.wav: not a readable audio file"), shown
+    set_number(page, "steps", 3)
+    failed = run_and_wait(page)
+    assert failed.startswith("error: fake.wav: not a readable audio file"), failed
+    assert "Traceback" not in server.log.read_text()
+    upload_sound(page, wav)
+    assert run_and_wait(page).startswith("done:")
+    assert image_loaded(page, "result")
+    page.close()
+
+
+def test_stop_ends_the_run_at_the_next_step_and_the_page_stays_usable(chromium, tmp_path, wav):
+    # steps far beyond what could finish before Stop is pressed, however fast the machine
+    srv = start_server(tmp_path, "app.bounds.steps=[1,1000000]")
+    try:
+        page = open_page(chromium, srv.url)
+        upload_sound(page, wav)
+        set_number(page, "steps", 1000000)
+        page.locator("#run").click()
+        wait_status(page, r"^running: step \d+/1000000")
+        page.locator("#stop").click()
+        text = wait_status(page, r"^stopped after \d+ of 1000000 steps")
+        assert int(text.split()[2]) < 1000000
+        assert not list((srv.work_dir).glob("edit-*/edit"))  # a stopped edit writes nothing
+        set_number(page, "steps", 3)
+        assert run_and_wait(page).startswith("done:")
+        assert image_loaded(page, "result")
+        page.close()
+    finally:
+        srv.stop()
+
+
+def _edit_log(server) -> list[tuple[int, str]]:
+    out = []
+    for line in server.log.read_text().splitlines():
+        m = re.search(r"edit (\d+): (start|end)", line)
+        if m:
+            out.append((int(m.group(1)), m.group(2)))
+    return out
+
+
+def test_two_sessions_at_once_run_one_after_the_other_on_shared_models(chromium, server, wav):
+    a, b = open_page(chromium, server.url), open_page(chromium, server.url)
+    for page in (a, b):
+        upload_sound(page, wav)
+        set_number(page, "steps", 20)
+    assert run_and_wait(a).startswith("done:")  # models built, first-use costs paid
+    before = server.peak_rss_kib()
+    a.locator("#run").click()
+    b.locator("#run").click()
+    for page in (a, b):
+        assert wait_status(page, r"^(done|error|internal error)").startswith("done:")
+    grown_mib = (server.peak_rss_kib() - before) / 1024
+    # one copy of the preset=tiny networks (generator, CLIP, encoder): what a second,
+    # concurrent model set would add at the least
+    assert grown_mib < MODEL_COPY_MIB, grown_mib
+    events = _edit_log(server)[-4:]
+    assert [e for _, e in events] == ["start", "end", "start", "end"], events
+    assert events[0][0] == events[1][0] and events[2][0] == events[3][0]  # one edit ran at a time
+    a.close()
+    b.close()
+
+
+def test_screenshots_of_the_page_before_and_after_an_edit(chromium, server, wav, tmp_path):
+    """The README's pictures (``make screenshots`` writes them into docs/img/)."""
+    out = Path(os.environ.get("SOUND2IMG_SCREENSHOT_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    page = open_page(chromium, server.url)
+    upload_sound(page, wav)
+    page.locator("#text textarea").fill("a sunny beach")
+    set_number(page, "steps", 30)
+    page.screenshot(path=str(out / "demo-before.png"), full_page=True)
+    assert run_and_wait(page).startswith("done:")
+    assert image_loaded(page, "result") and image_loaded(page, "strip")
+    page.screenshot(path=str(out / "demo-after.png"), full_page=True)
+    for name in ("demo-before.png", "demo-after.png"):
+        from PIL import Image
+
+        with Image.open(out / name) as im:
+            assert im.size[0] >= 1000 and im.size[1] >= 800
+    page.close()
+
+
+def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(chromium, server, tmp_path):
+    """The test server allows 1 MB (app.max_upload_mb=1); the default is 100 MB."""
+    big = tmp_path / "big.wav"
+    sr = 16000
+    sf.write(str(big), np.zeros(40 * sr, dtype=np.float32), sr, subtype="FLOAT")  # 2.6 MB
+    page = open_page(chromium, server.url)
+    page.locator("#sound input[type=file]").set_input_files(str(big))
+    page.locator("[data-testid=toast-body]").filter(has_text=re.compile("size", re.I)).first.wait_for()
+    assert status(page).input_value() == ""
+    # and the server's own check, for a client that skips the page's
+    boundary = "s2iboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode() + big.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(server.url + "gradio_api/upload", data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=60)
+    assert refused.value.code == 413
+    assert not [p for p in server.uploads.rglob("*") if p.is_file() and p.stat().st_size > 2**20]
     page.close()
