@@ -104,3 +104,19 @@ def test_scripts_are_thin(script):
             f"{script.name}: top-level {type(node).__name__} does work at import time"
         if isinstance(node, ast.If):
             assert "__main__" in ast.unparse(node.test)
+
+
+def test_nothing_imports_the_app():
+    """``sound2img.app`` (web app, gallery) sits on top: no other module of the package
+    imports it, and it reaches the edits only through manipulation's public functions."""
+    found = []
+    for path in sorted(PKG.rglob("*.py")):
+        mod = module_name(path)
+        if mod == "sound2img.app" or mod.startswith("sound2img.app."):
+            bans = ["sound2img.training", "sound2img.evaluation"]
+        else:
+            bans = ["sound2img.app"]
+        for lineno, name in imported_names(path):
+            if any(name == b or name.startswith(b + ".") for b in bans):
+                found.append(f"{path.relative_to(ROOT)}:{lineno} imports {name}")
+    assert found == []

@@ -3,6 +3,7 @@
 run, stop, result, status, download) let tests and users' scripts drive it."""
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -49,6 +50,7 @@ class Page:
         self.engine = engine
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._runs = itertools.count(1)  # every status line of a run names it: "[run N]"
 
     # ---- sound ------------------------------------------------------------------------
     def pick_sample(self, name: str | None):
@@ -106,13 +108,14 @@ class Page:
         """Generator of page updates: progress while the edit runs, then its results.
         Outputs: status, live, source, result, strip, metrics, download."""
         key = getattr(request, "session_hash", None) or ""
+        tag = f" [run {next(self._runs)}]"
         req = EditRequest(sound=sound, text=text or "", mode=mode, mix_weight=mix_weight, source=source, seed=seed,
                           latent=latent, photo=photo, steps=steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id)
         blank = (None, None, None, None, None, None)
         try:
             total = self.engine.check_number("steps", steps, integer=True)
         except UserInputError as exc:
-            yield (_error_text(exc), *blank)
+            yield (_error_text(exc) + tag, *blank)
             return
         stop = threading.Event()
         with self._lock:
@@ -135,14 +138,14 @@ class Page:
 
         thread = threading.Thread(target=work, name="sound2img-edit", daemon=True)
         thread.start()
-        yield ("starting…", *blank)
+        yield ("starting…" + tag, *blank)
         try:
             while True:
                 kind, *rest = events.get()
                 if kind == "step":
                     done, img, cos = rest
                     live = gr.update() if img is None else img
-                    yield (f"running: step {done}/{total} · cosine to the target {cos:.4f}", live,
+                    yield (f"running: step {done}/{total} · cosine to the target {cos:.4f}{tag}", live,
                            *([gr.update()] * 5))
                 elif kind == "error":
                     from sound2img.manipulation.optimizer import EditStopped
@@ -150,7 +153,7 @@ class Page:
                     exc = rest[0]
                     text_ = (f"stopped after {exc.steps_done} of {total} steps (nothing written)"
                              if isinstance(exc, EditStopped) else _error_text(exc, sound, latent, photo))
-                    yield (text_, gr.update(), None, None, None, None, None)
+                    yield (text_ + tag, gr.update(), None, None, None, None, None)
                     return
                 else:
                     outcome = rest[0]
@@ -159,7 +162,7 @@ class Page:
                     cos = m.get("final_cosine")
                     cos_text = (", ".join(f"{k} {v:.4f}" for k, v in cos.items()) if isinstance(cos, dict)
                                 else f"{m.get('initial_cosine', float('nan')):.4f} → {cos:.4f}")
-                    yield (f"done: edit {outcome.number}, {total} steps · cosine {cos_text}", gr.update(),
+                    yield (f"done: edit {outcome.number}, {total} steps · cosine {cos_text}{tag}", gr.update(),
                            str(d / "source.png"), str(d / "result.png"), str(d / "strip.png"),
                            summary_rows(m), str(outcome.zip_path))
                     return

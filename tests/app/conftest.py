@@ -95,15 +95,22 @@ def start_server(tmp: Path, *overrides: str) -> Server:
     return server
 
 
+def _missing(reason: str):
+    """Skip, or fail where a browser is required (CI sets SOUND2IMG_REQUIRE_BROWSER=1)."""
+    if os.environ.get("SOUND2IMG_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason + " and SOUND2IMG_REQUIRE_BROWSER=1")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def chromium():
     path = find_chromium()
     if path is None:
-        pytest.skip("no Chromium found (install Debian's chromium package or set SOUND2IMG_CHROMIUM)")
+        _missing("no Chromium found (install Debian's chromium package or set SOUND2IMG_CHROMIUM)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[demo,dev]')")
+        _missing("playwright is not installed (pip install -e '.[demo,dev]')")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
         try:
@@ -114,7 +121,10 @@ def chromium():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    pytest.importorskip("gradio", reason="the web app needs the [demo] extra")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        _missing("gradio is not installed: the web app needs the [demo] extra")
     srv = start_server(tmp_path_factory.mktemp("demo"), "app.max_upload_mb=1", "app.max_queue=4")
     try:
         yield srv

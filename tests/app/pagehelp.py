@@ -30,8 +30,12 @@ def wait_status(page, pattern: str):
 
 
 def upload_sound(page, path: Path) -> None:
-    """Upload into ``sound``; waits until the page has shown its mel (or an error)."""
-    page.locator("#sound input[type=file]").set_input_files(str(path))
+    """Upload into ``sound`` (clearing the one it holds); waits until the page has shown
+    its mel (or an error)."""
+    box = page.locator("#sound")
+    if box.locator("input[type=file]").count() == 0:
+        box.get_by_role("button", name="Clear", exact=True).click()
+    box.locator("input[type=file]").set_input_files(str(path))
     wait_status(page, rf"^(sound: {re.escape(path.name)}|error|internal error)")
 
 
@@ -42,8 +46,22 @@ def set_number(page, elem_id: str, value) -> None:
     box.blur()
 
 
-def run_and_wait(page, pattern: str = r"^(done|error|internal error|stopped)") -> str:
+TERMINAL = r"^(done|error|internal error|stopped)"
+
+
+def start_run(page) -> None:
+    """Click ``run`` and wait until this run has said something (each of its status lines
+    names the run, so an earlier run's line never passes for this one's)."""
+    from playwright.sync_api import expect
+
+    before = status(page).input_value()
     page.locator("#run").click()
+    expect(status(page)).not_to_have_value(before, timeout=WAIT_MS)
+
+
+def run_and_wait(page, pattern: str = TERMINAL) -> str:
+    """Click ``run`` and wait for this run's last status line."""
+    start_run(page)
     return wait_status(page, pattern)
 
 

@@ -19,8 +19,8 @@ import soundfile as sf
 from sound2img.manipulation.outputs import EDIT_FILES
 
 from .conftest import start_server
-from .pagehelp import (download_bytes, image_loaded, open_page, run_and_wait, set_number, status, upload_sound,
-                       wait_status)
+from .pagehelp import (TERMINAL, download_bytes, image_loaded, open_page, run_and_wait, set_number, start_run,
+                       status, upload_sound, wait_status)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # parameters + buffers of preset=tiny's generator, CLIP towers, encoder and front end
@@ -78,25 +78,54 @@ def test_a_text_file_as_sound_is_an_error_then_a_valid_edit_works(chromium, serv
     page.close()
 
 
-def test_stop_ends_the_run_at_the_next_step_and_the_page_stays_usable(chromium, tmp_path, wav):
-    # steps far beyond what could finish before Stop is pressed, however fast the machine
-    srv = start_server(tmp_path, "app.bounds.steps=[1,1000000]")
+@pytest.fixture(scope="module")
+def long_server(tmp_path_factory):
+    """Steps far beyond what could finish while a test acts (however fast the machine),
+    and a queue of one waiting edit."""
+    srv = start_server(tmp_path_factory.mktemp("long"), "app.bounds.steps=[1,1000000]", "app.max_queue=1")
     try:
-        page = open_page(chromium, srv.url)
-        upload_sound(page, wav)
-        set_number(page, "steps", 1000000)
-        page.locator("#run").click()
-        wait_status(page, r"^running: step \d+/1000000")
-        page.locator("#stop").click()
-        text = wait_status(page, r"^stopped after \d+ of 1000000 steps")
-        assert int(text.split()[2]) < 1000000
-        assert not list((srv.work_dir).glob("edit-*/edit"))  # a stopped edit writes nothing
-        set_number(page, "steps", 3)
-        assert run_and_wait(page).startswith("done:")
-        assert image_loaded(page, "result")
-        page.close()
+        yield srv
     finally:
         srv.stop()
+
+
+def start_long_edit(chromium, srv, wav):
+    page = open_page(chromium, srv.url)
+    upload_sound(page, wav)
+    set_number(page, "steps", 1000000)
+    page.locator("#run").click()
+    wait_status(page, r"^running: step \d+/1000000")
+    return page
+
+
+def test_stop_ends_the_run_at_the_next_step_and_the_page_stays_usable(chromium, long_server, wav):
+    page = start_long_edit(chromium, long_server, wav)
+    page.locator("#stop").click()
+    text = wait_status(page, r"^stopped after \d+ of 1000000 steps")
+    assert int(text.split()[2]) < 1000000
+    assert not list(long_server.work_dir.glob("edit-*/edit"))  # a stopped edit writes nothing
+    set_number(page, "steps", 3)
+    assert run_and_wait(page).startswith("done:")
+    assert image_loaded(page, "result")
+    page.close()
+
+
+def test_beyond_the_queue_the_page_says_busy(chromium, long_server, wav):
+    running = start_long_edit(chromium, long_server, wav)
+    waiting, extra = open_page(chromium, long_server.url), open_page(chromium, long_server.url)
+    for page in (waiting, extra):
+        upload_sound(page, wav)
+        set_number(page, "steps", 3)
+    waiting.locator("#run").click()
+    waiting.locator("#status").get_by_text(re.compile("queue", re.I)).first.wait_for()  # it holds the one place
+    extra.locator("#run").click()
+    extra.locator("[data-testid=toast-body]").filter(has_text=re.compile("busy.*try again", re.I)).first.wait_for()
+    running.locator("#stop").click()
+    wait_status(running, r"^stopped after")
+    assert wait_status(waiting, r"^(done|error)").startswith("done:")
+    assert run_and_wait(extra).startswith("done:")  # and trying again works
+    for page in (running, waiting, extra):
+        page.close()
 
 
 def _edit_log(server) -> list[tuple[int, str]]:
@@ -115,10 +144,10 @@ def test_two_sessions_at_once_run_one_after_the_other_on_shared_models(chromium,
         set_number(page, "steps", 20)
     assert run_and_wait(a).startswith("done:")  # models built, first-use costs paid
     before = server.peak_rss_kib()
-    a.locator("#run").click()
     b.locator("#run").click()
+    start_run(a)  # whichever the queue takes first, the other waits for it
     for page in (a, b):
-        assert wait_status(page, r"^(done|error|internal error)").startswith("done:")
+        assert wait_status(page, TERMINAL).startswith("done:")
     grown_mib = (server.peak_rss_kib() - before) / 1024
     # one copy of the preset=tiny networks (generator, CLIP, encoder): what a second,
     # concurrent model set would add at the least

@@ -74,3 +74,21 @@ def test_mel_image_and_unreadable_sound(engine, tmp_path):
     bad.write_text("not a sound")
     with pytest.raises(UserInputError, match="not a readable audio file"):
         engine.mel_png(str(bad))
+
+
+@pytest.mark.slow  # imports Gradio (the page's error formatting)
+def test_a_missing_weight_file_offline_is_one_line_with_url_and_path(tmp_path, monkeypatch):
+    pytest.importorskip("gradio", reason="the page module needs the [demo] extra")
+    from sound2img.app.page import _error_text
+
+    monkeypatch.setenv("SOUND2IMG_OFFLINE", "1")
+    monkeypatch.setenv("SOUND2IMG_CACHE", str(tmp_path / "cache"))
+    engine = Engine(["preset=tiny", "generator.name=soundclip_landscape", f"app.work_dir={tmp_path / 'w'}"],
+                    device="cpu")
+    with pytest.raises(UserInputError) as missing:
+        engine.run(EditRequest(sound="tone:440", steps=1))
+    line = _error_text(missing.value)
+    assert line.startswith("error: ") and "\n" not in line
+    assert "http" in line and str(tmp_path / "cache") in line
+    # the engine still works afterwards
+    assert engine.mel_png("tone:440").startswith(b"\x89PNG")
