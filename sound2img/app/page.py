@@ -93,15 +93,14 @@ class Page:
             return None, _error_text(exc, sound)
 
     # ---- edit -------------------------------------------------------------------------
-    def stop(self, request: gr.Request = None) -> str:
-        """Ask the session's running edit to stop at its next step."""
+    def stop(self, request: gr.Request = None) -> None:
+        """Ask the session's running edit to stop at its next step (the run's own status
+        line then says where it stopped; Stop writes none, so the two never race)."""
         key = getattr(request, "session_hash", None) or ""
         with self._lock:
             event = self._stops.get(key)
-        if event is None:
-            return "nothing is running"
-        event.set()
-        return "stopping at the next step…"
+        if event is not None:
+            event.set()
 
     def run(self, sound, text, mode, mix_weight, source, seed, latent, photo, steps, lr, lambda_sim, lambda_id,
             request: gr.Request = None):
@@ -223,7 +222,7 @@ def build_page(engine: Engine):
         run.click(page.run, [sound, text, mode, mix, source, seed, latent, photo, steps, lr, lsim, lid],
                   [status, live, src_img, result, strip, metrics, download],
                   concurrency_limit=int(engine.settings["concurrency"]), concurrency_id="edit")
-        stop.click(page.stop, None, status, queue=False)
+        stop.click(page.stop, None, None, queue=False)
     return demo
 
 
