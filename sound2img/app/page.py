@@ -18,6 +18,9 @@ from sound2img.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
+# small generators (preset=tiny: 32 px) would show as stamps: pictures fill their box, pixels stay sharp
+CSS = "#live img, #source_image img, #result img, #strip img {width: 100%; height: 100%; object-fit: contain; " \
+      "image-rendering: pixelated}"
 INTRO = """# sound2img
 Edit a StyleGAN2 image with a sound (or text): the latent is optimised so that CLIP sees the
 edited image close to the sound's embedding. Choose a sound, a source and the settings, then **Run**."""
@@ -208,11 +211,11 @@ def build_page(engine: Engine):
                     run = gr.Button("Run", variant="primary", elem_id="run")
                     stop = gr.Button("Stop", variant="stop", elem_id="stop")
                 status = gr.Textbox(label="status", interactive=False, elem_id="status")
-                live = gr.Image(label="current image", interactive=False, elem_id="live")
+                live = gr.Image(label="current image", interactive=False, elem_id="live", height=256)
         with gr.Row():
-            src_img = gr.Image(label="source", interactive=False, elem_id="source_image")
-            result = gr.Image(label="result", interactive=False, elem_id="result")
-        strip = gr.Image(label="strip (source, steps…, result)", interactive=False, elem_id="strip")
+            src_img = gr.Image(label="source", interactive=False, elem_id="source_image", height=320)
+            result = gr.Image(label="result", interactive=False, elem_id="result", height=320)
+        strip = gr.Image(label="strip (source, steps…, result)", interactive=False, elem_id="strip", height=200)
         metrics = gr.Dataframe(headers=["quantity", "value"], label="metrics", interactive=False, elem_id="metrics")
         download = gr.File(label="everything manipulate.py writes (zip)", interactive=False, elem_id="download")
 
@@ -233,5 +236,5 @@ def launch(engine: Engine, *, host: str = "127.0.0.1", port: int | None = None, 
     demo.queue(max_size=int(engine.settings["max_queue"]))
     demo.launch(server_name=host, server_port=port, share=share, inbrowser=False, quiet=False,
                 max_file_size=f"{int(engine.settings['max_upload_mb'])}mb", allowed_paths=[str(engine.work_dir)],
-                prevent_thread_lock=not block, show_error=True)
+                prevent_thread_lock=not block, show_error=True, css=CSS)
     return demo

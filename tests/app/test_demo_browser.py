@@ -166,6 +166,7 @@ def test_screenshots_of_the_page_before_and_after_an_edit(chromium, server, wav,
     page = open_page(chromium, server.url)
     upload_sound(page, wav)
     page.locator("#text textarea").fill("a sunny beach")
+    page.locator("#mode").get_by_text("embedding mix", exact=True).click()
     set_number(page, "steps", 30)
     page.screenshot(path=str(out / "demo-before.png"), full_page=True)
     assert run_and_wait(page).startswith("done:")
