@@ -202,7 +202,7 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
     (one-time costs), runs of 1 and 1 + ``steps`` steps; their difference over ``steps``
     (the fixed costs, source and final renders, cancel)."""
     from sound2img.manipulation.optimizer import optimize_latents
-    from sound2img.manipulation.targets import encode_sounds
+    from sound2img.manipulation.guidance import encode_sounds
     from sound2img.models.audio_encoder import build_audio_encoder
     from sound2img.models.clip import build_clip
     from sound2img.models.stylegan2 import build_generator

@@ -5,7 +5,7 @@ one encoder pass over both views, channels_last, bf16 autocast where the CPU has
 AMP on CUDA) against a re-expression of the authors' loop in the same process.
 
 The baseline (paper.md §4): per clip in a Python loop, librosa mel + power_to_db + crop
-+ cv2.resize + reshape (``sound2img.audio.reference``, the numbers our front end is tested
++ cv2.resize + reshape (``tests/helpers/reference.py``, the numbers our front end is tested
 against) and a numpy SpecAugment for the second view; CLIP's text tower run on the
 batch's prompts every step; each view through the encoder separately; cosine logits
 times e^0.07; fp32, contiguous tensors. Both run in the main process (no DataLoader
@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
 import resource
+import runpy
 import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,22 +39,29 @@ import torch.nn.functional as F
 
 from sound2img.audio.augment import build_augment
 from sound2img.audio.frontend import build_frontend
-from sound2img.audio.reference import reference_frontend
 from sound2img.data.prompts import training_templates
 from sound2img.data.synthetic import list_synthetic_classes, synthesize
 from sound2img.models.audio_encoder import build_audio_encoder
 from sound2img.models.clip import build_clip
+from sound2img.training.clip_embeddings import ClipEmbeddings
 from sound2img.training.distributed import DistInfo
 from sound2img.training.loop import _build_optimizer
 from sound2img.training.losses import LEGACY_SCALE, ContrastiveLoss, LogitScale
-from sound2img.training.step import Student, make_views
-from sound2img.training.targets import ClipTargets
+from sound2img.training.step import ContrastiveModel, make_views
 from sound2img.utils.device import machine_info, resolve_device
 
 # experiment=soundclip_resnet18's views: specaugment_legacy's masks (widths in mel bins /
 # frames), no wave gain (a no-op for this peak-normalised front end)
 AUGMENT = dict(min_gain_db=0.0, max_gain_db=0.0, num_freq_masks=2, max_freq_width=16, num_time_masks=2,
                max_time_width=64, mask_value=0.0)
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_frontend():
+    """The librosa pipelines the front ends reproduce. They live with the tests
+    (``tests/helpers/reference.py``); a benchmark runs outside pytest, so it loads the file."""
+    return runpy.run_path(str(Path(__file__).resolve().parents[1] / "tests" / "helpers" / "reference.py"),
+                          run_name="sound2img_test_reference")["reference_frontend"]
 
 
 def make_batch(batch: int, seconds: float, sample_rate: int, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
@@ -86,7 +96,7 @@ def authors_step(encoder, clip, opt, wav: torch.Tensor, prompts: list[str], spec
     """One step as the released code does it (see the module docstring): the front end
     per clip on the CPU, then the batch moved to ``device``."""
     clips = wav.numpy()
-    mels = [reference_frontend(y, spec) for y in clips]  # [1,128,512] each, numpy
+    mels = [_reference_frontend()(y, spec) for y in clips]  # [1,128,512] each, numpy
     views = [numpy_spec_augment(m[0], rng)[None] for m in mels]
     audio = torch.from_numpy(np.stack(mels)).to(device)
     audio_aug = torch.from_numpy(np.stack(views)).to(device)
@@ -107,8 +117,8 @@ def authors_step(encoder, clip, opt, wav: torch.Tensor, prompts: list[str], spec
 
 # ------------------------------------------------------------------ ours
 
-def ours_step(model: Student, frontend, augment, targets: ClipTargets, opt, wav: torch.Tensor, prompts: list[str],
-              step: int, autocast) -> float:
+def ours_step(model: ContrastiveModel, frontend, augment, targets: ClipEmbeddings, opt, wav: torch.Tensor,
+              prompts: list[str], step: int, autocast) -> float:
     """One step of ``training_loop`` (the same functions, without data loading)."""
     gen = torch.Generator().manual_seed(step)
     with torch.no_grad():
@@ -179,7 +189,7 @@ def benchmark(device: torch.device, batch: int = 32, repeats: int = 3, warmup: i
     theirs_opt = torch.optim.SGD(theirs_enc.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
     torch.manual_seed(seed)
     ours_enc = build_audio_encoder("resnet18_legacy").to(device)
-    model = Student(ours_enc, ContrastiveLoss({"at": 1.0, "aa": 1.0}, scale=LogitScale("learnable")),
+    model = ContrastiveModel(ours_enc, ContrastiveLoss({"at": 1.0, "aa": 1.0}, scale=LogitScale("learnable")),
                     channels_last=channels_last).to(device)
     if channels_last:
         model.encoder.to(memory_format=torch.channels_last)
@@ -187,7 +197,7 @@ def benchmark(device: torch.device, batch: int = 32, repeats: int = 3, warmup: i
     augment = build_augment(**AUGMENT)
     cache_dir = tempfile.mkdtemp(prefix="s2i-bench-cache-")
     info = DistInfo(0, 1, device)
-    targets = ClipTargets(clip, device, cache_dir, need_text=True, need_images=False, info=info)
+    targets = ClipEmbeddings(clip, device, cache_dir, need_text=True, need_images=False, info=info)
     targets.precompute_text(sorted(set(prompts)))  # as the loop does before training
     rng = np.random.default_rng(seed)
     wav_dev = wav.to(device)

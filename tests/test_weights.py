@@ -42,7 +42,7 @@ def _entry(server, name="test_blob", path="/file.bin", sha=PAYLOAD_SHA):
 @pytest.fixture
 def registered(server, monkeypatch):
     entry = _entry(server)
-    monkeypatch.setitem(weights._REGISTRY, entry.name, entry)
+    monkeypatch.setitem(weights.WEIGHTS._items, entry.name, entry)
     return entry
 
 
@@ -172,7 +172,7 @@ def test_part_that_is_already_complete(server, registered):
 
 def test_wrong_checksum_leaves_nothing(server, monkeypatch):
     entry = _entry(server, sha=hashlib.sha256(b"something else").hexdigest())
-    monkeypatch.setitem(weights._REGISTRY, entry.name, entry)
+    monkeypatch.setitem(weights.WEIGHTS._items, entry.name, entry)
     with pytest.raises(WeightsNotAvailableError, match="checksum mismatch") as info:
         resolve_weights(entry.name, progress=False)
     msg = str(info.value)
@@ -182,7 +182,7 @@ def test_wrong_checksum_leaves_nothing(server, monkeypatch):
 
 def test_404_is_one_line_with_url_and_target(server, monkeypatch):
     entry = _entry(server, name="gone", path="/missing.bin")
-    monkeypatch.setitem(weights._REGISTRY, entry.name, entry)
+    monkeypatch.setitem(weights.WEIGHTS._items, entry.name, entry)
     with pytest.raises(WeightsNotAvailableError) as info:
         resolve_weights("gone", progress=False)
     msg = str(info.value)
@@ -215,7 +215,7 @@ def test_offline_missing_file_message(server, registered, monkeypatch):
     with pytest.raises(WeightsNotAvailableError, match="offline"):
         resolve_weights(registered.name, offline=True)
     with pytest.raises(WeightsNotAvailableError, match="downloads are off"):
-        resolve_weights(registered.name, download=False)
+        resolve_weights(registered.name, allow_download=False)
     assert server.requests == []
     # Put by hand at the named path, it is found offline.
     dest.parent.mkdir(parents=True)

@@ -85,9 +85,11 @@ class Engine:
 
     def audio_models(self):
         """(encoder, frontend) of the base config, built once (also warms the cache)."""
-        from sound2img.manipulation.run import _built, build_audio
+        from sound2img import factory
+        from sound2img.manipulation.run import _built
 
-        return _built(self.models_for(self.cfg), "audio", lambda: build_audio(self.cfg, self.device))
+        return _built(self.models_for(self.cfg), "audio",
+                      lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device))
 
     # ---- requests ---------------------------------------------------------------------
     def sample_choices(self) -> list[str]:
@@ -195,7 +197,7 @@ class Engine:
         import torch
 
         from sound2img.audio.show import render_mel_png
-        from sound2img.manipulation import targets as tg
+        from sound2img.manipulation import guidance as tg
 
         _, frontend = self.audio_models()
         wav = tg.load_sound(str(sound), frontend.sample_rate, max_seconds=tg.sound_window_seconds(frontend))

@@ -28,7 +28,7 @@ edited image close to the sound's embedding. Choose a sound, a source and the se
 
 def _image(img) -> Any:
     """img [3,H,W] in [-1,1] (any device) → HWC uint8 array for gr.Image."""
-    from sound2img.manipulation.outputs import to_uint8
+    from sound2img.utils.images import to_uint8
 
     return to_uint8(img).permute(1, 2, 0).numpy()
 
@@ -69,7 +69,7 @@ class Page:
         if name.startswith("tone:"):
             import soundfile as sf
 
-            from sound2img.manipulation.targets import load_sound
+            from sound2img.manipulation.guidance import load_sound
 
             path = self.engine.work_dir / f"{name.replace(':', '')}.wav"
             if not path.exists():

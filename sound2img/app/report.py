@@ -80,7 +80,7 @@ def sound_source(spec: str, base: Path, out_dir: Path) -> tuple[str, str] | None
     import soundfile as sf
 
     if spec.startswith("tone:"):
-        from sound2img.manipulation.targets import load_sound
+        from sound2img.manipulation.guidance import load_sound
 
         buf = io.BytesIO()
         sf.write(buf, load_sound(spec, 16000).numpy(), 16000, format="WAV", subtype="PCM_16")
@@ -89,7 +89,7 @@ def sound_source(spec: str, base: Path, out_dir: Path) -> tuple[str, str] | None
         from sound2img.weights import resolve_weights
 
         try:
-            path = resolve_weights("sample_" + spec[len("sample:"):], download=False)
+            path = resolve_weights("sample_" + spec[len("sample:"):], allow_download=False)
         except UserInputError:
             return None
     else:

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from sound2img.evaluation.report import DISPLAY_NAMES
+from sound2img.models.embedding import embed_audio
 
 
 # The official folds of the fold-organised evaluation sets (what ``folds: null`` means).
@@ -57,9 +57,8 @@ def encode_dataset(dataset, encoder: torch.nn.Module, frontend: torch.nn.Module,
     """Every clip of ``dataset`` (items with fixed-length ``wav [S]``) → ``audio_emb [N,D]``
     (L2-normalised), ``labels [N]``, ``keys``.
 
-    Batched: ``wav [B,S]`` → ``frontend`` → ``mel [B,1,n_mels,T]`` →
-    ``encoder.encode_audio``. A clip the reader could not decode is replaced by the reader
-    with the next readable one; those duplicates are dropped here (by item ``index``), so
+    Batched: ``wav [B,S]`` → ``embed_audio`` (front end, encoder, normalisation). A clip
+    the reader could not decode is replaced by the reader with the next readable one; those duplicates are dropped here (by item ``index``), so
     each clip counts once.
     """
     from torch.utils.data import DataLoader
@@ -73,8 +72,7 @@ def encode_dataset(dataset, encoder: torch.nn.Module, frontend: torch.nn.Module,
         loader = tqdm(loader, desc=f"embed {getattr(dataset, 'name', 'dataset')}", unit="batch", leave=False)
     embs, labels, keys, seen = [], [], [], set()
     for batch in loader:
-        mel = frontend(batch["wav"].to(device))
-        emb = F.normalize(encoder.encode_audio(mel).float(), dim=-1).cpu()
+        emb = embed_audio(batch["wav"].to(device), frontend, encoder).cpu()
         for i, index in enumerate(batch["index"].tolist()):
             if index in seen:
                 continue

@@ -12,6 +12,7 @@ import torch
 from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.evaluation.report import Report, save_report
+from sound2img.registry import Registry
 from sound2img.utils.device import resolve_device
 from sound2img.utils.files import check_can_write
 
@@ -27,7 +28,8 @@ class TableSpec:
     paper: str
 
 
-TABLES = {t.name: t for t in (
+TABLES: Registry[TableSpec] = Registry("table", hint="see --list")
+for _spec in (
     TableSpec("zeroshot", ("esc50_zeroshot", "us8k_zeroshot"), (), "paper §3: zero-shot ESC-50 / US8K"),
     TableSpec("linear_probe", ("linear_probe",), (), "paper §3: logistic regression on frozen embeddings"),
     TableSpec("supp_table1", ("supp_table1",), (), "supplement Table 1: cosine between w_s, w_a, w_t"),
@@ -41,19 +43,19 @@ TABLES = {t.name: t for t in (
               "supplement Figs. 10–11: text↔sound latent interpolation"),
     TableSpec("fig_audio_text_tsne", ("fig_audio_text_tsne",), ("fig_audio_text_tsne.png",),
               "audio embeddings vs CLIP text embeddings (t-SNE)"),
-)}
+):
+    TABLES.register(_spec.name, _spec)
+del _spec
 
 
 def list_tables() -> list[str]:
     """Names accepted by ``scripts/reproduce.py``."""
-    return list(TABLES)
+    return [name for name, _ in TABLES.items()]  # in the order of the paper
 
 
 def get_table(name: str) -> TableSpec:
     """The table called ``name``; an unknown name is a one-line ``UserInputError``."""
-    if name not in TABLES:
-        raise UserInputError(f"unknown table {name!r}; available: {', '.join(TABLES)} (see --list)")
-    return TABLES[name]
+    return TABLES.get(name)
 
 
 def output_paths(name: str, out_dir: str | Path) -> list[Path]:
@@ -128,7 +130,6 @@ class _Context:
 
         def build():
             enc, fe = factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device)
-            enc.eval().requires_grad_(False)
             self.weights["audio encoder"] = self._describe(self.c["encoder"].get("path"),
                                                            f"random {self.c['encoder'].get('arch')}")
             return enc, fe
@@ -182,7 +183,7 @@ class _Context:
         from sound2img.utils.files import sha256_file
         from sound2img.weights import resolve_weights
 
-        path = resolve_weights(str(source), download=False)
+        path = resolve_weights(str(source), allow_download=False)
         return f"{Path(path).name} (sha256 {sha256_file(path)[:12]}…)"
 
     def domain_setup(self, domain_name: str | None) -> tuple[Any, dict[str, Any], Any]:
@@ -201,7 +202,7 @@ class _Context:
     def sources(self, G, n: int, seed: int) -> torch.Tensor:
         """``n`` source latents from seeds ``seed, seed+1, …`` truncated by
         ``manipulate.truncation``: ws [n,num_ws,w_dim]."""
-        from sound2img.manipulation.sources import sample_source_latents
+        from sound2img.models.stylegan2 import sample_source_latents
 
         if n < 1:
             raise UserInputError(f"the number of source latents must be >= 1, got {n}")
@@ -378,7 +379,7 @@ def _run_fig_interpolation(ctx: _Context, evals: list[dict[str, Any]]) -> Report
 def _run_fig_audio_text_tsne(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.embed import encode_folds
     from sound2img.evaluation.figures import fig_audio_text_tsne
-    from sound2img.training.validation import encode_class_texts
+    from sound2img.data.prompts import encode_class_texts
 
     e = evals[0]
     spec = ctx.dataset_specs([e["dataset"]], e.get("folds"))[0]

@@ -14,7 +14,9 @@ from torch import nn
 from sound2img.errors import Sound2ImgError
 from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, latent_penalty
 
-LOSS_NAMES = ("total", "clip", "sim", "id")
+# The paper's terms, as metrics.json records them per step: total = d_cos + λ_sim·sim + λ_ID·id,
+# d_cos = 1 − cos(CLIP(G(w)), target), sim = the (masked) latent distance, id = L_ID.
+LOSS_NAMES = ("total", "d_cos", "sim", "id")
 
 
 class EditStopped(Sound2ImgError):
@@ -129,10 +131,10 @@ def optimize_latents(
             group["lr"] = lr * lr_ramp(step / steps)
         img = generator.synthesis(ws, noise_mode=noise_mode)
         cosine = (encode_image(img) * target).sum(dim=-1)
-        clip_loss = 1.0 - cosine
+        d_cos = 1.0 - cosine
         sim_loss = latent_penalty(ws, source_ws, mask) if lambda_sim > 0 else zero
         id_loss = identity(img, source_emb=source_id, reduction="none") if source_id is not None else zero
-        total = clip_loss + lambda_sim * sim_loss + lambda_id * id_loss
+        total = d_cos + lambda_sim * sim_loss + lambda_id * id_loss
         optimizer.zero_grad(set_to_none=True)
         total.sum().backward()
         optimizer.step()
@@ -141,7 +143,7 @@ def optimize_latents(
             initial_cosine = cosine.detach().cpu()
         if step in keep:
             snapshots[step] = img.detach().cpu()
-        for name, value in zip(LOSS_NAMES, (total, clip_loss, sim_loss, id_loss)):
+        for name, value in zip(LOSS_NAMES, (total, d_cos, sim_loss, id_loss)):
             history[name][step] = value.detach().cpu()
         step_seconds.append(time.perf_counter() - t0)
         if progress:

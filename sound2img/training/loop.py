@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from sound2img.data.prompts import encode_class_texts
 from sound2img.errors import UserInputError
 from sound2img.models.audio_encoder import save_audio_encoder
 from sound2img.models.state_dict import load_state_dict_strict
@@ -20,13 +21,12 @@ from sound2img.training.batches import (ResumableSampler, batches_per_epoch, epo
                                         to_device)
 from sound2img.training.checkpoint import (capture_rng_state, load_latest_training_state, restore_rng_state,
                                            save_training_state)
-from sound2img.training.distributed import (all_gather_object, all_reduce_mean, barrier, broadcast_object,
-                                            init_distributed)
+from sound2img.training.clip_embeddings import ClipEmbeddings, fixed_prompts, frame_keys
+from sound2img.training.distributed import all_gather_object, all_reduce_mean, barrier, init_distributed
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger
-from sound2img.training.step import Student, make_views
-from sound2img.training.targets import ClipTargets, fixed_prompts, frame_keys
-from sound2img.training.validation import encode_class_texts, zero_shot_accuracy
+from sound2img.training.step import ContrastiveModel, make_views
+from sound2img.training.validation import zero_shot_accuracy
 from sound2img.utils.files import remove_stale_temps
 
 STATE_FORMAT = "sound2img-train-state/1"
@@ -97,7 +97,7 @@ def training_loop(
         raise UserInputError("the a↔v term is enabled but no training item has a video frame "
                              "(set loss.terms.av=0, or train on a dataset with frames such as vggsound)")
     frontend = frontend.to(dev).eval()
-    student = Student(encoder, loss_fn, channels_last=channels_last).to(dev)
+    student = ContrastiveModel(encoder, loss_fn, channels_last=channels_last).to(dev)
     if channels_last:
         student.encoder.to(memory_format=torch.channels_last)
     student.train()
@@ -121,7 +121,7 @@ def training_loop(
             return contextlib.nullcontext()
         return torch.autocast(dev.type, dtype=amp_dtype)
 
-    targets = ClipTargets(clip, dev, cache_dir=embedding_cache_dir or run_dir / "embedding_cache",
+    targets = ClipEmbeddings(clip, dev, cache_dir=embedding_cache_dir or run_dir / "embedding_cache",
                           need_text=loss_fn.enabled("at"), need_images=loss_fn.enabled("av"),
                           info=info, frame_keys=with_frames) if clip is not None else None
     if targets is not None:
@@ -264,7 +264,7 @@ def training_loop(
             "best_val_acc": best_acc if best_acc >= 0 else None, "val_acc": val_acc}
 
 
-def _build_optimizer(student: Student, name: str, lr: float, momentum: float,
+def _build_optimizer(student: ContrastiveModel, name: str, lr: float, momentum: float,
                      weight_decay: float) -> torch.optim.Optimizer:
     """SGD (paper) or AdamW over the encoder and the temperature; weight decay on the
     encoder only, because decaying log(1/τ) would pull the temperature towards 1."""

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from sound2img.cli import ArgumentParser, add_common_args, compose, parse_with_overrides, to_plain, to_yaml
+from sound2img.cli import ArgumentParser, add_common_args, compose_with_flags, parse_with_overrides, to_plain, to_yaml
 from sound2img.errors import UserInputError
 from sound2img.utils.files import atomic_write_text
 
@@ -34,12 +34,8 @@ def train_encoder_cli(argv: Sequence[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run in --out and start again")
     args, overrides = parse_with_overrides(parser, argv)
-    cfg = compose("train_encoder", overrides)
-    for key, value in (("run_dir", args.out), ("device", args.device)):
-        if value is not None:
-            cfg[key] = value
-    cfg.resume = bool(cfg.resume or args.resume)
-    cfg.overwrite = bool(cfg.overwrite or args.overwrite)
+    cfg = compose_with_flags("train_encoder", overrides, {  # store_true flags: False means "not given"
+        "run_dir": args.out, "device": args.device, "resume": args.resume or None, "overwrite": args.overwrite or None})
     cfg = effective_config(cfg)
     if args.cfg == "job":
         print(to_yaml(cfg), end="")
@@ -174,9 +170,7 @@ def train_from_cfg(cfg) -> dict[str, Any]:
             str(cfg.loss.logit_scale), float(cfg.loss.logit_scale_init), float(cfg.loss.logit_scale_max)))
         need_clip = terms.get("at", 0) > 0 or terms.get("av", 0) > 0 or cfg.validation.data is not None
         torch.manual_seed(int(cfg.seed))  # the encoder's initialisation (the same on every rank)
-        encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, info.device)
-        if cfg.encoder.get("path"):  # fine-tuning from a checkpoint: loaders return frozen modules
-            encoder.requires_grad_(True).train()
+        encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, info.device)  # frozen
         clip = factory.build_clip_from_cfg(cfg.clip, info.device) if need_clip else None
         augment = build_augment(**to_plain(cfg.augment)) if cfg.get("augment") else None
         train_set, val_set = build_datasets(cfg, frontend.sample_rate, need_images=terms.get("av", 0) > 0)

@@ -4,27 +4,26 @@ of a batch's mel spectrograms."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from sound2img.models.embedding import audio_embedding
 from sound2img.training.losses import ContrastiveLoss
 
 
-class Student(nn.Module):
+class ContrastiveModel(nn.Module):
     """The trainable part: ``encoder`` (mel → ``audio_emb_raw``) and ``loss`` (whose
-    ``scale`` may hold the learnable temperature)."""
+    ``scale`` may hold the learnable temperature). Builders and loaders return encoders
+    frozen; this is the one place they are unfrozen for training."""
 
     def __init__(self, encoder: nn.Module, loss: ContrastiveLoss, channels_last: bool = False):
         super().__init__()
-        self.encoder = encoder
+        self.encoder = encoder.requires_grad_(True)
         self.loss = loss
         self.channels_last = channels_last
 
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
         """``mel [B,1,n_mels,T]`` → ``audio_emb [B,D]`` (L2-normalised, float32)."""
-        if self.channels_last:
-            mel = mel.contiguous(memory_format=torch.channels_last)
-        return F.normalize(self.encoder(mel).float(), dim=-1)
+        return audio_embedding(self.encoder, mel, channels_last=self.channels_last)
 
     def forward(self, views: list[torch.Tensor], text_emb: torch.Tensor | None = None,
                 image_emb: torch.Tensor | None = None,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import sound2img.audio.frontend as frontend_mod
 from sound2img.audio.frontend import build_frontend, list_frontends
 from sound2img.audio.io import load_audio
-from sound2img.audio.reference import reference_frontend
+from helpers.reference import reference_frontend
 from sound2img.errors import UserInputError
 
 from .signals import make_sound, write_sound
@@ -121,7 +121,7 @@ def test_logmel_other_settings_match_librosa():
 
 
 def test_reference_module_is_the_literal_pipelines():
-    """benchmarks/frontend.py times sound2img.audio.reference: it must be these calls."""
+    """benchmarks/frontend.py times helpers/reference.py: it must be these calls."""
     y_legacy = make_sound("speech", 44100, 11.0).astype(np.float32)
     assert np.abs(reference_frontend(y_legacy, build_frontend("soundclip_legacy").spec()) - authors_input(y_legacy)).max() == 0
     y = make_sound("mix", 16000, 2.0).astype(np.float32)

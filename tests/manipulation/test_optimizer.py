@@ -46,7 +46,7 @@ def test_cosine_rises_and_only_the_latent_changes(nets):
     ws0 = sources(G, 2)
     res = optimize_latents(G, clip.encode_image, ws0, targets(clip, 2), steps=40, lr=0.1,
                            lambda_sim=0.0, latent_term="l2")
-    cos = 1 - res.losses["clip"]                      # [steps,B]
+    cos = 1 - res.losses["d_cos"]                      # [steps,B]
     assert (res.final_cosine > cos[0] + 0.05).all()
     assert (cos[-5:].mean(0) > cos[:5].mean(0)).all()
     assert torch.allclose(res.initial_cosine, cos[0])
@@ -164,7 +164,7 @@ def test_on_step_sees_every_step_and_can_stop(nets):
     assert [s[0] for s in seen] == [1, 2, 3, 4]
     assert seen[0][1] == tuple(res.source_img.shape)
     # the callback's cosine is the one the loss history records for that step
-    assert torch.allclose(torch.stack([s[2] for s in seen]), 1 - res.losses["clip"], atol=1e-6)
+    assert torch.allclose(torch.stack([s[2] for s in seen]), 1 - res.losses["d_cos"], atol=1e-6)
 
     calls = []
     with pytest.raises(EditStopped) as stopped:

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.manipulation.optimizer import optimize_latents
-from sound2img.manipulation.sources import sample_source_latents
 from sound2img.models.arcface import IdentityLoss, build_arcface
 from sound2img.models.clip import build_clip
+from sound2img.models.stylegan2 import sample_source_latents
 from sound2img.models.stylegan2 import build_generator
 
 

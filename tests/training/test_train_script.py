@@ -90,7 +90,7 @@ def test_wandb_missing_names_the_extra(tmp_path, monkeypatch):
 def test_every_experiment_composes_and_builds(experiment):
     from sound2img import factory
     from sound2img.training.loop import _build_optimizer
-    from sound2img.training.step import Student
+    from sound2img.training.step import ContrastiveModel
 
     cfg = effective_config(compose("train_encoder", [f"experiment={experiment}"]))
     encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, "cpu")
@@ -98,7 +98,7 @@ def test_every_experiment_composes_and_builds(experiment):
     augment = build_augment(**cfg.augment)
     loss = ContrastiveLoss(dict(cfg.loss.terms), symmetric=cfg.loss.symmetric,
                            scale=LogitScale(cfg.loss.logit_scale, cfg.loss.logit_scale_init, cfg.loss.logit_scale_max))
-    opt = _build_optimizer(Student(encoder, loss), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum,
+    opt = _build_optimizer(ContrastiveModel(encoder, loss), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum,
                            cfg.optim.weight_decay)
     wav = torch.randn(2, frontend.sample_rate)
     with torch.no_grad():

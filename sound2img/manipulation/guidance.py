@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.errors import UserInputError
+from sound2img.models.embedding import embed_audio
 
 TONE_SECONDS = 10.0  # the legacy front end's 864 frames at 44.1 kHz ≈ 10 s: a tone fills it
 
@@ -79,7 +80,7 @@ def load_sound(spec: str, sample_rate: int, *, max_seconds: float | None = None)
 @torch.no_grad()
 def encode_sounds(
     wavs: Sequence[torch.Tensor],   # each wav [S] mono at frontend.sample_rate
-    encoder: torch.nn.Module,       # frozen audio encoder with encode_audio(mel) → [B,D] normalised
+    encoder: torch.nn.Module,       # frozen audio encoder: mel → audio_emb_raw [B,D]
     frontend: torch.nn.Module,      # wav [B,S] → mel [B,1,n_mels,T] (deterministic at inference)
     *,
     gain_db: float = 0.0,           # volume change before the front end (paper supp. Fig. 8)
@@ -92,11 +93,7 @@ def encode_sounds(
     so a gain changes its input only through the 80-dB floor — next to nothing; with
     ``logmel`` the level is kept."""
     scale = 10.0 ** (gain_db / 20.0)
-    out = []
-    for wav in wavs:
-        mel = frontend(wav.reshape(1, -1).to(device) * scale)
-        out.append(F.normalize(encoder.encode_audio(mel).float(), dim=-1))
-    return torch.cat(out)
+    return torch.cat([embed_audio(wav.reshape(1, -1).to(device) * scale, frontend, encoder) for wav in wavs])
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """The librosa (+ OpenCV) pipelines that the torch front ends must reproduce, one clip at a
-time in numpy. They define "the same settings" for the tests and the speed benchmark;
-nothing in training or inference calls them. OpenCV is a dev dependency, imported here."""
+time in numpy. They define "the same settings" for the tests and the speed benchmarks
+(which run outside pytest and load this file by its path); nothing in the package calls
+them. OpenCV is a dev dependency, imported here."""
 from __future__ import annotations
 
 import librosa
