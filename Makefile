@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup test test-slow test-all edit edit-tiny bench
+.PHONY: setup test test-slow test-all edit edit-tiny bench screenshots
 
 $(VENV)/.complete: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,8 @@ edit-tiny: setup
 
 bench: setup
 	$(PY) benchmarks/frontend.py
+
+# The README's pictures of the web app, taken by its browser test (needs Debian's chromium).
+screenshots: setup
+	$(PY) -m pip install -q -e ".[dev,demo]"
+	SOUND2IMG_SCREENSHOT_DIR=docs/img $(PY) -m pytest -q tests/app/test_demo_browser.py -k screenshots

@@ -3,6 +3,7 @@ CLIP(G(w)) towards a fixed target embedding, held near the source by λ_sim and,
 faces, near its identity by λ_ID."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from sound2img.errors import Sound2ImgError
 from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, layer_penalties
 from sound2img.utils.schedules import lr_ramp
 
@@ -17,6 +19,14 @@ from sound2img.utils.schedules import lr_ramp
 # d_cos = 1 − cos_scale·cos(CLIP(G(w)), target), sim = the (masked) latent distance, id = L_ID.
 LOSS_NAMES = ("total", "d_cos", "sim", "id")
 AUTHORS_COS_SCALE = math.exp(0.07)  # the authors' d_cos = 1 − e^0.07·cos (their training scale)
+
+
+class EditStopped(Sound2ImgError):
+    """An ``on_step`` callback asked the optimiser to stop; ``steps_done`` steps were run."""
+
+    def __init__(self, steps_done: int):
+        super().__init__(f"stopped after {steps_done} steps")
+        self.steps_done = steps_done
 
 
 @dataclass
@@ -61,6 +71,7 @@ def optimize_latents(
     noise_mode: str = "const",         # generator noise; "const" makes the edit deterministic
     progress: bool = False,            # tqdm bar
     frozen: Sequence[object] = (),     # further networks to check for frozen parameters (CLIP, ArcFace)
+    on_step: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,  # see below
 ) -> EditResult:  # fmt: skip
     """Optimise a batch of (source latent, target) pairs together.
 
@@ -70,7 +81,11 @@ def optimize_latents(
     same objective as cos_scale = 1 at λ/s: the authors' e^0.07 makes their λ terms weigh
     ~7 % less than the same λ at scale 1. The identity
     term's gradient flows through the edited image, the source features are fixed (as in
-    StyleCLIP; the authors' code swaps the arguments and gets no gradient)."""
+    StyleCLIP; the authors' code swaps the arguments and gets no gradient).
+
+    ``on_step(steps_done, img [B,3,H,W], cosine [B])`` (both detached, on the device; the
+    image and cosine of the step just taken, before its update) is called after every
+    step, e.g. to show progress; a true return stops the edit with ``EditStopped``."""
     if latent_term not in LATENT_TERMS:
         raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
     if steps < 1:
@@ -137,6 +152,8 @@ def optimize_latents(
         step_seconds.append(time.perf_counter() - t0)
         if progress:
             bar.set_postfix(loss=f"{float(total.detach().mean()):.4f}", cos=f"{float(cosine.detach().mean()):.4f}")
+        if on_step is not None and on_step(step + 1, img.detach(), cosine.detach()):
+            raise EditStopped(step + 1)
 
     with torch.no_grad():
         result_img = generator.synthesis(ws, noise_mode=noise_mode)

@@ -235,8 +235,9 @@ def edit_quality(quality, r: PairResult) -> dict[str, Any]:
 
 
 def optimize_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, generator, clip, identity=None,
-                   noise_mode: str = "const", progress: bool = False) -> list[PairResult]:
-    """Run every (source, target) pair through the optimiser, ``o['batch_size']`` at a time."""
+                   noise_mode: str = "const", progress: bool = False, on_step=None) -> list[PairResult]:
+    """Run every (source, target) pair through the optimiser, ``o['batch_size']`` at a time
+    (``on_step``: the optimiser's per-step callback, called for each batch)."""
     every = o["strip_every"]
     snaps = tuple(range(every, o["steps"], every)) if every else ()
     out = []
@@ -247,7 +248,7 @@ def optimize_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, gen
             torch.cat([s.ws for s, _ in chunk]), torch.stack([t.emb for _, t in chunk]),
             steps=o["steps"], lr=o["lr"], lambda_sim=o["lambda_sim"], lambda_id=o["lambda_id"],
             cos_scale=o["cos_scale"], identity=identity, latent_term=o["latent_term"], mask_step=o["mask_step"],
-            snapshot_steps=snaps, noise_mode=noise_mode, progress=progress)
+            snapshot_steps=snaps, noise_mode=noise_mode, progress=progress, on_step=on_step)
         seconds = sum(res.step_seconds)
         for i, (s, t) in enumerate(chunk):
             out.append(PairResult(
@@ -306,12 +307,26 @@ def build_identity(cfg, device: torch.device):
     return factory.build_arcface_from_cfg(cfg.get("identity") or ("tiny" if cfg.get("tiny") else "ir_se50"), device)
 
 
-def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
+def _built(models: dict | None, key: str, build):
+    """``models[key]``, built by ``build()`` on first use; a fresh one without ``models``."""
+    if models is None:
+        return build()
+    if key not in models:
+        models[key] = build()
+    return models[key]
+
+
+def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, on_step=None) -> list[Path]:
     """Run the edits a composed ``manipulate`` config describes; returns the edit
     directories written (``cfg.out`` itself for a single edit, else one per edit inside
     it). Every input and the output directory are checked before the optimisation;
     nothing is written before all edits are done, and a new ``out`` appears whole or not
-    at all."""
+    at all.
+
+    ``models``: a dict the caller keeps for configs with the same model groups and device
+    (the web app, one per (generator, encoder)); networks are built into it once and reused.
+    ``on_step``: the optimiser's per-step callback (progress; a true return stops the run
+    with ``EditStopped`` and nothing is written)."""
     t0 = time.perf_counter()
     c = to_plain(cfg)
     o = check_options(c)
@@ -326,25 +341,26 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     # Cheapest checks first: the sounds and latent files fail before CLIP is built.
     encoder = frontend = wavs = None
     if o["audio"]:
-        encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
+        encoder, frontend = _built(models, "audio",
+                                   lambda: factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device))
         wavs = load_sounds(o, frontend)
-    G = factory.build_generator_from_cfg(cfg.generator, device)
+    G = _built(models, "generator", lambda: factory.build_generator_from_cfg(cfg.generator, device))
     if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
         raise UserInputError(f"edit.layer_split={o['layer_split']} is beyond this generator's {G.num_ws} W+ rows")
     sources = image_sources(c, o, G, device, progress)
     if o["latents"] or o["mean_latent"] or o["seeds"]:
         sources += resolve_sources(o, G, device)
     if encoder is None and (c.get("clip") or {}).get("model") == "from_encoder":
-        encoder, _ = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)  # text edit, encoder's space
-    clip = factory.build_clip_for_encoder(cfg.clip, encoder, device)
+        encoder, _ = _built(models, "audio", lambda: factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device))
+    clip = _built(models, "clip", lambda: factory.build_clip_for_encoder(cfg.clip, encoder, device))
     targets = resolve_targets(o, clip=clip, encoder=encoder, frontend=frontend, wavs=wavs, device=device)
     del encoder, wavs  # the targets are fixed from here on
-    identity = build_identity(cfg, device) if o["lambda_id"] > 0 else None
+    identity = _built(models, "identity", lambda: build_identity(cfg, device)) if o["lambda_id"] > 0 else None
     setup_s = time.perf_counter() - t0
 
     pairs = [(s, t) for s in sources for t in targets]
     results = optimize_pairs(pairs, o, generator=G, clip=clip, identity=identity,
-                             noise_mode=noise_mode, progress=progress)
+                             noise_mode=noise_mode, progress=progress, on_step=on_step)
 
     from sound2img.inversion.command import quality_metrics
 

@@ -172,3 +172,26 @@ def test_snapshots_and_determinism(nets):
     shared = optimize_latents(G, clip.encode_image, ws0.expand(2, -1, -1), tgt, steps=3)
     rows = optimize_latents(G, clip.encode_image, ws0.expand(2, -1, -1), tgt.expand(2, -1), steps=3)
     assert torch.equal(shared.ws, rows.ws)
+
+
+def test_on_step_sees_every_step_and_can_stop(nets):
+    from sound2img.manipulation.optimizer import EditStopped
+
+    G, clip = nets
+    ws0, tgt = sources(G, 2), targets(clip, 2)
+    seen = []
+
+    def watch(done, img, cosine):
+        seen.append((done, tuple(img.shape), cosine.clone()))
+
+    res = optimize_latents(G, clip.encode_image, ws0, tgt, steps=4, lr=0.1, on_step=watch)
+    assert [s[0] for s in seen] == [1, 2, 3, 4]
+    assert seen[0][1] == tuple(res.source_img.shape)
+    # the callback's cosine is the one the loss history records for that step
+    assert torch.allclose(torch.stack([s[2] for s in seen]), 1 - res.losses["d_cos"], atol=1e-6)
+
+    calls = []
+    with pytest.raises(EditStopped) as stopped:
+        optimize_latents(G, clip.encode_image, ws0, tgt, steps=50, lr=0.1,
+                         on_step=lambda done, img, cos: calls.append(done) or done == 2)
+    assert calls == [1, 2] and stopped.value.steps_done == 2

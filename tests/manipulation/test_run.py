@@ -192,3 +192,23 @@ def test_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run.run_edit(cfg_for(tmp_path, "--text", "fire", "--text", "rain"))
     assert list(tmp_path.iterdir()) == []           # no out dir, no hidden partial one
+
+
+def test_shared_models_are_built_once_and_give_the_same_edit(tmp_path, monkeypatch):
+    models = {}
+    first = run.run_edit(cfg_for(tmp_path / "a", "--audio", "tone:440"), models=models)[0]
+    assert set(models) == {"audio", "generator", "clip"}
+    kept = dict(models)
+    built = []
+    monkeypatch.setattr(factory, "build_generator_from_cfg", lambda *a, **k: built.append(a))
+    second = run.run_edit(cfg_for(tmp_path / "b", "--audio", "tone:440"), models=models)[0]
+    assert not built and all(models[k] is kept[k] for k in kept)
+    assert torch.equal(latents(first / "result_latent.pt"), latents(second / "result_latent.pt"))
+
+
+def test_stop_from_on_step_writes_nothing(tmp_path):
+    from sound2img.manipulation.optimizer import EditStopped
+
+    with pytest.raises(EditStopped):
+        run.run_edit(cfg_for(tmp_path, "--audio", "tone:440"), on_step=lambda done, img, cos: done == 1)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())

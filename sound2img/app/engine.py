@@ -1,0 +1,238 @@
+"""What the web app does, without the page: compose the ``demo`` config once, turn a
+request from the page into the ``manipulate`` config ``scripts/manipulate.py`` would have
+composed, and run it through the same :func:`~sound2img.manipulation.run.run_edit`, with
+networks built once per (generator, encoder, …) and shared by every request."""
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import logging
+import math
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from sound2img.cli import compose, to_plain
+from sound2img.errors import UserInputError
+from sound2img.utils.device import resolve_device
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "demo"
+# the page's mode choices → (manipulate's edit.mode, uses the sound, uses the text)
+MODES = {
+    "sound only": ("separate", True, False),
+    "text only": ("separate", False, True),
+    "embedding mix": ("embedding_mix", True, True),
+    "latent mix": ("latent_mix", True, True),
+    "layer mix": ("layer_mix", True, True),
+}
+SOURCES = ("seed", "latent file", "photo")
+# the model config groups: requests agreeing on these (and the device) share networks
+MODEL_GROUPS = ("generator", "encoder", "audio", "clip", "identity", "tiny")
+TONE_CLIP = "tone:440"
+
+
+@dataclass
+class EditRequest:
+    """One edit as the page asks for it (paths are files the page received)."""
+
+    sound: str | None = None          # a file path, sample:NAME or tone:HZ
+    text: str = ""
+    mode: str = "sound only"
+    mix_weight: float = 0.5
+    source: str = "seed"              # one of SOURCES
+    seed: int = 0
+    latent: str | None = None         # a latent file (source "latent file")
+    photo: str | None = None          # an image file (source "photo")
+    steps: int = 300
+    lr: float = 0.1
+    lambda_sim: float = 0.002
+    lambda_id: float = 0.0
+
+
+class Engine:
+    """The app's one engine. ``overrides`` are Hydra ``key=value`` words for the ``demo``
+    config (``preset=tiny``, ``generator=…``, ``manipulate=faces``)."""
+
+    def __init__(self, overrides: Sequence[str] = (), device: str | None = None):
+        self.cfg = compose(CONFIG_NAME, list(overrides))
+        plain = to_plain(self.cfg)
+        self.settings: dict[str, Any] = plain["app"]
+        self.device = resolve_device(device or plain.get("device") or "auto")
+        self.defaults = {k: plain["manipulate"][k] for k in ("steps", "lr", "lambda_sim", "lambda_id")}
+        self.defaults["mix_weight"] = plain["edit"]["mix_weight"]
+        self.bounds = {k: (float(v[0]), float(v[1])) for k, v in self.settings["bounds"].items()}
+        work = self.settings.get("work_dir")
+        self.work_dir = Path(work) if work else Path(tempfile.mkdtemp(prefix="sound2img-demo-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._models: dict[str, dict] = {}
+        self._models_lock = threading.Lock()
+        self._count = itertools.count(1)
+
+    # ---- models -----------------------------------------------------------------------
+    def models_for(self, cfg) -> dict:
+        """The shared ``run_edit`` model dict for ``cfg``'s model groups and this device."""
+        plain = to_plain(cfg)
+        key = json.dumps({g: plain.get(g) for g in MODEL_GROUPS} | {"device": str(self.device)},
+                         sort_keys=True, default=str)
+        with self._models_lock:
+            return self._models.setdefault(key, {})
+
+    def audio_models(self):
+        """(encoder, frontend) of the base config, built once (also warms the cache)."""
+        from sound2img import factory
+        from sound2img.manipulation.run import _built
+
+        return _built(self.models_for(self.cfg), "audio",
+                      lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device))
+
+    # ---- requests ---------------------------------------------------------------------
+    def sample_choices(self) -> list[str]:
+        """The registry's sample clips (``sample:NAME``, fetched on first use), plus a
+        tone made on the spot that works offline."""
+        from sound2img.weights import list_weights
+
+        names = [f"sample:{e.name[len('sample_'):]}" for e in list_weights() if e.name.startswith("sample_")]
+        return [TONE_CLIP, *sorted(names)]
+
+    def check_number(self, name: str, value: Any, *, integer: bool = False) -> float:
+        """A slider's value inside the config's bounds, or a one-line error naming them."""
+        low, high = self.bounds[name]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise UserInputError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}") from None
+        if not math.isfinite(number) or not low <= number <= high or (integer and number != int(number)):
+            kind = "an integer" if integer else "a number"
+            raise UserInputError(f"{name} must be {kind} in [{low:g}, {high:g}] (app.bounds), got {value!r}")
+        return int(number) if integer else number
+
+    def edit_config(self, req: EditRequest, out: Path):
+        """The ``manipulate`` config of one request (what manipulate.py's flags set)."""
+        from omegaconf import OmegaConf, open_dict
+
+        if req.mode not in MODES:
+            raise UserInputError(f"mode must be one of {', '.join(MODES)}, got {req.mode!r}")
+        mode, uses_sound, uses_text = MODES[req.mode]
+        text = (req.text or "").strip()
+        if uses_sound and not req.sound:
+            raise UserInputError(f"mode {req.mode!r} needs a sound: upload or record one, or pick a sample clip")
+        if uses_text and not text:
+            raise UserInputError(f"mode {req.mode!r} needs a text prompt")
+        updates: dict[str, Any] = {
+            "edit.audio": [str(req.sound)] if uses_sound else [],
+            "edit.text": [text] if uses_text else [],
+            "edit.mode": mode,
+            "edit.mix_weight": self.check_number("mix_weight", req.mix_weight),
+            "manipulate.steps": self.check_number("steps", req.steps, integer=True),
+            "manipulate.lr": self.check_number("lr", req.lr),
+            "manipulate.lambda_sim": self.check_number("lambda_sim", req.lambda_sim),
+            "manipulate.lambda_id": self.check_number("lambda_id", req.lambda_id),
+            "out": str(out), "overwrite": False, "progress": False, "device": str(self.device),
+        }
+        if req.source == "seed":
+            try:
+                seed = int(req.seed)
+            except (TypeError, ValueError):
+                raise UserInputError(f"seed must be a whole number >= 0, got {req.seed!r}") from None
+            if seed < 0 or seed != req.seed:
+                raise UserInputError(f"seed must be a whole number >= 0, got {req.seed!r}")
+            updates.update({"edit.seeds": [seed], "edit.latents": []})
+        elif req.source == "latent file":
+            if not req.latent:
+                raise UserInputError("source 'latent file' needs a latent file (.pt, .npy or .npz)")
+            updates.update({"edit.seeds": [], "edit.latents": [str(req.latent)]})
+        elif req.source == "photo":
+            updates.update({"edit.seeds": [], "edit.latents": [str(self.invert_photo(req.photo))]})
+        else:
+            raise UserInputError(f"source must be one of {', '.join(SOURCES)}, got {req.source!r}")
+        cfg = copy.deepcopy(self.cfg)
+        with open_dict(cfg):
+            for key, value in updates.items():
+                OmegaConf.update(cfg, key, value, merge=False)
+            del cfg["app"]  # the edit's metrics.json records the manipulate config, as the CLI's does
+        return cfg
+
+    def invert_photo(self, photo: str | None) -> Path:
+        """The hook for a photo source: needs ``sound2img.inversion`` (real-photo
+        inversion), which this install does not have yet."""
+        try:
+            import sound2img.inversion  # noqa: F401
+        except ImportError:
+            raise UserInputError("a photo source needs real-photo inversion (sound2img.inversion), which this "
+                                 "install does not have; use a seed or a latent file") from None
+        raise UserInputError("photo inversion is not connected to the web app yet; use a seed or a latent file")
+
+    def run(self, req: EditRequest, on_step: Callable | None = None) -> "EditOutcome":
+        """Run one request to the end: its edit directory (exactly what manipulate.py
+        writes) and a zip of it. Raises ``UserInputError``/``EditStopped``; nothing is
+        left behind by a failed or stopped edit except an empty work folder."""
+        from sound2img.manipulation.run import run_edit
+
+        n = next(self._count)
+        folder = self.work_dir / f"edit-{n:04d}"
+        folder.mkdir()
+        out = folder / "edit"
+        cfg = self.edit_config(req, out)
+        log.info("edit %d: start (%s)", n, req.mode)
+        try:
+            (edit_dir,) = run_edit(cfg, models=self.models_for(cfg), on_step=on_step)
+        finally:
+            log.info("edit %d: end", n)
+        zip_path = folder / "edit.zip"
+        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(edit_dir.rglob("*")):
+                if f.is_file():
+                    zf.write(f, f.relative_to(edit_dir).as_posix())
+        return EditOutcome(n, edit_dir, zip_path, json.loads((edit_dir / "metrics.json").read_text(encoding="utf-8")))
+
+    def mel_png(self, sound: str) -> bytes:
+        """The mel spectrogram the encoder sees for ``sound`` (its window of a long file),
+        as the PNG ``scripts/show_mel.py`` draws."""
+        import torch
+
+        from sound2img.audio.show import render_mel_png
+        from sound2img.manipulation import guidance as tg
+
+        _, frontend = self.audio_models()
+        wav = tg.load_sound(str(sound), frontend.sample_rate, max_seconds=tg.sound_window_seconds(frontend))
+        device = next(iter(frontend.buffers()), torch.empty(0)).device
+        with torch.no_grad():
+            mel = frontend(wav[None].to(device))[0].float().cpu()
+        name = getattr(frontend, "name", type(frontend).__name__)
+        return render_mel_png(mel, f"{tg.describe_sound(str(sound))} — {name}, encoder input {list(mel.shape)}")
+
+
+@dataclass
+class EditOutcome:
+    """A finished edit: its number, directory, zip and metrics.json."""
+
+    number: int
+    edit_dir: Path
+    zip_path: Path
+    metrics: dict[str, Any]
+
+
+def summary_rows(metrics: dict[str, Any]) -> list[list[Any]]:
+    """metrics.json → rows (quantity, value) for the page's table."""
+    rows = []
+    cos = metrics.get("final_cosine")
+    if isinstance(cos, dict):  # a latent/layer mix: cosine of the mixed result to each target
+        rows += [[f"cosine to the {k} target", round(float(v), 4)] for k, v in cos.items()]
+    elif cos is not None:
+        rows.append(["cosine to the target, before", round(float(metrics.get("initial_cosine", float("nan"))), 4)])
+        rows.append(["cosine to the target, after", round(float(cos), 4)])
+    for name, values in (metrics.get("losses") or {}).items():
+        if values:
+            rows.append([f"loss {name}, last step", round(float(values[-1]), 5)])
+    timings = metrics.get("timings") or {}
+    for key in ("setup_s", "optimise_s"):
+        if key in timings:
+            rows.append([key.replace("_s", " (s)"), round(float(timings[key]), 2)])
+    rows.append(["device", metrics.get("device", "")])
+    return rows

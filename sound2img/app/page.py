@@ -1,0 +1,240 @@
+"""The web page (Gradio): a sound, a prompt and a source in, an edit out, through the
+:class:`~sound2img.app.engine.Engine`. Stable ``elem_id``s (sound, text, seed, steps,
+run, stop, result, status, download) let tests and users' scripts drive it."""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from sound2img.app.engine import MODES, SOURCES, TONE_CLIP, Engine, EditRequest, summary_rows
+from sound2img.cli import user_message
+from sound2img.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+# small generators (preset=tiny: 32 px) would show as stamps: pictures fill their box, pixels stay sharp
+CSS = "#live img, #source_image img, #result img, #strip img {width: 100%; height: 100%; object-fit: contain; " \
+      "image-rendering: pixelated}"
+INTRO = """# sound2img
+Edit a StyleGAN2 image with a sound (or text): the latent is optimised so that CLIP sees the
+edited image close to the sound's embedding. Choose a sound, a source and the settings, then **Run**."""
+
+
+def _image(img) -> Any:
+    """img [3,H,W] in [-1,1] (any device) → HWC uint8 array for gr.Image."""
+    from sound2img.utils.images import to_uint8
+
+    return to_uint8(img).permute(1, 2, 0).numpy()
+
+
+def _error_text(exc: BaseException, *uploads: str | None) -> str:
+    """One line for the status box; an uploaded file is named by its own name, not by
+    the server's temporary path."""
+    if isinstance(exc, UserInputError):
+        text = f"error: {user_message(exc)}"
+    else:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = f"internal error: {type(exc).__name__}: {first} (the server log has the details)"
+    for path in filter(None, uploads):
+        text = text.replace(str(path), Path(path).name)
+    return " ".join(text.split())
+
+
+class Page:
+    """The handlers behind the page; one per server, sharing one engine."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._stops: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._runs = itertools.count(1)  # every status line of a run names it: "[run N]"
+
+    # ---- sound ------------------------------------------------------------------------
+    def pick_sample(self, name: str | None):
+        """A sample clip → (the sound input's file, status)."""
+        if not name:
+            return gr.update(), ""
+        try:
+            return self._sample_file(name), f"sample {name} loaded"
+        except Exception as exc:  # noqa: BLE001 - shown in the page, the server goes on
+            return gr.update(), _error_text(exc)
+
+    def _sample_file(self, name: str) -> str:
+        if name.startswith("tone:"):
+            import soundfile as sf
+
+            from sound2img.manipulation.guidance import load_sound
+
+            path = self.engine.work_dir / f"{name.replace(':', '')}.wav"
+            if not path.exists():
+                sr = 16000
+                sf.write(str(path), load_sound(name, sr).numpy(), sr)
+            return str(path)
+        from sound2img.weights import resolve_weights
+
+        return str(resolve_weights("sample_" + name[len("sample:"):]))
+
+    def show_mel(self, sound: str | None):
+        """The sound → (its mel image, status)."""
+        if not sound:
+            return None, ""
+        try:
+            import io
+
+            from PIL import Image
+
+            return Image.open(io.BytesIO(self.engine.mel_png(sound))), f"sound: {Path(sound).name}"
+        except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, UserInputError):
+                log.exception("mel of %s", sound)
+            return None, _error_text(exc, sound)
+
+    # ---- edit -------------------------------------------------------------------------
+    def stop(self, request: gr.Request = None) -> None:
+        """Ask the session's running edit to stop at its next step (the run's own status
+        line then says where it stopped; Stop writes none, so the two never race)."""
+        key = getattr(request, "session_hash", None) or ""
+        with self._lock:
+            event = self._stops.get(key)
+        if event is not None:
+            event.set()
+
+    def run(self, sound, text, mode, mix_weight, source, seed, latent, photo, steps, lr, lambda_sim, lambda_id,
+            request: gr.Request = None):
+        """Generator of page updates: progress while the edit runs, then its results.
+        Outputs: status, live, source, result, strip, metrics, download."""
+        key = getattr(request, "session_hash", None) or ""
+        tag = f" [run {next(self._runs)}]"
+        req = EditRequest(sound=sound, text=text or "", mode=mode, mix_weight=mix_weight, source=source, seed=seed,
+                          latent=latent, photo=photo, steps=steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id)
+        blank = (None, None, None, None, None, None)
+        try:
+            total = self.engine.check_number("steps", steps, integer=True)
+        except UserInputError as exc:
+            yield (_error_text(exc) + tag, *blank)
+            return
+        stop = threading.Event()
+        with self._lock:
+            self._stops[key] = stop
+        events: queue.Queue = queue.Queue()
+        every = max(1, int(self.engine.settings.get("live_every") or 1))
+
+        def on_step(done, img, cosine):
+            due = done % every == 0 or done == total
+            events.put(("step", done, _image(img[0]) if due else None, float(cosine.float().mean())))
+            return stop.is_set()
+
+        def work():
+            try:
+                events.put(("done", self.engine.run(req, on_step)))
+            except BaseException as exc:  # noqa: BLE001 - every failure is reported in the page
+                if not isinstance(exc, UserInputError):
+                    log.exception("edit failed")
+                events.put(("error", exc))
+
+        thread = threading.Thread(target=work, name="sound2img-edit", daemon=True)
+        thread.start()
+        yield ("starting…" + tag, *blank)
+        try:
+            while True:
+                kind, *rest = events.get()
+                if kind == "step":
+                    done, img, cos = rest
+                    live = gr.update() if img is None else img
+                    yield (f"running: step {done}/{total} · cosine to the target {cos:.4f}{tag}", live,
+                           *([gr.update()] * 5))
+                elif kind == "error":
+                    from sound2img.manipulation.optimizer import EditStopped
+
+                    exc = rest[0]
+                    text_ = (f"stopped after {exc.steps_done} of {total} steps (nothing written)"
+                             if isinstance(exc, EditStopped) else _error_text(exc, sound, latent, photo))
+                    yield (text_ + tag, gr.update(), None, None, None, None, None)
+                    return
+                else:
+                    outcome = rest[0]
+                    d = outcome.edit_dir
+                    m = outcome.metrics
+                    cos = m.get("final_cosine")
+                    cos_text = (", ".join(f"{k} {v:.4f}" for k, v in cos.items()) if isinstance(cos, dict)
+                                else f"{m.get('initial_cosine', float('nan')):.4f} → {cos:.4f}")
+                    yield (f"done: edit {outcome.number}, {total} steps · cosine {cos_text}{tag}", gr.update(),
+                           str(d / "source.png"), str(d / "result.png"), str(d / "strip.png"),
+                           summary_rows(m), str(outcome.zip_path))
+                    return
+        finally:
+            stop.set()  # a closed page (cancelled generator) stops the edit too
+            thread.join()
+            with self._lock:
+                if self._stops.get(key) is stop:
+                    del self._stops[key]
+
+
+def build_page(engine: Engine):
+    """The ``gr.Blocks`` of the app (not launched)."""
+    page = Page(engine)
+    b, d = engine.bounds, engine.defaults
+    with gr.Blocks(title="sound2img", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column():
+                sound = gr.Audio(label="sound (upload or record)", sources=["upload", "microphone"], type="filepath",
+                                 elem_id="sound")
+                sample = gr.Dropdown(engine.sample_choices(), value=None, label="…or a sample clip",
+                                     elem_id="sample", info=f"{TONE_CLIP} is made on the spot (offline)")
+                mel = gr.Image(label="what the encoder sees (mel spectrogram)", interactive=False, elem_id="mel")
+                text = gr.Textbox(label="text prompt (optional)", elem_id="text")
+                mode = gr.Radio(list(MODES), value="sound only", label="mode", elem_id="mode")
+                mix = gr.Slider(*b["mix_weight"], value=d["mix_weight"], label="text's share α (mixes)",
+                                elem_id="mix_weight")
+            with gr.Column():
+                source = gr.Radio(list(SOURCES), value="seed", label="source", elem_id="source",
+                                  info="photo: needs real-photo inversion")
+                with gr.Row():
+                    seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="seed")
+                    rand = gr.Button("random", elem_id="random", scale=0)
+                latent = gr.File(label="latent file (.pt/.npy/.npz)", file_types=[".pt", ".npy", ".npz"],
+                                 type="filepath", elem_id="latent")
+                photo = gr.Image(label="photo", type="filepath", elem_id="photo")
+                steps = gr.Slider(*b["steps"], value=d["steps"], step=1, label="steps", elem_id="steps")
+                lr = gr.Slider(*b["lr"], value=d["lr"], label="lr", elem_id="lr")
+                lsim = gr.Slider(*b["lambda_sim"], value=d["lambda_sim"], step=0.0005, label="λ_sim",
+                                 elem_id="lambda_sim")
+                lid = gr.Slider(*b["lambda_id"], value=d["lambda_id"], step=0.0005, label="λ_ID", elem_id="lambda_id")
+                with gr.Row():
+                    run = gr.Button("Run", variant="primary", elem_id="run")
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                status = gr.Textbox(label="status", interactive=False, elem_id="status")
+                live = gr.Image(label="current image", interactive=False, elem_id="live", height=256)
+        with gr.Row():
+            src_img = gr.Image(label="source", interactive=False, elem_id="source_image", height=320)
+            result = gr.Image(label="result", interactive=False, elem_id="result", height=320)
+        strip = gr.Image(label="strip (source, steps…, result)", interactive=False, elem_id="strip", height=200)
+        metrics = gr.Dataframe(headers=["quantity", "value"], label="metrics", interactive=False, elem_id="metrics")
+        download = gr.File(label="everything manipulate.py writes (zip)", interactive=False, elem_id="download")
+
+        sample.change(page.pick_sample, sample, [sound, status], concurrency_limit=None, concurrency_id="light")
+        sound.change(page.show_mel, sound, [mel, status], concurrency_limit=None, concurrency_id="light")
+        rand.click(lambda: __import__("random").randrange(2 ** 31), None, seed, queue=False)
+        run.click(page.run, [sound, text, mode, mix, source, seed, latent, photo, steps, lr, lsim, lid],
+                  [status, live, src_img, result, strip, metrics, download],
+                  concurrency_limit=int(engine.settings["concurrency"]), concurrency_id="edit")
+        stop.click(page.stop, None, None, queue=False)
+    return demo
+
+
+def launch(engine: Engine, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+           block: bool = True):
+    """Build and serve the page; returns the Blocks (``block=False``: serving in a thread)."""
+    demo = build_page(engine)
+    demo.queue(max_size=int(engine.settings["max_queue"]))
+    demo.launch(server_name=host, server_port=port, share=share, inbrowser=False, quiet=False,
+                max_file_size=f"{int(engine.settings['max_upload_mb'])}mb", allowed_paths=[str(engine.work_dir)],
+                prevent_thread_lock=not block, show_error=True, css=CSS)
+    return demo

@@ -1,0 +1,68 @@
+"""scripts/report.py on real preset=tiny edits and a training run's metrics.jsonl: one
+card per edit with everything embedded, numbers to sort by, plots; bad input refused."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from helpers import load_file_module
+from sound2img.app.report import build_report, edit_numbers, write_report
+from sound2img.errors import UserInputError
+
+from .conftest import ROOT
+from .outputs import make_edits, make_run
+
+
+@pytest.fixture(scope="module")
+def edits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("edits")
+    make_edits(root / "tones", "--audio", "tone:440", "--audio", "tone:880", "--seed", "1")
+    make_edits(root / "mix", "--audio", "tone:300", "--text", "a red sky", "--mode", "layer_mix")
+    return root
+
+
+def test_one_card_per_edit_everything_embedded(edits, tmp_path):
+    page = build_report(edits, tmp_path / "r.html")
+    cards = re.findall(r'<article class="card" data-name="([^"]+)"', page)
+    assert sorted(cards) == ["mix", "tones/00_seed1_sound-tone440", "tones/01_seed1_sound-tone880"]
+    assert page.count('src="data:image/png;base64,') == 3 * 3  # source, result, strip per card
+    assert page.count('<audio controls') == 3 and page.count('src="data:audio/wav;base64,') == 3
+    assert "“a red sky”" in page
+    # nothing fetched from the network: no absolute URL in any src/href
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    m = json.loads((edits / "tones" / "00_seed1_sound-tone440" / "metrics.json").read_text())
+    card = page.split('data-name="tones/00_seed1_sound-tone440"')[1].split("</article>")[0]
+    assert f'data-m-final-cosine="{m["final_cosine"]!r}"' in card
+    assert f'data-m-loss-total="{m["losses"]["total"][-1]!r}"' in card
+
+
+def test_numbers_of_an_edit_and_of_a_mix():
+    m = {"final_cosine": 0.5, "initial_cosine": 0.1, "steps": 3, "losses": {"total": [3, 2, 1.5]},
+         "timings": {"optimise_s": 2.0}, "config": {"x": 1}, "layer_mask": [1.0], "device": "cpu"}
+    assert edit_numbers(m) == {"final_cosine": 0.5, "initial_cosine": 0.1, "steps": 3.0, "loss.total": 1.5,
+                               "timings.optimise_s": 2.0}
+    assert edit_numbers({"final_cosine": {"sound": 0.2, "text": 0.3}}) == {"final_cosine.sound": 0.2,
+                                                                           "final_cosine.text": 0.3}
+
+
+def test_training_run_plots(tmp_path):
+    run = make_run(tmp_path / "runs" / "r1")
+    page = build_report(run, tmp_path / "r.html")
+    assert "training run r1" in page and page.count('alt="training curves"') == 1
+    assert "8 records, 8 quantities" in page  # loss, loss_at, loss_av, lr, logit_scale, samples/s, skipped, acc
+
+
+def test_the_script_writes_once_and_refuses_bad_input(edits, tmp_path, capsys):
+    script = load_file_module(ROOT / "scripts" / "report.py")
+    out = tmp_path / "report.html"
+    assert script.main([str(edits), "--out", str(out)]) == 0
+    assert out.read_text().startswith("<!doctype html>")
+    assert script.main([str(edits), "--out", str(out)]) == 2  # exists: needs --overwrite
+    assert "exists" in capsys.readouterr().err
+    assert script.main([str(tmp_path / "nope"), "--out", str(tmp_path / "x.html")]) == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserInputError, match="no edits"):
+        write_report(tmp_path / "empty", tmp_path / "y.html")
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "y.html").exists()

@@ -1,0 +1,41 @@
+"""A report.py page in headless Chromium, opened from disk with the network cut off:
+one card per edit, every picture decodes, the sound players are there, sorting works."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sound2img.app.report import write_report
+
+from .outputs import make_edits, make_run
+from .pagehelp import pictures_loaded
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_report_page_in_a_browser(chromium, tmp_path):
+    root = tmp_path / "outputs"
+    dirs = make_edits(root / "edits", "--audio", "tone:440", "--seed", "1", "--seed", "2", "--seed", "3")
+    make_run(root / "run")
+    out = write_report(root, tmp_path / "report.html")
+    context = chromium.new_context(offline=True)  # self-contained: works without any network
+    page = context.new_page()
+    page.goto(out.as_uri())
+    cards = page.locator("article.card")
+    assert cards.count() == len(dirs) == 3
+    loaded, total = pictures_loaded(page)
+    assert total == 3 * 3 + 1 and loaded == total  # source/result/strip per card + the training plots
+    assert page.locator("article.card audio").count() == 3
+    assert all(page.locator("audio").evaluate_all("els => els.map(e => e.src.startsWith('data:audio/wav'))"))
+
+    cosines = {f"edits/{d.name}": json.loads((d / "metrics.json").read_text())["final_cosine"] for d in dirs}
+    page.select_option("#sort-key", "final-cosine")
+    for direction, reverse in (("desc", True), ("asc", False)):
+        page.select_option("#sort-dir", direction)
+        names = cards.evaluate_all("els => els.map(e => e.dataset.name)")
+        assert names == sorted(cosines, key=cosines.get, reverse=reverse)
+    page.select_option("#sort-key", "name")
+    page.select_option("#sort-dir", "asc")
+    assert cards.evaluate_all("els => els.map(e => e.dataset.name)") == sorted(cosines)
+    context.close()
