@@ -184,6 +184,7 @@ _ENTRIES += [
                  "torchvision's ImageNet VGG16 state dict: the backbone of LPIPS-VGG (its linear heads ship with "
                  "the lpips package)",
                  note="sha256 should start with 397923af (torchvision's file-name convention)"),
+]
 # Peer sound encoders (README, "Choosing a sound encoder"). The AudioCLIP repository keeps the same
 # files as Git LFS objects (assets/, sha256 1921885b… Full, 2441d35b… Partial, 537,302,068 bytes
 # each); whether the release assets are byte-identical is not published, so they stay unverified.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,7 +353,7 @@ def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, o
         sources += resolve_sources(o, G, device)
     if encoder is None and (c.get("clip") or {}).get("model") == "from_encoder":
         encoder, _ = _built(models, "audio", lambda: factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device))
-    clip = _built(models, "clip", lambda: factory.build_clip_for_encoder(cfg.clip, encoder, device))
+    clip = _built(models, "clip", functools.partial(factory.build_clip_for_encoder, cfg.clip, encoder, device))
     targets = resolve_targets(o, clip=clip, encoder=encoder, frontend=frontend, wavs=wavs, device=device)
     del encoder, wavs  # the targets are fixed from here on
     identity = _built(models, "identity", lambda: build_identity(cfg, device)) if o["lambda_id"] > 0 else None
