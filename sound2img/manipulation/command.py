@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,7 +18,7 @@ FLAG_KEYS = {
     "gain_db": "edit.gain_db", "seed": "edit.seeds", "latent": "edit.latents", "mean_latent": "edit.mean_latent",
     "batch_size": "edit.batch_size", "steps": "manipulate.steps", "lr": "manipulate.lr",
     "lambda_sim": "manipulate.lambda_sim", "lambda_id": "manipulate.lambda_id",
-    "truncation": "manipulate.truncation", "out": "out", "device": "device",
+    "truncation": "manipulate.truncation", "out": "out", "device": "device", "jobs": "jobs",
 }
 
 EPILOG = """\
@@ -29,6 +30,7 @@ examples:
   python scripts/manipulate.py --audio fire.wav --text "a burning forest" --mode latent_mix --mix-weight 0.3
   python scripts/manipulate.py --audio giggling.wav --seed 3 manipulate=faces
   python scripts/manipulate.py --audio tone:440 --out outputs/tiny --overwrite preset=tiny
+  torchrun --nproc_per_node 8 scripts/manipulate.py --jobs edits.csv --out outputs/edits
 """
 
 
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--generator", metavar="NAME|PATH", help="generator config, registry name or checkpoint file")
     m.add_argument("--encoder", metavar="NAME|PATH", help="encoder config, registry name or checkpoint file")
     m.add_argument("--out", metavar="DIR")
+    m.add_argument("--jobs", metavar="FILE", help="a .csv/.jsonl job file, one edit per row, into --out/<id>/ "
+                   "(resumable; shared over the ranks under torchrun; see README 'Many edits')")
     m.add_argument("--overwrite", action="store_true", default=None, help="replace edits in an existing --out")
     add_common_args(p)
     return p
@@ -129,6 +133,13 @@ def main(argv: Sequence[str]) -> int:
     if show:
         print(to_yaml(cfg), end="")
         return 0
+    if cfg.get("jobs"):
+        from sound2img.manipulation.queue import run_queue
+
+        summary = run_queue(cfg, cfg.jobs)
+        if summary.rank == 0:
+            print(summary.line(), file=sys.stdout if summary.ok else sys.stderr)
+        return 0 if summary.ok else 1
     from sound2img.manipulation.run import run_edit
 
     dirs = run_edit(cfg)

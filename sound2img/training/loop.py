@@ -20,7 +20,7 @@ from sound2img.training.batches import (ResumableSampler, batches_per_epoch, epo
                                         to_device)
 from sound2img.training.checkpoint import (capture_rng_state, load_latest_training_state, restore_rng_state,
                                            save_training_state)
-from sound2img.training.distributed import (all_gather_object, all_reduce_mean, barrier, broadcast_object,
+from sound2img.utils.distributed import (all_gather_object, all_reduce_mean, barrier, broadcast_object,
                                             init_distributed)
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger

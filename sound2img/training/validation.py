@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from sound2img.data.base import collate
 from sound2img.data.prompts import zero_shot_templates
-from sound2img.training.distributed import DistInfo
+from sound2img.utils.distributed import DistInfo
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sound2img.training.distributed import DistInfo
+from sound2img.utils.distributed import DistInfo
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.loop import training_loop
 from sound2img.training.metrics import read_metrics
