@@ -365,9 +365,10 @@ def _kill_hook(rank: int, finished: int) -> None:
 
 
 # ---- the queue ------------------------------------------------------------------------
-def run_queue(cfg, jobs_file: str | os.PathLike, *, progress: bool | None = None) -> QueueSummary:
-    """Run every job of ``jobs_file`` not yet complete in ``cfg.out`` on this process's
-    share (all of them without torchrun); returns the summary of all ranks. Under
+def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: bool | None = None) -> QueueSummary:
+    """Run every job of ``jobs`` (a job file, or its rows) not yet complete in ``cfg.out``
+    on this process's share (all of them without torchrun); returns the summary of all
+    ranks. Under
     ``torchrun`` it joins the process group (gloo on CPU, NCCL on CUDA, ``cuda:LOCAL_RANK``
     per rank) and leaves it at the end if it joined it."""
     import torch.distributed as dist
@@ -375,7 +376,7 @@ def run_queue(cfg, jobs_file: str | os.PathLike, *, progress: bool | None = None
     from sound2img.utils.distributed import all_gather_object, broadcast_object, init_distributed, shutdown_distributed
 
     c = to_plain(cfg)
-    jobs = load_jobs(jobs_file, c)
+    jobs = (parse_jobs(list(enumerate(jobs, start=1)), c) if isinstance(jobs, list) else load_jobs(jobs, c))
     overwrite = bool(c.get("overwrite", False))
     out = Path(c.get("out") or "outputs/edit")
     _check_queue_dir(out, overwrite)
