@@ -12,7 +12,8 @@ skipped; ``write_edits`` renames a job's directory into place whole, so a killed
 nothing that counts), the pending jobs are dealt out deterministically, and each rank runs
 its share on its own device with the networks built once, each distinct target computed
 once, and compatible jobs (same generator and optimiser settings) optimised together in
-batches of ``edit.batch_size`` (results equal one-at-a-time runs).
+batches of ``edit.batch_size`` pairs (``plan_batches``: the same batches whatever the
+number of ranks; results equal one-at-a-time runs).
 """
 from __future__ import annotations
 
@@ -396,11 +397,10 @@ def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: 
         complete = broadcast_object(complete, info)
         done_before = set(complete)
         pending = [j for j in jobs if j.id not in done_before]
-        # deterministic deal: compatible jobs next to each other, then round-robin
-        order = sorted(range(len(pending)), key=lambda i: (pending[i].group, i))
-        mine = [pending[i] for i in order[info.rank::info.world_size]]
+        batches = plan_batches(pending, int(c["edit"]["batch_size"]))
         progress = bool(c.get("progress", True)) if progress is None else progress
-        done, failed = _run_share(cfg, mine, out, info, total=len(pending), progress=progress)
+        done, failed = _run_share(cfg, batches[info.rank::info.world_size], out, info, total=len(pending),
+                                  progress=progress)
         counts = all_gather_object((done, failed), info)
     finally:
         if joined:
@@ -411,8 +411,36 @@ def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: 
                         failed_ids)
 
 
-def _run_share(cfg, mine: list[Job], out: Path, info, *, total: int, progress: bool) -> tuple[list[str], list[str]]:
-    """This rank's jobs, in batches of compatible ones; returns (done ids, failed ids)."""
+def pairs_per_job(o: dict[str, Any]) -> int:
+    """How many (source, target) pairs a job optimises, from its options (a latent file
+    counts as one source)."""
+    sources = len(o["latents"]) or (1 if o["mean_latent"] else len(o["seeds"]))
+    targets = {"embedding_mix": 1, "interpolate": o["interp_steps"]}.get(o["mode"], len(o["audio"]) + len(o["text"]))
+    return sources * targets
+
+
+def plan_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
+    """Jobs → batches optimised together: compatible jobs (``Job.group``) in file order,
+    cut when ``batch_size`` pairs are reached. Batches are dealt to the ranks round-robin,
+    so which jobs share a batch does not depend on the number of ranks."""
+    out: list[list[Job]] = []
+    ordered = sorted(range(len(jobs)), key=lambda i: (jobs[i].group, i))
+    for _, group in itertools.groupby((jobs[i] for i in ordered), key=lambda j: j.group):
+        batch, pairs = [], 0
+        for job in group:
+            batch.append(job)
+            pairs += pairs_per_job(job.o)
+            if pairs >= batch_size:
+                out.append(batch)
+                batch, pairs = [], 0
+        if batch:
+            out.append(batch)
+    return out
+
+
+def _run_share(cfg, batches: list[list[Job]], out: Path, info, *, total: int,
+               progress: bool) -> tuple[list[str], list[str]]:
+    """This rank's batches of jobs; returns (done ids, failed ids)."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -422,7 +450,7 @@ def _run_share(cfg, mine: list[Job], out: Path, info, *, total: int, progress: b
     done: list[str] = []
     failed: list[str] = []
     desc = f"rank {info.rank}/{info.world_size}" + (f" ({total} jobs in all)" if info.is_main else "")
-    bar = tqdm(total=len(mine), desc=desc, unit="job", position=info.rank, disable=not progress, leave=True)
+    bar = tqdm(total=sum(map(len, batches)), desc=desc, unit="job", position=info.rank, disable=not progress, leave=True)
     common = {"device": str(info.device), "versions": package_versions()}
 
     def record(job: Job, status: str, seconds: float, reason: str = "", metrics=None) -> None:
@@ -466,20 +494,14 @@ def _run_share(cfg, mine: list[Job], out: Path, info, *, total: int, progress: b
             record(r.job, "done", r.seconds + n * share + time.perf_counter() - t2, metrics=_summary(edits))
 
     setup_s = 0.0
-    batch_size = mine[0].o["batch_size"] if mine else 1
-    for _, group in itertools.groupby(mine, key=lambda j: j.group):
-        batch: list[_Ready] = []
-        for job in group:
+    for batch in batches:
+        ready: list[_Ready] = []
+        for job in batch:
             try:
-                ready = _prepare(job, nets, target_cache)
+                ready.append(_prepare(job, nets, target_cache))
             except Exception as exc:  # noqa: BLE001 - a missing sound or latent fails this job only
                 record(job, "failed", 0.0, _one_line(exc))
-                continue
-            setup_s = setup_s or time.perf_counter() - t0
-            batch.append(ready)
-            if sum(len(r.pairs) for r in batch) >= batch_size:
-                flush(batch)
-                batch = []
-        flush(batch)
+        setup_s = setup_s or time.perf_counter() - t0
+        flush(ready)
     bar.close()
     return done, failed

@@ -185,7 +185,7 @@ def _jobs_14(path: Path) -> Path:
 
 def _torchrun(jobs: Path, out: Path, **env) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           str(ROOT / "scripts" / "manipulate.py"), "--jobs", str(jobs), "--out", str(out), "--batch-size", "3", *TINY]
+           str(ROOT / "scripts" / "manipulate.py"), "--jobs", str(jobs), "--out", str(out), "--batch-size", "2", *TINY]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "SOUND2IMG_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -193,10 +193,10 @@ def _torchrun(jobs: Path, out: Path, **env) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The 14 jobs in one process (batches of 5)."""
+    """The 14 jobs in one process."""
     tmp = tmp_path_factory.mktemp("reference")
     jobs = _jobs_14(tmp / "jobs.jsonl")
-    summary = queue.run_queue(_cfg(tmp / "out", jobs, "--batch-size", "5"), str(jobs))
+    summary = queue.run_queue(_cfg(tmp / "out", jobs, "--batch-size", "2"), str(jobs))
     assert summary.ok and summary.done == 14
     return tmp / "out", [r["id"] for r in map(json.loads, jobs.read_text().splitlines())]
 
@@ -245,3 +245,18 @@ def test_sigkilled_rank_then_rerun_finishes_only_the_missing_jobs(tmp_path, refe
     assert all(queue.job_complete(out / j) for j in ids)
     assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
     assert_same_outputs(ref, out, ids)
+
+
+def test_batches_hold_compatible_jobs_up_to_the_batch_size(tmp_path):
+    from sound2img.cli import to_plain
+
+    base = to_plain(_cfg(tmp_path / "out", tmp_path / "jobs.csv"))
+    rows = [{"id": "a", "audio": "tone:300"}, {"id": "b", "text": "x", "steps": 5}, {"id": "c", "audio": "tone:400"},
+            {"id": "d", "audio": "tone:400", "text": "y"}, {"id": "e", "text": "z"}, {"id": "f", "text": "w", "steps": 5},
+            {"id": "g", "audio": "tone:500", "text": "v", "mode": "embedding_mix", "seed": [1, 2, 3]}]
+    jobs = queue.parse_jobs(list(enumerate(rows, start=1)), base)
+    assert [queue.pairs_per_job(j.o) for j in jobs] == [1, 1, 1, 2, 1, 1, 3]
+    plan = [[j.id for j in b] for b in queue.plan_batches(jobs, 3)]
+    # steps=2 (a, c, d, e, g) and steps=5 (b, f) never share a batch; cut at >= 3 pairs
+    assert sorted(plan) == sorted([["a", "c", "d"], ["e", "g"], ["b", "f"]])
+    assert [[j.id for j in b] for b in queue.plan_batches(jobs, 1)] == [[x] for y in plan for x in y]
