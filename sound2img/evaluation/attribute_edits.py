@@ -93,7 +93,9 @@ def attribute_job_rows(index: int, attribute: Attribute, n: int, seed: int, opti
     rows = []
     for i in range(n):
         for guidance, column, value in (("sound", "audio", attribute.sound), ("text", "text", attribute.text)):
-            row = {"id": attribute_job_id(index, attribute, i, guidance), column: [value], "seed": [seed + i],
+            # one batch label per guidance: the queue batches the sources as edit_attribute does
+            row = {"id": attribute_job_id(index, attribute, i, guidance), "batch": f"{index:02d}-{guidance}",
+                   column: [value], "seed": [seed + i],
                    "mode": "separate", "truncation": truncation,
                    **{k: optim[k] for k in ("steps", "lr", "lambda_sim", "lambda_id")}}
             if generator:

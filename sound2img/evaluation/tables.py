@@ -227,7 +227,9 @@ class _Context:
         if n < 1:
             raise UserInputError(f"the number of source latents must be >= 1, got {n}")
         trunc = float(self.c["manipulate"].get("truncation", 0.7))
-        return sample_source_latents(G, list(range(seed, seed + n)), trunc, self.device)
+        # one seed at a time, as manipulate.py and the edit queue map a seed: the mapping
+        # network's float sums depend on the batch, and Adam magnifies such differences
+        return torch.cat([sample_source_latents(G, [s], trunc, self.device) for s in range(seed, seed + n)])
 
     def provenance(self, images: bool = True) -> dict[str, Any]:
         """What was used: weights, front end, device and (``images``: the table scores

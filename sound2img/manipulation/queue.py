@@ -3,7 +3,8 @@ of ``torchrun`` (or run in one process), resumable after a crash.
 
 A job file (``.csv`` or ``.jsonl``) has one row per edit: an ``id`` and any of the
 per-edit options of the command line (``JOB_COLUMNS``); what a row leaves out comes from
-the command line and the config. Everything is checked before anything runs. ``DIR``
+the command line and the config. An optional ``batch`` label keeps jobs of different
+labels out of each other's batches (to reproduce a given batch composition exactly). Everything is checked before anything runs. ``DIR``
 (``--out``) then holds ``DIR/<id>/`` — exactly what ``manipulate.py`` with that row's
 options writes into ``--out`` — and ``DIR/ledger.jsonl``, one line per finished job.
 
@@ -67,13 +68,15 @@ class Job:
     line: int
     c: dict[str, Any]
     o: dict[str, Any]
+    label: str = ""  # the row's ``batch`` column: only jobs with the same label share a batch
 
     @property
     def group(self) -> str:
-        """Jobs with the same group share a generator and optimiser settings: they can be
-        optimised in one batch."""
+        """Jobs with the same group share a generator and optimiser settings (and ``batch``
+        label): they can be optimised in one batch."""
         keys = ("steps", "lr", "lambda_sim", "lambda_id", "latent_term", "mask_step", "strip_every")
-        return json.dumps({"generator": self.c.get("generator"), **{k: self.o[k] for k in keys}}, sort_keys=True)
+        return json.dumps({"generator": self.c.get("generator"), "batch": self.label,
+                           **{k: self.o[k] for k in keys}}, sort_keys=True)
 
 
 @dataclass
@@ -135,10 +138,10 @@ def read_rows(path: str | os.PathLike) -> list[tuple[int, dict[str, Any]]]:
 
 def _check_columns(path: Path, line: int, columns: Iterable[str]) -> None:
     columns = list(columns)
-    unknown = [c for c in columns if c != "id" and c not in JOB_COLUMNS]
+    unknown = [c for c in columns if c not in ("id", "batch") and c not in JOB_COLUMNS]
     if unknown:
         raise UserInputError(f"{path} line {line}: unknown column(s) {', '.join(map(repr, unknown))}; "
-                             f"known: id, {', '.join(sorted(JOB_COLUMNS))}")
+                             f"known: id, batch, {', '.join(sorted(JOB_COLUMNS))}")
     if len(set(columns)) != len(columns):
         raise UserInputError(f"{path} line {line}: a column is repeated")
 
@@ -207,8 +210,11 @@ def parse_jobs(rows: list[tuple[int, dict[str, Any]]], base: dict[str, Any], whe
         seen[jid] = line
         c = copy.deepcopy(base)
         c.pop("jobs", None)
+        label = row.get("batch", "")
+        if not isinstance(label, str):
+            raise UserInputError(f"{at} (id {jid}): batch must be text (a label), got {label!r}")
         for key, value in row.items():
-            if key == "id":
+            if key in ("id", "batch"):
                 continue
             dotted = JOB_COLUMNS[key]
             _set(c, dotted, _cell(key, value, _get(base, dotted), f"{at} (id {jid})"))
@@ -220,7 +226,7 @@ def parse_jobs(rows: list[tuple[int, dict[str, Any]]], base: dict[str, Any], whe
             o = check_options(c)
         except UserInputError as exc:
             raise UserInputError(f"{at} (id {jid}): {exc}") from None
-        jobs.append(Job(jid, line, c, o))
+        jobs.append(Job(jid, line, c, o, label))
     return jobs
 
 
