@@ -10,18 +10,28 @@ from other processes hits all alike); the figure is the median over repeats.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import runpy
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from sound2img.audio.frontend import build_frontend, list_frontends
-from sound2img.audio.reference import reference_frontend
 from sound2img.utils.device import machine_info, resolve_device
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_frontend():
+    """The librosa pipelines the front ends reproduce. They live with the tests
+    (``tests/helpers/reference.py``); a benchmark runs outside pytest, so it loads the file."""
+    return runpy.run_path(str(Path(__file__).resolve().parents[1] / "tests" / "helpers" / "reference.py"),
+                          run_name="sound2img_test_reference")["reference_frontend"]
 
 
 def synthetic_clips(batch: int, seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
@@ -68,9 +78,10 @@ def benchmark_frontend(name: str, *, device: torch.device, batch: int = 32, seco
     spec = fe.spec()
     clips = synthetic_clips(batch, seconds, fe.sample_rate, seed)
     wav = torch.from_numpy(clips).to(device)
+    reference = _reference_frontend()
 
     runs = {
-        "reference": lambda: [reference_frontend(y, spec) for y in clips],
+        "reference": lambda: [reference(y, spec) for y in clips],
         "torch_stft": lambda: naive(wav),
         "ours": lambda: fe(wav),
     }
@@ -84,7 +95,7 @@ def benchmark_frontend(name: str, *, device: torch.device, batch: int = 32, seco
             for key in order[r % 3:] + order[:r % 3]:  # rotate who goes first
                 times[key].append(_timed(runs[key], device) / batch)
         ours = fe(wav).cpu().numpy()
-    ref = np.stack([reference_frontend(y, spec) for y in clips])
+    ref = np.stack([reference(y, spec) for y in clips])
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "frontend": name, "spec": spec, "batch": batch, "seconds": seconds, "repeats": repeats,

@@ -2,13 +2,22 @@
 optimiser and networks) vs a re-expression of the authors' loop, at 256 and 1024 px,
 batch 1 and 8, random weights at full size, each case in its own subprocess.
 
-The baseline follows checkpoint-formats.md §1 and §7 and paper.md §4: rosinality-style
+The baseline follows the authors' code (docs/method.md §2, §6, §7): rosinality-style
 ops (grouped modulated convs, the native upfirdn2d path: zero-stuffing, padding and a
 single-channel conv over batch×channels) with parameter gradients left on everywhere;
 the audio encoder re-run every step; CLIP input by ×7 nearest upsampling + average
 pooling; the identity network run on both images every step although λ_ID = 0, its
 arguments in the authors' order; ``backward(retain_graph=True)``. Not included (which
 favours the baseline): the intermediate PNG written every 20 steps.
+
+"Ours" times the default objective: StyleCLIP's CLIP input (``clip.preprocess=styleclip``,
+computed as one area-resampling matrix), d_cos = 1 − e^0.07·cos, adaptive layer masking.
+To measure where the time goes, ``authors_fix1`` … ``authors_fix4`` are the authors' loop
+with the first 1…4 of these changes applied cumulatively (FIXES): the sound's embedding
+computed once, no identity network at λ_ID = 0, the CLIP input as one area-resampling
+matrix instead of the 7H² nearest upsample + pool, frozen weights (no parameter
+gradients, no retain_graph). What remains between ``authors_fix4`` and ``ours`` is the
+generator's implementation (fused ops).
 
     python benchmarks/manipulate.py                      # 256x1, 256x8, 1024x1
     python benchmarks/manipulate.py --quick              # 256 px, batch 1, 2 steps
@@ -145,11 +154,17 @@ class RosGenerator(nn.Module):
         return skip
 
 
-def authors_steps(res: int, batch: int, steps: int, warmup: int) -> list[tuple[float, float]]:
+FIXES = ("encoder_once", "no_identity", "area_preprocess", "frozen_weights")
+
+
+def authors_steps(res: int, batch: int, steps: int, warmup: int, fixes: int = 0) -> list[tuple[float, float]]:
     """The released optimisation loop (README settings: lr 0.1, λ_sim 0.002, λ_ID 0,
     plain L2): (wall, CPU) seconds of each step after the warm-up. The authors ran
     batch 1; batch B here means B latents in one tensor, the loss summed, as a batched
-    version of their code would."""
+    version of their code would. ``fixes``: apply the first ``fixes`` of FIXES."""
+    from sound2img.models.clip import preprocess_styleclip
+
+    fix = set(FIXES[:fixes])
     import timm
     import open_clip
     from sound2img.models.arcface import build_arcface, face_crop
@@ -161,6 +176,12 @@ def authors_steps(res: int, batch: int, steps: int, warmup: int) -> list[tuple[f
     facenet = build_arcface(50, seed=0).requires_grad_(True)  # their IR-SE50: gradients never switched off
     upsample, pool = nn.Upsample(scale_factor=7), nn.AvgPool2d(kernel_size=res // 32)
     mel = torch.rand(1, 1, 128, 512)
+    if "frozen_weights" in fix:
+        for net in (G, clip_model, audio_encoder, facenet):
+            net.requires_grad_(False)
+    if "encoder_once" in fix:
+        with torch.no_grad():
+            fixed_audio = audio_encoder(mel)
 
     w_init = torch.randn(batch, G.num_ws, 512) * 0.5
     with torch.no_grad():
@@ -174,18 +195,22 @@ def authors_steps(res: int, batch: int, steps: int, warmup: int) -> list[tuple[f
         t = i / total
         opt.param_groups[0]["lr"] = 0.1 * min(1, t / 0.05) * (0.5 - 0.5 * math.cos(math.pi * min(1, (1 - t) / 0.25)))
         img_gen = G(latent)
-        image_features = clip_model.encode_image(pool(upsample(img_gen)))
-        audio_features = audio_encoder(mel)  # re-run every step, although it never changes
+        clip_in = preprocess_styleclip(img_gen, 224) if "area_preprocess" in fix else pool(upsample(img_gen))
+        image_features = clip_model.encode_image(clip_in)
+        # re-run every step, although it never changes (unless fixed)
+        audio_features = fixed_audio if "encoder_once" in fix else audio_encoder(mel)
         image_features = image_features / image_features.norm(dim=-1, keepdim=True)
         audio_features = audio_features / audio_features.norm(dim=-1, keepdim=True)
         cosine_loss = (1 - (image_features @ audio_features.T)[:, 0] * math.exp(0.07)).sum()
         sim_loss = ((w_init - latent) ** 2).sum()
-        # id_loss(img_orig, img_gen): features of the edit detached, so no gradient reaches the latent
-        y_hat, y = facenet(face_crop(img_orig)), facenet(face_crop(img_gen)).detach()
-        id_loss = (1 - (y_hat * y).sum(dim=1)).mean()
-        loss = 0.002 * sim_loss + cosine_loss + 0.0 * id_loss
+        loss = 0.002 * sim_loss + cosine_loss
+        if "no_identity" not in fix:
+            # id_loss(img_orig, img_gen): features of the edit detached, so no gradient reaches the latent
+            y_hat, y = facenet(face_crop(img_orig)), facenet(face_crop(img_gen)).detach()
+            id_loss = (1 - (y_hat * y).sum(dim=1)).mean()
+            loss = loss + 0.0 * id_loss
         opt.zero_grad()
-        loss.backward(retain_graph=True)
+        loss.backward(retain_graph="frozen_weights" not in fix)
         opt.step()
         if i >= warmup:
             times.append((time.perf_counter() - t0, time.process_time() - c0))
@@ -196,13 +221,14 @@ def authors_steps(res: int, batch: int, steps: int, warmup: int) -> list[tuple[f
 
 
 def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool = False) -> list[tuple[float, float]]:
-    """sound2img's optimiser on the same sizes: frozen networks, the target encoded once,
-    no identity network at λ_ID = 0, adaptive layer masking. Wall time: the optimiser's
+    """sound2img's optimiser on the same sizes with the default objective (styleclip CLIP
+    input, d_cos = 1 − e^0.07·cos, adaptive layer masking): frozen networks, the target
+    encoded once, no identity network at λ_ID = 0. Wall time: the optimiser's
     own per-step times after ``warmup`` steps. CPU time: after an untimed first call
     (one-time costs), runs of 1 and 1 + ``steps`` steps; their difference over ``steps``
     (the fixed costs, source and final renders, cancel)."""
-    from sound2img.manipulation.optimizer import optimize_latents
-    from sound2img.manipulation.targets import encode_sounds
+    from sound2img.manipulation.guidance import encode_sounds
+    from sound2img.manipulation.optimizer import AUTHORS_COS_SCALE, optimize_latents
     from sound2img.models.audio_encoder import build_audio_encoder
     from sound2img.models.clip import build_clip
     from sound2img.models.stylegan2 import build_generator
@@ -210,7 +236,7 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
     G = build_generator(res, seed=0, estimate_w_avg=False)
     if channels_last:
         G = G.to(memory_format=torch.channels_last)
-    clip = build_clip("ViT-B-32", seed=0)
+    clip = build_clip("ViT-B-32", seed=0, preprocess="styleclip")  # manipulate=landscape's default
     encoder = build_audio_encoder("resnet18_legacy").eval().requires_grad_(False)
 
     class MelOf(nn.Module):  # stands in for the front end: a fixed mel, as the baseline's
@@ -223,7 +249,8 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
     ws = torch.randn(batch, G.num_ws, 512) * 0.5
     def run(n: int):
         c0 = time.process_time()
-        res = optimize_latents(G, clip.encode_image, ws, target, steps=n, lr=0.1, lambda_sim=0.002)
+        res = optimize_latents(G, clip.encode_image, ws, target, steps=n, lr=0.1, lambda_sim=0.002,
+                               cos_scale=AUTHORS_COS_SCALE)
         return res.step_seconds, time.process_time() - c0
 
     run(max(warmup, 1))
@@ -240,7 +267,8 @@ def run_case(impl: str, res: int, batch: int, steps: int, warmup: int, threads: 
     if threads > 0:
         torch.set_num_threads(threads)
     fn = {"ours": our_steps, "authors": authors_steps,
-          "ours_channels_last": lambda *a: our_steps(*a, channels_last=True)}[impl]
+          "ours_channels_last": lambda *a: our_steps(*a, channels_last=True),
+          **{f"authors_fix{k}": (lambda *a, k=k: authors_steps(*a, fixes=k)) for k in range(1, len(FIXES) + 1)}}[impl]
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     times = fn(res, batch, steps, warmup)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -273,7 +301,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--cases", nargs="+", default=["256x1", "256x8", "1024x1"], metavar="RESxBATCH",
                    help="resolution x batch; 1024x8 needs ~20 GB for ours and more for the baseline")
-    p.add_argument("--impl", nargs="+", default=["ours", "authors"], choices=["ours", "authors", "ours_channels_last"])
+    p.add_argument("--impl", nargs="+", default=["ours", "authors"], choices=["ours", "authors", "ours_channels_last",
+                                                                        *(f"authors_fix{k}" for k in range(1, 5))])
     p.add_argument("--threads", type=int, default=0, help="torch threads per case (0: torch's default); "
                    "1 keeps timings comparable on a machine shared with other jobs")
     p.add_argument("--json", default=None, help="write the results here (default: print only)")
@@ -316,6 +345,14 @@ def main(argv=None) -> int:
             one = by[(impl, res, 1)]
             ratios[f"{impl}_{res}px_b{batch}_per_edit_vs_b1_wall"] = r["per_edit_step_s"] / one["step_s"]
             ratios[f"{impl}_{res}px_b{batch}_per_edit_vs_b1_cpu"] = r["per_edit_step_cpu_s"] / one["step_cpu_s"]
+        if impl == "ours" and ("authors", res, batch) in by:
+            # each change's measured share of the time saved, in FIXES order, then the generator
+            chain = [by.get(("authors", res, batch))] + [by.get((f"authors_fix{k}", res, batch))
+                                                         for k in range(1, len(FIXES) + 1)] + [r]
+            saved = chain[0]["step_s"] - r["step_s"]
+            if all(c is not None for c in chain) and abs(saved) > 1e-9:
+                for name, before, after in zip((*FIXES, "generator_and_rest"), chain[:-1], chain[1:]):
+                    ratios[f"{res}px_b{batch}_share_{name}"] = (before["step_s"] - after["step_s"]) / saved
     summary["ratios"] = ratios
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")

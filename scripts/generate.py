@@ -4,7 +4,7 @@ editing: ``python scripts/generate.py --generator ffhq.pkl --seeds 0-7 --out DIR
 import sys
 
 from sound2img.cli import run_cli
-from sound2img.generation import generate_command
+from sound2img.generation.command import generate_command
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""Train the audio encoder into CLIP's embedding space (paper.md §1).
+"""Train the audio encoder into CLIP's embedding space (docs/method.md §1).
 
     python scripts/train_encoder.py --out runs/paper experiment=paper data.root=DIR ...
     python scripts/train_encoder.py --out runs/tiny preset=tiny     # offline install check

@@ -11,9 +11,10 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from sound2img.errors import UserInputError
+from sound2img.utils.files import looks_like_path
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -52,6 +53,52 @@ def compose(config_name: str, overrides: Sequence[str] = ()):
     except (HydraException, OmegaConfBaseException) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserInputError(f"config: {first}") from exc
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group ``group`` (``configs/<group>/*.yaml`` stems)."""
+    return sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))
+
+
+def model_choice(flag: str, group: str, value: str, formats: tuple[str, ...],
+                  what: str) -> tuple[list[str], dict[str, Any]]:
+    """``--generator``/``--encoder`` → (group overrides, key updates): a file sets
+    ``<group>.path``; a config name picks the group option; a registry name sets
+    ``<group>.path`` to it (fetched on first use). Anything else is refused here."""
+    text = str(value)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return [], {f"{group}.path": str(path.resolve())}
+    if looks_like_path(text):
+        raise UserInputError(f"{flag} {text}: no such file")
+    if text in group_options(group):
+        return [f"{group}={text}"], {}
+    from sound2img.weights import get_entry
+
+    try:
+        entry = get_entry(text)
+    except UserInputError:
+        raise UserInputError(f"{flag} {text!r}: unknown {group} (not a file, not a config in configs/{group}/ "
+                             f"({', '.join(group_options(group))}) and not a registered weights name)") from None
+    if entry.format not in formats:
+        raise UserInputError(f"{flag} {text!r} is a {entry.format} file, not {what}")
+    return [], {f"{group}.path": text}
+
+
+def compose_with_flags(config_name: str, overrides: Sequence[str], updates: dict[str, Any], *,
+                       groups: Sequence[str] = ()):
+    """``compose`` with group choices ``groups`` (e.g. from ``model_choice``) before the
+    user's ``key=value`` overrides, then the flags' values ``updates`` (dotted key → value;
+    None = flag not given) on top: a flag beats an override. The one flag → config path
+    of every script."""
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = compose(config_name, [*groups, *overrides])
+    with open_dict(cfg):
+        for key, value in updates.items():
+            if value is not None:
+                OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
 
 
 def to_yaml(cfg) -> str:

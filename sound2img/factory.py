@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.utils.device import resolve_device
 from sound2img.weights import get_entry, resolve_weights
@@ -22,15 +23,11 @@ GENERATOR_FORMATS = ("rosinality_pt", "nvlabs_pkl")
 
 
 def _plain(cfg: Any, group: str) -> dict[str, Any]:
-    """A config group (DictConfig, mapping or None) → a plain dict with interpolations resolved."""
+    """A config group (DictConfig, mapping or None) → a plain dict (``cli.to_plain``),
+    refusing anything that is not a mapping."""
     if cfg is None:
         return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-    except ImportError:  # pragma: no cover - hydra-core is a dependency
-        DictConfig = ()
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = to_plain(cfg)
     if not isinstance(cfg, Mapping):
         raise UserInputError(f"config group {group!r} must be a mapping, got {type(cfg).__name__}")
     return dict(cfg)
@@ -134,10 +131,12 @@ def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.devi
     With ``encoder.path`` (a file or registry name) the checkpoint is loaded frozen with
     the front end stored in it; when ``cfg.audio`` describes a different front end that
     is warned about loudly and the stored one is kept (an encoder only understands the
-    features it was trained on). With ``path: null`` a fresh, trainable encoder is built
-    from ``arch``, ``embed_dim`` and the remaining keys (``seed`` fixes its init) and the
-    front end comes from ``cfg.audio``."""
+    features it was trained on). With ``path: null`` a fresh encoder is built from
+    ``arch``, ``embed_dim`` and the remaining keys (``seed`` fixes its init) and the front
+    end comes from ``cfg.audio``. Either way the encoder comes back frozen (eval mode, no
+    gradients); training unfreezes it (``training.step.ContrastiveModel``)."""
     from sound2img.models.audio_encoder import build_audio_encoder, load_audio_encoder
+    from sound2img.models.state_dict import freeze
 
     e, a = _plain(ecfg, "encoder"), _plain(acfg, "audio")
     device = resolve_device(device)
@@ -167,7 +166,7 @@ def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.devi
     if not a:
         raise UserInputError("encoder: a random encoder (path: null) needs an audio front end config (cfg.audio)")
     frontend = _frontend_from_cfg(a)
-    return encoder.to(device), (frontend.to(device) if hasattr(frontend, "to") else frontend)
+    return freeze(encoder).to(device), (frontend.to(device) if hasattr(frontend, "to") else frontend)
 
 
 def build_arcface_from_cfg(icfg: Any = "ir_se50", device: str | torch.device = "cpu"):

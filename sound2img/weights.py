@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import html.parser
 import http.client
 import http.cookiejar
@@ -19,7 +18,8 @@ from pathlib import Path
 from typing import Iterator
 
 from sound2img.errors import UserInputError, WeightsNotAvailableError
-from sound2img.utils.files import sha256_file
+from sound2img.registry import Registry
+from sound2img.utils.files import looks_like_path, sha256_file
 
 try:  # POSIX; elsewhere concurrent downloads of one file are not serialised (see _exclusive_lock)
     import fcntl
@@ -34,7 +34,6 @@ USER_AGENT = "sound2img-weights/0.1 (+urllib)"
 CHUNK_BYTES = 1 << 16
 MAX_HTML_BYTES = 1 << 21  # a confirmation page is small; never buffer a mislabelled file
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_PATH_SUFFIXES = {".pt", ".pth", ".pkl", ".ckpt", ".safetensors", ".bin", ".wav", ".flac", ".mp3", ".ogg"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +75,10 @@ _SGS = "https://kr.object.ncloudstorage.com/cvpr2022/"
 _SGS_RAW = ("https://raw.githubusercontent.com/kuai-lab/sound-guided-semantic-image-manipulation/"
             "c53bbc1f4fa0f28a0d07729db5f8872ff91e0b1b/audiosample/")
 _NV_NC = "NVIDIA Source Code License-NC (non-commercial)"
-_SGS_LICENCE = "MIT (authors' repository); no separate terms stated for this file"
+# The LICENSE of their repository at its latest commit (dfba091, 2022-11-04); an earlier
+# commit carried MIT. Non-commercial, share-alike.
+_SGS_LICENCE = ("CC BY-NC-SA 4.0, Copyright (c) 2020-present, Korea University CVLAB (the authors' repository "
+                "LICENSE at dfba091; earlier commits carried MIT): non-commercial, share-alike")
 _GDRIVE_NOTE = ("Google Drive: the large-file confirmation page is followed automatically; when Drive "
                 "refuses (quota exceeded) download it in a browser")
 
@@ -153,25 +155,23 @@ _ENTRIES += [
     for short, stem in _SAMPLES.items()
 ]
 
-_REGISTRY: dict[str, WeightsEntry] = {e.name: e for e in _ENTRIES}
-del _ENTRIES
+WEIGHTS: Registry[WeightsEntry] = Registry("weights name", hint="list them with scripts/fetch_weights.py --list")
+for _entry in _ENTRIES:
+    WEIGHTS.register(_entry.name, _entry)
+del _ENTRIES, _entry
 
 
 def register_weights(entry: WeightsEntry, *, overwrite: bool = False) -> WeightsEntry:
     """Add ``entry`` to the registry (refused when the name or cache file name is taken,
     unless ``overwrite``)."""
-    if not overwrite:
-        if entry.name in _REGISTRY:
-            raise ValueError(f"weights name {entry.name!r} is already registered")
-        if any(e.filename == entry.filename for e in _REGISTRY.values()):
-            raise ValueError(f"cache file name {entry.filename!r} is already used by another entry")
-    _REGISTRY[entry.name] = entry
-    return entry
+    if not overwrite and any(e.filename == entry.filename for _, e in WEIGHTS.items()):
+        raise ValueError(f"cache file name {entry.filename!r} is already used by another entry")
+    return WEIGHTS.register(entry.name, entry, overwrite=overwrite)
 
 
 def list_weights() -> list[WeightsEntry]:
     """Every registered entry, sorted by name."""
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    return [WEIGHTS.get(k) for k in WEIGHTS.names()]
 
 
 def _canonical(name: str) -> str:
@@ -181,18 +181,16 @@ def _canonical(name: str) -> str:
 
 
 def _unknown_name(name: str) -> UserInputError:
-    close = difflib.get_close_matches(_canonical(name), list(_REGISTRY), n=5, cutoff=0.5)
-    hint = f"close names: {', '.join(close)}" if close else "no close registered name"
-    return UserInputError(f"{name!r} is neither an existing file nor a registered weights name ({hint}; "
-                          "list them with scripts/fetch_weights.py --list)")
+    return UserInputError(f"{name!r} is neither an existing file nor a registered weights name "
+                          f"({WEIGHTS.suggest(_canonical(name))})")
 
 
 def get_entry(name: str) -> WeightsEntry:
     """The entry called ``name`` (``sample:rain`` means ``sample_rain``); an unknown name
     raises ``UserInputError`` listing the closest registered names."""
     try:
-        return _REGISTRY[_canonical(str(name))]
-    except KeyError:
+        return WEIGHTS.get(_canonical(str(name)))
+    except UserInputError:
         raise _unknown_name(str(name)) from None
 
 
@@ -221,16 +219,11 @@ def _manual_hint(entry: WeightsEntry, dest: Path) -> str:
     return f"download {entry.url} yourself and put it at {dest}"
 
 
-def _looks_like_path(text: str) -> bool:
-    return ("/" in text or os.sep in text or text.startswith(("~", "."))
-            or Path(text).suffix.lower() in _PATH_SUFFIXES)
-
-
-def resolve_weights(name_or_path: str | os.PathLike, *, download: bool = True, offline: bool | None = None,
+def resolve_weights(name_or_path: str | os.PathLike, *, allow_download: bool = True, offline: bool | None = None,
                     progress: bool = True) -> Path:
     """A local file for ``name_or_path``: an existing file is returned as is; a registry
     name is looked up in the cache and downloaded there when missing (unless
-    ``download=False`` or offline, which raise ``WeightsNotAvailableError`` naming the
+    ``allow_download=False`` or offline, which raise ``WeightsNotAvailableError`` naming the
     file, its URL and the exact path to put it at)."""
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
@@ -238,16 +231,16 @@ def resolve_weights(name_or_path: str | os.PathLike, *, download: bool = True, o
         return path
     if path.is_dir():
         raise UserInputError(f"{text} is a directory, expected a weights file or a registered name")
-    if _canonical(text) not in _REGISTRY:
-        if _looks_like_path(text):
+    if _canonical(text) not in WEIGHTS:
+        if looks_like_path(text):
             raise UserInputError(f"{text}: no such file")
         raise _unknown_name(text)
-    entry = _REGISTRY[_canonical(text)]
+    entry = WEIGHTS.get(_canonical(text))
     dest = cached_path(entry)
     if dest.is_file():
         return dest
-    if is_offline(offline) or not download:
-        why = ("downloads are off" if not download else
+    if is_offline(offline) or not allow_download:
+        why = ("downloads are off" if not allow_download else
                "SOUND2IMG_OFFLINE is set" if offline is None else "offline mode is on")
         raise WeightsNotAvailableError(f"{entry.filename} ({entry.name}) is not in the cache and {why}: "
                                        f"{_manual_hint(entry, dest)}")

@@ -1,5 +1,5 @@
 """Every config composes: each top-level config as shipped and with preset=tiny, and each
-option of each group it uses (design.md: configs mirror the code; a typo in a yaml file
+option of each group it uses (configs mirror the code; a typo in a yaml file
 must fail here, not in a user's run)."""
 from __future__ import annotations
 
@@ -59,18 +59,50 @@ CASES = [(name, key, option) for name in TOP_LEVEL for key, group in groups_of(n
          for option in group_options(group)]
 
 
+def own_values(option_file: Path) -> dict:
+    """The values an option file sets itself (its ``defaults`` list and mandatory ``???``
+    values left out), as nested plain containers."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.load(option_file)
+    values = {k: v for k, v in OmegaConf.to_container(raw, resolve=False).items() if k != "defaults"}
+
+    def drop_missing(node):
+        if isinstance(node, dict):
+            return {k: drop_missing(v) for k, v in node.items() if v != "???"}
+        return node
+
+    return drop_missing(values)
+
+
+def assert_contains(node: dict, expected: dict, where: str) -> None:
+    """Every value of ``expected`` is in ``node`` (plain containers, interpolations
+    unresolved), recursively."""
+    for key, want in expected.items():
+        assert key in node, f"{where}.{key} is missing from the composed config"
+        if isinstance(want, dict) and isinstance(node[key], dict):
+            assert_contains(node[key], want, f"{where}.{key}")
+        else:
+            assert node[key] == want, f"{where}.{key} = {node[key]!r}, but the option file says {want!r}"
+
+
 @pytest.mark.parametrize("name,key,option", CASES, ids=[f"{n}:{k}={o}" for n, k, o in CASES])
 def test_every_group_option_composes(name, key, option):
-    # Mandatory values (???) such as dataset roots may stay unset here: composing is what
-    # is checked, resolving them is the job's first step.
-    cfg = compose(name, [f"{key}={option}"])
+    """Composing ``key=option`` puts the option file's own values where the key says
+    (mandatory values such as dataset roots may stay unset: resolving them is the job's
+    first step)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(compose(name, [f"{key}={option}"]), resolve=False)
     option_file = CONFIGS / key.split("@")[0] / f"{option}.yaml"
+    expected = own_values(option_file)
     if "@package _global_" in option_file.read_text(encoding="utf-8").split("\n", 1)[0]:
-        return  # merged at the top level (experiment=...): composing without error is the check
+        assert_contains(cfg, expected, "<root>")  # merged at the top level (experiment=..., manipulate=faces)
+        return
     node = cfg
     for part in (key.split("@")[1] if "@" in key else key).split("."):
         node = node[part]
-    assert node is not None
+    assert_contains(node, expected, key)
 
 
 def test_a_typo_is_a_one_line_user_error():

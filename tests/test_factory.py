@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from sound2img import factory, weights
+from sound2img.audio.frontend import build_frontend
 from sound2img.cli import config_dir
 from sound2img.errors import UserInputError, WeightsNotAvailableError
 
@@ -25,8 +26,7 @@ def _offline_cache(tmp_path, monkeypatch):
 
 def _group(group: str, option: str):
     path = config_dir() / group / f"{option}.yaml"
-    if not path.is_file():
-        pytest.skip(f"configs/{group}/{option}.yaml has not landed")
+    assert path.is_file(), f"configs/{group}/{option}.yaml is missing"
     return OmegaConf.load(path)
 
 
@@ -166,12 +166,7 @@ def test_arcface_tiny_file_and_registry(tmp_path):
 
 # ---------------------------------------------------------------- audio encoder + front end
 
-def _frontend_module():
-    return pytest.importorskip("sound2img.audio.frontend", reason="sound2img/audio/frontend.py has not landed")
-
-
 def test_random_encoder_from_config_files():
-    _frontend_module()
     ecfg, acfg = _group("encoder", "tiny"), _group("audio", "logmel")
     enc, fe = factory.build_encoder_from_cfg(OmegaConf.merge(ecfg, {"seed": 0}), acfg, "cpu")
     assert enc.embed_dim == ecfg.embed_dim and enc.arch == ecfg.arch
@@ -185,11 +180,10 @@ def test_random_encoder_from_config_files():
 
 
 def test_checkpoint_front_end_wins_over_the_audio_config(tmp_path):
-    fe_mod = _frontend_module()
     from sound2img.models.audio_encoder import build_audio_encoder, save_audio_encoder
 
     acfg = OmegaConf.create({"name": "logmel", "num_frames": 64})
-    stored = fe_mod.build_frontend("logmel", num_frames=64)
+    stored = build_frontend("logmel", num_frames=64)
     enc0 = build_audio_encoder("tiny_cnn", embed_dim=32)
     path = save_audio_encoder(tmp_path / "enc.safetensors", enc0, stored.spec())
 
@@ -198,7 +192,7 @@ def test_checkpoint_front_end_wins_over_the_audio_config(tmp_path):
         enc, fe = factory.build_encoder_from_cfg({"arch": "tiny_cnn", "path": str(path)}, acfg, "cpu")
     assert _same_state(enc, enc0) and _frozen(enc) and fe.spec() == stored.spec()
 
-    other = fe_mod.build_frontend("soundclip_legacy")
+    other = build_frontend("soundclip_legacy")
     assert other.spec() != stored.spec()
     with pytest.warns(UserWarning, match="keeping the encoder's own front end"):
         enc, fe = factory.build_encoder_from_cfg({"path": str(path)}, other.spec(), "cpu")
@@ -206,7 +200,6 @@ def test_checkpoint_front_end_wins_over_the_audio_config(tmp_path):
 
 
 def test_encoder_registry_name_offline_and_wrong_kind():
-    _frontend_module()
     entry = weights.get_entry("soundclip_resnet18")
     ecfg = _group("encoder", "soundclip_resnet18")
     with pytest.raises(WeightsNotAvailableError) as info:
@@ -222,11 +215,6 @@ def test_encoder_registry_name_offline_and_wrong_kind():
 
 @pytest.mark.parametrize("config_name", ["manipulate", "train_encoder", "reproduce"])
 def test_preset_tiny_builds_every_model_group(config_name):
-    needed = [f"{config_name}.yaml", "generator/tiny.yaml", "clip/tiny.yaml", "encoder/tiny.yaml", "audio/logmel.yaml"]
-    missing = [n for n in needed if not (config_dir() / n).is_file()]
-    if missing:
-        pytest.skip(f"configs not landed yet: {', '.join(missing)}")
-    _frontend_module()
     from sound2img.cli import compose
 
     cfg = compose(config_name, ["preset=tiny"])

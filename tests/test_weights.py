@@ -42,7 +42,7 @@ def _entry(server, name="test_blob", path="/file.bin", sha=PAYLOAD_SHA):
 @pytest.fixture
 def registered(server, monkeypatch):
     entry = _entry(server)
-    monkeypatch.setitem(weights._REGISTRY, entry.name, entry)
+    monkeypatch.setitem(weights.WEIGHTS._items, entry.name, entry)
     return entry
 
 
@@ -172,7 +172,7 @@ def test_part_that_is_already_complete(server, registered):
 
 def test_wrong_checksum_leaves_nothing(server, monkeypatch):
     entry = _entry(server, sha=hashlib.sha256(b"something else").hexdigest())
-    monkeypatch.setitem(weights._REGISTRY, entry.name, entry)
+    monkeypatch.setitem(weights.WEIGHTS._items, entry.name, entry)
     with pytest.raises(WeightsNotAvailableError, match="checksum mismatch") as info:
         resolve_weights(entry.name, progress=False)
     msg = str(info.value)
@@ -182,7 +182,7 @@ def test_wrong_checksum_leaves_nothing(server, monkeypatch):
 
 def test_404_is_one_line_with_url_and_target(server, monkeypatch):
     entry = _entry(server, name="gone", path="/missing.bin")
-    monkeypatch.setitem(weights._REGISTRY, entry.name, entry)
+    monkeypatch.setitem(weights.WEIGHTS._items, entry.name, entry)
     with pytest.raises(WeightsNotAvailableError) as info:
         resolve_weights("gone", progress=False)
     msg = str(info.value)
@@ -215,7 +215,7 @@ def test_offline_missing_file_message(server, registered, monkeypatch):
     with pytest.raises(WeightsNotAvailableError, match="offline"):
         resolve_weights(registered.name, offline=True)
     with pytest.raises(WeightsNotAvailableError, match="downloads are off"):
-        resolve_weights(registered.name, download=False)
+        resolve_weights(registered.name, allow_download=False)
     assert server.requests == []
     # Put by hand at the named path, it is found offline.
     dest.parent.mkdir(parents=True)
@@ -301,7 +301,7 @@ def test_script_list_fetch_and_offline(server, registered, capsys):
     script = _script()
     assert script.main(["--list"]) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith(registered.name + " "))
+    line = next(row for row in out.splitlines() if row.startswith(registered.name + " "))
     assert "verified" in line and line.split()[3] == "no"
     assert "openai_vit_b32" in out and "unverified" in out
 
@@ -312,7 +312,7 @@ def test_script_list_fetch_and_offline(server, registered, capsys):
     assert script.main([registered.name, "--no-progress"]) == 0
     assert str(weights.cached_path(registered)) in capsys.readouterr().out
     script.main(["--list"])
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith(registered.name + " "))
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(registered.name + " "))
     assert line.split()[3] == "yes"
 
 
@@ -325,3 +325,16 @@ def test_script_bad_name_help_and_cfg(capsys):
     assert script.main(["sample:rain", "--cfg", "job"]) == 0
     out = capsys.readouterr().out
     assert "sample_rain" in out and "offline: false" in out
+
+
+def test_the_authors_files_carry_their_repository_licence():
+    """Their encoder, landscape generator and sample clips: CC BY-NC-SA 4.0 (the LICENSE of
+    their repository at its latest commit), not MIT."""
+    from sound2img.weights import list_weights
+
+    theirs = [e for e in list_weights() if e.name in ("soundclip_resnet18", "soundclip_landscape")
+              or e.name.startswith("sample_")]
+    assert len(theirs) >= 10
+    for e in theirs:
+        assert "CC BY-NC-SA 4.0" in e.licence and "Korea University CVLAB" in e.licence and "non-commercial" in e.licence
+        assert not e.licence.startswith("MIT")

@@ -1,5 +1,5 @@
-"""Augmentations for the two audio views a, â of the self-supervised term (paper.md §1):
-random crop and gain on the wave, SpecAugment time/frequency masks on the spectrogram.
+"""Augmentations for the two audio views a, â of the self-supervised term (docs/method.md §1.3):
+random gain on the wave, SpecAugment time/frequency masks on the spectrogram.
 All batched with per-sample randomness from one ``torch.Generator`` (same seed, same views)."""
 from __future__ import annotations
 
@@ -21,26 +21,6 @@ def _randint(high_inclusive: torch.Tensor, generator: torch.Generator | None) ->
     """Per element, an integer uniform in ``[0, high_inclusive]`` (a long tensor)."""
     u = _uniform(high_inclusive.numel(), generator, high_inclusive.device).view(high_inclusive.shape)
     return (u * (high_inclusive + 1)).floor().long().minimum(high_inclusive)
-
-
-def random_crop(wav: torch.Tensor, num_samples: int, *, lengths: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Crop each clip of ``wav [B,S]`` to ``num_samples`` at a uniform random offset.
-
-    ``lengths [B]`` marks the real samples of each row (default: all ``S``). Returns
-    ``(crops [B,num_samples], offsets [B], crop_lengths [B])``; a clip shorter than
-    ``num_samples`` starts at 0 and is zero-padded at the end (``crop_lengths`` < N).
-    """
-    if wav.dim() != 2 or num_samples < 1:
-        raise UserInputError(f"random_crop: expected wav [B,S] and num_samples >= 1, got {tuple(wav.shape)}, {num_samples}")
-    batch, samples = wav.shape
-    lengths = (torch.full((batch,), samples, dtype=torch.long, device=wav.device) if lengths is None
-               else torch.as_tensor(lengths, dtype=torch.long, device=wav.device).clamp(max=samples))
-    offsets = _randint((lengths - num_samples).clamp(min=0), generator)
-    idx = offsets[:, None] + torch.arange(num_samples, device=wav.device)  # [B,N]
-    inside = idx < lengths[:, None]
-    crops = torch.where(inside, wav.gather(1, idx.clamp(max=samples - 1)), torch.zeros((), dtype=wav.dtype, device=wav.device))
-    return crops, offsets, inside.sum(1)
 
 
 def random_gain(wav: torch.Tensor, min_db: float, max_db: float, *,
@@ -108,8 +88,8 @@ def spec_augment(spec: torch.Tensor, *, num_freq_masks: int = 2, max_freq_width:
 
 class AudioAugment:
     """One training view, from plain settings (``configs/augment/*.yaml``): a random gain on
-    the wave, SpecAugment on the spectrogram. Crops are the data loader's job
-    (``random_crop``), done once for both views."""
+    the wave, SpecAugment on the spectrogram. Crops are the dataset reader's
+    job (``crop="random"``), done once for both views."""
 
     def __init__(self, *, min_gain_db: float = -6.0, max_gain_db: float = 6.0, num_freq_masks: int = 2,
                  max_freq_width: int = 16, num_time_masks: int = 2, max_time_width: int = 64,

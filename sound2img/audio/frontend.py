@@ -1,6 +1,6 @@
 """Mel front ends (``wav [B,S]`` → ``mel [B,1,n_mels,T]``), batched torch on any device,
 numerically librosa's: ``logmel`` for new encoders and ``soundclip_legacy``, the exact
-input of the authors' released encoder (paper.md §4). One STFT/mel code path serves both."""
+input of the authors' released encoder (docs/method.md §5). One STFT/mel code path serves both."""
 from __future__ import annotations
 
 import math
@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sound2img.errors import UserInputError
+from sound2img.registry import Registry
 
-_REGISTRY: dict[str, type["MelFrontend"]] = {}
+FRONTENDS: Registry[type["MelFrontend"]] = Registry("audio front end")
 # Samples (frames x n_fft) per STFT chunk: on CPU a chunk's windowed frames, spectrum and
 # power stay in cache (the speed over one big torch.stft), yet chunks are few enough that
 # per-op overhead and thread hand-offs stay small; on GPU, a bound on temporary memory.
@@ -24,22 +25,19 @@ _CHUNK_SAMPLES = {"cpu": 1 << 22, "other": 1 << 28}
 def register_frontend(name: str) -> Callable[[type["MelFrontend"]], type["MelFrontend"]]:
     def add(cls: type[MelFrontend]) -> type[MelFrontend]:
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return FRONTENDS.register(name, cls)
     return add
 
 
 def list_frontends() -> list[str]:
     """Names accepted by ``build_frontend``."""
-    return sorted(_REGISTRY)
+    return FRONTENDS.names()
 
 
 def build_frontend(name: str = "logmel", **settings) -> "MelFrontend":
     """Build a front end by name; ``settings`` override its defaults. ``build_frontend(
     **fe.spec())`` rebuilds an identical one (encoder checkpoints store ``spec()``)."""
-    if name not in _REGISTRY:
-        raise UserInputError(f"unknown audio front end {name!r} (choose from {', '.join(list_frontends())})")
-    cls = _REGISTRY[name]
+    cls = FRONTENDS.get(name)
     try:
         return cls(**settings)
     except TypeError as exc:  # an unknown keyword: name it, with the valid ones
@@ -233,7 +231,7 @@ class LogMel(MelFrontend):
 
 @register_frontend("soundclip_legacy")
 class SoundClipLegacy(MelFrontend):
-    """The released encoder's input (paper.md §4): 44.1 kHz mel (2048/512, Slaney),
+    """The released encoder's input (docs/method.md §5.2): 44.1 kHz mel (2048/512, Slaney),
     ``power_to_db(ref=max, amin=1e-10, top_db=80) / 80 + 1`` per clip, crop/zero-pad to 864
     frames, ``cv2.resize(spec, (128, 512))`` (bilinear, half-pixel centres, no antialias)
     and a row-major reshape (not a transpose) of the 512×128 image to 1×128×512."""

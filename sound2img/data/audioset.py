@@ -1,14 +1,14 @@
 """AudioSet (Gemmeke et al. 2017) balanced / unbalanced / eval segments: the official
 segment CSVs + ``class_labels_indices.csv``, audio files named by the usual downloaders
-(``{YTID}.wav``, ``Y{YTID}.wav``, ...). Text comes from all the clip's label names (§1)."""
+(``{YTID}.wav``, ``Y{YTID}.wav``, ...). Text comes from all the clip's label names (docs/method.md §1)."""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 from typing import Any, Sequence
 
-from sound2img.data.base import AudioClipDataset, DatasetError, Record, check_missing_clips, read_csv_table
-from sound2img.data.files import check_name_formats, find_clip, index_files
+from sound2img.data.base import AudioClipDataset, DatasetError, Record, read_csv_table
+from sound2img.data.clip_index import ClipFinder
 
 SUBSETS = {"balanced_train": "balanced_train_segments.csv",
            "unbalanced_train": "unbalanced_train_segments.csv",
@@ -66,12 +66,9 @@ class AudioSetDataset(AudioClipDataset):
                 raise DatasetError(f"audioset: subset must be one of {sorted(SUBSETS)}, got {subset!r}")
             segments_csv = root / SUBSETS[subset]
         class_names, mids = load_audioset_labels(labels_csv or root / "class_labels_indices.csv")
-        audio_dir = Path(audio_dir) if audio_dir is not None else (root / "audio" if (root / "audio").is_dir() else root)
-        if not audio_dir.is_dir():
-            raise DatasetError(f"audioset: audio directory {audio_dir} not found")
-        formats = check_name_formats(name_formats, self.name, ytid="x", start=0.0, end=10.0, start_int=0, end_int=10)
-        files = index_files(audio_dir, extensions)
-        records, bad, self.missing = [], [], []
+        clips = ClipFinder(self.name, root, audio_dir, "audio", name_formats, extensions, ytid="x", start=0.0,
+                           end=10.0, start_int=0, end_int=10)
+        records, bad = [], []
         for line, row in _read_segments(segments_csv):
             if len(row) != 4:
                 bad.append(f"{Path(segments_csv).name} row {line}: expected 4 fields "
@@ -88,19 +85,14 @@ class AudioSetDataset(AudioClipDataset):
             if not ytid or not label_mids or unknown:
                 bad.append(f"{Path(segments_csv).name} row {line}: empty YTID/labels or unknown label id(s) {unknown}")
                 continue
-            path = find_clip(files, formats, ytid=ytid, start=start, end=end,
-                             start_int=int(start), end_int=int(end))
+            path = clips.find(ytid, ytid=ytid, start=start, end=end, start_int=int(start), end_int=int(end))
             if path is None:
-                self.missing.append(ytid)
                 continue
             names = [class_names[mids[m]] for m in label_mids]
             records.append(Record(key=f"audioset/{ytid}_{int(start)}", audio=path, label=mids[label_mids[0]],
                                   class_name=names[0], prompt_name=", ".join(names)))
-        self.num_missing = len(self.missing)
-        if self.missing:
-            example = formats[0].format(ytid=self.missing[0], start=0.0, end=10.0, start_int=0, end_int=10)
-            check_missing_clips("audioset", self.missing, len(records), max_missing_fraction, audio_dir,
-                                example + extensions[0])
+        self.missing, self.num_missing = clips.missing, len(clips.missing)
+        clips.check_missing(len(records), max_missing_fraction)
         super().__init__(records, class_names, sample_rate=sample_rate,
                          num_samples=num_samples or round(self.clip_seconds * sample_rate), bad_rows=bad, **kwargs)
 

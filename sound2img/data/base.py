@@ -120,6 +120,7 @@ class AudioClipDataset(Dataset):
                  crop: str = "random",          # "random" (training) or "center" (evaluation)
                  templates: Sequence[str] | None = None,  # prompt templates, "{}" = class name
                  text_augment: bool = False,    # EDA on the prompt (prompts.augment_text)
+                 eda_chain: bool = False,       # EDA: sr, rs, ri in turn (the authors' reader), not one drawn op
                  seed: int = 0,                 # base of the per-item crop/prompt seeds
                  max_skip_fraction: float = 0.05,
                  load_images: bool = True,      # False: "image" is None (embeddings cached)
@@ -142,6 +143,7 @@ class AudioClipDataset(Dataset):
             if "{}" not in t:
                 raise DatasetError(f"{self.name}: prompt template {t!r} has no '{{}}' for the class name")
         self.text_augment = bool(text_augment)
+        self.eda_chain = bool(eda_chain)
         self.seed = int(seed)
         self.epoch = 0
         self.max_skip_fraction = float(max_skip_fraction)
@@ -151,6 +153,9 @@ class AudioClipDataset(Dataset):
         # One byte per record in shared memory: workers forked or spawned by a DataLoader see
         # each other's failures, so the count is global and a bad file is decoded once.
         self._failed = torch.zeros(len(self.records), dtype=torch.uint8).share_memory_()
+        # Set (shared) once the skip limit is crossed: every worker then stops reading and
+        # logging, so the one error line stays the last line (see data.loading).
+        self._stopped = torch.zeros(1, dtype=torch.uint8).share_memory_()
         self._reasons: list[str] = list(self.bad_rows[:5])
         if not self.records:
             detail = f"; first problems: {'; '.join(self.bad_rows[:3])}" if self.bad_rows else ""
@@ -184,6 +189,8 @@ class AudioClipDataset(Dataset):
 
     def _check_skips(self) -> None:
         if self.skipped_fraction() > self.max_skip_fraction:
+            if hasattr(self, "_stopped"):
+                self._stopped[0] = 1
             raise DatasetError(
                 f"{self.name}: {self.num_skipped} of {self.num_total} samples unreadable "
                 f"({self.skipped_fraction():.1%} > max_skip_fraction {self.max_skip_fraction:.1%}); "
@@ -195,6 +202,9 @@ class AudioClipDataset(Dataset):
         reason = f"{rec.audio or rec.key}: {type(exc).__name__}: {exc}".splitlines()[0]
         if len(self._reasons) < 5:
             self._reasons.append(reason)
+        if self._stopped[0]:  # another worker already stopped the run: stay silent
+            self._check_skips()
+            return
         log.warning("%s: skipped an unreadable sample (%d of %d skipped so far): %s", self.name, self.num_skipped,
                     self.num_total, reason)
         self._check_skips()
@@ -209,6 +219,8 @@ class AudioClipDataset(Dataset):
         if not -n <= index < n:
             raise IndexError(f"{self.name}: index {index} out of range for {n} samples")
         index %= n
+        if self._stopped[0]:
+            self._check_skips()  # the limit was crossed in another worker: stop, silently
         for step in range(n):
             j = (index + step) % n
             if self._failed[j]:
@@ -233,10 +245,17 @@ class AudioClipDataset(Dataset):
 
     def make_text(self, rec: Record, rng: random.Random) -> str:
         """The record's prompt: its own text, or a template filled with its class name;
-        EDA-augmented when ``text_augment``."""
+        EDA-augmented when ``text_augment``: one drawn operation, or with ``eda_chain``
+        synonym replacement, random swap and random insertion in turn (the authors' code)."""
         text = rec.text if rec.text is not None else make_prompt(rec.prompt_name or rec.class_name, rng,
                                                                  self.templates)
-        return augment_text(text, rng) if self.text_augment else text
+        if not self.text_augment:
+            return text
+        if self.eda_chain:
+            for op in ("sr", "rs", "ri"):
+                text = augment_text(text, rng, ops=(op,))
+            return text
+        return augment_text(text, rng)
 
     def read_wav(self, index: int, generator: torch.Generator) -> torch.Tensor:
         """``wav [S]`` mono at ``self.sample_rate`` (about ``num_samples`` or any length;

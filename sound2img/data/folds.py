@@ -1,4 +1,4 @@
-"""The two fold-organised evaluation sets of the paper (§1, tables in §3): ESC-50
+"""The two fold-organised evaluation sets of the paper (docs/method.md §9): ESC-50
 (``meta/esc50.csv`` + ``audio/*.wav``, folds 1–5) and UrbanSound8K
 (``metadata/UrbanSound8K.csv`` + ``audio/fold{N}/*.wav``, folds 1–10)."""
 from __future__ import annotations

@@ -42,7 +42,7 @@ class ManifestDataset(AudioClipDataset):
         class_names = _sort_names({label for *_rest, label in rows})
         label_of = {name: i for i, name in enumerate(class_names)}
         records, seen = [], {}
-        for line, audio, text, image, label in rows:
+        for _line, audio, text, image, label in rows:
             seen[audio] = seen.get(audio, 0) + 1
             key = f"manifest/{audio}" + (f"#{seen[audio]}" if seen[audio] > 1 else "")
             image_path = str(base / image) if image else None

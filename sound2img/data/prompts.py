@@ -1,6 +1,6 @@
 """Text prompts from class names (templates; the zero-shot set) and EDA augmentation
 (Wei & Zou 2019: synonym replacement, random insertion, random swap, random deletion), as
-the paper's §1 uses for its text targets. All randomness comes from a ``random.Random``.
+the paper uses (docs/method.md §1) for its text targets. All randomness comes from a ``random.Random``.
 
 Synonyms come from WordNet only when nltk *and* its wordnet data are already installed
 (probed, never downloaded); otherwise from the small built-in table of sound words below,
@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import functools
 import random
-from typing import Sequence
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
 
 # CLIP/AudioCLIP/Wav2CLIP-style audio prompts. The zero-shot evaluation averages the text
 # embeddings over all of them (prompt ensembling); training draws one per item.
@@ -28,6 +31,19 @@ _AUDIO_TEMPLATES = (
 def zero_shot_templates() -> tuple[str, ...]:
     """The templates the zero-shot classifier averages over (one ``{}`` each)."""
     return _AUDIO_TEMPLATES
+
+
+@torch.no_grad()
+def encode_class_texts(encode_text: Callable[[list[str]], torch.Tensor], class_names: Sequence[str],
+                       templates: Sequence[str] | None = None) -> torch.Tensor:
+    """``class_emb [C,D]``: per class, the mean of its normalised template embeddings
+    (``templates`` default: ``zero_shot_templates()``), renormalised: CLIP's prompt
+    ensembling. ``encode_text`` maps a list of strings to ``[N,D]``."""
+    templates = list(templates or zero_shot_templates())
+    names = [" ".join(c.replace("_", " ").split()) for c in class_names]
+    emb = encode_text([t.format(c) for c in names for t in templates]).float()
+    emb = F.normalize(emb, dim=-1).reshape(len(names), len(templates), -1)
+    return F.normalize(emb.mean(dim=1), dim=-1)
 
 
 def training_templates() -> tuple[str, ...]:

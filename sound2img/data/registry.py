@@ -11,28 +11,23 @@ from sound2img.data.folds import ESC50Dataset, UrbanSound8KDataset
 from sound2img.data.manifest import ManifestDataset
 from sound2img.data.synthetic import SyntheticDataset
 from sound2img.data.vggsound import VGGSoundDataset
+from sound2img.registry import Registry
 
-_DATASETS: dict[str, type[AudioClipDataset]] = {
-    "vggsound": VGGSoundDataset,
-    "audioset": AudioSetDataset,
-    "esc50": ESC50Dataset,
-    "us8k": UrbanSound8KDataset,
-    "manifest": ManifestDataset,
-    "synthetic": SyntheticDataset,
-}
+DATASETS: Registry[type[AudioClipDataset]] = Registry("dataset", error=DatasetError)
+for _name, _cls in (("vggsound", VGGSoundDataset), ("audioset", AudioSetDataset), ("esc50", ESC50Dataset),
+                    ("us8k", UrbanSound8KDataset), ("manifest", ManifestDataset), ("synthetic", SyntheticDataset)):
+    DATASETS.register(_name, _cls)
 
 
 def list_datasets() -> list[str]:
     """Names accepted by ``build_dataset``."""
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def build_dataset(name: str, **kwargs: Any) -> AudioClipDataset:
     """The reader registered as ``name``, built from keyword arguments; an unknown name or
     argument is a ``DatasetError`` (a ``UserInputError``) naming it."""
-    cls = _DATASETS.get(name)
-    if cls is None:
-        raise DatasetError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
+    cls = DATASETS.get(name)
     allowed = _accepted_arguments(cls)
     unknown = sorted(set(kwargs) - allowed)
     if unknown:

@@ -1,14 +1,14 @@
 """VGGSound (Chen et al. 2020): the official ``vggsound.csv`` (no header: ``youtube_id,
 start_seconds, label, split``) + the scraped clips, ``{ytid}_{start:06d}.mp4`` by default.
-Audio is the clip's sound track; the image its middle frame, as the paper pairs them (§1)."""
+Audio is the clip's sound track; the image its middle frame, as the paper pairs them (docs/method.md §1)."""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 from typing import Any, Sequence
 
-from sound2img.data.base import AudioClipDataset, DatasetError, Record, check_missing_clips, clean_class_name
-from sound2img.data.files import check_name_formats, find_clip, index_files
+from sound2img.data.base import AudioClipDataset, DatasetError, Record, clean_class_name
+from sound2img.data.clip_index import ClipFinder
 
 # ``{ytid}_{start:06d}.mp4`` is what the common VGGSound scrapers and the shared archives
 # use (``-0CamVQdP_Y_000030.mp4``); some write the start unpadded.
@@ -40,29 +40,23 @@ class VGGSoundDataset(AudioClipDataset):
         if split is not None and split not in SPLITS:
             raise DatasetError(f"vggsound: split must be one of {SPLITS} or None, got {split!r}")
         csv_path = Path(csv_path) if csv_path is not None else root / "vggsound.csv"
-        video_dir = Path(video_dir) if video_dir is not None else (root / "video" if (root / "video").is_dir() else root)
-        if not video_dir.is_dir():
-            raise DatasetError(f"vggsound: video directory {video_dir} not found")
-        formats = check_name_formats(name_formats, self.name, ytid="x", start=0, end=10)
+        clips = ClipFinder(self.name, root, video_dir, "video", name_formats, extensions, ytid="x", start=0, end=10)
         rows, bad = _read_rows(csv_path)
         class_names = sorted({clean_class_name(label) for _line, _y, _s, label, _sp in rows})
         label_of = {name: i for i, name in enumerate(class_names)}
-        files = index_files(video_dir, extensions)
-        records, self.missing = [], []
+        records = []
         for _line, ytid, start, label, row_split in rows:
             if split is not None and row_split != split:
                 continue
-            path = find_clip(files, formats, ytid=ytid, start=start, end=start + 10)
+            path = clips.find(f"{ytid}_{start:06d}", ytid=ytid, start=start, end=start + 10)
             if path is None:
-                self.missing.append(f"{ytid}_{start:06d}")
                 continue
             name = clean_class_name(label)
             is_video = Path(path).suffix.lower() in VIDEO_EXTENSIONS
             records.append(Record(key=f"vggsound/{ytid}_{start:06d}", audio=path, label=label_of[name],
                                   class_name=name, image=path if is_video else None, image_is_video=is_video))
-        self.num_missing = len(self.missing)
-        check_missing_clips("vggsound", self.missing, len(records), max_missing_fraction, video_dir,
-                            formats[0].format(ytid="YTID", start=0, end=10) + extensions[0])
+        self.missing, self.num_missing = clips.missing, len(clips.missing)
+        clips.check_missing(len(records), max_missing_fraction)
         super().__init__(records, class_names, sample_rate=sample_rate,
                          num_samples=num_samples or round(self.clip_seconds * sample_rate), bad_rows=bad, **kwargs)
 

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from sound2img.manipulation.guidance import encode_sounds, encode_texts, load_sound, sound_window_seconds
 from sound2img.manipulation.optimizer import optimize_latents
-from sound2img.manipulation.targets import encode_sounds, encode_texts, load_sound, sound_window_seconds
 
 
 @dataclass(frozen=True)

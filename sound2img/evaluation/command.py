@@ -8,7 +8,7 @@ from typing import Sequence
 
 from sound2img.cli import ArgumentParser, add_common_args, parse_with_overrides, to_yaml
 from sound2img.errors import UserInputError
-from sound2img.evaluation.tables import TABLES, compose_table, get_table, reproduce
+from sound2img.evaluation.tables import compose_table, get_table, list_tables, reproduce
 
 EPILOG = """\
 examples:
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="reproduce.py", description="Reproduce one table or figure of the paper: writes "
                        "<table>.md and <table>.json (and PNGs for figures) with the paper's numbers beside ours.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("table", nargs="?", metavar="TABLE", help=f"one of: {', '.join(TABLES)}")
+    p.add_argument("table", nargs="?", metavar="TABLE", help=f"one of: {', '.join(list_tables())}")
     p.add_argument("--list", action="store_true", help="list the tables and figures and exit")
     p.add_argument("--out", metavar="DIR", help="output directory (default: outputs/reproduce)")
     p.add_argument("--overwrite", action="store_true", help="replace this table's files in --out")
@@ -37,7 +37,7 @@ def main(argv: Sequence[str]) -> int:
     """Parse, compose the table's configs, run it, print the files written."""
     args, overrides = parse_with_overrides(build_parser(), argv)
     if args.list:
-        for spec in TABLES.values():
+        for spec in map(get_table, list_tables()):
             print(f"{spec.name:22s} {spec.paper}")
         return 0
     if not args.table:

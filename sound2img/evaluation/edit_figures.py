@@ -11,8 +11,8 @@ from sound2img.errors import UserInputError
 from sound2img.evaluation.attribute_edits import Attribute, edit_attribute
 from sound2img.evaluation.figures import image_grid_png
 from sound2img.evaluation.report import Report, markdown_table, provenance_markdown
+from sound2img.manipulation.guidance import encode_sounds, load_sound, mix_latents, sound_window_seconds
 from sound2img.manipulation.optimizer import optimize_latents
-from sound2img.manipulation.targets import encode_sounds, load_sound, mix_latents, sound_window_seconds
 
 
 def _one_source(source_ws: torch.Tensor) -> torch.Tensor:

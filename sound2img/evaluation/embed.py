@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from sound2img.evaluation.report import DISPLAY_NAMES
+from sound2img.models.embedding import embed_audio
 
 
 # The official folds of the fold-organised evaluation sets (what ``folds: null`` means).
@@ -57,24 +57,25 @@ def encode_dataset(dataset, encoder: torch.nn.Module, frontend: torch.nn.Module,
     """Every clip of ``dataset`` (items with fixed-length ``wav [S]``) → ``audio_emb [N,D]``
     (L2-normalised), ``labels [N]``, ``keys``.
 
-    Batched: ``wav [B,S]`` → ``frontend`` → ``mel [B,1,n_mels,T]`` →
-    ``encoder.encode_audio``. A clip the reader could not decode is replaced by the reader
-    with the next readable one; those duplicates are dropped here (by item ``index``), so
+    Batched: ``wav [B,S]`` → ``embed_audio`` (front end, encoder, normalisation). A clip
+    the reader could not decode is replaced by the reader with the next readable one; those duplicates are dropped here (by item ``index``), so
     each clip counts once.
     """
     from torch.utils.data import DataLoader
 
     from sound2img.data.base import collate
+    from sound2img.data.loading import iterate_loader
 
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    batches = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    loader = iterate_loader(batches)
     if progress:
         from tqdm import tqdm
 
-        loader = tqdm(loader, desc=f"embed {getattr(dataset, 'name', 'dataset')}", unit="batch", leave=False)
+        loader = tqdm(loader, total=len(batches), desc=f"embed {getattr(dataset, 'name', 'dataset')}", unit="batch",
+                      leave=False)
     embs, labels, keys, seen = [], [], [], set()
     for batch in loader:
-        mel = frontend(batch["wav"].to(device))
-        emb = F.normalize(encoder.encode_audio(mel).float(), dim=-1).cpu()
+        emb = embed_audio(batch["wav"].to(device), frontend, encoder).cpu()
         for i, index in enumerate(batch["index"].tolist()):
             if index in seen:
                 continue

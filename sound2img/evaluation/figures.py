@@ -100,12 +100,12 @@ def render_embedding_tsne(xy_audio: np.ndarray, audio_labels: np.ndarray, xy_tex
 def image_grid_png(img: torch.Tensor) -> bytes:
     """Tile ``img [R,C,3,H,W]`` in [-1,1] edge to edge into one ``(C·W)×(R·H)`` PNG (rows
     and columns are explained in the Markdown caption, so the pixels stay exact)."""
-    from sound2img.manipulation.outputs import png_bytes
+    from sound2img.utils.images import png_bytes, tile
 
     if img.ndim != 5 or img.shape[2] != 3:
         raise ValueError(f"expected img [R,C,3,H,W], got shape {tuple(img.shape)}")
     r, c, _, h, w = img.shape
-    return png_bytes(img.detach().cpu().permute(2, 0, 3, 1, 4).reshape(3, r * h, c * w))
+    return png_bytes(tile(img.reshape(r * c, 3, h, w), columns=c))
 
 
 def direction_spread(dirs: torch.Tensor) -> float:

@@ -1,4 +1,4 @@
-"""Linear probe (paper §3 table, "logistic regression on frozen embeddings"): standardised
+"""Linear probe (docs/method.md §9, "logistic regression on frozen embeddings"): standardised
 features, scikit-learn logistic regression, train on the other folds and test on one."""
 from __future__ import annotations
 

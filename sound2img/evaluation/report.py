@@ -1,4 +1,4 @@
-"""What a reproduction writes: the paper's numbers (paper.md §3, supplement Tables 1–2),
+"""What a reproduction writes: the paper's numbers (docs/method.md §9),
 Markdown tables with ours beside them, a provenance line, JSON, PNGs — all atomically."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ DISPLAY_NAMES = {"esc50": "ESC-50", "us8k": "US8K"}
 ATTRIBUTES = ("giggling", "sobbing", "nose blowing", "fire crackling", "wind noise", "underwater bubbling",
               "explosion", "thunderstorm")
 
-# paper.md §3: zero-shot and linear-probe accuracy (%), ESC-50 / US8K.
+# The paper's zero-shot and linear-probe accuracy (%), ESC-50 / US8K (docs/method.md §9).
 PAPER_CLASSIFICATION = {
     "zeroshot": [
         ("Wav2CLIP zero-shot", 41.4, 40.4),
@@ -135,7 +135,7 @@ def _distinct(value: Any) -> Any:
 
 def classification_report(table: str, title: str, results: dict, provenance: dict,
                           extra_columns: Sequence[str] = (), method: str = "") -> Report:
-    """Markdown + JSON of a zero-shot or linear-probe run: the paper's rows (paper.md §3)
+    """Markdown + JSON of a zero-shot or linear-probe run: the paper's rows (docs/method.md §9)
     with ours beneath them, then accuracy per fold. ``table``: ``zeroshot`` or
     ``linear_probe``; ``results``: ``{dataset name: {"per_fold", "mean", ...}}``."""
     names = ("esc50", "us8k")

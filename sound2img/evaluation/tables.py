@@ -13,6 +13,7 @@ import torch
 from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.evaluation.report import Report, save_report
+from sound2img.registry import Registry
 from sound2img.utils.device import resolve_device
 from sound2img.utils.files import check_can_write
 
@@ -28,9 +29,10 @@ class TableSpec:
     paper: str
 
 
-TABLES = {t.name: t for t in (
-    TableSpec("zeroshot", ("esc50_zeroshot", "us8k_zeroshot"), (), "paper §3: zero-shot ESC-50 / US8K"),
-    TableSpec("linear_probe", ("linear_probe",), (), "paper §3: logistic regression on frozen embeddings"),
+TABLES: Registry[TableSpec] = Registry("table", hint="see --list")
+for _spec in (
+    TableSpec("zeroshot", ("esc50_zeroshot", "us8k_zeroshot"), (), "paper: zero-shot ESC-50 / US8K"),
+    TableSpec("linear_probe", ("linear_probe",), (), "paper: logistic regression on frozen embeddings"),
     TableSpec("supp_table1", ("supp_table1",), (), "supplement Table 1: cosine between w_s, w_a, w_t"),
     TableSpec("supp_table2", ("supp_table2",), (), "supplement Table 2: attribute classification"),
     TableSpec("fig_tsne_directions", ("fig_tsne_directions",), ("fig_tsne_directions.png",),
@@ -42,19 +44,19 @@ TABLES = {t.name: t for t in (
               "supplement Figs. 10–11: text↔sound latent interpolation"),
     TableSpec("fig_audio_text_tsne", ("fig_audio_text_tsne",), ("fig_audio_text_tsne.png",),
               "audio embeddings vs CLIP text embeddings (t-SNE)"),
-)}
+):
+    TABLES.register(_spec.name, _spec)
+del _spec
 
 
 def list_tables() -> list[str]:
     """Names accepted by ``scripts/reproduce.py``."""
-    return list(TABLES)
+    return [name for name, _ in TABLES.items()]  # in the order of the paper
 
 
 def get_table(name: str) -> TableSpec:
     """The table called ``name``; an unknown name is a one-line ``UserInputError``."""
-    if name not in TABLES:
-        raise UserInputError(f"unknown table {name!r}; available: {', '.join(TABLES)} (see --list)")
-    return TABLES[name]
+    return TABLES.get(name)
 
 
 def output_paths(name: str, out_dir: str | Path) -> list[Path]:
@@ -104,13 +106,14 @@ def optim_kwargs(m: dict[str, Any]) -> dict[str, Any]:
     """``cfg.manipulate`` → keyword arguments of ``optimize_latents``, checked."""
     out = {}
     for key, kind, low in (("steps", int, 1), ("lr", float, 0.0), ("lambda_sim", float, 0.0),
-                           ("lambda_id", float, 0.0), ("mask_step", float, 0.0)):
-        value = m.get(key)
+                           ("lambda_id", float, 0.0), ("mask_step", float, 0.0), ("cos_scale", float, 0.0)):
+        value = m.get(key, 1.0 if key == "cos_scale" else None)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
             what = "an integer" if kind is int else "a number"
             raise UserInputError(f"manipulate.{key} must be {what}, got {value!r}")
-        if value < low or (key == "lr" and value <= 0):
-            raise UserInputError(f"manipulate.{key} must be {'>' if key == 'lr' else '>='} {low}, got {value}")
+        if value < low or (key in ("lr", "cos_scale") and value <= 0):
+            strict = key in ("lr", "cos_scale")
+            raise UserInputError(f"manipulate.{key} must be {'>' if strict else '>='} {low}, got {value}")
         out[key] = kind(value)
     out["latent_term"] = m.get("latent_term", "adaptive")
     if out["latent_term"] not in ("adaptive", "l2"):
@@ -144,7 +147,6 @@ class _Context:
 
         def build():
             enc, fe = factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device)
-            enc.eval().requires_grad_(False)
             self.weights["audio encoder"] = self._describe(self.c["encoder"].get("path"),
                                                            f"random {self.c['encoder'].get('arch')}")
             return enc, fe
@@ -198,7 +200,7 @@ class _Context:
         from sound2img.utils.files import sha256_file
         from sound2img.weights import resolve_weights
 
-        path = resolve_weights(str(source), download=False)
+        path = resolve_weights(str(source), allow_download=False)
         return f"{Path(path).name} (sha256 {sha256_file(path)[:12]}…)"
 
     def domain_optim(self, domain_name: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -222,7 +224,7 @@ class _Context:
     def sources(self, G, n: int, seed: int) -> torch.Tensor:
         """``n`` source latents from seeds ``seed, seed+1, …`` truncated by
         ``manipulate.truncation``: ws [n,num_ws,w_dim]."""
-        from sound2img.manipulation.sources import sample_source_latents
+        from sound2img.models.stylegan2 import sample_source_latents
 
         if n < 1:
             raise UserInputError(f"the number of source latents must be >= 1, got {n}")
@@ -459,7 +461,7 @@ def _run_fig_interpolation(ctx: _Context, evals: list[dict[str, Any]]) -> Report
 def _run_fig_audio_text_tsne(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.embed import encode_folds
     from sound2img.evaluation.figures import fig_audio_text_tsne
-    from sound2img.training.validation import encode_class_texts
+    from sound2img.data.prompts import encode_class_texts
 
     e = evals[0]
     spec = ctx.dataset_specs([e["dataset"]], e.get("folds"))[0]

@@ -1,46 +1,17 @@
-"""Zero-shot audio classification (paper §3 table): class prompts through templates into
-CLIP's text tower (``encode_class_texts``, shared with training's validation), cosine
-against L2-normalised audio embeddings, accuracy per fold."""
+"""Zero-shot audio classification (docs/method.md §1.6, §9): class prompts through templates into
+CLIP's text tower (``data.prompts.encode_class_texts``), scored by
+``models.embedding.zero_shot_logits`` (the scorer training's validation uses too),
+accuracy per fold."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
+from sound2img.data.prompts import encode_class_texts
 from sound2img.errors import UserInputError
 from sound2img.evaluation.embed import DatasetSpec, encode_folds
-
-# Unit-norm check tolerance: embeddings are float32, so 1e-3 is loose enough for any
-# device and tight enough to catch a raw (un-normalised) feature, whose norm is arbitrary.
-_NORM_TOL = 1e-3
-
-
-def _unit(x: torch.Tensor, what: str) -> torch.Tensor:
-    """Normalise rows and check they really are unit length afterwards (a zero vector
-    or a NaN would otherwise pass silently)."""
-    if x.ndim != 2:
-        raise ValueError(f"{what}: expected [N,D], got shape {tuple(x.shape)}")
-    x = F.normalize(x.float(), dim=-1)
-    norms = x.norm(dim=-1)
-    if not torch.all((norms - 1).abs() < _NORM_TOL):
-        raise ValueError(f"{what}: rows are not unit-norm after normalisation (zero or non-finite features)")
-    return x
-
-
-def zero_shot_logits(audio_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-    """Cosine similarities ``[N,C]`` between ``audio_emb [N,D]`` and ``text_emb [C,D]``.
-
-    Both sides are normalised here, whatever the caller passed, so un-normalised features
-    (the cause of a 3 % ESC-50 result with the authors' code) cannot reach the argmax.
-    """
-    a = _unit(audio_emb, "audio embeddings")
-    t = _unit(text_emb.to(a.device), "text embeddings")
-    if a.shape[1] != t.shape[1]:
-        raise UserInputError(f"zero-shot: audio embedding width {a.shape[1]} != text embedding width {t.shape[1]} "
-                             "(encoder aligned to a different CLIP model?)")
-    return a @ t.T
-
+from sound2img.models.embedding import zero_shot_logits
 
 def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of ``pred [N]`` equal to ``labels [N]``."""
@@ -76,8 +47,6 @@ def run_zero_shot(datasets: Sequence[DatasetSpec], encoder: torch.nn.Module, fro
     prompts (``templates`` default: ``zero_shot_templates()``), score.
 
     Returns ``{dataset name: evaluate_zero_shot(...) | {"data": provenance line}}``."""
-    from sound2img.training.validation import encode_class_texts
-
     for t in templates or ():
         if not isinstance(t, str) or "{}" not in t:
             raise UserInputError(f"zero-shot template {t!r} has no '{{}}' for the class name")

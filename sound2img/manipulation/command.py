@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
-from sound2img.cli import ArgumentParser, add_common_args, compose, config_dir, parse_with_overrides, to_yaml
-from sound2img.errors import UserInputError
+from sound2img.cli import (ArgumentParser, add_common_args, compose_with_flags, model_choice, parse_with_overrides,
+                           to_yaml)
 
 CONFIG_NAME = "manipulate"
-_WEIGHT_SUFFIXES = (".pt", ".pth", ".pkl", ".safetensors", ".ckpt", ".bin")
 # flag dest → config key it sets
 FLAG_KEYS = {
     "audio": "edit.audio", "text": "edit.text", "mode": "edit.mode", "mix_weight": "edit.mix_weight",
@@ -67,64 +65,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _group_options(group: str) -> list[str]:
-    return sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))
-
-
-def _model_choice(flag: str, group: str, value: str, formats: tuple[str, ...],
-                  what: str) -> tuple[list[str], dict[str, Any]]:
-    """``--generator``/``--encoder`` → (group overrides, key updates): a file sets
-    ``<group>.path``; a config name picks the group option; a registry name sets
-    ``<group>.path`` to it (fetched on first use). Anything else is refused here."""
-    text = str(value)
-    path = Path(text).expanduser()
-    if path.is_file():
-        return [], {f"{group}.path": str(path.resolve())}
-    if "/" in text or path.suffix.lower() in _WEIGHT_SUFFIXES:
-        raise UserInputError(f"{flag} {text}: no such file")
-    if text in _group_options(group):
-        return [f"{group}={text}"], {}
-    from sound2img.weights import get_entry
-
-    try:
-        entry = get_entry(text)
-    except UserInputError:
-        raise UserInputError(f"{flag} {text!r}: unknown {group} (not a file, not a config in configs/{group}/ "
-                             f"({', '.join(_group_options(group))}) and not a registered weights name)") from None
-    if entry.format not in formats:
-        raise UserInputError(f"{flag} {text!r} is a {entry.format} file, not {what}")
-    return [], {f"{group}.path": text}
-
-
 def compose_from_args(argv: Sequence[str]):
     """argv → (the composed config with the flags applied, whether ``--cfg job`` was asked)."""
-    from omegaconf import OmegaConf, open_dict
+    from sound2img.factory import GENERATOR_FORMATS
 
     args, overrides = parse_with_overrides(build_parser(), argv)
     updates: dict[str, Any] = {}
     groups: list[str] = []
     if args.generator:
-        g, u = _model_choice("--generator", "generator", args.generator, ("rosinality_pt", "nvlabs_pkl"),
-                             "a StyleGAN2 generator")
+        g, u = model_choice("--generator", "generator", args.generator, GENERATOR_FORMATS, "a StyleGAN2 generator")
         groups += g
         updates.update(u)
     if args.encoder:
-        g, u = _model_choice("--encoder", "encoder", args.encoder, ("soundclip_pth",), "an audio encoder")
+        g, u = model_choice("--encoder", "encoder", args.encoder, ("soundclip_pth",), "an audio encoder")
         groups += g
         updates.update(u)
-    cfg = compose(CONFIG_NAME, [*groups, *overrides])
-    for dest, key in FLAG_KEYS.items():
-        value = getattr(args, dest)
-        if value is not None:
-            updates[key] = value
+    updates.update({key: getattr(args, dest) for dest, key in FLAG_KEYS.items()})
     if args.overwrite:
         updates["overwrite"] = True
-    if args.latent or args.mean_latent:  # an explicit source replaces the default seed
-        updates.setdefault("edit.seeds", [])
-    with open_dict(cfg):
-        for key, value in updates.items():
-            OmegaConf.update(cfg, key, value, merge=False)
-    return cfg, args.cfg == "job"
+    # An explicit source (latent files, the mean latent) replaces the default seed.
+    if (args.latent or args.mean_latent) and updates["edit.seeds"] is None:
+        updates["edit.seeds"] = []
+    return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
 
 
 def main(argv: Sequence[str]) -> int:

@@ -1,23 +1,26 @@
-"""Direct latent optimisation in W+ (paper.md §2): Adam on the latent alone, pulling
+"""Direct latent optimisation in W+ (docs/method.md §2): Adam on the latent alone, pulling
 CLIP(G(w)) towards a fixed target embedding, held near the source by λ_sim and, for
 faces, near its identity by λ_ID."""
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, latent_penalty
+from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, layer_penalties
 
-LOSS_NAMES = ("total", "clip", "sim", "id")
+# The paper's terms, as metrics.json records them per step: total = d_cos + λ_sim·sim + λ_ID·id,
+# d_cos = 1 − cos_scale·cos(CLIP(G(w)), target), sim = the (masked) latent distance, id = L_ID.
+LOSS_NAMES = ("total", "d_cos", "sim", "id")
+AUTHORS_COS_SCALE = math.exp(0.07)  # the authors' d_cos = 1 − e^0.07·cos (their training scale)
 
 
 def lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
-    """StyleCLIP's learning-rate factor at t = step/steps (paper.md §2): a linear warm-up
+    """StyleCLIP's learning-rate factor at t = step/steps (docs/method.md §4): a linear warm-up
     over the first ``rampup`` and a cosine decay over the last ``rampdown``. 0 at t = 0."""
     down = 0.5 - 0.5 * math.cos(math.pi * min(1.0, (1.0 - t) / rampdown))
     return min(1.0, t / rampup) * down
@@ -40,7 +43,7 @@ class EditResult:
 
 def check_frozen(**modules: object) -> None:
     """Refuse networks with trainable parameters: the latent must be the only leaf, and
-    frozen weights let autograd skip the weight gradients (style.md §6)."""
+    frozen weights let autograd skip the weight gradients."""
     for name, module in modules.items():
         if isinstance(module, nn.Module) and any(p.requires_grad for p in module.parameters()):
             raise ValueError(f"{name} has parameters that require grad; pass frozen networks "
@@ -57,6 +60,7 @@ def optimize_latents(
     lr: float = 0.1,                   # peak learning rate of the StyleCLIP ramp
     lambda_sim: float = 0.002,         # weight of the latent-distance term
     lambda_id: float = 0.0,            # weight of the identity term (0: no identity network is run)
+    cos_scale: float = 1.0,            # d_cos = 1 − cos_scale·cos (the authors: e^0.07, AUTHORS_COS_SCALE)
     identity: nn.Module | None = None,  # frozen arcface.IdentityLoss; needed iff lambda_id > 0
     latent_term: str = "adaptive",     # "adaptive" layer masking or plain "l2"
     mask_step: float = 0.1,            # adaptive masking's update rate
@@ -64,17 +68,22 @@ def optimize_latents(
     noise_mode: str = "const",         # generator noise; "const" makes the edit deterministic
     progress: bool = False,            # tqdm bar
     frozen: Sequence[object] = (),     # further networks to check for frozen parameters (CLIP, ArcFace)
-) -> EditResult:
+) -> EditResult:  # fmt: skip
     """Optimise a batch of (source latent, target) pairs together.
 
-    The batch loss is the SUM of per-sample losses d_cos + λ_sim·latent term + λ_ID·L_ID,
-    and Adam is element-wise, so each result equals running its pair alone. The identity
+    The batch loss is the SUM of per-sample losses d_cos + λ_sim·latent term + λ_ID·L_ID
+    with d_cos = 1 − cos_scale·cos, and Adam is element-wise, so each result equals running
+    its pair alone. Adam ignores a constant factor on the loss, so cos_scale = s at λ is the
+    same objective as cos_scale = 1 at λ/s: the authors' e^0.07 makes their λ terms weigh
+    ~7 % less than the same λ at scale 1. The identity
     term's gradient flows through the edited image, the source features are fixed (as in
     StyleCLIP; the authors' code swaps the arguments and gets no gradient)."""
     if latent_term not in LATENT_TERMS:
         raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if not cos_scale > 0:
+        raise ValueError(f"cos_scale must be > 0, got {cos_scale}")
     if lambda_id > 0 and identity is None:
         raise ValueError("lambda_id > 0 needs an identity loss")
     check_frozen(generator=generator, clip=getattr(encode_image, "__self__", encode_image), identity=identity,
@@ -115,19 +124,22 @@ def optimize_latents(
             group["lr"] = lr * lr_ramp(step / steps)
         img = generator.synthesis(ws, noise_mode=noise_mode)
         cosine = (encode_image(img) * target).sum(dim=-1)
-        clip_loss = 1.0 - cosine
-        sim_loss = latent_penalty(ws, source_ws, mask) if lambda_sim > 0 else zero
+        d_cos = 1.0 - cos_scale * cosine
+        layer_terms = layer_penalties(ws, source_ws, mask) if lambda_sim > 0 else None  # [B,num_ws]
+        sim_loss = layer_terms.sum(dim=1) if layer_terms is not None else zero
         id_loss = identity(img, source_emb=source_id, reduction="none") if source_id is not None else zero
-        total = clip_loss + lambda_sim * sim_loss + lambda_id * id_loss
+        total = d_cos + lambda_sim * sim_loss + lambda_id * id_loss
         optimizer.zero_grad(set_to_none=True)
         total.sum().backward()
         optimizer.step()
+        if mask is not None and layer_terms is not None:
+            mask.update(layer_terms)  # g for the next step (docs/method.md §3)
 
         if initial_cosine is None:
             initial_cosine = cosine.detach().cpu()
         if step in keep:
             snapshots[step] = img.detach().cpu()
-        for name, value in zip(LOSS_NAMES, (total, clip_loss, sim_loss, id_loss)):
+        for name, value in zip(LOSS_NAMES, (total, d_cos, sim_loss, id_loss)):
             history[name][step] = value.detach().cpu()
         step_seconds.append(time.perf_counter() - t0)
         if progress:

@@ -36,10 +36,10 @@ import torch
 from sound2img.cli import to_plain
 from sound2img.errors import Sound2ImgError, UserInputError
 from sound2img.manipulation.command import FLAG_KEYS
-from sound2img.manipulation.outputs import EDIT_FILES, check_out_dir, package_versions
-from sound2img.manipulation.run import (Source, Target, assemble_edits, build_audio, build_identity, check_options,
-                                        load_sounds, optimise_pairs, resolve_sources, resolve_targets, write_edits)
-from sound2img.utils.files import append_line
+from sound2img.manipulation.outputs import EDIT_FILES, package_versions
+from sound2img.manipulation.run import (Source, Target, assemble_edits, build_identity, check_options, load_sounds,
+                                        optimize_pairs, resolve_sources, resolve_targets, write_edits)
+from sound2img.utils.files import append_line, check_out_dir
 
 LEDGER = "ledger.jsonl"
 JOB_FILE_SUFFIXES = (".csv", ".jsonl")
@@ -327,7 +327,10 @@ class _Networks:
         return self._once("clip", lambda: factory.build_clip_from_cfg(self.cfg.clip, self.device))
 
     def audio(self):
-        return self._once("audio", lambda: build_audio(self.cfg, self.device))
+        from sound2img import factory
+
+        return self._once("audio", lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio,
+                                                                          self.device))
 
     def identity(self):
         return self._once("identity", lambda: build_identity(self.cfg, self.device))
@@ -473,7 +476,7 @@ def _run_share(cfg, batches: list[list[Job]], out: Path, info, *, total: int,
         pairs = [p for r in batch for p in r.pairs]
         t1 = time.perf_counter()
         try:
-            results = optimise_pairs(pairs, first.o, generator=nets.generator(first.c["generator"]),
+            results = optimize_pairs(pairs, first.o, generator=nets.generator(first.c["generator"]),
                                      clip=nets.clip(), identity=nets.identity() if first.o["lambda_id"] > 0 else None,
                                      noise_mode=str(first.c["generator"].get("noise_mode") or "const"))
         except Exception as exc:  # noqa: BLE001 - the batch's jobs fail, the queue goes on

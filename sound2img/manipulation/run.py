@@ -14,16 +14,18 @@ import torch
 
 from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
-from sound2img.manipulation import targets as tg
+from sound2img.manipulation import guidance
 from sound2img.manipulation.masking import LATENT_TERMS
 from sound2img.manipulation.optimizer import EditResult, optimize_latents
-from sound2img.manipulation.outputs import check_out_dir, package_versions, save_edit, staged_dir
-from sound2img.manipulation.sources import load_source_latents, mean_source_latents, sample_source_latents
+from sound2img.manipulation.outputs import package_versions, save_edit
+from sound2img.models.stylegan2 import load_source_latents, mean_source_latents, sample_source_latents
 from sound2img.utils.device import resolve_device
+from sound2img.utils.files import check_out_dir, staged_dir
 
 MODES = ("separate", "embedding_mix", "latent_mix", "layer_mix", "interpolate")
 MIX_MODES = ("latent_mix", "layer_mix")
 MIX_STRIP_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+FREE_OBJECTIVE = "d_cos alone (free generation: no λ_sim, no masking, no λ_ID)"
 
 
 @dataclass
@@ -88,6 +90,8 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
         "lr": _number(m, "lr", low=0, low_open=True, where="manipulate"),
         "lambda_sim": _number(m, "lambda_sim", low=0, where="manipulate"),
         "lambda_id": _number(m, "lambda_id", low=0, where="manipulate"),
+        "cos_scale": _number({"cos_scale": m.get("cos_scale", 1.0)}, "cos_scale", low=0, low_open=True,
+                             where="manipulate"),
         "truncation": _number(m, "truncation", low=0, high=1, where="manipulate"),
         "mask_step": _number(m, "mask_step", low=0, where="manipulate"),
         "strip_every": _number(m, "strip_every", kind=int, low=0, where="manipulate"),
@@ -95,6 +99,8 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
         "mix_weight": _number(e, "mix_weight", low=0, high=1, where="edit"),
         "gain_db": _number(e, "gain_db", where="edit"),
         "interp_steps": _number(e, "interp_steps", kind=int, low=2, where="edit"),
+        "full_file_seconds": _number({"full_file_seconds": e.get("full_file_seconds", guidance.FULL_FILE_SECONDS)},
+                                     "full_file_seconds", low=0, where="edit"),
     }
     o["latent_term"] = m.get("latent_term")
     if o["latent_term"] not in LATENT_TERMS:
@@ -116,6 +122,10 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
     o["seeds"] = [_number({"seed": s}, "seed", kind=int, low=0, where="edit") for s in (e.get("seeds") or [])]
     o["latents"] = [str(p) for p in (e.get("latents") or [])]
     o["mean_latent"] = bool(e.get("mean_latent", False))
+    if o["mean_latent"]:
+        # Free generation optimises d_cos alone, as the authors' (StyleCLIP's) free_generation
+        # mode does: there is no source image to stay near, so no λ_sim, masking or λ_ID.
+        o["lambda_sim"] = o["lambda_id"] = 0.0
     if not (o["latents"] or o["mean_latent"] or o["seeds"]):
         raise UserInputError("no source: give a seed (--seed), latent files (--latent) or edit.mean_latent=true")
     n_audio, n_text = len(o["audio"]), len(o["text"])
@@ -138,8 +148,9 @@ def _slug(text: str, limit: int = 32) -> str:
 def load_sounds(o: dict[str, Any], frontend) -> list[torch.Tensor]:
     """``o['audio']`` → wavs [S] at the front end's rate (only the part it looks at of a
     long file)."""
-    window = tg.sound_window_seconds(frontend)
-    return [tg.load_sound(spec, frontend.sample_rate, max_seconds=window) for spec in o["audio"]]
+    window = guidance.sound_window_seconds(frontend)
+    return [guidance.load_sound(spec, frontend.sample_rate, max_seconds=window, full_seconds=o["full_file_seconds"])
+            for spec in o["audio"]]
 
 
 def resolve_targets(o: dict[str, Any], *, clip, encoder=None, frontend=None, wavs: list[torch.Tensor] | None = None,
@@ -149,12 +160,12 @@ def resolve_targets(o: dict[str, Any], *, clip, encoder=None, frontend=None, wav
     sounds = []
     if o["audio"]:
         wavs = load_sounds(o, frontend) if wavs is None else wavs
-        embs = tg.encode_sounds(wavs, encoder, frontend, gain_db=o["gain_db"], device=device)
-        sounds = [Target(f"sound-{tg.describe_sound(s)}", embs[i], {"kind": "sound", "spec": s, "gain_db": o["gain_db"]})
+        embs = guidance.encode_sounds(wavs, encoder, frontend, gain_db=o["gain_db"], device=device)
+        sounds = [Target(f"sound-{guidance.describe_sound(s)}", embs[i], {"kind": "sound", "spec": s, "gain_db": o["gain_db"]})
                   for i, s in enumerate(o["audio"])]
     texts = []
     if o["text"]:
-        embs = tg.encode_texts(o["text"], clip).to(device)
+        embs = guidance.encode_texts(o["text"], clip).to(device)
         texts = [Target(f"text-{_slug(t)}", embs[i], {"kind": "text", "prompt": t}) for i, t in enumerate(o["text"])]
     mode = o["mode"]
     if mode in ("separate", *MIX_MODES):
@@ -163,10 +174,10 @@ def resolve_targets(o: dict[str, Any], *, clip, encoder=None, frontend=None, wav
         alpha = o["mix_weight"] if sounds and texts else (0.0 if sounds else 1.0)
         weights = [(1 - alpha) / len(sounds)] * len(sounds) + [alpha / max(len(texts), 1)] * len(texts)
         parts = sounds + texts
-        emb = tg.mix_embeddings(torch.stack([p.emb for p in parts]), weights)
+        emb = guidance.mix_embeddings(torch.stack([p.emb for p in parts]), weights)
         return [Target("mix", emb, {"kind": "embedding_mix", "parts": [p.info for p in parts], "weights": weights})]
     a, b = sounds
-    embs = tg.interpolate_embeddings(a.emb, b.emb, o["interp_steps"], o["interp_mode"])
+    embs = guidance.interpolate_embeddings(a.emb, b.emb, o["interp_steps"], o["interp_mode"])
     n = o["interp_steps"]
     return [Target(f"interp{k:02d}", embs[k], {"kind": "interpolation", "from": a.info, "to": b.info,
                                               "t": k / (n - 1), "mode": o["interp_mode"]}) for k in range(n)]
@@ -184,13 +195,14 @@ def resolve_sources(o: dict[str, Any], generator, device: torch.device | str = "
                 out.append(Source(label, ws[i:i + 1], {"kind": "latent_file", "path": str(path), "index": i}))
         return out
     if o["mean_latent"]:
-        return [Source("mean", mean_source_latents(generator).to(device), {"kind": "mean_latent"})]
+        info = {"kind": "mean_latent", "objective": FREE_OBJECTIVE}
+        return [Source("mean", mean_source_latents(generator).to(device), info)]
     ws = sample_source_latents(generator, o["seeds"], o["truncation"], device)
     return [Source(f"seed{s}", ws[i:i + 1], {"kind": "seed", "seed": s, "truncation": o["truncation"]})
             for i, s in enumerate(o["seeds"])]
 
 
-def optimise_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, generator, clip, identity=None,
+def optimize_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, generator, clip, identity=None,
                    noise_mode: str = "const", progress: bool = False) -> list[PairResult]:
     """Run every (source, target) pair through the optimiser, ``o['batch_size']`` at a time."""
     every = o["strip_every"]
@@ -202,7 +214,7 @@ def optimise_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, gen
             generator, clip.encode_image,
             torch.cat([s.ws for s, _ in chunk]), torch.stack([t.emb for _, t in chunk]),
             steps=o["steps"], lr=o["lr"], lambda_sim=o["lambda_sim"], lambda_id=o["lambda_id"],
-            identity=identity, latent_term=o["latent_term"], mask_step=o["mask_step"],
+            cos_scale=o["cos_scale"], identity=identity, latent_term=o["latent_term"], mask_step=o["mask_step"],
             snapshot_steps=snaps, noise_mode=noise_mode, progress=progress)
         seconds = sum(res.step_seconds)
         for i, (s, t) in enumerate(chunk):
@@ -236,14 +248,14 @@ def _finish_mix(sound: PairResult, text: PairResult, o: dict[str, Any], *, gener
     """Supplement §C: combine the sound-guided and text-guided results of one source."""
     if o["mode"] == "latent_mix":
         alpha = o["mix_weight"]
-        ws = tg.mix_latents(sound.ws, text.ws, alpha)
-        frames_ws = torch.cat([tg.mix_latents(sound.ws, text.ws, a) for a in MIX_STRIP_ALPHAS])
+        ws = guidance.mix_latents(sound.ws, text.ws, alpha)
+        frames_ws = torch.cat([guidance.mix_latents(sound.ws, text.ws, a) for a in MIX_STRIP_ALPHAS])
         strip = [sound.source_img, *_render(generator, frames_ws, noise_mode)]
         detail = {"alpha": alpha, "strip": ["source"] + [f"alpha={a}" for a in MIX_STRIP_ALPHAS]}
     else:
         split = o["layer_split"] if o["layer_split"] is not None else generator.num_ws // 2
         coarse, fine = (sound, text) if o["coarse_from"] == "sound" else (text, sound)
-        ws = tg.mix_layers(coarse.ws, fine.ws, split)
+        ws = guidance.mix_layers(coarse.ws, fine.ws, split)
         strip = [sound.source_img, sound.result_img, text.result_img, _render(generator, ws, noise_mode)[0]]
         detail = {"layer_split": split, "coarse_from": o["coarse_from"],
                   "strip": ["source", "sound", "text", "layer_mix"]}
@@ -252,15 +264,6 @@ def _finish_mix(sound: PairResult, text: PairResult, o: dict[str, Any], *, gener
            "text": _cosine(clip, result_img[None], text.target.emb)}
     record = {"mix": detail, "final_cosine": cos, "runs": {"sound": _run_record(sound), "text": _run_record(text)}}
     return ws, result_img, strip, record
-
-
-def build_audio(cfg, device: torch.device):
-    """(encoder, frontend) for sound targets, frozen for inference."""
-    from sound2img import factory
-
-    encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
-    # an untrained encoder (path: null, e.g. preset=tiny) comes back trainable: inference here
-    return encoder.eval().requires_grad_(False), frontend
 
 
 def build_identity(cfg, device: torch.device):
@@ -291,7 +294,7 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     # Cheapest checks first: the sounds and latent files fail before CLIP is built.
     encoder = frontend = wavs = None
     if o["audio"]:
-        encoder, frontend = build_audio(cfg, device)
+        encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
         wavs = load_sounds(o, frontend)
     G = factory.build_generator_from_cfg(cfg.generator, device)
     if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
@@ -304,7 +307,7 @@ def run_edit(cfg, *, progress: bool | None = None) -> list[Path]:
     setup_s = time.perf_counter() - t0
 
     pairs = [(s, t) for s in sources for t in targets]
-    results = optimise_pairs(pairs, o, generator=G, clip=clip, identity=identity,
+    results = optimize_pairs(pairs, o, generator=G, clip=clip, identity=identity,
                              noise_mode=noise_mode, progress=progress)
 
     common = {"config": c, "device": str(device), "versions": package_versions()}

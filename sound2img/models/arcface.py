@@ -1,5 +1,5 @@
-"""IR-SE50, the ArcFace face-recognition backbone behind the identity loss (paper.md §2,
-checkpoint-formats.md §6): the network in the public ``model_ir_se50.pth`` key layout,
+"""IR-SE50, the ArcFace face-recognition backbone behind the identity loss (docs/method.md §6,
+docs/formats.md §6): the network in the public ``model_ir_se50.pth`` key layout,
 its reader, StyleCLIP's face crop for any resolution, and the identity loss."""
 from __future__ import annotations
 
@@ -132,10 +132,10 @@ def face_crop(img: torch.Tensor) -> torch.Tensor:
 
 
 class IdentityLoss(nn.Module):
-    """L_ID = 1 − ⟨R(img), R(source)⟩ per sample (paper.md §2), in StyleCLIP's argument
+    """L_ID = 1 − ⟨R(img), R(source)⟩ per sample (docs/method.md §6), in StyleCLIP's argument
     order: the gradient flows through ``img`` (the edit), the source features are
     detached. (The authors' code swaps the arguments, so no gradient reaches the
-    latent; checkpoint-formats.md §6.3.)"""
+    latent; docs/method.md §6.)"""
 
     def __init__(self, arcface: IRSE):
         super().__init__()

@@ -1,12 +1,10 @@
-"""Audio encoders that map a mel spectrogram into CLIP's embedding space (paper.md §1),
+"""Audio encoders that map a mel spectrogram into CLIP's embedding space (docs/method.md §1; files: docs/formats.md §5),
 listed by name in a registry, and their checkpoints: our safetensors files (weights +
 what rebuilds encoder and front end) and the authors' ``resnet18_57.pth``."""
 from __future__ import annotations
 
 import json
-import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -15,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sound2img.errors import CheckpointError, UserInputError
-from sound2img.models.registry import Registry
-from sound2img.models.state_dict import freeze, load_state_dict_strict, read_torch_file, unwrap_state_dict
+from sound2img.models.state_dict import (freeze, is_safetensors, load_state_dict_strict, read_torch_file,
+                                         unwrap_state_dict)
+from sound2img.registry import Registry
 from sound2img.utils.files import atomic_path, check_can_write
 
-log = logging.getLogger(__name__)
 
 ENCODERS = Registry("audio encoder")
 FORMAT = "sound2img.audio_encoder"
@@ -138,7 +136,7 @@ def build_audio_encoder(name: str, embed_dim: int = 512, **kwargs: Any) -> Audio
     """A fresh (trainable) encoder by registry name (or ``timm:<model>``) →
     ``forward(mel [B,1,F,T]) -> audio_emb_raw [B,embed_dim]``. ``pretrained_backbone=True``
     asks timm for ImageNet weights (a download); by default nothing is fetched."""
-    builder = ENCODERS.resolve(name)
+    builder = ENCODERS.get(name)
     try:
         encoder = builder(embed_dim=int(embed_dim), **kwargs)
     except TypeError as exc:
@@ -193,16 +191,6 @@ def save_audio_encoder(path: str | os.PathLike, encoder: AudioEncoder, frontend_
     return path
 
 
-def _is_safetensors(path: Path) -> bool:
-    """safetensors files start with an 8-byte little-endian header length and a JSON
-    object; torch files start with a zip or pickle header."""
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    return int.from_bytes(head[:8], "little") + 8 <= path.stat().st_size
-
-
 def load_audio_encoder_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The rebuild recipe stored in one of our encoder files: ``arch``, ``arch_kwargs``,
     ``frontend``, ``clip``, ``extra``, ``format_version``."""
@@ -211,7 +199,7 @@ def load_audio_encoder_metadata(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: audio encoder checkpoint not found")
-    if not _is_safetensors(path):
+    if not is_safetensors(path):
         raise CheckpointError(f"{path}: not a safetensors file")
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -243,22 +231,21 @@ def _legacy_arch(state: Mapping[str, torch.Tensor], path: Path) -> tuple[str, in
     return arch, int(state["feature_extractor.fc.weight"].shape[0])
 
 
-def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", *,
-                       frontend_override: Any = None) -> tuple[AudioEncoder, Any]:
+def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[AudioEncoder, Any]:
     """Read an encoder checkpoint → ``(encoder, frontend)``, both rebuilt from the file
     alone; the encoder frozen, in eval mode.
 
     Our safetensors files carry their architecture and front end. The authors'
     ``.pth`` (a state dict, keys ``conv.*``/``feature_extractor.*``, optionally
     ``module.``-prefixed or wrapped under ``state_dict``/``model``) gives
-    ``resnet18_legacy`` with the ``soundclip_legacy`` front end. ``frontend_override``
-    (a front end or its spec) replaces the stored front end, with a loud warning when it
-    differs: an encoder only works on the features it was trained on.
+    ``resnet18_legacy`` with the ``soundclip_legacy`` front end. The stored front end is
+    always the one returned: an encoder only works on the features it was trained on
+    (``factory.build_encoder_from_cfg`` warns when a config asks for another).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: audio encoder checkpoint not found")
-    if _is_safetensors(path):
+    if is_safetensors(path):
         from safetensors.torch import load_file
 
         meta = load_audio_encoder_metadata(path)
@@ -278,17 +265,7 @@ def load_audio_encoder(path: str | os.PathLike, device: str | torch.device = "cp
 
     from sound2img.audio.frontend import build_frontend  # audio/ is below models/ in the layering
 
-    stored = _make_frontend(build_frontend, stored_frontend, path)
-    if frontend_override is None:
-        frontend = stored
-    else:
-        frontend = (frontend_override if hasattr(frontend_override, "spec")
-                    else _make_frontend(build_frontend, _spec_of(frontend_override), "front end override"))
-        if _spec_of(frontend) != _spec_of(stored):
-            message = (f"front end override {_spec_of(frontend)} differs from the one {path} was trained "
-                       f"with ({_spec_of(stored)}); its embeddings will not be what the encoder learned")
-            warnings.warn(message, UserWarning, stacklevel=2)
-            log.warning(message)
+    frontend = _make_frontend(build_frontend, stored_frontend, path)
     if hasattr(frontend, "to"):
         frontend = frontend.to(device)
     return encoder, frontend

@@ -1,6 +1,6 @@
 """Frozen CLIP image and text towers (open_clip), found offline, with differentiable
 preprocessing of generator images: ``clip`` (antialiased resize + CLIP normalisation,
-the default) and ``styleclip`` (the authors' ×7 upsample + average pool; paper.md §4)."""
+the default) and ``styleclip`` (the authors' ×7 upsample + average pool; docs/method.md §7)."""
 from __future__ import annotations
 
 import logging
@@ -154,10 +154,6 @@ class ClipTowers(nn.Module):
         """``img [B,3,H,W] in [-1,1]`` → ``image_emb [B,D]`` (normalised)."""
         x = self.preprocess(img.to(self.device, torch.float32), mode)
         return self.model.encode_image(x, normalize=True)
-
-    def encode_pixels(self, x: torch.Tensor) -> torch.Tensor:
-        """Already-preprocessed tower input ``[B,3,S,S]`` → ``image_emb [B,D]``."""
-        return self.model.encode_image(x.to(self.device, torch.float32), normalize=True)
 
     def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
         """Prompts → token ids ``[N, context_length]`` on the towers' device."""
@@ -323,8 +319,8 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", device: 
     return ClipTowers(model, tokenizer, spec, preprocess=preprocess, weights_file=weights).to(device)
 
 
-def build_clip_from_spec(spec: dict[str, Any], device: str | torch.device = "cpu", *,
-                         preprocess: str | None = None, cache_dir: str | os.PathLike | None = None) -> ClipTowers:
+def load_clip_from_spec(spec: dict[str, Any], device: str | torch.device = "cpu", *,
+                        preprocess: str | None = None, cache_dir: str | os.PathLike | None = None) -> ClipTowers:
     """Rebuild towers from :meth:`ClipTowers.spec` (random towers from their seed,
     pretrained ones by :func:`load_clip`); a stored ``sha256`` must match the file."""
     mode = preprocess or spec.get("preprocess") or "clip"

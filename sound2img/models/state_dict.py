@@ -17,6 +17,18 @@ from sound2img.errors import CheckpointError
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "network", "encoder", "weights")
 
 
+def is_safetensors(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts like a safetensors file: an 8-byte little-endian header
+    length that fits in the file, then a JSON object (torch files start with a zip or
+    pickle header). The one sniffing test for every reader."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return int.from_bytes(head[:8], "little") + 8 <= path.stat().st_size
+
+
 def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> object:
     """``torch.load`` with ``weights_only=True`` (zip or legacy serialisation), tensors
     on ``map_location``. Anything that would need arbitrary unpickling is refused with a

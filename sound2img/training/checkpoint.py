@@ -3,7 +3,6 @@ corrupt one is detected (and the previous one used), the last K kept, RNG states
 stored as tensors and plain types so ``torch.load(weights_only=True)`` reads them."""
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import re
@@ -17,7 +16,7 @@ import torch
 
 from sound2img.errors import CheckpointError
 from sound2img.models.state_dict import read_torch_file
-from sound2img.utils.files import atomic_path, atomic_write_text, remove_stale_temps
+from sound2img.utils.files import atomic_path, atomic_write_text, remove_stale_temps, sha256_file
 
 _NAME = re.compile(r"^state-(\d{9})\.pt$")
 TEST_DELAY_ENV = "SOUND2IMG_TEST_CHECKPOINT_DELAY"
@@ -41,14 +40,6 @@ def _digest_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def list_checkpoints(directory: str | Path) -> list[Path]:
     """Training-state files in ``directory``, oldest step first (complete or not)."""
     directory = Path(directory)
@@ -69,7 +60,7 @@ def save_training_state(directory: str | Path, step: int, state: dict[str, Any],
         torch.save(state, tmp)
         _test_delay()
     _test_delay()
-    atomic_write_text(_digest_path(path), _sha256(path) + "\n")
+    atomic_write_text(_digest_path(path), sha256_file(path) + "\n")
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
         _digest_path(old).unlink(missing_ok=True)
@@ -85,7 +76,7 @@ def load_training_state(path: str | Path, map_location: str | torch.device = "cp
         raise CheckpointError(f"{path}: no such training-state file")
     if not digest.is_file():
         raise CheckpointError(f"{path}: incomplete checkpoint (its .sha256 was never written)")
-    if digest.read_text().strip() != _sha256(path):
+    if digest.read_text().strip() != sha256_file(path):
         raise CheckpointError(f"{path}: corrupt checkpoint (sha256 does not match)")
     state = read_torch_file(path, map_location)
     if not isinstance(state, dict) or "step" not in state:

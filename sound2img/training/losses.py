@@ -1,4 +1,4 @@
-"""The one contrastive loss (paper.md §1): InfoNCE between L2-normalised embeddings,
+"""The one contrastive loss (docs/method.md §1): InfoNCE between L2-normalised embeddings,
 its temperature, cross-rank gathering with gradients, and the weighted sum of the
 a↔t, a↔v and a↔â terms. Training and validation both call this module."""
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sound2img.errors import UserInputError
 
 TERMS = ("at", "av", "aa")  # audio↔text, audio↔video frame, audio↔augmented audio
 SCALE_MODES = ("learnable", "fixed", "legacy")
+DIRECTIONS = ("mean", "sum")  # how a symmetric term combines CE(a→b) and CE(b→a)
 LEGACY_SCALE = math.exp(0.07)  # the authors' released code multiplies cosines by e^0.07 ≈ 1.0725
 
 _NORM_TOL = 1e-3
@@ -22,7 +23,7 @@ _NORM_TOL = 1e-3
 
 def _check_normalised(x: torch.Tensor, name: str) -> None:
     """Refuse un-normalised features: the published zero-shot number was once missed by
-    exactly this mistake (paper.md §4)."""
+    exactly this mistake (docs/method.md §1.6)."""
     if x.ndim != 2:
         raise ValueError(f"{name}: expected [B,D] embeddings, got shape {tuple(x.shape)}")
     norms = x.detach().float().norm(dim=-1)
@@ -72,14 +73,15 @@ class _GatherWithGrad(torch.autograd.Function):
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float,
-             symmetric: bool = True, valid: torch.Tensor | None = None) -> torch.Tensor:
+             symmetric: bool = True, valid: torch.Tensor | None = None, directions: str = "mean") -> torch.Tensor:
     """InfoNCE between matching rows of ``a [B,D]`` and ``b [B,D]`` (both L2-normalised).
 
     Negatives are gathered from all ranks; row i of this rank is matched with row
-    ``rank·B + i`` of the gathered batch. ``symmetric`` = (CE(a→b) + CE(b→a)) / 2;
-    otherwise a→b only. (The paper writes the sum of the two directions; we take their
-    mean, as CLIP does, so symmetric and one-directional runs share a learning rate —
-    the factor 2 is a constant a term weight absorbs.)
+    ``rank·B + i`` of the gathered batch (docs/method.md §1.2). ``symmetric``:
+    ``directions="mean"`` gives (CE(a→b) + CE(b→a)) / 2 (CLIP's convention: symmetric and
+    one-directional runs share a learning rate), ``"sum"`` gives CE(a→b) + CE(b→a) (the
+    paper's formula: twice the gradient, i.e. the mean at twice the learning rate);
+    otherwise a→b only.
 
     ``valid [B]`` (bool) marks the rows that take part, e.g. items that have a video
     frame in a batch mixing VGGSound and AudioSet; the others are neither anchors nor
@@ -90,10 +92,20 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float
         raise ValueError(f"info_nce: a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape")
     _check_normalised(a if valid is None else a[valid], "info_nce a")
     _check_normalised(b if valid is None else b[valid], "info_nce b")
+    if directions not in DIRECTIONS:
+        raise UserInputError(f"loss directions must be one of {', '.join(DIRECTIONS)}, got {directions!r}")
     # Logits in fp32 even under autocast: a softmax over hundreds of negatives at scale
-    # 100 loses too much in half precision.
+    # 100 loses too much in half precision. Casting the inputs is not enough — autocast
+    # would run the matmul in bf16/fp16 again — so autocast is off for the whole loss.
+    with torch.autocast(a.device.type, enabled=False):
+        return _info_nce_fp32(a, b, logit_scale, symmetric, valid, directions)
+
+
+def _info_nce_fp32(a, b, logit_scale, symmetric, valid, directions) -> torch.Tensor:
     dtype = torch.promote_types(a.dtype, torch.float32)
     a, b = a.to(dtype), b.to(dtype)
+    if isinstance(logit_scale, torch.Tensor):
+        logit_scale = logit_scale.to(dtype)
     rank, world = world_info()
     all_a, all_b = gather_with_grad(a), gather_with_grad(b)
     labels = torch.arange(a.shape[0], device=a.device) + rank * a.shape[0]
@@ -117,7 +129,9 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float
 
     loss = direction(a, all_b)
     if symmetric:
-        loss = (loss + direction(b, all_a)) / 2
+        loss = loss + direction(b, all_a)
+        if directions == "mean":
+            loss = loss / 2
     return loss
 
 
@@ -170,14 +184,14 @@ class LogitScale(nn.Module):
 
 
 class ContrastiveLoss(nn.Module):
-    """total = Σ weight·InfoNCE over the enabled terms a↔t, a↔v, a↔â (paper.md §1).
+    """total = Σ weight·InfoNCE over the enabled terms a↔t, a↔v, a↔â (docs/method.md §1.3).
 
     A term with weight 0 is off; the paper's ablations (no a↔â, one-directional,
     legacy scale) are arguments. One shared temperature, as in CLIP.
     """
 
     def __init__(self, terms: Mapping[str, float] | None = None, symmetric: bool = True,
-                 scale: LogitScale | None = None):
+                 scale: LogitScale | None = None, directions: str = "mean"):
         super().__init__()
         terms = dict({"at": 1.0, "av": 1.0, "aa": 1.0} if terms is None else terms)
         unknown = set(terms) - set(TERMS)
@@ -189,6 +203,9 @@ class ContrastiveLoss(nn.Module):
         if not any(self.weights.values()):
             raise UserInputError("at least one contrastive term (at, av, aa) needs a positive weight")
         self.symmetric = bool(symmetric)
+        if directions not in DIRECTIONS:
+            raise UserInputError(f"loss.directions must be one of {', '.join(DIRECTIONS)}, got {directions!r}")
+        self.directions = directions
         self.scale = scale if scale is not None else LogitScale()
 
     def enabled(self, term: str) -> bool:
@@ -211,7 +228,7 @@ class ContrastiveLoss(nn.Module):
             if targets[term] is None:
                 raise ValueError(f"contrastive term {term!r} is enabled but its embeddings were not given")
             value = info_nce(audio, targets[term], scale, symmetric=self.symmetric,
-                             valid=image_valid if term == "av" else None)
+                             valid=image_valid if term == "av" else None, directions=self.directions)
             out[f"loss_{term}"] = value
             total = self.weights[term] * value if total is None else total + self.weights[term] * value
         out["loss"] = total

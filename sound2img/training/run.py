@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from sound2img.cli import ArgumentParser, add_common_args, compose, parse_with_overrides, to_plain, to_yaml
+from sound2img.cli import ArgumentParser, add_common_args, compose_with_flags, parse_with_overrides, to_plain, to_yaml
 from sound2img.errors import UserInputError
 from sound2img.utils.files import atomic_write_text
 
@@ -27,19 +27,15 @@ RUN_DIRS = ("checkpoints",)
 def train_encoder_cli(argv: Sequence[str]) -> int:
     """``scripts/train_encoder.py``: parse, compose, then print (``--cfg job``) or train."""
     parser = ArgumentParser(prog="train_encoder.py", description=(
-        "Train the audio encoder into CLIP's embedding space (paper.md §1). Extra words are "
+        "Train the audio encoder into CLIP's embedding space (docs/method.md §1). Extra words are "
         "Hydra overrides, e.g. experiment=paper, preset=tiny, data.root=DIR, train.batch_size=64."))
     add_common_args(parser)
     parser.add_argument("--out", help="run directory (sets run_dir)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run in --out and start again")
     args, overrides = parse_with_overrides(parser, argv)
-    cfg = compose("train_encoder", overrides)
-    for key, value in (("run_dir", args.out), ("device", args.device)):
-        if value is not None:
-            cfg[key] = value
-    cfg.resume = bool(cfg.resume or args.resume)
-    cfg.overwrite = bool(cfg.overwrite or args.overwrite)
+    cfg = compose_with_flags("train_encoder", overrides, {  # store_true flags: False means "not given"
+        "run_dir": args.out, "device": args.device, "resume": args.resume or None, "overwrite": args.overwrite or None})
     cfg = effective_config(cfg)
     if args.cfg == "job":
         print(to_yaml(cfg), end="")
@@ -170,25 +166,28 @@ def train_from_cfg(cfg) -> dict[str, Any]:
 
         terms = {k: float(v) for k, v in to_plain(cfg.loss.terms).items()}
         # the loss settings are checked before minutes of network and dataset loading
-        ContrastiveLoss(terms, symmetric=bool(cfg.loss.symmetric), scale=LogitScale(
+        directions = str(cfg.loss.get("directions", "mean"))
+        ContrastiveLoss(terms, symmetric=bool(cfg.loss.symmetric), directions=directions, scale=LogitScale(
             str(cfg.loss.logit_scale), float(cfg.loss.logit_scale_init), float(cfg.loss.logit_scale_max)))
         need_clip = terms.get("at", 0) > 0 or terms.get("av", 0) > 0 or cfg.validation.data is not None
         torch.manual_seed(int(cfg.seed))  # the encoder's initialisation (the same on every rank)
-        encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, info.device)
-        if cfg.encoder.get("path"):  # fine-tuning from a checkpoint: loaders return frozen modules
-            encoder.requires_grad_(True).train()
+        encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, info.device)  # frozen
         clip = factory.build_clip_from_cfg(cfg.clip, info.device) if need_clip else None
         augment = build_augment(**to_plain(cfg.augment)) if cfg.get("augment") else None
         train_set, val_set = build_datasets(cfg, frontend.sample_rate, need_images=terms.get("av", 0) > 0)
         t, o = cfg.train, cfg.optim
         return training_loop(
             run_dir, encoder, frontend, train_set, val_set, clip=clip, augment=augment, loss_terms=terms,
-            symmetric=bool(cfg.loss.symmetric), logit_scale=str(cfg.loss.logit_scale),
+            symmetric=bool(cfg.loss.symmetric), directions=directions, logit_scale=str(cfg.loss.logit_scale),
             logit_scale_init=float(cfg.loss.logit_scale_init), logit_scale_max=float(cfg.loss.logit_scale_max),
             batch_size=int(t.batch_size), epochs=int(t.epochs),
             max_steps=None if t.max_steps is None else int(t.max_steps),
             optimizer=str(o.name), lr=float(o.lr), momentum=float(o.momentum), weight_decay=float(o.weight_decay),
             lr_cycle_epochs=float(o.lr_cycle_epochs), lr_min=float(o.lr_min), warmup_steps=int(o.warmup_steps),
+            lr_schedule=str(o.get("schedule", "cosine_restarts")), cyclic_max_lr=float(o.get("max_lr", 0.1)),
+            cyclic_step_epochs=int(o.get("step_epochs", 5)), cyclic_base_momentum=float(o.get("base_momentum", 0.8)),
+            clean_first_view=bool(t.get("clean_first_view", False)),
+            separate_view_passes=bool(t.get("separate_view_passes", False)),
             grad_clip=None if t.grad_clip is None else float(t.grad_clip), amp=str(t.amp),
             channels_last=bool(t.channels_last), seed=int(cfg.seed), num_workers=int(t.num_workers),
             embedding_cache_dir=t.embedding_cache_dir, checkpoint_every=int(t.checkpoint_every),

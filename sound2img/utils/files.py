@@ -1,5 +1,6 @@
-"""Atomic writes and overwrite protection: a crash or Ctrl-C never leaves a half-written
-output, and nothing already on disk is replaced unless the caller says so."""
+"""Atomic writes, staged output directories and overwrite protection: a crash or Ctrl-C
+never leaves a half-written output, and nothing already on disk is replaced unless the
+caller says so. Also file digests and the one name-or-path test."""
 from __future__ import annotations
 
 import contextlib
@@ -7,10 +8,17 @@ import glob
 import hashlib
 import os
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from sound2img.errors import UserInputError
+
+# What a file argument ends with (weights files and sounds): a name with one of these, a
+# "/" or a leading "~"/"." is a path, never a registry or config name.
+PATH_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt", ".safetensors", ".bin", ".npy", ".npz",
+                 ".wav", ".flac", ".mp3", ".ogg")
 
 
 @contextlib.contextmanager
@@ -81,6 +89,58 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse, before any work, an output directory that exists with something in it
+    (unless ``overwrite``), that is a file, or that cannot be created or written."""
+    out = Path(out_dir)
+    if out.exists():
+        if not out.is_dir():
+            raise UserInputError(f"{out} exists and is not a directory")
+        if not overwrite and any(out.iterdir()):
+            raise UserInputError(f"{out} already exists and is not empty (pass --overwrite to replace its edits)")
+    parent = out
+    while not parent.exists():  # the nearest existing ancestor must let us create the rest
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserInputError(f"cannot write to {out}: {parent} is not a writable directory")
+    return out
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Where to write a run's files. A new (or empty) ``out_dir`` is built in a hidden
+    sibling and renamed into place at the end, so an error or Ctrl-C leaves nothing; an
+    existing one (``--overwrite``) is written in place, each file atomically."""
+    out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()):
+        yield out
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise stick to the output
+        yield tmp
+        try:
+            os.replace(tmp, out)  # also onto an existing empty directory (POSIX rename)
+        except OSError as exc:
+            if out.is_dir() and any(out.iterdir()):  # another run finished into it meanwhile
+                raise UserInputError(f"{out} was filled by another run while this one worked; its files are "
+                                     "kept and this run's are discarded (pass --overwrite to replace them)") from exc
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a name-or-path argument is meant as a path (so a missing file is reported
+    as "no such file", not as an unknown name)."""
+    return ("/" in text or os.sep in text or text.startswith(("~", "."))
+            or Path(text).suffix.lower() in PATH_SUFFIXES)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

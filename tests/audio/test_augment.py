@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sound2img.audio.augment import (AudioAugment, build_augment, random_crop, random_gain, spec_augment,
+from sound2img.audio.augment import (AudioAugment, build_augment, random_gain, spec_augment,
                                      spec_augment_masks)
 from sound2img.audio.frontend import build_frontend
 from sound2img.errors import UserInputError
@@ -98,25 +98,6 @@ def test_random_gain():
     assert torch.allclose(zero, torch.full((1000,), 2.0)) and torch.allclose(same, wav * 10 ** 0.1)
     with pytest.raises(UserInputError):
         random_gain(wav, 3.0, -3.0)
-
-
-def test_random_crop_offsets_and_padding():
-    wav = torch.arange(4 * 1000, dtype=torch.float32).view(4, 1000)
-    lengths = torch.tensor([1000, 600, 300, 100])
-    crops, offsets, crop_lengths = random_crop(wav, 300, lengths=lengths, generator=gen(5))
-    again = random_crop(wav, 300, lengths=lengths, generator=gen(5))
-    assert torch.equal(crops, again[0]) and torch.equal(offsets, again[1])
-    assert crops.shape == (4, 300)
-    assert offsets[2] == 0 and offsets[3] == 0 and 0 <= offsets[0] <= 700 and 0 <= offsets[1] <= 300
-    assert crop_lengths.tolist() == [300, 300, 300, 100]
-    for i in range(4):
-        n = int(crop_lengths[i])
-        assert torch.equal(crops[i, :n], wav[i, offsets[i]:offsets[i] + n])
-        assert not crops[i, n:].any()  # zero padding past a short clip, never samples past its length
-    many = random_crop(torch.zeros(20000, 10), 4, generator=gen(1))[1]
-    assert set(many.tolist()) == set(range(7))  # offsets uniform over every valid start
-    with pytest.raises(UserInputError):
-        random_crop(wav[0], 10)
 
 
 def test_audio_augment_from_config_keys_and_the_legacy_view():

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import sound2img.audio.frontend as frontend_mod
 from sound2img.audio.frontend import build_frontend, list_frontends
 from sound2img.audio.io import load_audio
-from sound2img.audio.reference import reference_frontend
+from helpers.reference import reference_frontend
 from sound2img.errors import UserInputError
 
 from .signals import make_sound, write_sound
@@ -29,7 +29,7 @@ def librosa_load(path, sr):
 
 
 def authors_input(y: np.ndarray, start: int | None = None) -> np.ndarray:
-    """paper.md §4, literally: librosa defaults at 44.1 kHz, power_to_db(ref=max)/80+1,
+    """docs/method.md §5.2, literally: librosa defaults at 44.1 kHz, power_to_db(ref=max)/80+1,
     crop/pad to 864 frames, cv2.resize(spec, (128, 512)), reshape to 1x128x512."""
     S = librosa.feature.melspectrogram(y=y, sr=44100, n_fft=2048, hop_length=512, n_mels=128)
     spec = librosa.power_to_db(S, ref=np.max) / 80 + 1
@@ -121,7 +121,7 @@ def test_logmel_other_settings_match_librosa():
 
 
 def test_reference_module_is_the_literal_pipelines():
-    """benchmarks/frontend.py times sound2img.audio.reference: it must be these calls."""
+    """benchmarks/frontend.py times helpers/reference.py: it must be these calls."""
     y_legacy = make_sound("speech", 44100, 11.0).astype(np.float32)
     assert np.abs(reference_frontend(y_legacy, build_frontend("soundclip_legacy").spec()) - authors_input(y_legacy)).max() == 0
     y = make_sound("mix", 16000, 2.0).astype(np.float32)

@@ -49,7 +49,7 @@ def write_mp4(path: Path, colours: list[tuple[int, int, int]], fps: int = 5, siz
             out.mux(p)
         if as_ is not None:
             n = as_.codec_context.frame_size or 1024
-            for k, start in enumerate(range(0, audio.size, n)):
+            for start in range(0, audio.size, n):
                 chunk = np.zeros((1, n), np.float32)
                 seg = audio[start:start + n]
                 chunk[0, :seg.size] = seg

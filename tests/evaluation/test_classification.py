@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from sound2img.data import build_dataset
+from sound2img.data.prompts import encode_class_texts
 from sound2img.evaluation.embed import DatasetSpec, encode_dataset
 from sound2img.evaluation.linear_probe import run_linear_probe
 from sound2img.evaluation.report import classification_report, save_report
 from sound2img.evaluation.zero_shot import run_zero_shot
-from sound2img.training.validation import encode_class_texts
 
 from .conftest import ESC50_CLASSES, US8K_CLASSES, NoiseEncoder, ToneEncoder, tone
 
@@ -131,7 +131,7 @@ class _ListDataset(torch.utils.data.Dataset):
 
 
 class _MeanEncoder(torch.nn.Module):
-    def encode_audio(self, mel):
+    def forward(self, mel):
         return torch.stack([mel.flatten(1).mean(1), torch.ones(mel.shape[0])], dim=1)
 
 

@@ -107,15 +107,15 @@ def test_fig_audio_text_tsne(esc50_root):
 
 
 def test_docs_reproduce_md_is_current():
-    """docs/reproduce.md is render_downloads_markdown()'s output: regenerate it with
-    ``python -c "from sound2img.evaluation.downloads import save_downloads_markdown as s; s()"``."""
-    from sound2img.evaluation.downloads import render_downloads_markdown
+    """docs/reproduce.md is render_reproduce_doc()'s output: regenerate it with
+    ``python -c "from sound2img.evaluation.reproduce_doc import save_reproduce_doc as s; s()"``."""
+    from sound2img.evaluation.reproduce_doc import render_reproduce_doc
 
-    assert (ROOT / "docs" / "reproduce.md").read_text() == render_downloads_markdown()
+    assert (ROOT / "docs" / "reproduce.md").read_text() == render_reproduce_doc()
 
 
 def test_downloads_name_what_each_table_needs():
-    from sound2img.evaluation.downloads import table_requirements
+    from sound2img.evaluation.reproduce_doc import table_requirements
 
     req = table_requirements("zeroshot", compose_table("zeroshot"))
     assert req.weights == ["soundclip_resnet18", "openai_vit_b32"] and req.datasets == ["esc50", "us8k"]

@@ -1,8 +1,6 @@
-"""The latent optimiser on small frozen stand-ins: the objective moves the way paper.md §2
+"""The latent optimiser on small frozen stand-ins: the objective moves the way docs/method.md §2
 says, only the latent changes, batches equal their members run alone."""
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -28,16 +26,42 @@ def targets(clip, n, seed=3):
     return F.normalize(torch.randn(n, clip.dim, generator=g), dim=-1)
 
 
-@pytest.mark.parametrize("t,expected", [
-    (0.0, 0.0),                       # warm-up starts at zero
-    (0.025, 0.5),                     # half-way through the 5 % warm-up
-    (0.05, 1.0), (0.5, 1.0), (0.75, 1.0),
-    (0.875, 0.5),                     # half-way through the 25 % cosine decay: 0.5 − 0.5·cos(π/2)
-    (0.8125, 0.5 - 0.5 * math.cos(math.pi * 0.75)),
-    (1.0, 0.0),
-])
+# StyleCLIP's ramp (docs/method.md §4), evaluated by hand:
+#   lr(t)/lr0 = min(1, t/0.05) · (0.5 − 0.5·cos(π·min(1, (1 − t)/0.25)))
+# with cos(π/5) = (1 + √5)/4 = 0.80901699…, cos(2π/5) = (√5 − 1)/4 = 0.30901699…,
+# cos(3π/4) = −√2/2 = −0.70710678…:
+#   t = 0.01   → 0.2 · 1                                   = 0.2
+#   t = 0.025  → 0.5 · 1                                   = 0.5
+#   t = 0.8    → 1 · (0.5 + 0.5·cos(π/5))  = (5 + √5)/8    = 0.904508497187474
+#   t = 0.8125 → 1 · (0.5 + √2/4)                          = 0.853553390593274
+#   t = 0.9    → 1 · (0.5 − 0.5·cos(2π/5)) = (5 − √5)/8    = 0.345491502812526
+#   t = 0.95   → 1 · (0.5 − 0.5·cos(π/5))  = (3 − √5)/8    = 0.0954915028125263
+RAMP_BY_HAND = [(0.0, 0.0), (0.01, 0.2), (0.025, 0.5), (0.05, 1.0), (0.5, 1.0), (0.75, 1.0),
+                (0.8, 0.904508497187474), (0.8125, 0.853553390593274), (0.9, 0.345491502812526),
+                (0.95, 0.0954915028125263), (1.0, 0.0)]
+
+
+@pytest.mark.parametrize("t,expected", RAMP_BY_HAND)
 def test_lr_ramp_values(t, expected):
     assert lr_ramp(t) == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_optimiser_applies_the_ramp(nets, monkeypatch):
+    """20 steps at lr0 = 0.1: step k runs at t = k/20, so steps 0, 1, 16, 18, 19 run at
+    0, 0.1, 0.1·0.904508497187474, 0.1·0.345491502812526, 0.1·0.0954915028125263."""
+    G, clip = nets
+    seen = []
+    real_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    optimize_latents(G, clip.encode_image, sources(G, 1), targets(clip, 1), steps=20, lr=0.1)
+    assert len(seen) == 20
+    expected = {0: 0.0, 1: 0.1, 10: 0.1, 16: 0.0904508497187474, 18: 0.0345491502812526, 19: 0.00954915028125263}
+    assert {k: seen[k] for k in expected} == pytest.approx(expected, abs=1e-12)
 
 
 def test_cosine_rises_and_only_the_latent_changes(nets):
@@ -46,7 +70,7 @@ def test_cosine_rises_and_only_the_latent_changes(nets):
     ws0 = sources(G, 2)
     res = optimize_latents(G, clip.encode_image, ws0, targets(clip, 2), steps=40, lr=0.1,
                            lambda_sim=0.0, latent_term="l2")
-    cos = 1 - res.losses["clip"]                      # [steps,B]
+    cos = 1 - res.losses["d_cos"]                      # [steps,B]
     assert (res.final_cosine > cos[0] + 0.05).all()
     assert (cos[-5:].mean(0) > cos[:5].mean(0)).all()
     assert torch.allclose(res.initial_cosine, cos[0])
@@ -74,8 +98,8 @@ def test_larger_lambda_sim_stays_closer(nets, latent_term):
                                latent_term=latent_term)
         dist[lam] = (res.ws - ws0).pow(2).sum(dim=(1, 2))
         if lam > 0:
-            assert torch.allclose(res.losses["sim"][-1], res.losses["sim"][-1])  # recorded, finite
-            assert (res.losses["sim"][-1] > 0).all()
+            assert (res.losses["sim"][0] == 0).all()       # step 0 is at w = w_s
+            assert torch.isfinite(res.losses["sim"]).all() and (res.losses["sim"][-1] > 0).all()
     assert (dist[0.05] < dist[0.0]).all() and (dist[1.0] < dist[0.05]).all()
 
 

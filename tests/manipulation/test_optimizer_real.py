@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.manipulation.optimizer import optimize_latents
-from sound2img.manipulation.sources import sample_source_latents
 from sound2img.models.arcface import IdentityLoss, build_arcface
 from sound2img.models.clip import build_clip
+from sound2img.models.stylegan2 import sample_source_latents
 from sound2img.models.stylegan2 import build_generator
 
 
@@ -54,7 +54,7 @@ def test_identity_term_has_a_gradient_and_holds_identity(nets):
         src_emb = ident.source_embedding(G.synthesis(ws))
     w = (ws + 0.5 * torch.randn_like(ws)).requires_grad_(True)
     ident(G.synthesis(w), source_emb=src_emb, reduction="none").sum().backward()
-    assert w.grad.abs().sum() > 0                    # unlike the authors' code (checkpoint-formats §6.3)
+    assert w.grad.abs().sum() > 0                    # unlike the authors' code (docs/method.md §6)
     assert all(p.grad is None for p in ident.parameters())
 
     kw = dict(steps=10, lr=0.1, lambda_sim=0.0)

@@ -39,7 +39,7 @@ def test_single_edit_writes_every_file(tmp_path):
     assert m["config"]["manipulate"]["steps"] == 3 and m["config"]["edit"]["audio"] == ["tone:440"]
     assert m["edit"]["source"] == {"kind": "seed", "seed": 3, "truncation": 0.7}
     assert m["edit"]["target"]["kind"] == "sound"
-    assert set(m["losses"]) == {"total", "clip", "sim", "id"} and all(len(v) == 3 for v in m["losses"].values())
+    assert set(m["losses"]) == {"total", "d_cos", "sim", "id"} and all(len(v) == 3 for v in m["losses"].values())
     assert -1 <= m["final_cosine"] <= 1 and m["device"] == "cpu"
     assert {"torch", "numpy", "open_clip", "sound2img"} <= set(m["versions"])
     assert m["strip_steps"] == [0, 1, 2, 3] and m["timings"]["step_s_mean"] > 0
@@ -91,7 +91,7 @@ def test_embedding_mix_and_interpolation_targets(tmp_path):
     cfg = cfg_for(tmp_path, "--audio", "tone:440", "--audio", "tone:2000", "--text", "fire",
                   "--mode", "embedding_mix", "--mix-weight", "0.4")
     o = run.check_options(to_plain(cfg))
-    encoder, frontend = run.build_audio(cfg, "cpu")
+    encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, "cpu")
     nets = {"clip": factory.build_clip_from_cfg(cfg.clip), "encoder": encoder, "frontend": frontend}
     parts = run.resolve_targets({**o, "mode": "separate"}, **nets)
     (mix,) = run.resolve_targets(o, **nets)

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from sound2img.errors import UserInputError
-from sound2img.manipulation.outputs import check_out_dir, make_strip, png_bytes, staged_dir
-from sound2img.manipulation.sources import mean_source_latents, sample_source_latents, seed_to_z
+from sound2img.models.stylegan2 import mean_source_latents, sample_source_latents, seed_to_z
+from sound2img.utils.files import check_out_dir, staged_dir
+from sound2img.utils.images import make_strip, png_bytes
 
 from .stand_ins import ToyGenerator
 

@@ -1,5 +1,5 @@
-"""IR-SE50: key layout and size per checkpoint-formats.md §6, the public file's reader,
-the forward pass against a functional re-statement of §6.2, StyleCLIP's face crop and
+"""IR-SE50: key layout and size per docs/formats.md §6, the public file's reader,
+the forward pass against a functional re-statement of docs/formats.md §6, StyleCLIP's face crop and
 the identity loss's gradient."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sound2img.models.arcface import IRSE, IdentityLoss, build_arcface, face_cro
 
 
 def spec_key_table(stages=((64, 3), (128, 4), (256, 14), (512, 3)), embed=512) -> dict[str, tuple]:
-    """Every state entry with its shape, written from the table in §6.2 (not from our code)."""
+    """Every state entry with its shape, written from the layout in docs/formats.md §6 (not from our code)."""
     keys: dict[str, tuple] = {}
 
     def bn(prefix, c, one_d=False):
@@ -61,7 +61,7 @@ def randomise(net: IRSE, seed: int = 0) -> IRSE:
 
 
 def reference_forward(sd: dict, x: torch.Tensor, stages) -> torch.Tensor:
-    """§6.2 re-stated with torch.nn.functional on the state dict (eval-mode BN, eps 1e-5)."""
+    """docs/formats.md §6 re-stated with torch.nn.functional on the state dict (eval-mode BN, eps 1e-5)."""
     def bn(h, p):
         return F.batch_norm(h, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"],
                             sd[f"{p}.bias"], training=False, eps=1e-5)

@@ -4,21 +4,21 @@ rebuild encoder and front end from the file alone; unsafe and malformed files ar
 from __future__ import annotations
 
 import json
-import logging
 import pickle
 
 import pytest
 import torch
 from torch import nn
 
+from sound2img.audio.frontend import build_frontend
 from sound2img.errors import CheckpointError, UserInputError
-from sound2img.models.audio_encoder import (build_audio_encoder, list_audio_encoders, load_audio_encoder,
-                                            load_audio_encoder_metadata, save_audio_encoder)
-
-
-def needs_frontend():
-    """The front end lives in sound2img.audio (another module); skip only while it is absent."""
-    return pytest.importorskip("sound2img.audio.frontend")
+from sound2img.models.audio_encoder import (
+    build_audio_encoder,
+    list_audio_encoders,
+    load_audio_encoder,
+    load_audio_encoder_metadata,
+    save_audio_encoder,
+)
 
 
 def seeded(name, seed=0, **kw):
@@ -81,7 +81,6 @@ def test_resnet18_legacy_is_the_authors_architecture():
 
 @pytest.mark.parametrize("layout", ["plain", "module_prefix", "wrapped_state_dict", "wrapped_model_legacy"])
 def test_authors_pth_loads_with_the_legacy_frontend(tmp_path, layout):
-    frontend_mod = needs_frontend()
     enc = seeded("resnet18_legacy", seed=1)
     state = {k: v for k, v in enc.state_dict().items() if not k.endswith("num_batches_tracked")}
     legacy = False
@@ -96,7 +95,7 @@ def test_authors_pth_loads_with_the_legacy_frontend(tmp_path, layout):
     loaded, frontend = load_audio_encoder(path)
     assert loaded.arch == "resnet18_legacy" and loaded.embed_dim == 512
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
-    assert frontend.spec() == frontend_mod.build_frontend("soundclip_legacy").spec()
+    assert frontend.spec() == build_frontend("soundclip_legacy").spec()
     wav = torch.randn(2, 44100) * 0.1  # one second at the legacy rate
     with torch.no_grad():
         mel = frontend(wav)
@@ -105,9 +104,8 @@ def test_authors_pth_loads_with_the_legacy_frontend(tmp_path, layout):
 
 
 def test_safetensors_round_trip_rebuilds_encoder_and_frontend(tmp_path):
-    frontend_mod = needs_frontend()
     enc = seeded("tiny_cnn", seed=2, embed_dim=24, channels=[4, 8])
-    frontend = frontend_mod.build_frontend("logmel")
+    frontend = build_frontend("logmel")
     clip_spec = {"model_name": "tiny", "pretrained": None, "seed": 0, "preprocess": "clip", "sha256": None}
     path = save_audio_encoder(tmp_path / "enc.safetensors", enc, frontend, clip_spec, {"step": 7})
     meta = load_audio_encoder_metadata(path)
@@ -125,24 +123,6 @@ def test_safetensors_round_trip_rebuilds_encoder_and_frontend(tmp_path):
         save_audio_encoder(path, enc, frontend)
     save_audio_encoder(path, enc, frontend, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.safetensors"]
-
-
-def test_frontend_override_warns_loudly_when_it_differs(tmp_path, caplog):
-    frontend_mod = needs_frontend()
-    enc = build_audio_encoder("tiny_cnn", embed_dim=8)
-    stored = frontend_mod.build_frontend("logmel")
-    path = save_audio_encoder(tmp_path / "enc.safetensors", enc, stored)
-    legacy = frontend_mod.build_frontend("soundclip_legacy")
-    with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="differs from the one"):
-        _, frontend = load_audio_encoder(path, frontend_override=legacy)
-    assert frontend.spec() == legacy.spec()
-    assert any("differs from the one" in r.getMessage() for r in caplog.records)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the same front end given explicitly: silent
-        _, same = load_audio_encoder(path, frontend_override=stored.spec())
-    assert same.spec() == stored.spec()
 
 
 class _WritesAMarker:
@@ -200,7 +180,6 @@ def test_malformed_checkpoints_name_the_problem(tmp_path):
 
 
 def test_stored_frontend_this_code_cannot_build_is_a_checkpoint_error(tmp_path):
-    needs_frontend()
     enc = build_audio_encoder("tiny_cnn", embed_dim=8)
     path = save_audio_encoder(tmp_path / "enc.safetensors", enc, {"name": "logmel", "no_such_setting": 1})
     with pytest.raises(CheckpointError, match=r"enc\.safetensors: front end .*no_such_setting"):

@@ -111,7 +111,7 @@ def test_long_file_is_read_as_the_front_ends_window(hour_file, corpus):
     """The manipulation path decodes only the centre window of an hour-long file, and a
     file shorter than twice the window whole."""
     from sound2img.audio import build_frontend
-    from sound2img.manipulation.targets import load_sound, sound_window_seconds
+    from sound2img.manipulation.guidance import load_sound, sound_window_seconds
 
     legacy = build_frontend("soundclip_legacy")
     window = sound_window_seconds(legacy)

@@ -132,7 +132,7 @@ def test_staged_out_taken_by_another_run_meanwhile(tmp_path):
     between this run's checks and its rename; a one-line user error, the other run's
     files untouched, this run's staging removed."""
     from sound2img.errors import UserInputError
-    from sound2img.manipulation.outputs import staged_dir
+    from sound2img.utils.files import staged_dir
 
     out = tmp_path / "edit"
     with pytest.raises(UserInputError, match="filled by another run") as info:

@@ -42,9 +42,10 @@ def tiny_openclip(tmp_path_factory):
 
 
 def _write_sha(path):
-    from sound2img.training.checkpoint import _digest_path, _sha256
+    from sound2img.training.checkpoint import _digest_path
+    from sound2img.utils.files import sha256_file
 
-    _digest_path(path).write_text(_sha256(path) + "\n")
+    _digest_path(path).write_text(sha256_file(path) + "\n")
 
 
 def _training_state(path):

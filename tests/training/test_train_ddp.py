@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sound2img.training.losses import ContrastiveLoss, LogitScale
-from sound2img.training.step import Student
+from sound2img.training.step import ContrastiveModel
 
 B, D, F_BINS, T = 8, 6, 4, 5
 
@@ -24,12 +24,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _student() -> Student:
+def _student() -> ContrastiveModel:
     # No BatchNorm: its per-rank batch statistics are the one thing DDP does not share.
     torch.manual_seed(0)
     encoder = nn.Sequential(nn.Flatten(), nn.Linear(F_BINS * T, 16), nn.Tanh(), nn.Linear(16, D))
     loss = ContrastiveLoss({"at": 1.0, "av": 0.5, "aa": 2.0}, symmetric=True, scale=LogitScale("learnable"))
-    return Student(encoder, loss)
+    return ContrastiveModel(encoder, loss)
 
 
 def _batch():

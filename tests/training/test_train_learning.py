@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sound2img.training.clip_embeddings import ClipEmbeddings, frame_keys
 from sound2img.utils.distributed import DistInfo
-from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.loop import training_loop
+from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import read_metrics
-from sound2img.training.step import Student, make_views
-from sound2img.training.targets import ClipTargets, frame_keys
+from sound2img.training.step import ContrastiveModel, make_views
 
 CHANCE = 1 / 8
 
@@ -41,9 +41,9 @@ def test_gradients_reach_only_the_encoder_and_the_temperature(tiny_task, tmp_pat
     batch = {"wav": torch.stack(batch["wav"]), "text": batch["text"], "key": batch["key"],
              "image": torch.stack(batch["image"])}
     info = DistInfo(0, 1, torch.device("cpu"))
-    targets = ClipTargets(clip, info.device, tmp_path / "cache", need_text=True, need_images=True, info=info,
+    targets = ClipEmbeddings(clip, info.device, tmp_path / "cache", need_text=True, need_images=True, info=info,
                           frame_keys=frame_keys(data))
-    student = Student(tiny_task.encoder(), ContrastiveLoss({"at": 1.0, "av": 1.0, "aa": 1.0},
+    student = ContrastiveModel(tiny_task.encoder(), ContrastiveLoss({"at": 1.0, "av": 1.0, "aa": 1.0},
                                                            scale=LogitScale("learnable")))
     mel = frontend(batch["wav"])
     image_emb, valid = targets.images(batch)

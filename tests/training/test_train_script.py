@@ -90,7 +90,7 @@ def test_wandb_missing_names_the_extra(tmp_path, monkeypatch):
 def test_every_experiment_composes_and_builds(experiment):
     from sound2img import factory
     from sound2img.training.loop import _build_optimizer
-    from sound2img.training.step import Student
+    from sound2img.training.step import ContrastiveModel
 
     cfg = effective_config(compose("train_encoder", [f"experiment={experiment}"]))
     encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, "cpu")
@@ -98,20 +98,24 @@ def test_every_experiment_composes_and_builds(experiment):
     augment = build_augment(**cfg.augment)
     loss = ContrastiveLoss(dict(cfg.loss.terms), symmetric=cfg.loss.symmetric,
                            scale=LogitScale(cfg.loss.logit_scale, cfg.loss.logit_scale_init, cfg.loss.logit_scale_max))
-    opt = _build_optimizer(Student(encoder, loss), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum,
+    opt = _build_optimizer(ContrastiveModel(encoder, loss), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum,
                            cfg.optim.weight_decay)
     wav = torch.randn(2, frontend.sample_rate)
     with torch.no_grad():
         mel = frontend.to_encoder_input(augment.mel(frontend.spectrogram(augment.wave(wav))))
         assert encoder(mel).shape == (2, cfg.encoder.embed_dim)
-    assert cfg.train.batch_size == 384 and cfg.train.epochs == 50 and isinstance(opt, torch.optim.SGD)
+    assert cfg.train.batch_size == (320 if experiment == "authors_code" else 384)  # their released batch
+    assert cfg.train.epochs == 50 and isinstance(opt, torch.optim.SGD)
     expected = {"paper": ({"at": 1, "av": 1, "aa": 1}, True, "learnable"),
                 "ablation_no_aa": ({"at": 1, "av": 1, "aa": 0}, True, "learnable"),
                 "ablation_one_directional": ({"at": 1, "av": 1, "aa": 1}, False, "learnable"),
                 "legacy_scale": ({"at": 1, "av": 1, "aa": 1}, True, "legacy"),
-                "soundclip_resnet18": ({"at": 1, "av": 0, "aa": 1}, True, "learnable")}[experiment]
+                "soundclip_resnet18": ({"at": 1, "av": 0, "aa": 1}, True, "learnable"),
+                "authors_code": ({"at": 0.5, "av": 0, "aa": 0.5}, True, "legacy")}[experiment]
     assert (dict(cfg.loss.terms), cfg.loss.symmetric, cfg.loss.logit_scale) == expected
-    if experiment == "soundclip_resnet18":
+    if experiment == "authors_code":
+        assert cfg.encoder.arch == "resnet18_legacy" and set(cfg.extra_data) == {"audioset_balanced", "audioset_unbalanced"}
+    elif experiment == "soundclip_resnet18":
         assert cfg.audio.name == "soundclip_legacy" and cfg.encoder.arch == "resnet18_legacy"
         assert cfg.encoder.path is None and mel.shape[1:] == (1, 128, 512)
     else:

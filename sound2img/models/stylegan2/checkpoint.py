@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import pickle
-import struct
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 
 from sound2img.errors import CheckpointError
-from sound2img.models.state_dict import freeze, load_state_dict_strict, read_torch_file
+from sound2img.models.state_dict import freeze, is_safetensors, load_state_dict_strict, read_torch_file
 from sound2img.models.stylegan2.networks import Generator, GeneratorArch
 from sound2img.models.stylegan2.nvlabs import read_nvlabs_pickle
 from sound2img.models.stylegan2.rosinality import check_ros_args, from_ros_state, infer_ros_arch, to_ros_checkpoint
@@ -41,12 +40,11 @@ def detect_format(path: str | os.PathLike) -> str:
         raise CheckpointError(f"{path}: generator file not found")
     with open(path, "rb") as fh:
         head = fh.read(16)
-    size = path.stat().st_size
     if head[:4] == b"PK\x03\x04":
         return "torch"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "torch" if head[2:14] == _TORCH_LEGACY_MAGIC else "pickle"
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8:
+    if is_safetensors(path):
         return "safetensors"
     raise CheckpointError(f"{path}: not a StyleGAN2 generator file (expected a rosinality .pt, an NVlabs "
                           ".pkl or a sound2img .safetensors)")

@@ -1,16 +1,19 @@
 """W+ latents from and to files (``.pt``/``.pth`` tensors as e4e/PTI save them, ``.npy``,
 ``.npz`` as NVlabs' projector saves them), checked against a generator's ``num_ws`` and
-``w_dim``; no pickles beyond ``torch.load(weights_only=True)``."""
+``w_dim``; no pickles beyond ``torch.load(weights_only=True)``. Also the source latents
+w_s of generation and editing: a seed (z → mapping → truncation), saved files, or the
+generator's mean latent (free generation)."""
 from __future__ import annotations
 
 import io
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from sound2img.errors import CheckpointError
+from sound2img.errors import CheckpointError, UserInputError
 from sound2img.models.state_dict import read_torch_file
 from sound2img.utils.files import atomic_path, atomic_write_bytes, check_can_write
 
@@ -99,3 +102,36 @@ def save_latents(path: str | os.PathLike, ws: torch.Tensor, overwrite: bool = Fa
         np.savez(buf, w=ws.numpy())
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def seed_to_z(seed: int, z_dim: int) -> torch.Tensor:
+    """z [1,z_dim] from a CPU ``torch.Generator`` seeded with ``seed``: the same z on any
+    device and whatever else is in the batch."""
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.randn(1, z_dim, generator=gen)
+
+
+@torch.no_grad()
+def sample_source_latents(generator, seeds: Sequence[int], truncation: float,
+                          device: torch.device | str = "cpu") -> torch.Tensor:
+    """One source per seed: ws [len(seeds),num_ws,w_dim], truncated towards ``G.w_avg``."""
+    if not seeds:
+        raise UserInputError("no seeds given")
+    if not 0.0 <= truncation <= 1.0:
+        raise UserInputError(f"truncation must be in [0, 1], got {truncation}")
+    z = torch.cat([seed_to_z(s, generator.z_dim) for s in seeds]).to(device)
+    return generator.mapping(z, truncation_psi=truncation)
+
+
+def load_source_latents(paths: Sequence[str | Path], generator) -> torch.Tensor:
+    """Latents saved by ``generate.py``/projectors, concatenated: ws [B,num_ws,w_dim]
+    (a file's shape must fit the generator; ``load_latents`` says which file does not)."""
+    if not paths:
+        raise UserInputError("no latent files given")
+    return torch.cat([load_latents(p, generator.num_ws, generator.w_dim).float() for p in paths])
+
+
+def mean_source_latents(generator, count: int = 1) -> torch.Tensor:
+    """The mean latent broadcast to W+: ws [count,num_ws,w_dim] (free generation)."""
+    w_avg = torch.as_tensor(generator.w_avg).float().reshape(1, 1, -1)
+    return w_avg.expand(count, generator.num_ws, -1).clone()

@@ -1,5 +1,5 @@
 """StyleGAN2 mapping and synthesis networks ('skip' architecture, fp32), built from plain
-arguments. Module and tensor names follow NVlabs' ``G_ema`` (checkpoint-formats.md §4.5)
+arguments. Module and tensor names follow NVlabs' ``G_ema`` (docs/formats.md §4.4)
 so that readers only rename for rosinality; ``build_generator`` makes random ones."""
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class GeneratorArch:
     lr_multiplier: float = 0.01         # mapping's equalised-lr multiplier
     conv_clamp: float | None = None     # NVlabs activation clamp (None: off)
     use_noise: bool = True
-    demod_eps: str = "nvlabs"           # where ε enters demodulation: "nvlabs" or "rosinality" (§1.4)
+    demod_eps: str = "nvlabs"           # where ε enters demodulation: "nvlabs" or "rosinality" (docs/formats.md §2)
     extra: dict = field(default_factory=dict)  # provenance only, never used to build
 
     def to_dict(self) -> dict:

@@ -1,6 +1,6 @@
 """StyleGAN2 ops in plain PyTorch (CPU and CUDA, fp32): the [1,3,3,1] FIR resampling,
 modulated convolution with demodulation, and the fused bias + leaky ReLU (× √2, clamp).
-Semantics follow checkpoint-formats.md §1.4–1.6."""
+Semantics: docs/formats.md §2."""
 from __future__ import annotations
 
 import math

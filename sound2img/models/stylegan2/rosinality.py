@@ -1,6 +1,6 @@
 """rosinality stylegan2-pytorch ``g_ema`` layout ↔ our (NVlabs) tensor names: the
-renaming table of checkpoint-formats.md §5 (reshapes only, no rescaling or flipping),
-hyper-parameter inference from keys (§3.2) and the ``{"g_ema", "latent_avg"}`` dict."""
+renaming table of docs/formats.md §3.3 (reshapes only, no rescaling or flipping),
+hyper-parameter inference from keys (docs/formats.md §3.2) and the ``{"g_ema", "latent_avg"}`` dict."""
 from __future__ import annotations
 
 import argparse
@@ -72,7 +72,7 @@ def ros_shape(ours: str, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def infer_ros_arch(g_ema: dict[str, torch.Tensor], source: str) -> GeneratorArch:
-    """Hyper-parameters from the keys and shapes of a rosinality ``g_ema`` (§3.2)."""
+    """Hyper-parameters from the keys and shapes of a rosinality ``g_ema`` (docs/formats.md §3.2)."""
     try:
         styles = sorted(int(m.group(1)) for k in g_ema if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
         if not styles or styles != list(range(1, len(styles) + 1)):
@@ -134,7 +134,7 @@ def check_ros_args(args: Any, arch: GeneratorArch, source: str) -> None:
 
 def to_ros_checkpoint(G: Generator) -> dict[str, Any]:
     """``{"g_ema": state, "latent_avg": [w_dim]}`` as rosinality's ``convert_weight.py``
-    writes it. Refuses what rosinality's generator cannot express (§5)."""
+    writes it. Refuses what rosinality's generator cannot express (docs/formats.md §3.3)."""
     arch = G.arch
     problems = []
     if arch.conv_clamp is not None:

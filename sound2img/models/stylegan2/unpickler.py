@@ -1,6 +1,6 @@
 """Restricted unpickler for NVlabs network pickles (stylegan2-ada-pytorch, stylegan3):
 reads tensors and init kwargs, never imports or executes the source text the file embeds,
-and refuses every global outside a short allow-list (checkpoint-formats.md §4.2–4.3)."""
+and refuses every global outside a short allow-list (docs/formats.md §4.2)."""
 from __future__ import annotations
 
 import collections

@@ -35,7 +35,7 @@ def small_generator(seed=0, **over):
 def fixture_dir(name: str) -> Path:
     path = FIXTURES / name
     if not path.is_dir():
-        pytest.skip(f"reference fixtures not found at {path} (they live in ../shared/fixtures/stylegan2)")
+        pytest.skip(f"reference fixtures not found at {path}")
     return path
 
 

@@ -20,7 +20,7 @@ from sound2img.models.stylegan2.ops import (
 
 
 def upfirdn_up2_naive(x: np.ndarray, f: np.ndarray, pad0: int, pad1: int) -> np.ndarray:
-    """Zero insertion ×2, pad (pad0, pad1), then a true 2-D convolution with f (spec §1.6)."""
+    """Zero insertion ×2, pad (pad0, pad1), then a true 2-D convolution with f (docs/formats.md §2)."""
     c, h, w = x.shape
     up = np.zeros((c, 2 * h, 2 * w))
     up[:, ::2, ::2] = x
@@ -50,7 +50,7 @@ def test_upsample2d_is_zero_insertion_then_fir():
 
 def test_upconv_is_zero_insertion_then_unflipped_transpose_then_fir():
     """conv_transpose with the stored kernel == scattering each input pixel with the kernel
-    as stored (no flip), then the FIR with padding 1 (spec §1.5)."""
+    as stored (no flip), then the FIR with padding 1 (docs/formats.md §2)."""
     torch.manual_seed(0)
     x = torch.randn(1, 2, 3, 3, dtype=torch.float64)
     w = torch.randn(4, 2, 3, 3, dtype=torch.float64)

@@ -267,7 +267,7 @@ def test_detect_format_and_unrecognised_files(tmp_path, nv_state):
 
 # ------------------------------------------------------------------ full-size key sets (shapes only)
 def expected_ros_shapes(res: int, m: int = 2) -> dict[str, tuple]:
-    """checkpoint-formats.md §3.2 written out: rosinality config-f keys and shapes."""
+    """docs/formats.md §3.2 written out: rosinality config-f keys and shapes."""
     C = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * m, 128: 128 * m, 256: 64 * m, 512: 32 * m, 1024: 16 * m}
     S, out = 512, {}
     for i in range(1, 9):
@@ -300,7 +300,7 @@ def test_config_f_key_sets_are_complete_and_bijective(res, n_params, n_buffers):
     with torch.device("meta"):
         G = Generator(arch)
     ours = {k: tuple(v.shape) for k, v in G.state_dict().items()}
-    # NVlabs names: ours + the constant resample_filter buffers (§4.5 counts)
+    # NVlabs names: ours + the constant resample_filter buffers (docs/formats.md §4.4 counts)
     L2 = int(math.log2(res))
     filters = ["synthesis.b4.resample_filter", "synthesis.b4.conv1.resample_filter"] + [
         f"synthesis.b{2 ** i}.{n}" for i in range(3, L2 + 1)

@@ -1,7 +1,7 @@
 """Test-side writers of the public StyleGAN2 checkpoint layouts, independent of the
 library's own renaming code: an NVlabs network pickle emitted with the real class paths
 (``torch_utils.persistence._reconstruct_persistent_obj`` records, ``dnnlib.util.EasyDict``
-kwargs, numpy float64 gains) and the rosinality ``g_ema`` renaming of spec §5."""
+kwargs, numpy float64 gains) and the rosinality ``g_ema`` renaming of docs/formats.md §3.3."""
 from __future__ import annotations
 
 import contextlib
@@ -203,7 +203,7 @@ def write_nvlabs_pickle(path, state, kwargs, conv_clamp=None, flavour="ada", pro
 
 # --------------------------------------------------------------------------- rosinality
 def nvlabs_to_rosinality(state: dict) -> dict:
-    """spec §5, written out independently of the library: NVlabs names → ``g_ema`` keys."""
+    """docs/formats.md §3.3, written out independently of the library: NVlabs names → ``g_ema`` keys."""
     out = {}
     for name, t in state.items():
         if name == "mapping.w_avg":

@@ -45,7 +45,7 @@ def fixed_prompts(dataset) -> list[str] | None:
     return list(prompts)
 
 
-class ClipTargets:
+class ClipEmbeddings:
     """``text(prompts) -> text_emb [B,D]`` and ``images(batch) -> image_emb [B,D]``,
     both L2-normalised float32 on ``device``, never carrying a gradient."""
 

@@ -11,8 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.errors import UserInputError
+from sound2img.models.embedding import embed_audio
 
 TONE_SECONDS = 10.0  # the legacy front end's 864 frames at 44.1 kHz ≈ 10 s: a tone fills it
+# Files up to this long are decoded whole, so the front end sees what the authors' pipeline
+# sees: soundclip_legacy's power_to_db reference is the maximum over the WHOLE file, then the
+# centre 864 frames are kept. Longer files are read as their centre window only (the
+# reference is then that window's maximum; README, "Differences from the authors' code").
+FULL_FILE_SECONDS = 60.0
 
 
 def describe_sound(spec: str) -> str:
@@ -41,26 +47,29 @@ def sound_window_seconds(frontend) -> float:
     return ((int(num_frames) - 1) * frontend.hop_length + frontend.n_fft) / frontend.sample_rate
 
 
-def _read_sound_file(path, sample_rate: int, max_seconds: float | None) -> torch.Tensor:
+def _read_sound_file(path, sample_rate: int, max_seconds: float | None, full_seconds: float) -> torch.Tensor:
     from sound2img.audio.io import audio_info, load_audio
 
     if max_seconds is not None:
         info = audio_info(path)
-        # Only much longer files are cut before decoding (as the dataset readers do), so a
-        # clip near the window's length gives exactly what the front end's own crop gives.
-        if info.duration > 2 * max_seconds:
+        # Only files longer than ``full_seconds`` (and than twice the window) are cut before
+        # decoding; up to that the whole file reaches the front end, whose per-clip
+        # normalisation then equals the authors' whole-file one.
+        if info.duration > max(full_seconds, 2 * max_seconds):
             return load_audio(path, sample_rate, offset=(info.duration - max_seconds) / 2, duration=max_seconds)
     return load_audio(path, sample_rate)
 
 
-def load_sound(spec: str, sample_rate: int, *, max_seconds: float | None = None) -> torch.Tensor:
+def load_sound(spec: str, sample_rate: int, *, max_seconds: float | None = None,
+               full_seconds: float = FULL_FILE_SECONDS) -> torch.Tensor:
     """Read one sound as wav [S] mono at ``sample_rate``.
 
     ``spec`` is an audio/video file path, ``sample:NAME`` (a sample sound of the weights
     registry, e.g. ``sample:rain``, fetched on first use) or ``tone:HZ`` (a 10-s sine made
     on the spot: an offline install check, not a real sound). With ``max_seconds`` (see
-    ``sound_window_seconds``), a file longer than twice that is read as its centre
-    ``max_seconds`` only: an hour-long recording costs what the front end looks at."""
+    ``sound_window_seconds``), a file longer than ``full_seconds`` (default 60 s) and than
+    twice ``max_seconds`` is read as its centre ``max_seconds`` only: an hour-long recording
+    costs what the front end looks at. Up to ``full_seconds`` the whole file is decoded."""
     if spec.startswith("tone:"):
         try:
             freq = float(spec[len("tone:"):])
@@ -72,14 +81,15 @@ def load_sound(spec: str, sample_rate: int, *, max_seconds: float | None = None)
     if spec.startswith("sample:"):
         from sound2img.weights import resolve_weights
 
-        return _read_sound_file(resolve_weights("sample_" + spec[len("sample:"):]), sample_rate, max_seconds)
-    return _read_sound_file(spec, sample_rate, max_seconds)
+        return _read_sound_file(resolve_weights("sample_" + spec[len("sample:"):]), sample_rate, max_seconds,
+                                full_seconds)
+    return _read_sound_file(spec, sample_rate, max_seconds, full_seconds)
 
 
 @torch.no_grad()
 def encode_sounds(
     wavs: Sequence[torch.Tensor],   # each wav [S] mono at frontend.sample_rate
-    encoder: torch.nn.Module,       # frozen audio encoder with encode_audio(mel) → [B,D] normalised
+    encoder: torch.nn.Module,       # frozen audio encoder: mel → audio_emb_raw [B,D]
     frontend: torch.nn.Module,      # wav [B,S] → mel [B,1,n_mels,T] (deterministic at inference)
     *,
     gain_db: float = 0.0,           # volume change before the front end (paper supp. Fig. 8)
@@ -92,11 +102,7 @@ def encode_sounds(
     so a gain changes its input only through the 80-dB floor — next to nothing; with
     ``logmel`` the level is kept."""
     scale = 10.0 ** (gain_db / 20.0)
-    out = []
-    for wav in wavs:
-        mel = frontend(wav.reshape(1, -1).to(device) * scale)
-        out.append(F.normalize(encoder.encode_audio(mel).float(), dim=-1))
-    return torch.cat(out)
+    return torch.cat([embed_audio(wav.reshape(1, -1).to(device) * scale, frontend, encoder) for wav in wavs])
 
 
 @torch.no_grad()

@@ -46,3 +46,43 @@ def check_name_formats(name_formats: Sequence[str], name: str, **example) -> lis
             raise DatasetError(f"{name}: bad file name format {fmt!r} ({type(exc).__name__}: {exc}); "
                                f"fields are {sorted(example)}") from exc
     return formats
+
+
+class ClipFinder:
+    """The skeleton shared by readers of YouTube-scraped lists (VGGSound, AudioSet): the
+    media directory (``media_dir``, default ``root/<default_sub>`` when it exists, else
+    ``root``), its file index, the user's name formats (checked against ``example``), and
+    the rows whose clip was never downloaded."""
+
+    def __init__(self, dataset: str, root: Path, media_dir: str | Path | None, default_sub: str,
+                 name_formats: Sequence[str], extensions: Sequence[str], **example):
+        from sound2img.data.base import DatasetError
+
+        self.dataset = dataset
+        self.dir = Path(media_dir) if media_dir is not None else (
+            root / default_sub if (root / default_sub).is_dir() else root)
+        if not self.dir.is_dir():
+            raise DatasetError(f"{dataset}: {default_sub} directory {self.dir} not found")
+        self.formats = check_name_formats(name_formats, dataset, **example)
+        self.extensions = list(extensions)
+        self.files = index_files(self.dir, self.extensions)
+        self.missing: list[str] = []        # the reader's key of each row without a file
+        self._first_miss: dict | None = None
+
+    def find(self, missing_key: str, **fields) -> str | None:
+        """The file of one row (``fields`` fill the name formats), or None, counting the
+        row as missing under ``missing_key``."""
+        path = find_clip(self.files, self.formats, **fields)
+        if path is None:
+            self.missing.append(missing_key)
+            self._first_miss = self._first_miss or fields
+        return path
+
+    def check_missing(self, num_found: int, max_missing_fraction: float) -> None:
+        """Warn about the missing rows; ``DatasetError`` when none was found or more than
+        ``max_missing_fraction`` are missing (naming the first missing file)."""
+        from sound2img.data.base import check_missing_clips
+
+        if self.missing:
+            example = self.formats[0].format(**self._first_miss) + self.extensions[0]
+            check_missing_clips(self.dataset, self.missing, num_found, max_missing_fraction, self.dir, example)

@@ -1,9 +1,9 @@
 """Seeds → images, to pick sources for editing (``scripts/generate.py``): one PNG and one
 W+ latent file per seed (``load_latents`` reads it back), a contact sheet labelled with
-the seeds, and ``generate.json`` recording how they were made."""
+the seeds, and ``generate.json`` recording how they were made. The command line is in
+``sound2img.generation.command``."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -14,12 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.errors import UserInputError
-from sound2img.manipulation.outputs import check_out_dir, png_bytes, staged_dir, to_uint8
-from sound2img.manipulation.sources import sample_source_latents
-from sound2img.models.stylegan2 import NOISE_MODES, Generator, save_latents
-from sound2img.utils.files import atomic_write_bytes, atomic_write_text
+from sound2img.models.stylegan2 import LATENT_SUFFIXES, NOISE_MODES, Generator, sample_source_latents, save_latents
+from sound2img.utils.files import atomic_write_bytes, atomic_write_text, check_out_dir, staged_dir
+from sound2img.utils.images import contact_sheet_png, png_bytes
 
-LATENT_SUFFIXES = (".npy", ".pt", ".npz")
 MAX_SEEDS = 100_000
 
 
@@ -48,30 +46,6 @@ def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
     return seeds
 
 
-def contact_sheet_png(imgs: torch.Tensor, labels: Sequence[str], thumb: int = 256, columns: int | None = None) -> bytes:
-    """``imgs [N,3,H,W]`` in [-1,1] as a grid of thumbnails (≤ ``thumb`` px, area
-    downscaling) with each label written under its image → PNG bytes."""
-    from PIL import Image, ImageDraw
-
-    n, _, h, w = imgs.shape
-    scale = min(1.0, thumb / max(h, w))
-    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = F.interpolate(imgs.detach().float().cpu(), size=(th, tw), mode="area") if scale < 1 else imgs.float().cpu()
-    cols = columns or min(n, 8)
-    rows = (n + cols - 1) // cols
-    label_h, gap = 16, 4
-    sheet = Image.new("RGB", (cols * (tw + gap) + gap, rows * (th + label_h + gap) + gap), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i in range(n):
-        x0 = gap + (i % cols) * (tw + gap)
-        y0 = gap + (i // cols) * (th + label_h + gap)
-        sheet.paste(Image.fromarray(to_uint8(small[i]).permute(1, 2, 0).numpy()), (x0, y0))
-        draw.text((x0 + 2, y0 + th + 2), labels[i], fill="black")
-    buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @torch.no_grad()
 def generate_images(
     G: Generator,                 # a loaded generator (frozen)
@@ -81,7 +55,7 @@ def generate_images(
     noise_mode: str = "const",    # const | random | none
     overwrite: bool = False,      # write into an existing, non-empty out_dir
     batch_size: int = 8,          # seeds per synthesis call (results do not depend on it)
-    latent_suffix: str = ".npy",  # .npy | .pt | .npz: the format of the ws files
+    latent_suffix: str = ".npy",  # one of LATENT_SUFFIXES: the format of the ws files
     record: dict[str, Any] | None = None,  # extra provenance for generate.json
 ) -> list[Path]:
     """Write ``seed%04d.png`` and ``seed%04d<latent_suffix>`` (``ws [1,num_ws,w_dim]``) per
@@ -135,46 +109,3 @@ def run_generate(cfg) -> list[Path]:
                            noise_mode=str(cfg.generator.noise_mode), overwrite=bool(cfg.overwrite),
                            batch_size=int(cfg.batch_size), latent_suffix=suffix,
                            record={"generator_config": {"name": cfg.generator.name, "path": cfg.generator.path}})
-
-
-def generate_command(argv: Sequence[str]) -> int:
-    """``scripts/generate.py``: flags onto the ``generate`` config (a flag beats a
-    ``key=value`` override), then print it (``--cfg job``) or ``run_generate``."""
-    from omegaconf import OmegaConf, open_dict
-
-    from sound2img.cli import ArgumentParser, add_common_args, compose, parse_with_overrides, to_yaml
-
-    p = ArgumentParser(prog="generate.py", description="StyleGAN2 images from seeds, with their W+ latents and "
-                       "a contact sheet (to pick sources for manipulate.py --seed/--latent).",
-                       epilog="example: python scripts/generate.py --generator ffhq.pkl --seeds 0-15 "
-                              "--truncation 0.7 --out outputs/ffhq-seeds   (or generator=ffhq1024, preset-free)")
-    p.add_argument("--generator", metavar="PATH|NAME", help="generator file or weights-registry name "
-                   "(default: the generator config group, lhq256)")
-    p.add_argument("--seeds", help="N, A-B or a comma-separated list (default 0-7)")
-    p.add_argument("--truncation", type=float, help="truncation ψ (default 0.7)")
-    p.add_argument("--noise-mode", choices=NOISE_MODES, help="noise: const (default), random or none")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--out", metavar="DIR")
-    p.add_argument("--overwrite", action="store_true", default=None, help="write into an existing, non-empty --out")
-    add_common_args(p)
-    args, overrides = parse_with_overrides(p, argv)
-    cfg = compose("generate", overrides)
-    updates = {"generator.truncation": args.truncation, "generator.noise_mode": args.noise_mode,
-               "seeds": args.seeds, "batch_size": args.batch_size, "out": args.out,
-               "overwrite": args.overwrite, "device": args.device}
-    if args.generator:
-        path = Path(args.generator).expanduser()
-        updates["generator.path"] = str(path.resolve()) if path.is_file() else args.generator
-        if not path.is_file() and ("/" in args.generator or path.suffix):
-            raise UserInputError(f"--generator {args.generator}: no such file")
-    with open_dict(cfg):
-        for key, value in updates.items():
-            if value is not None:
-                OmegaConf.update(cfg, key, value, merge=False)
-    if args.cfg == "job":
-        print(to_yaml(cfg), end="")
-        return 0
-    for path in run_generate(cfg):
-        if path.suffix == ".png" and path.name == "contact_sheet.png":
-            print(path)
-    return 0

@@ -1,6 +1,7 @@
 """The librosa (+ OpenCV) pipelines that the torch front ends must reproduce, one clip at a
-time in numpy. They define "the same settings" for the tests and the speed benchmark;
-nothing in training or inference calls them. OpenCV is a dev dependency, imported here."""
+time in numpy. They define "the same settings" for the tests and the speed benchmarks
+(which run outside pytest and load this file by its path); nothing in the package calls
+them. OpenCV is a dev dependency, imported here."""
 from __future__ import annotations
 
 import librosa
@@ -33,7 +34,7 @@ def reference_logmel(y: np.ndarray, spec: dict, start: int | None = None) -> np.
 
 
 def reference_soundclip_legacy(y: np.ndarray, spec: dict, start: int | None = None) -> np.ndarray:
-    """The authors' input (paper.md §4): ``[1, n_mels, H*W/n_mels]``, i.e. ``[1,128,512]``."""
+    """The authors' input (docs/method.md §5.2): ``[1, n_mels, H*W/n_mels]``, i.e. ``[1,128,512]``."""
     import cv2
 
     S = reference_mel_power(y, spec)

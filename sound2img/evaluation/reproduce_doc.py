@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sound2img.cli import to_plain
-from sound2img.evaluation.tables import TABLES, compose_table
+from sound2img.evaluation.tables import compose_table, get_table, list_tables
 
 DATASETS = {
     "esc50": ("ESC-50", "https://github.com/karolpiczak/ESC-50 (archive: "
@@ -100,7 +100,7 @@ def table_requirements(name: str, cfgs: Sequence) -> Requirements:
 def _table_section(name: str, req: Requirements) -> list[str]:
     from sound2img.weights import cached_path, get_entry
 
-    spec = TABLES[name]
+    spec = get_table(name)
     lines = [f"### `{name}` — {spec.paper}", ""]
     if req.weights:
         lines += ["Checkpoints and sample sounds (fetched into the cache on first use; offline, download each URL "
@@ -123,7 +123,7 @@ def _table_section(name: str, req: Requirements) -> list[str]:
     return lines
 
 
-def render_downloads_markdown(overrides: Sequence[str] = ()) -> str:
+def render_reproduce_doc(overrides: Sequence[str] = ()) -> str:
     """``docs/reproduce.md``: per table, exactly which checkpoints (registry name → URL) and
     datasets it needs, where to put them and the command, under the default configs
     (plus ``overrides``)."""
@@ -146,15 +146,15 @@ def render_downloads_markdown(overrides: Sequence[str] = ()) -> str:
              "clips not seen in training) at `sounds_dir/nose_blowing.wav` and `sounds_dir/underwater_bubbling.wav` "
              "(`sounds_dir=PATH`, default `data/sounds`).", "",
              "TediGAN (supplement Table 2) is not run: its row shows the paper's number only.", ""]
-    for name in TABLES:
+    for name in list_tables():
         lines += _table_section(name, table_requirements(name, compose_table(name, overrides)))
     return "\n".join(lines).rstrip() + "\n"
 
 
-def save_downloads_markdown(path: str | Path | None = None) -> Path:
+def save_reproduce_doc(path: str | Path | None = None) -> Path:
     """(Re)write ``docs/reproduce.md`` (or ``path``) atomically from the current configs."""
     from sound2img.utils.files import atomic_write_text
 
     path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "docs" / "reproduce.md"
-    atomic_write_text(path, render_downloads_markdown())
+    atomic_write_text(path, render_reproduce_doc())
     return path

@@ -1,0 +1,146 @@
+"""Training reproduces what it says: the paper's summed directions, the authors' released
+recipe (experiment=authors_code) and its pieces, and contrastive logits in fp32 under
+autocast."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sound2img.cli import compose
+from sound2img.training.losses import ContrastiveLoss, LogitScale, info_nce
+from sound2img.training.loop import _build_scheduler
+from sound2img.training.run import effective_config
+from sound2img.training.step import ContrastiveModel, make_views
+
+
+def _unit(n, d, seed):
+    return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+@pytest.mark.parametrize("scale", [100.0, 1 / 0.07])
+def test_logits_are_fp32_under_bf16_autocast(scale):
+    a, b = _unit(256, 64, 0), _unit(256, 64, 1)
+    full = info_nce(a, b, torch.tensor(scale))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = info_nce(a, b, torch.tensor(scale))
+    assert mixed.dtype == torch.float32
+    assert abs(float(mixed) - float(full)) <= 1e-6 * abs(float(full))
+
+
+def test_sum_of_directions_is_twice_the_mean():
+    a, b = _unit(16, 8, 2), _unit(16, 8, 3)
+    mean = info_nce(a, b, 5.0)
+    total = info_nce(a, b, 5.0, directions="sum")
+    one_way = info_nce(a, b, 5.0, symmetric=False)
+    torch.testing.assert_close(total, 2 * mean)
+    torch.testing.assert_close(info_nce(a, b, 5.0, symmetric=False, directions="sum"), one_way)
+
+
+def test_paper_experiment_sums_the_directions():
+    cfg = effective_config(compose("train_encoder", ["experiment=paper"]))
+    assert cfg.loss.directions == "sum" and cfg.loss.symmetric
+    assert compose("train_encoder", []).loss.directions == "mean"
+
+
+def test_authors_code_composes_to_the_released_recipe():
+    cfg = effective_config(compose("train_encoder", ["experiment=authors_code"]))
+    assert cfg.train.batch_size == 320 and cfg.train.epochs == 50 and cfg.train.amp == "off"
+    assert cfg.train.clean_first_view and cfg.train.separate_view_passes
+    o = cfg.optim
+    assert (o.name, o.lr, o.momentum, o.weight_decay) == ("sgd", 1e-3, 0.9, 5e-4)
+    assert (o.schedule, o.max_lr, o.step_epochs, o.base_momentum) == ("cyclic", 0.1, 5, 0.8)
+    assert cfg.loss.logit_scale == "legacy" and cfg.loss.directions == "mean" and cfg.loss.symmetric
+    assert dict(cfg.loss.terms) == {"at": 0.5, "av": 0.0, "aa": 0.5}
+    for d in (cfg.data, *cfg.extra_data.values()):
+        assert list(d.templates) == ["{}"] and d.text_augment and d.eda_chain
+    assert cfg.data.name == "vggsound" and set(cfg.extra_data) == {"audioset_balanced", "audioset_unbalanced"}
+    assert cfg.audio.name == "soundclip_legacy" and cfg.encoder.arch == "resnet18_legacy"
+    assert cfg.encoder.path is None and cfg.augment.max_gain_db == 0.0 and cfg.augment.mask_value == 0.0
+
+
+def test_authors_loss_value():
+    """Their loss: (CE(P) + CE(Pᵀ) + CE(Q) + CE(Qᵀ)) / 4 with P = a·tᵀ·e^0.07, Q = a·âᵀ·e^0.07."""
+    a, t, v = _unit(12, 8, 4), _unit(12, 8, 5), _unit(12, 8, 6)
+    loss = ContrastiveLoss({"at": 0.5, "av": 0.0, "aa": 0.5}, scale=LogitScale("legacy"))(a, text=t, audio_view=v)
+    p, q, y = a @ t.T * math.exp(0.07), a @ v.T * math.exp(0.07), torch.arange(12)
+    theirs = (F.cross_entropy(p, y) + F.cross_entropy(p.T, y) + F.cross_entropy(q, y) + F.cross_entropy(q.T, y)) / 4
+    torch.testing.assert_close(loss["loss"], theirs)
+
+
+def test_cyclic_schedule_is_their_per_epoch_cyclic_lr():
+    """CyclicLR(base 1e-3, max 0.1, step_size_up 5, triangular) stepped once per epoch:
+    1e-3 at epoch 0, 0.1 at epoch 5, 1e-3 again at 10; momentum 0.9 → 0.8 inversely."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1e-3, momentum=0.9)
+    sched, per_step = _build_scheduler(opt, "cyclic", "sgd", 1e-3, 0.9, 7, 10, 0.0, 0, 0.1, 5, 0.8)
+    assert not per_step
+    lrs, moms = [], []
+    for _ in range(11):
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    expected = [1e-3 + 0.099 * (1 - abs(e / 5 - 1)) if e <= 10 else None for e in range(11)]
+    assert lrs == pytest.approx(expected)
+    assert moms[0] == pytest.approx(0.9) and moms[5] == pytest.approx(0.8) and moms[10] == pytest.approx(0.9)
+
+
+class _Mask:
+    """Stand-in augmentation: no gain, the spectrogram halved (easy to recognise)."""
+
+    min_gain_db = max_gain_db = 0
+
+    def wave(self, wav, generator):
+        return wav
+
+    def mel(self, spec, generator):
+        return spec * 0.5
+
+
+def test_clean_first_view(tiny_task):
+    fe = tiny_task.frontend()
+    wav = torch.randn(3, 8000, generator=torch.Generator().manual_seed(0))
+    clean, aug = make_views(wav, fe, _Mask(), 2, torch.Generator().manual_seed(1), clean_first=True)
+    torch.testing.assert_close(clean, fe(wav))
+    torch.testing.assert_close(aug, fe.to_encoder_input(fe.spectrogram(wav) * 0.5))
+    both = make_views(wav, fe, _Mask(), 2, torch.Generator().manual_seed(1))
+    assert not torch.allclose(both[0], fe(wav))  # the default augments both views
+
+
+def test_separate_passes_keep_per_view_batchnorm_statistics(tiny_task):
+    enc = tiny_task.encoder().train()
+    loss = ContrastiveLoss({"aa": 1.0})
+    fe = tiny_task.frontend()
+    wav = torch.randn(4, 8000, generator=torch.Generator().manual_seed(0))
+    views = [fe(wav), fe(wav) * 0.3 + 1.0]
+    seen = []
+    enc.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    ContrastiveModel(enc, loss, separate_passes=True)(views)
+    alone = [F.normalize(enc(v).float(), dim=-1) for v in views]
+    torch.testing.assert_close(F.normalize(seen[0].float(), dim=-1), alone[0])
+    torch.testing.assert_close(F.normalize(seen[1].float(), dim=-1), alone[1])
+    seen.clear()
+    ContrastiveModel(enc, loss)(views)  # one pass over both: statistics over the 8 mixed rows
+    joint = F.normalize(seen[0].float(), dim=-1)[:4]
+    assert not torch.allclose(joint, alone[0], atol=1e-4)
+
+
+def test_eda_chain_applies_the_three_operations_in_turn(tiny_task):
+    from sound2img.data.prompts import augment_text, make_prompt
+
+    ds = tiny_task.dataset(templates=["{}"], text_augment=True, eda_chain=True)
+    rec = ds.records[0]
+    got = ds.make_text(rec, random.Random(7))
+    rng = random.Random(7)
+    text = plain = make_prompt(rec.prompt_name or rec.class_name, rng, ["{}"])  # the raw label
+    assert plain == (rec.prompt_name or rec.class_name)
+    for op in ("sr", "rs", "ri"):
+        text = augment_text(text, rng, ops=(op,))
+    assert got == text
+    one = tiny_task.dataset(templates=["{}"], text_augment=True).make_text(rec, random.Random(7))
+    rng = random.Random(7)
+    assert one == augment_text(make_prompt(plain, rng, ["{}"]), rng)
