@@ -53,7 +53,7 @@ from sound2img.data.synthetic import list_synthetic_classes, synthesize
 from sound2img.models.audio_encoder import build_audio_encoder
 from sound2img.models.clip import build_clip
 from sound2img.training.clip_embeddings import ClipEmbeddings
-from sound2img.training.distributed import DistInfo
+from sound2img.utils.distributed import DistInfo
 from sound2img.training.loop import _amp_dtype, _build_optimizer
 from sound2img.training.losses import LEGACY_SCALE, ContrastiveLoss, LogitScale
 from sound2img.training.step import ContrastiveModel, make_views

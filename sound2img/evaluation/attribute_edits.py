@@ -3,7 +3,10 @@ towards one attribute by its sound (w_a) and by its text prompt (w_t, StyleCLIP-
 through the same latent optimiser."""
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -74,6 +77,60 @@ def edit_attribute(attribute: Attribute, source_ws: torch.Tensor, *, generator: 
     cat = {k: torch.cat(v) for k, v in out.items()}
     return AttributeEdits(attribute, source_ws.detach().cpu(), cat["ws_a"], cat["ws_t"], cat["f_a"], cat["f_t"],
                           cat["c_a"], cat["c_t"], audio_emb.cpu(), text_emb.cpu())
+
+
+def attribute_job_id(index: int, attribute: Attribute, source: int, guidance: str) -> str:
+    """The edit queue's id of one edit: ``<index>-<name>-<source>-<sound|text>``."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", attribute.name).strip("-").lower() or "attr"
+    return f"{index:02d}-{slug}-{source:04d}-{guidance}"
+
+
+def attribute_job_rows(index: int, attribute: Attribute, n: int, seed: int, optim: dict[str, Any],
+                       truncation: float, generator: str | None = None) -> list[dict[str, Any]]:
+    """The edit queue's rows (``manipulate.py --jobs``) for ``n`` sources (seeds ``seed`` ..
+    ``seed+n-1``, truncated by ``truncation``) edited by the attribute's sound and,
+    separately, its text, with the optimiser settings ``optim`` (``optim_kwargs``)."""
+    rows = []
+    for i in range(n):
+        for guidance, column, value in (("sound", "audio", attribute.sound), ("text", "text", attribute.text)):
+            # one batch label per guidance: the queue batches the sources as edit_attribute does
+            row = {"id": attribute_job_id(index, attribute, i, guidance), "batch": f"{index:02d}-{guidance}",
+                   column: [value], "seed": [seed + i],
+                   "mode": "separate", "truncation": truncation,
+                   **{k: optim[k] for k in ("steps", "lr", "lambda_sim", "lambda_id")}}
+            if generator:
+                row["generator"] = generator
+            rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def collect_attribute_edits(index: int, attribute: Attribute, edits_dir: str | Path, source_ws: torch.Tensor, *,
+                            generator: torch.nn.Module, clip, encoder: torch.nn.Module, frontend: torch.nn.Module,
+                            noise_mode: str = "const", batch_size: int = 8,
+                            device: torch.device | str = "cpu") -> AttributeEdits:
+    """Read back the queue's edits of ``attribute_job_rows`` (``result_latent.pt`` and the
+    final cosine of ``metrics.json``) for ``source_ws [N,num_ws,w_dim]``; the CLIP image
+    features are those of ``G(w)`` rendered again from each latent (what ``edit_attribute``
+    computes from the optimiser's last image)."""
+    from sound2img.models.stylegan2 import load_latents
+
+    root, n = Path(edits_dir), source_ws.shape[0]
+    ws, cos, feat = {}, {}, {}
+    for guidance in ("sound", "text"):
+        dirs = [root / attribute_job_id(index, attribute, i, guidance) for i in range(n)]
+        ws[guidance] = torch.cat([load_latents(d / "result_latent.pt", generator.num_ws, generator.w_dim).float()
+                                  for d in dirs])
+        cos[guidance] = torch.tensor([float(json.loads((d / "metrics.json").read_text())["final_cosine"])
+                                      for d in dirs])
+        parts = []
+        for start in range(0, n, batch_size):
+            img = generator.synthesis(ws[guidance][start:start + batch_size].to(device), noise_mode=noise_mode)
+            parts.append(F.normalize(clip.encode_image(img).float(), dim=-1).cpu())
+        feat[guidance] = torch.cat(parts)
+    audio_emb, text_emb = encode_attribute_targets(attribute, clip, encoder, frontend, device)
+    return AttributeEdits(attribute, source_ws.detach().cpu(), ws["sound"], ws["text"], feat["sound"], feat["text"],
+                          cos["sound"], cos["text"], audio_emb.cpu(), text_emb.cpu())
 
 
 def parse_attributes(rows: Sequence[Any]) -> list[Attribute]:

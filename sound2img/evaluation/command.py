@@ -3,6 +3,7 @@ and ``key=value`` overrides onto the ``reproduce`` config, then ``tables.reprodu
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Sequence
 
 from sound2img.cli import ArgumentParser, add_common_args, parse_with_overrides, to_yaml
@@ -55,6 +56,13 @@ def main(argv: Sequence[str]) -> int:
             print(to_yaml(cfg))
         return 0
     out = args.out or "outputs/reproduce"
-    for path in reproduce(args.table, cfgs, out, overwrite=args.overwrite):
+    from sound2img.manipulation.queue import QueueFailed
+
+    try:
+        paths = reproduce(args.table, cfgs, out, overwrite=args.overwrite)
+    except QueueFailed as exc:  # some edits failed (see the ledger): exit 1, one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in paths:
         print(path)
     return 0

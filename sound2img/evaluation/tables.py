@@ -3,6 +3,7 @@ tables exist (``list_tables``), config → networks, datasets, sources and optim
 arguments, then the evaluation module's function and ``save_report``."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -78,15 +79,28 @@ def reproduce(name: str, cfgs: Sequence, out_dir: str | Path, *, overwrite: bool
     Markdown, JSON and PNGs into ``out_dir``. Existing outputs are refused before any work
     unless ``overwrite``. Returns the paths written."""
     check_can_write(output_paths(name, out_dir), overwrite)
-    report = run_table(name, cfgs)
+    report = run_table(name, cfgs, work_dir=Path(out_dir) / f"{name}_edits", overwrite=overwrite)
+    if report is None:  # a rank > 0 of torchrun: it did its share of the edits, rank 0 reports
+        return []
     return save_report(report, out_dir, overwrite=overwrite)
 
 
-def run_table(name: str, cfgs: Sequence) -> Report:
-    """Compute table ``name`` (nothing is written)."""
+def run_table(name: str, cfgs: Sequence, *, work_dir: str | Path | None = None,
+              overwrite: bool = False) -> Report | None:
+    """Compute table ``name``. Tables built from many edits (supplement Tables 1–2, Fig. 4)
+    run them through the edit queue (``manipulation.queue``) in ``work_dir`` — resumable,
+    shared over the ranks under ``torchrun``; ``None``: a temporary directory. Returns
+    ``None`` on ranks other than 0 of a distributed run."""
     get_table(name)
     ctx = _Context(cfgs[0])
-    return _RUNNERS[name](ctx, [to_plain(c)["eval"] for c in cfgs])
+    if work_dir is not None:
+        ctx.work_dir, ctx.overwrite = Path(work_dir), overwrite
+        return _RUNNERS[name](ctx, [to_plain(c)["eval"] for c in cfgs])
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sound2img-edits-") as tmp:
+        ctx.work_dir = Path(tmp)
+        return _RUNNERS[name](ctx, [to_plain(c)["eval"] for c in cfgs])
 
 
 # ---- config → arguments ----------------------------------------------------------------
@@ -121,6 +135,8 @@ class _Context:
         self.progress = bool(self.c.get("progress", False))
         self._cache: dict[str, Any] = {}
         self.weights: dict[str, str] = {}
+        self.work_dir: Path | None = None  # where edit-queue tables keep their edits
+        self.overwrite = False
 
     def _once(self, key: str, build: Callable[[], Any]) -> Any:
         if key not in self._cache:
@@ -193,9 +209,9 @@ class _Context:
         path = resolve_weights(str(source), allow_download=False)
         return f"{Path(path).name} (sha256 {sha256_file(path)[:12]}…)"
 
-    def domain_setup(self, domain_name: str | None) -> tuple[Any, dict[str, Any], Any]:
-        """``(generator, optimiser kwargs, identity or None)`` for a domain of
-        ``cfg.domains`` (its generator and λ values) or, for ``None``, the base config's."""
+    def domain_optim(self, domain_name: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(domain, optimiser kwargs)`` for a domain of ``cfg.domains`` (its generator and
+        λ values) or, for ``None``, the base config's; nothing is built."""
         domains = self.c.get("domains") or {}
         if domain_name is not None and domain_name not in domains:
             raise UserInputError(f"unknown domain {domain_name!r}; configured: {', '.join(domains) or 'none'}")
@@ -203,6 +219,11 @@ class _Context:
         optim = optim_kwargs({**self.c["manipulate"], **{k: domain[k] for k in ("lambda_sim", "lambda_id")
                                                           if domain.get(k) is not None}})
         optim["noise_mode"] = str(self.c["generator"].get("noise_mode") or "const")
+        return domain, optim
+
+    def domain_setup(self, domain_name: str | None) -> tuple[Any, dict[str, Any], Any]:
+        """``(generator, optimiser kwargs, identity or None)`` of ``domain_optim``'s domain."""
+        domain, optim = self.domain_optim(domain_name)
         identity = self.identity() if optim["lambda_id"] > 0 else None
         return self.generator(domain), optim, identity
 
@@ -214,7 +235,9 @@ class _Context:
         if n < 1:
             raise UserInputError(f"the number of source latents must be >= 1, got {n}")
         trunc = float(self.c["manipulate"].get("truncation", 0.7))
-        return sample_source_latents(G, list(range(seed, seed + n)), trunc, self.device)
+        # one seed at a time, as manipulate.py and the edit queue map a seed: the mapping
+        # network's float sums depend on the batch, and Adam magnifies such differences
+        return torch.cat([sample_source_latents(G, [s], trunc, self.device) for s in range(seed, seed + n)])
 
     def provenance(self, images: bool = True) -> dict[str, Any]:
         """What was used: weights, front end, device and (``images``: the table scores
@@ -296,8 +319,9 @@ def _run_classification(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
 
 def _attribute_edits(ctx: _Context, e: dict[str, Any]):
     """Edit ``eval.n_latents`` sources per attribute by sound and by text (each
-    attribute in its domain: generator and λ values)."""
-    from sound2img.evaluation.attribute_edits import edit_attribute, parse_attributes
+    attribute in its domain: generator and λ values) through the edit queue in
+    ``ctx.work_dir``; ``(edits, n)``, or ``(None, n)`` on ranks other than 0."""
+    from sound2img.evaluation.attribute_edits import attribute_job_rows, collect_attribute_edits, parse_attributes
 
     rows = ctx.c.get("attributes") or []
     wanted = e.get("attributes")
@@ -311,21 +335,74 @@ def _attribute_edits(ctx: _Context, e: dict[str, Any]):
     n, seed = int(e.get("n_latents", 150)), int(e.get("seed", 0))
     if n < 1:
         raise UserInputError(f"eval.n_latents must be >= 1, got {n}")
+    batch_size = int(e.get("batch_size", 8))
+    truncation = float(ctx.c["manipulate"].get("truncation", 0.7))
+    jobs = []
+    for k, a in enumerate(attrs):
+        domain, optim = ctx.domain_optim(domains[a.name])
+        jobs += attribute_job_rows(k, a, n, seed, optim, truncation, None if ctx.tiny else domain.get("generator"))
+    if not _run_edit_jobs(ctx, jobs, batch_size):
+        return None, n
     encoder, frontend = ctx.encoder()
     clip = ctx.clip()
     edits = []
-    for a in attrs:
-        G, optim, identity = ctx.domain_setup(domains[a.name])
-        edits.append(edit_attribute(a, ctx.sources(G, n, seed), generator=G, clip=clip, encoder=encoder,
-                                    frontend=frontend, optim=optim, identity=identity,
-                                    batch_size=int(e.get("batch_size", 8)), device=ctx.device))
+    for k, a in enumerate(attrs):
+        G, optim, _ = ctx.domain_setup(domains[a.name])
+        edits.append(collect_attribute_edits(k, a, ctx.work_dir / "edits", ctx.sources(G, n, seed), generator=G,
+                                             clip=clip, encoder=encoder, frontend=frontend,
+                                             noise_mode=optim["noise_mode"], batch_size=batch_size,
+                                             device=ctx.device))
     return edits, n
 
 
-def _run_supp_table1(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+# the keys of a reproduce config the edit queue reads (the rest would only bloat each metrics.json)
+_QUEUE_KEYS = ("audio", "clip", "encoder", "generator", "manipulate", "identity", "tiny", "device")
+
+
+def _run_edit_jobs(ctx: _Context, jobs: list[dict[str, Any]], batch_size: int) -> bool:
+    """Run ``jobs`` (rows of ``manipulate.py --jobs``) through the edit queue into
+    ``ctx.work_dir/edits`` (``jobs.jsonl`` and ``settings.json`` beside it record what was
+    asked; other settings than those of the edits already there need ``--overwrite``).
+    True on rank 0; a failed job raises ``QueueFailed`` (exit 1) on every rank."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from sound2img.cli import compose
+    from sound2img.manipulation.queue import LEDGER, QueueFailed, run_queue
+    from sound2img.utils.files import atomic_write_text
+
+    edit = to_plain(compose("manipulate").edit)
+    qc = {k: ctx.c.get(k) for k in _QUEUE_KEYS}
+    qc["manipulate"] = {**qc["manipulate"], "strip_every": 0}  # no intermediate frames: only results are read
+    qc["edit"] = {**edit, "batch_size": batch_size}
+    settings = json.dumps({k: qc[k] for k in qc if k != "device"}, indent=1, sort_keys=True) + "\n"
+    job_text = "".join(json.dumps(r) + "\n" for r in jobs)
+    root = ctx.work_dir
+    if (root / "edits" / LEDGER).exists() and not ctx.overwrite:
+        old_settings = (root / "settings.json").read_text() if (root / "settings.json").exists() else None
+        old_jobs = {}
+        if (root / "jobs.jsonl").exists():
+            old_jobs = {r["id"]: r for r in map(json.loads, (root / "jobs.jsonl").read_text().splitlines())}
+        if old_settings != settings or any(old_jobs.get(r["id"], r) != r for r in jobs):
+            raise UserInputError(f"{root} holds edits made with other settings (see its settings.json and "
+                                 "jobs.jsonl); pass --overwrite to redo them, or choose another --out")
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_text(root / "settings.json", settings)
+        atomic_write_text(root / "jobs.jsonl", job_text)
+    summary = run_queue(OmegaConf.create({**qc, "out": str(root / "edits"), "overwrite": ctx.overwrite,
+                                          "progress": ctx.progress}), jobs)
+    if not summary.ok:
+        raise QueueFailed(f"{summary.line()}; rerun the same command to redo the missing edits")
+    return summary.rank == 0
+
+
+def _run_supp_table1(ctx: _Context, evals: list[dict[str, Any]]) -> Report | None:
     from sound2img.evaluation.latent_stats import supp_table1, supp_table1_report
 
     edits, n = _attribute_edits(ctx, evals[0])
+    if edits is None:
+        return None
     return supp_table1_report(supp_table1(edits), ctx.provenance(), n)
 
 
@@ -334,6 +411,8 @@ def _run_supp_table2(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
 
     e = evals[0]
     edits, n = _attribute_edits(ctx, e)
+    if edits is None:
+        return None
     results = supp_table2(edits, n_splits=int(e.get("n_splits", 5)), C=float(e.get("C", 1.0)))
     return supp_table2_report(results, ctx.provenance(), n)
 
@@ -343,6 +422,8 @@ def _run_fig_tsne_directions(ctx: _Context, evals: list[dict[str, Any]]) -> Repo
 
     e = evals[0]
     edits, _ = _attribute_edits(ctx, e)
+    if edits is None:
+        return None
     return fig_tsne_directions(edits, ctx.provenance(), perplexity=float(e.get("perplexity", 30)),
                                seed=int(e.get("seed", 0)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ FLAG_KEYS = {
     "batch_size": "edit.batch_size", "steps": "manipulate.steps", "lr": "manipulate.lr",
     "lambda_sim": "manipulate.lambda_sim", "lambda_id": "manipulate.lambda_id",
     "truncation": "manipulate.truncation", "out": "out", "device": "device", "image": "edit.images",
+    "jobs": "jobs",
 }
 
 EPILOG = """\
@@ -35,6 +37,7 @@ examples:
   python scripts/manipulate.py --audio giggling.wav --seed 3 manipulate=faces
   python scripts/manipulate.py --audio tone:440 --out outputs/tiny --overwrite preset=tiny
   python scripts/manipulate.py --audio giggling.wav --image me.jpg manipulate=faces
+  torchrun --nproc_per_node 8 scripts/manipulate.py --jobs edits.csv --out outputs/edits
 """
 
 
@@ -66,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--generator", metavar="NAME|PATH", help="generator config, registry name or checkpoint file")
     m.add_argument("--encoder", metavar="NAME|PATH", help="encoder config, registry name or checkpoint file")
     m.add_argument("--out", metavar="DIR")
+    m.add_argument("--jobs", metavar="FILE", help="a .csv/.jsonl job file, one edit per row, into --out/<id>/ "
+                   "(resumable; shared over the ranks under torchrun; see README 'Many edits')")
     m.add_argument("--overwrite", action="store_true", default=None, help="replace edits in an existing --out")
     add_common_args(p)
     return p
@@ -107,6 +112,13 @@ def main(argv: Sequence[str]) -> int:
     if show:
         print(to_yaml(cfg), end="")
         return 0
+    if cfg.get("jobs"):
+        from sound2img.manipulation.queue import run_queue
+
+        summary = run_queue(cfg, cfg.jobs)
+        if summary.rank == 0:
+            print(summary.line(), file=sys.stdout if summary.ok else sys.stderr)
+        return 0 if summary.ok else 1
     from sound2img.manipulation.run import run_edit
 
     dirs = run_edit(cfg)

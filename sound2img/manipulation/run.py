@@ -367,11 +367,22 @@ def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, o
 
     quality = quality_metrics(c, device, faces=bool((c.get("generator") or {}).get("faces")), clip=clip)
     common = {"config": c, "device": str(device), "versions": package_versions()}
-    edits = []  # (label, save_edit kwargs)
+    edits = assemble_edits(o, sources, results, generator=G, clip=clip, noise_mode=noise_mode,
+                           setup_s=setup_s, common=common)
+    return write_edits(out, edits, overwrite=overwrite)
+
+
+def assemble_edits(o: dict[str, Any], sources: list[Source], results: list[PairResult], *, generator, clip,
+                   noise_mode: str, setup_s: float, common: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Optimised pairs (in ``sources × targets`` order) → ``(label, save_edit kwargs)`` per
+    edit: one per pair, or one per source in the mixing modes (``common``: the metrics
+    every edit records — config, device, versions)."""
+    edits = []
     if o["mode"] in MIX_MODES:
         for k, s in enumerate(sources):
             sound, text = results[2 * k], results[2 * k + 1]
-            ws, result_img, strip, record = _finish_mix(sound, text, o, generator=G, clip=clip, noise_mode=noise_mode)
+            ws, result_img, strip, record = _finish_mix(sound, text, o, generator=generator, clip=clip,
+                                                        noise_mode=noise_mode)
             metrics = {"edit": {"mode": o["mode"], "source": s.info}, **record,
                        "timings": {"setup_s": setup_s}, **common}
             edits.append((f"{s.label}_{o['mode']}", dict(
@@ -388,7 +399,12 @@ def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, o
                        "timings": {"setup_s": setup_s, **r.timing}, **common}
             edits.append((f"{r.source.label}_{r.target.label}", dict(
                 source_img=r.source_img, result_img=r.result_img, strip=strip, ws=r.ws, metrics=metrics)))
+    return edits
 
+
+def write_edits(out: Path, edits: list[tuple[str, dict[str, Any]]], *, overwrite: bool = False) -> list[Path]:
+    """Write ``assemble_edits``' edits: one edit's files in ``out`` itself, several in one
+    ``NN_label`` sub-directory each; a new ``out`` appears whole or not at all."""
     # an index keeps labels unique when a seed, file or sound is given twice
     names = [""] if len(edits) == 1 else [f"{i:02d}_{label}" for i, (label, _) in enumerate(edits)]
     with staged_dir(out) as root:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from sound2img.data.embedding_cache import EmbeddingCache
 from sound2img.errors import UserInputError
-from sound2img.training.distributed import DistInfo, barrier
+from sound2img.utils.distributed import DistInfo, barrier
 
 
 def frame_keys(dataset) -> set[str] | None:

@@ -39,7 +39,7 @@ from sound2img.training.checkpoint import (
     save_training_state,
 )
 from sound2img.training.clip_embeddings import ClipEmbeddings, fixed_prompts, frame_keys
-from sound2img.training.distributed import DistInfo, all_gather_object, all_reduce_mean, barrier, init_distributed
+from sound2img.utils.distributed import DistInfo, all_gather_object, all_reduce_mean, barrier, init_distributed
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger
 from sound2img.training.step import ContrastiveModel, make_views

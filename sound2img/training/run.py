@@ -140,7 +140,7 @@ def train_from_cfg(cfg) -> dict[str, Any]:
     summary. Under ``torchrun`` every rank calls this; rank 0 owns the run directory."""
     from sound2img import factory
     from sound2img.audio.augment import build_augment
-    from sound2img.training.distributed import broadcast_object, init_distributed, shutdown_distributed
+    from sound2img.utils.distributed import broadcast_object, init_distributed, shutdown_distributed
     from sound2img.training.loop import training_loop
     from sound2img.training.losses import ContrastiveLoss, LogitScale
 

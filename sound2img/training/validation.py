@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from sound2img.data.base import collate
 from sound2img.data.loading import iterate_loader
 from sound2img.models.embedding import embed_audio, zero_shot_logits
-from sound2img.training.distributed import DistInfo
+from sound2img.utils.distributed import DistInfo
 
 
 @torch.no_grad()

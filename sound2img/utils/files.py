@@ -141,3 +141,24 @@ def looks_like_path(text: str) -> bool:
     as "no such file", not as an unknown name)."""
     return ("/" in text or os.sep in text or text.startswith(("~", "."))
             or Path(text).suffix.lower() in PATH_SUFFIXES)
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a log that several processes write (the edit queue's ledger):
+    one ``O_APPEND`` write under an exclusive ``flock`` (``O_APPEND`` alone is not atomic
+    on network filesystems), fsynced, so lines never interleave or tear."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except ImportError:  # not POSIX: O_APPEND is what there is
+            pass
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # also releases the lock

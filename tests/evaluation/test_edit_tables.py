@@ -137,3 +137,46 @@ def test_fig_volume_and_interpolation():
     assert _png_size(report.pngs["fig_interpolation.png"]) == (4 * res, res)
     assert [c["alpha"] for c in report.data["cells"]] == [0.0, 0.5, 1.0]
     assert "α = 0, 0.5, 1" in report.markdown
+
+
+def test_queue_edits_equal_direct_edits(tmp_path):
+    """The tables' edits go through the edit queue (resumable, torchrun); what they read
+    back equals ``edit_attribute`` run directly on the same networks (≤ 1e-5)."""
+    from sound2img.cli import to_plain
+    from sound2img.evaluation import tables
+    from sound2img.evaluation.attribute_edits import edit_attribute
+
+    cfg = _cfgs("supp_table1", "eval.n_latents=3", "eval.batch_size=2", "eval.attributes=[giggling,thunderstorm]")[0]
+    ctx = tables._Context(cfg)
+    ctx.work_dir = tmp_path
+    edits, n = tables._attribute_edits(ctx, to_plain(cfg)["eval"])
+    assert n == 3 and [e.attribute.name for e in edits] == ["giggling", "thunderstorm"]
+    assert len(list((tmp_path / "edits").glob("*-sound"))) == 6 and (tmp_path / "jobs.jsonl").exists()
+    encoder, frontend = ctx.encoder()
+    for e, domain in zip(edits, ("faces", "scenes")):
+        G, optim, identity = ctx.domain_setup(domain)
+        assert (identity is not None) == (domain == "faces")
+        direct = edit_attribute(e.attribute, ctx.sources(G, 3, 0), generator=G, clip=ctx.clip(), encoder=encoder,
+                                frontend=frontend, optim=optim, identity=identity, batch_size=2, device="cpu")
+        for field in ("ws_source", "ws_audio", "ws_text", "feat_audio", "feat_text", "cos_audio", "cos_text",
+                      "audio_target", "text_target"):
+            torch.testing.assert_close(getattr(e, field), getattr(direct, field), atol=1e-5, rtol=0, msg=field)
+        assert not torch.allclose(e.ws_audio, e.ws_source)  # the steps moved the latents
+
+
+def test_edit_queue_resumes_and_refuses_other_settings(tmp_path):
+    """A second run reuses the edits on disk (no job is run again, same table); other
+    settings in the same directory are refused unless --overwrite."""
+    from sound2img.errors import UserInputError
+    from sound2img.manipulation.queue import read_ledger
+
+    args = ("eval.n_latents=2", "eval.attributes=[thunderstorm]")
+    first = run_table("supp_table1", _cfgs("supp_table1", *args), work_dir=tmp_path)
+    assert len(read_ledger(tmp_path / "edits" / "ledger.jsonl")) == 4
+    again = run_table("supp_table1", _cfgs("supp_table1", *args), work_dir=tmp_path)
+    assert len(read_ledger(tmp_path / "edits" / "ledger.jsonl")) == 4
+    assert again.data["ours"] == first.data["ours"]
+    with pytest.raises(UserInputError, match="other settings"):
+        run_table("supp_table1", _cfgs("supp_table1", *args, "manipulate.lr=0.05"), work_dir=tmp_path)
+    run_table("supp_table1", _cfgs("supp_table1", *args, "manipulate.lr=0.05"), work_dir=tmp_path, overwrite=True)
+    assert len(read_ledger(tmp_path / "edits" / "ledger.jsonl")) == 8

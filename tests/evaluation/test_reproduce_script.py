@@ -146,3 +146,39 @@ def test_linear_probe_table(esc50_root, us8k_root, tmp_path):
         assert len(res["per_fold"]) == n_folds and set(res["C"].values()) <= {0.1, 1.0}
         assert 0.0 <= res["mean"] <= 1.0
     assert "chosen per fold from [0.1, 1.0]" in md
+
+
+@pytest.mark.slow  # ~1.5 min: torchrun starts two ranks
+def test_supp_table1_under_torchrun_equals_one_process(tmp_path):
+    """reproduce.py under torchrun (2 gloo ranks) shares the edits out, rank 0 writes the
+    table, and its numbers equal those of one process."""
+    import socket
+
+    from omegaconf import OmegaConf
+
+    attrs = "[{name:giggling,domain:faces,sound:'tone:300',text:giggling},{name:wind,domain:scenes,sound:'tone:90',text:wind}]"
+    args = ["supp_table1", "preset=tiny", "progress=false", "device=cpu", "manipulate.steps=2", "eval.n_latents=3",
+            "eval.batch_size=2", f"attributes={attrs}"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SOUND2IMG_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(port), str(SCRIPT), *args, "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "out" / "supp_table1.json").read_text())
+    ledger = [json.loads(x) for x in (tmp_path / "out" / "supp_table1_edits" / "edits" / "ledger.jsonl").read_text()
+              .splitlines()]
+    assert len(ledger) == 12 and {r["rank"] for r in ledger} == {0, 1}
+    cfgs = compose_table("supp_table1", [a for a in args[1:] if not a.startswith("attributes=")])
+    cfgs[0].attributes = OmegaConf.create([
+        {"name": "giggling", "domain": "faces", "sound": "tone:300", "text": "giggling"},
+        {"name": "wind", "domain": "scenes", "sound": "tone:90", "text": "wind"}])
+    one = run_table("supp_table1", cfgs)
+    for attr, pairs in one.data["ours"]["attributes"].items():
+        for pair, stats in pairs.items():
+            got = data["ours"]["attributes"][attr][pair]
+            assert got["mean"] == pytest.approx(stats["mean"], abs=1e-6), (attr, pair)
+    assert one.data["ours"]["attributes"]["wind"]["w_s,w_a"]["mean"] < 1.0

@@ -107,7 +107,7 @@ def _loop_worker(rank: int, world: int, port: int, run_dir: str, queue) -> None:
     from sound2img.data import build_dataset
     from sound2img.models.audio_encoder import build_audio_encoder
     from sound2img.models.clip import build_clip
-    from sound2img.training.distributed import init_distributed, shutdown_distributed
+    from sound2img.utils.distributed import init_distributed, shutdown_distributed
     from sound2img.training.loop import training_loop
 
     info = init_distributed("cpu")  # joins the group the environment describes, as under torchrun

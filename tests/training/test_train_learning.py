@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.training.clip_embeddings import ClipEmbeddings, frame_keys
-from sound2img.training.distributed import DistInfo
+from sound2img.utils.distributed import DistInfo
 from sound2img.training.loop import training_loop
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import read_metrics

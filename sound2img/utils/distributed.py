@@ -1,5 +1,5 @@
 """Ranks: join the process group ``torchrun`` describes (NCCL on CUDA, gloo on CPU),
-or run as a single process; small collectives the loop needs."""
+or run as a single process; small collectives the training loop and the edit queue need."""
 from __future__ import annotations
 
 import os

@@ -1,0 +1,519 @@
+"""``manipulate.py --jobs FILE``: many edits from one job file, shared out over the ranks
+of ``torchrun`` (or run in one process), resumable after a crash.
+
+A job file (``.csv`` or ``.jsonl``) has one row per edit: an ``id`` and any of the
+per-edit options of the command line (``JOB_COLUMNS``); what a row leaves out comes from
+the command line and the config. An optional ``batch`` label keeps jobs of different
+labels out of each other's batches (to reproduce a given batch composition exactly). Everything is checked before anything runs. ``DIR``
+(``--out``) then holds ``DIR/<id>/`` — exactly what ``manipulate.py`` with that row's
+options writes into ``--out`` — and ``DIR/ledger.jsonl``, one line per finished job.
+
+Ranks: rank 0 decides which jobs are still to do (a job whose directory is complete is
+skipped; ``write_edits`` renames a job's directory into place whole, so a killed job leaves
+nothing that counts), the pending jobs are dealt out deterministically, and each rank runs
+its share on its own device with the networks built once, each distinct target computed
+once, and compatible jobs (same generator and optimiser settings) optimised together in
+batches of ``edit.batch_size`` pairs (``plan_batches``: the same batches whatever the
+number of ranks; results equal one-at-a-time runs).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from sound2img.cli import to_plain
+from sound2img.errors import Sound2ImgError, UserInputError
+from sound2img.manipulation.command import FLAG_KEYS
+from sound2img.manipulation.outputs import EDIT_FILES, package_versions
+from sound2img.manipulation.run import (Source, Target, assemble_edits, build_identity, check_options, load_sounds,
+                                        optimize_pairs, image_sources, resolve_sources, resolve_targets,
+                                        write_edits)
+from sound2img.utils.files import append_line, check_out_dir
+
+LEDGER = "ledger.jsonl"
+JOB_FILE_SUFFIXES = (".csv", ".jsonl")
+# per-edit columns: the command line's flags that describe one edit (not where or how
+# many at once), plus ``generator`` (a registry name or checkpoint file)
+JOB_COLUMNS = {k: v for k, v in FLAG_KEYS.items() if k not in ("batch_size", "out", "device", "jobs")}
+JOB_COLUMNS["generator"] = "generator.path"
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_RESERVED_IDS = {LEDGER}
+LIST_SEPARATOR = "|"  # a CSV cell with several sounds, prompts, seeds or files: "a.wav|b.wav"
+# a test hook: "RANK:K" makes that rank SIGKILL itself after its K-th finished job, to test
+# resume after a crash deterministically (tests/manipulation/test_queue.py)
+KILL_HOOK_ENV = "SOUND2IMG_QUEUE_TEST_KILL"
+
+
+class QueueFailed(Sound2ImgError):
+    """Some jobs failed (each recorded in the ledger with its reason): exit status 1."""
+
+
+@dataclass
+class Job:
+    """One row of a job file: its ``id``, where it is (``line``), the merged config ``c``
+    (plain data) and its checked options ``o`` (``run.check_options``)."""
+
+    id: str
+    line: int
+    c: dict[str, Any]
+    o: dict[str, Any]
+    label: str = ""  # the row's ``batch`` column: only jobs with the same label share a batch
+
+    @property
+    def group(self) -> str:
+        """Jobs with the same group share a generator and optimiser settings (and ``batch``
+        label): they can be optimised in one batch."""
+        keys = ("steps", "lr", "lambda_sim", "lambda_id", "latent_term", "mask_step", "strip_every")
+        return json.dumps({"generator": self.c.get("generator"), "batch": self.label,
+                           **{k: self.o[k] for k in keys}}, sort_keys=True)
+
+
+@dataclass
+class QueueSummary:
+    """How a queue run ended, the same on every rank."""
+
+    total: int
+    done: int                  # complete on disk at the end (skipped ones included)
+    failed: int
+    skipped: int               # found complete at the start
+    ledger: Path
+    rank: int = 0
+    world_size: int = 1
+    failed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.done == self.total
+
+    def line(self) -> str:
+        return f"{self.done} done, {self.failed} failed, see {self.ledger}"
+
+
+# ---- the job file ------------------------------------------------------------------------
+def read_rows(path: str | os.PathLike) -> list[tuple[int, dict[str, Any]]]:
+    """A ``.csv`` (header row, then one row per job) or ``.jsonl`` (one JSON object per
+    line; blank lines skipped) file → ``(line number, row)`` pairs. Empty CSV cells and
+    JSON nulls are dropped (the option then comes from the command line)."""
+    p = Path(path)
+    if p.suffix.lower() not in JOB_FILE_SUFFIXES:
+        raise UserInputError(f"--jobs {p}: expected a .csv or .jsonl file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"--jobs {p}: cannot read it ({exc.__class__.__name__}: {exc})") from None
+    rows = []
+    if p.suffix.lower() == ".jsonl":
+        for n, raw in enumerate(text.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise UserInputError(f"{p} line {n}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise UserInputError(f"{p} line {n}: expected a JSON object, got {type(row).__name__}")
+            rows.append((n, {k: v for k, v in row.items() if v is not None}))
+        return rows
+    reader = csv.DictReader(text.splitlines())
+    for row in reader:
+        n = reader.line_num
+        if None in row:
+            raise UserInputError(f"{p} line {n}: more cells than the header has columns")
+        rows.append((n, {k: v.strip() for k, v in row.items() if k is not None and v is not None and v.strip()}))
+    if reader.fieldnames is not None:
+        _check_columns(p, 1, reader.fieldnames)
+    return rows
+
+
+def _check_columns(path: Path, line: int, columns: Iterable[str]) -> None:
+    columns = list(columns)
+    unknown = [c for c in columns if c not in ("id", "batch") and c not in JOB_COLUMNS]
+    if unknown:
+        raise UserInputError(f"{path} line {line}: unknown column(s) {', '.join(map(repr, unknown))}; "
+                             f"known: id, batch, {', '.join(sorted(JOB_COLUMNS))}")
+    if len(set(columns)) != len(columns):
+        raise UserInputError(f"{path} line {line}: a column is repeated")
+
+
+def _cell(key: str, value: Any, base: Any, where: str) -> Any:
+    """A row's value for ``key`` → the config's type: lists for the repeatable options
+    (a CSV cell splits on ``|``), numbers and booleans parsed from CSV text."""
+    if isinstance(base, list):
+        items = value if isinstance(value, list) else (
+            [v.strip() for v in value.split(LIST_SEPARATOR)] if isinstance(value, str) else [value])
+        return [_scalar(key, v, "int" if key == "seed" else "str", where) for v in items]
+    kind = "bool" if isinstance(base, bool) else "str" if isinstance(base, str) or key == "generator" else "number"
+    return _scalar(key, value, kind, where)
+
+
+def _scalar(key: str, value: Any, kind: str, where: str) -> Any:
+    if kind == "str":
+        if not isinstance(value, str):
+            raise UserInputError(f"{where}: {key} must be text, got {value!r}")
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if kind == "bool" and low in ("true", "false", "1", "0", "yes", "no"):
+            return low in ("true", "1", "yes")
+        try:
+            value = int(low) if re.fullmatch(r"[+-]?\d+", low) else float(low)
+        except ValueError:
+            raise UserInputError(f"{where}: {key} must be {'true/false' if kind == 'bool' else 'a number'}, "
+                                 f"got {value!r}") from None
+    if kind == "bool" and not isinstance(value, bool):
+        raise UserInputError(f"{where}: {key} must be true or false, got {value!r}")
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UserInputError(f"{where}: {key} must be an integer, got {value!r}")
+    return value
+
+
+def _set(c: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for k in parents:
+        c = c.setdefault(k, {})
+    c[last] = value
+
+
+def _get(c: dict[str, Any], dotted: str) -> Any:
+    for k in dotted.split("."):
+        c = (c or {}).get(k)
+    return c
+
+
+def parse_jobs(rows: list[tuple[int, dict[str, Any]]], base: dict[str, Any], where: str = "jobs") -> list[Job]:
+    """Rows → jobs, each checked as ``manipulate.py`` would check that edit: an unknown
+    column, a missing/repeated/unusable id, a bad value or no rows at all is a
+    ``UserInputError`` naming the line (before anything runs)."""
+    if not rows:
+        raise UserInputError(f"{where}: no jobs in it")
+    jobs, seen = [], {}
+    for line, row in rows:
+        at = f"{where} line {line}"
+        _check_columns(Path(where), line, row)
+        jid = row.get("id")
+        if not isinstance(jid, str) or not _ID.fullmatch(jid) or jid in _RESERVED_IDS:
+            raise UserInputError(f"{at}: id must be 1-100 letters, digits, '.', '_' or '-' (not starting with "
+                                 f"'.', '_' or '-', not {LEDGER}), got {jid!r}")
+        if jid in seen:
+            raise UserInputError(f"{at}: id {jid!r} repeats line {seen[jid]}")
+        seen[jid] = line
+        c = copy.deepcopy(base)
+        c.pop("jobs", None)
+        label = row.get("batch", "")
+        if not isinstance(label, str):
+            raise UserInputError(f"{at} (id {jid}): batch must be text (a label), got {label!r}")
+        for key, value in row.items():
+            if key in ("id", "batch"):
+                continue
+            dotted = JOB_COLUMNS[key]
+            _set(c, dotted, _cell(key, value, _get(base, dotted), f"{at} (id {jid})"))
+        if "generator" in row:  # a file or registry name replaces the configured one
+            c["generator"].pop("name", None)
+        if any(k in row for k in ("latent", "mean_latent", "image")) and "seed" not in row:
+            _set(c, "edit.seeds", [])  # an explicit source replaces the default seed, as on the command line
+        try:
+            o = check_options(c)
+        except UserInputError as exc:
+            raise UserInputError(f"{at} (id {jid}): {exc}") from None
+        jobs.append(Job(jid, line, c, o, label))
+    return jobs
+
+
+def load_jobs(path: str | os.PathLike, base: dict[str, Any]) -> list[Job]:
+    """Read and check a job file against the base config ``base`` (plain data)."""
+    return parse_jobs(read_rows(path), base, str(path))
+
+
+# ---- the output directory ------------------------------------------------------------
+def job_complete(d: Path) -> bool:
+    """Whether a job's directory holds every file of each of its edits (one edit in ``d``
+    itself, several in sub-directories, as ``write_edits`` lays them out)."""
+    if not d.is_dir():
+        return False
+    if (d / "metrics.json").exists():
+        return all((d / n).is_file() for n in EDIT_FILES)
+    subs = [s for s in d.iterdir() if s.is_dir() and not s.name.startswith(".")]
+    return bool(subs) and all(all((s / n).is_file() for n in EDIT_FILES) for s in subs)
+
+
+def read_ledger(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ledger's records, oldest first (a line cut short by a crash is skipped)."""
+    out = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return out
+    for raw in lines:
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "id" in rec:
+            out.append(rec)
+    return out
+
+
+def _check_queue_dir(out: Path, overwrite: bool) -> None:
+    check_out_dir(out, overwrite=True)  # a file, or not writable: refused
+    if out.is_dir() and not overwrite and not (out / LEDGER).exists() and any(out.iterdir()):
+        raise UserInputError(f"{out} is not empty and has no {LEDGER}: not an edit queue's directory "
+                             "(pass --overwrite to write the jobs into it anyway)")
+
+
+def _clear_leftovers(out: Path, jid: str) -> None:
+    """Remove what a killed run left of job ``jid``: ``staged_dir``'s hidden
+    ``.<id>.XXXXXXXX.partial`` and an incomplete ``<id>/`` (only this rank writes them)."""
+    pattern = re.compile(rf"\.{re.escape(jid)}\.[A-Za-z0-9_]{{8}}\.partial")
+    for p in out.iterdir():
+        if p.is_dir() and pattern.fullmatch(p.name):
+            shutil.rmtree(p, ignore_errors=True)
+    if (out / jid).exists():
+        shutil.rmtree(out / jid)
+
+
+def _summary(edits: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    ms = [kw["metrics"] for _, kw in edits]
+    keys = ("initial_cosine", "final_cosine")
+    if len(ms) == 1:
+        return {k: ms[0][k] for k in keys if k in ms[0]}
+    return {"edits": len(ms), **{k: [m.get(k) for m in ms] for k in keys}}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, UserInputError) else f"{type(exc).__name__}: {text}"
+
+
+# ---- networks, built once per rank ---------------------------------------------------
+class _Networks:
+    """The rank's frozen networks, each built on first use and kept: generators by their
+    config, CLIP, the audio encoder and the identity loss."""
+
+    def __init__(self, cfg, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self._cache: dict[str, Any] = {}
+
+    def _once(self, key: str, build):
+        if key not in self._cache:
+            try:
+                self._cache[key] = build()
+            except Exception as exc:  # noqa: BLE001 - every job that needs it fails with this reason
+                self._cache[key] = exc
+        value = self._cache[key]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def generator(self, gcfg: dict[str, Any]):
+        from sound2img import factory
+
+        return self._once("G:" + json.dumps(gcfg, sort_keys=True),
+                          lambda: factory.build_generator_from_cfg(gcfg, self.device))
+
+    def clip(self):
+        from sound2img import factory
+
+        return self._once("clip", lambda: factory.build_clip_from_cfg(self.cfg.clip, self.device))
+
+    def audio(self):
+        from sound2img import factory
+
+        return self._once("audio", lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio,
+                                                                          self.device))
+
+    def identity(self):
+        return self._once("identity", lambda: build_identity(self.cfg, self.device))
+
+
+@dataclass
+class _Ready:
+    job: Job
+    sources: list[Source]
+    targets: list[Target]
+    seconds: float
+
+    @property
+    def pairs(self):
+        return [(s, t) for s in self.sources for t in self.targets]
+
+
+def _prepare(job: Job, nets: _Networks, target_cache: dict[str, list[Target]]) -> _Ready:
+    """A job's sources and targets (a target already computed on this rank is reused)."""
+    t0 = time.perf_counter()
+    o = job.o
+    G = nets.generator(job.c["generator"])
+    if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
+        raise UserInputError(f"edit.layer_split={o['layer_split']} is beyond this generator's {G.num_ws} W+ rows")
+    sources = image_sources(job.c, o, G, nets.device)  # photos: inverted once, cached on disk
+    if o["latents"] or o["mean_latent"] or o["seeds"]:
+        sources += resolve_sources(o, G, nets.device)
+    key = json.dumps({k: o[k] for k in ("audio", "text", "mode", "mix_weight", "gain_db", "interp_steps",
+                                        "interp_mode")}, sort_keys=True)
+    if key not in target_cache:
+        encoder = frontend = wavs = None
+        if o["audio"]:
+            encoder, frontend = nets.audio()
+            wavs = load_sounds(o, frontend)
+        target_cache[key] = resolve_targets(o, clip=nets.clip(), encoder=encoder, frontend=frontend, wavs=wavs,
+                                            device=nets.device)
+    return _Ready(job, sources, target_cache[key], time.perf_counter() - t0)
+
+
+def _kill_hook(rank: int, finished: int) -> None:
+    spec = os.environ.get(KILL_HOOK_ENV, "")
+    if spec and spec == f"{rank}:{finished}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---- the queue ------------------------------------------------------------------------
+def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: bool | None = None) -> QueueSummary:
+    """Run every job of ``jobs`` (a job file, or its rows) not yet complete in ``cfg.out``
+    on this process's share (all of them without torchrun); returns the summary of all
+    ranks. Under
+    ``torchrun`` it joins the process group (gloo on CPU, NCCL on CUDA, ``cuda:LOCAL_RANK``
+    per rank) and leaves it at the end if it joined it."""
+    import torch.distributed as dist
+
+    from sound2img.utils.distributed import all_gather_object, broadcast_object, init_distributed, shutdown_distributed
+
+    c = to_plain(cfg)
+    jobs = (parse_jobs(list(enumerate(jobs, start=1)), c) if isinstance(jobs, list) else load_jobs(jobs, c))
+    overwrite = bool(c.get("overwrite", False))
+    out = Path(c.get("out") or "outputs/edit")
+    _check_queue_dir(out, overwrite)
+    joined = not (dist.is_available() and dist.is_initialized())
+    info = init_distributed(c.get("device") or "auto")
+    try:
+        ledger = out / LEDGER
+        complete: list[str] = []
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            complete = [] if overwrite else [j.id for j in jobs if job_complete(out / j.id)]
+            recorded = {r["id"] for r in read_ledger(ledger) if r.get("status") == "done"}
+            for jid in complete:  # finished, but killed before its ledger line
+                if jid not in recorded:
+                    append_line(ledger, json.dumps({"id": jid, "status": "done", "reason": "found complete on disk",
+                                                    "rank": 0, "seconds": 0.0, "metrics": None}))
+        complete = broadcast_object(complete, info)
+        done_before = set(complete)
+        pending = [j for j in jobs if j.id not in done_before]
+        batches = plan_batches(pending, int(c["edit"]["batch_size"]))
+        progress = bool(c.get("progress", True)) if progress is None else progress
+        done, failed = _run_share(cfg, batches[info.rank::info.world_size], out, info, total=len(pending),
+                                  progress=progress)
+        counts = all_gather_object((done, failed), info)
+    finally:
+        if joined:
+            shutdown_distributed()
+    failed_ids = sorted(itertools.chain.from_iterable(f for _, f in counts))
+    n_done = len(done_before) + sum(len(d) for d, _ in counts)
+    return QueueSummary(len(jobs), n_done, len(failed_ids), len(done_before), ledger, info.rank, info.world_size,
+                        failed_ids)
+
+
+def pairs_per_job(o: dict[str, Any]) -> int:
+    """How many (source, target) pairs a job optimises, from its options (a latent file
+    counts as one source, as does a photo)."""
+    sources = len(o["images"]) + (len(o["latents"]) or (1 if o["mean_latent"] else len(o["seeds"])))
+    targets = {"embedding_mix": 1, "interpolate": o["interp_steps"]}.get(o["mode"], len(o["audio"]) + len(o["text"]))
+    return sources * targets
+
+
+def plan_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
+    """Jobs → batches optimised together: compatible jobs (``Job.group``) in file order,
+    cut when ``batch_size`` pairs are reached. Batches are dealt to the ranks round-robin,
+    so which jobs share a batch does not depend on the number of ranks."""
+    out: list[list[Job]] = []
+    ordered = sorted(range(len(jobs)), key=lambda i: (jobs[i].group, i))
+    for _, group in itertools.groupby((jobs[i] for i in ordered), key=lambda j: j.group):
+        batch, pairs = [], 0
+        for job in group:
+            batch.append(job)
+            pairs += pairs_per_job(job.o)
+            if pairs >= batch_size:
+                out.append(batch)
+                batch, pairs = [], 0
+        if batch:
+            out.append(batch)
+    return out
+
+
+def _run_share(cfg, batches: list[list[Job]], out: Path, info, *, total: int,
+               progress: bool) -> tuple[list[str], list[str]]:
+    """This rank's batches of jobs; returns (done ids, failed ids)."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    nets = _Networks(cfg, info.device)
+    target_cache: dict[str, list[Target]] = {}
+    ledger = out / LEDGER
+    done: list[str] = []
+    failed: list[str] = []
+    desc = f"rank {info.rank}/{info.world_size}" + (f" ({total} jobs in all)" if info.is_main else "")
+    bar = tqdm(total=sum(map(len, batches)), desc=desc, unit="job", position=info.rank, disable=not progress, leave=True)
+    common = {"device": str(info.device), "versions": package_versions()}
+
+    def record(job: Job, status: str, seconds: float, reason: str = "", metrics=None) -> None:
+        append_line(ledger, json.dumps({"id": job.id, "status": status, "reason": reason, "rank": info.rank,
+                                        "seconds": round(seconds, 3), "metrics": metrics}))
+        (done if status == "done" else failed).append(job.id)
+        bar.update(1)
+        _kill_hook(info.rank, len(done) + len(failed))
+
+    def flush(batch: list[_Ready]) -> None:
+        if not batch:
+            return
+        first = batch[0].job
+        pairs = [p for r in batch for p in r.pairs]
+        t1 = time.perf_counter()
+        try:
+            results = optimize_pairs(pairs, first.o, generator=nets.generator(first.c["generator"]),
+                                     clip=nets.clip(), identity=nets.identity() if first.o["lambda_id"] > 0 else None,
+                                     noise_mode=str(first.c["generator"].get("noise_mode") or "const"))
+        except Exception as exc:  # noqa: BLE001 - the batch's jobs fail, the queue goes on
+            for r in batch:
+                record(r.job, "failed", r.seconds, _one_line(exc))
+            return
+        share = (time.perf_counter() - t1) / len(pairs)
+        start = 0
+        for r in batch:
+            t2 = time.perf_counter()
+            n = len(r.pairs)
+            mine_results, start = results[start:start + n], start + n
+            try:
+                edits = assemble_edits(r.job.o, r.sources, mine_results,
+                                       generator=nets.generator(r.job.c["generator"]), clip=nets.clip(),
+                                       noise_mode=str(r.job.c["generator"].get("noise_mode") or "const"),
+                                       setup_s=setup_s,
+                                       common={"config": {**r.job.c, "out": str(out / r.job.id)}, **common})
+                _clear_leftovers(out, r.job.id)
+                write_edits(out / r.job.id, edits)
+            except Exception as exc:  # noqa: BLE001
+                record(r.job, "failed", r.seconds + n * share + time.perf_counter() - t2, _one_line(exc))
+                continue
+            record(r.job, "done", r.seconds + n * share + time.perf_counter() - t2, metrics=_summary(edits))
+
+    setup_s = 0.0
+    for batch in batches:
+        ready: list[_Ready] = []
+        for job in batch:
+            try:
+                ready.append(_prepare(job, nets, target_cache))
+            except Exception as exc:  # noqa: BLE001 - a missing sound or latent fails this job only
+                record(job, "failed", 0.0, _one_line(exc))
+        setup_s = setup_s or time.perf_counter() - t0
+        flush(ready)
+    bar.close()
+    return done, failed
