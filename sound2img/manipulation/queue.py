@@ -325,7 +325,17 @@ class _Networks:
     def clip(self):
         from sound2img import factory
 
-        return self._once("clip", lambda: factory.build_clip_from_cfg(self.cfg.clip, self.device))
+        # the encoder's own CLIP space (clip=from_encoder, peer encoders), as a single edit builds it
+        needs_encoder = (self.cfg.clip.get("model") == "from_encoder")
+        return self._once("clip", lambda: factory.build_clip_for_encoder(
+            self.cfg.clip, self.audio()[0] if needs_encoder else None, self.device))
+
+    def quality(self, faces: bool):
+        """The edit-quality scores a single edit records (``metrics.json`` ``quality``)."""
+        from sound2img.inversion.command import quality_metrics
+
+        return self._once(f"quality:{faces}", lambda: quality_metrics(to_plain(self.cfg), self.device, faces=faces,
+                                                                       clip=self.clip()))
 
     def audio(self):
         from sound2img import factory
@@ -497,7 +507,8 @@ def _run_share(cfg, batches: list[list[Job]], out: Path, info, *, total: int,
                                        generator=nets.generator(r.job.c["generator"]), clip=nets.clip(),
                                        noise_mode=str(r.job.c["generator"].get("noise_mode") or "const"),
                                        setup_s=setup_s,
-                                       common={"config": {**r.job.c, "out": str(out / r.job.id)}, **common})
+                                       common={"config": {**r.job.c, "out": str(out / r.job.id)}, **common},
+                                       quality=nets.quality(bool(r.job.c["generator"].get("faces"))))
                 _clear_leftovers(out, r.job.id)
                 write_edits(out / r.job.id, edits)
             except Exception as exc:  # noqa: BLE001

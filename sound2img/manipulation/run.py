@@ -368,15 +368,17 @@ def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, o
     quality = quality_metrics(c, device, faces=bool((c.get("generator") or {}).get("faces")), clip=clip)
     common = {"config": c, "device": str(device), "versions": package_versions()}
     edits = assemble_edits(o, sources, results, generator=G, clip=clip, noise_mode=noise_mode,
-                           setup_s=setup_s, common=common)
+                           setup_s=setup_s, common=common, quality=quality)
     return write_edits(out, edits, overwrite=overwrite)
 
 
 def assemble_edits(o: dict[str, Any], sources: list[Source], results: list[PairResult], *, generator, clip,
-                   noise_mode: str, setup_s: float, common: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+                   noise_mode: str, setup_s: float, common: dict[str, Any],
+                   quality=None) -> list[tuple[str, dict[str, Any]]]:
     """Optimised pairs (in ``sources × targets`` order) → ``(label, save_edit kwargs)`` per
     edit: one per pair, or one per source in the mixing modes (``common``: the metrics
-    every edit records — config, device, versions)."""
+    every edit records — config, device, versions; ``quality``: the
+    ``metrics.QualityMetrics`` behind each edit's ``quality`` block)."""
     edits = []
     if o["mode"] in MIX_MODES:
         for k, s in enumerate(sources):
@@ -392,7 +394,7 @@ def assemble_edits(o: dict[str, Any], sources: list[Source], results: list[PairR
         for r in results:
             strip = [r.source_img, *(r.snapshots[k] for k in sorted(r.snapshots)), r.result_img]
             metrics = {"edit": {"mode": o["mode"], "source": r.source.info, "target": r.target.info},
-                       "quality": edit_quality(quality, r),
+                       **({"quality": edit_quality(quality, r)} if quality is not None else {}),
                        "steps": o["steps"], "losses": r.losses, "initial_cosine": r.initial_cosine,
                        "final_cosine": r.final_cosine, "layer_mask": r.layer_mask,
                        "strip_steps": [0, *sorted(r.snapshots), o["steps"]],
