@@ -11,7 +11,8 @@ Adding a key is ONE line in the right class below, e.g. ``new_key: float = key(g
 (``audio``, ``encoder``, ``clip``, ``data``, ``augment``, ``eval``, ``tiny``) are ``Any``
 here and checked by the builder they go to. The library never sees these classes: the
 edge turns a validated config into plain data with ``cli.to_plain``. Only the edge (cli,
-scripts' commands) imports this module; models/audio/data/utils never do.
+scripts' commands) imports this module; the library never does, and this module imports
+nothing of ours but errors (tests/test_import_rules.py).
 """
 from __future__ import annotations
 
@@ -20,10 +21,18 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Optional
 
 from sound2img.errors import UserInputError
-from sound2img.manipulation.masking import LATENT_TERMS
-from sound2img.manipulation.run import MODES
-from sound2img.models.stylegan2 import NOISE_MODES
-from sound2img.training.losses import SCALE_MODES, TERMS
+
+# The choices of the library's string settings. Written out (not imported) because the
+# library sits below this module and cli; tests/test_config_schema.py checks each against
+# the library's own tuple (manipulation.masking.LATENT_TERMS, manipulation.run.MODES,
+# models.stylegan2.NOISE_MODES, training.losses.SCALE_MODES / TERMS).
+LATENT_TERMS = ("l2", "adaptive")
+MODES = ("separate", "embedding_mix", "latent_mix", "layer_mix", "interpolate")
+NOISE_MODES = ("const", "random", "none")
+SCALE_MODES = ("learnable", "fixed", "legacy")
+TERMS = ("at", "av", "aa")
+OPTIMIZERS = ("sgd", "adamw")  # training.loop._build_optimizer
+AMP_MODES = ("auto", "bf16", "fp16", "off")  # training.loop's autocast modes
 
 SCHEMA_MODULE = "sound2img/config.py"
 MISSING = "???"  # OmegaConf's mandatory value: the YAML must set the key
@@ -93,7 +102,7 @@ class GeneratorOptions:
 class OptimOptions:
     """``optim/*``: the encoder's optimiser and learning-rate schedule."""
 
-    name: str = key(choices=("sgd", "adamw"))
+    name: str = key(choices=OPTIMIZERS)
     lr: float = key(gt=0)
     momentum: float = key(ge=0, lt=1)
     weight_decay: float = key(ge=0)
@@ -129,7 +138,7 @@ class TrainOptions:
     epochs: int = key(ge=1)
     max_steps: Optional[int] = key(None, ge=0)
     clip_seconds: float = key(gt=0)
-    amp: str = key("auto", choices=("auto", "bf16", "fp16", "off"))
+    amp: str = key("auto", choices=AMP_MODES)
     channels_last: bool = key(True)
     num_workers: int = key(ge=0)
     grad_clip: Optional[float] = key(None, gt=0)
@@ -344,13 +353,11 @@ def validate(config_name: str, cfg: Any) -> None:
     schema = SCHEMAS.get(config_name)
     if schema is None:
         return
-    from sound2img.cli import to_plain
+    from omegaconf import OmegaConf
 
     try:
-        c = to_plain(cfg)
-    except Exception:  # noqa: BLE001 - a missing mandatory value is reported by its consumer
-        from omegaconf import OmegaConf
-
+        c = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    except Exception:  # noqa: BLE001 - a missing mandatory value (???) is reported by its consumer
         c = OmegaConf.to_container(cfg, resolve=False)
     _walk(schema, c, "")
     for check in CROSS_CHECKS.get(config_name, ()):

@@ -16,6 +16,8 @@ from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, late
 # The paper's terms, as metrics.json records them per step: total = d_cos + λ_sim·sim + λ_ID·id,
 # d_cos = 1 − cos(CLIP(G(w)), target), sim = the (masked) latent distance, id = L_ID.
 LOSS_NAMES = ("total", "d_cos", "sim", "id")
+# manipulate.* keys read by the callers (source sampling, strip.png), not optimize_latents arguments
+CALLER_KEYS = ("truncation", "strip_every")
 
 
 def lr_ramp(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
@@ -149,3 +151,10 @@ def optimize_latents(
         layer_mask=None if mask is None else mask.g.cpu(),
         step_seconds=step_seconds,
     )
+
+
+def optimizer_kwargs(manipulate: dict) -> dict:
+    """The ``manipulate`` config section (plain data, checked at composition) → keyword
+    arguments of ``optimize_latents``: every key but ``CALLER_KEYS``, so a new optimiser
+    setting is a new ``optimize_latents`` argument plus its schema line."""
+    return {k: v for k, v in manipulate.items() if k not in CALLER_KEYS}
