@@ -396,8 +396,9 @@ def type_message(full_key: str, omegaconf_message: str) -> str:
 
     first = omegaconf_message.strip().splitlines()[0]
     value = re.search(r"Value '(.*?)'", first)
-    wanted = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
-    kind = next((v for k, v in wanted.items() if first.rstrip().endswith(k)), None)
+    # OmegaConf: "... could not be converted to Integer|Float", "... is not a valid bool (type str)"
+    wanted = {"to Integer": "an integer", "to Float": "a number", "valid bool": "true or false"}
+    kind = next((v for k, v in wanted.items() if k in first), None)
     if kind is None or value is None:
         return f"{full_key}: {first}"
     return f"{full_key} must be {kind}, got {value.group(1)!r}"
