@@ -33,26 +33,59 @@ def config_dir() -> Path:
     return Path(env).resolve() if env else CONFIG_DIR
 
 
-def compose(config_name: str, overrides: Sequence[str] = ()):
+def compose(config_name: str, overrides: Sequence[str] = (), *, validate: bool = True):
     """Compose ``configs/<config_name>.yaml`` with Hydra ``key=value`` overrides.
 
-    Returns an OmegaConf ``DictConfig``. Unknown keys, groups or options raise
-    ``UserInputError`` with Hydra's one-line explanation.
-    """
+    Returns an OmegaConf ``DictConfig`` checked against its schema (``sound2img.config``;
+    ``validate=False`` leaves the range checks to the caller, who must call
+    ``check_config``). Unknown keys, wrong types, bad values, groups or options raise
+    ``UserInputError`` with one line."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from sound2img import config as schema
+
     for item in overrides:
         if "=" not in item:
             raise UserInputError(f"unexpected argument {item!r}: config overrides look like key=value")
+    schema.register()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserInputError(f"config: {first}") from exc
+        raise UserInputError(f"config: {_config_error(exc, config_name)}") from exc
+    if validate:
+        schema.validate(config_name, cfg)
+    return cfg
+
+
+def check_config(config_name: str, cfg) -> None:
+    """The schema's range checks (``sound2img.config.validate``) on a composed config."""
+    from sound2img import config as schema
+
+    schema.validate(config_name, cfg)
+
+
+def _config_error(exc: BaseException, config_name: str) -> str:
+    """One line for a composition error: Hydra's first line, or, when OmegaConf refused a
+    key or a value, which key, why, and where an unknown key would be declared."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    from sound2img.config import type_message, unknown_key_message
+
+    seen, cause = set(), exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        key = getattr(cause, "full_key", None)
+        if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key:
+            return unknown_key_message(str(key), config_name)
+        if isinstance(cause, ValidationError) and key:
+            return type_message(str(key), str(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def group_options(group: str) -> list[str]:
@@ -93,11 +126,17 @@ def compose_with_flags(config_name: str, overrides: Sequence[str], updates: dict
     of every script."""
     from omegaconf import OmegaConf, open_dict
 
-    cfg = compose(config_name, [*groups, *overrides])
+    from omegaconf.errors import OmegaConfBaseException
+
+    cfg = compose(config_name, [*groups, *overrides], validate=False)
     with open_dict(cfg):
         for key, value in updates.items():
             if value is not None:
-                OmegaConf.update(cfg, key, value, merge=False)
+                try:
+                    OmegaConf.update(cfg, key, value, merge=False)
+                except OmegaConfBaseException as exc:
+                    raise UserInputError(f"config: {_config_error(exc, config_name)}") from exc
+    check_config(config_name, cfg)
     return cfg
 
 

@@ -57,16 +57,11 @@ def build_generator_from_cfg(gcfg: Any, device: str | torch.device = "cpu"):
     ``path`` (a local file or registry name) wins over ``name``; ``name: tiny`` builds a
     random generator from the ``tiny`` kwargs of ``build_generator``; any other name is a
     weights-registry entry, fetched on first use. ``truncation`` and ``noise_mode`` are
-    run-time settings the caller reads from the same group; they are checked here."""
-    from sound2img.models.stylegan2 import NOISE_MODES, build_generator, load_generator
+    run-time settings the caller reads from the same group (checked at composition,
+    ``sound2img/config.py``)."""
+    from sound2img.models.stylegan2 import build_generator, load_generator
 
     g = _plain(gcfg, "generator")
-    noise_mode = g.get("noise_mode", "const")
-    if noise_mode not in NOISE_MODES:
-        raise UserInputError(f"generator.noise_mode={noise_mode!r}: use one of {', '.join(NOISE_MODES)}")
-    truncation = g.get("truncation", 1.0)
-    if not isinstance(truncation, (int, float)) or isinstance(truncation, bool) or not 0.0 <= truncation <= 1.0:
-        raise UserInputError(f"generator.truncation={truncation!r}: expected a number in [0, 1]")
     device = resolve_device(device)
     source = g.get("path") or g.get("name")
     if not source:
@@ -216,6 +211,15 @@ def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.devi
         raise UserInputError("encoder: a random encoder (path: null) needs an audio front end config (cfg.audio)")
     frontend = _frontend_from_cfg(a)
     return freeze(encoder).to(device), (frontend.to(device) if hasattr(frontend, "to") else frontend)
+
+
+def build_augment_from_cfg(acfg: Any):
+    """``cfg.augment`` → an ``AudioAugment`` (gain and SpecAugment views), or None when
+    the group is not set."""
+    from sound2img.audio.augment import build_augment
+
+    a = _plain(acfg, "augment")
+    return build_augment(**a) if a else None
 
 
 def build_arcface_from_cfg(icfg: Any = "ir_se50", device: str | torch.device = "cpu"):

@@ -13,6 +13,7 @@ import torch
 from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.evaluation.report import Report, save_report
+from sound2img.manipulation.optimizer import optimizer_kwargs
 from sound2img.registry import Registry
 from sound2img.utils.device import resolve_device
 from sound2img.utils.files import check_can_write
@@ -103,26 +104,7 @@ def run_table(name: str, cfgs: Sequence, *, work_dir: str | Path | None = None,
         return _RUNNERS[name](ctx, [to_plain(c)["eval"] for c in cfgs])
 
 
-# ---- config → arguments ----------------------------------------------------------------
-def optim_kwargs(m: dict[str, Any]) -> dict[str, Any]:
-    """``cfg.manipulate`` → keyword arguments of ``optimize_latents``, checked."""
-    out = {}
-    for key, kind, low in (("steps", int, 1), ("lr", float, 0.0), ("lambda_sim", float, 0.0),
-                           ("lambda_id", float, 0.0), ("mask_step", float, 0.0), ("cos_scale", float, 0.0)):
-        value = m.get(key, 1.0 if key == "cos_scale" else None)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-            what = "an integer" if kind is int else "a number"
-            raise UserInputError(f"manipulate.{key} must be {what}, got {value!r}")
-        if value < low or (key in ("lr", "cos_scale") and value <= 0):
-            strict = key in ("lr", "cos_scale")
-            raise UserInputError(f"manipulate.{key} must be {'>' if strict else '>='} {low}, got {value}")
-        out[key] = kind(value)
-    out["latent_term"] = m.get("latent_term", "adaptive")
-    if out["latent_term"] not in ("adaptive", "l2"):
-        raise UserInputError(f"manipulate.latent_term must be adaptive or l2, got {out['latent_term']!r}")
-    return out
-
-
+# ---- the networks of one composed config ---------------------------------------------
 class _Context:
     """Networks built lazily from one composed config (each at most once) and the
     provenance of what was used."""
@@ -216,8 +198,8 @@ class _Context:
         if domain_name is not None and domain_name not in domains:
             raise UserInputError(f"unknown domain {domain_name!r}; configured: {', '.join(domains) or 'none'}")
         domain = dict(domains.get(domain_name) or {})
-        optim = optim_kwargs({**self.c["manipulate"], **{k: domain[k] for k in ("lambda_sim", "lambda_id")
-                                                          if domain.get(k) is not None}})
+        optim = optimizer_kwargs({**self.c["manipulate"], **{k: domain[k] for k in ("lambda_sim", "lambda_id")
+                                                              if domain.get(k) is not None}})
         optim["noise_mode"] = str(self.c["generator"].get("noise_mode") or "const")
         return domain, optim
 

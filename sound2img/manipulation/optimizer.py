@@ -19,6 +19,8 @@ from sound2img.utils.schedules import lr_ramp
 # d_cos = 1 − cos_scale·cos(CLIP(G(w)), target), sim = the (masked) latent distance, id = L_ID.
 LOSS_NAMES = ("total", "d_cos", "sim", "id")
 AUTHORS_COS_SCALE = math.exp(0.07)  # the authors' d_cos = 1 − e^0.07·cos (their training scale)
+# manipulate.* keys read by the callers (source sampling, strip.png), not optimize_latents arguments
+CALLER_KEYS = ("truncation", "strip_every")
 
 
 class EditStopped(Sound2ImgError):
@@ -169,3 +171,10 @@ def optimize_latents(
         layer_mask=None if mask is None else mask.g.cpu(),
         step_seconds=step_seconds,
     )
+
+
+def optimizer_kwargs(manipulate: dict) -> dict:
+    """The ``manipulate`` config section (plain data, checked at composition) → keyword
+    arguments of ``optimize_latents``: every key but ``CALLER_KEYS``, so a new optimiser
+    setting is a new ``optimize_latents`` argument plus its schema line."""
+    return {k: v for k, v in manipulate.items() if k not in CALLER_KEYS}

@@ -33,7 +33,7 @@ from typing import Any, Iterable
 
 import torch
 
-from sound2img.cli import to_plain
+from sound2img.cli import check_config, to_plain
 from sound2img.errors import Sound2ImgError, UserInputError
 from sound2img.manipulation.command import FLAG_KEYS
 from sound2img.manipulation.outputs import EDIT_FILES, package_versions
@@ -224,6 +224,7 @@ def parse_jobs(rows: list[tuple[int, dict[str, Any]]], base: dict[str, Any], whe
         if any(k in row for k in ("latent", "mean_latent", "image")) and "seed" not in row:
             _set(c, "edit.seeds", [])  # an explicit source replaces the default seed, as on the command line
         try:
+            check_config("manipulate", c)  # each row's values against the schema's ranges and choices
             o = check_options(c)
         except UserInputError as exc:
             raise UserInputError(f"{at} (id {jid}): {exc}") from None

@@ -3,7 +3,6 @@ and output first, build the frozen networks, turn sounds/prompts into targets an
 files into sources, optimise all (source, target) pairs in batches, write each edit."""
 from __future__ import annotations
 
-import math
 import re
 import functools
 import time
@@ -16,14 +15,9 @@ import torch
 from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.manipulation import guidance
-from sound2img.manipulation.masking import LATENT_TERMS
-from sound2img.manipulation.optimizer import EditResult, optimize_latents
+from sound2img.manipulation.optimizer import EditResult, optimize_latents, optimizer_kwargs
 from sound2img.manipulation.outputs import save_edit
-from sound2img.models.stylegan2 import (
-    load_source_latents,
-    mean_source_latents,
-    sample_source_latents,
-)
+from sound2img.models.stylegan2 import load_source_latents, mean_source_latents, sample_source_latents
 from sound2img.utils.device import resolve_device
 from sound2img.utils.files import check_out_dir, staged_dir
 from sound2img.utils.versions import package_versions
@@ -69,70 +63,23 @@ class PairResult:
     timing: dict[str, float] = field(default_factory=dict)
 
 
-def _number(section: dict, key: str, *, kind=float, low=None, low_open=False, high=None, where: str):
-    value = section.get(key)
-    try:
-        if isinstance(value, bool) or value is None:
-            raise TypeError
-        value = kind(value)
-        if (kind is int and value != section.get(key)) or not math.isfinite(value):
-            raise TypeError
-    except (TypeError, ValueError):
-        kind_name = "an integer" if kind is int else "a finite number"
-        raise UserInputError(f"{where}.{key} must be {kind_name}, got {section.get(key)!r}") from None
-    if low is not None and (value <= low if low_open else value < low):
-        raise UserInputError(f"{where}.{key} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and value > high:
-        raise UserInputError(f"{where}.{key} must be <= {high}, got {value}")
-    return value
-
-
 def check_options(c: dict[str, Any]) -> dict[str, Any]:
-    """Validate the ``manipulate`` and ``edit`` sections before any work; returns them
-    merged into one flat dict of checked values."""
+    """The ``manipulate`` and ``edit`` sections of a plain config merged into one flat dict,
+    plus ``optim`` (the ``optimize_latents`` keyword arguments). Each key's type and range
+    was checked at composition (``sound2img/config.py``); here only what relates several
+    keys: a source to edit from and the targets the mode needs."""
     m, e = dict(c.get("manipulate") or {}), dict(c.get("edit") or {})
-    o = {
-        "steps": _number(m, "steps", kind=int, low=1, where="manipulate"),
-        "lr": _number(m, "lr", low=0, low_open=True, where="manipulate"),
-        "lambda_sim": _number(m, "lambda_sim", low=0, where="manipulate"),
-        "lambda_id": _number(m, "lambda_id", low=0, where="manipulate"),
-        "cos_scale": _number({"cos_scale": m.get("cos_scale", 1.0)}, "cos_scale", low=0, low_open=True,
-                             where="manipulate"),
-        "truncation": _number(m, "truncation", low=0, high=1, where="manipulate"),
-        "mask_step": _number(m, "mask_step", low=0, where="manipulate"),
-        "strip_every": _number(m, "strip_every", kind=int, low=0, where="manipulate"),
-        "batch_size": _number(e, "batch_size", kind=int, low=1, where="edit"),
-        "mix_weight": _number(e, "mix_weight", low=0, high=1, where="edit"),
-        "gain_db": _number(e, "gain_db", where="edit"),
-        "interp_steps": _number(e, "interp_steps", kind=int, low=2, where="edit"),
-        "full_file_seconds": _number({"full_file_seconds": e.get("full_file_seconds", guidance.FULL_FILE_SECONDS)},
-                                     "full_file_seconds", low=0, where="edit"),
-    }
-    o["latent_term"] = m.get("latent_term")
-    if o["latent_term"] not in LATENT_TERMS:
-        raise UserInputError(f"manipulate.latent_term must be one of {', '.join(LATENT_TERMS)}, got {o['latent_term']!r}")
-    o["mode"] = e.get("mode")
-    if o["mode"] not in MODES:
-        raise UserInputError(f"edit.mode must be one of {', '.join(MODES)}, got {o['mode']!r}")
-    o["interp_mode"] = e.get("interp_mode", "slerp")
-    if o["interp_mode"] not in ("slerp", "lerp"):
-        raise UserInputError(f"edit.interp_mode must be slerp or lerp, got {o['interp_mode']!r}")
-    o["coarse_from"] = e.get("coarse_from", "sound")
-    if o["coarse_from"] not in ("sound", "text"):
-        raise UserInputError(f"edit.coarse_from must be sound or text, got {o['coarse_from']!r}")
-    o["layer_split"] = None if e.get("layer_split") is None else _number(e, "layer_split", kind=int, low=0, where="edit")
-    o["audio"] = [str(a) for a in (e.get("audio") or [])]
-    o["text"] = [str(t) for t in (e.get("text") or [])]
-    if any(not t.strip() for t in o["text"]):
-        raise UserInputError("edit.text: a prompt is empty")
-    o["seeds"] = [_number({"seed": s}, "seed", kind=int, low=0, where="edit") for s in (e.get("seeds") or [])]
-    o["latents"] = [str(p) for p in (e.get("latents") or [])]
+    o = {**e, **m, "optim": optimizer_kwargs(m)}
+    o["audio"], o["text"] = [str(a) for a in (e.get("audio") or [])], [str(t) for t in (e.get("text") or [])]
+    o["seeds"], o["latents"] = list(e.get("seeds") or []), [str(p) for p in (e.get("latents") or [])]
+    o["images"] = [str(p) for p in (e.get("images") or [])]
     o["mean_latent"] = bool(e.get("mean_latent", False))
     if o["mean_latent"]:
         # Free generation optimises d_cos alone, as the authors' (StyleCLIP's) free_generation
         # mode does: there is no source image to stay near, so no λ_sim, masking or λ_ID.
-        o["lambda_sim"] = o["lambda_id"] = 0.0
-    o["images"] = [str(p) for p in (e.get("images") or [])]
+        o["lambda_sim"] = o["lambda_id"] = o["optim"]["lambda_sim"] = o["optim"]["lambda_id"] = 0.0
+    if any(not t.strip() for t in o["text"]):
+        raise UserInputError("edit.text: a prompt is empty")
     if not (o["latents"] or o["mean_latent"] or o["seeds"] or o["images"]):
         raise UserInputError("no source: give a seed (--seed), latent files (--latent), photos (--image) "
                              "or edit.mean_latent=true")
@@ -247,9 +194,8 @@ def optimize_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, gen
         res: EditResult = optimize_latents(
             generator, clip.encode_image,
             torch.cat([s.ws for s, _ in chunk]), torch.stack([t.emb for _, t in chunk]),
-            steps=o["steps"], lr=o["lr"], lambda_sim=o["lambda_sim"], lambda_id=o["lambda_id"],
-            cos_scale=o["cos_scale"], identity=identity, latent_term=o["latent_term"], mask_step=o["mask_step"],
-            snapshot_steps=snaps, noise_mode=noise_mode, progress=progress, on_step=on_step)
+            **o["optim"], identity=identity, snapshot_steps=snaps, noise_mode=noise_mode, progress=progress,
+            on_step=on_step)
         seconds = sum(res.step_seconds)
         for i, (s, t) in enumerate(chunk):
             out.append(PairResult(

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 import torch
 
-from sound2img.cli import ArgumentParser, add_common_args, compose_with_flags, parse_with_overrides, to_plain, to_yaml
+from sound2img.cli import (ArgumentParser, add_common_args, check_config, compose_with_flags, parse_with_overrides,
+                           to_plain, to_yaml)
 from sound2img.errors import UserInputError
 from sound2img.utils.files import atomic_write_text
 
@@ -37,6 +38,7 @@ def train_encoder_cli(argv: Sequence[str]) -> int:
     cfg = compose_with_flags("train_encoder", overrides, {  # store_true flags: False means "not given"
         "run_dir": args.out, "device": args.device, "resume": args.resume or None, "overwrite": args.overwrite or None})
     cfg = effective_config(cfg)
+    check_config("train_encoder", cfg)  # preset=tiny's tiny_run.train, now merged over train
     if args.cfg == "job":
         print(to_yaml(cfg), end="")
         return 0
@@ -139,10 +141,8 @@ def train_from_cfg(cfg) -> dict[str, Any]:
     """Train as ``cfg`` (an effective ``train_encoder`` config) says; returns the loop's
     summary. Under ``torchrun`` every rank calls this; rank 0 owns the run directory."""
     from sound2img import factory
-    from sound2img.audio.augment import build_augment
     from sound2img.utils.distributed import broadcast_object, init_distributed, shutdown_distributed
     from sound2img.training.loop import training_loop
-    from sound2img.training.losses import ContrastiveLoss, LogitScale
 
     from omegaconf import OmegaConf
 
@@ -164,36 +164,26 @@ def train_from_cfg(cfg) -> dict[str, Any]:
         if problem:
             raise UserInputError(problem)
 
-        terms = {k: float(v) for k, v in to_plain(cfg.loss.terms).items()}
-        # the loss settings are checked before minutes of network and dataset loading
-        directions = str(cfg.loss.get("directions", "mean"))
-        ContrastiveLoss(terms, symmetric=bool(cfg.loss.symmetric), directions=directions, scale=LogitScale(
-            str(cfg.loss.logit_scale), float(cfg.loss.logit_scale_init), float(cfg.loss.logit_scale_max)))
-        need_clip = terms.get("at", 0) > 0 or terms.get("av", 0) > 0 or cfg.validation.data is not None
-        torch.manual_seed(int(cfg.seed))  # the encoder's initialisation (the same on every rank)
-        encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, info.device)  # frozen
-        clip = factory.build_clip_from_cfg(cfg.clip, info.device) if need_clip else None
-        augment = build_augment(**to_plain(cfg.augment)) if cfg.get("augment") else None
-        train_set, val_set = build_datasets(cfg, frontend.sample_rate, need_images=terms.get("av", 0) > 0)
-        t, o = cfg.train, cfg.optim
+        # Every key was checked against sound2img/config.py at composition; from here on plain data.
+        c = to_plain(cfg)
+        loss, train, optim = c["loss"], dict(c["train"]), dict(c["optim"])
+        terms = loss["terms"]
+        need_clip = terms["at"] > 0 or terms["av"] > 0 or c["validation"]["data"] is not None
+        torch.manual_seed(c["seed"])  # the encoder's initialisation (the same on every rank)
+        encoder, frontend = factory.build_encoder_from_cfg(c["encoder"], c["audio"], info.device)  # frozen
+        clip = factory.build_clip_from_cfg(c["clip"], info.device) if need_clip else None
+        augment = factory.build_augment_from_cfg(c.get("augment"))
+        train_set, val_set = build_datasets(cfg, frontend.sample_rate, need_images=terms["av"] > 0)
+        train.pop("clip_seconds")  # the datasets' crop length; the rest are training_loop arguments
         return training_loop(
             run_dir, encoder, frontend, train_set, val_set, clip=clip, augment=augment, loss_terms=terms,
-            symmetric=bool(cfg.loss.symmetric), directions=directions, logit_scale=str(cfg.loss.logit_scale),
-            logit_scale_init=float(cfg.loss.logit_scale_init), logit_scale_max=float(cfg.loss.logit_scale_max),
-            batch_size=int(t.batch_size), epochs=int(t.epochs),
-            max_steps=None if t.max_steps is None else int(t.max_steps),
-            optimizer=str(o.name), lr=float(o.lr), momentum=float(o.momentum), weight_decay=float(o.weight_decay),
-            lr_cycle_epochs=float(o.lr_cycle_epochs), lr_min=float(o.lr_min), warmup_steps=int(o.warmup_steps),
-            lr_schedule=str(o.get("schedule", "cosine_restarts")), cyclic_max_lr=float(o.get("max_lr", 0.1)),
-            cyclic_step_epochs=int(o.get("step_epochs", 5)), cyclic_base_momentum=float(o.get("base_momentum", 0.8)),
-            clean_first_view=bool(t.get("clean_first_view", False)),
-            separate_view_passes=bool(t.get("separate_view_passes", False)),
-            grad_clip=None if t.grad_clip is None else float(t.grad_clip), amp=str(t.amp),
-            channels_last=bool(t.channels_last), seed=int(cfg.seed), num_workers=int(t.num_workers),
-            embedding_cache_dir=t.embedding_cache_dir, checkpoint_every=int(t.checkpoint_every),
-            keep_checkpoints=int(t.keep_checkpoints), resume=bool(cfg.resume), log_every=int(t.log_every),
-            progress=bool(t.progress),
-            wandb_project=str(cfg.logging.wandb_project) if cfg.logging.wandb else None,
+            symmetric=loss["symmetric"], logit_scale=loss["logit_scale"], logit_scale_init=loss["logit_scale_init"],
+            logit_scale_max=loss["logit_scale_max"], directions=loss["directions"], optimizer=optim.pop("name"),
+            lr_schedule=optim.pop("schedule"), cyclic_max_lr=optim.pop("max_lr"),
+            cyclic_step_epochs=optim.pop("step_epochs"), cyclic_base_momentum=optim.pop("base_momentum"),
+            **optim, **train,
+            seed=c["seed"], resume=c["resume"],
+            wandb_project=c["logging"]["wandb_project"] if c["logging"]["wandb"] else None,
             run_config=to_yaml(cfg), device=info.device)
     except BaseException:
         if created is not None:

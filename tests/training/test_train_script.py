@@ -61,7 +61,8 @@ def test_bad_loss_setting_is_a_user_error(tmp_path, capsys):
     argv = ["--out", str(tmp_path / "run"), "preset=tiny", "loss.logit_scale=cosine", "train.progress=false"]
     assert _main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert "logit scale mode 'cosine'" in err and "\n" not in err
+    assert "loss.logit_scale must be one of learnable, fixed, legacy, got 'cosine'" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()  # refused at composition, before the run directory
 
 
 def test_run_dir_is_never_overwritten_silently(tmp_path):

@@ -1,0 +1,188 @@
+"""The config schemas (sound2img/config.py): every checked key refuses a bad value with
+one line and exit 2 from its script, an unknown key names the class to declare it in,
+every option of every group composes and validates with its own values, and the
+schema's choices are the library's."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import typing
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from sound2img import config as schema
+from sound2img.cli import compose, config_dir
+from sound2img.errors import UserInputError
+from helpers import load_file_module
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = config_dir()
+# how each top-level config is composed by its script: (script, words before the override)
+SCRIPTS = {"manipulate": ("manipulate.py", ["--cfg", "job", "preset=tiny"]),
+           "train_encoder": ("train_encoder.py", ["--cfg", "job", "preset=tiny"]),
+           "reproduce": ("reproduce.py", ["supp_table1", "--cfg", "job", "preset=tiny"]),
+           "generate": ("generate.py", ["--cfg", "job"])}
+
+
+def _checked_keys():
+    """(config, dotted key, metadata) for every key with a range or choices, each schema
+    field once (the first top-level config holding it)."""
+    seen, out = set(), []
+
+    def walk(config, cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            hint, path = hints[f.name], f"{prefix}{f.name}"
+            args = typing.get_args(hint)
+            if typing.get_origin(hint) is dict and len(args) == 2 and is_dataclass(args[1]):
+                walk(config, args[1], f"{path}.faces.")  # reproduce.yaml's domains.faces
+                continue
+            sub = next((t for t in (hint, *args) if is_dataclass(t)), None)
+            if sub is not None:
+                walk(config, sub, f"{path}.")
+            elif f.metadata and (cls, f.name) not in seen:
+                seen.add((cls, f.name))
+                out.append((config, path, dict(f.metadata), typing.get_origin(hint) is list))
+
+    for config, root in schema.SCHEMAS.items():
+        walk(config, root, "")
+    return out
+
+
+def _bad_value(meta: dict):
+    if "choices" in meta:
+        return "not_a_choice", "one of"
+    if "ge" in meta:
+        return meta["ge"] - 1, f">= {meta['ge']:g}"
+    if "gt" in meta:
+        return meta["gt"], f"> {meta['gt']:g}"
+    if "le" in meta:
+        return meta["le"] + 1, f"<= {meta['le']:g}"
+    return meta["lt"], f"< {meta['lt']:g}"
+
+
+CHECKED = _checked_keys()
+
+
+def test_the_checked_keys_cover_the_ranges_once_hand_written():
+    keys = {k for _, k, _, _ in CHECKED}
+    assert {"manipulate.steps", "manipulate.lr", "manipulate.lambda_sim", "manipulate.lambda_id",
+            "manipulate.latent_term", "manipulate.mask_step", "manipulate.truncation", "manipulate.strip_every",
+            "edit.batch_size", "edit.mix_weight", "edit.interp_steps", "edit.mode", "edit.seeds",
+            "generator.truncation", "generator.noise_mode", "loss.logit_scale", "loss.terms.at",
+            "optim.lr", "train.batch_size", "domains.faces.lambda_sim"} <= keys
+
+
+@pytest.mark.parametrize("config,key,meta,is_list", CHECKED, ids=[f"{c}:{k}" for c, k, _, _ in CHECKED])
+def test_a_bad_value_is_one_line_exit_2_from_the_script(config, key, meta, is_list, capsys):
+    script, words = SCRIPTS[config]
+    value, allowed = _bad_value(meta)
+    text = f"[{value}]" if is_list else str(value)
+    assert load_file_module(ROOT / "scripts" / script).main([*words, f"{key}={text}"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.count("\n") == 1 and err.startswith("error: ") and not captured.out
+    assert f"{key} must be {allowed}" in err, err
+
+
+def test_the_script_process_exits_2_with_one_line():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "manipulate.py"), "--cfg", "job", "preset=tiny",
+                           "manipulate.truncation=1.5"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and proc.stderr == "error: manipulate.truncation must be <= 1, got 1.5\n"
+
+
+@pytest.mark.parametrize("override,key,cls", [
+    ("manipulate.stpes=3", "manipulate.stpes", "ManipulateOptions"),
+    ("+manipulate.stpes=3", "manipulate.stpes", "ManipulateOptions"),
+    ("+edit.colour=red", "edit.colour", "EditOptions"),
+    ("+generator.psi=0.5", "generator.psi", "GeneratorOptions"),
+    ("+outt=x", "outt", "ManipulateConfig"),
+])
+def test_an_unknown_key_says_where_to_declare_it(override, key, cls):
+    with pytest.raises(UserInputError) as info:
+        compose("manipulate", [override])
+    message = str(info.value)
+    assert f"unknown key '{key}'" in message and f"class {cls} in sound2img/config.py" in message
+    assert "\n" not in message
+
+
+def test_an_unknown_key_in_a_yaml_file_fails_at_composition(tmp_path, monkeypatch, capsys):
+    tree = tmp_path / "configs"
+    shutil.copytree(CONFIGS, tree)
+    (tree / "optim" / "typo.yaml").write_text("name: sgd\nlr: 0.1\nmomentun: 0.9\n", encoding="utf-8")
+    monkeypatch.setenv("SOUND2IMG_CONFIG_DIR", str(tree))
+    main = load_file_module(ROOT / "scripts" / "train_encoder.py").main
+    assert main(["--cfg", "job", "optim=typo"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'optim.momentun'" in err and "class OptimOptions" in err and err.count("\n") == 1
+
+
+def test_a_wrong_type_names_the_key():
+    with pytest.raises(UserInputError, match=r"^config: edit.interp_steps must be an integer, got '2.5'$"):
+        compose("manipulate", ["edit.interp_steps=2.5"])
+    with pytest.raises(UserInputError, match=r"^config: train.channels_last must be true or false"):
+        compose("train_encoder", ["train.channels_last=maybe"])
+
+
+def test_keys_related_by_a_rule_are_checked_together():
+    with pytest.raises(UserInputError, match="at least one of at, av, aa needs a positive weight"):
+        compose("train_encoder", ["loss.terms.at=0", "loss.terms.av=0", "loss.terms.aa=0"])
+
+
+def _top_groups():
+    out = []
+    for name in sorted(p.stem for p in CONFIGS.glob("*.yaml")):
+        raw = OmegaConf.load(CONFIGS / f"{name}.yaml")
+        for entry in raw.get("defaults", []):
+            if not hasattr(entry, "keys"):
+                continue
+            for key in entry.keys():
+                key = str(key).removeprefix("optional ").removeprefix("override ").strip()
+                group = key.split("@")[0]
+                if (CONFIGS / group).is_dir():
+                    out += [(name, key, f.stem) for f in sorted((CONFIGS / group).glob("*.yaml"))]
+    return out
+
+
+GROUP_OPTIONS = _top_groups()
+
+
+@pytest.mark.parametrize("name,key,option", GROUP_OPTIONS, ids=[f"{n}:{k}={o}" for n, k, o in GROUP_OPTIONS])
+def test_every_group_option_composes_validates_and_keeps_its_values(name, key, option):
+    cfg = compose(name, [f"{key}={option}"])  # compose() validates: a bad file raises here
+    schema.validate(name, cfg)
+    text = (CONFIGS / key.split("@")[0] / f"{option}.yaml").read_text(encoding="utf-8")
+    if text.startswith("# @package _global_") or "\n# @package _global_" in text.split("\n\n")[0]:
+        return  # merged at the top level (experiment=..., preset=...): the composition is the check
+    raw = OmegaConf.to_container(OmegaConf.load(CONFIGS / key.split("@")[0] / f"{option}.yaml"))
+    node = cfg
+    for part in (key.split("@")[1] if "@" in key else key).split("."):
+        node = node[part]
+    for k, v in raw.items():  # each scalar of the file arrives as written (typed by the schema)
+        unresolved = isinstance(v, str) and ("${" in v or v == "???")  # interpolations, mandatory values
+        if k != "defaults" and not isinstance(v, (dict, list)) and not unresolved:
+            assert node[k] == v, f"{option}.yaml {k}"
+
+
+def test_the_schema_choices_are_the_library_choices():
+    from sound2img.manipulation.masking import LATENT_TERMS
+    from sound2img.manipulation.run import MODES
+    from sound2img.models.stylegan2 import NOISE_MODES
+    from sound2img.training.losses import SCALE_MODES, TERMS
+
+    assert set(schema.LATENT_TERMS) == set(LATENT_TERMS) and set(schema.MODES) == set(MODES)
+    assert set(schema.NOISE_MODES) == set(NOISE_MODES) and set(schema.SCALE_MODES) == set(SCALE_MODES)
+    assert [f.name for f in fields(schema.LossTerms)] == list(TERMS) and set(schema.TERMS) == set(TERMS)
+
+
+def test_the_library_gets_plain_data():
+    from sound2img.cli import to_plain
+
+    c = to_plain(compose("manipulate", ["preset=tiny"]))
+    assert type(c) is dict and type(c["manipulate"]) is dict and type(c["edit"]["seeds"]) is list
