@@ -148,7 +148,10 @@ class Engine:
                 raise UserInputError("source 'latent file' needs a latent file (.pt, .npy or .npz)")
             updates.update({"edit.seeds": [], "edit.latents": [str(req.latent)]})
         elif req.source == "photo":
-            updates.update({"edit.seeds": [], "edit.latents": [str(self.invert_photo(req.photo))]})
+            if not req.photo:
+                raise UserInputError("source 'photo' needs an image file (JPEG, PNG, ...)")
+            # inverted by run_edit as manipulate.py --image does (cached by content and settings)
+            updates.update({"edit.seeds": [], "edit.latents": [], "edit.images": [str(req.photo)]})
         else:
             raise UserInputError(f"source must be one of {', '.join(SOURCES)}, got {req.source!r}")
         cfg = copy.deepcopy(self.cfg)
@@ -157,16 +160,6 @@ class Engine:
                 OmegaConf.update(cfg, key, value, merge=False)
             del cfg["app"]  # the edit's metrics.json records the manipulate config, as the CLI's does
         return cfg
-
-    def invert_photo(self, photo: str | None) -> Path:
-        """The hook for a photo source: needs ``sound2img.inversion`` (real-photo
-        inversion), which this install does not have yet."""
-        try:
-            import sound2img.inversion  # noqa: F401
-        except ImportError:
-            raise UserInputError("a photo source needs real-photo inversion (sound2img.inversion), which this "
-                                 "install does not have; use a seed or a latent file") from None
-        raise UserInputError("photo inversion is not connected to the web app yet; use a seed or a latent file")
 
     def run(self, req: EditRequest, on_step: Callable | None = None) -> "EditOutcome":
         """Run one request to the end: its edit directory (exactly what manipulate.py

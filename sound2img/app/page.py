@@ -195,7 +195,7 @@ def build_page(engine: Engine):
                                 elem_id="mix_weight")
             with gr.Column():
                 source = gr.Radio(list(SOURCES), value="seed", label="source", elem_id="source",
-                                  info="photo: needs real-photo inversion")
+                                  info="photo: inverted as manipulate.py --image does (cached)")
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="seed")
                     rand = gr.Button("random", elem_id="random", scale=0)

@@ -42,12 +42,17 @@ def test_a_request_is_the_cli_config(engine, tmp_path):
     ({"mode": "text only", "text": "  "}, r"needs a text prompt"),
     ({"sound": None}, r"needs a sound"),
     ({"source": "latent file"}, r"needs a latent file"),
-    ({"source": "photo", "photo": "x.png"}, r"real-photo inversion"),
+    ({"source": "photo"}, r"needs an image file"),
 ])
 def test_bad_requests_are_refused_with_the_bounds(engine, tmp_path, change, match):
     req = EditRequest(**{"sound": "tone:440", "steps": 3, **change})
     with pytest.raises(UserInputError, match=match):
         engine.edit_config(req, tmp_path / "out")
+
+
+def test_a_photo_source_is_inverted_as_manipulate_image_does(engine, tmp_path):
+    cfg = engine.edit_config(EditRequest(sound="tone:440", steps=3, source="photo", photo="me.jpg"), tmp_path / "o")
+    assert list(cfg.edit.images) == ["me.jpg"] and list(cfg.edit.seeds) == [] and list(cfg.edit.latents) == []
 
 
 def test_runs_share_the_models_and_zip_the_cli_files(engine):

@@ -321,7 +321,7 @@ def test_manifest_relative_absolute_paths_images_and_labels(tmp_path, fixtures):
 
 # ---- registry --------------------------------------------------------------------------
 def test_registry_lists_and_rejects_clearly(tmp_path):
-    assert list_datasets() == ["audioset", "esc50", "manifest", "synthetic", "us8k", "vggsound"]
+    assert list_datasets() == ["audioset", "esc50", "manifest", "shards", "synthetic", "us8k", "vggsound"]
     with pytest.raises(DatasetError, match="unknown dataset 'esc51'"):
         build_dataset("esc51")
     with pytest.raises(DatasetError, match=r"unknown argument\(s\) \['fold'\]"):

@@ -1,4 +1,4 @@
-"""The AudioCLIP / Wav2CLIP reference fixtures (``../shared/fixtures/peer_audio``): their
+"""The AudioCLIP / Wav2CLIP reference fixtures (the shared reference fixtures, ``fixtures/peer_audio`` beside the repository): their
 checkpoints rebuilt under the public file names by the fixtures' own ``make_checkpoint.py``."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def peer_dir(name: str) -> Path:
     """``peer_audio/<name>``, or skip the test with the reason."""
     path = PEER / name
     if not (path / "ref.npz").is_file() or not (FIXTURES / "make_checkpoint.py").is_file():
-        pytest.skip(f"reference fixtures not found at {path} (they live in ../shared/fixtures/peer_audio)")
+        pytest.skip(f"reference fixtures not found at {path} (the reference fixtures beside the repository)")
     return path
 
 

@@ -1,4 +1,4 @@
-"""e4e / pSp checkpoint readers against the reference fixtures (``../shared/fixtures/e4e``):
+"""e4e / pSp checkpoint readers against the reference fixtures (the shared reference fixtures, ``fixtures/e4e`` beside the repository):
 the checkpoint is rebuilt bit-for-bit by the fixture's own script, then our encoder, the
 decoder read as our generator and the 256-px resize must reproduce the reference arrays."""
 from __future__ import annotations
@@ -23,7 +23,7 @@ FIXTURES = PROJECT_ROOT / ".." / "shared" / "fixtures" / "e4e"
 def fixture_dir(name: str) -> Path:
     path = FIXTURES / name
     if not path.is_dir():
-        pytest.skip(f"reference fixtures not found at {path} (they live in ../shared/fixtures/e4e)")
+        pytest.skip(f"reference fixtures not found at {path} (the reference fixtures beside the repository)")
     return path
 
 

@@ -1,5 +1,5 @@
 """AudioCLIP and Wav2CLIP from their public checkpoint layouts, against the reference
-fixtures (``../shared/fixtures/peer_audio``: checkpoints rebuilt by its ``make_checkpoint.py``
+fixtures (the shared reference fixtures, ``fixtures/peer_audio`` beside the repository: checkpoints rebuilt by its ``make_checkpoint.py``
 from seeded random weights, and what the reference code computed from them)."""
 from __future__ import annotations
 

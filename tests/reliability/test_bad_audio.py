@@ -108,8 +108,8 @@ def test_manipulate_subprocess_refuses_invalid_audio(name, corpus, tmp_path):
 
 
 def test_long_file_is_read_as_the_front_ends_window(hour_file, corpus):
-    """The manipulation path decodes only the centre window of an hour-long file, and a
-    file shorter than twice the window whole."""
+    """The manipulation path decodes only the centre window of an hour-long file, a file up
+    to ``full_seconds`` whole, and past that a file shorter than twice the window whole."""
     from sound2img.audio import build_frontend
     from sound2img.manipulation.guidance import load_sound, sound_window_seconds
 
@@ -122,8 +122,11 @@ def test_long_file_is_read_as_the_front_ends_window(hour_file, corpus):
     # the centre of the hour: the file's amplitude ramp puts its level at 0.2 + 0.3 / 2
     assert wav.abs().max().item() == pytest.approx(0.35, abs=0.01)
     two_seconds = str(corpus["wav_pcm_16"].path)
-    assert load_sound(two_seconds, SR, max_seconds=1.0).shape == (2 * SR,)  # not longer than twice: whole
-    assert load_sound(two_seconds, SR, max_seconds=0.9).shape == (int(0.9 * SR),)
+    # up to edit.full_file_seconds (60 s) a file is decoded whole, as the authors' pipeline reads it
+    assert load_sound(two_seconds, SR, max_seconds=0.9).shape == (2 * SR,)
+    # past it, a file longer than twice the window is read as its centre window only
+    assert load_sound(two_seconds, SR, max_seconds=1.0, full_seconds=0.0).shape == (2 * SR,)  # not > twice
+    assert load_sound(two_seconds, SR, max_seconds=0.9, full_seconds=0.0).shape == (int(0.9 * SR),)
 
 
 _PEAK_RSS = """

@@ -130,7 +130,9 @@ def test_generator_configs(option):
     from sound2img.weights import get_entry
 
     cfg = yaml.safe_load((CONFIGS / "generator" / f"{option}.yaml").read_text())
-    assert set(cfg) == {"name", "path", "truncation", "noise_mode", "tiny"}
+    assert set(cfg) == {"name", "path", "truncation", "noise_mode", "tiny", "faces", "inversion"}
+    assert isinstance(cfg["faces"], bool)
+    assert cfg["inversion"]["method"] in ("projector", "e4e", "psp")
     assert cfg["path"] is None and cfg["noise_mode"] == "const" and 0 < cfg["truncation"] <= 1
     if option == "tiny":
         G = build_generator(**cfg["tiny"])
