@@ -19,6 +19,7 @@ stereo 44.1-kHz AAC track, written with PyAV. Measured:
     python benchmarks/data.py                          # 200 clips, 1 and 2 workers
     python benchmarks/data.py --clips 100 --steps 3 --out data.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,15 +43,16 @@ def write_clip(path: Path, seconds: float, fps: int, size: tuple[int, int], sr: 
 
     rng = np.random.default_rng(seed)
     w, h = size
-    yy, xx = np.mgrid[0:h, 0:2 * w].astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0 : 2 * w].astype(np.float32)
     base = rng.uniform(0, 255, 3)
     # one wide gradient picture, panned a few pixels per frame (cheap to draw, real motion)
     wide = np.clip(np.stack([base[c] + 60 * np.sin(xx / 23 + yy / 31 + c) for c in range(3)], -1), 0, 255)
     wide = wide.astype(np.uint8)
     n_audio = int(seconds * sr)
     t = np.arange(n_audio) / sr
-    audio = np.stack([0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.05 * rng.standard_normal(n_audio)
-                      for _ in range(2)]).astype(np.float32)
+    audio = np.stack(
+        [0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.05 * rng.standard_normal(n_audio) for _ in range(2)]
+    ).astype(np.float32)
     with av.open(str(path), "w") as out:
         vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
@@ -59,7 +61,7 @@ def write_clip(path: Path, seconds: float, fps: int, size: tuple[int, int], sr: 
         as_.layout = "stereo"
         for i in range(int(seconds * fps)):
             x0 = (4 * i) % w
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(wide[:, x0:x0 + w]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(wide[:, x0 : x0 + w]), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
             for p in vs.encode(frame):
                 out.mux(p)
@@ -68,8 +70,8 @@ def write_clip(path: Path, seconds: float, fps: int, size: tuple[int, int], sr: 
         n = as_.codec_context.frame_size or 1024
         for start in range(0, n_audio, n):
             chunk = np.zeros((2, n), np.float32)
-            seg = audio[:, start:start + n]
-            chunk[:, :seg.shape[1]] = seg
+            seg = audio[:, start : start + n]
+            chunk[:, : seg.shape[1]] = seg
             af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
             af.sample_rate, af.pts, af.time_base = sr, start, Fraction(1, sr)
             for p in as_.encode(af):
@@ -101,8 +103,9 @@ def one_pass(dataset, workers: int) -> float:
         dataset.start(0)
         loader = DataLoader(dataset, batch_size=None, num_workers=workers)
     else:
-        loader = DataLoader(dataset, batch_size=None, shuffle=True, num_workers=workers,
-                            generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            dataset, batch_size=None, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(0)
+        )
     t0 = time.perf_counter()
     count = sum(1 for _ in loader)
     if count != len(dataset):
@@ -145,8 +148,10 @@ def step_wait(dataset, workers: int, steps: int, encoder_name: str, batch: int =
 
     frontend = build_frontend("logmel", sample_rate=16000)
     augment = build_augment()
-    student = ContrastiveModel(build_audio_encoder(encoder_name, embed_dim=512),
-                      ContrastiveLoss({"aa": 1.0}, symmetric=True, scale=LogitScale("learnable")))
+    student = ContrastiveModel(
+        build_audio_encoder(encoder_name, embed_dim=512),
+        ContrastiveLoss({"aa": 1.0}, symmetric=True, scale=LogitScale("learnable")),
+    )
     opt = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
     sampler = make_sampler(dataset, 1, 0, 0)
     loader = iter(epoch_loader(dataset, sampler, 0, 0, batch, workers, False, torch.Generator().manual_seed(0)))
@@ -168,9 +173,13 @@ def step_wait(dataset, workers: int, steps: int, encoder_name: str, batch: int =
             blocked.append(t1 - t0)
             compute.append(t2 - t1)
     del loader
-    return {"blocked_s_per_step": statistics.mean(blocked), "blocked_s_max": max(blocked),
-            "compute_s_per_step": statistics.mean(compute), "steps": steps,
-            "samples_per_s_needed": batch / statistics.mean(compute)}
+    return {
+        "blocked_s_per_step": statistics.mean(blocked),
+        "blocked_s_max": max(blocked),
+        "compute_s_per_step": statistics.mean(compute),
+        "steps": steps,
+        "samples_per_s_needed": batch / statistics.mean(compute),
+    }
 
 
 def main(argv=None) -> int:
@@ -198,8 +207,14 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(args.dir or tmp)
         root, shards = base / "vggsound", base / "shards"
-        res: dict = {"machine": machine_info(torch.device("cpu")), "load_before": os.getloadavg(), "clips": args.clips,
-                     "seconds": args.seconds, "size": args.size, "fps": args.fps}
+        res: dict = {
+            "machine": machine_info(torch.device("cpu")),
+            "load_before": os.getloadavg(),
+            "clips": args.clips,
+            "seconds": args.seconds,
+            "size": args.size,
+            "fps": args.fps,
+        }
         if not (root / "vggsound.csv").exists():
             t0 = time.perf_counter()
             make_tree(root, args.clips, args.seconds, args.fps, size)
@@ -209,35 +224,51 @@ def main(argv=None) -> int:
         res["mp4_mib_per_clip"] = sum(f.stat().st_size for f in (root / "video").iterdir()) / args.clips / 2**20
         if not (shards / "index.json").exists():
             t0 = time.perf_counter()
-            prepare_shards(build_dataset("vggsound", root=str(root), sample_rate=16000,
-                                         num_samples=int(args.seconds * 16000), crop="center", image_size=None),
-                           shards, settings={"benchmark": True}, shard_size=50)
+            prepare_shards(
+                build_dataset(
+                    "vggsound",
+                    root=str(root),
+                    sample_rate=16000,
+                    num_samples=int(args.seconds * 16000),
+                    crop="center",
+                    image_size=None,
+                ),
+                shards,
+                settings={"benchmark": True},
+                shard_size=50,
+            )
             res["prepare_samples_per_s"] = args.clips / (time.perf_counter() - t0)
         index = json.loads((shards / "index.json").read_text())
         urls = str(shards / f"{{000000..{index['num_shards'] - 1:06d}}}.tar")
         stream = build_dataset("shards", urls=urls, shuffle_buffer=100, **common)
         res["shard_mib_per_sample"] = sum(s["bytes"] for s in index["shards"]) / index["num_written"] / 2**20
 
-        for name, ds in (() if args.skip_readers else (("files", files), ("shards", stream))):
+        for name, ds in () if args.skip_readers else (("files", files), ("shards", stream)):
             cost = per_sample_cost(ds, min(12, args.clips))
             res[f"{name}_ms_per_sample_main_process"] = 1000 * cost
             for w in workers:
                 seconds = one_pass(ds, w)
                 res[f"{name}_samples_per_s_{w}w"] = args.clips / seconds
-            print(f"{name}: {1000 * cost:.1f} ms/sample in-process; "
-                  + ", ".join(f"{w} worker(s) {res[f'{name}_samples_per_s_{w}w']:.1f} samples/s" for w in workers),
-                  flush=True)
+            print(
+                f"{name}: {1000 * cost:.1f} ms/sample in-process; "
+                + ", ".join(f"{w} worker(s) {res[f'{name}_samples_per_s_{w}w']:.1f} samples/s" for w in workers),
+                flush=True,
+            )
         if not args.skip_readers:
             for w in workers:
                 res[f"speedup_{w}w"] = res[f"shards_samples_per_s_{w}w"] / res[f"files_samples_per_s_{w}w"]
-            res["speedup_per_sample"] = (res["files_ms_per_sample_main_process"]
-                                         / res["shards_ms_per_sample_main_process"])
+            res["speedup_per_sample"] = (
+                res["files_ms_per_sample_main_process"] / res["shards_ms_per_sample_main_process"]
+            )
         if args.steps > 0:
             for name, ds in (("files", files), ("shards", stream)):
                 res[f"step_{name}"] = step_wait(ds, args.step_workers, args.steps, args.encoder)
-                print(f"step at batch 32 ({args.encoder}, {args.step_workers} workers, {name}): "
-                      f"{res[f'step_{name}']['blocked_s_per_step']:.2f} s blocked, "
-                      f"{res[f'step_{name}']['compute_s_per_step']:.2f} s compute per step", flush=True)
+                print(
+                    f"step at batch 32 ({args.encoder}, {args.step_workers} workers, {name}): "
+                    f"{res[f'step_{name}']['blocked_s_per_step']:.2f} s blocked, "
+                    f"{res[f'step_{name}']['compute_s_per_step']:.2f} s compute per step",
+                    flush=True,
+                )
         res["load_after"] = os.getloadavg()
     print(json.dumps(res, indent=1))
     if args.out:

@@ -12,6 +12,7 @@ what the work costs when other jobs share the machine; ``ms_per_clip`` is wall t
     python benchmarks/encoders.py                         # CPU/CUDA auto, batch 1 and 16, 10-s clips
     python benchmarks/encoders.py --device cpu --batch-sizes 1 --seconds 2 --out results.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,13 +68,21 @@ def worker(name: str, batch: int, seconds: float, repeats: int, warmup: int, dev
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     assert emb.shape == (batch, dim) and bool(torch.isfinite(emb).all())
-    return {"encoder": name, "frontend": frontend_name, "batch": batch, "seconds": seconds,
-            "ms_per_clip": 1000.0 * statistics.median(times) / batch, "repeats": repeats,
-            # CPU time of this process: on a machine shared with other jobs, what the clip costs
-            "cpu_ms_per_clip": 1000.0 * statistics.median(cpu) / batch, "threads": torch.get_num_threads(),
-            "parameters": sum(p.numel() for p in encoder.parameters()),
-            "rss_loaded_mib": rss_loaded, "peak_rss_mib": _rss_mib(),
-            "peak_cuda_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None}
+    return {
+        "encoder": name,
+        "frontend": frontend_name,
+        "batch": batch,
+        "seconds": seconds,
+        "ms_per_clip": 1000.0 * statistics.median(times) / batch,
+        "repeats": repeats,
+        # CPU time of this process: on a machine shared with other jobs, what the clip costs
+        "cpu_ms_per_clip": 1000.0 * statistics.median(cpu) / batch,
+        "threads": torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in encoder.parameters()),
+        "rss_loaded_mib": rss_loaded,
+        "peak_rss_mib": _rss_mib(),
+        "peak_cuda_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+    }
 
 
 def main(argv=None) -> int:
@@ -91,8 +100,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.seconds, args.repeats, args.warmup,
-                                args.device)))
+        print(
+            json.dumps(
+                worker(args.worker[0], int(args.worker[1]), args.seconds, args.repeats, args.warmup, args.device)
+            )
+        )
         return 0
 
     from sound2img.utils.device import machine_info, resolve_device
@@ -100,9 +112,21 @@ def main(argv=None) -> int:
     results = []
     for batch in args.batch_sizes:
         for name in args.encoders:
-            cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, str(batch), "--seconds",
-                   str(args.seconds), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-                   "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--worker",
+                name,
+                str(batch),
+                "--seconds",
+                str(args.seconds),
+                "--repeats",
+                str(args.repeats),
+                "--warmup",
+                str(args.warmup),
+                "--device",
+                args.device,
+            ] + (["--threads", str(args.threads)] if args.threads else [])
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(proc.stderr, file=sys.stderr)
@@ -112,15 +136,23 @@ def main(argv=None) -> int:
     base = {r["batch"]: r["cpu_ms_per_clip"] for r in results if r["encoder"] == "resnet18_legacy"}
     for r in results:
         r["relative"] = r["cpu_ms_per_clip"] / base[r["batch"]] if r["batch"] in base else None
-    print(f"{'encoder':16s} {'batch':>5s} {'ms/clip':>9s} {'CPU ms/clip':>11s} {'x ResNet-18':>11s} "
-          f"{'loaded MiB':>10s} {'peak MiB':>9s}")
+    print(
+        f"{'encoder':16s} {'batch':>5s} {'ms/clip':>9s} {'CPU ms/clip':>11s} {'x ResNet-18':>11s} "
+        f"{'loaded MiB':>10s} {'peak MiB':>9s}"
+    )
     for r in results:
         rel = f"{r['relative']:.2f}" if r["relative"] else "-"
-        print(f"{r['encoder']:16s} {r['batch']:5d} {r['ms_per_clip']:9.1f} {r['cpu_ms_per_clip']:11.1f} {rel:>11s} "
-              f"{r['rss_loaded_mib']:10.0f} {r['peak_rss_mib']:9.0f}")
+        print(
+            f"{r['encoder']:16s} {r['batch']:5d} {r['ms_per_clip']:9.1f} {r['cpu_ms_per_clip']:11.1f} {rel:>11s} "
+            f"{r['rss_loaded_mib']:10.0f} {r['peak_rss_mib']:9.0f}"
+        )
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    summary = {"machine": machine_info(resolve_device(args.device)), "load_average": load,
-               "seconds_per_clip": args.seconds, "results": results}
+    summary = {
+        "machine": machine_info(resolve_device(args.device)),
+        "load_average": load,
+        "seconds_per_clip": args.seconds,
+        "results": results,
+    }
     print(f"load average {load}")
     if args.out:
         with open(args.out, "w") as fh:

@@ -7,6 +7,7 @@ from other processes hits all alike); the figure is the median over repeats.
     python benchmarks/frontend.py                          # CPU/CUDA auto, batch 32, 10-s clips
     python benchmarks/frontend.py --device cpu --out results.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,10 @@ from sound2img.utils.device import machine_info, resolve_device
 def _reference_frontend():
     """The librosa pipelines the front ends reproduce. They live with the tests
     (``tests/helpers/reference.py``); a benchmark runs outside pytest, so it loads the file."""
-    return runpy.run_path(str(Path(__file__).resolve().parents[1] / "tests" / "helpers" / "reference.py"),
-                          run_name="sound2img_test_reference")["reference_frontend"]
+    return runpy.run_path(
+        str(Path(__file__).resolve().parents[1] / "tests" / "helpers" / "reference.py"),
+        run_name="sound2img_test_reference",
+    )["reference_frontend"]
 
 
 def synthetic_clips(batch: int, seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
@@ -43,7 +46,7 @@ def synthetic_clips(batch: int, seconds: float, sample_rate: int, seed: int = 0)
     out = np.empty((batch, n), np.float32)
     for i in range(batch):
         f0 = rng.uniform(100, 2000)
-        tone = np.sin(2 * np.pi * (f0 * t + rng.uniform(-50, 50) * t ** 2))
+        tone = np.sin(2 * np.pi * (f0 * t + rng.uniform(-50, 50) * t**2))
         bursts = rng.standard_normal(n) * (np.sin(2 * np.pi * rng.uniform(0.2, 2) * t) > 0.3)
         out[i] = (rng.uniform(0.05, 0.5) * tone + rng.uniform(0.01, 0.2) * bursts).astype(np.float32)
     return out
@@ -52,8 +55,9 @@ def synthetic_clips(batch: int, seconds: float, sample_rate: int, seed: int = 0)
 def _naive_mel_power(fe, wav: torch.Tensor, lengths=None):
     """The plain-torch way: ``torch.stft`` (its own padding copy, complex [B,F,T] output),
     ``abs()**2`` (a sqrt then a square), then the mel product."""
-    spec = torch.stft(wav, fe.n_fft, fe.hop_length, window=fe.window, center=True, pad_mode="constant",
-                      return_complex=True)
+    spec = torch.stft(
+        wav, fe.n_fft, fe.hop_length, window=fe.window, center=True, pad_mode="constant", return_complex=True
+    )
     power = spec.abs() ** 2
     frames = torch.full((wav.shape[0],), spec.shape[-1], dtype=torch.long, device=wav.device)
     return torch.matmul(fe.mel_fb, power), frames
@@ -69,8 +73,16 @@ def _timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def benchmark_frontend(name: str, *, device: torch.device, batch: int = 32, seconds: float = 10.0,
-                       repeats: int = 5, warmup: int = 1, seed: int = 0) -> dict:
+def benchmark_frontend(
+    name: str,
+    *,
+    device: torch.device,
+    batch: int = 32,
+    seconds: float = 10.0,
+    repeats: int = 5,
+    warmup: int = 1,
+    seed: int = 0,
+) -> dict:
     """Median seconds per clip of the reference, the naive torch variant and ours."""
     fe = build_frontend(name).to(device)
     naive = build_frontend(name).to(device)
@@ -92,13 +104,17 @@ def benchmark_frontend(name: str, *, device: torch.device, batch: int = 32, seco
                 fn()
         order = list(runs)
         for r in range(repeats):
-            for key in order[r % 3:] + order[:r % 3]:  # rotate who goes first
+            for key in order[r % 3 :] + order[: r % 3]:  # rotate who goes first
                 times[key].append(_timed(runs[key], device) / batch)
         ours = fe(wav).cpu().numpy()
     ref = np.stack([reference(y, spec) for y in clips])
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
-        "frontend": name, "spec": spec, "batch": batch, "seconds": seconds, "repeats": repeats,
+        "frontend": name,
+        "spec": spec,
+        "batch": batch,
+        "seconds": seconds,
+        "repeats": repeats,
         "ms_per_clip": {k: round(v * 1e3, 3) for k, v in med.items()},
         "speedup_vs_reference": round(med["reference"] / med["ours"], 2),
         "torch_stft_speedup_vs_reference": round(med["reference"] / med["torch_stft"], 2),
@@ -126,13 +142,17 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     result = {"machine": machine_info(device), "results": []}
     for name in args.frontend or mel:
-        r = benchmark_frontend(name, device=device, batch=args.batch_size, seconds=args.seconds,
-                               repeats=args.repeats, warmup=args.warmup)
+        r = benchmark_frontend(
+            name, device=device, batch=args.batch_size, seconds=args.seconds, repeats=args.repeats, warmup=args.warmup
+        )
         result["results"].append(r)
         ms = r["ms_per_clip"]
-        print(f"{name:17s} reference {ms['reference']:8.3f} ms/clip | torch.stft {ms['torch_stft']:8.3f} "
-              f"({r['torch_stft_speedup_vs_reference']:.2f}x) | ours {ms['ours']:8.3f} "
-              f"({r['speedup_vs_reference']:.2f}x) | max|diff| {r['max_abs_diff_vs_reference']:.2e}", flush=True)
+        print(
+            f"{name:17s} reference {ms['reference']:8.3f} ms/clip | torch.stft {ms['torch_stft']:8.3f} "
+            f"({r['torch_stft_speedup_vs_reference']:.2f}x) | ours {ms['ours']:8.3f} "
+            f"({r['speedup_vs_reference']:.2f}x) | max|diff| {r['max_abs_diff_vs_reference']:.2e}",
+            flush=True,
+        )
     if hasattr(os, "getloadavg"):
         result["machine"]["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)
     if args.out:

@@ -13,6 +13,7 @@ grouped conv over batch-folded per-sample kernels, plain autograd, NCHW), ``comp
     python benchmarks/generator.py --skip 1024x8xbwd --json bench.json
     python benchmarks/generator.py --res 256 --batch 1 8 --variants default compile
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ MODES = ("fwd", "bwd")
 
 def _rss_gib() -> float:
     with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: int, device: str) -> dict:
@@ -71,16 +72,26 @@ def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: i
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    out = {"res": res, "batch": batch, "mode": "forward" if mode == "fwd" else "forward+backward(ws)",
-           "variant": variant, "device": str(dev), "threads": torch.get_num_threads(), "reps": reps,
-           "median_s": sorted(times)[len(times) // 2], "min_s": min(times), "warmup_s": warm_s,
-           "per_image_s": sorted(times)[len(times) // 2] / batch, "machine": machine}
+    out = {
+        "res": res,
+        "batch": batch,
+        "mode": "forward" if mode == "fwd" else "forward+backward(ws)",
+        "variant": variant,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "reps": reps,
+        "median_s": sorted(times)[len(times) // 2],
+        "min_s": min(times),
+        "warmup_s": warm_s,
+        "per_image_s": sorted(times)[len(times) // 2] / batch,
+        "machine": machine,
+    }
     if dev.type == "cuda":
         out["device_name"] = torch.cuda.get_device_name(dev)
-        out["peak_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
-        out["activation_peak_gib"] = (torch.cuda.max_memory_allocated(dev) - base_cuda) / 2 ** 30
+        out["peak_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
+        out["activation_peak_gib"] = (torch.cuda.max_memory_allocated(dev) - base_cuda) / 2**30
     else:
-        out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+        out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         out["rss_after_build_gib"] = base_rss
     return out
 
@@ -101,16 +112,18 @@ def _cases(args) -> list[tuple[int, int, str, str]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="256 px, batch 1, default and fused, one timed rep")
     p.add_argument("--res", type=int, nargs="+", default=[256, 1024])
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["default", "nchw", "fused"])
     p.add_argument("--compile-max-res", type=int, default=256, help="compile only up to this resolution")
-    p.add_argument("--skip", nargs="*", default=[], metavar="RESxBATCHxMODE[xVARIANT]",
-                   help="cases to leave out, e.g. 1024x8xbwd")
+    p.add_argument(
+        "--skip", nargs="*", default=[], metavar="RESxBATCHxMODE[xVARIANT]", help="cases to leave out, e.g. 1024x8xbwd"
+    )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads in each case (default: torch's)")
@@ -133,22 +146,46 @@ def main(argv=None) -> int:
 
     results = []
     for res, batch, mode, variant in _cases(args):
-        cmd = [sys.executable, os.path.abspath(__file__), "--case", str(res), str(batch), mode, variant,
-               str(args.reps), str(args.warmup), args.device]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--case",
+            str(res),
+            str(batch),
+            mode,
+            variant,
+            str(args.reps),
+            str(args.warmup),
+            args.device,
+        ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-            row = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {
-                "res": res, "batch": batch, "mode": mode, "variant": variant,
-                "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+            row = (
+                json.loads(proc.stdout.strip().splitlines()[-1])
+                if proc.returncode == 0
+                else {
+                    "res": res,
+                    "batch": batch,
+                    "mode": mode,
+                    "variant": variant,
+                    "error": (proc.stderr.strip().splitlines() or ["failed"])[-1],
+                }
+            )
         except subprocess.TimeoutExpired:
             row = {"res": res, "batch": batch, "mode": mode, "variant": variant, "error": f"timeout {args.timeout}s"}
         results.append(row)
         mem = row.get("peak_rss_gib", row.get("peak_gib"))
-        print(f"{res:5d} px  batch {batch}  {mode:3s}  {variant:13s}  "
-              + (f"median {row['median_s']:8.3f} s  min {row['min_s']:8.3f} s  peak {mem:6.2f} GiB"
-                 if "error" not in row else row["error"]), flush=True)
+        print(
+            f"{res:5d} px  batch {batch}  {mode:3s}  {variant:13s}  "
+            + (
+                f"median {row['median_s']:8.3f} s  min {row['min_s']:8.3f} s  peak {mem:6.2f} GiB"
+                if "error" not in row
+                else row["error"]
+            ),
+            flush=True,
+        )
         if args.json:  # after every case, so that an interrupted run keeps what it measured
             with open(args.json, "w") as fh:
                 json.dump(results, fh, indent=2)

@@ -11,6 +11,7 @@ its peak RSS is its own; the 1-minute load average at the start is recorded with
 "implied_edit_s" adds what one 300-step edit costs (seconds per step measured by
 benchmarks/manipulate.py, passed with --edit-step-s) to each inversion, per image.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,9 @@ def run_case(case: str, res: int, steps: int, device: str) -> dict:
     machine = machine_info(dev)
     out = {"case": case, "res": res, "machine": machine}
     if case == "e4e":
-        from sound2img.inversion.encoders import StyleEncoder
-
         import math
+
+        from sound2img.inversion.encoders import StyleEncoder
 
         enc = StyleEncoder("Encoder4Editing", 2 * int(math.log2(res)) - 2).eval().requires_grad_(False).to(dev)
         x = torch.rand(1, 3, 256, 256, device=dev) * 2 - 1
@@ -72,17 +73,16 @@ def run_case(case: str, res: int, steps: int, device: str) -> dict:
         target = torch.rand(1, 3, res, res, device=dev) * 2 - 1
         t = time.perf_counter()
         if case == "projector":
-            r = project(G, target, lpips=lpips, settings=ProjectorSettings(steps=steps, space="wplus",
-                                                                           noise="optimize"))
+            r = project(
+                G, target, lpips=lpips, settings=ProjectorSettings(steps=steps, space="wplus", noise="optimize")
+            )
             seconds = r.seconds
         else:
             pivot = G.mapping(torch.randn(1, G.z_dim, device=dev))
-            r = tune_generator(G, pivot, target, lpips=lpips,
-                               settings=PTISettings(steps=steps, lpips_threshold=-1.0))
+            r = tune_generator(G, pivot, target, lpips=lpips, settings=PTISettings(steps=steps, lpips_threshold=-1.0))
             seconds = r.seconds
-        out.update(steps=steps, seconds=seconds, per_step_s=seconds / steps,
-                   wall_s=time.perf_counter() - t)
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+        out.update(steps=steps, seconds=seconds, per_step_s=seconds / steps, wall_s=time.perf_counter() - t)
+    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return out
 
 
@@ -92,7 +92,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=100, help="projector / PTI steps (e4e: repetitions)")
     p.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     p.add_argument("--device", default="cpu")
-    p.add_argument("--edit-step-s", type=float, help="seconds per edit step at this resolution (benchmarks/manipulate.py)")
+    p.add_argument(
+        "--edit-step-s", type=float, help="seconds per edit step at this resolution (benchmarks/manipulate.py)"
+    )
     p.add_argument("--json")
     p.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -102,8 +104,11 @@ def main(argv=None) -> int:
     results = []
     for res in a.res:
         for case in a.cases:
-            proc = subprocess.run([sys.executable, __file__, "--_one", case, str(res), "--steps", str(a.steps),
-                                   "--device", a.device], capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--_one", case, str(res), "--steps", str(a.steps), "--device", a.device],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode:
                 print(f"{case}@{res}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                 continue
@@ -112,8 +117,11 @@ def main(argv=None) -> int:
                 r["implied_invert_plus_300_step_edit_s"] = r["seconds"] + 300 * a.edit_step_s
             results.append(r)
             extra = f", {r['per_step_s']:.3f} s/step" if "per_step_s" in r else ""
-            print(f"{case:9s} {res:5d}px  {r['seconds']:8.2f} s{extra}  peak RSS {r['peak_rss_gib']:.2f} GiB  "
-                  f"(load {r['machine'].get('loadavg_1min_at_start')})", flush=True)
+            print(
+                f"{case:9s} {res:5d}px  {r['seconds']:8.2f} s{extra}  peak RSS {r['peak_rss_gib']:.2f} GiB  "
+                f"(load {r['machine'].get('loadavg_1min_at_start')})",
+                flush=True,
+            )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(results, fh, indent=1)

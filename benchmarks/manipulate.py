@@ -23,6 +23,7 @@ generator's implementation (fused ops).
     python benchmarks/manipulate.py --quick              # 256 px, batch 1, 2 steps
     python benchmarks/manipulate.py --cases 1024x8 --json out.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,7 +78,7 @@ class RosModConv(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, c_out, c_in, k, k))
         self.modulation = EqualLinear(512, c_in, bias_init=1.0)
         self.scale, self.k, self.demodulate, self.upsample = 1 / math.sqrt(c_in * k * k), k, demodulate, upsample
-        self.register_buffer("blur", torch.outer(torch.tensor([1., 3, 3, 1]), torch.tensor([1., 3, 3, 1])) / 64 * 4)
+        self.register_buffer("blur", torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64 * 4)
 
     def forward(self, x, style):
         b, c_in, h, w = x.shape
@@ -113,7 +114,7 @@ class RosToRGB(nn.Module):
         super().__init__()
         self.conv = RosModConv(c_in, 3, 1, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
-        self.register_buffer("kernel", torch.outer(torch.tensor([1., 3, 3, 1]), torch.tensor([1., 3, 3, 1])) / 64 * 4)
+        self.register_buffer("kernel", torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64 * 4)
 
     def forward(self, x, style, skip=None):
         y = self.conv(x, style) + self.bias
@@ -133,7 +134,7 @@ class RosGenerator(nn.Module):
         self.convs, self.to_rgbs = nn.ModuleList(), nn.ModuleList()
         c_prev = 512
         for i in range(3, log + 1):
-            c = ros_channels(2 ** i)
+            c = ros_channels(2**i)
             self.convs += [RosStyledConv(c_prev, c, upsample=True), RosStyledConv(c, c)]
             self.to_rgbs.append(RosToRGB(c))
             c_prev = c
@@ -165,8 +166,9 @@ def authors_steps(res: int, batch: int, steps: int, warmup: int, fixes: int = 0)
     from sound2img.models.clip import preprocess_styleclip
 
     fix = set(FIXES[:fixes])
-    import timm
     import open_clip
+    import timm
+
     from sound2img.models.arcface import build_arcface, face_crop
 
     torch.manual_seed(0)
@@ -247,10 +249,12 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
     del encoder  # as run_edit: only the target is needed from here on
     torch.manual_seed(0)
     ws = torch.randn(batch, G.num_ws, 512) * 0.5
+
     def run(n: int):
         c0 = time.process_time()
-        res = optimize_latents(G, clip.encode_image, ws, target, steps=n, lr=0.1, lambda_sim=0.002,
-                               cos_scale=AUTHORS_COS_SCALE)
+        res = optimize_latents(
+            G, clip.encode_image, ws, target, steps=n, lr=0.1, lambda_sim=0.002, cos_scale=AUTHORS_COS_SCALE
+        )
         return res.step_seconds, time.process_time() - c0
 
     run(max(warmup, 1))
@@ -266,26 +270,49 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
 def run_case(impl: str, res: int, batch: int, steps: int, warmup: int, threads: int = 0) -> dict:
     if threads > 0:
         torch.set_num_threads(threads)
-    fn = {"ours": our_steps, "authors": authors_steps,
-          "ours_channels_last": lambda *a: our_steps(*a, channels_last=True),
-          **{f"authors_fix{k}": (lambda *a, k=k: authors_steps(*a, fixes=k)) for k in range(1, len(FIXES) + 1)}}[impl]
+    fn = {
+        "ours": our_steps,
+        "authors": authors_steps,
+        "ours_channels_last": lambda *a: our_steps(*a, channels_last=True),
+        **{f"authors_fix{k}": (lambda *a, k=k: authors_steps(*a, fixes=k)) for k in range(1, len(FIXES) + 1)},
+    }[impl]
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     times = fn(res, batch, steps, warmup)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     wall = sorted(t[0] for t in times)[len(times) // 2]
     cpu = sorted(t[1] for t in times)[len(times) // 2]
-    return {"impl": impl, "res": res, "batch": batch, "steps_timed": len(times),
-            "step_s": wall, "step_cpu_s": cpu, "step_s_all": times,
-            "per_edit_step_s": wall / batch, "per_edit_step_cpu_s": cpu / batch,
-            "peak_rss_gib": peak_kib / 2 ** 20, "wall_s": time.perf_counter() - t0,
-            "threads": torch.get_num_threads(),
-            "loadavg_1min": [load0, os.getloadavg()[0]]}  # other processes on the machine skew timings
+    return {
+        "impl": impl,
+        "res": res,
+        "batch": batch,
+        "steps_timed": len(times),
+        "step_s": wall,
+        "step_cpu_s": cpu,
+        "step_s_all": times,
+        "per_edit_step_s": wall / batch,
+        "per_edit_step_cpu_s": cpu / batch,
+        "peak_rss_gib": peak_kib / 2**20,
+        "wall_s": time.perf_counter() - t0,
+        "threads": torch.get_num_threads(),
+        "loadavg_1min": [load0, os.getloadavg()[0]],
+    }  # other processes on the machine skew timings
 
 
 def run_in_subprocess(impl: str, res: int, batch: int, steps: int, warmup: int, threads: int) -> dict:
     """One case in a fresh interpreter, so that its peak RSS is its own."""
-    cmd = [sys.executable, __file__, "--warmup", str(warmup), "--threads", str(threads),
-           "--case", impl, str(res), str(batch), str(steps)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--warmup",
+        str(warmup),
+        "--threads",
+        str(threads),
+        "--case",
+        impl,
+        str(res),
+        str(batch),
+        str(steps),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         print(out.stderr[-2000:], file=sys.stderr)
@@ -299,12 +326,26 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="256 px, batch 1, 2 timed steps")
     p.add_argument("--steps", type=int, default=2, help="timed steps per case (after the warm-up)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    p.add_argument("--cases", nargs="+", default=["256x1", "256x8", "1024x1"], metavar="RESxBATCH",
-                   help="resolution x batch; 1024x8 needs ~20 GB for ours and more for the baseline")
-    p.add_argument("--impl", nargs="+", default=["ours", "authors"], choices=["ours", "authors", "ours_channels_last",
-                                                                        *(f"authors_fix{k}" for k in range(1, 5))])
-    p.add_argument("--threads", type=int, default=0, help="torch threads per case (0: torch's default); "
-                   "1 keeps timings comparable on a machine shared with other jobs")
+    p.add_argument(
+        "--cases",
+        nargs="+",
+        default=["256x1", "256x8", "1024x1"],
+        metavar="RESxBATCH",
+        help="resolution x batch; 1024x8 needs ~20 GB for ours and more for the baseline",
+    )
+    p.add_argument(
+        "--impl",
+        nargs="+",
+        default=["ours", "authors"],
+        choices=["ours", "authors", "ours_channels_last", *(f"authors_fix{k}" for k in range(1, 5))],
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per case (0: torch's default); "
+        "1 keeps timings comparable on a machine shared with other jobs",
+    )
     p.add_argument("--json", default=None, help="write the results here (default: print only)")
     p.add_argument("--case", nargs=4, metavar=("IMPL", "RES", "BATCH", "STEPS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -324,16 +365,28 @@ def main(argv=None) -> int:
         for impl in args.impl:  # one after the other per case, so both see similar machine load
             row[impl] = r = run_in_subprocess(impl, res, batch, args.steps, args.warmup, args.threads)
             results.append(r)
-            print(f"{impl:>20} {res:5d}px batch {batch}: " + (
-                f"{r['step_s']:.2f} s/step (CPU {r['step_cpu_s']:.2f} s), {r['per_edit_step_s']:.2f} s/step/edit, peak RSS "
-                f"{r['peak_rss_gib']:.2f} GiB (load {r['loadavg_1min'][0]:.1f})"
-                if "error" not in r else f"failed: {r['error']}"), flush=True)
+            print(
+                f"{impl:>20} {res:5d}px batch {batch}: "
+                + (
+                    f"{r['step_s']:.2f} s/step (CPU {r['step_cpu_s']:.2f} s), {r['per_edit_step_s']:.2f} s/step/edit, peak RSS "
+                    f"{r['peak_rss_gib']:.2f} GiB (load {r['loadavg_1min'][0]:.1f})"
+                    if "error" not in r
+                    else f"failed: {r['error']}"
+                ),
+                flush=True,
+            )
         if all(k in row and "error" not in row[k] for k in ("ours", "authors")):
             a, o = row["authors"], row["ours"]
-            print(f"{'':>20} speed-up {a['step_s'] / o['step_s']:.2f}x wall, {a['step_cpu_s'] / o['step_cpu_s']:.2f}x CPU",
-                  flush=True)
-    summary = {"device": "cpu", "threads": args.threads or torch.get_num_threads(),
-               "torch": torch.__version__, "results": results}
+            print(
+                f"{'':>20} speed-up {a['step_s'] / o['step_s']:.2f}x wall, {a['step_cpu_s'] / o['step_cpu_s']:.2f}x CPU",
+                flush=True,
+            )
+    summary = {
+        "device": "cpu",
+        "threads": args.threads or torch.get_num_threads(),
+        "torch": torch.__version__,
+        "results": results,
+    }
     by = {(r["impl"], r["res"], r["batch"]): r for r in results if "error" not in r}
     ratios = {}
     for (impl, res, batch), r in by.items():
@@ -347,8 +400,11 @@ def main(argv=None) -> int:
             ratios[f"{impl}_{res}px_b{batch}_per_edit_vs_b1_cpu"] = r["per_edit_step_cpu_s"] / one["step_cpu_s"]
         if impl == "ours" and ("authors", res, batch) in by:
             # each change's measured share of the time saved, in FIXES order, then the generator
-            chain = [by.get(("authors", res, batch))] + [by.get((f"authors_fix{k}", res, batch))
-                                                         for k in range(1, len(FIXES) + 1)] + [r]
+            chain = (
+                [by.get(("authors", res, batch))]
+                + [by.get((f"authors_fix{k}", res, batch)) for k in range(1, len(FIXES) + 1)]
+                + [r]
+            )
             saved = chain[0]["step_s"] - r["step_s"]
             if all(c is not None for c in chain) and abs(saved) > 1e-9:
                 for name, before, after in zip((*FIXES, "generator_and_rest"), chain[:-1], chain[1:]):

@@ -10,6 +10,7 @@ ledger's per-job seconds (the rank's optimisation share plus writing) are summar
     python benchmarks/queue.py                          # both cases
     python benchmarks/queue.py --cases tiny --json out.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "manipulate.py"
-FULL_256 = ["generator=tiny", "generator.tiny.resolution=256", "generator.tiny.z_dim=512", "generator.tiny.w_dim=512",
-            "generator.tiny.n_mlp=8", "generator.tiny.channel_base=32768", "generator.tiny.channel_max=512",
-            "clip.pretrained=null", "encoder.path=null"]
+FULL_256 = [
+    "generator=tiny",
+    "generator.tiny.resolution=256",
+    "generator.tiny.z_dim=512",
+    "generator.tiny.w_dim=512",
+    "generator.tiny.n_mlp=8",
+    "generator.tiny.channel_base=32768",
+    "generator.tiny.channel_max=512",
+    "clip.pretrained=null",
+    "encoder.path=null",
+]
 
 
 def _jobs(path: Path, n: int) -> Path:
-    rows = [{"id": f"job{i:02d}", **({"audio": f"tone:{200 + 37 * i}"} if i % 2 == 0 else {"text": f"prompt {i}"}),
-             "seed": i} for i in range(n)]
+    rows = [
+        {
+            "id": f"job{i:02d}",
+            **({"audio": f"tone:{200 + 37 * i}"} if i % 2 == 0 else {"text": f"prompt {i}"}),
+            "seed": i,
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -45,12 +60,39 @@ def _free_port() -> int:
 def run(case: str, ranks: int, threads: int, n_jobs: int, steps: int, batch: int, tmp: Path) -> dict:
     jobs = _jobs(tmp / f"{case}-{ranks}.jsonl", n_jobs)
     out = tmp / f"{case}-{ranks}-out"
-    args = ["--jobs", str(jobs), "--out", str(out), "--steps", str(steps), "--batch-size", str(batch),
-            "--device", "cpu", "progress=false", *(["preset=tiny"] if case == "tiny" else FULL_256)]
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_port",
-                 str(_free_port())] if ranks > 1 else [sys.executable])
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    args = [
+        "--jobs",
+        str(jobs),
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(batch),
+        "--device",
+        "cpu",
+        "progress=false",
+        *(["preset=tiny"] if case == "tiny" else FULL_256),
+    ]
+    launcher = (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(ranks),
+            "--master_port",
+            str(_free_port()),
+        ]
+        if ranks > 1
+        else [sys.executable]
+    )
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     load0, t0 = os.getloadavg()[0], time.perf_counter()
     proc = subprocess.run([*launcher, str(SCRIPT), *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -58,10 +100,20 @@ def run(case: str, ranks: int, threads: int, n_jobs: int, steps: int, batch: int
         return {"case": case, "ranks": ranks, "error": proc.stderr.strip().splitlines()[-1:]}
     ledger = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
     per_job = sorted(r["seconds"] for r in ledger)
-    return {"case": case, "ranks": ranks, "threads_per_rank": threads, "jobs": n_jobs, "steps": steps,
-            "batch_size": batch, "wall_s": round(wall, 2), "edits_per_hour": round(3600 * n_jobs / wall, 1),
-            "ledger_s_median": per_job[len(per_job) // 2], "ledger_s_sum": round(sum(per_job), 2),
-            "done": sum(r["status"] == "done" for r in ledger), "loadavg_1min": [load0, os.getloadavg()[0]]}
+    return {
+        "case": case,
+        "ranks": ranks,
+        "threads_per_rank": threads,
+        "jobs": n_jobs,
+        "steps": steps,
+        "batch_size": batch,
+        "wall_s": round(wall, 2),
+        "edits_per_hour": round(3600 * n_jobs / wall, 1),
+        "ledger_s_median": per_job[len(per_job) // 2],
+        "ledger_s_sum": round(sum(per_job), 2),
+        "done": sum(r["status"] == "done" for r in ledger),
+        "loadavg_1min": [load0, os.getloadavg()[0]],
+    }
 
 
 def main(argv=None) -> int:
@@ -69,8 +121,9 @@ def main(argv=None) -> int:
     p.add_argument("--cases", nargs="+", default=["tiny", "256"], choices=["tiny", "256"])
     p.add_argument("--steps-tiny", type=int, default=20)
     p.add_argument("--steps-256", type=int, default=3, help="steps per 256-px edit (300 in the paper)")
-    p.add_argument("--threads-one", type=int, nargs="+", default=[1, 2],
-                   help="torch threads of the single process (one run each)")
+    p.add_argument(
+        "--threads-one", type=int, nargs="+", default=[1, 2], help="torch threads of the single process (one run each)"
+    )
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     results = []
@@ -84,8 +137,11 @@ def main(argv=None) -> int:
                 print(json.dumps(r), flush=True)
             for r in rows[:-1]:
                 if "error" not in r and "error" not in rows[-1]:
-                    print(f"{case}: 2 ranks x 1 thread / 1 process x {r['threads_per_rank']} thread(s) = "
-                          f"{rows[-1]['edits_per_hour'] / r['edits_per_hour']:.2f}x edits/hour", flush=True)
+                    print(
+                        f"{case}: 2 ranks x 1 thread / 1 process x {r['threads_per_rank']} thread(s) = "
+                        f"{rows[-1]['edits_per_hour'] / r['edits_per_hour']:.2f}x edits/hour",
+                        flush=True,
+                    )
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "cpu_count": os.cpu_count()}, indent=1))
     return 0

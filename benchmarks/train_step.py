@@ -26,6 +26,7 @@ targets, encoder + loss + backward + SGD) so that each factor's share is measure
     python benchmarks/train_step.py                         # auto device, batch 32
     python benchmarks/train_step.py --device cpu --repeats 5 --out results.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,24 +54,33 @@ from sound2img.data.synthetic import list_synthetic_classes, synthesize
 from sound2img.models.audio_encoder import build_audio_encoder
 from sound2img.models.clip import build_clip
 from sound2img.training.clip_embeddings import ClipEmbeddings
-from sound2img.utils.distributed import DistInfo
 from sound2img.training.loop import _amp_dtype, _build_optimizer
 from sound2img.training.losses import LEGACY_SCALE, ContrastiveLoss, LogitScale
 from sound2img.training.step import ContrastiveModel, make_views
 from sound2img.utils.device import machine_info, resolve_device
+from sound2img.utils.distributed import DistInfo
 
 # experiment=soundclip_resnet18's views: specaugment_legacy's masks (widths in mel bins /
 # frames), no wave gain (a no-op for this peak-normalised front end)
-AUGMENT = dict(min_gain_db=0.0, max_gain_db=0.0, num_freq_masks=2, max_freq_width=16, num_time_masks=2,
-               max_time_width=64, mask_value=0.0)
+AUGMENT = dict(
+    min_gain_db=0.0,
+    max_gain_db=0.0,
+    num_freq_masks=2,
+    max_freq_width=16,
+    num_time_masks=2,
+    max_time_width=64,
+    mask_value=0.0,
+)
 
 
 @functools.lru_cache(maxsize=1)
 def _reference() -> dict:
     """The librosa pipelines the front ends reproduce. They live with the tests
     (``tests/helpers/reference.py``); a benchmark runs outside pytest, so it loads the file."""
-    return runpy.run_path(str(Path(__file__).resolve().parents[1] / "tests" / "helpers" / "reference.py"),
-                          run_name="sound2img_test_reference")
+    return runpy.run_path(
+        str(Path(__file__).resolve().parents[1] / "tests" / "helpers" / "reference.py"),
+        run_name="sound2img_test_reference",
+    )
 
 
 def make_batch(batch: int, seconds: float, sample_rate: int, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
@@ -86,6 +96,7 @@ def make_batch(batch: int, seconds: float, sample_rate: int, seed: int = 0) -> t
 
 # ------------------------------------------------------------------ the authors' loop
 
+
 def numpy_spec_augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Per-clip SpecAugment on the ``[128, 512]`` encoder input (2 frequency, 2 time masks)."""
     out = img.copy()
@@ -94,9 +105,9 @@ def numpy_spec_augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             w = int(rng.integers(0, max_w + 1))
             s = int(rng.integers(0, out.shape[axis] - w + 1))
             if axis == 0:
-                out[s:s + w] = 0.0
+                out[s : s + w] = 0.0
             else:
-                out[:, s:s + w] = 0.0
+                out[:, s : s + w] = 0.0
     return out
 
 
@@ -127,7 +138,7 @@ def authors_inputs(paths: list[str], rng: np.random.Generator) -> tuple[torch.Te
         d = np.load(path)[0]
         if d.shape[1] >= 864:
             j = int(rng.integers(0, d.shape[1] - 864 + 1))
-            d = d[:, j:j + 864]
+            d = d[:, j : j + 864]
         else:
             d = np.pad(d, ((0, 0), (0, 864 - d.shape[1])))
         img = cv2.resize(d, (128, 512))
@@ -136,8 +147,17 @@ def authors_inputs(paths: list[str], rng: np.random.Generator) -> tuple[torch.Te
     return torch.from_numpy(np.stack(clean)), torch.from_numpy(np.stack(aug))
 
 
-def authors_step(encoder, clip, opt, paths: list[str], prompts: list[str], rng: np.random.Generator,
-                 device: torch.device, autocast, phases: dict) -> float:
+def authors_step(
+    encoder,
+    clip,
+    opt,
+    paths: list[str],
+    prompts: list[str],
+    rng: np.random.Generator,
+    device: torch.device,
+    autocast,
+    phases: dict,
+) -> float:
     """One step as the released code does it (see the module docstring)."""
     t0 = time.perf_counter()
     audio, audio_aug = (x.to(device) for x in authors_inputs(paths, rng))
@@ -173,8 +193,20 @@ def _sync(device: torch.device) -> None:
 
 # ------------------------------------------------------------------ ours
 
-def ours_step(model: ContrastiveModel, frontend, augment, targets: ClipEmbeddings, opt, wav: torch.Tensor,
-              prompts: list[str], step: int, autocast, clean_first: bool, phases: dict) -> float:
+
+def ours_step(
+    model: ContrastiveModel,
+    frontend,
+    augment,
+    targets: ClipEmbeddings,
+    opt,
+    wav: torch.Tensor,
+    prompts: list[str],
+    step: int,
+    autocast,
+    clean_first: bool,
+    phases: dict,
+) -> float:
     """One step of ``training_loop`` (the same functions, without data loading)."""
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(step)
@@ -200,6 +232,7 @@ def ours_step(model: ContrastiveModel, frontend, augment, targets: ClipEmbedding
 
 
 # ------------------------------------------------------------------ measurement
+
 
 def _reset_peak_rss() -> bool:
     """Linux: reset VmHWM so the next read is this phase's peak (False elsewhere)."""
@@ -253,15 +286,28 @@ def _our_side(recipe: str, device: torch.device, clip, prompts: list[str], chann
         opt = _build_optimizer(model, "sgd", 1e-3, 0.9, 1e-4)
     if channels_last:
         model.encoder.to(memory_format=torch.channels_last)
-    targets = ClipEmbeddings(clip, device, tempfile.mkdtemp(prefix="s2i-bench-cache-"), need_text=True,
-                          need_images=False, info=DistInfo(0, 1, device))
+    targets = ClipEmbeddings(
+        clip,
+        device,
+        tempfile.mkdtemp(prefix="s2i-bench-cache-"),
+        need_text=True,
+        need_images=False,
+        info=DistInfo(0, 1, device),
+    )
     # EDA prompts (authors' recipe): no fixed set, the tower runs every step; else cached once
     targets.precompute_text(None if recipe == "authors" else sorted(set(prompts)))
     return model, opt, targets, recipe == "authors"
 
 
-def benchmark(device: torch.device, batch: int = 32, repeats: int = 3, warmup: int = 1,
-              channels_last: bool = True, seed: int = 0, rows: tuple[str, ...] = ("code", "recipe")) -> dict:
+def benchmark(
+    device: torch.device,
+    batch: int = 32,
+    repeats: int = 3,
+    warmup: int = 1,
+    channels_last: bool = True,
+    seed: int = 0,
+    rows: tuple[str, ...] = ("code", "recipe"),
+) -> dict:
     frontend = build_frontend("soundclip_legacy").to(device)
     spec = frontend.spec()
     wav, prompts = make_batch(batch, 10.0, frontend.sample_rate, seed)
@@ -281,12 +327,16 @@ def benchmark(device: torch.device, batch: int = 32, repeats: int = 3, warmup: i
     sides = {"authors": None, "code": "authors", "recipe": "default"}
     ours = {row: _our_side(sides[row], device, clip, prompts, channels_last, seed) for row in rows}
     phases: dict[str, dict] = {k: {} for k in ("authors", *rows)}
-    runs = {"authors": lambda: authors_step(theirs_enc, clip, theirs_opt, paths, prompts, rng, device, autocast,
-                                            phases["authors"])}
+    runs = {
+        "authors": lambda: authors_step(
+            theirs_enc, clip, theirs_opt, paths, prompts, rng, device, autocast, phases["authors"]
+        )
+    }
     for row in rows:
         model, opt, targets, clean_first = ours[row]
-        runs[row] = (lambda m=model, o=opt, t=targets, c=clean_first, r=row:
-                     ours_step(m, frontend, augment, t, o, wav_dev, prompts, 0, autocast, c, phases[r]))
+        runs[row] = lambda m=model, o=opt, t=targets, c=clean_first, r=row: ours_step(
+            m, frontend, augment, t, o, wav_dev, prompts, 0, autocast, c, phases[r]
+        )
     times = {k: [] for k in runs}
     rss = {k: [] for k in runs}
     cuda = {k: [] for k in runs}
@@ -295,7 +345,7 @@ def benchmark(device: torch.device, batch: int = 32, repeats: int = 3, warmup: i
         v.clear()  # warm-up steps are not timed
     order = list(runs)
     for r in range(repeats):
-        for key in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
+        for key in order[r % len(order) :] + order[: r % len(order)]:  # rotate who goes first
             s, m, c = _timed(runs[key], device)
             times[key].append(s)
             rss[key].append(m)
@@ -306,16 +356,22 @@ def benchmark(device: torch.device, batch: int = 32, repeats: int = 3, warmup: i
     for row in rows:
         gain = med["authors"] - med[row]
         result_rows[row] = {
-            "recipe_ours": sides[row], "samples_per_s": {"authors": round(batch / med["authors"], 3),
-                                                         "ours": round(batch / med[row], 3)},
+            "recipe_ours": sides[row],
+            "samples_per_s": {"authors": round(batch / med["authors"], 3), "ours": round(batch / med[row], 3)},
             "speedup": round(med["authors"] / med[row], 2),
             # each phase's share of the time saved (negative: ours spends more there)
-            "saved_by_phase_share": {p: round((phase_med["authors"][p] - phase_med[row][p]) / gain, 3)
-                                     if abs(gain) > 1e-9 else None for p in phase_med[row]},
+            "saved_by_phase_share": {
+                p: round((phase_med["authors"][p] - phase_med[row][p]) / gain, 3) if abs(gain) > 1e-9 else None
+                for p in phase_med[row]
+            },
         }
     return {
-        "batch": batch, "clip_seconds": 10.0, "repeats": repeats, "warmup": warmup,
-        "precision": str(amp) if amp is not None else "fp32", "channels_last_ours": channels_last,
+        "batch": batch,
+        "clip_seconds": 10.0,
+        "repeats": repeats,
+        "warmup": warmup,
+        "precision": str(amp) if amp is not None else "fp32",
+        "channels_last_ours": channels_last,
         "rows": result_rows,
         "seconds_per_step": {k: round(v, 4) for k, v in med.items()},
         "phase_seconds": phase_med,
@@ -344,18 +400,30 @@ def main(argv=None) -> int:
     result = {"machine": machine_info(device)}
     if hasattr(os, "getloadavg"):
         result["machine"]["loadavg_1min_at_start"] = round(os.getloadavg()[0], 2)
-    result.update(benchmark(device, args.batch_size, args.repeats, args.warmup,
-                            channels_last=not args.no_channels_last, rows=tuple(args.rows)))
+    result.update(
+        benchmark(
+            device,
+            args.batch_size,
+            args.repeats,
+            args.warmup,
+            channels_last=not args.no_channels_last,
+            rows=tuple(args.rows),
+        )
+    )
     if hasattr(os, "getloadavg"):
         result["machine"]["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)
     rss = result["peak_rss_mib"]
     for row, r in result["rows"].items():
         sps = r["samples_per_s"]
-        print(f"{row:>6}: authors {sps['authors']:.2f} samples/s (peak RSS {rss['authors']:.0f} MiB) | ours "
-              f"{sps['ours']:.2f} samples/s (peak RSS {rss[row]:.0f} MiB) | speedup {r['speedup']:.2f}x | "
-              f"share of the time saved by phase {json.dumps(r['saved_by_phase_share'])}")
-    print(f"[{device}, batch {args.batch_size}, {result['precision']} both sides; phases (s): "
-          f"{json.dumps(result['phase_seconds'])}]")
+        print(
+            f"{row:>6}: authors {sps['authors']:.2f} samples/s (peak RSS {rss['authors']:.0f} MiB) | ours "
+            f"{sps['ours']:.2f} samples/s (peak RSS {rss[row]:.0f} MiB) | speedup {r['speedup']:.2f}x | "
+            f"share of the time saved by phase {json.dumps(r['saved_by_phase_share'])}"
+        )
+    print(
+        f"[{device}, batch {args.batch_size}, {result['precision']} both sides; phases (s): "
+        f"{json.dumps(result['phase_seconds'])}]"
+    )
     if args.out:
         from sound2img.utils.files import atomic_write_text
 

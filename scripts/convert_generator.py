@@ -5,6 +5,7 @@
     python scripts/convert_generator.py ffhq.pkl ffhq.safetensors
     python scripts/convert_generator.py ffhq.pkl stylegan2-ffhq.pt --format rosinality
 """
+
 import sys
 
 from sound2img.cli import ArgumentParser, add_common_args, run_cli
@@ -14,8 +15,11 @@ def _convert(argv):
     p = ArgumentParser(prog="convert_generator.py", description=__doc__.split("\n\n")[0])
     p.add_argument("src", metavar="IN", help="generator file: NVlabs .pkl, rosinality .pt or sound2img .safetensors")
     p.add_argument("dst", metavar="OUT", help="file to write")
-    p.add_argument("--format", choices=["safetensors", "rosinality"],
-                   help="output format (default: rosinality for a .pt/.pth OUT, else safetensors)")
+    p.add_argument(
+        "--format",
+        choices=["safetensors", "rosinality"],
+        help="output format (default: rosinality for a .pt/.pth OUT, else safetensors)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     add_common_args(p)
     args = p.parse_args(argv)

@@ -1,7 +1,8 @@
 """Embed sounds, text prompts and images in an audio encoder's CLIP space → one .npz.
 
-    python scripts/embed.py --encoder audioclip_partial --audio rain.wav --text "rain" --out e.npz
+python scripts/embed.py --encoder audioclip_partial --audio rain.wav --text "rain" --out e.npz
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,9 +1,10 @@
 """List the registered public weights and sample sounds, or fetch some into the cache.
 
-    python scripts/fetch_weights.py --list
-    python scripts/fetch_weights.py soundclip_resnet18 soundclip_landscape sample:rain
-    python scripts/fetch_weights.py ir_se50 --offline     # only check the cache
+python scripts/fetch_weights.py --list
+python scripts/fetch_weights.py soundclip_resnet18 soundclip_landscape sample:rain
+python scripts/fetch_weights.py ir_se50 --offline     # only check the cache
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,11 +22,23 @@ def _run(argv) -> int:
     parser.add_argument("--cfg", choices=["job"], help="print the resolved options and exit")
     args = parser.parse_args(argv)
     if args.cfg:
-        from sound2img.cli import to_yaml
         from omegaconf import OmegaConf
 
-        print(to_yaml(OmegaConf.create({"names": [get_entry(n).name for n in args.names], "list": args.list,
-                                        "offline": args.offline, "cache_dir": str(cache_dir())})), end="")
+        from sound2img.cli import to_yaml
+
+        print(
+            to_yaml(
+                OmegaConf.create(
+                    {
+                        "names": [get_entry(n).name for n in args.names],
+                        "list": args.list,
+                        "offline": args.offline,
+                        "cache_dir": str(cache_dir()),
+                    }
+                )
+            ),
+            end="",
+        )
         return 0
     if args.list or not args.names:
         print(f"cache: {cache_dir()}")

@@ -1,6 +1,7 @@
 """Seeds → StyleGAN2 images, their W+ latents and a contact sheet, to pick sources for
 editing: ``python scripts/generate.py --generator ffhq.pkl --seeds 0-7 --out DIR``
 (see --help; all logic in sound2img.generation)."""
+
 import sys
 
 from sound2img.cli import run_cli

@@ -1,5 +1,6 @@
 """Invert a photo into a StyleGAN2 generator: ``python scripts/invert.py --image me.jpg
 --out DIR`` (see --help; all logic in sound2img.inversion)."""
+
 import sys
 
 from sound2img.cli import run_cli

@@ -1,5 +1,6 @@
 """Sound-guided image manipulation: ``python scripts/manipulate.py --audio x.wav``
 (see --help; all logic in sound2img.manipulation)."""
+
 import sys
 
 from sound2img.cli import run_cli

@@ -1,5 +1,6 @@
 """An HTML gallery of edits or a training run: ``python scripts/report.py DIR --out
 report.html`` (see --help; all logic in sound2img.app.report)."""
+
 import sys
 
 from sound2img.app.report import main as report_main

@@ -1,5 +1,6 @@
 """Reproduce one of the paper's tables or figures: ``python scripts/reproduce.py <table>``
 (see --help and --list; all logic in sound2img.evaluation)."""
+
 import sys
 
 from sound2img.cli import run_cli

@@ -5,6 +5,7 @@
     python scripts/show_mel.py --audio clip.mp4 --frontend soundclip_legacy --out mel.png --npy mel.npy
     python scripts/show_mel.py --audio x.wav --out mel.png audio.n_mels=64   # any front end setting
 """
+
 from __future__ import annotations
 
 import sys
@@ -36,8 +37,14 @@ def _run(argv) -> int:
     from sound2img.utils.device import resolve_device
 
     frontend = build_frontend(**OmegaConf.to_container(cfg.audio, resolve=True))
-    mel = save_mel_image(args.audio, frontend, args.out, npy=args.npy, overwrite=args.overwrite,
-                         device=resolve_device(args.device or "auto"))
+    mel = save_mel_image(
+        args.audio,
+        frontend,
+        args.out,
+        npy=args.npy,
+        overwrite=args.overwrite,
+        device=resolve_device(args.device or "auto"),
+    )
     print(f"{args.out}: {frontend.name} mel {list(mel.shape)}" + (f", array in {args.npy}" if args.npy else ""))
     return 0
 

@@ -4,14 +4,16 @@ A script is ``main()`` → ``run_cli(fn)``: user mistakes (``UserInputError``, a
 usage errors, bad Hydra overrides) print one line and exit 2; anything else prints
 ``internal error: …`` (plus the traceback when ``SOUND2IMG_DEBUG=1``) and exits 1.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from sound2img.errors import UserInputError
 from sound2img.utils.files import looks_like_path
@@ -93,8 +95,9 @@ def group_options(group: str) -> list[str]:
     return sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))
 
 
-def model_choice(flag: str, group: str, value: str, formats: tuple[str, ...],
-                  what: str) -> tuple[list[str], dict[str, Any]]:
+def model_choice(
+    flag: str, group: str, value: str, formats: tuple[str, ...], what: str
+) -> tuple[list[str], dict[str, Any]]:
     """``--generator``/``--encoder`` → (group overrides, key updates): a file sets
     ``<group>.path``; a config name picks the group option; a registry name sets
     ``<group>.path`` to it (fetched on first use). Anything else is refused here."""
@@ -111,21 +114,23 @@ def model_choice(flag: str, group: str, value: str, formats: tuple[str, ...],
     try:
         entry = get_entry(text)
     except UserInputError:
-        raise UserInputError(f"{flag} {text!r}: unknown {group} (not a file, not a config in configs/{group}/ "
-                             f"({', '.join(group_options(group))}) and not a registered weights name)") from None
+        raise UserInputError(
+            f"{flag} {text!r}: unknown {group} (not a file, not a config in configs/{group}/ "
+            f"({', '.join(group_options(group))}) and not a registered weights name)"
+        ) from None
     if entry.format not in formats:
         raise UserInputError(f"{flag} {text!r} is a {entry.format} file, not {what}")
     return [], {f"{group}.path": text}
 
 
-def compose_with_flags(config_name: str, overrides: Sequence[str], updates: dict[str, Any], *,
-                       groups: Sequence[str] = ()):
+def compose_with_flags(
+    config_name: str, overrides: Sequence[str], updates: dict[str, Any], *, groups: Sequence[str] = ()
+):
     """``compose`` with group choices ``groups`` (e.g. from ``model_choice``) before the
     user's ``key=value`` overrides, then the flags' values ``updates`` (dotted key → value;
     None = flag not given) on top: a flag beats an override. The one flag → config path
     of every script."""
     from omegaconf import OmegaConf, open_dict
-
     from omegaconf.errors import OmegaConfBaseException
 
     cfg = compose(config_name, [*groups, *overrides], validate=False)
@@ -190,8 +195,10 @@ def run_cli(fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | Non
         if os.environ.get("SOUND2IMG_DEBUG"):
             traceback.print_exc()
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"internal error: {type(exc).__name__}: {message} (set SOUND2IMG_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(
+            f"internal error: {type(exc).__name__}: {message} (set SOUND2IMG_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

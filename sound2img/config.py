@@ -14,11 +14,12 @@ edge turns a validated config into plain data with ``cli.to_plain``. Only the ed
 scripts' commands) imports this module; the library never does, and this module imports
 nothing of ours but errors (tests/test_import_rules.py).
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from sound2img.errors import UserInputError
 
@@ -38,8 +39,15 @@ SCHEMA_MODULE = "sound2img/config.py"
 MISSING = "???"  # OmegaConf's mandatory value: the YAML must set the key
 
 
-def key(default: Any = MISSING, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-        lt: float | None = None, choices: tuple | None = None) -> Any:
+def key(
+    default: Any = MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple | None = None,
+) -> Any:
     """One declared key: its default (``MISSING``: the YAML must set it) and its allowed
     range (``ge``/``gt``/``le``/``lt``) or ``choices``, checked by ``validate``."""
     limits = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
@@ -73,26 +81,26 @@ class ManipulateOptions:
 class EditOptions:
     """``edit`` of ``manipulate.yaml``: what to edit towards and from."""
 
-    audio: List[str] = key([])
-    text: List[str] = key([])
+    audio: list[str] = key([])
+    text: list[str] = key([])
     mode: str = key(choices=MODES)
     mix_weight: float = key(ge=0, le=1)
-    layer_split: Optional[int] = key(None, ge=0)
+    layer_split: int | None = key(None, ge=0)
     coarse_from: str = key("sound", choices=("sound", "text"))
     interp_steps: int = key(ge=2)
     interp_mode: str = key("slerp", choices=("slerp", "lerp"))
     gain_db: float = key(0.0)
-    seeds: List[int] = key([], ge=0)
-    latents: List[str] = key([])
+    seeds: list[int] = key([], ge=0)
+    latents: list[str] = key([])
     mean_latent: bool = key(False)
     batch_size: int = key(ge=1)
     full_file_seconds: float = key(60.0, gt=0)
-    images: List[str] = key([])
-    image_method: Optional[str] = key(None, choices=("projector", "e4e", "psp"))
-    image_encoder: Optional[str] = key(None)
+    images: list[str] = key([])
+    image_method: str | None = key(None, choices=("projector", "e4e", "psp"))
+    image_encoder: str | None = key(None)
     image_space: str = key("wplus", choices=("w", "wplus"))
     image_perceptual: str = key("lpips", choices=("lpips", "none"))
-    image_steps: Optional[int] = key(None, ge=1)
+    image_steps: int | None = key(None, ge=1)
     image_align: str = key("auto", choices=("auto", "ffhq", "center", "none"))
 
 
@@ -100,8 +108,8 @@ class EditOptions:
 class GeneratorOptions:
     """``generator/*``: which StyleGAN2 and its run-time settings."""
 
-    name: Optional[str] = key(None)
-    path: Optional[str] = key(None)
+    name: str | None = key(None)
+    path: str | None = key(None)
     truncation: float = key(0.7, ge=0, le=1)
     noise_mode: str = key("const", choices=NOISE_MODES)
     tiny: Any = key(None)  # kwargs of build_generator (name: tiny), checked by it
@@ -152,13 +160,13 @@ class TrainOptions:
 
     batch_size: int = key(ge=1)
     epochs: int = key(ge=1)
-    max_steps: Optional[int] = key(None, ge=0)
+    max_steps: int | None = key(None, ge=0)
     clip_seconds: float = key(gt=0)
     amp: str = key("auto", choices=AMP_MODES)
     channels_last: bool = key(True)
     num_workers: int = key(ge=0)
-    grad_clip: Optional[float] = key(None, gt=0)
-    embedding_cache_dir: Optional[str] = key(None)
+    grad_clip: float | None = key(None, gt=0)
+    embedding_cache_dir: str | None = key(None)
     checkpoint_every: int = key(ge=1)
     keep_checkpoints: int = key(ge=1)
     log_every: int = key(ge=1)
@@ -182,9 +190,9 @@ class LoggingOptions:
 class DomainOptions:
     """``domains.<name>`` of ``reproduce.yaml``: a table's generator and λ values."""
 
-    generator: Optional[str] = key(None)
-    lambda_sim: Optional[float] = key(None, ge=0)
-    lambda_id: Optional[float] = key(None, ge=0)
+    generator: str | None = key(None)
+    lambda_sim: float | None = key(None, ge=0)
+    lambda_id: float | None = key(None, ge=0)
 
 
 # ---- top-level configs --------------------------------------------------------------------
@@ -195,7 +203,7 @@ class _Models:
     audio: Any = key(None)
     clip: Any = key(None)
     encoder: Any = key(None)
-    generator: Optional[GeneratorOptions] = key(None)
+    generator: GeneratorOptions | None = key(None)
     tiny: bool = key(False)
     device: str = key("auto")
 
@@ -207,7 +215,7 @@ class ManipulateConfig(_Models):
     manipulate: ManipulateOptions = _sub(ManipulateOptions)
     edit: EditOptions = _sub(EditOptions)
     identity: Any = key(None)
-    jobs: Optional[str] = key(None)  # --jobs FILE: the edit queue
+    jobs: str | None = key(None)  # --jobs FILE: the edit queue
     lpips: str = key("torchvision_vgg16")  # LPIPS backbone of the quality scores and photo inversion
     out: str = key("outputs/edit")
     overwrite: bool = key(False)
@@ -225,7 +233,7 @@ class TrainEncoderConfig(_Models):
     resume: bool = key(False)
     overwrite: bool = key(False)
     seed: int = key(0)
-    extra_data: Dict[str, Any] = key({})
+    extra_data: dict[str, Any] = key({})
     loss: LossOptions = _sub(LossOptions)
     train: TrainOptions = _sub(TrainOptions)
     validation: ValidationOptions = _sub(ValidationOptions)
@@ -239,12 +247,12 @@ class ReproduceConfig(_Models):
 
     manipulate: ManipulateOptions = _sub(ManipulateOptions)
     eval: Any = key(None)  # eval/*: each table's own keys, checked by its runner
-    datasets: Dict[str, Any] = key({})
+    datasets: dict[str, Any] = key({})
     progress: bool = key(True)
     identity: Any = key(None)
-    domains: Dict[str, DomainOptions] = key({})
+    domains: dict[str, DomainOptions] = key({})
     sounds_dir: str = key("data/sounds")
-    attributes: List[Any] = key([])
+    attributes: list[Any] = key([])
 
 
 @dataclass
@@ -260,8 +268,12 @@ class GenerateConfig(_Models):
 
 # The top-level config files and their schemas: ``configs/<name>.yaml`` lists
 # ``<name>_schema`` first in its defaults.
-SCHEMAS: dict[str, type] = {"manipulate": ManipulateConfig, "train_encoder": TrainEncoderConfig,
-                            "reproduce": ReproduceConfig, "generate": GenerateConfig}
+SCHEMAS: dict[str, type] = {
+    "manipulate": ManipulateConfig,
+    "train_encoder": TrainEncoderConfig,
+    "reproduce": ReproduceConfig,
+    "generate": GenerateConfig,
+}
 
 
 def register() -> None:
@@ -294,8 +306,12 @@ def check_value(where: str, value: Any, meta: dict[str, Any]) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise UserInputError(f"{where} must be a finite number ({_describe(meta)}), got {value!r}")
-    for k, bad in (("ge", value < meta.get("ge", -math.inf)), ("gt", value <= meta.get("gt", -math.inf)),
-                   ("le", value > meta.get("le", math.inf)), ("lt", value >= meta.get("lt", math.inf))):
+    for k, bad in (
+        ("ge", value < meta.get("ge", -math.inf)),
+        ("gt", value <= meta.get("gt", -math.inf)),
+        ("le", value > meta.get("le", math.inf)),
+        ("lt", value >= meta.get("lt", math.inf)),
+    ):
         if k in meta and bad:
             op = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}[k]
             raise UserInputError(f"{where} must be {op} {meta[k]:g}, got {value:g}")
@@ -306,8 +322,7 @@ def _walk(schema: type, node: Any, where: str) -> None:
         declared = {f.name for f in fields(schema)}
         extra = [k for k in node if k not in declared]
         if extra:
-            raise UserInputError(unknown_key_message(f"{where}.{extra[0]}" if where else str(extra[0]),
-                                                     schema=schema))
+            raise UserInputError(unknown_key_message(f"{where}.{extra[0]}" if where else str(extra[0]), schema=schema))
     for f in fields(schema):
         value = node.get(f.name) if isinstance(node, dict) else None
         path = f"{where}.{f.name}" if where else f.name
@@ -349,7 +364,7 @@ def _dict_value_dataclass(schema: type, f) -> type | None:
     import typing
 
     hint = _hints(schema)[f.name]
-    if typing.get_origin(hint) in (dict, Dict):
+    if typing.get_origin(hint) in (dict, dict):
         args = typing.get_args(hint)
         if len(args) == 2 and is_dataclass(args[1]):
             return args[1]
@@ -358,7 +373,7 @@ def _dict_value_dataclass(schema: type, f) -> type | None:
 
 def check_loss_terms(c: dict[str, Any]) -> None:
     """``loss.terms``: at least one term must count (the schema checks each is >= 0)."""
-    terms = ((c.get("loss") or {}).get("terms") or {})
+    terms = (c.get("loss") or {}).get("terms") or {}
     if terms and not any(terms.get(t, 0) > 0 for t in TERMS):
         raise UserInputError(f"loss.terms: at least one of {', '.join(TERMS)} needs a positive weight")
 
@@ -394,7 +409,7 @@ def _schema_at(full_key: str, config_name: str) -> type | None:
             return None
         hint = _hints(schema).get(part)
         args = typing.get_args(hint)
-        if typing.get_origin(hint) in (dict, Dict) and len(args) == 2:
+        if typing.get_origin(hint) in (dict, dict) and len(args) == 2:
             hint = args[1]  # domains.<name>: a Dict[str, DomainOptions] entry
             continue
         schema = next((t for t in (hint, *args) if is_dataclass(t)), None)
@@ -406,8 +421,10 @@ def unknown_key_message(full_key: str, config_name: str = "", schema: type | Non
     schema = schema or _schema_at(full_key, config_name)
     name = full_key.rsplit(".", 1)[-1]
     where = f"class {schema.__name__} in {SCHEMA_MODULE}" if schema else SCHEMA_MODULE
-    return (f"unknown key {full_key!r} (a typo? a new key is declared by one line in {where}, "
-            f"e.g. `{name}: float = key(ge=0)`)")
+    return (
+        f"unknown key {full_key!r} (a typo? a new key is declared by one line in {where}, "
+        f"e.g. `{name}: float = key(ge=0)`)"
+    )
 
 
 def type_message(full_key: str, omegaconf_message: str) -> str:

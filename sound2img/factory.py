@@ -2,13 +2,14 @@
 identity network) become models: each ``build_*_from_cfg`` reads its group, resolves
 weights through the registry (:mod:`sound2img.weights`) and calls the model library's
 ``build_*``/``load_*`` with plain arguments. Model modules are imported lazily."""
+
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -91,14 +92,17 @@ def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
     c = _plain(ccfg, "clip")
     model = str(c.get("model") or "ViT-B-32")
     if model == "from_encoder":
-        raise UserInputError("clip=from_encoder needs an audio encoder to take the towers from; choose the towers "
-                             "(e.g. clip=vit_b32) here")
+        raise UserInputError(
+            "clip=from_encoder needs an audio encoder to take the towers from; choose the towers "
+            "(e.g. clip=vit_b32) here"
+        )
     pretrained = c.get("pretrained")
     preprocess = c.get("preprocess") or "clip"
     device = resolve_device(device)
     if model == "tiny" or not pretrained:
-        return build_clip(model, seed=int(c.get("seed") or 0), preprocess=preprocess, device=device,
-                          **dict(c.get("tiny") or {}))
+        return build_clip(
+            model, seed=int(c.get("seed") or 0), preprocess=preprocess, device=device, **dict(c.get("tiny") or {})
+        )
     pretrained = str(pretrained)
     if pretrained == "openai" and model.replace("/", "-") == "ViT-B-32":
         try:
@@ -120,19 +124,22 @@ def build_clip_for_encoder(ccfg: Any, encoder: Any, device: str | torch.device =
     AudioCLIP's from its own file, Wav2CLIP's and the authors' encoder's OpenAI ViT-B/32,
     ours from the spec stored at training). Any other choice is built as usual and refused
     with one line when it is of another space than the encoder's."""
-    from sound2img.models.clip import load_clip_from_spec, check_same_space
+    from sound2img.models.clip import check_same_space, load_clip_from_spec
 
     c = _plain(ccfg, "clip")
     spec = getattr(encoder, "clip_spec", None) if encoder is not None else None
     if c.get("model") == "from_encoder":
         if not spec:
-            raise UserInputError("clip=from_encoder: the audio encoder does not record which CLIP towers it was "
-                                 "aligned to; choose the towers (e.g. clip=vit_b32)")
+            raise UserInputError(
+                "clip=from_encoder: the audio encoder does not record which CLIP towers it was "
+                "aligned to; choose the towers (e.g. clip=vit_b32)"
+            )
         preprocess = c.get("preprocess") or "clip"
         if spec.get("loader") or not spec.get("pretrained"):
             return load_clip_from_spec(dict(spec), resolve_device(device), preprocess=preprocess)
-        return build_clip_from_cfg({"model": spec["model_name"], "pretrained": spec["pretrained"],
-                                    "preprocess": preprocess}, device)
+        return build_clip_from_cfg(
+            {"model": spec["model_name"], "pretrained": spec["pretrained"], "preprocess": preprocess}, device
+        )
     towers = build_clip_from_cfg(c, device)
     if spec:
         check_same_space(spec, towers, f"the audio encoder ({getattr(encoder, 'arch', '') or 'checkpoint'})")
@@ -187,13 +194,17 @@ def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.devi
     if path:
         encoder, frontend = load_audio_encoder(_weights_file(path, AUDIO_ENCODER_FORMATS, "an audio encoder"), device)
         if e.get("arch") and e["arch"] != encoder.arch:
-            log.warning("encoder.arch=%s but %s holds a %s encoder; using the checkpoint", e["arch"], path, encoder.arch)
+            log.warning(
+                "encoder.arch=%s but %s holds a %s encoder; using the checkpoint", e["arch"], path, encoder.arch
+            )
         # a peer encoder (AudioCLIP, Wav2CLIP) has its own input: the mel config does not apply to it
         if a and frontend.spec()["name"] not in ("audioclip", "wav2clip"):
             wanted, stored = _frontend_from_cfg(a).spec(), frontend.spec()
             if wanted != stored:
-                message = (f"the audio config asks for front end {wanted} but the encoder {path} was trained on "
-                           f"{stored}: keeping the encoder's own front end")
+                message = (
+                    f"the audio config asks for front end {wanted} but the encoder {path} was trained on "
+                    f"{stored}: keeping the encoder's own front end"
+                )
                 warnings.warn(message, UserWarning, stacklevel=2)
                 log.warning(message)
         return encoder, frontend
@@ -244,8 +255,9 @@ def build_lpips(name_or_path: str = "torchvision_vgg16", device: str | torch.dev
     weights registry (or a local file); offline without it: the registry's one-line error."""
     from sound2img.metrics import load_lpips
 
-    return load_lpips(_weights_file(str(name_or_path), ("torchvision_pth",), "torchvision's VGG16 state dict"),
-                      resolve_device(device))
+    return load_lpips(
+        _weights_file(str(name_or_path), ("torchvision_pth",), "torchvision's VGG16 state dict"), resolve_device(device)
+    )
 
 
 def resolve_checkpoint(name_or_path: str, formats: tuple[str, ...], what: str) -> Path:

@@ -4,6 +4,7 @@ target, plus per-layer latent distances. A metric whose network is missing is re
 as unavailable with the reason (:class:`QualityMetrics`), never a crash.
 
 Images are ``img [B,3,H,W]`` in [-1,1] throughout."""
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,10 @@ def load_lpips(vgg_path: str | os.PathLike, device: str | torch.device = "cpu") 
                     continue
                 t = vgg.get(f"features.{i}.{p}")
                 if t is None or t.shape != own[ours].shape:
-                    raise CheckpointError(f"{vgg_path}: not torchvision's vgg16 state dict "
-                                          f"(features.{i}.{p} missing or of the wrong shape)")
+                    raise CheckpointError(
+                        f"{vgg_path}: not torchvision's vgg16 state dict "
+                        f"(features.{i}.{p} missing or of the wrong shape)"
+                    )
                 state[ours] = t
     net.net.load_state_dict(state, strict=True)
     heads = read_torch_file(lpips_head_file())
@@ -158,8 +161,10 @@ class QualityMetrics:
         where applicable, ``identity_cosine``; each a dict with ``value`` (and
         ``unavailable`` when the network is missing)."""
         b = b.to(a.device)
-        out: dict[str, Any] = {"psnr": {"value": float(psnr(a, b)[0])},
-                               "lpips": self._score("lpips", lambda n: n(a.to(_dev(n)), b.to(_dev(n))))}
+        out: dict[str, Any] = {
+            "psnr": {"value": float(psnr(a, b)[0])},
+            "lpips": self._score("lpips", lambda n: n(a.to(_dev(n)), b.to(_dev(n)))),
+        }
         if self.applicable("identity"):
             out["identity_cosine"] = self._score("identity", lambda n: identity_cosine(n, a, b))
         return out

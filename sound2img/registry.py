@@ -6,10 +6,12 @@ class, or ``TABLE.register("name", obj)``); ``TABLE.get(name)`` looks a name up 
 unknown name is always the same one-line error, listing what exists. *Families* are
 names of the form ``"<family>:<arg>"`` whose builder receives ``<arg>`` first (e.g.
 ``timm:efficientnet_b0``). No star-imports, no entry points."""
+
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from sound2img.errors import UserInputError
 
@@ -30,8 +32,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._families: dict[str, Callable[..., Any]] = {}
 
-    def register(self, name: str, obj: T | None = None, *, family: bool = False,
-                 overwrite: bool = False) -> Any:
+    def register(self, name: str, obj: T | None = None, *, family: bool = False, overwrite: bool = False) -> Any:
         """``register(name, obj)`` adds ``obj`` and returns it; ``register(name)`` is the
         decorator form. ``family=True`` registers a builder for ``"<name>:<arg>"``.
         A name registered twice is an error unless ``overwrite``."""

@@ -1,6 +1,7 @@
 """Registry of the public checkpoints and sample sounds the defaults use (URL, sha256 or
 "unverified", format, licence) and the download cache behind it: streamed, resumable,
 checksum-verified, atomic, and safe when several processes fetch the same file."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,8 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from sound2img.errors import UserInputError, WeightsNotAvailableError
 from sound2img.registry import Registry
@@ -29,8 +30,19 @@ except ImportError:  # pragma: no cover - Windows
 log = logging.getLogger(__name__)
 
 # ``torchscript`` is listed for reference only: loading one runs code, which this project never does.
-FORMATS = ("rosinality_pt", "nvlabs_pkl", "soundclip_pth", "openai_clip", "arcface_pth", "audio", "torchscript",
-           "e4e_pt", "torchvision_pth", "audioclip_pt", "wav2clip_pt")
+FORMATS = (
+    "rosinality_pt",
+    "nvlabs_pkl",
+    "soundclip_pth",
+    "openai_clip",
+    "arcface_pth",
+    "audio",
+    "torchscript",
+    "e4e_pt",
+    "torchvision_pth",
+    "audioclip_pt",
+    "wav2clip_pt",
+)
 # Formats of audio-encoder files (load_audio_encoder reads each).
 AUDIO_ENCODER_FORMATS = ("soundclip_pth", "audioclip_pt", "wav2clip_pt")
 USER_AGENT = "sound2img-weights/0.1 (+urllib)"
@@ -75,115 +87,242 @@ _ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
 _NGC_SG2 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
 _SGS = "https://kr.object.ncloudstorage.com/cvpr2022/"
 # Pinned to a commit of kuai-lab/sound-guided-semantic-image-manipulation that holds audiosample/.
-_SGS_RAW = ("https://raw.githubusercontent.com/kuai-lab/sound-guided-semantic-image-manipulation/"
-            "c53bbc1f4fa0f28a0d07729db5f8872ff91e0b1b/audiosample/")
+_SGS_RAW = (
+    "https://raw.githubusercontent.com/kuai-lab/sound-guided-semantic-image-manipulation/"
+    "c53bbc1f4fa0f28a0d07729db5f8872ff91e0b1b/audiosample/"
+)
 _NV_NC = "NVIDIA Source Code License-NC (non-commercial)"
 # The LICENSE of their repository at its latest commit (dfba091, 2022-11-04); an earlier
 # commit carried MIT. Non-commercial, share-alike.
-_SGS_LICENCE = ("CC BY-NC-SA 4.0, Copyright (c) 2020-present, Korea University CVLAB (the authors' repository "
-                "LICENSE at dfba091; earlier commits carried MIT): non-commercial, share-alike")
-_GDRIVE_NOTE = ("Google Drive: the large-file confirmation page is followed automatically; when Drive "
-                "refuses (quota exceeded) download it in a browser")
+_SGS_LICENCE = (
+    "CC BY-NC-SA 4.0, Copyright (c) 2020-present, Korea University CVLAB (the authors' repository "
+    "LICENSE at dfba091; earlier commits carried MIT): non-commercial, share-alike"
+)
+_GDRIVE_NOTE = (
+    "Google Drive: the large-file confirmation page is followed automatically; when Drive "
+    "refuses (quota exceeded) download it in a browser"
+)
 
 _ENTRIES = [
-    WeightsEntry("soundclip_resnet18", _SGS + "resnet18_57.pth", "resnet18_57.pth", None, "soundclip_pth",
-                 _SGS_LICENCE,
-                 "Authors' audio encoder (3x3 conv stem + timm resnet18, 512-d), trained on the soundclip_legacy "
-                 "front end; link from the authors' README"),
-    WeightsEntry("soundclip_landscape", _SGS + "landscape.pt", "landscape.pt", None, "rosinality_pt",
-                 _SGS_LICENCE,
-                 "Authors' 256-px StyleGAN2 trained on LHQ landscapes (rosinality format); link from their README"),
-    WeightsEntry("rosinality_ffhq1024", _gdrive("1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT"),
-                 "stylegan2-ffhq-config-f.pt", None, "rosinality_pt",
-                 f"{_NV_NC}; converted from NVlabs StyleGAN2 (FFHQ images CC BY-NC-SA 4.0)",
-                 "StyleGAN2 config-f FFHQ 1024 converted to rosinality format, as linked by StyleCLIP and e4e",
-                 note=_GDRIVE_NOTE),
-    WeightsEntry("rosinality_church256", _gdrive("1ZSZOFtw5wZfPhWEzHFB9LI__bikaHsn6"),
-                 "stylegan2-church-config-f.pt", None, "rosinality_pt",
-                 f"{_NV_NC}; converted from NVlabs StyleGAN2",
-                 "StyleGAN2 config-f LSUN Church 256 in rosinality format, as linked by ReStyle",
-                 note=_GDRIVE_NOTE),
-    WeightsEntry("rosinality_car512", _gdrive("1UmMHHB3DU1trTB8_9Fjkck5ZwArnD81B"),
-                 "stylegan2-car-config-f.pt", None, "rosinality_pt",
-                 f"{_NV_NC}; converted from NVlabs StyleGAN2",
-                 "StyleGAN2 config-f LSUN Car (512 px generator, 512x384 content) in rosinality format, "
-                 "as linked by ReStyle",
-                 note=_GDRIVE_NOTE),
-    WeightsEntry("nvlabs_ffhq1024", _ADA + "ffhq.pkl", "ffhq.pkl", None, "nvlabs_pkl", _NV_NC,
-                 "FFHQ 1024, original StyleGAN2 (stylegan2-ada-pytorch release)"),
-    WeightsEntry("nvlabs_metfaces1024", _ADA + "metfaces.pkl", "metfaces.pkl", None, "nvlabs_pkl", _NV_NC,
-                 "MetFaces 1024, ADA transfer from FFHQ (stylegan2-ada-pytorch release)"),
-    WeightsEntry("nvlabs_afhqcat512", _ADA + "afhqcat.pkl", "afhqcat.pkl", None, "nvlabs_pkl", _NV_NC,
-                 "AFHQ Cat 512, ADA (stylegan2-ada-pytorch release)"),
-    WeightsEntry("nvlabs_afhqdog512", _ADA + "afhqdog.pkl", "afhqdog.pkl", None, "nvlabs_pkl", _NV_NC,
-                 "AFHQ Dog 512, ADA (stylegan2-ada-pytorch release)"),
-    WeightsEntry("nvlabs_afhqwild512", _ADA + "afhqwild.pkl", "afhqwild.pkl", None, "nvlabs_pkl", _NV_NC,
-                 "AFHQ Wild 512, ADA (stylegan2-ada-pytorch release)"),
-    WeightsEntry("nvlabs_brecahad512", _ADA + "brecahad.pkl", "brecahad.pkl", None, "nvlabs_pkl", _NV_NC,
-                 "BreCaHAD 512, ADA (stylegan2-ada-pytorch release)"),
-    WeightsEntry("nvlabs_afhqv2_512", _NGC_SG2 + "stylegan2-afhqv2-512x512.pkl", "stylegan2-afhqv2-512x512.pkl",
-                 None, "nvlabs_pkl", _NV_NC,
-                 "AFHQv2 512 StyleGAN2 (the paper's AFHQv2 generator family; stylegan3 release on NGC)"),
+    WeightsEntry(
+        "soundclip_resnet18",
+        _SGS + "resnet18_57.pth",
+        "resnet18_57.pth",
+        None,
+        "soundclip_pth",
+        _SGS_LICENCE,
+        "Authors' audio encoder (3x3 conv stem + timm resnet18, 512-d), trained on the soundclip_legacy "
+        "front end; link from the authors' README",
+    ),
+    WeightsEntry(
+        "soundclip_landscape",
+        _SGS + "landscape.pt",
+        "landscape.pt",
+        None,
+        "rosinality_pt",
+        _SGS_LICENCE,
+        "Authors' 256-px StyleGAN2 trained on LHQ landscapes (rosinality format); link from their README",
+    ),
+    WeightsEntry(
+        "rosinality_ffhq1024",
+        _gdrive("1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT"),
+        "stylegan2-ffhq-config-f.pt",
+        None,
+        "rosinality_pt",
+        f"{_NV_NC}; converted from NVlabs StyleGAN2 (FFHQ images CC BY-NC-SA 4.0)",
+        "StyleGAN2 config-f FFHQ 1024 converted to rosinality format, as linked by StyleCLIP and e4e",
+        note=_GDRIVE_NOTE,
+    ),
+    WeightsEntry(
+        "rosinality_church256",
+        _gdrive("1ZSZOFtw5wZfPhWEzHFB9LI__bikaHsn6"),
+        "stylegan2-church-config-f.pt",
+        None,
+        "rosinality_pt",
+        f"{_NV_NC}; converted from NVlabs StyleGAN2",
+        "StyleGAN2 config-f LSUN Church 256 in rosinality format, as linked by ReStyle",
+        note=_GDRIVE_NOTE,
+    ),
+    WeightsEntry(
+        "rosinality_car512",
+        _gdrive("1UmMHHB3DU1trTB8_9Fjkck5ZwArnD81B"),
+        "stylegan2-car-config-f.pt",
+        None,
+        "rosinality_pt",
+        f"{_NV_NC}; converted from NVlabs StyleGAN2",
+        "StyleGAN2 config-f LSUN Car (512 px generator, 512x384 content) in rosinality format, as linked by ReStyle",
+        note=_GDRIVE_NOTE,
+    ),
+    WeightsEntry(
+        "nvlabs_ffhq1024",
+        _ADA + "ffhq.pkl",
+        "ffhq.pkl",
+        None,
+        "nvlabs_pkl",
+        _NV_NC,
+        "FFHQ 1024, original StyleGAN2 (stylegan2-ada-pytorch release)",
+    ),
+    WeightsEntry(
+        "nvlabs_metfaces1024",
+        _ADA + "metfaces.pkl",
+        "metfaces.pkl",
+        None,
+        "nvlabs_pkl",
+        _NV_NC,
+        "MetFaces 1024, ADA transfer from FFHQ (stylegan2-ada-pytorch release)",
+    ),
+    WeightsEntry(
+        "nvlabs_afhqcat512",
+        _ADA + "afhqcat.pkl",
+        "afhqcat.pkl",
+        None,
+        "nvlabs_pkl",
+        _NV_NC,
+        "AFHQ Cat 512, ADA (stylegan2-ada-pytorch release)",
+    ),
+    WeightsEntry(
+        "nvlabs_afhqdog512",
+        _ADA + "afhqdog.pkl",
+        "afhqdog.pkl",
+        None,
+        "nvlabs_pkl",
+        _NV_NC,
+        "AFHQ Dog 512, ADA (stylegan2-ada-pytorch release)",
+    ),
+    WeightsEntry(
+        "nvlabs_afhqwild512",
+        _ADA + "afhqwild.pkl",
+        "afhqwild.pkl",
+        None,
+        "nvlabs_pkl",
+        _NV_NC,
+        "AFHQ Wild 512, ADA (stylegan2-ada-pytorch release)",
+    ),
+    WeightsEntry(
+        "nvlabs_brecahad512",
+        _ADA + "brecahad.pkl",
+        "brecahad.pkl",
+        None,
+        "nvlabs_pkl",
+        _NV_NC,
+        "BreCaHAD 512, ADA (stylegan2-ada-pytorch release)",
+    ),
+    WeightsEntry(
+        "nvlabs_afhqv2_512",
+        _NGC_SG2 + "stylegan2-afhqv2-512x512.pkl",
+        "stylegan2-afhqv2-512x512.pkl",
+        None,
+        "nvlabs_pkl",
+        _NV_NC,
+        "AFHQv2 512 StyleGAN2 (the paper's AFHQv2 generator family; stylegan3 release on NGC)",
+    ),
     # OpenAI's own release is a TorchScript archive (code), which this project never loads
     # (torch.load(weights_only=True) refuses it); the same weights re-saved as safetensors
     # by timm/open_clip are what load_clip reads. Pinned to a hub revision: /resolve/main/
     # follows the branch head, and the hash (the file's Git LFS object id) belongs to one file.
-    WeightsEntry("openai_vit_b32",
-                 "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/"
-                 "a6f597a30f7b82c51704746581f9a4e41421e878/open_clip_model.safetensors",
-                 "vit_base_patch32_clip_224.openai.safetensors",
-                 "e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31", "openai_clip",
-                 "MIT (openai/CLIP); see its model card for intended use",
-                 "OpenAI CLIP ViT-B/32 towers as open_clip safetensors (QuickGELU), the paper's frozen CLIP",
-                 size_bytes=605_143_284),
+    WeightsEntry(
+        "openai_vit_b32",
+        "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/"
+        "a6f597a30f7b82c51704746581f9a4e41421e878/open_clip_model.safetensors",
+        "vit_base_patch32_clip_224.openai.safetensors",
+        "e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31",
+        "openai_clip",
+        "MIT (openai/CLIP); see its model card for intended use",
+        "OpenAI CLIP ViT-B/32 towers as open_clip safetensors (QuickGELU), the paper's frozen CLIP",
+        size_bytes=605_143_284,
+    ),
     # OpenAI publishes each file's sha256 as the second-to-last URL component.
-    WeightsEntry("openai_vit_b32_torchscript",
-                 "https://openaipublic.azureedge.net/clip/models/"
-                 "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
-                 "ViT-B-32.pt", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "torchscript",
-                 "MIT (openai/CLIP); see its model card for intended use",
-                 "OpenAI's original ViT-B/32 release (TorchScript archive): listed for reference and other "
-                 "tools; this project refuses to load TorchScript, use openai_vit_b32"),
-    WeightsEntry("ir_se50", _gdrive("1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn"), "model_ir_se50.pth", None, "arcface_pth",
-                 "MIT (TreB1eN/InsightFace_Pytorch)",
-                 "ArcFace IR-SE50 state dict for the identity loss, as linked by pSp / e4e / ReStyle",
-                 note=_GDRIVE_NOTE),
+    WeightsEntry(
+        "openai_vit_b32_torchscript",
+        "https://openaipublic.azureedge.net/clip/models/"
+        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+        "ViT-B-32.pt",
+        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+        "torchscript",
+        "MIT (openai/CLIP); see its model card for intended use",
+        "OpenAI's original ViT-B/32 release (TorchScript archive): listed for reference and other "
+        "tools; this project refuses to load TorchScript, use openai_vit_b32",
+    ),
+    WeightsEntry(
+        "ir_se50",
+        _gdrive("1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn"),
+        "model_ir_se50.pth",
+        None,
+        "arcface_pth",
+        "MIT (TreB1eN/InsightFace_Pytorch)",
+        "ArcFace IR-SE50 state dict for the identity loss, as linked by pSp / e4e / ReStyle",
+        note=_GDRIVE_NOTE,
+    ),
 ]
-_SAMPLES = {"rain": "raining", "thunderstorm": "thunderstorm", "wind": "wind", "fire": "fire",
-            "explosion": "explosion", "drill": "drill", "giggling": "giggling", "sobbing": "sobbing"}
+_SAMPLES = {
+    "rain": "raining",
+    "thunderstorm": "thunderstorm",
+    "wind": "wind",
+    "fire": "fire",
+    "explosion": "explosion",
+    "drill": "drill",
+    "giggling": "giggling",
+    "sobbing": "sobbing",
+}
 _ENTRIES += [
-    WeightsEntry(f"sample_{short}", f"{_SGS_RAW}{stem}.wav", f"{stem}.wav", None, "audio", _SGS_LICENCE,
-                 f"Example clip '{stem}' from the authors' repository (audiosample/{stem}.wav); "
-                 f"use as --audio sample:{short}")
+    WeightsEntry(
+        f"sample_{short}",
+        f"{_SGS_RAW}{stem}.wav",
+        f"{stem}.wav",
+        None,
+        "audio",
+        _SGS_LICENCE,
+        f"Example clip '{stem}' from the authors' repository (audiosample/{stem}.wav); use as --audio sample:{short}",
+    )
     for short, stem in _SAMPLES.items()
 ]
 
 # Photo inversion (sound2img.inversion): e4e / pSp encoders (each file also holds its
 # StyleGAN2 decoder, usable as the generator) and LPIPS' VGG16 backbone.
-_E4E_LICENCE = ("MIT (omertov/encoder4editing); the decoder inside is NVIDIA's StyleGAN2 "
-                f"({_NV_NC})")
+_E4E_LICENCE = f"MIT (omertov/encoder4editing); the decoder inside is NVIDIA's StyleGAN2 ({_NV_NC})"
 _ENTRIES += [
-    WeightsEntry(f"e4e_{domain}", _gdrive(file_id), f"e4e_{domain}_encode.pt", None, "e4e_pt", _E4E_LICENCE,
-                 f"e4e encoder (Encoder4Editing on IR-SE50) + its {domain} StyleGAN2 decoder, link from the e4e "
-                 "README", note=_GDRIVE_NOTE)
-    for domain, file_id in (("ffhq", "1cUv_reLE6k3604or78EranS7XzuVMWeO"),
-                            ("cars", "17faPqBce2m1AQeLCLHUVXaDfxMRU2QcV"),
-                            ("horse", "1TkLLnuX86B_BMo2ocYD0kX9kWh53rUVX"),
-                            ("church", "1-L0ZdnQLwtdy6-A_Ccgq5uNJGTqE7qBa"))
+    WeightsEntry(
+        f"e4e_{domain}",
+        _gdrive(file_id),
+        f"e4e_{domain}_encode.pt",
+        None,
+        "e4e_pt",
+        _E4E_LICENCE,
+        f"e4e encoder (Encoder4Editing on IR-SE50) + its {domain} StyleGAN2 decoder, link from the e4e README",
+        note=_GDRIVE_NOTE,
+    )
+    for domain, file_id in (
+        ("ffhq", "1cUv_reLE6k3604or78EranS7XzuVMWeO"),
+        ("cars", "17faPqBce2m1AQeLCLHUVXaDfxMRU2QcV"),
+        ("horse", "1TkLLnuX86B_BMo2ocYD0kX9kWh53rUVX"),
+        ("church", "1-L0ZdnQLwtdy6-A_Ccgq5uNJGTqE7qBa"),
+    )
 ]
 _ENTRIES += [
-    WeightsEntry("psp_ffhq", _gdrive("1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0"), "psp_ffhq_encode.pt", None, "e4e_pt",
-                 f"MIT (eladrich/pixel2style2pixel); the decoder inside is NVIDIA's StyleGAN2 ({_NV_NC})",
-                 "pSp encoder (GradualStyleEncoder on IR-SE50) + FFHQ 1024 decoder, 'StyleGAN Inversion' link "
-                 "from the pSp README", note=_GDRIVE_NOTE),
+    WeightsEntry(
+        "psp_ffhq",
+        _gdrive("1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0"),
+        "psp_ffhq_encode.pt",
+        None,
+        "e4e_pt",
+        f"MIT (eladrich/pixel2style2pixel); the decoder inside is NVIDIA's StyleGAN2 ({_NV_NC})",
+        "pSp encoder (GradualStyleEncoder on IR-SE50) + FFHQ 1024 decoder, 'StyleGAN Inversion' link "
+        "from the pSp README",
+        note=_GDRIVE_NOTE,
+    ),
     # torchvision names its files by the first 8 hex digits of their sha256; the full hash
     # is not published, so the entry stays unverified.
-    WeightsEntry("torchvision_vgg16", "https://download.pytorch.org/models/vgg16-397923af.pth",
-                 "vgg16-397923af.pth", None, "torchvision_pth",
-                 "BSD-3-Clause (torchvision); trained on ImageNet, whose terms are research-only",
-                 "torchvision's ImageNet VGG16 state dict: the backbone of LPIPS-VGG (its linear heads ship with "
-                 "the lpips package)",
-                 note="sha256 should start with 397923af (torchvision's file-name convention)"),
+    WeightsEntry(
+        "torchvision_vgg16",
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+        "vgg16-397923af.pth",
+        None,
+        "torchvision_pth",
+        "BSD-3-Clause (torchvision); trained on ImageNet, whose terms are research-only",
+        "torchvision's ImageNet VGG16 state dict: the backbone of LPIPS-VGG (its linear heads ship with "
+        "the lpips package)",
+        note="sha256 should start with 397923af (torchvision's file-name convention)",
+    ),
 ]
 # Peer sound encoders (README, "Choosing a sound encoder"). The AudioCLIP repository keeps the same
 # files as Git LFS objects (assets/, sha256 1921885b… Full, 2441d35b… Partial, 537,302,068 bytes
@@ -191,18 +330,37 @@ _ENTRIES += [
 _AUDIOCLIP = "https://github.com/AndreyGuzhov/AudioCLIP/releases/download/v0.1/"
 _AUDIOCLIP_LICENCE = "MIT (AndreyGuzhov/AudioCLIP); its CLIP RN50 towers: MIT (openai/CLIP)"
 _ENTRIES += [
-    WeightsEntry("audioclip_partial", _AUDIOCLIP + "AudioCLIP-Partial-Training.pt", "AudioCLIP-Partial-Training.pt",
-                 None, "audioclip_pt", _AUDIOCLIP_LICENCE,
-                 "AudioCLIP, audio head trained with CLIP RN50 frozen: audio embeddings in vanilla OpenAI RN50 space "
-                 "(the file holds those towers too)", note="537,302,068 bytes"),
-    WeightsEntry("audioclip_full", _AUDIOCLIP + "AudioCLIP-Full-Training.pt", "AudioCLIP-Full-Training.pt",
-                 None, "audioclip_pt", _AUDIOCLIP_LICENCE,
-                 "AudioCLIP, audio head and CLIP RN50 towers trained together: use only with the towers in this file",
-                 note="537,302,068 bytes"),
-    WeightsEntry("wav2clip", "https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0-alpha/"
-                 "Wav2CLIP.pt", "Wav2CLIP.pt", None, "wav2clip_pt", "MIT (descriptinc/lyrebird-wav2clip)",
-                 "Wav2CLIP ResNet-18 + projection, distilled from OpenAI CLIP ViT-B/32's image tower (the URL "
-                 "wav2clip.get_model() downloads)"),
+    WeightsEntry(
+        "audioclip_partial",
+        _AUDIOCLIP + "AudioCLIP-Partial-Training.pt",
+        "AudioCLIP-Partial-Training.pt",
+        None,
+        "audioclip_pt",
+        _AUDIOCLIP_LICENCE,
+        "AudioCLIP, audio head trained with CLIP RN50 frozen: audio embeddings in vanilla OpenAI RN50 space "
+        "(the file holds those towers too)",
+        note="537,302,068 bytes",
+    ),
+    WeightsEntry(
+        "audioclip_full",
+        _AUDIOCLIP + "AudioCLIP-Full-Training.pt",
+        "AudioCLIP-Full-Training.pt",
+        None,
+        "audioclip_pt",
+        _AUDIOCLIP_LICENCE,
+        "AudioCLIP, audio head and CLIP RN50 towers trained together: use only with the towers in this file",
+        note="537,302,068 bytes",
+    ),
+    WeightsEntry(
+        "wav2clip",
+        "https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0-alpha/Wav2CLIP.pt",
+        "Wav2CLIP.pt",
+        None,
+        "wav2clip_pt",
+        "MIT (descriptinc/lyrebird-wav2clip)",
+        "Wav2CLIP ResNet-18 + projection, distilled from OpenAI CLIP ViT-B/32's image tower (the URL "
+        "wav2clip.get_model() downloads)",
+    ),
 ]
 
 WEIGHTS: Registry[WeightsEntry] = Registry("weights name", hint="list them with scripts/fetch_weights.py --list")
@@ -227,12 +385,13 @@ def list_weights() -> list[WeightsEntry]:
 def _canonical(name: str) -> str:
     name = name.strip()
     # ``sample:rain`` is how sample sounds are named on the command line.
-    return "sample_" + name[len("sample:"):] if name.startswith("sample:") else name
+    return "sample_" + name[len("sample:") :] if name.startswith("sample:") else name
 
 
 def _unknown_name(name: str) -> UserInputError:
-    return UserInputError(f"{name!r} is neither an existing file nor a registered weights name "
-                          f"({WEIGHTS.suggest(_canonical(name))})")
+    return UserInputError(
+        f"{name!r} is neither an existing file nor a registered weights name ({WEIGHTS.suggest(_canonical(name))})"
+    )
 
 
 def get_entry(name: str) -> WeightsEntry:
@@ -269,8 +428,9 @@ def _manual_hint(entry: WeightsEntry, dest: Path) -> str:
     return f"download {entry.url} yourself and put it at {dest}"
 
 
-def resolve_weights(name_or_path: str | os.PathLike, *, allow_download: bool = True, offline: bool | None = None,
-                    progress: bool = True) -> Path:
+def resolve_weights(
+    name_or_path: str | os.PathLike, *, allow_download: bool = True, offline: bool | None = None, progress: bool = True
+) -> Path:
     """A local file for ``name_or_path``: an existing file is returned as is; a registry
     name is looked up in the cache and downloaded there when missing (unless
     ``allow_download=False`` or offline, which raise ``WeightsNotAvailableError`` naming the
@@ -290,10 +450,16 @@ def resolve_weights(name_or_path: str | os.PathLike, *, allow_download: bool = T
     if dest.is_file():
         return dest
     if is_offline(offline) or not allow_download:
-        why = ("downloads are off" if not allow_download else
-               "SOUND2IMG_OFFLINE is set" if offline is None else "offline mode is on")
-        raise WeightsNotAvailableError(f"{entry.filename} ({entry.name}) is not in the cache and {why}: "
-                                       f"{_manual_hint(entry, dest)}")
+        why = (
+            "downloads are off"
+            if not allow_download
+            else "SOUND2IMG_OFFLINE is set"
+            if offline is None
+            else "offline mode is on"
+        )
+        raise WeightsNotAvailableError(
+            f"{entry.filename} ({entry.name}) is not in the cache and {why}: {_manual_hint(entry, dest)}"
+        )
     return _download_entry(entry, dest, progress=progress)
 
 
@@ -341,7 +507,11 @@ class _ConfirmPageParser(html.parser.HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         a = {k: (v or "") for k, v in attrs}
-        if tag == "form" and self.action is None and (a.get("id") == "download-form" or "download" in a.get("action", "")):
+        if (
+            tag == "form"
+            and self.action is None
+            and (a.get("id") == "download-form" or "download" in a.get("action", ""))
+        ):
             self.action, self._in_form = a.get("action", ""), True
         elif tag == "input" and self._in_form and a.get("type") == "hidden" and a.get("name"):
             self.fields.append((a["name"], a.get("value", "")))
@@ -382,12 +552,15 @@ def _open(opener, entry: WeightsEntry, dest: Path, offset: int, timeout: float):
                     return None
                 _part_path(dest).unlink(missing_ok=True)
                 raise _Interrupted(f"server refused to resume at byte {offset}; starting over") from exc
-            raise WeightsNotAvailableError(f"cannot download {entry.name}: HTTP {exc.code} {_one_line(exc.reason)} "
-                                           f"from {url}; {_manual_hint(entry, dest)}") from exc
+            raise WeightsNotAvailableError(
+                f"cannot download {entry.name}: HTTP {exc.code} {_one_line(exc.reason)} "
+                f"from {url}; {_manual_hint(entry, dest)}"
+            ) from exc
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise WeightsNotAvailableError(f"cannot download {entry.name} from {url}: {_one_line(reason)}; "
-                                           f"{_manual_hint(entry, dest)}") from exc
+            raise WeightsNotAvailableError(
+                f"cannot download {entry.name} from {url}: {_one_line(reason)}; {_manual_hint(entry, dest)}"
+            ) from exc
         if resp.headers.get_content_type() != "text/html":
             return resp
         with resp:
@@ -396,8 +569,10 @@ def _open(opener, entry: WeightsEntry, dest: Path, offset: int, timeout: float):
         url = _confirm_url(page, final_url) if hop == 0 else None
         if url is None:
             break
-    raise WeightsNotAvailableError(f"cannot download {entry.name}: {entry.url} returned a web page instead of "
-                                   f"the file (a browser download may be needed); {_manual_hint(entry, dest)}")
+    raise WeightsNotAvailableError(
+        f"cannot download {entry.name}: {entry.url} returned a web page instead of "
+        f"the file (a browser download may be needed); {_manual_hint(entry, dest)}"
+    )
 
 
 def _stream(opener, entry: WeightsEntry, dest: Path, *, progress: bool, timeout: float) -> None:
@@ -424,8 +599,19 @@ def _stream(opener, entry: WeightsEntry, dest: Path, *, progress: bool, timeout:
         length = int(length) if length and length.isdigit() else None
         total = have + length if length is not None else entry.size_bytes
         received = 0
-        with open(part, mode) as fh, tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                                          desc=entry.filename, disable=not progress, leave=False) as bar:
+        with (
+            open(part, mode) as fh,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=entry.filename,
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             while True:
                 try:
                     chunk = resp.read(CHUNK_BYTES)
@@ -442,8 +628,14 @@ def _stream(opener, entry: WeightsEntry, dest: Path, *, progress: bool, timeout:
         raise _Interrupted(f"connection closed after {have + received} of {have + length} bytes")
 
 
-def download(entry: WeightsEntry, dest: str | os.PathLike | None = None, *, progress: bool = True,
-             retries: int = 2, timeout: float = 30.0) -> Path:
+def download(
+    entry: WeightsEntry,
+    dest: str | os.PathLike | None = None,
+    *,
+    progress: bool = True,
+    retries: int = 2,
+    timeout: float = 30.0,
+) -> Path:
     """Fetch ``entry`` to ``dest`` (default: its cache path) and return ``dest``.
 
     Streams into ``dest.part`` with a tqdm bar and resumes it with an HTTP Range request
@@ -465,7 +657,8 @@ def download(entry: WeightsEntry, dest: str | os.PathLike | None = None, *, prog
                 if attempt == retries:
                     raise WeightsNotAvailableError(
                         f"download of {entry.name} from {entry.url} was interrupted ({exc}); run the same command "
-                        f"again to resume, or {_manual_hint(entry, dest)}") from exc
+                        f"again to resume, or {_manual_hint(entry, dest)}"
+                    ) from exc
                 log.warning("%s: download interrupted (%s); resuming", entry.name, exc)
         part = _part_path(dest)
         digest = sha256_file(part)
@@ -473,10 +666,10 @@ def download(entry: WeightsEntry, dest: str | os.PathLike | None = None, *, prog
             part.unlink(missing_ok=True)
             raise WeightsNotAvailableError(
                 f"checksum mismatch for {entry.name} from {entry.url}: expected sha256 {entry.sha256}, got {digest}; "
-                f"the partial file was removed; retry, or put a verified copy at {dest}")
+                f"the partial file was removed; retry, or put a verified copy at {dest}"
+            )
         if entry.sha256 is None:
-            log.warning("%s is unverified (no published sha256); the downloaded file has sha256 %s",
-                        entry.name, digest)
+            log.warning("%s is unverified (no published sha256); the downloaded file has sha256 %s", entry.name, digest)
         os.replace(part, dest)
     return dest
 
@@ -489,7 +682,15 @@ def format_weights_table(entries: list[WeightsEntry] | None = None) -> str:
     """A plain-text table: name, format, verified or not, cached or not, licence."""
     entries = list_weights() if entries is None else entries
     rows = [("name", "format", "sha256", "cached", "licence")]
-    rows += [(e.name, e.format, "verified" if e.verified else "unverified",
-              "yes" if cached_path(e).is_file() else "no", e.licence) for e in entries]
+    rows += [
+        (
+            e.name,
+            e.format,
+            "verified" if e.verified else "unverified",
+            "yes" if cached_path(e).is_file() else "no",
+            e.licence,
+        )
+        for e in entries
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)

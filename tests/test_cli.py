@@ -1,5 +1,6 @@
 """CLI conventions: exit 2 + one line for user errors, exit 1 for internal ones, no
 traceback; overrides separated from flags; device resolution."""
+
 from __future__ import annotations
 
 import pytest

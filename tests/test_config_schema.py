@@ -2,6 +2,7 @@
 one line and exit 2 from its script, an unknown key names the class to declare it in,
 every option of every group composes and validates with its own values, and the
 schema's choices are the library's."""
+
 from __future__ import annotations
 
 import os
@@ -18,15 +19,18 @@ from omegaconf import OmegaConf
 from sound2img import config as schema
 from sound2img.cli import compose, config_dir
 from sound2img.errors import UserInputError
+
 from helpers import load_file_module
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = config_dir()
 # how each top-level config is composed by its script: (script, words before the override)
-SCRIPTS = {"manipulate": ("manipulate.py", ["--cfg", "job", "preset=tiny"]),
-           "train_encoder": ("train_encoder.py", ["--cfg", "job", "preset=tiny"]),
-           "reproduce": ("reproduce.py", ["supp_table1", "--cfg", "job", "preset=tiny"]),
-           "generate": ("generate.py", ["--cfg", "job"])}
+SCRIPTS = {
+    "manipulate": ("manipulate.py", ["--cfg", "job", "preset=tiny"]),
+    "train_encoder": ("train_encoder.py", ["--cfg", "job", "preset=tiny"]),
+    "reproduce": ("reproduce.py", ["supp_table1", "--cfg", "job", "preset=tiny"]),
+    "generate": ("generate.py", ["--cfg", "job"]),
+}
 
 
 def _checked_keys():
@@ -71,11 +75,28 @@ CHECKED = _checked_keys()
 
 def test_the_checked_keys_cover_the_ranges_once_hand_written():
     keys = {k for _, k, _, _ in CHECKED}
-    assert {"manipulate.steps", "manipulate.lr", "manipulate.lambda_sim", "manipulate.lambda_id",
-            "manipulate.latent_term", "manipulate.mask_step", "manipulate.truncation", "manipulate.strip_every",
-            "edit.batch_size", "edit.mix_weight", "edit.interp_steps", "edit.mode", "edit.seeds",
-            "generator.truncation", "generator.noise_mode", "loss.logit_scale", "loss.terms.at",
-            "optim.lr", "train.batch_size", "domains.faces.lambda_sim"} <= keys
+    assert {
+        "manipulate.steps",
+        "manipulate.lr",
+        "manipulate.lambda_sim",
+        "manipulate.lambda_id",
+        "manipulate.latent_term",
+        "manipulate.mask_step",
+        "manipulate.truncation",
+        "manipulate.strip_every",
+        "edit.batch_size",
+        "edit.mix_weight",
+        "edit.interp_steps",
+        "edit.mode",
+        "edit.seeds",
+        "generator.truncation",
+        "generator.noise_mode",
+        "loss.logit_scale",
+        "loss.terms.at",
+        "optim.lr",
+        "train.batch_size",
+        "domains.faces.lambda_sim",
+    } <= keys
 
 
 @pytest.mark.parametrize("config,key,meta,is_list", CHECKED, ids=[f"{c}:{k}" for c, k, _, _ in CHECKED])
@@ -92,18 +113,33 @@ def test_a_bad_value_is_one_line_exit_2_from_the_script(config, key, meta, is_li
 
 def test_the_script_process_exits_2_with_one_line():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "manipulate.py"), "--cfg", "job", "preset=tiny",
-                           "manipulate.truncation=1.5"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "manipulate.py"),
+            "--cfg",
+            "job",
+            "preset=tiny",
+            "manipulate.truncation=1.5",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2 and proc.stderr == "error: manipulate.truncation must be <= 1, got 1.5\n"
 
 
-@pytest.mark.parametrize("override,key,cls", [
-    ("manipulate.stpes=3", "manipulate.stpes", "ManipulateOptions"),
-    ("+manipulate.stpes=3", "manipulate.stpes", "ManipulateOptions"),
-    ("+edit.colour=red", "edit.colour", "EditOptions"),
-    ("+generator.psi=0.5", "generator.psi", "GeneratorOptions"),
-    ("+outt=x", "outt", "ManipulateConfig"),
-])
+@pytest.mark.parametrize(
+    "override,key,cls",
+    [
+        ("manipulate.stpes=3", "manipulate.stpes", "ManipulateOptions"),
+        ("+manipulate.stpes=3", "manipulate.stpes", "ManipulateOptions"),
+        ("+edit.colour=red", "edit.colour", "EditOptions"),
+        ("+generator.psi=0.5", "generator.psi", "GeneratorOptions"),
+        ("+outt=x", "outt", "ManipulateConfig"),
+    ],
+)
 def test_an_unknown_key_says_where_to_declare_it(override, key, cls):
     with pytest.raises(UserInputError) as info:
         compose("manipulate", [override])

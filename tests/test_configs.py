@@ -1,6 +1,7 @@
 """Every config composes: each top-level config as shipped and with preset=tiny, and each
 option of each group it uses (configs mirror the code; a typo in a yaml file
 must fail here, not in a user's run)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,7 +46,9 @@ def has_preset(config_name: str) -> bool:
     return "preset" in [key for key, _ in groups_of(config_name, keep_preset=True)]
 
 
-@pytest.mark.parametrize("name,preset", [(n, p) for n in TOP_LEVEL for p in (None, "tiny") if p is None or has_preset(n)])
+@pytest.mark.parametrize(
+    "name,preset", [(n, p) for n in TOP_LEVEL for p in (None, "tiny") if p is None or has_preset(n)]
+)
 def test_top_level_config_composes(name, preset):
     cfg = compose(name, [f"preset={preset}"] if preset else [])
     if preset == "tiny":
@@ -55,8 +58,7 @@ def test_top_level_config_composes(name, preset):
                 assert cfg[group].get("path") in (None,) or group == "clip", f"{group} is not random under tiny"
 
 
-CASES = [(name, key, option) for name in TOP_LEVEL for key, group in groups_of(name)
-         for option in group_options(group)]
+CASES = [(name, key, option) for name in TOP_LEVEL for key, group in groups_of(name) for option in group_options(group)]
 
 
 def own_values(option_file: Path) -> dict:

@@ -2,6 +2,7 @@
 benchmarks, tests, docs or README cites a note that a clone does not have, and every
 ``docs/method.md §N`` / ``docs/formats.md §N`` citation and every link into those
 documents names a section that exists, and every code path the documents name exists."""
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,7 @@ SCANNED_FILES = ("README.md", "Makefile", "pyproject.toml", "CITATION.cff", ".ci
 SUFFIXES = {".py", ".yaml", ".yml", ".md", ".toml", ".cff", ".txt", ".cfg", ""}
 # Notes that live outside the repository. Tests may *read* reference data from the
 # fixtures folder beside the checkout, but they build that path from its parts.
-OUTSIDE = ("paper.md", "checkpoint-formats", "style.md", "design.md", "seed-supplementary", "../shared",
-           "specs/")
+OUTSIDE = ("paper.md", "checkpoint-formats", "style.md", "design.md", "seed-supplementary", "../shared", "specs/")
 DOCS = {"method": ROOT / "docs" / "method.md", "formats": ROOT / "docs" / "formats.md"}
 CITATION = re.compile(r"docs/(method|formats)\.md\s+§(\d+(?:\.\d+)?)((?:\s*(?:,|and|–|-)\s*§?\d+(?:\.\d+)?)*)")
 # A repository-relative path in prose: not part of a longer path (``~/.cache/sound2img/…``)
@@ -26,8 +26,9 @@ LINK = re.compile(r"\]\((method|formats)?(?:\.md)?#([^)\s]+)\)")
 def scanned_files() -> list[Path]:
     files = [ROOT / f for f in SCANNED_FILES if (ROOT / f).is_file()]
     for d in SCANNED_DIRS:
-        files += [p for p in (ROOT / d).rglob("*") if p.is_file() and p.suffix in SUFFIXES
-                  and "__pycache__" not in p.parts]
+        files += [
+            p for p in (ROOT / d).rglob("*") if p.is_file() and p.suffix in SUFFIXES and "__pycache__" not in p.parts
+        ]
     return sorted(set(files) - {Path(__file__).resolve()})
 
 
@@ -56,8 +57,9 @@ def test_nothing_cites_a_file_outside_the_repository():
     for path in scanned_files():
         for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             found += [f"{path.relative_to(ROOT)}:{n} cites {word!r}" for word in OUTSIDE if word in line]
-    assert not found, "notes outside the repository are cited (cite docs/method.md or docs/formats.md): " \
-        + "; ".join(found[:10])
+    assert not found, "notes outside the repository are cited (cite docs/method.md or docs/formats.md): " + "; ".join(
+        found[:10]
+    )
 
 
 def test_every_section_citation_resolves():
@@ -66,8 +68,9 @@ def test_every_section_citation_resolves():
     for path in scanned_files() + list(DOCS.values()):
         for m in CITATION.finditer(path.read_text(encoding="utf-8", errors="replace")):
             numbers = [m.group(2)] + re.findall(r"\d+(?:\.\d+)?", m.group(3))
-            broken += [f"{path.relative_to(ROOT)}: docs/{m.group(1)}.md §{n}" for n in numbers
-                       if n not in known[m.group(1)]]
+            broken += [
+                f"{path.relative_to(ROOT)}: docs/{m.group(1)}.md §{n}" for n in numbers if n not in known[m.group(1)]
+            ]
     assert not broken, "citations of sections that do not exist: " + "; ".join(broken[:10])
 
 
@@ -100,6 +103,10 @@ def test_the_checker_sees_a_bad_citation(tmp_path):
     assert "99" not in sections(DOCS["method"])
     assert "3-adaptive-layer-masking" in anchors(DOCS["method"])
     assert any(word in "as in ../shared/specs/paper.md §4" for word in OUTSIDE)
-    found = [m.group(1) for m in CODE_PATH.finditer(
-        "`sound2img/gone.py`, ~/.cache/sound2img/x.pth, configs/encoder/<name>.yaml, tests/data/")]
+    found = [
+        m.group(1)
+        for m in CODE_PATH.finditer(
+            "`sound2img/gone.py`, ~/.cache/sound2img/x.pth, configs/encoder/<name>.yaml, tests/data/"
+        )
+    ]
     assert found == ["sound2img/gone.py", "tests/data"]

@@ -1,6 +1,7 @@
 """Config groups → models: each group file under configs/ builds what its keys say,
 registry names resolve through the weights cache (offline: our one-line message), files
 override names, and a checkpoint's own front end wins over the audio config."""
+
 from __future__ import annotations
 
 import warnings
@@ -41,11 +42,13 @@ def _frozen(module: torch.nn.Module) -> bool:
 
 # ---------------------------------------------------------------- generator
 
+
 def test_tiny_generator_is_build_generator_with_the_tiny_kwargs():
     from sound2img.models.stylegan2 import build_generator
 
-    G = factory.build_generator_from_cfg(OmegaConf.create({"name": "tiny", "tiny": TINY_G, "truncation": 0.7,
-                                                           "noise_mode": "const"}), "cpu")
+    G = factory.build_generator_from_cfg(
+        OmegaConf.create({"name": "tiny", "tiny": TINY_G, "truncation": 0.7, "noise_mode": "const"}), "cpu"
+    )
     assert _same_state(G, build_generator(**TINY_G)) and _frozen(G)
     assert not _same_state(G, build_generator(**{**TINY_G, "seed": 4})), "the seed must reach build_generator"
 
@@ -89,6 +92,7 @@ def test_generator_config_errors():
 
 # ---------------------------------------------------------------- CLIP
 
+
 def test_tiny_clip_config_file_is_build_clip_with_its_kwargs():
     from sound2img.models.clip import build_clip
 
@@ -130,8 +134,10 @@ def test_registry_clip_file_is_loaded_with_quickgelu(monkeypatch, tmp_path):
     cached = weights.cached_path(weights.get_entry("openai_vit_b32"))
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"stand-in")  # only its path matters to the stand-in loader
-    assert factory.build_clip_from_cfg({"model": "ViT-B-32", "pretrained": "openai", "preprocess": "styleclip"},
-                                       "cpu") == "towers"
+    assert (
+        factory.build_clip_from_cfg({"model": "ViT-B-32", "pretrained": "openai", "preprocess": "styleclip"}, "cpu")
+        == "towers"
+    )
     (model, path, device), kwargs = calls[-1]
     assert (model, path, str(device)) == ("ViT-B-32", str(cached), "cpu")
     assert kwargs == {"preprocess": "styleclip", "quick_gelu": True}
@@ -143,6 +149,7 @@ def test_registry_clip_file_is_loaded_with_quickgelu(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------- identity network
+
 
 def test_arcface_tiny_file_and_registry(tmp_path):
     from sound2img.models.arcface import IdentityLoss, build_arcface
@@ -162,6 +169,7 @@ def test_arcface_tiny_file_and_registry(tmp_path):
 
 
 # ---------------------------------------------------------------- audio encoder + front end
+
 
 def test_random_encoder_from_config_files():
     ecfg, acfg = _group("encoder", "tiny"), _group("audio", "logmel")
@@ -209,6 +217,7 @@ def test_encoder_registry_name_offline_and_wrong_kind():
 
 
 # ---------------------------------------------------------------- composed top-level configs
+
 
 @pytest.mark.parametrize("config_name", ["manipulate", "train_encoder", "reproduce"])
 def test_preset_tiny_builds_every_model_group(config_name):

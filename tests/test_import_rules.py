@@ -1,5 +1,6 @@
 """The import directions (README, Contributing), checked by parsing every module (ast), so the rule
 cannot drift silently."""
+
 from __future__ import annotations
 
 import ast
@@ -12,43 +13,121 @@ PKG = ROOT / "sound2img"
 
 # package (dotted prefix) -> prefixes it must never import. Every package has a rule; a
 # rule for a package that does not exist (yet) simply matches no module.
-_ABOVE_MODELS = ["sound2img.training", "sound2img.manipulation", "sound2img.evaluation", "sound2img.generation",
-                 "sound2img.inversion", "sound2img.app", "sound2img.metrics", "sound2img.cli", "sound2img.factory",
-                 "sound2img.config", "hydra", "omegaconf"]
+_ABOVE_MODELS = [
+    "sound2img.training",
+    "sound2img.manipulation",
+    "sound2img.evaluation",
+    "sound2img.generation",
+    "sound2img.inversion",
+    "sound2img.app",
+    "sound2img.metrics",
+    "sound2img.cli",
+    "sound2img.factory",
+    "sound2img.config",
+    "hydra",
+    "omegaconf",
+]
 FORBIDDEN = {
     "sound2img.errors": ["sound2img.", "torch", "hydra", "omegaconf"],
-    "sound2img.registry": _ABOVE_MODELS + ["sound2img.utils", "sound2img.audio", "sound2img.data",  # errors only
-                                           "sound2img.models", "sound2img.weights", "torch"],
-    "sound2img.utils": _ABOVE_MODELS + ["sound2img.audio", "sound2img.models", "sound2img.data",
-                                        "sound2img.weights"],
+    "sound2img.registry": _ABOVE_MODELS
+    + [
+        "sound2img.utils",
+        "sound2img.audio",
+        "sound2img.data",  # errors only
+        "sound2img.models",
+        "sound2img.weights",
+        "torch",
+    ],
+    "sound2img.utils": _ABOVE_MODELS + ["sound2img.audio", "sound2img.models", "sound2img.data", "sound2img.weights"],
     "sound2img.audio": _ABOVE_MODELS + ["sound2img.models", "sound2img.data"],
     "sound2img.data": _ABOVE_MODELS + ["sound2img.models"],
     "sound2img.models": _ABOVE_MODELS + ["sound2img.data"],
     # metrics (issue13): only models, utils, audio (and errors) below it
-    "sound2img.metrics": [p for p in _ABOVE_MODELS if p != "sound2img.metrics"] + ["sound2img.data",
-                                                                                 "sound2img.weights"],
-    "sound2img.generation": ["sound2img.config", "sound2img.manipulation", "sound2img.training", "sound2img.evaluation",
-                             "sound2img.inversion", "sound2img.app"],
-    "sound2img.inversion": ["sound2img.config", "sound2img.manipulation", "sound2img.training", "sound2img.evaluation",
-                            "sound2img.generation", "sound2img.app"],
+    "sound2img.metrics": [p for p in _ABOVE_MODELS if p != "sound2img.metrics"]
+    + ["sound2img.data", "sound2img.weights"],
+    "sound2img.generation": [
+        "sound2img.config",
+        "sound2img.manipulation",
+        "sound2img.training",
+        "sound2img.evaluation",
+        "sound2img.inversion",
+        "sound2img.app",
+    ],
+    "sound2img.inversion": [
+        "sound2img.config",
+        "sound2img.manipulation",
+        "sound2img.training",
+        "sound2img.evaluation",
+        "sound2img.generation",
+        "sound2img.app",
+    ],
     "sound2img.training.losses": ["sound2img.training.loop", "hydra", "omegaconf"],
-    "sound2img.training": ["sound2img.config", "sound2img.manipulation", "sound2img.evaluation", "sound2img.generation",
-                           "sound2img.inversion", "sound2img.app"],
-    "sound2img.manipulation": ["sound2img.config", "sound2img.training", "sound2img.evaluation", "sound2img.generation",
-                               "sound2img.app"],
+    "sound2img.training": [
+        "sound2img.config",
+        "sound2img.manipulation",
+        "sound2img.evaluation",
+        "sound2img.generation",
+        "sound2img.inversion",
+        "sound2img.app",
+    ],
+    "sound2img.manipulation": [
+        "sound2img.config",
+        "sound2img.training",
+        "sound2img.evaluation",
+        "sound2img.generation",
+        "sound2img.app",
+    ],
     "sound2img.evaluation": ["sound2img.config", "sound2img.training", "sound2img.generation", "sound2img.app"],
-    "sound2img.factory": ["sound2img.config", "sound2img.training", "sound2img.manipulation", "sound2img.evaluation",
-                          "sound2img.generation", "sound2img.inversion", "sound2img.app"],
-    "sound2img.weights": ["sound2img.config", "sound2img.training", "sound2img.manipulation", "sound2img.evaluation",
-                          "sound2img.generation", "sound2img.inversion", "sound2img.app", "sound2img.models",
-                          "sound2img.data", "sound2img.factory", "sound2img.cli", "hydra", "omegaconf"],
+    "sound2img.factory": [
+        "sound2img.config",
+        "sound2img.training",
+        "sound2img.manipulation",
+        "sound2img.evaluation",
+        "sound2img.generation",
+        "sound2img.inversion",
+        "sound2img.app",
+    ],
+    "sound2img.weights": [
+        "sound2img.config",
+        "sound2img.training",
+        "sound2img.manipulation",
+        "sound2img.evaluation",
+        "sound2img.generation",
+        "sound2img.inversion",
+        "sound2img.app",
+        "sound2img.models",
+        "sound2img.data",
+        "sound2img.factory",
+        "sound2img.cli",
+        "hydra",
+        "omegaconf",
+    ],
     # config (the schemas, used by cli.compose): imports nothing of ours but errors
-    "sound2img.config": ["sound2img.cli", "sound2img.utils", "sound2img.audio", "sound2img.data", "sound2img.models",
-                         "sound2img.weights", "sound2img.factory", "sound2img.training", "sound2img.manipulation",
-                         "sound2img.evaluation", "sound2img.generation", "sound2img.inversion", "sound2img.app",
-                         "sound2img.metrics", "sound2img.registry"],
-    "sound2img.cli": ["sound2img.training", "sound2img.manipulation", "sound2img.evaluation",
-                      "sound2img.generation", "sound2img.inversion", "sound2img.app"],
+    "sound2img.config": [
+        "sound2img.cli",
+        "sound2img.utils",
+        "sound2img.audio",
+        "sound2img.data",
+        "sound2img.models",
+        "sound2img.weights",
+        "sound2img.factory",
+        "sound2img.training",
+        "sound2img.manipulation",
+        "sound2img.evaluation",
+        "sound2img.generation",
+        "sound2img.inversion",
+        "sound2img.app",
+        "sound2img.metrics",
+        "sound2img.registry",
+    ],
+    "sound2img.cli": [
+        "sound2img.training",
+        "sound2img.manipulation",
+        "sound2img.evaluation",
+        "sound2img.generation",
+        "sound2img.inversion",
+        "sound2img.app",
+    ],
 }
 # The web app reaches edits through manipulation only (issue14).
 FORBIDDEN["sound2img.app"] = ["sound2img.training", "sound2img.evaluation"]
@@ -130,8 +209,11 @@ def test_checker_catches_a_wrong_arrow(tmp_path):
     (pkg / "manipulation" / "probe.py").write_text("import torch\nfrom ..training.losses import info_nce\n")
     (pkg / "training" / "probe.py").write_text("from sound2img.models import audio_encoder\n")
     found = violations(tmp_path)
-    assert sorted({f.split(" ")[0] for f in found}) == ["sound2img/manipulation/probe.py:2",
-                                                      "sound2img/models/probe.py:1", "sound2img/models/probe.py:2"]
+    assert sorted({f.split(" ")[0] for f in found}) == [
+        "sound2img/manipulation/probe.py:2",
+        "sound2img/models/probe.py:1",
+        "sound2img/models/probe.py:2",
+    ]
     assert violations() == []  # the real package is untouched and clean
 
 
@@ -142,8 +224,8 @@ def test_scripts_are_thin(script):
     assert "sys.path" not in src
     tree = ast.parse(src)
     for node in tree.body:
-        assert isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.If, ast.Expr, ast.Assign)), \
+        assert isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.If, ast.Expr, ast.Assign)), (
             f"{script.name}: top-level {type(node).__name__} does work at import time"
+        )
         if isinstance(node, ast.If):
             assert "__main__" in ast.unparse(node.test)
-

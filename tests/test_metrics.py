@@ -1,6 +1,7 @@
 """``sound2img.metrics``: LPIPS built offline from a torchvision VGG16 state dict equals
 the lpips package's own network; PSNR, identity and CLIP cosines by their formulas; a
 missing network is recorded as unavailable, never raised."""
+
 from __future__ import annotations
 
 import warnings
@@ -39,9 +40,14 @@ def test_lpips_matches_the_lpips_package(vgg_file):
         warnings.simplefilter("ignore")
         ref = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)  # package heads
     vgg = torch.load(vgg_file, weights_only=True)
-    ref.net.load_state_dict({k.replace("features.", f"slice{s}.", 1): v for k, v in vgg.items()
-                             for s, (lo, hi) in enumerate(((0, 4), (4, 9), (9, 16), (16, 23), (23, 30)), 1)
-                             if k.startswith("features.") and lo <= int(k.split(".")[1]) < hi})
+    ref.net.load_state_dict(
+        {
+            k.replace("features.", f"slice{s}.", 1): v
+            for k, v in vgg.items()
+            for s, (lo, hi) in enumerate(((0, 4), (4, 9), (9, 16), (16, 23), (23, 30)), 1)
+            if k.startswith("features.") and lo <= int(k.split(".")[1]) < hi
+        }
+    )
     g = torch.Generator().manual_seed(1)
     a, b = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1, torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
     with torch.no_grad():
@@ -49,9 +55,13 @@ def test_lpips_matches_the_lpips_package(vgg_file):
         assert float(ours(a, a).abs().max()) == 0.0
         big = torch.nn.functional.interpolate(a, size=(320, 320), mode="bilinear")
         # > 256 px is area-downsampled to 256 first
-        torch.testing.assert_close(ours(big, big * 0.5), ours(
-            torch.nn.functional.interpolate(big, size=(256, 256), mode="area"),
-            torch.nn.functional.interpolate(big * 0.5, size=(256, 256), mode="area")))
+        torch.testing.assert_close(
+            ours(big, big * 0.5),
+            ours(
+                torch.nn.functional.interpolate(big, size=(256, 256), mode="area"),
+                torch.nn.functional.interpolate(big * 0.5, size=(256, 256), mode="area"),
+            ),
+        )
 
 
 def test_lpips_refuses_a_file_that_is_not_vgg16(tmp_path):
@@ -98,8 +108,10 @@ def test_missing_networks_are_recorded_not_raised():
     q = QualityMetrics({"lpips": counted, "identity": None, "clip": None})
     a = torch.zeros(1, 3, 16, 16)
     out = q.compare(a, a + 0.1)
-    assert out["lpips"] == {"value": None, "unavailable": "vgg16.pth (torchvision_vgg16) is not in the cache "
-                                                          "and downloads are off"}
+    assert out["lpips"] == {
+        "value": None,
+        "unavailable": "vgg16.pth (torchvision_vgg16) is not in the cache and downloads are off",
+    }
     assert "identity_cosine" not in out and out["psnr"]["value"] > 0
     q.compare(a, a)
     assert len(calls) == 1  # built (or failed) once

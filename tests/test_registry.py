@@ -1,4 +1,5 @@
 """The one registry mechanism (sound2img.registry) and the tables built on it."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,10 +19,10 @@ def test_decorator_direct_and_family_lookups():
     def make_round(size=1):
         return ("round", size)
 
-    assert reg.register("square", "S") == "S"                  # direct form returns the thing
+    assert reg.register("square", "S") == "S"  # direct form returns the thing
     reg.register("scaled", lambda arg, k=1: (arg, k), family=True)
     assert reg.get("round") is make_round and reg.get("square") == "S"
-    assert reg.get("scaled:big")(k=3) == ("big", 3)            # the family argument comes first
+    assert reg.get("scaled:big")(k=3) == ("big", 3)  # the family argument comes first
     assert reg.names() == ["round", "square"] and reg.families() == ["scaled"]
     assert [n for n, _ in reg.items()] == ["round", "square"]  # registration order
     assert "round" in reg and "scaled:x" in reg and "scaled:" not in reg and "oval" not in reg

@@ -1,6 +1,7 @@
 """Weights registry and download cache, against a local HTTP server on 127.0.0.1 that
 supports Range and can misbehave on purpose (cut connections, ignore Range, 404, an
 HTML confirmation page, slow bodies for the two-process race)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers.weights_server import PAYLOAD, PAYLOAD_SHA, serve
 from sound2img import weights
 from sound2img.errors import UserInputError, WeightsNotAvailableError
 from sound2img.weights import WeightsEntry, download, get_entry, list_weights, resolve_weights
+
 from helpers import load_file_module
+from helpers.weights_server import PAYLOAD, PAYLOAD_SHA, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +37,15 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 
 def _entry(server, name="test_blob", path="/file.bin", sha=PAYLOAD_SHA):
-    return WeightsEntry(name=name, url=server.base + path, filename=f"{name}.bin", sha256=sha,
-                        format="rosinality_pt", licence="test", description="test payload")
+    return WeightsEntry(
+        name=name,
+        url=server.base + path,
+        filename=f"{name}.bin",
+        sha256=sha,
+        format="rosinality_pt",
+        licence="test",
+        description="test payload",
+    )
 
 
 @pytest.fixture
@@ -52,6 +61,7 @@ def _leftovers(directory: Path) -> list[str]:
 
 # ---------------------------------------------------------------- registry contents
 
+
 def test_registry_entries_are_consistent():
     entries = list_weights()
     names = [e.name for e in entries]
@@ -60,9 +70,20 @@ def test_registry_entries_are_consistent():
     for e in entries:
         assert e.url.startswith("https://") and e.licence and e.description
         assert e.format in weights.FORMATS
-    required = {"soundclip_resnet18", "soundclip_landscape", "rosinality_ffhq1024", "nvlabs_ffhq1024",
-                "nvlabs_afhqdog512", "nvlabs_afhqcat512", "nvlabs_afhqwild512", "nvlabs_metfaces1024",
-                "nvlabs_brecahad512", "openai_vit_b32", "ir_se50", "sample_rain"}
+    required = {
+        "soundclip_resnet18",
+        "soundclip_landscape",
+        "rosinality_ffhq1024",
+        "nvlabs_ffhq1024",
+        "nvlabs_afhqdog512",
+        "nvlabs_afhqcat512",
+        "nvlabs_afhqwild512",
+        "nvlabs_metfaces1024",
+        "nvlabs_brecahad512",
+        "openai_vit_b32",
+        "ir_se50",
+        "sample_rain",
+    }
     assert required <= set(names)
     for name in [n for n in names if n.startswith("nvlabs_") and n != "nvlabs_afhqv2_512"]:
         assert get_entry(name).url.startswith("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/")
@@ -117,6 +138,7 @@ def test_existing_file_is_returned_as_is_and_missing_path_is_named(tmp_path):
 
 
 # ---------------------------------------------------------------- downloads
+
 
 def test_download_success_then_cache_hit(server, registered):
     path = resolve_weights(registered.name, progress=False)
@@ -232,10 +254,12 @@ def test_unverified_entry_logs_its_hash(server, monkeypatch, caplog):
 
 
 def test_html_confirmation_page_is_followed(server, registered):
-    server.html_page = ('<html><body>can\'t scan this file for viruses'
-                        '<form id="download-form" action="/file.bin" method="get">'
-                        '<input type="hidden" name="id" value="abc"><input type="hidden" name="confirm" value="t">'
-                        '</form></body></html>')
+    server.html_page = (
+        "<html><body>can't scan this file for viruses"
+        '<form id="download-form" action="/file.bin" method="get">'
+        '<input type="hidden" name="id" value="abc"><input type="hidden" name="confirm" value="t">'
+        "</form></body></html>"
+    )
     path = resolve_weights(registered.name, progress=False)
     assert path.read_bytes() == PAYLOAD
     assert server.requests[1][1] == "id=abc&confirm=t"
@@ -250,6 +274,7 @@ def test_html_page_without_a_way_through_is_refused(server, registered):
 
 
 # ---------------------------------------------------------------- two processes
+
 
 def _child_download(entry, dest):
     download(entry, dest, progress=False)
@@ -293,6 +318,7 @@ def test_waiting_process_rechecks_the_cache_after_the_lock(server, registered):
 
 # ---------------------------------------------------------------- scripts/fetch_weights.py
 
+
 def _script():
     return load_file_module(ROOT / "scripts" / "fetch_weights.py")
 
@@ -332,9 +358,14 @@ def test_the_authors_files_carry_their_repository_licence():
     their repository at its latest commit), not MIT."""
     from sound2img.weights import list_weights
 
-    theirs = [e for e in list_weights() if e.name in ("soundclip_resnet18", "soundclip_landscape")
-              or e.name.startswith("sample_")]
+    theirs = [
+        e
+        for e in list_weights()
+        if e.name in ("soundclip_resnet18", "soundclip_landscape") or e.name.startswith("sample_")
+    ]
     assert len(theirs) >= 10
     for e in theirs:
-        assert "CC BY-NC-SA 4.0" in e.licence and "Korea University CVLAB" in e.licence and "non-commercial" in e.licence
+        assert (
+            "CC BY-NC-SA 4.0" in e.licence and "Korea University CVLAB" in e.licence and "non-commercial" in e.licence
+        )
         assert not e.licence.startswith("MIT")

@@ -1,9 +1,10 @@
 """``scripts/demo.py``'s command line: serve the web app on this machine."""
+
 from __future__ import annotations
 
 import argparse
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from sound2img.cli import ArgumentParser, parse_with_overrides
 from sound2img.errors import UserInputError
@@ -18,9 +19,13 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="demo.py", description="A local web page to edit images with sounds (Gradio). "
-                       "Leftover key=value words are overrides of configs/demo.yaml (manipulate.yaml + app).",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="demo.py",
+        description="A local web page to edit images with sounds (Gradio). "
+        "Leftover key=value words are overrides of configs/demo.yaml (manipulate.yaml + app).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")

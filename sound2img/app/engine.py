@@ -2,6 +2,7 @@
 request from the page into the ``manipulate`` config ``scripts/manipulate.py`` would have
 composed, and run it through the same :func:`~sound2img.manipulation.run.run_edit`, with
 networks built once per (generator, encoder, …) and shared by every request."""
+
 from __future__ import annotations
 
 import copy
@@ -12,9 +13,10 @@ import math
 import tempfile
 import threading
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from sound2img.cli import compose, to_plain
 from sound2img.errors import UserInputError
@@ -41,14 +43,14 @@ TONE_CLIP = "tone:440"
 class EditRequest:
     """One edit as the page asks for it (paths are files the page received)."""
 
-    sound: str | None = None          # a file path, sample:NAME or tone:HZ
+    sound: str | None = None  # a file path, sample:NAME or tone:HZ
     text: str = ""
     mode: str = "sound only"
     mix_weight: float = 0.5
-    source: str = "seed"              # one of SOURCES
+    source: str = "seed"  # one of SOURCES
     seed: int = 0
-    latent: str | None = None         # a latent file (source "latent file")
-    photo: str | None = None          # an image file (source "photo")
+    latent: str | None = None  # a latent file (source "latent file")
+    photo: str | None = None  # an image file (source "photo")
     steps: int = 300
     lr: float = 0.1
     lambda_sim: float = 0.002
@@ -78,8 +80,9 @@ class Engine:
     def models_for(self, cfg) -> dict:
         """The shared ``run_edit`` model dict for ``cfg``'s model groups and this device."""
         plain = to_plain(cfg)
-        key = json.dumps({g: plain.get(g) for g in MODEL_GROUPS} | {"device": str(self.device)},
-                         sort_keys=True, default=str)
+        key = json.dumps(
+            {g: plain.get(g) for g in MODEL_GROUPS} | {"device": str(self.device)}, sort_keys=True, default=str
+        )
         with self._models_lock:
             return self._models.setdefault(key, {})
 
@@ -88,8 +91,11 @@ class Engine:
         from sound2img import factory
         from sound2img.manipulation.run import _built
 
-        return _built(self.models_for(self.cfg), "audio",
-                      lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device))
+        return _built(
+            self.models_for(self.cfg),
+            "audio",
+            lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device),
+        )
 
     # ---- requests ---------------------------------------------------------------------
     def sample_choices(self) -> list[str]:
@@ -97,7 +103,7 @@ class Engine:
         tone made on the spot that works offline."""
         from sound2img.weights import list_weights
 
-        names = [f"sample:{e.name[len('sample_'):]}" for e in list_weights() if e.name.startswith("sample_")]
+        names = [f"sample:{e.name[len('sample_') :]}" for e in list_weights() if e.name.startswith("sample_")]
         return [TONE_CLIP, *sorted(names)]
 
     def check_number(self, name: str, value: Any, *, integer: bool = False) -> float:
@@ -133,7 +139,10 @@ class Engine:
             "manipulate.lr": self.check_number("lr", req.lr),
             "manipulate.lambda_sim": self.check_number("lambda_sim", req.lambda_sim),
             "manipulate.lambda_id": self.check_number("lambda_id", req.lambda_id),
-            "out": str(out), "overwrite": False, "progress": False, "device": str(self.device),
+            "out": str(out),
+            "overwrite": False,
+            "progress": False,
+            "device": str(self.device),
         }
         if req.source == "seed":
             try:
@@ -161,7 +170,7 @@ class Engine:
             del cfg["app"]  # the edit's metrics.json records the manipulate config, as the CLI's does
         return cfg
 
-    def run(self, req: EditRequest, on_step: Callable | None = None) -> "EditOutcome":
+    def run(self, req: EditRequest, on_step: Callable | None = None) -> EditOutcome:
         """Run one request to the end: its edit directory (exactly what manipulate.py
         writes) and a zip of it. Raises ``UserInputError``/``EditStopped``; nothing is
         left behind by a failed or stopped edit except an empty work folder."""

@@ -1,6 +1,7 @@
 """The web page (Gradio): a sound, a prompt and a source in, an edit out, through the
 :class:`~sound2img.app.engine.Engine`. Stable ``elem_id``s (sound, text, seed, steps,
 run, stop, result, status, download) let tests and users' scripts drive it."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,15 +13,17 @@ from typing import Any
 
 import gradio as gr
 
-from sound2img.app.engine import MODES, SOURCES, TONE_CLIP, Engine, EditRequest, summary_rows
+from sound2img.app.engine import MODES, SOURCES, TONE_CLIP, EditRequest, Engine, summary_rows
 from sound2img.cli import user_message
 from sound2img.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
 # small generators (preset=tiny: 32 px) would show as stamps: pictures fill their box, pixels stay sharp
-CSS = "#live img, #source_image img, #result img, #strip img {width: 100%; height: 100%; object-fit: contain; " \
-      "image-rendering: pixelated}"
+CSS = (
+    "#live img, #source_image img, #result img, #strip img {width: 100%; height: 100%; object-fit: contain; "
+    "image-rendering: pixelated}"
+)
 INTRO = """# sound2img
 Edit a StyleGAN2 image with a sound (or text): the latent is optimised so that CLIP sees the
 edited image close to the sound's embedding. Choose a sound, a source and the settings, then **Run**."""
@@ -78,7 +81,7 @@ class Page:
             return str(path)
         from sound2img.weights import resolve_weights
 
-        return str(resolve_weights("sample_" + name[len("sample:"):]))
+        return str(resolve_weights("sample_" + name[len("sample:") :]))
 
     def show_mel(self, sound: str | None):
         """The sound → (its mel image, status)."""
@@ -105,14 +108,40 @@ class Page:
         if event is not None:
             event.set()
 
-    def run(self, sound, text, mode, mix_weight, source, seed, latent, photo, steps, lr, lambda_sim, lambda_id,
-            request: gr.Request = None):
+    def run(
+        self,
+        sound,
+        text,
+        mode,
+        mix_weight,
+        source,
+        seed,
+        latent,
+        photo,
+        steps,
+        lr,
+        lambda_sim,
+        lambda_id,
+        request: gr.Request = None,
+    ):
         """Generator of page updates: progress while the edit runs, then its results.
         Outputs: status, live, source, result, strip, metrics, download."""
         key = getattr(request, "session_hash", None) or ""
         tag = f" [run {next(self._runs)}]"
-        req = EditRequest(sound=sound, text=text or "", mode=mode, mix_weight=mix_weight, source=source, seed=seed,
-                          latent=latent, photo=photo, steps=steps, lr=lr, lambda_sim=lambda_sim, lambda_id=lambda_id)
+        req = EditRequest(
+            sound=sound,
+            text=text or "",
+            mode=mode,
+            mix_weight=mix_weight,
+            source=source,
+            seed=seed,
+            latent=latent,
+            photo=photo,
+            steps=steps,
+            lr=lr,
+            lambda_sim=lambda_sim,
+            lambda_id=lambda_id,
+        )
         blank = (None, None, None, None, None, None)
         try:
             total = self.engine.check_number("steps", steps, integer=True)
@@ -147,14 +176,20 @@ class Page:
                 if kind == "step":
                     done, img, cos = rest
                     live = gr.update() if img is None else img
-                    yield (f"running: step {done}/{total} · cosine to the target {cos:.4f}{tag}", live,
-                           *([gr.update()] * 5))
+                    yield (
+                        f"running: step {done}/{total} · cosine to the target {cos:.4f}{tag}",
+                        live,
+                        *([gr.update()] * 5),
+                    )
                 elif kind == "error":
                     from sound2img.manipulation.optimizer import EditStopped
 
                     exc = rest[0]
-                    text_ = (f"stopped after {exc.steps_done} of {total} steps (nothing written)"
-                             if isinstance(exc, EditStopped) else _error_text(exc, sound, latent, photo))
+                    text_ = (
+                        f"stopped after {exc.steps_done} of {total} steps (nothing written)"
+                        if isinstance(exc, EditStopped)
+                        else _error_text(exc, sound, latent, photo)
+                    )
                     yield (text_ + tag, gr.update(), None, None, None, None, None)
                     return
                 else:
@@ -162,11 +197,20 @@ class Page:
                     d = outcome.edit_dir
                     m = outcome.metrics
                     cos = m.get("final_cosine")
-                    cos_text = (", ".join(f"{k} {v:.4f}" for k, v in cos.items()) if isinstance(cos, dict)
-                                else f"{m.get('initial_cosine', float('nan')):.4f} → {cos:.4f}")
-                    yield (f"done: edit {outcome.number}, {total} steps · cosine {cos_text}{tag}", gr.update(),
-                           str(d / "source.png"), str(d / "result.png"), str(d / "strip.png"),
-                           summary_rows(m), str(outcome.zip_path))
+                    cos_text = (
+                        ", ".join(f"{k} {v:.4f}" for k, v in cos.items())
+                        if isinstance(cos, dict)
+                        else f"{m.get('initial_cosine', float('nan')):.4f} → {cos:.4f}"
+                    )
+                    yield (
+                        f"done: edit {outcome.number}, {total} steps · cosine {cos_text}{tag}",
+                        gr.update(),
+                        str(d / "source.png"),
+                        str(d / "result.png"),
+                        str(d / "strip.png"),
+                        summary_rows(m),
+                        str(outcome.zip_path),
+                    )
                     return
         finally:
             stop.set()  # a closed page (cancelled generator) stops the edit too
@@ -184,28 +228,45 @@ def build_page(engine: Engine):
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column():
-                sound = gr.Audio(label="sound (upload or record)", sources=["upload", "microphone"], type="filepath",
-                                 elem_id="sound")
-                sample = gr.Dropdown(engine.sample_choices(), value=None, label="…or a sample clip",
-                                     elem_id="sample", info=f"{TONE_CLIP} is made on the spot (offline)")
+                sound = gr.Audio(
+                    label="sound (upload or record)", sources=["upload", "microphone"], type="filepath", elem_id="sound"
+                )
+                sample = gr.Dropdown(
+                    engine.sample_choices(),
+                    value=None,
+                    label="…or a sample clip",
+                    elem_id="sample",
+                    info=f"{TONE_CLIP} is made on the spot (offline)",
+                )
                 mel = gr.Image(label="what the encoder sees (mel spectrogram)", interactive=False, elem_id="mel")
                 text = gr.Textbox(label="text prompt (optional)", elem_id="text")
                 mode = gr.Radio(list(MODES), value="sound only", label="mode", elem_id="mode")
-                mix = gr.Slider(*b["mix_weight"], value=d["mix_weight"], label="text's share α (mixes)",
-                                elem_id="mix_weight")
+                mix = gr.Slider(
+                    *b["mix_weight"], value=d["mix_weight"], label="text's share α (mixes)", elem_id="mix_weight"
+                )
             with gr.Column():
-                source = gr.Radio(list(SOURCES), value="seed", label="source", elem_id="source",
-                                  info="photo: inverted as manipulate.py --image does (cached)")
+                source = gr.Radio(
+                    list(SOURCES),
+                    value="seed",
+                    label="source",
+                    elem_id="source",
+                    info="photo: inverted as manipulate.py --image does (cached)",
+                )
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="seed")
                     rand = gr.Button("random", elem_id="random", scale=0)
-                latent = gr.File(label="latent file (.pt/.npy/.npz)", file_types=[".pt", ".npy", ".npz"],
-                                 type="filepath", elem_id="latent")
+                latent = gr.File(
+                    label="latent file (.pt/.npy/.npz)",
+                    file_types=[".pt", ".npy", ".npz"],
+                    type="filepath",
+                    elem_id="latent",
+                )
                 photo = gr.Image(label="photo", type="filepath", elem_id="photo")
                 steps = gr.Slider(*b["steps"], value=d["steps"], step=1, label="steps", elem_id="steps")
                 lr = gr.Slider(*b["lr"], value=d["lr"], label="lr", elem_id="lr")
-                lsim = gr.Slider(*b["lambda_sim"], value=d["lambda_sim"], step=0.0005, label="λ_sim",
-                                 elem_id="lambda_sim")
+                lsim = gr.Slider(
+                    *b["lambda_sim"], value=d["lambda_sim"], step=0.0005, label="λ_sim", elem_id="lambda_sim"
+                )
                 lid = gr.Slider(*b["lambda_id"], value=d["lambda_id"], step=0.0005, label="λ_ID", elem_id="lambda_id")
                 with gr.Row():
                     run = gr.Button("Run", variant="primary", elem_id="run")
@@ -221,20 +282,34 @@ def build_page(engine: Engine):
 
         sample.change(page.pick_sample, sample, [sound, status], concurrency_limit=None, concurrency_id="light")
         sound.change(page.show_mel, sound, [mel, status], concurrency_limit=None, concurrency_id="light")
-        rand.click(lambda: __import__("random").randrange(2 ** 31), None, seed, queue=False)
-        run.click(page.run, [sound, text, mode, mix, source, seed, latent, photo, steps, lr, lsim, lid],
-                  [status, live, src_img, result, strip, metrics, download],
-                  concurrency_limit=int(engine.settings["concurrency"]), concurrency_id="edit")
+        rand.click(lambda: __import__("random").randrange(2**31), None, seed, queue=False)
+        run.click(
+            page.run,
+            [sound, text, mode, mix, source, seed, latent, photo, steps, lr, lsim, lid],
+            [status, live, src_img, result, strip, metrics, download],
+            concurrency_limit=int(engine.settings["concurrency"]),
+            concurrency_id="edit",
+        )
         stop.click(page.stop, None, None, queue=False)
     return demo
 
 
-def launch(engine: Engine, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           block: bool = True):
+def launch(
+    engine: Engine, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False, block: bool = True
+):
     """Build and serve the page; returns the Blocks (``block=False``: serving in a thread)."""
     demo = build_page(engine)
     demo.queue(max_size=int(engine.settings["max_queue"]))
-    demo.launch(server_name=host, server_port=port, share=share, inbrowser=False, quiet=False,
-                max_file_size=f"{int(engine.settings['max_upload_mb'])}mb", allowed_paths=[str(engine.work_dir)],
-                prevent_thread_lock=not block, show_error=True, css=CSS)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        inbrowser=False,
+        quiet=False,
+        max_file_size=f"{int(engine.settings['max_upload_mb'])}mb",
+        allowed_paths=[str(engine.work_dir)],
+        prevent_thread_lock=not block,
+        show_error=True,
+        css=CSS,
+    )
     return demo

@@ -3,6 +3,7 @@ as data URIs, no network resource) for an outputs directory: a card per edit tha
 ``manipulate.py`` wrote (any directory holding ``metrics.json`` beside ``result.png``),
 sortable by any of its numbers; the other pictures (``reproduce.py``'s figures); and for
 a training run (``metrics.jsonl``), a plot of each logged quantity against the step."""
+
 from __future__ import annotations
 
 import base64
@@ -20,9 +21,16 @@ from sound2img.utils.files import atomic_write_text, check_can_write
 EDIT_IMAGES = ("source.png", "result.png", "strip.png")
 # metrics.json entries that are records, not numbers of the edit
 NOT_METRICS = {"config", "versions", "edit", "losses", "layer_mask", "strip_steps", "runs", "mix", "device"}
-AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg",
-               ".m4a": "audio/mp4", ".opus": "audio/ogg", ".webm": "audio/webm"}
-MAX_EMBED_BYTES = 20 * 2 ** 20  # a sound file larger than this is linked relatively, not embedded
+AUDIO_TYPES = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".opus": "audio/ogg",
+    ".webm": "audio/webm",
+}
+MAX_EMBED_BYTES = 20 * 2**20  # a sound file larger than this is linked relatively, not embedded
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -64,7 +72,7 @@ def _targets(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             if t.get("kind") in ("sound", "text"):
                 found.append(t)
             for key in ("parts", "from", "to"):
-                for sub in (t.get(key) if isinstance(t.get(key), list) else [t.get(key)]):
+                for sub in t.get(key) if isinstance(t.get(key), list) else [t.get(key)]:
                     walk(sub)
 
     walk((metrics.get("edit") or {}).get("target"))
@@ -89,7 +97,7 @@ def sound_source(spec: str, base: Path, out_dir: Path) -> tuple[str, str] | None
         from sound2img.weights import resolve_weights
 
         try:
-            path = resolve_weights("sample_" + spec[len("sample:"):], allow_download=False)
+            path = resolve_weights("sample_" + spec[len("sample:") :], allow_download=False)
         except UserInputError:
             return None
     else:
@@ -135,28 +143,44 @@ def edit_card(d: Path, root: Path, out_dir: Path) -> tuple[str, list[str]]:
     prompts = [t["prompt"] for t in targets if t.get("kind") == "text"]
     sounds = [t["spec"] for t in targets if t.get("kind") == "sound"]
     attrs = " ".join(f'data-m-{_attr(k)}="{v!r}"' for k, v in numbers.items())
-    parts = [f'<article class="card" data-name="{html.escape(name)}" {attrs}>', f"<h2>{html.escape(name)}</h2>",
-             '<div class="pics">']
+    parts = [
+        f'<article class="card" data-name="{html.escape(name)}" {attrs}>',
+        f"<h2>{html.escape(name)}</h2>",
+        '<div class="pics">',
+    ]
     for img in EDIT_IMAGES:
         if (d / img).is_file():
             cls = "strip" if img == "strip.png" else "pic"
-            parts.append(f'<figure class="{cls}"><img alt="{img}" src="{data_uri((d / img).read_bytes(), "image/png")}">'
-                         f"<figcaption>{img[:-4]}</figcaption></figure>")
+            parts.append(
+                f'<figure class="{cls}"><img alt="{img}" src="{data_uri((d / img).read_bytes(), "image/png")}">'
+                f"<figcaption>{img[:-4]}</figcaption></figure>"
+            )
     parts.append("</div>")
     for spec in dict.fromkeys(sounds):
         found = sound_source(spec, d, out_dir)
         if found:
-            parts.append(f'<p>sound: {html.escape(found[1])}<br><audio controls preload="none" '
-                         f'src="{html.escape(found[0])}"></audio></p>')
+            parts.append(
+                f'<p>sound: {html.escape(found[1])}<br><audio controls preload="none" '
+                f'src="{html.escape(found[0])}"></audio></p>'
+            )
         else:
             parts.append(f"<p>sound: {html.escape(spec)} (file not found here)</p>")
     if prompts:
         parts.append("<p>prompt: " + "; ".join(f"“{html.escape(p)}”" for p in prompts) + "</p>")
-    parts.append("<details><summary>settings</summary><table>" + "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in settings.items()
-        if v is not None) + "</table></details>")
-    parts.append('<table class="metrics">' + "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in numbers.items()) + "</table>")
+    parts.append(
+        "<details><summary>settings</summary><table>"
+        + "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in settings.items()
+            if v is not None
+        )
+        + "</table></details>"
+    )
+    parts.append(
+        '<table class="metrics">'
+        + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in numbers.items())
+        + "</table>"
+    )
     parts.append("</article>")
     return "\n".join(parts), list(numbers)
 
@@ -206,8 +230,10 @@ def run_plots(run_dir: Path) -> str:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return (f'<figure class="plots"><img alt="training curves" src="{data_uri(buf.getvalue(), "image/png")}">'
-            f"<figcaption>{len(records)} records, {len(series)} quantities</figcaption></figure>")
+    return (
+        f'<figure class="plots"><img alt="training curves" src="{data_uri(buf.getvalue(), "image/png")}">'
+        f"<figcaption>{len(records)} records, {len(series)} quantities</figcaption></figure>"
+    )
 
 
 SCRIPT = """
@@ -249,30 +275,39 @@ def build_report(root: str | os.PathLike, out: str | os.PathLike) -> str:
     edit_dirs = set(edits)
     figures = sorted(p for p in root.rglob("*.png") if p.parent not in edit_dirs)
     if not (edits or runs or figures):
-        raise UserInputError(f"{root}: no edits (metrics.json + result.png), training runs (metrics.jsonl) "
-                             "or pictures found")
+        raise UserInputError(
+            f"{root}: no edits (metrics.json + result.png), training runs (metrics.jsonl) or pictures found"
+        )
     body, keys = [], {}
     for d in edits:
         card, names = edit_card(d, root, out_dir)
         body.append(card)
         keys.update(dict.fromkeys(names))
-    sections = [f"<h1>sound2img report — {html.escape(root.resolve().name)}</h1>",
-                f"<p>{len(edits)} edits, {len(runs)} training runs, {len(figures)} other pictures</p>"]
+    sections = [
+        f"<h1>sound2img report — {html.escape(root.resolve().name)}</h1>",
+        f"<p>{len(edits)} edits, {len(runs)} training runs, {len(figures)} other pictures</p>",
+    ]
     for run in runs:
         name = run.relative_to(root).as_posix() if run != root else run.name
         sections.append(f'<section class="run"><h2>training run {html.escape(name)}</h2>{run_plots(run)}</section>')
     if edits:
         options = "".join(f'<option value="{_attr(k)}">{html.escape(k)}</option>' for k in keys)
-        sections.append('<p>sort by <select id="sort-key" onchange="sortCards()"><option value="name">name</option>'
-                        f'{options}</select> <select id="sort-dir" onchange="sortCards()"><option value="asc">'
-                        'ascending</option><option value="desc">descending</option></select></p>')
+        sections.append(
+            '<p>sort by <select id="sort-key" onchange="sortCards()"><option value="name">name</option>'
+            f'{options}</select> <select id="sort-dir" onchange="sortCards()"><option value="asc">'
+            'ascending</option><option value="desc">descending</option></select></p>'
+        )
         sections.append('<div id="cards">' + "\n".join(body) + "</div>")
     for p in figures:
-        sections.append(f'<figure class="plots"><img alt="{html.escape(p.name)}" '
-                        f'src="{data_uri(p.read_bytes(), "image/png")}"><figcaption>'
-                        f"{html.escape(p.relative_to(root).as_posix())}</figcaption></figure>")
-    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>sound2img report</title>"
-            f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>\n" + "\n".join(sections) + "\n</body></html>\n")
+        sections.append(
+            f'<figure class="plots"><img alt="{html.escape(p.name)}" '
+            f'src="{data_uri(p.read_bytes(), "image/png")}"><figcaption>'
+            f"{html.escape(p.relative_to(root).as_posix())}</figcaption></figure>"
+        )
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>sound2img report</title>'
+        f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
+    )
 
 
 def main(argv) -> int:
@@ -281,12 +316,15 @@ def main(argv) -> int:
 
     from sound2img.cli import ArgumentParser
 
-    p = ArgumentParser(prog="report.py", description="One self-contained HTML page (works offline) for an outputs "
-                       "directory: a card per edit of manipulate.py, sortable by any metric; reproduce.py's "
-                       "figures; plots of a training run's metrics.jsonl.",
-                       epilog="examples:\n  python scripts/report.py outputs/edit-rain --out rain.html\n"
-                       "  python scripts/report.py runs/esc50 --out esc50.html",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="report.py",
+        description="One self-contained HTML page (works offline) for an outputs "
+        "directory: a card per edit of manipulate.py, sortable by any metric; reproduce.py's "
+        "figures; plots of a training run's metrics.jsonl.",
+        epilog="examples:\n  python scripts/report.py outputs/edit-rain --out rain.html\n"
+        "  python scripts/report.py runs/esc50 --out esc50.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("dir", help="an outputs directory of manipulate.py or reproduce.py, or a training run")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -1,6 +1,7 @@
 """Augmentations for the two audio views a, â of the self-supervised term (docs/method.md §1.3):
 random gain on the wave, SpecAugment time/frequency masks on the spectrogram.
 All batched with per-sample randomness from one ``torch.Generator`` (same seed, same views)."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,9 @@ def _randint(high_inclusive: torch.Tensor, generator: torch.Generator | None) ->
     return (u * (high_inclusive + 1)).floor().long().minimum(high_inclusive)
 
 
-def random_gain(wav: torch.Tensor, min_db: float, max_db: float, *,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def random_gain(
+    wav: torch.Tensor, min_db: float, max_db: float, *, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale each clip of ``wav [B,S]`` by a gain uniform in ``[min_db, max_db]`` dB
     (amplitude ``10**(g/20)``). Returns ``(wav [B,S], gain_db [B])``. No clipping: the
     front ends take any float wave."""
@@ -35,9 +37,18 @@ def random_gain(wav: torch.Tensor, min_db: float, max_db: float, *,
     return wav * scale[:, None], gain_db.to(torch.float32)
 
 
-def spec_augment_masks(batch: int, n_freq: int, n_time: int, *, num_freq_masks: int, max_freq_width: int,
-                       num_time_masks: int, max_time_width: int, generator: torch.Generator | None = None,
-                       device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def spec_augment_masks(
+    batch: int,
+    n_freq: int,
+    n_time: int,
+    *,
+    num_freq_masks: int,
+    max_freq_width: int,
+    num_time_masks: int,
+    max_time_width: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """SpecAugment masks (Park et al., 2019), independent per sample.
 
     Each of the ``num_*_masks`` masks has a width uniform in ``[0, max_*_width]`` (clamped to
@@ -56,13 +67,19 @@ def spec_augment_masks(batch: int, n_freq: int, n_time: int, *, num_freq_masks: 
         pos = torch.arange(size, device=device)
         return ((pos >= start[..., None]) & (pos < (start + width)[..., None])).any(dim=1)
 
-    return (axis_mask(num_freq_masks, max_freq_width, n_freq),
-            axis_mask(num_time_masks, max_time_width, n_time))
+    return (axis_mask(num_freq_masks, max_freq_width, n_freq), axis_mask(num_time_masks, max_time_width, n_time))
 
 
-def spec_augment(spec: torch.Tensor, *, num_freq_masks: int = 2, max_freq_width: int = 16,
-                 num_time_masks: int = 2, max_time_width: int = 64, mask_value: float | str = 0.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def spec_augment(
+    spec: torch.Tensor,
+    *,
+    num_freq_masks: int = 2,
+    max_freq_width: int = 16,
+    num_time_masks: int = 2,
+    max_time_width: int = 64,
+    mask_value: float | str = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Mask ``spec [B,1,n_mels,T]`` (a front end's ``spectrogram``, before any resize).
 
     ``mask_value``: a number (0 is silence for ``soundclip_legacy``), ``"mean"`` or ``"min"``
@@ -71,9 +88,17 @@ def spec_augment(spec: torch.Tensor, *, num_freq_masks: int = 2, max_freq_width:
     if spec.dim() != 4:
         raise UserInputError(f"spec_augment: expected spec [B,1,n_mels,T], got shape {tuple(spec.shape)}")
     batch, _, n_freq, n_time = spec.shape
-    freq_mask, time_mask = spec_augment_masks(batch, n_freq, n_time, num_freq_masks=num_freq_masks,
-                                              max_freq_width=max_freq_width, num_time_masks=num_time_masks,
-                                              max_time_width=max_time_width, generator=generator, device=spec.device)
+    freq_mask, time_mask = spec_augment_masks(
+        batch,
+        n_freq,
+        n_time,
+        num_freq_masks=num_freq_masks,
+        max_freq_width=max_freq_width,
+        num_time_masks=num_time_masks,
+        max_time_width=max_time_width,
+        generator=generator,
+        device=spec.device,
+    )
     mask = freq_mask[:, None, :, None] | time_mask[:, None, None, :]
     if mask_value == "mean":
         fill = spec.mean(dim=(1, 2, 3), keepdim=True)
@@ -91,9 +116,17 @@ class AudioAugment:
     the wave, SpecAugment on the spectrogram. Crops are the dataset reader's
     job (``crop="random"``), done once for both views."""
 
-    def __init__(self, *, min_gain_db: float = -6.0, max_gain_db: float = 6.0, num_freq_masks: int = 2,
-                 max_freq_width: int = 16, num_time_masks: int = 2, max_time_width: int = 64,
-                 mask_value: float | str = 0.0):
+    def __init__(
+        self,
+        *,
+        min_gain_db: float = -6.0,
+        max_gain_db: float = 6.0,
+        num_freq_masks: int = 2,
+        max_freq_width: int = 16,
+        num_time_masks: int = 2,
+        max_time_width: int = 64,
+        mask_value: float | str = 0.0,
+    ):
         self.min_gain_db, self.max_gain_db = float(min_gain_db), float(max_gain_db)
         self.num_freq_masks, self.max_freq_width = int(num_freq_masks), int(max_freq_width)
         self.num_time_masks, self.max_time_width = int(num_time_masks), int(max_time_width)
@@ -110,9 +143,15 @@ class AudioAugment:
 
     def mel(self, spec: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``spec [B,1,n_mels,T]`` → the same with SpecAugment masks."""
-        return spec_augment(spec, num_freq_masks=self.num_freq_masks, max_freq_width=self.max_freq_width,
-                            num_time_masks=self.num_time_masks, max_time_width=self.max_time_width,
-                            mask_value=self.mask_value, generator=generator)
+        return spec_augment(
+            spec,
+            num_freq_masks=self.num_freq_masks,
+            max_freq_width=self.max_freq_width,
+            num_time_masks=self.num_time_masks,
+            max_time_width=self.max_time_width,
+            mask_value=self.mask_value,
+            generator=generator,
+        )
 
 
 def build_augment(**settings) -> AudioAugment:

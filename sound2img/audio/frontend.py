@@ -1,10 +1,11 @@
 """Mel front ends (``wav [B,S]`` → ``mel [B,1,n_mels,T]``), batched torch on any device,
 numerically librosa's: ``logmel`` for new encoders and ``soundclip_legacy``, the exact
 input of the authors' released encoder (docs/method.md §5). One STFT/mel code path serves both."""
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import librosa
 import numpy as np
@@ -15,17 +16,18 @@ from torch import nn
 from sound2img.errors import UserInputError
 from sound2img.registry import Registry
 
-FRONTENDS: Registry[type["MelFrontend"]] = Registry("audio front end")
+FRONTENDS: Registry[type[MelFrontend]] = Registry("audio front end")
 # Samples (frames x n_fft) per STFT chunk: on CPU a chunk's windowed frames, spectrum and
 # power stay in cache (the speed over one big torch.stft), yet chunks are few enough that
 # per-op overhead and thread hand-offs stay small; on GPU, a bound on temporary memory.
 _CHUNK_SAMPLES = {"cpu": 1 << 22, "other": 1 << 28}
 
 
-def register_frontend(name: str) -> Callable[[type["MelFrontend"]], type["MelFrontend"]]:
+def register_frontend(name: str) -> Callable[[type[MelFrontend]], type[MelFrontend]]:
     def add(cls: type[MelFrontend]) -> type[MelFrontend]:
         cls.name = name
         return FRONTENDS.register(name, cls)
+
     return add
 
 
@@ -34,7 +36,7 @@ def list_frontends() -> list[str]:
     return FRONTENDS.names()
 
 
-def build_frontend(name: str = "logmel", **settings) -> "MelFrontend":
+def build_frontend(name: str = "logmel", **settings) -> MelFrontend:
     """Build a front end by name; ``settings`` override its defaults. ``build_frontend(
     **fe.spec())`` rebuilds an identical one (encoder checkpoints store ``spec()``)."""
     cls = FRONTENDS.get(name)
@@ -54,28 +56,62 @@ class MelFrontend(nn.Module):
 
     name = ""
 
-    def __init__(self, *, sample_rate: int, n_fft: int, hop_length: int, win_length: int | None,
-                 n_mels: int, f_min: float, f_max: float | None, mel_scale: str, mel_norm: str | None):
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        n_fft: int,
+        hop_length: int,
+        win_length: int | None,
+        n_mels: int,
+        f_min: float,
+        f_max: float | None,
+        mel_scale: str,
+        mel_norm: str | None,
+    ):
         super().__init__()
         win_length = n_fft if win_length is None else int(win_length)
         f_max = sample_rate / 2 if f_max is None else float(f_max)
-        checks = [(sample_rate > 0, "sample_rate must be > 0"), (n_fft > 0, "n_fft must be > 0"),
-                  (hop_length > 0, "hop_length must be > 0"), (0 < win_length <= n_fft, "need 0 < win_length <= n_fft"),
-                  (n_mels > 0, "n_mels must be > 0"), (0 <= f_min < f_max <= sample_rate / 2,
-                                                        "need 0 <= f_min < f_max <= sample_rate / 2"),
-                  (mel_scale in ("slaney", "htk"), "mel_scale must be 'slaney' or 'htk'"),
-                  (mel_norm in ("slaney", None), "mel_norm must be 'slaney' or null")]
+        checks = [
+            (sample_rate > 0, "sample_rate must be > 0"),
+            (n_fft > 0, "n_fft must be > 0"),
+            (hop_length > 0, "hop_length must be > 0"),
+            (0 < win_length <= n_fft, "need 0 < win_length <= n_fft"),
+            (n_mels > 0, "n_mels must be > 0"),
+            (0 <= f_min < f_max <= sample_rate / 2, "need 0 <= f_min < f_max <= sample_rate / 2"),
+            (mel_scale in ("slaney", "htk"), "mel_scale must be 'slaney' or 'htk'"),
+            (mel_norm in ("slaney", None), "mel_norm must be 'slaney' or null"),
+        ]
         for ok, message in checks:
             if not ok:
                 raise UserInputError(f"front end {self.name!r}: {message}")
-        self.sample_rate, self.n_fft, self.hop_length, self.win_length = int(sample_rate), int(n_fft), int(hop_length), win_length
-        self.n_mels, self.f_min, self.f_max, self.mel_scale, self.mel_norm = int(n_mels), float(f_min), f_max, mel_scale, mel_norm
+        self.sample_rate, self.n_fft, self.hop_length, self.win_length = (
+            int(sample_rate),
+            int(n_fft),
+            int(hop_length),
+            win_length,
+        )
+        self.n_mels, self.f_min, self.f_max, self.mel_scale, self.mel_norm = (
+            int(n_mels),
+            float(f_min),
+            f_max,
+            mel_scale,
+            mel_norm,
+        )
 
         window = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
         left = (n_fft - win_length) // 2  # librosa.util.pad_center
         window = F.pad(window, (left, n_fft - win_length - left))
-        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max,
-                                 htk=mel_scale == "htk", norm=mel_norm, dtype=np.float32)
+        fb = librosa.filters.mel(
+            sr=sample_rate,
+            n_fft=n_fft,
+            n_mels=n_mels,
+            fmin=f_min,
+            fmax=f_max,
+            htk=mel_scale == "htk",
+            norm=mel_norm,
+            dtype=np.float32,
+        )
         self.register_buffer("window", window.float(), persistent=False)
         self.register_buffer("mel_fb", torch.from_numpy(fb), persistent=False)  # [n_mels, n_fft//2+1]
 
@@ -94,15 +130,27 @@ class MelFrontend(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in self.spec().items())
 
     # --- the module's contract -------------------------------------------------------------
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        wav: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        frame_offsets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``wav [B,S]`` at ``self.sample_rate`` (``lengths [B]`` samples, optional) → the
         encoder's input ``mel [B,1,n_mels,T]``. Equal to ``to_encoder_input(spectrogram(...))``;
         training calls the two halves to put SpecAugment in between."""
         return self.to_encoder_input(self.spectrogram(wav, lengths, generator=generator, frame_offsets=frame_offsets))
 
-    def spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                    generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+    def spectrogram(
+        self,
+        wav: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        frame_offsets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``wav [B,S]`` → ``spec [B,1,n_mels,T]``: the time–frequency image (mel on rows,
         frames on columns) where SpecAugment masks belong."""
         raise NotImplementedError
@@ -145,14 +193,21 @@ class MelFrontend(nn.Module):
         step = max(1, budget // (batch * self.n_fft))
         in_place = not (torch.is_grad_enabled() and wav.requires_grad)
         for t0 in range(0, total, step):
-            spec = torch.view_as_real(torch.fft.rfft(frames[:, t0:t0 + step] * self.window))  # [B,t,F,2]
+            spec = torch.view_as_real(torch.fft.rfft(frames[:, t0 : t0 + step] * self.window))  # [B,t,F,2]
             spec = spec.square_() if in_place else spec.square()
             power = spec[..., 0] + spec[..., 1]  # |X|², no sqrt-then-square of a complex abs
-            out[:, :, t0:t0 + step] = torch.matmul(self.mel_fb, power.transpose(1, 2))
+            out[:, :, t0 : t0 + step] = torch.matmul(self.mel_fb, power.transpose(1, 2))
         return out, self.count_frames(lengths)
 
-    def _crop(self, x: torch.Tensor, valid: torch.Tensor, num_frames: int, pad_value: float,
-              generator: torch.Generator | None, frame_offsets: torch.Tensor | None) -> torch.Tensor:
+    def _crop(
+        self,
+        x: torch.Tensor,
+        valid: torch.Tensor,
+        num_frames: int,
+        pad_value: float,
+        generator: torch.Generator | None,
+        frame_offsets: torch.Tensor | None,
+    ) -> torch.Tensor:
         """``x [B,C,T]`` → ``[B,C,num_frames]``: frames ``[o_i, o_i + num_frames)`` of each clip,
         positions past its ``valid[i]`` frames filled with ``pad_value`` (padding at the end).
         ``o_i`` is ``frame_offsets[i]``, else uniform over ``[0, valid_i - num_frames]`` when a
@@ -162,8 +217,9 @@ class MelFrontend(nn.Module):
         if frame_offsets is not None:
             start = torch.as_tensor(frame_offsets, dtype=torch.long, device=x.device)
             if start.shape != (batch,) or bool((start < 0).any()) or bool((start > slack).any()):
-                raise UserInputError(f"front end {self.name!r}: frame_offsets must be [B] within "
-                                     f"[0, frames - {num_frames}] per clip")
+                raise UserInputError(
+                    f"front end {self.name!r}: frame_offsets must be [B] within [0, frames - {num_frames}] per clip"
+                )
         elif generator is not None:
             u = torch.rand(batch, generator=generator, device=generator.device).to(x.device)
             start = (u * (slack + 1).to(u.dtype)).floor().long().minimum(slack)
@@ -193,12 +249,32 @@ class LogMel(MelFrontend):
     padded with the log of silence).
     """
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop_length: int = 160,
-                 win_length: int | None = None, n_mels: int = 128, f_min: float = 0.0,
-                 f_max: float | None = None, mel_scale: str = "slaney", mel_norm: str | None = "slaney",
-                 log: str = "ln", log_offset: float = 1e-4, num_frames: int | None = None):
-        super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
-                         n_mels=n_mels, f_min=f_min, f_max=f_max, mel_scale=mel_scale, mel_norm=mel_norm)
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 1024,
+        hop_length: int = 160,
+        win_length: int | None = None,
+        n_mels: int = 128,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        mel_scale: str = "slaney",
+        mel_norm: str | None = "slaney",
+        log: str = "ln",
+        log_offset: float = 1e-4,
+        num_frames: int | None = None,
+    ):
+        super().__init__(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            win_length=win_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+            mel_scale=mel_scale,
+            mel_norm=mel_norm,
+        )
         if log not in ("ln", "db"):
             raise UserInputError(f"front end 'logmel': log must be 'ln' or 'db', got {log!r}")
         if not (log_offset > 0 and math.isfinite(log_offset)):
@@ -213,8 +289,14 @@ class LogMel(MelFrontend):
             return torch.log(power + self.log_offset)
         return 10.0 * torch.log10(power.clamp(min=self.log_offset))
 
-    def spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                    generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+    def spectrogram(
+        self,
+        wav: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        frame_offsets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``wav [B,S]`` → ``mel [B,1,n_mels,T]`` (T = ``num_frames`` when set, else the
         longest clip's frames)."""
         power, valid = self.mel_power(wav, lengths)
@@ -236,20 +318,47 @@ class SoundClipLegacy(MelFrontend):
     frames, ``cv2.resize(spec, (128, 512))`` (bilinear, half-pixel centres, no antialias)
     and a row-major reshape (not a transpose) of the 512×128 image to 1×128×512."""
 
-    def __init__(self, sample_rate: int = 44100, n_fft: int = 2048, hop_length: int = 512,
-                 win_length: int | None = None, n_mels: int = 128, f_min: float = 0.0,
-                 f_max: float | None = None, mel_scale: str = "slaney", mel_norm: str | None = "slaney",
-                 amin: float = 1e-10, top_db: float = 80.0, num_frames: int = 864,
-                 resize_height: int = 512, resize_width: int = 128):
-        super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
-                         n_mels=n_mels, f_min=f_min, f_max=f_max, mel_scale=mel_scale, mel_norm=mel_norm)
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        win_length: int | None = None,
+        n_mels: int = 128,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        mel_scale: str = "slaney",
+        mel_norm: str | None = "slaney",
+        amin: float = 1e-10,
+        top_db: float = 80.0,
+        num_frames: int = 864,
+        resize_height: int = 512,
+        resize_width: int = 128,
+    ):
+        super().__init__(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            win_length=win_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+            mel_scale=mel_scale,
+            mel_norm=mel_norm,
+        )
         if resize_height * resize_width % n_mels:
             raise UserInputError("front end 'soundclip_legacy': resize_height*resize_width must divide by n_mels")
         self.amin, self.top_db, self.num_frames = float(amin), float(top_db), int(num_frames)
         self.resize_height, self.resize_width = int(resize_height), int(resize_width)
 
-    def spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                    generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+    def spectrogram(
+        self,
+        wav: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        frame_offsets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``wav [B,S]`` at 44.1 kHz → ``spec [B,1,128,864]`` in [0, 1] (0 = 80 dB below the
         clip's peak, also the padding). Centre crop by default; a ``generator`` gives the
         training random crop, ``frame_offsets [B]`` explicit ones."""
@@ -265,8 +374,9 @@ class SoundClipLegacy(MelFrontend):
     def to_encoder_input(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec [B,1,128,864]`` → ``mel [B,1,128,512]``: resize to 512×128, then reshape."""
         # cv2.resize's INTER_LINEAR on float images is this exact map (no antialias on shrink).
-        img = F.interpolate(spec, size=(self.resize_height, self.resize_width), mode="bilinear",
-                            align_corners=False, antialias=False)
+        img = F.interpolate(
+            spec, size=(self.resize_height, self.resize_width), mode="bilinear", align_corners=False, antialias=False
+        )
         return img.reshape(img.shape[0], 1, self.n_mels, -1)
 
 

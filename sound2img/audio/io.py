@@ -1,6 +1,7 @@
 """Audio decoding: any file (wav/flac/ogg through soundfile, mp3/m4a/aac and the audio
 track of video files through PyAV) to a mono float32 waveform at a requested rate,
 numerically the same as ``librosa.load`` (channel mean, soxr ``HQ`` resampling)."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,9 @@ import torch
 from sound2img.errors import AudioLoadError
 
 # libsndfile reads these natively; everything else (and any of these it refuses) goes to PyAV.
-SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc",
-                                ".au", ".snd", ".w64", ".rf64", ".caf"})
+SOUNDFILE_SUFFIXES = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64", ".rf64", ".caf"}
+)
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768_000
 # What libsndfile writes into its log when a WAV header promises more data than the file holds.
@@ -43,8 +45,9 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     return info
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int, *, offset: float = 0.0,
-               duration: float | None = None) -> torch.Tensor:
+def load_audio(
+    path: str | os.PathLike, sample_rate: int, *, offset: float = 0.0, duration: float | None = None
+) -> torch.Tensor:
     """Decode ``path`` to ``wav [S]`` float32 mono at ``sample_rate``.
 
     ``offset`` and ``duration`` are in seconds of the file, as in ``librosa.load``: the
@@ -61,12 +64,12 @@ def load_audio(path: str | os.PathLike, sample_rate: int, *, offset: float = 0.0
     _check_rate(path, sample_rate, "requested")
     if not (isinstance(offset, (int, float)) and math.isfinite(offset) and offset >= 0):
         raise AudioLoadError(f"{path}: offset must be a finite number of seconds >= 0, got {offset!r}")
-    if duration is not None and not (isinstance(duration, (int, float)) and math.isfinite(duration)
-                                     and duration > 0):
+    if duration is not None and not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
         raise AudioLoadError(f"{path}: duration must be a finite number of seconds > 0, got {duration!r}")
 
-    y, sr_file = _dispatch(path, lambda p: _soundfile_read(p, offset, duration),
-                           lambda p: _av_read(p, offset, duration))
+    y, sr_file = _dispatch(
+        path, lambda p: _soundfile_read(p, offset, duration), lambda p: _av_read(p, offset, duration)
+    )
     if y.size == 0:
         if offset > 0:
             raise AudioLoadError(f"{path}: offset {offset} s is at or past the end of the audio")
@@ -90,8 +93,10 @@ def _check_exists(path: str | os.PathLike) -> Path:
 def _check_rate(path: Path, rate, what: str) -> None:
     ok = isinstance(rate, (int, np.integer)) or (isinstance(rate, float) and rate.is_integer())
     if not ok or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioLoadError(f"{path}: {what} sample rate {rate!r} Hz is outside "
-                             f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] (or not an integer)")
+        raise AudioLoadError(
+            f"{path}: {what} sample rate {rate!r} Hz is outside "
+            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] (or not an integer)"
+        )
 
 
 def _dispatch(path: Path, with_soundfile, with_av):
@@ -130,6 +135,7 @@ def _resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 # --- soundfile (wav/flac/ogg/...) ------------------------------------------------------------
 
+
 def _soundfile_open(path: Path):
     """An open ``SoundFile``, or ``_Refused`` when libsndfile does not recognise the file
     (PyAV then gets a try)."""
@@ -148,8 +154,9 @@ def _check_soundfile_complete(path: Path, handle) -> None:
     log = handle.extra_info
     short = _WAV_SHORT_DATA.search(log)
     if short and int(short.group(1)) not in _UNKNOWN_WAV_SIZES and int(short.group(2)) < int(short.group(1)):
-        raise AudioLoadError(f"{path}: truncated (header promises {short.group(1)} bytes of audio, "
-                             f"file holds {short.group(2)})")
+        raise AudioLoadError(
+            f"{path}: truncated (header promises {short.group(1)} bytes of audio, file holds {short.group(2)})"
+        )
     if "lacks an end-of-stream bit" in log:
         raise AudioLoadError(f"{path}: truncated (the Ogg stream has no end)")
 
@@ -190,12 +197,15 @@ def _soundfile_read(path: Path, offset: float, duration: float | None) -> tuple[
 
 # --- PyAV (mp3/m4a/aac, video containers) --------------------------------------------------
 
+
 def _import_av(path: Path):
     try:
         import av
     except ImportError as exc:  # av is a dependency, but slim installs may leave it out
-        raise AudioLoadError(f"{path}: decoding mp3/m4a/aac and video files needs PyAV: pip install av "
-                             "(the 'av' dependency of sound2img)") from exc
+        raise AudioLoadError(
+            f"{path}: decoding mp3/m4a/aac and video files needs PyAV: pip install av "
+            "(the 'av' dependency of sound2img)"
+        ) from exc
     return av
 
 
@@ -267,8 +277,10 @@ def _check_av_complete(path: Path, stream, sr: int, decoded: int) -> None:
         return
     declared = float(stream.duration * stream.time_base) * sr
     if decoded < declared - max(0.1 * sr, 0.05 * declared):
-        raise AudioLoadError(f"{path}: truncated (the header promises {declared / sr:.2f} s of audio, "
-                             f"the file holds {decoded / sr:.2f} s)")
+        raise AudioLoadError(
+            f"{path}: truncated (the header promises {declared / sr:.2f} s of audio, "
+            f"the file holds {decoded / sr:.2f} s)"
+        )
 
 
 def _first_line(exc: BaseException) -> str:

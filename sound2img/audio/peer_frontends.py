@@ -10,6 +10,7 @@ the mel front ends so that ``load_audio_encoder`` returns them with their checkp
   takes the statistics over the whole batch (``normalize="batch"``), so there a clip's
   embedding depends on what it is batched with.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,14 @@ class _WaveFrontend(nn.Module):
             raise UserInputError(f"front end {self.name!r}: clips of different lengths must be embedded one at a time")
         return wav.to(torch.float32)
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                generator: torch.Generator | None = None, frame_offsets: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        wav: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        frame_offsets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         return self.to_encoder_input(self.spectrogram(wav, lengths, generator=generator, frame_offsets=frame_offsets))
 
     def to_encoder_input(self, spec: torch.Tensor) -> torch.Tensor:
@@ -57,7 +64,7 @@ def _fit_length(wav: torch.Tensor, num_samples: int | None) -> torch.Tensor:
         return wav
     if wav.shape[1] > num_samples:
         start = (wav.shape[1] - num_samples) // 2
-        return wav[:, start:start + num_samples]
+        return wav[:, start : start + num_samples]
     pad = num_samples - wav.shape[1]
     return F.pad(wav, (pad // 2, pad - pad // 2))
 
@@ -90,8 +97,14 @@ class Wav2ClipFrontend(_WaveFrontend):
     ``normalize="clip"`` (default) standardises each clip alone (= embedding one clip per
     call); ``"batch"`` is Wav2CLIP's ``embed_audio`` on the whole batch."""
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 512, hop_length: int = 353,
-                 log_offset: float = 1e-7, normalize: str = "clip"):
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        hop_length: int = 353,
+        log_offset: float = 1e-7,
+        normalize: str = "clip",
+    ):
         super().__init__()
         if normalize not in ("clip", "batch"):
             raise UserInputError(f"front end 'wav2clip': normalize must be 'clip' or 'batch', got {normalize!r}")
@@ -102,10 +115,21 @@ class Wav2ClipFrontend(_WaveFrontend):
     def spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, **_: object) -> torch.Tensor:
         wav = self._check(wav, lengths).to(self.window.device)
         if wav.shape[1] <= self.n_fft // 2:
-            raise UserInputError(f"front end 'wav2clip': clip of {wav.shape[1]} samples is too short; its reflect-padded "
-                                 f"STFT needs more than {self.n_fft // 2} samples at {self.sample_rate} Hz")
-        stft = torch.stft(wav, self.n_fft, self.hop_length, window=self.window, center=True, pad_mode="reflect",
-                          normalized=False, onesided=True, return_complex=True)
+            raise UserInputError(
+                f"front end 'wav2clip': clip of {wav.shape[1]} samples is too short; its reflect-padded "
+                f"STFT needs more than {self.n_fft // 2} samples at {self.sample_rate} Hz"
+            )
+        stft = torch.stft(
+            wav,
+            self.n_fft,
+            self.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
         power = torch.view_as_real(stft).square().sum(-1)  # [B,F,T]
         x = torch.log(power + self.log_offset)[:, None]
         dims = (1, 2, 3) if self.normalize == "clip" else (0, 1, 2, 3)
@@ -115,4 +139,3 @@ class Wav2ClipFrontend(_WaveFrontend):
 
     def count_frames(self, num_samples: int) -> int:
         return 1 + num_samples // self.hop_length
-

@@ -1,5 +1,6 @@
 """What an audio encoder sees: one sound file through a front end, written as a PNG
 (and optionally the array as .npy), atomically and never over an existing file."""
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,9 @@ from sound2img.utils.files import atomic_path, atomic_write_bytes, check_can_wri
 
 
 @torch.no_grad()
-def compute_file_mel(path: str | os.PathLike, frontend: torch.nn.Module,
-                     device: str | torch.device = "cpu") -> torch.Tensor:
+def compute_file_mel(
+    path: str | os.PathLike, frontend: torch.nn.Module, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Decode ``path`` at ``frontend.sample_rate`` and return the encoder's input
     ``mel [1,n_mels,T]`` (float32, CPU). Bad audio raises ``AudioLoadError``."""
     wav = load_audio(path, int(frontend.sample_rate))
@@ -46,9 +48,15 @@ def render_mel_png(mel: torch.Tensor, title: str = "") -> bytes:
     return buffer.getvalue()
 
 
-def save_mel_image(audio: str | os.PathLike, frontend: torch.nn.Module, out: str | os.PathLike, *,
-                   npy: str | os.PathLike | None = None, overwrite: bool = False,
-                   device: str | torch.device = "cpu") -> torch.Tensor:
+def save_mel_image(
+    audio: str | os.PathLike,
+    frontend: torch.nn.Module,
+    out: str | os.PathLike,
+    *,
+    npy: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
     """Write ``out`` (PNG) and optionally ``npy`` (``[1,n_mels,T]`` float32) for ``audio``.
 
     Both outputs are checked before any work and written atomically, so a bad input or a

@@ -1,22 +1,32 @@
 """AudioSet (Gemmeke et al. 2017) balanced / unbalanced / eval segments: the official
 segment CSVs + ``class_labels_indices.csv``, audio files named by the usual downloaders
 (``{YTID}.wav``, ``Y{YTID}.wav``, ...). Text comes from all the clip's label names (docs/method.md §1)."""
+
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sound2img.data.base import AudioClipDataset, DatasetError, Record, read_csv_table
 from sound2img.data.clip_index import ClipFinder
 
-SUBSETS = {"balanced_train": "balanced_train_segments.csv",
-           "unbalanced_train": "unbalanced_train_segments.csv",
-           "eval": "eval_segments.csv"}
+SUBSETS = {
+    "balanced_train": "balanced_train_segments.csv",
+    "unbalanced_train": "unbalanced_train_segments.csv",
+    "eval": "eval_segments.csv",
+}
 # ``{YTID}.wav`` (most download scripts), ``Y{YTID}.wav`` (the PANNs-style packs people
 # share), and segment-stamped variants.
-DEFAULT_NAME_FORMATS = ("{ytid}", "Y{ytid}", "{ytid}_{start_int}_{end_int}", "{ytid}_{start_int}",
-                        "Y{ytid}_{start:.3f}_{end:.3f}", "{ytid}_{start:.3f}_{end:.3f}")
+DEFAULT_NAME_FORMATS = (
+    "{ytid}",
+    "Y{ytid}",
+    "{ytid}_{start_int}_{end_int}",
+    "{ytid}_{start_int}",
+    "Y{ytid}_{start:.3f}_{end:.3f}",
+    "{ytid}_{start:.3f}_{end:.3f}",
+)
 DEFAULT_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
@@ -52,27 +62,47 @@ class AudioSetDataset(AudioClipDataset):
     name = "audioset"
     clip_seconds = 10.0
 
-    def __init__(self, root: str | Path, *, subset: str = "balanced_train",
-                 segments_csv: str | Path | None = None,    # overrides ``subset``
-                 labels_csv: str | Path | None = None,      # default root/class_labels_indices.csv
-                 audio_dir: str | Path | None = None,
-                 name_formats: Sequence[str] = DEFAULT_NAME_FORMATS,
-                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                 max_missing_fraction: float = 1.0,
-                 sample_rate: int = 44100, num_samples: int | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        subset: str = "balanced_train",
+        segments_csv: str | Path | None = None,  # overrides ``subset``
+        labels_csv: str | Path | None = None,  # default root/class_labels_indices.csv
+        audio_dir: str | Path | None = None,
+        name_formats: Sequence[str] = DEFAULT_NAME_FORMATS,
+        extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+        max_missing_fraction: float = 1.0,
+        sample_rate: int = 44100,
+        num_samples: int | None = None,
+        **kwargs: Any,
+    ):
         root = Path(root)
         if segments_csv is None:
             if subset not in SUBSETS:
                 raise DatasetError(f"audioset: subset must be one of {sorted(SUBSETS)}, got {subset!r}")
             segments_csv = root / SUBSETS[subset]
         class_names, mids = load_audioset_labels(labels_csv or root / "class_labels_indices.csv")
-        clips = ClipFinder(self.name, root, audio_dir, "audio", name_formats, extensions, ytid="x", start=0.0,
-                           end=10.0, start_int=0, end_int=10)
+        clips = ClipFinder(
+            self.name,
+            root,
+            audio_dir,
+            "audio",
+            name_formats,
+            extensions,
+            ytid="x",
+            start=0.0,
+            end=10.0,
+            start_int=0,
+            end_int=10,
+        )
         records, bad = [], []
         for line, row in _read_segments(segments_csv):
             if len(row) != 4:
-                bad.append(f"{Path(segments_csv).name} row {line}: expected 4 fields "
-                           f"(YTID, start_seconds, end_seconds, positive_labels), got {len(row)}")
+                bad.append(
+                    f"{Path(segments_csv).name} row {line}: expected 4 fields "
+                    f"(YTID, start_seconds, end_seconds, positive_labels), got {len(row)}"
+                )
                 continue
             ytid, start_s, end_s, labels = (v.strip() for v in row)
             try:
@@ -89,12 +119,25 @@ class AudioSetDataset(AudioClipDataset):
             if path is None:
                 continue
             names = [class_names[mids[m]] for m in label_mids]
-            records.append(Record(key=f"audioset/{ytid}_{int(start)}", audio=path, label=mids[label_mids[0]],
-                                  class_name=names[0], prompt_name=", ".join(names)))
+            records.append(
+                Record(
+                    key=f"audioset/{ytid}_{int(start)}",
+                    audio=path,
+                    label=mids[label_mids[0]],
+                    class_name=names[0],
+                    prompt_name=", ".join(names),
+                )
+            )
         self.missing, self.num_missing = clips.missing, len(clips.missing)
         clips.check_missing(len(records), max_missing_fraction)
-        super().__init__(records, class_names, sample_rate=sample_rate,
-                         num_samples=num_samples or round(self.clip_seconds * sample_rate), bad_rows=bad, **kwargs)
+        super().__init__(
+            records,
+            class_names,
+            sample_rate=sample_rate,
+            num_samples=num_samples or round(self.clip_seconds * sample_rate),
+            bad_rows=bad,
+            **kwargs,
+        )
 
 
 def _read_segments(path: str | Path) -> list[tuple[int, list[str]]]:

@@ -1,12 +1,14 @@
 """What every dataset reader shares: the item record, fixed-length cropping, prompts,
 skip-and-count of unreadable samples (with a threshold error), images and ``collate``."""
+
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,13 +40,13 @@ class Record:
     """One item before decoding. ``text`` set: used verbatim (manifests); otherwise the
     prompt is a template filled with ``prompt_name`` (default ``class_name``)."""
 
-    key: str                      # stable id, used by the embedding caches
-    audio: str | None             # path of the audio or video file (None: generated)
+    key: str  # stable id, used by the embedding caches
+    audio: str | None  # path of the audio or video file (None: generated)
     label: int
     class_name: str
     text: str | None = None
     prompt_name: str | None = None
-    image: str | None = None      # path of an image file, or of the video itself
+    image: str | None = None  # path of an image file, or of the video itself
     image_is_video: bool = False  # take the middle frame of ``image`` (a video)
 
 
@@ -59,8 +61,9 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint64)[0] >> 1)
 
 
-def fix_length(wav: torch.Tensor, num_samples: int, crop: str = "center",
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def fix_length(
+    wav: torch.Tensor, num_samples: int, crop: str = "center", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``wav [S]`` → ``[num_samples]``: random or centre crop when longer, zero-padded at
     the end when shorter."""
     if crop not in CROP_MODES:
@@ -72,7 +75,7 @@ def fix_length(wav: torch.Tensor, num_samples: int, crop: str = "center",
             start = int(torch.randint(0, excess + 1, (1,), generator=generator))
         else:
             start = excess // 2
-        return wav[start:start + num_samples]
+        return wav[start : start + num_samples]
     return torch.nn.functional.pad(wav, (0, num_samples - length))
 
 
@@ -85,10 +88,11 @@ def square_image(img: torch.Tensor, size: int | None) -> torch.Tensor:
     if (h, w) != (size, size):
         scale = size / min(h, w)
         nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        img = torch.nn.functional.interpolate(img[None].float(), size=(nh, nw), mode="bilinear",
-                                              antialias=True, align_corners=False)[0]
+        img = torch.nn.functional.interpolate(
+            img[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
+        )[0]
         top, left = (nh - size) // 2, (nw - size) // 2
-        img = img[:, top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8)
+        img = img[:, top : top + size, left : left + size].round().clamp(0, 255).to(torch.uint8)
     return img
 
 
@@ -114,23 +118,29 @@ class AudioClipDataset(Dataset):
 
     name = "dataset"
 
-    def __init__(self, records: Sequence[Record], class_names: Sequence[str], *,
-                 sample_rate: int,              # Hz, audio is resampled to it
-                 num_samples: int,              # fixed length of every ``wav``
-                 crop: str = "random",          # "random" (training) or "center" (evaluation)
-                 templates: Sequence[str] | None = None,  # prompt templates, "{}" = class name
-                 text_augment: bool = False,    # EDA on the prompt (prompts.augment_text)
-                 eda_chain: bool = False,       # EDA: sr, rs, ri in turn (the authors' reader), not one drawn op
-                 seed: int = 0,                 # base of the per-item crop/prompt seeds
-                 max_skip_fraction: float = 0.05,
-                 load_images: bool = True,      # False: "image" is None (embeddings cached)
-                 image_size: int | None = 224,  # square side of returned images; None = as read
-                 bad_rows: Sequence[str] = ()):  # manifest rows already rejected, with reasons
+    def __init__(
+        self,
+        records: Sequence[Record],
+        class_names: Sequence[str],
+        *,
+        sample_rate: int,  # Hz, audio is resampled to it
+        num_samples: int,  # fixed length of every ``wav``
+        crop: str = "random",  # "random" (training) or "center" (evaluation)
+        templates: Sequence[str] | None = None,  # prompt templates, "{}" = class name
+        text_augment: bool = False,  # EDA on the prompt (prompts.augment_text)
+        eda_chain: bool = False,  # EDA: sr, rs, ri in turn (the authors' reader), not one drawn op
+        seed: int = 0,  # base of the per-item crop/prompt seeds
+        max_skip_fraction: float = 0.05,
+        load_images: bool = True,  # False: "image" is None (embeddings cached)
+        image_size: int | None = 224,  # square side of returned images; None = as read
+        bad_rows: Sequence[str] = (),
+    ):  # manifest rows already rejected, with reasons
         if crop not in CROP_MODES:
             raise DatasetError(f"{self.name}: crop must be one of {CROP_MODES}, got {crop!r}")
         if int(sample_rate) <= 0 or int(num_samples) <= 0:
-            raise DatasetError(f"{self.name}: sample_rate and num_samples must be positive, "
-                               f"got {sample_rate} and {num_samples}")
+            raise DatasetError(
+                f"{self.name}: sample_rate and num_samples must be positive, got {sample_rate} and {num_samples}"
+            )
         if not 0.0 <= float(max_skip_fraction) <= 1.0:
             raise DatasetError(f"{self.name}: max_skip_fraction must be in [0, 1], got {max_skip_fraction}")
         self.records = list(records)
@@ -161,8 +171,12 @@ class AudioClipDataset(Dataset):
             detail = f"; first problems: {'; '.join(self.bad_rows[:3])}" if self.bad_rows else ""
             raise DatasetError(f"{self.name}: no usable samples{detail}")
         if self.bad_rows:
-            log.warning("%s: %d bad metadata row(s) skipped; first: %s", self.name, len(self.bad_rows),
-                        "; ".join(self.bad_rows[:3]))
+            log.warning(
+                "%s: %d bad metadata row(s) skipped; first: %s",
+                self.name,
+                len(self.bad_rows),
+                "; ".join(self.bad_rows[:3]),
+            )
         self._check_skips()
 
     # ---- counting -------------------------------------------------------------------
@@ -194,7 +208,8 @@ class AudioClipDataset(Dataset):
             raise DatasetError(
                 f"{self.name}: {self.num_skipped} of {self.num_total} samples unreadable "
                 f"({self.skipped_fraction():.1%} > max_skip_fraction {self.max_skip_fraction:.1%}); "
-                f"first: {'; '.join(self._reasons[:3])}")
+                f"first: {'; '.join(self._reasons[:3])}"
+            )
 
     def _mark_failed(self, index: int, exc: BaseException) -> None:
         self._failed[index] = 1
@@ -205,8 +220,13 @@ class AudioClipDataset(Dataset):
         if self._stopped[0]:  # another worker already stopped the run: stay silent
             self._check_skips()
             return
-        log.warning("%s: skipped an unreadable sample (%d of %d skipped so far): %s", self.name, self.num_skipped,
-                    self.num_total, reason)
+        log.warning(
+            "%s: skipped an unreadable sample (%d of %d skipped so far): %s",
+            self.name,
+            self.num_skipped,
+            self.num_total,
+            reason,
+        )
         self._check_skips()
 
     # ---- reading --------------------------------------------------------------------
@@ -240,15 +260,21 @@ class AudioClipDataset(Dataset):
         image = None
         if self.load_images and rec.image is not None:
             image = square_image(self.read_image(index), self.image_size)
-        return {"wav": wav, "text": self.make_text(rec, rng), "label": rec.label,
-                "class_name": rec.class_name, "image": image, "key": rec.key, "index": index}
+        return {
+            "wav": wav,
+            "text": self.make_text(rec, rng),
+            "label": rec.label,
+            "class_name": rec.class_name,
+            "image": image,
+            "key": rec.key,
+            "index": index,
+        }
 
     def make_text(self, rec: Record, rng: random.Random) -> str:
         """The record's prompt: its own text, or a template filled with its class name;
         EDA-augmented when ``text_augment``: one drawn operation, or with ``eda_chain``
         synonym replacement, random swap and random insertion in turn (the authors' code)."""
-        text = rec.text if rec.text is not None else make_prompt(rec.prompt_name or rec.class_name, rng,
-                                                                 self.templates)
+        text = rec.text if rec.text is not None else make_prompt(rec.prompt_name or rec.class_name, rng, self.templates)
         if not self.text_augment:
             return text
         if self.eda_chain:
@@ -271,12 +297,19 @@ class AudioClipDataset(Dataset):
             need = self.num_samples / self.sample_rate
             if info.duration > 2 * need:
                 frames = int(np.ceil(need * info.sample_rate)) + 1  # one spare: rounding never leaves a gap
-                start = (int(torch.randint(0, info.num_frames - frames + 1, (1,), generator=generator))
-                         if self.crop == "random" else (info.num_frames - frames + 1) // 2)  # = fix_length's centre
+                start = (
+                    int(torch.randint(0, info.num_frames - frames + 1, (1,), generator=generator))
+                    if self.crop == "random"
+                    else (info.num_frames - frames + 1) // 2
+                )  # = fix_length's centre
                 # +0.5 frame: load_audio truncates offset·sr and duration·sr to whole frames.
-                wav = load_audio(path, self.sample_rate, offset=(start + 0.5) / info.sample_rate,
-                                 duration=(frames + 0.5) / info.sample_rate)
-                return wav[:self.num_samples]
+                wav = load_audio(
+                    path,
+                    self.sample_rate,
+                    offset=(start + 0.5) / info.sample_rate,
+                    duration=(frames + 0.5) / info.sample_rate,
+                )
+                return wav[: self.num_samples]
         return load_audio(path, self.sample_rate)
 
     def read_image(self, index: int) -> torch.Tensor:
@@ -338,8 +371,9 @@ def read_csv_table(path: str | Path, required: Sequence[str], name: str) -> list
     return rows
 
 
-def check_missing_clips(name: str, missing: Sequence[str], num_found: int, max_missing_fraction: float,
-                        where: str | Path, example: str) -> None:
+def check_missing_clips(
+    name: str, missing: Sequence[str], num_found: int, max_missing_fraction: float, where: str | Path, example: str
+) -> None:
     """Clips listed in the CSV but never downloaded (VGGSound, AudioSet): warn, and refuse
     when none was found or more than ``max_missing_fraction`` are missing."""
     if not missing:
@@ -347,8 +381,10 @@ def check_missing_clips(name: str, missing: Sequence[str], num_found: int, max_m
     total = num_found + len(missing)
     log.warning("%s: %d of %d clips not downloaded (no file)", name, len(missing), total)
     if not num_found or len(missing) / total > max_missing_fraction:
-        raise DatasetError(f"{name}: {len(missing)} of {total} clips have no file in {where} "
-                           f"(> max_missing_fraction {max_missing_fraction:.0%}); tried names like {example}")
+        raise DatasetError(
+            f"{name}: {len(missing)} of {total} clips have no file in {where} "
+            f"(> max_missing_fraction {max_missing_fraction:.0%}); tried names like {example}"
+        )
 
 
 def parse_folds(folds: Sequence[int] | int | None, valid: range, name: str) -> set[int]:

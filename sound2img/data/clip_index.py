@@ -1,11 +1,12 @@
 """Finding downloaded clips by name: YouTube-scraped datasets (VGGSound, AudioSet) are
 stored under whatever name the downloader chose, and only part of each list is still
 online, so files are looked up by a list of name formats and the misses are counted."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def index_files(directory: str | Path, extensions: Sequence[str]) -> dict[str, str]:
@@ -43,8 +44,9 @@ def check_name_formats(name_formats: Sequence[str], name: str, **example) -> lis
         try:
             fmt.format(**example)
         except (KeyError, IndexError, ValueError) as exc:
-            raise DatasetError(f"{name}: bad file name format {fmt!r} ({type(exc).__name__}: {exc}); "
-                               f"fields are {sorted(example)}") from exc
+            raise DatasetError(
+                f"{name}: bad file name format {fmt!r} ({type(exc).__name__}: {exc}); fields are {sorted(example)}"
+            ) from exc
     return formats
 
 
@@ -54,19 +56,30 @@ class ClipFinder:
     ``root``), its file index, the user's name formats (checked against ``example``), and
     the rows whose clip was never downloaded."""
 
-    def __init__(self, dataset: str, root: Path, media_dir: str | Path | None, default_sub: str,
-                 name_formats: Sequence[str], extensions: Sequence[str], **example):
+    def __init__(
+        self,
+        dataset: str,
+        root: Path,
+        media_dir: str | Path | None,
+        default_sub: str,
+        name_formats: Sequence[str],
+        extensions: Sequence[str],
+        **example,
+    ):
         from sound2img.data.base import DatasetError
 
         self.dataset = dataset
-        self.dir = Path(media_dir) if media_dir is not None else (
-            root / default_sub if (root / default_sub).is_dir() else root)
+        self.dir = (
+            Path(media_dir)
+            if media_dir is not None
+            else (root / default_sub if (root / default_sub).is_dir() else root)
+        )
         if not self.dir.is_dir():
             raise DatasetError(f"{dataset}: {default_sub} directory {self.dir} not found")
         self.formats = check_name_formats(name_formats, dataset, **example)
         self.extensions = list(extensions)
         self.files = index_files(self.dir, self.extensions)
-        self.missing: list[str] = []        # the reader's key of each row without a file
+        self.missing: list[str] = []  # the reader's key of each row without a file
         self._first_miss: dict | None = None
 
     def find(self, missing_key: str, **fields) -> str | None:

@@ -8,6 +8,7 @@ Layout under ``root``: ``text-<hash>/`` and ``image-<hash>/``, each with ``spec.
 Every file is written atomically; shards are immutable, so concurrent readers never see a
 partial one. A shard whose bytes do not match its recorded sha256, or that fails to load,
 is deleted and its items are recomputed."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,8 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -47,8 +48,7 @@ class EmbeddingCache:
         self.clip_spec = dict(clip_spec)
         self.preprocess = str(preprocess)
         text_spec = {"kind": "text", "clip": self.clip_spec, "version": FORMAT_VERSION}
-        image_spec = {"kind": "image", "clip": self.clip_spec, "preprocess": self.preprocess,
-                      "version": FORMAT_VERSION}
+        image_spec = {"kind": "image", "clip": self.clip_spec, "preprocess": self.preprocess, "version": FORMAT_VERSION}
         self.text = _ShardStore(self.root / f"text-{spec_hash(text_spec)[:20]}", text_spec)
         self.image = _ShardStore(self.root / f"image-{spec_hash(image_spec)[:20]}", image_spec)
 
@@ -69,10 +69,10 @@ class _ShardStore:
     def __init__(self, directory: Path, spec: dict):
         self.dir = directory
         self.spec = spec
-        self._where: dict[str, tuple[str, int]] = {}   # item id -> (shard file name, row)
-        self._shards: dict[str, dict] = {}             # shard file name -> {"sha256", "ids"}
-        self._loaded: dict[str, torch.Tensor] = {}     # shard file name -> emb [n,D]
-        self.num_computed = 0                          # items this instance had to encode
+        self._where: dict[str, tuple[str, int]] = {}  # item id -> (shard file name, row)
+        self._shards: dict[str, dict] = {}  # shard file name -> {"sha256", "ids"}
+        self._loaded: dict[str, torch.Tensor] = {}  # shard file name -> emb [n,D]
+        self.num_computed = 0  # items this instance had to encode
         self.refresh()
 
     # ---- index ----------------------------------------------------------------------
@@ -81,7 +81,7 @@ class _ShardStore:
         shards = self._read_index()
         if self.dir.is_dir():
             for path in self.dir.glob("*.safetensors"):
-                if path.name not in shards:   # written, but its index update was lost
+                if path.name not in shards:  # written, but its index update was lost
                     ids = _shard_ids(path)
                     if ids is not None:
                         shards[path.name] = {"sha256": None, "ids": ids}
@@ -134,7 +134,7 @@ class _ShardStore:
         rows = self._gather(items)
         missing = list(dict.fromkeys(item for item, row in zip(items, rows) if row is None))
         for start in range(0, len(missing), batch_size):
-            self._compute(missing[start:start + batch_size], compute)
+            self._compute(missing[start : start + batch_size], compute)
         if missing:
             rows = self._gather(items)
             if any(row is None for row in rows):  # a shard vanished between writing and reading
@@ -188,8 +188,10 @@ class _ShardStore:
     def _compute(self, items: list[str], compute: EncodeFn) -> None:
         emb = compute(list(items))
         if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] != len(items):
-            raise ValueError(f"embedding cache: the encode function returned "
-                             f"{getattr(emb, 'shape', type(emb))} for {len(items)} items (want [n,D])")
+            raise ValueError(
+                f"embedding cache: the encode function returned "
+                f"{getattr(emb, 'shape', type(emb))} for {len(items)} items (want [n,D])"
+            )
         dim = self._dim()
         if dim is not None and emb.shape[1] != dim:
             raise ValueError(f"embedding cache {self.dir}: new embeddings have width {emb.shape[1]}, cached ones {dim}")

@@ -1,7 +1,9 @@
 """Iterating a DataLoader so that an error from a worker is the last thing it says."""
+
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 
 def iterate_loader(loader: Iterable[Any]) -> Iterator[Any]:

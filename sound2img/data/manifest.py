@@ -1,6 +1,7 @@
 """A generic CSV manifest for your own data: columns ``audio`` (path relative to the
 manifest's folder, or absolute), ``text``, optional ``image`` (an image file, or a video
 whose middle frame is used) and optional ``label`` (a class name)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,15 @@ class ManifestDataset(AudioClipDataset):
 
     name = "manifest"
 
-    def __init__(self, manifest: str | Path, *, sample_rate: int = 44100, num_samples: int | None = None,
-                 clip_seconds: float = 10.0, **kwargs: Any):
+    def __init__(
+        self,
+        manifest: str | Path,
+        *,
+        sample_rate: int = 44100,
+        num_samples: int | None = None,
+        clip_seconds: float = 10.0,
+        **kwargs: Any,
+    ):
         manifest = Path(manifest)
         table = read_csv_table(manifest, ("audio", "text"), self.name)
         base = manifest.resolve().parent
@@ -46,8 +54,22 @@ class ManifestDataset(AudioClipDataset):
             seen[audio] = seen.get(audio, 0) + 1
             key = f"manifest/{audio}" + (f"#{seen[audio]}" if seen[audio] > 1 else "")
             image_path = str(base / image) if image else None
-            records.append(Record(key=key, audio=str(base / audio), label=label_of[label], class_name=label,
-                                  text=text, image=image_path,
-                                  image_is_video=bool(image) and Path(image).suffix.lower() in VIDEO_EXTENSIONS))
-        super().__init__(records, class_names, sample_rate=sample_rate,
-                         num_samples=num_samples or round(clip_seconds * sample_rate), bad_rows=bad, **kwargs)
+            records.append(
+                Record(
+                    key=key,
+                    audio=str(base / audio),
+                    label=label_of[label],
+                    class_name=label,
+                    text=text,
+                    image=image_path,
+                    image_is_video=bool(image) and Path(image).suffix.lower() in VIDEO_EXTENSIONS,
+                )
+            )
+        super().__init__(
+            records,
+            class_names,
+            sample_rate=sample_rate,
+            num_samples=num_samples or round(clip_seconds * sample_rate),
+            bad_rows=bad,
+            **kwargs,
+        )

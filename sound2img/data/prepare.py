@@ -10,15 +10,17 @@ same shard and writes byte-identical shards. Each shard is written to a temporar
 and renamed (complete or absent); ``index.json`` is rewritten atomically after each
 shard, so a rerun after a crash keeps the shards whose sha256 the index records and
 writes only the rest."""
+
 from __future__ import annotations
 
 import json
 import logging
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,9 +42,18 @@ def shard_file_name(shard: int) -> str:
     return f"{int(shard):06d}.tar"
 
 
-def prepare_shards(dataset: AudioClipDataset, out: str | os.PathLike, *, settings: dict[str, Any],
-                   shard_size: int = 1000, workers: int = 1, seed: int = 0, jpeg_quality: int = 90,
-                   overwrite: bool = False, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def prepare_shards(
+    dataset: AudioClipDataset,
+    out: str | os.PathLike,
+    *,
+    settings: dict[str, Any],
+    shard_size: int = 1000,
+    workers: int = 1,
+    seed: int = 0,
+    jpeg_quality: int = 90,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Write ``dataset`` (crop length ``dataset.num_samples`` at ``dataset.sample_rate``)
     as shards ``out/000000.tar ...`` plus ``out/index.json``, and return the index.
 
@@ -52,8 +63,14 @@ def prepare_shards(dataset: AudioClipDataset, out: str | os.PathLike, *, setting
     out = Path(out)
     if shard_size < 1 or workers < 1:
         raise UserInputError(f"--shard-size and --workers must be >= 1, got {shard_size} and {workers}")
-    settings = {**settings, "shard_size": int(shard_size), "seed": int(seed), "jpeg_quality": int(jpeg_quality),
-                "sample_rate": dataset.sample_rate, "num_samples": dataset.num_samples}
+    settings = {
+        **settings,
+        "shard_size": int(shard_size),
+        "seed": int(seed),
+        "jpeg_quality": int(jpeg_quality),
+        "sample_rate": dataset.sample_rate,
+        "num_samples": dataset.num_samples,
+    }
     settings = json.loads(json.dumps(settings))  # plain JSON types, as a reread index has them
     index_path = out / INDEX_NAME
     done = _resumable_shards(index_path, settings, overwrite)
@@ -67,7 +84,7 @@ def prepare_shards(dataset: AudioClipDataset, out: str | os.PathLike, *, setting
         progress(sum(s["count"] + len(s["skipped"]) for s in index["shards"]))
     _write_index(index_path, index)
 
-    jobs = [(i, order[i * shard_size:(i + 1) * shard_size]) for i in todo]  # (shard, record numbers)
+    jobs = [(i, order[i * shard_size : (i + 1) * shard_size]) for i in todo]  # (shard, record numbers)
     if workers == 1 or len(jobs) <= 1:
         _init_worker(dataset, out, jpeg_quality)
         results = (_write_shard(i, numbers) for i, numbers in jobs)
@@ -88,8 +105,10 @@ def _resumable_shards(index_path: Path, settings: dict[str, Any], overwrite: boo
     if not index_path.exists():
         strangers = sorted(index_path.parent.glob("[0-9][0-9][0-9][0-9][0-9][0-9].tar"))
         if strangers and not overwrite:  # shard names, but no index of ours: not ours to replace
-            raise UserInputError(f"{strangers[0]} exists but {index_path} does not; use another --out, or "
-                                 "pass --overwrite to replace those files")
+            raise UserInputError(
+                f"{strangers[0]} exists but {index_path} does not; use another --out, or "
+                "pass --overwrite to replace those files"
+            )
         return []
     try:
         old = json.loads(index_path.read_text(encoding="utf-8"))
@@ -101,8 +120,10 @@ def _resumable_shards(index_path: Path, settings: dict[str, Any], overwrite: boo
         old = {"shards": [], "settings": None}
     if old.get("settings") != settings:
         if not overwrite:
-            raise UserInputError(f"{index_path.parent} holds shards prepared with other settings; use another "
-                                 "--out, or pass --overwrite to discard them")
+            raise UserInputError(
+                f"{index_path.parent} holds shards prepared with other settings; use another "
+                "--out, or pass --overwrite to discard them"
+            )
         for s in old.get("shards", []):
             (index_path.parent / s["name"]).unlink(missing_ok=True)
         index_path.unlink()
@@ -121,9 +142,15 @@ def _base_index(dataset: AudioClipDataset, settings: dict[str, Any], num_shards:
     recs = dataset.records
     texts = list(dict.fromkeys(r.text for r in recs if r.text is not None))
     return {
-        "format": INDEX_FORMAT, "complete": False, "settings": settings, "dataset": dataset.name,
-        "sample_rate": dataset.sample_rate, "num_samples": dataset.num_samples, "num_shards": num_shards,
-        "num_records": len(recs), "class_names": list(dataset.class_names),
+        "format": INDEX_FORMAT,
+        "complete": False,
+        "settings": settings,
+        "dataset": dataset.name,
+        "sample_rate": dataset.sample_rate,
+        "num_samples": dataset.num_samples,
+        "num_shards": num_shards,
+        "num_records": len(recs),
+        "class_names": list(dataset.class_names),
         "prompt_names": list(dict.fromkeys(r.prompt_name or r.class_name for r in recs if r.text is None)),
         "texts": texts if len(texts) <= MAX_INDEXED_TEXTS else None,
         "bad_rows": list(getattr(dataset, "bad_rows", [])),
@@ -150,8 +177,13 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(dataset: AudioClipDataset, out: Path, jpeg_quality: int) -> None:
-    _STATE.update(dataset=dataset, out=Path(out), jpeg_quality=int(jpeg_quality), written=0,
-                  kill_after=int(os.environ.get(KILL_AFTER_ENV, "0") or 0))
+    _STATE.update(
+        dataset=dataset,
+        out=Path(out),
+        jpeg_quality=int(jpeg_quality),
+        written=0,
+        kill_after=int(os.environ.get(KILL_AFTER_ENV, "0") or 0),
+    )
 
 
 def _write_shard(shard: int, numbers: list[int]) -> dict[str, Any]:
@@ -176,15 +208,20 @@ def _write_shard(shard: int, numbers: list[int]) -> dict[str, Any]:
                     log.warning("prepare: skipped %s: %s", rec.key, reason)
                     continue
                 text = rec.text if rec.text is not None else rec.class_name
-                tar.write(encode_sample(number, pcm, dataset.sample_rate, meta, text, image,
-                                        _STATE["jpeg_quality"]))
+                tar.write(encode_sample(number, pcm, dataset.sample_rate, meta, text, image, _STATE["jpeg_quality"]))
                 count += 1
                 _STATE["written"] += 1
                 if _STATE["kill_after"] and _STATE["written"] >= _STATE["kill_after"]:
                     fh.flush()
                     os.kill(os.getpid(), signal.SIGKILL)
-    return {"shard": shard, "name": path.name, "count": count, "bytes": path.stat().st_size,
-            "sha256": sha256_file(path), "skipped": skipped}
+    return {
+        "shard": shard,
+        "name": path.name,
+        "count": count,
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "skipped": skipped,
+    }
 
 
 def prepare_record(dataset: AudioClipDataset, index: int) -> tuple[np.ndarray, torch.Tensor | None, dict[str, Any]]:
@@ -202,9 +239,17 @@ def prepare_record(dataset: AudioClipDataset, index: int) -> tuple[np.ndarray, t
         wav = load_audio(rec.audio, sr)
     total = int(wav.shape[-1])
     offset = max(0, (total - n) // 2)
-    wav = wav[offset:offset + n]
+    wav = wav[offset : offset + n]
     image = dataset.read_image(index) if rec.image is not None else None
-    meta = {"key": rec.key, "label": int(rec.label), "class_name": rec.class_name, "text": rec.text,
-            "prompt_name": rec.prompt_name, "source": rec.audio, "offset_seconds": offset / sr,
-            "source_seconds": total / sr, "sample_rate": sr}
+    meta = {
+        "key": rec.key,
+        "label": int(rec.label),
+        "class_name": rec.class_name,
+        "text": rec.text,
+        "prompt_name": rec.prompt_name,
+        "source": rec.audio,
+        "offset_seconds": offset / sr,
+        "source_seconds": total / sr,
+        "sample_rate": sr,
+    }
     return to_pcm16(wav.numpy()), image, meta

@@ -6,11 +6,12 @@ Synonyms come from WordNet only when nltk *and* its wordnet data are already ins
 (probed, never downloaded); otherwise from the small built-in table of sound words below,
 so synonym replacement / insertion only change words in that table (others are left alone).
 """
+
 from __future__ import annotations
 
 import functools
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +35,9 @@ def zero_shot_templates() -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def encode_class_texts(encode_text: Callable[[list[str]], torch.Tensor], class_names: Sequence[str],
-                       templates: Sequence[str] | None = None) -> torch.Tensor:
+def encode_class_texts(
+    encode_text: Callable[[list[str]], torch.Tensor], class_names: Sequence[str], templates: Sequence[str] | None = None
+) -> torch.Tensor:
     """``class_emb [C,D]``: per class, the mean of its normalised template embeddings
     (``templates`` default: ``zero_shot_templates()``), renormalised: CLIP's prompt
     ensembling. ``encode_text`` maps a list of strings to ``[N,D]``."""
@@ -62,40 +64,98 @@ def make_prompt(class_name: str, rng: random.Random, templates: Sequence[str] | 
 # Groups of interchangeable words for common sound-class vocabulary (ESC-50, US8K,
 # VGGSound, AudioSet, the synthetic classes). Symmetric: each word maps to the others.
 _SYNONYM_GROUPS = (
-    ("dog", "canine", "hound", "pooch"), ("puppy", "pup"), ("cat", "feline", "kitty"),
-    ("bird", "songbird"), ("birds", "songbirds"), ("rooster", "cockerel"), ("insects", "bugs"),
-    ("barking", "yapping", "woofing"), ("bark", "woof", "yap"), ("meowing", "mewing"),
-    ("chirping", "tweeting", "twittering"), ("crying", "sobbing", "weeping", "wailing"),
-    ("laughing", "laughter", "giggling", "chuckling"), ("speech", "speaking", "talking"),
-    ("man", "male", "gentleman"), ("woman", "female", "lady"), ("child", "kid"),
-    ("children", "kids"), ("baby", "infant"), ("people", "persons", "folks"),
-    ("car", "automobile", "auto"), ("vehicle", "automobile"), ("engine", "motor"),
-    ("idling", "ticking over"), ("airplane", "aeroplane", "plane", "aircraft"),
-    ("train", "railway"), ("siren", "alarm"), ("horn", "klaxon"), ("drilling", "boring"),
-    ("jackhammer", "pneumatic drill"), ("gun", "firearm"), ("shot", "gunshot", "blast"),
-    ("explosion", "blast", "detonation"), ("knock", "rap", "tap"), ("knocking", "rapping"),
-    ("door", "doorway"), ("clock", "timepiece"), ("tick", "click"), ("ticking", "clicking"),
-    ("rain", "rainfall", "shower", "drizzle"), ("thunder", "thunderclap"),
-    ("thunderstorm", "storm", "tempest"), ("wind", "breeze", "gust"), ("water", "liquid"),
-    ("waves", "surf", "breakers"), ("ocean", "sea"), ("fire", "flames", "blaze"),
-    ("crackling", "crackle", "sputtering"), ("music", "melody", "tune"), ("song", "tune"),
-    ("singing", "chanting", "vocalizing"), ("playing", "performing"), ("bell", "chime"),
-    ("bells", "chimes"), ("footsteps", "steps", "footfalls"), ("snoring", "snore"),
-    ("sneezing", "sneeze"), ("coughing", "cough"), ("breathing", "respiration"),
-    ("clapping", "applause"), ("whistle", "whistling"), ("hum", "drone", "buzz"),
-    ("humming", "droning", "buzzing"), ("clicks", "ticks", "taps"), ("beeping", "bleeping"),
-    ("noise", "din", "racket"), ("sound", "noise"), ("loud", "noisy", "deafening"),
-    ("quiet", "soft", "faint"), ("fast", "quick", "rapid"), ("slow", "unhurried", "leisurely"),
-    ("low", "deep"), ("high", "shrill", "piercing"), ("rumble", "rumbling", "roar"),
-    ("hiss", "hissing", "sizzle"), ("chirp", "tweet"), ("rising", "ascending", "climbing"),
-    ("falling", "descending", "dropping"), ("tone", "note", "pitch"), ("recording", "clip"),
-    ("vacuum", "hoover"), ("street", "road"), ("air conditioner", "air conditioning"),
-    ("glass", "pane"), ("breaking", "shattering", "smashing"), ("bubbling", "gurgling"),
+    ("dog", "canine", "hound", "pooch"),
+    ("puppy", "pup"),
+    ("cat", "feline", "kitty"),
+    ("bird", "songbird"),
+    ("birds", "songbirds"),
+    ("rooster", "cockerel"),
+    ("insects", "bugs"),
+    ("barking", "yapping", "woofing"),
+    ("bark", "woof", "yap"),
+    ("meowing", "mewing"),
+    ("chirping", "tweeting", "twittering"),
+    ("crying", "sobbing", "weeping", "wailing"),
+    ("laughing", "laughter", "giggling", "chuckling"),
+    ("speech", "speaking", "talking"),
+    ("man", "male", "gentleman"),
+    ("woman", "female", "lady"),
+    ("child", "kid"),
+    ("children", "kids"),
+    ("baby", "infant"),
+    ("people", "persons", "folks"),
+    ("car", "automobile", "auto"),
+    ("vehicle", "automobile"),
+    ("engine", "motor"),
+    ("idling", "ticking over"),
+    ("airplane", "aeroplane", "plane", "aircraft"),
+    ("train", "railway"),
+    ("siren", "alarm"),
+    ("horn", "klaxon"),
+    ("drilling", "boring"),
+    ("jackhammer", "pneumatic drill"),
+    ("gun", "firearm"),
+    ("shot", "gunshot", "blast"),
+    ("explosion", "blast", "detonation"),
+    ("knock", "rap", "tap"),
+    ("knocking", "rapping"),
+    ("door", "doorway"),
+    ("clock", "timepiece"),
+    ("tick", "click"),
+    ("ticking", "clicking"),
+    ("rain", "rainfall", "shower", "drizzle"),
+    ("thunder", "thunderclap"),
+    ("thunderstorm", "storm", "tempest"),
+    ("wind", "breeze", "gust"),
+    ("water", "liquid"),
+    ("waves", "surf", "breakers"),
+    ("ocean", "sea"),
+    ("fire", "flames", "blaze"),
+    ("crackling", "crackle", "sputtering"),
+    ("music", "melody", "tune"),
+    ("song", "tune"),
+    ("singing", "chanting", "vocalizing"),
+    ("playing", "performing"),
+    ("bell", "chime"),
+    ("bells", "chimes"),
+    ("footsteps", "steps", "footfalls"),
+    ("snoring", "snore"),
+    ("sneezing", "sneeze"),
+    ("coughing", "cough"),
+    ("breathing", "respiration"),
+    ("clapping", "applause"),
+    ("whistle", "whistling"),
+    ("hum", "drone", "buzz"),
+    ("humming", "droning", "buzzing"),
+    ("clicks", "ticks", "taps"),
+    ("beeping", "bleeping"),
+    ("noise", "din", "racket"),
+    ("sound", "noise"),
+    ("loud", "noisy", "deafening"),
+    ("quiet", "soft", "faint"),
+    ("fast", "quick", "rapid"),
+    ("slow", "unhurried", "leisurely"),
+    ("low", "deep"),
+    ("high", "shrill", "piercing"),
+    ("rumble", "rumbling", "roar"),
+    ("hiss", "hissing", "sizzle"),
+    ("chirp", "tweet"),
+    ("rising", "ascending", "climbing"),
+    ("falling", "descending", "dropping"),
+    ("tone", "note", "pitch"),
+    ("recording", "clip"),
+    ("vacuum", "hoover"),
+    ("street", "road"),
+    ("air conditioner", "air conditioning"),
+    ("glass", "pane"),
+    ("breaking", "shattering", "smashing"),
+    ("bubbling", "gurgling"),
 )
 
 _STOP_WORDS = frozenset(
     "a an the of this that these those is are was were be been to in on at by for with "
-    "and or but from as it its into over under".split())
+    "and or but from as it its into over under".split()
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -136,8 +196,9 @@ def synonyms(word: str, source: str = "auto") -> list[str]:
         raise ValueError("synonym source 'wordnet' requested but nltk's wordnet data is not installed")
     if wn is None:
         return list(_builtin_table().get(word, ()))
-    found = {lemma.name().replace("_", " ").replace("-", " ").lower()
-             for syn in wn.synsets(word) for lemma in syn.lemmas()}
+    found = {
+        lemma.name().replace("_", " ").replace("-", " ").lower() for syn in wn.synsets(word) for lemma in syn.lemmas()
+    }
     found = {w for w in found if w != word and all(c.isalpha() or c == " " for c in w)}
     return sorted(found)
 
@@ -161,7 +222,7 @@ def synonym_replacement(words: Sequence[str], n: int, rng: random.Random, source
     idx = _candidates(out, source)
     rng.shuffle(idx)
     for i in idx[:n]:
-        tail = out[i][len(out[i].rstrip(_PUNCT)):]  # keep "dog." → "hound."
+        tail = out[i][len(out[i].rstrip(_PUNCT)) :]  # keep "dog." → "hound."
         out[i] = rng.choice(synonyms(_bare(out[i]), source)) + tail
     return " ".join(out).split()
 
@@ -201,8 +262,9 @@ def random_deletion(words: Sequence[str], p: float, rng: random.Random) -> list[
 EDA_OPS = ("sr", "ri", "rs", "rd")
 
 
-def augment_text(text: str, rng: random.Random, ops: Sequence[str] = ("sr", "ri", "rs"),
-                 alpha: float = 0.1, source: str = "auto") -> str:
+def augment_text(
+    text: str, rng: random.Random, ops: Sequence[str] = ("sr", "ri", "rs"), alpha: float = 0.1, source: str = "auto"
+) -> str:
     """One EDA operation drawn from ``ops`` applied to ``text``; it changes
     ``max(1, round(alpha·len(words)))`` words (deletion: each word with probability alpha).
     The default ops are the three the paper names (sr = synonym replacement, ri = random

@@ -9,6 +9,7 @@ record's own text, else its class name) and ``.json`` (key, label, class and pro
 names, source file, crop offset). ``index.json`` beside the shards lists every shard
 with its sample count, size and sha256, the class names, the prompt names and the
 samples that could not be prepared, with reasons (README "Training at scale")."""
+
 from __future__ import annotations
 
 import io
@@ -17,20 +18,20 @@ import logging
 import os
 import random
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from sound2img.data.base import (READ_ERRORS, DatasetError, Record, SampleReadError, fix_length, item_seed,
-                                 square_image)
+from sound2img.data.base import READ_ERRORS, DatasetError, Record, SampleReadError, fix_length, item_seed, square_image
 from sound2img.data.prompts import augment_text, make_prompt, training_templates
 from sound2img.data.streams import ClipStream, round_robin_taken, split_for, worker_position
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "sound2img-shards/1"
-PCM_SCALE = 32768.0   # int16 full scale: x_int = round(x · 32768), read back as x_int / 32768
+PCM_SCALE = 32768.0  # int16 full scale: x_int = round(x · 32768), read back as x_int / 32768
 log = logging.getLogger(__name__)
 
 
@@ -42,16 +43,27 @@ def to_pcm16(wav: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
 
 
-def encode_sample(number: int, pcm: np.ndarray, sample_rate: int, meta: dict[str, Any], text: str,
-                  image: torch.Tensor | None = None, jpeg_quality: int = 90) -> dict[str, Any]:
+def encode_sample(
+    number: int,
+    pcm: np.ndarray,
+    sample_rate: int,
+    meta: dict[str, Any],
+    text: str,
+    image: torch.Tensor | None = None,
+    jpeg_quality: int = 90,
+) -> dict[str, Any]:
     """One prepared clip → the member bytes of a WebDataset sample (``TarWriter`` input).
     ``pcm [S] int16``; ``image [3,H,W] uint8`` or None; ``meta`` must be JSON-serialisable."""
     import soundfile as sf
 
     buf = io.BytesIO()
     sf.write(buf, np.asarray(pcm, dtype=np.int16), int(sample_rate), format="FLAC", subtype="PCM_16")
-    sample = {"__key__": f"{int(number):09d}", "flac": buf.getvalue(), "txt": text.encode("utf-8"),
-              "json": json.dumps(meta, sort_keys=True).encode("utf-8")}
+    sample = {
+        "__key__": f"{int(number):09d}",
+        "flac": buf.getvalue(),
+        "txt": text.encode("utf-8"),
+        "json": json.dumps(meta, sort_keys=True).encode("utf-8"),
+    }
     if image is not None:
         from PIL import Image
 
@@ -87,13 +99,17 @@ def read_index(path: str | os.PathLike) -> dict[str, Any]:
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DatasetError(f"shards: index {path} not found (prepare_data.py writes it beside the shards; "
-                           "pass data.index=PATH when the shards are elsewhere)") from None
+        raise DatasetError(
+            f"shards: index {path} not found (prepare_data.py writes it beside the shards; "
+            "pass data.index=PATH when the shards are elsewhere)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise DatasetError(f"shards: cannot read index {path}: {exc}") from exc
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
-        raise DatasetError(f"shards: {path} is not a shard index of this version (format "
-                           f"{index.get('format') if isinstance(index, dict) else None!r})")
+        raise DatasetError(
+            f"shards: {path} is not a shard index of this version (format "
+            f"{index.get('format') if isinstance(index, dict) else None!r})"
+        )
     return index
 
 
@@ -149,14 +165,23 @@ class ShardDataset(ClipStream):
 
     name = "shards"
 
-    def __init__(self, urls: str | Sequence[str], *, index: str | None = None,  # None: each shard dir's index.json
-                 sample_rate: int = 16000,            # Hz; must be the rate the shards were prepared at
-                 num_samples: int | None = None,      # crop length; None: the prepared length
-                 crop: str = "random", templates: Sequence[str] | None = None, text_augment: bool = False,
-                 seed: int = 0, max_skip_fraction: float = 0.05, load_images: bool = True,
-                 image_size: int | None = 224,
-                 shuffle_buffer: int = 1000,          # samples held for shuffling, per worker; 0/1 = shard order
-                 clip_seconds: float | None = None):  # unused here: accepted so data configs stay uniform
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        *,
+        index: str | None = None,  # None: each shard dir's index.json
+        sample_rate: int = 16000,  # Hz; must be the rate the shards were prepared at
+        num_samples: int | None = None,  # crop length; None: the prepared length
+        crop: str = "random",
+        templates: Sequence[str] | None = None,
+        text_augment: bool = False,
+        seed: int = 0,
+        max_skip_fraction: float = 0.05,
+        load_images: bool = True,
+        image_size: int | None = 224,
+        shuffle_buffer: int = 1000,  # samples held for shuffling, per worker; 0/1 = shard order
+        clip_seconds: float | None = None,
+    ):  # unused here: accepted so data configs stay uniform
         super().__init__()
         self.urls = expand_urls(urls) if urls else []
         if not self.urls:
@@ -172,8 +197,10 @@ class ShardDataset(ClipStream):
             self.counts.append(int(entry["count"]))
         for path, idx in self.indexes.items():
             if int(idx["sample_rate"]) != int(sample_rate):
-                raise DatasetError(f"shards: {path.parent} was prepared at {idx['sample_rate']} Hz but the front end "
-                                   f"needs {sample_rate} Hz; run prepare_data.py with the same audio config")
+                raise DatasetError(
+                    f"shards: {path.parent} was prepared at {idx['sample_rate']} Hz but the front end "
+                    f"needs {sample_rate} Hz; run prepare_data.py with the same audio config"
+                )
         self.sample_rate = int(sample_rate)
         self.num_samples = int(num_samples or max(idx["num_samples"] for idx in self.indexes.values()))
         self.crop = crop
@@ -200,8 +227,10 @@ class ShardDataset(ClipStream):
 
     def rank_quota(self, world: int) -> int:
         if len(self.urls) < world:
-            raise DatasetError(f"shards: {len(self.urls)} shard(s) cannot be split over {world} ranks; "
-                               "prepare with a smaller --shard-size")
+            raise DatasetError(
+                f"shards: {len(self.urls)} shard(s) cannot be split over {world} ranks; "
+                "prepare with a smaller --shard-size"
+            )
         return quota_for(self.counts, world)
 
     @property
@@ -232,8 +261,10 @@ class ShardDataset(ClipStream):
         (shard granularity; see README "Training at scale"). Deliveries are counted as if
         the loader took one item from each worker in turn; it takes whole batches, so the
         count is right to within a batch per worker."""
-        parts = [split_for(len(self.urls), self.order_seed, self.epoch, self.rank, self.world, k, num_workers)
-                 for k in range(num_workers)]
+        parts = [
+            split_for(len(self.urls), self.order_seed, self.epoch, self.rank, self.world, k, num_workers)
+            for k in range(num_workers)
+        ]
         mine = parts[worker]
         if self.skip <= 0:
             return mine
@@ -264,7 +295,7 @@ class ShardDataset(ClipStream):
         for shard in shard_ids:
             errors: list[BaseException] = []
 
-            def handler(exc: BaseException) -> bool:
+            def handler(exc: BaseException, errors: list[BaseException] = errors) -> bool:
                 errors.append(exc)
                 return True  # skip what failed and go on (WebDataset's convention)
 
@@ -292,9 +323,11 @@ class ShardDataset(ClipStream):
         total = sum(self.counts)
         log.warning("shards: skipped %d sample(s) (%d of %d so far): %s", missing, self.num_skipped, total, reason)
         if self.num_skipped / max(1, total) > self.max_skip_fraction:
-            raise DatasetError(f"shards: {self.num_skipped} of {total} samples unreadable "
-                               f"({self.num_skipped / max(1, total):.1%} > max_skip_fraction "
-                               f"{self.max_skip_fraction:.1%}); first: {'; '.join(self._reasons[:3])}")
+            raise DatasetError(
+                f"shards: {self.num_skipped} of {total} samples unreadable "
+                f"({self.num_skipped / max(1, total):.1%} > max_skip_fraction "
+                f"{self.max_skip_fraction:.1%}); first: {'; '.join(self._reasons[:3])}"
+            )
 
     def _decode(self, sample: dict[str, Any]) -> dict[str, Any] | None:
         shard = sample["__shard__"]
@@ -313,15 +346,27 @@ class ShardDataset(ClipStream):
         seed = item_seed(self.seed, self.epoch, number)
         gen = torch.Generator().manual_seed(seed)
         wav = fix_length(torch.from_numpy(pcm.astype(np.float32) / PCM_SCALE), self.num_samples, self.crop, gen)
-        rec = Record(key=meta["key"], audio=None, label=self._label_of[meta["class_name"]],
-                     class_name=meta["class_name"], text=meta.get("text"), prompt_name=meta.get("prompt_name"))
+        rec = Record(
+            key=meta["key"],
+            audio=None,
+            label=self._label_of[meta["class_name"]],
+            class_name=meta["class_name"],
+            text=meta.get("text"),
+            prompt_name=meta.get("prompt_name"),
+        )
         rng = random.Random(seed)  # as AudioClipDataset.make_text: one generator, prompt then EDA
-        text = rec.text if rec.text is not None else make_prompt(rec.prompt_name or rec.class_name, rng,
-                                                                 self.templates)
+        text = rec.text if rec.text is not None else make_prompt(rec.prompt_name or rec.class_name, rng, self.templates)
         if self.text_augment:
             text = augment_text(text, rng)
-        return {"wav": wav, "text": text, "label": rec.label, "class_name": rec.class_name, "image": image,
-                "key": rec.key, "index": number}
+        return {
+            "wav": wav,
+            "text": text,
+            "label": rec.label,
+            "class_name": rec.class_name,
+            "image": image,
+            "key": rec.key,
+            "index": number,
+        }
 
 
 def _first_line(exc: BaseException) -> str:

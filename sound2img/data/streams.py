@@ -6,10 +6,12 @@ streamed set (WebDataset shards) with file readers (``extra_data``).
 A stream is planned once (``plan(rank, world, seed)``) and positioned before each epoch
 (``start(epoch, skip)``); every DataLoader worker then reads its own part. Items are the
 dicts of ``AudioClipDataset`` (``wav [S]``, ``text``, ``label``, ``image`` ...)."""
+
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info

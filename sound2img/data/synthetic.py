@@ -1,9 +1,11 @@
 """A synthetic sound-class dataset for learning tests and ``preset=tiny``: tones, noise
 bands, sweeps and click trains that a log-mel separates, each drawn with random pitch,
 phase, timing, gain and background noise so that held-out accuracy means something."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,8 +18,11 @@ from sound2img.data.base import AudioClipDataset, DatasetError, Record
 
 def _tone(t, ny, rng, frac, harmonics=1):
     f0 = frac * ny * rng.uniform(0.92, 1.08)
-    return sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) / k
-               for k in range(1, harmonics + 1) if k * f0 < 0.95 * ny)
+    return sum(
+        np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) / k
+        for k in range(1, harmonics + 1)
+        if k * f0 < 0.95 * ny
+    )
 
 
 def _band(t, ny, rng, lo, hi):
@@ -45,13 +50,13 @@ def _clicks(t, ny, rng, rate_hz):
     while pos < t.size:
         i = int(pos)
         n = min(burst.size, t.size - i)
-        out[i:i + n] += burst[:n]
+        out[i : i + n] += burst[:n]
         pos += period * rng.uniform(0.95, 1.05)
     return out
 
 
 def _gated(t, ny, rng, frac, rate_hz):
-    gate = (np.sin(2 * np.pi * rate_hz * rng.uniform(0.9, 1.1) * t + rng.uniform(0, 2 * np.pi)) > 0)
+    gate = np.sin(2 * np.pi * rate_hz * rng.uniform(0.9, 1.1) * t + rng.uniform(0, 2 * np.pi)) > 0
     return _tone(t, ny, rng, frac) * gate
 
 
@@ -103,9 +108,18 @@ class SyntheticDataset(AudioClipDataset):
 
     name = "synthetic"
 
-    def __init__(self, *, num_classes: int = 8, num_per_class: int = 16, sample_rate: int = 16000,
-                 num_samples: int = 16000, seed: int = 0, split: str = "train",
-                 image_size: int | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        num_classes: int = 8,
+        num_per_class: int = 16,
+        sample_rate: int = 16000,
+        num_samples: int = 16000,
+        seed: int = 0,
+        split: str = "train",
+        image_size: int | None = None,
+        **kwargs: Any,
+    ):
         if not 1 <= num_classes <= len(SYNTHETIC_CLASSES):
             raise DatasetError(f"synthetic: num_classes must be in 1..{len(SYNTHETIC_CLASSES)}, got {num_classes}")
         if num_per_class < 1:
@@ -114,12 +128,20 @@ class SyntheticDataset(AudioClipDataset):
             raise DatasetError(f"synthetic: split must be one of {sorted(_SPLIT_IDS)}, got {split!r}")
         self.split = split
         names = list_synthetic_classes()[:num_classes]
-        records = [Record(key=f"synthetic/{seed}/{split}/{i}", audio=None, label=i % num_classes,
-                          class_name=names[i % num_classes], image="synthetic" if image_size else None)
-                   for i in range(num_classes * num_per_class)]
+        records = [
+            Record(
+                key=f"synthetic/{seed}/{split}/{i}",
+                audio=None,
+                label=i % num_classes,
+                class_name=names[i % num_classes],
+                image="synthetic" if image_size else None,
+            )
+            for i in range(num_classes * num_per_class)
+        ]
         kwargs.setdefault("crop", "center")
-        super().__init__(records, names, sample_rate=sample_rate, num_samples=num_samples, seed=seed,
-                         image_size=image_size, **kwargs)
+        super().__init__(
+            records, names, sample_rate=sample_rate, num_samples=num_samples, seed=seed, image_size=image_size, **kwargs
+        )
 
     def _rng(self, index: int, stream: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, _SPLIT_IDS[self.split], stream, index])

@@ -1,11 +1,13 @@
 """VGGSound (Chen et al. 2020): the official ``vggsound.csv`` (no header: ``youtube_id,
 start_seconds, label, split``) + the scraped clips, ``{ytid}_{start:06d}.mp4`` by default.
 Audio is the clip's sound track; the image its middle frame, as the paper pairs them (docs/method.md §1)."""
+
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sound2img.data.base import AudioClipDataset, DatasetError, Record, clean_class_name
 from sound2img.data.clip_index import ClipFinder
@@ -29,13 +31,20 @@ class VGGSoundDataset(AudioClipDataset):
     name = "vggsound"
     clip_seconds = 10.0
 
-    def __init__(self, root: str | Path, *, split: str | None = "train",
-                 csv_path: str | Path | None = None,
-                 video_dir: str | Path | None = None,
-                 name_formats: Sequence[str] = DEFAULT_NAME_FORMATS,
-                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                 max_missing_fraction: float = 1.0,
-                 sample_rate: int = 44100, num_samples: int | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        split: str | None = "train",
+        csv_path: str | Path | None = None,
+        video_dir: str | Path | None = None,
+        name_formats: Sequence[str] = DEFAULT_NAME_FORMATS,
+        extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+        max_missing_fraction: float = 1.0,
+        sample_rate: int = 44100,
+        num_samples: int | None = None,
+        **kwargs: Any,
+    ):
         root = Path(root)
         if split is not None and split not in SPLITS:
             raise DatasetError(f"vggsound: split must be one of {SPLITS} or None, got {split!r}")
@@ -53,12 +62,26 @@ class VGGSoundDataset(AudioClipDataset):
                 continue
             name = clean_class_name(label)
             is_video = Path(path).suffix.lower() in VIDEO_EXTENSIONS
-            records.append(Record(key=f"vggsound/{ytid}_{start:06d}", audio=path, label=label_of[name],
-                                  class_name=name, image=path if is_video else None, image_is_video=is_video))
+            records.append(
+                Record(
+                    key=f"vggsound/{ytid}_{start:06d}",
+                    audio=path,
+                    label=label_of[name],
+                    class_name=name,
+                    image=path if is_video else None,
+                    image_is_video=is_video,
+                )
+            )
         self.missing, self.num_missing = clips.missing, len(clips.missing)
         clips.check_missing(len(records), max_missing_fraction)
-        super().__init__(records, class_names, sample_rate=sample_rate,
-                         num_samples=num_samples or round(self.clip_seconds * sample_rate), bad_rows=bad, **kwargs)
+        super().__init__(
+            records,
+            class_names,
+            sample_rate=sample_rate,
+            num_samples=num_samples or round(self.clip_seconds * sample_rate),
+            bad_rows=bad,
+            **kwargs,
+        )
 
 
 def _read_rows(path: Path) -> tuple[list[tuple[int, str, int, str, str]], list[str]]:
@@ -73,8 +96,10 @@ def _read_rows(path: Path) -> tuple[list[tuple[int, str, int, str, str]], list[s
             if not row or not "".join(row).strip():
                 continue
             if len(row) != 4:
-                bad.append(f"{path.name} row {line}: expected 4 fields (youtube_id, start_seconds, label, "
-                           f"split), got {len(row)}")
+                bad.append(
+                    f"{path.name} row {line}: expected 4 fields (youtube_id, start_seconds, label, "
+                    f"split), got {len(row)}"
+                )
                 continue
             ytid, start, label, row_split = (v.strip() for v in row)
             try:

@@ -1,5 +1,6 @@
 """Video frames with PyAV: the *middle* frame of a clip (by timestamp), the image the paper
 pairs with each VGGSound clip for its a↔v term (docs/method.md §1.3)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,8 +1,9 @@
 """Supplementary Table 2: how recognisable each attribute is in the manipulated images —
 a logistic-regression classifier over CLIP image features of the results, per method."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -13,8 +14,17 @@ from sound2img.evaluation.linear_probe import build_probe, single_blas_thread
 from sound2img.evaluation.report import PAPER_SUPP_TABLE2, Report, markdown_table, provenance_markdown
 
 
-def attribute_classification(features, labels, sources, attribute_names: Sequence[str], *, n_splits: int = 5,
-                             C: float = 1.0, max_iter: int = 1000, seed: int = 0) -> dict:
+def attribute_classification(
+    features,
+    labels,
+    sources,
+    attribute_names: Sequence[str],
+    *,
+    n_splits: int = 5,
+    C: float = 1.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Cross-validated attribute accuracy, split by *source latent*.
 
     ``features [N,D]`` (CLIP image features of the manipulated images), ``labels [N]``
@@ -40,8 +50,13 @@ def attribute_classification(features, labels, sources, attribute_names: Sequenc
     with single_blas_thread():
         pred = cross_val_predict(build_probe(C, max_iter, seed), X, y, groups=g, cv=GroupKFold(n_splits=k))
     per_attr = {name: float((pred[y == i] == i).mean()) for i, name in enumerate(attribute_names) if (y == i).any()}
-    return {"per_attribute": per_attr, "average": float(np.mean(list(per_attr.values()))),
-            "overall": float((pred == y).mean()), "n": int(len(y)), "n_splits": k}
+    return {
+        "per_attribute": per_attr,
+        "average": float(np.mean(list(per_attr.values()))),
+        "overall": float((pred == y).mean()),
+        "n": int(len(y)),
+        "n_splits": k,
+    }
 
 
 def supp_table2(edits: Sequence[AttributeEdits], *, n_splits: int = 5, C: float = 1.0, seed: int = 0) -> dict:
@@ -67,21 +82,35 @@ def supp_table2_report(results: dict, provenance: dict, n_latents: int) -> Repor
         rows.append([f"{method} (paper)", *[_f3(paper.get(a)) for a in attrs], _f3(paper["average"])])
         if method in results:
             r = results[method]
-            rows.append([f"**{method} (this run)**", *[_f3(r["per_attribute"][a]) for a in attrs],
-                         _f3(r["average"])])
+            rows.append([f"**{method} (this run)**", *[_f3(r["per_attribute"][a]) for a in attrs], _f3(r["average"])])
         else:
             rows.append([f"{method} (this run)", *["not run"] * len(attrs), "not run"])
     k = results["ours"]["n_splits"]
-    md = ["# Supplement Table 2 — attribute classification of manipulated images", "",
-          f"{n_latents} source latents per attribute, edited by text (StyleCLIP-style latent optimisation, our "
-          "optimiser) and by sound (ours). Features: CLIP image embeddings of the results. Classifier: "
-          f"standardised logistic regression, {k}-fold cross-validation grouped by source latent (all edits of "
-          "a source are in the same split), so every latent is predicted once; accuracy per attribute and their "
-          "mean. TediGAN is not run here (it needs its own inverted-GAN pipeline): the paper's number only.", "",
-          markdown_table(["method", *attrs, "Average"], rows), "", provenance_markdown(provenance)]
-    return Report("supp_table2", "\n".join(md),
-                  {"table": "supp_table2", "n_latents": n_latents, "ours": results,
-                   "not_run": ["TediGAN"], "paper": PAPER_SUPP_TABLE2, "provenance": provenance})
+    md = [
+        "# Supplement Table 2 — attribute classification of manipulated images",
+        "",
+        f"{n_latents} source latents per attribute, edited by text (StyleCLIP-style latent optimisation, our "
+        "optimiser) and by sound (ours). Features: CLIP image embeddings of the results. Classifier: "
+        f"standardised logistic regression, {k}-fold cross-validation grouped by source latent (all edits of "
+        "a source are in the same split), so every latent is predicted once; accuracy per attribute and their "
+        "mean. TediGAN is not run here (it needs its own inverted-GAN pipeline): the paper's number only.",
+        "",
+        markdown_table(["method", *attrs, "Average"], rows),
+        "",
+        provenance_markdown(provenance),
+    ]
+    return Report(
+        "supp_table2",
+        "\n".join(md),
+        {
+            "table": "supp_table2",
+            "n_latents": n_latents,
+            "ours": results,
+            "not_run": ["TediGAN"],
+            "paper": PAPER_SUPP_TABLE2,
+            "provenance": provenance,
+        },
+    )
 
 
 def _f3(x: float | None) -> str | None:

@@ -1,13 +1,15 @@
 """The shared experiment behind supplement Tables 1–2 and Fig. 4: N source latents edited
 towards one attribute by its sound (w_a) and by its text prompt (w_t, StyleCLIP-style),
 through the same latent optimiser."""
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,20 +33,21 @@ class AttributeEdits:
     """Results of editing the same ``N`` sources by sound and by text (CPU tensors)."""
 
     attribute: Attribute
-    ws_source: torch.Tensor     # w_s [N,num_ws,w_dim]
-    ws_audio: torch.Tensor      # w_a [N,num_ws,w_dim]
-    ws_text: torch.Tensor       # w_t [N,num_ws,w_dim]
-    feat_audio: torch.Tensor    # CLIP image embedding of G(w_a) [N,D], L2-normalised
-    feat_text: torch.Tensor     # CLIP image embedding of G(w_t) [N,D], L2-normalised
-    cos_audio: torch.Tensor     # final cos(CLIP(G(w_a)), sound embedding) [N]
-    cos_text: torch.Tensor      # final cos(CLIP(G(w_t)), text embedding) [N]
+    ws_source: torch.Tensor  # w_s [N,num_ws,w_dim]
+    ws_audio: torch.Tensor  # w_a [N,num_ws,w_dim]
+    ws_text: torch.Tensor  # w_t [N,num_ws,w_dim]
+    feat_audio: torch.Tensor  # CLIP image embedding of G(w_a) [N,D], L2-normalised
+    feat_text: torch.Tensor  # CLIP image embedding of G(w_t) [N,D], L2-normalised
+    cos_audio: torch.Tensor  # final cos(CLIP(G(w_a)), sound embedding) [N]
+    cos_text: torch.Tensor  # final cos(CLIP(G(w_t)), text embedding) [N]
     audio_target: torch.Tensor  # the sound's audio_emb [D] (L2-normalised)
-    text_target: torch.Tensor   # the prompt's text embedding [D] (L2-normalised)
+    text_target: torch.Tensor  # the prompt's text embedding [D] (L2-normalised)
 
 
 @torch.no_grad()
-def encode_attribute_targets(attribute: Attribute, clip, encoder: torch.nn.Module, frontend: torch.nn.Module,
-                             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def encode_attribute_targets(
+    attribute: Attribute, clip, encoder: torch.nn.Module, frontend: torch.nn.Module, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The sound's audio_emb ``[D]`` and the prompt's text embedding ``[D]`` (both L2-normalised),
     each computed once for all sources."""
     wav = load_sound(attribute.sound, int(frontend.sample_rate), max_seconds=sound_window_seconds(frontend))
@@ -53,10 +56,19 @@ def encode_attribute_targets(attribute: Attribute, clip, encoder: torch.nn.Modul
     return audio, text
 
 
-def edit_attribute(attribute: Attribute, source_ws: torch.Tensor, *, generator: torch.nn.Module, clip,
-                   encoder: torch.nn.Module, frontend: torch.nn.Module, optim: dict[str, Any],
-                   identity: torch.nn.Module | None = None, batch_size: int = 8,
-                   device: torch.device | str = "cpu") -> AttributeEdits:
+def edit_attribute(
+    attribute: Attribute,
+    source_ws: torch.Tensor,
+    *,
+    generator: torch.nn.Module,
+    clip,
+    encoder: torch.nn.Module,
+    frontend: torch.nn.Module,
+    optim: dict[str, Any],
+    identity: torch.nn.Module | None = None,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> AttributeEdits:
     """Edit every row of ``source_ws [N,num_ws,w_dim]`` towards the attribute's sound and,
     separately, its text, with the same optimiser settings ``optim`` (keyword arguments
     of ``optimize_latents``: steps, lr, lambda_sim, lambda_id, latent_term, ...).
@@ -66,7 +78,7 @@ def edit_attribute(attribute: Attribute, source_ws: torch.Tensor, *, generator: 
     audio_emb, text_emb = encode_attribute_targets(attribute, clip, encoder, frontend, device)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("ws_a", "ws_t", "f_a", "f_t", "c_a", "c_t")}
     for start in range(0, source_ws.shape[0], batch_size):
-        ws_s = source_ws[start:start + batch_size].to(device)
+        ws_s = source_ws[start : start + batch_size].to(device)
         for tag, target in (("a", audio_emb), ("t", text_emb)):
             res = optimize_latents(generator, clip.encode_image, ws_s, target, identity=identity, **optim)
             with torch.no_grad():
@@ -75,8 +87,18 @@ def edit_attribute(attribute: Attribute, source_ws: torch.Tensor, *, generator: 
             out[f"f_{tag}"].append(feat)
             out[f"c_{tag}"].append(res.final_cosine)
     cat = {k: torch.cat(v) for k, v in out.items()}
-    return AttributeEdits(attribute, source_ws.detach().cpu(), cat["ws_a"], cat["ws_t"], cat["f_a"], cat["f_t"],
-                          cat["c_a"], cat["c_t"], audio_emb.cpu(), text_emb.cpu())
+    return AttributeEdits(
+        attribute,
+        source_ws.detach().cpu(),
+        cat["ws_a"],
+        cat["ws_t"],
+        cat["f_a"],
+        cat["f_t"],
+        cat["c_a"],
+        cat["c_t"],
+        audio_emb.cpu(),
+        text_emb.cpu(),
+    )
 
 
 def attribute_job_id(index: int, attribute: Attribute, source: int, guidance: str) -> str:
@@ -85,8 +107,15 @@ def attribute_job_id(index: int, attribute: Attribute, source: int, guidance: st
     return f"{index:02d}-{slug}-{source:04d}-{guidance}"
 
 
-def attribute_job_rows(index: int, attribute: Attribute, n: int, seed: int, optim: dict[str, Any],
-                       truncation: float, generator: str | None = None) -> list[dict[str, Any]]:
+def attribute_job_rows(
+    index: int,
+    attribute: Attribute,
+    n: int,
+    seed: int,
+    optim: dict[str, Any],
+    truncation: float,
+    generator: str | None = None,
+) -> list[dict[str, Any]]:
     """The edit queue's rows (``manipulate.py --jobs``) for ``n`` sources (seeds ``seed`` ..
     ``seed+n-1``, truncated by ``truncation``) edited by the attribute's sound and,
     separately, its text, with the optimiser settings ``optim`` (``optim_kwargs``)."""
@@ -94,10 +123,15 @@ def attribute_job_rows(index: int, attribute: Attribute, n: int, seed: int, opti
     for i in range(n):
         for guidance, column, value in (("sound", "audio", attribute.sound), ("text", "text", attribute.text)):
             # one batch label per guidance: the queue batches the sources as edit_attribute does
-            row = {"id": attribute_job_id(index, attribute, i, guidance), "batch": f"{index:02d}-{guidance}",
-                   column: [value], "seed": [seed + i],
-                   "mode": "separate", "truncation": truncation,
-                   **{k: optim[k] for k in ("steps", "lr", "lambda_sim", "lambda_id")}}
+            row = {
+                "id": attribute_job_id(index, attribute, i, guidance),
+                "batch": f"{index:02d}-{guidance}",
+                column: [value],
+                "seed": [seed + i],
+                "mode": "separate",
+                "truncation": truncation,
+                **{k: optim[k] for k in ("steps", "lr", "lambda_sim", "lambda_id")},
+            }
             if generator:
                 row["generator"] = generator
             rows.append(row)
@@ -105,10 +139,20 @@ def attribute_job_rows(index: int, attribute: Attribute, n: int, seed: int, opti
 
 
 @torch.no_grad()
-def collect_attribute_edits(index: int, attribute: Attribute, edits_dir: str | Path, source_ws: torch.Tensor, *,
-                            generator: torch.nn.Module, clip, encoder: torch.nn.Module, frontend: torch.nn.Module,
-                            noise_mode: str = "const", batch_size: int = 8,
-                            device: torch.device | str = "cpu") -> AttributeEdits:
+def collect_attribute_edits(
+    index: int,
+    attribute: Attribute,
+    edits_dir: str | Path,
+    source_ws: torch.Tensor,
+    *,
+    generator: torch.nn.Module,
+    clip,
+    encoder: torch.nn.Module,
+    frontend: torch.nn.Module,
+    noise_mode: str = "const",
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> AttributeEdits:
     """Read back the queue's edits of ``attribute_job_rows`` (``result_latent.pt`` and the
     final cosine of ``metrics.json``) for ``source_ws [N,num_ws,w_dim]``; the CLIP image
     features are those of ``G(w)`` rendered again from each latent (what ``edit_attribute``
@@ -119,18 +163,30 @@ def collect_attribute_edits(index: int, attribute: Attribute, edits_dir: str | P
     ws, cos, feat = {}, {}, {}
     for guidance in ("sound", "text"):
         dirs = [root / attribute_job_id(index, attribute, i, guidance) for i in range(n)]
-        ws[guidance] = torch.cat([load_latents(d / "result_latent.pt", generator.num_ws, generator.w_dim).float()
-                                  for d in dirs])
-        cos[guidance] = torch.tensor([float(json.loads((d / "metrics.json").read_text())["final_cosine"])
-                                      for d in dirs])
+        ws[guidance] = torch.cat(
+            [load_latents(d / "result_latent.pt", generator.num_ws, generator.w_dim).float() for d in dirs]
+        )
+        cos[guidance] = torch.tensor(
+            [float(json.loads((d / "metrics.json").read_text())["final_cosine"]) for d in dirs]
+        )
         parts = []
         for start in range(0, n, batch_size):
-            img = generator.synthesis(ws[guidance][start:start + batch_size].to(device), noise_mode=noise_mode)
+            img = generator.synthesis(ws[guidance][start : start + batch_size].to(device), noise_mode=noise_mode)
             parts.append(F.normalize(clip.encode_image(img).float(), dim=-1).cpu())
         feat[guidance] = torch.cat(parts)
     audio_emb, text_emb = encode_attribute_targets(attribute, clip, encoder, frontend, device)
-    return AttributeEdits(attribute, source_ws.detach().cpu(), ws["sound"], ws["text"], feat["sound"], feat["text"],
-                          cos["sound"], cos["text"], audio_emb.cpu(), text_emb.cpu())
+    return AttributeEdits(
+        attribute,
+        source_ws.detach().cpu(),
+        ws["sound"],
+        ws["text"],
+        feat["sound"],
+        feat["text"],
+        cos["sound"],
+        cos["text"],
+        audio_emb.cpu(),
+        text_emb.cpu(),
+    )
 
 
 def parse_attributes(rows: Sequence[Any]) -> list[Attribute]:
@@ -142,8 +198,9 @@ def parse_attributes(rows: Sequence[Any]) -> list[Attribute]:
     for i, row in enumerate(rows):
         missing = [k for k in ("name", "sound", "text") if not row.get(k)]
         if missing:
-            raise UserInputError(f"attribute #{i} ({row.get('name', '?')}) lacks {missing} "
-                                 "(each needs name, sound and text)")
+            raise UserInputError(
+                f"attribute #{i} ({row.get('name', '?')}) lacks {missing} (each needs name, sound and text)"
+            )
         attrs.append(Attribute(str(row["name"]), str(row["sound"]), str(row["text"])))
     if not attrs:
         raise UserInputError("no attributes configured")

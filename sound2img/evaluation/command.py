@@ -1,10 +1,11 @@
 """``scripts/reproduce.py``'s command line: a table name, ``--out``/``--overwrite``/``--list``
 and ``key=value`` overrides onto the ``reproduce`` config, then ``tables.reproduce``."""
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from sound2img.cli import ArgumentParser, add_common_args, parse_with_overrides, to_yaml
 from sound2img.errors import UserInputError
@@ -22,9 +23,13 @@ What each table needs (weights, data, where to put them): docs/reproduce.md.
 
 def build_parser() -> argparse.ArgumentParser:
     """``reproduce.py <table> [--out DIR] [--overwrite] [--list] [key=value ...]``."""
-    p = ArgumentParser(prog="reproduce.py", description="Reproduce one table or figure of the paper: writes "
-                       "<table>.md and <table>.json (and PNGs for figures) with the paper's numbers beside ours.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="reproduce.py",
+        description="Reproduce one table or figure of the paper: writes "
+        "<table>.md and <table>.json (and PNGs for figures) with the paper's numbers beside ours.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("table", nargs="?", metavar="TABLE", help=f"one of: {', '.join(list_tables())}")
     p.add_argument("--list", action="store_true", help="list the tables and figures and exit")
     p.add_argument("--out", metavar="DIR", help="output directory (default: outputs/reproduce)")

@@ -1,8 +1,10 @@
 """The image figures: λ_sim × λ_ID grid (supplement Fig. 2), volume strip (Fig. 8) and
 text↔sound latent interpolation strip (Figs. 10–11), each with its numbers in JSON."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +23,21 @@ def _one_source(source_ws: torch.Tensor) -> torch.Tensor:
     return source_ws
 
 
-def fig_lambda_grid(sound: str, source_ws: torch.Tensor, *, generator: torch.nn.Module, clip,
-                    encoder: torch.nn.Module, frontend: torch.nn.Module, lambda_sims: Sequence[float],
-                    lambda_ids: Sequence[float], optim: dict[str, Any], identity: torch.nn.Module | None,
-                    provenance: dict, device: torch.device | str = "cpu") -> Report:
+def fig_lambda_grid(
+    sound: str,
+    source_ws: torch.Tensor,
+    *,
+    generator: torch.nn.Module,
+    clip,
+    encoder: torch.nn.Module,
+    frontend: torch.nn.Module,
+    lambda_sims: Sequence[float],
+    lambda_ids: Sequence[float],
+    optim: dict[str, Any],
+    identity: torch.nn.Module | None,
+    provenance: dict,
+    device: torch.device | str = "cpu",
+) -> Report:
     """Supplement Fig. 2: one source edited by one sound for every (λ_sim, λ_ID); rows
     follow ``lambda_sims`` (the paper puts low λ_sim at the bottom), columns ``lambda_ids``.
 
@@ -42,33 +55,79 @@ def fig_lambda_grid(sound: str, source_ws: torch.Tensor, *, generator: torch.nn.
     for ls in lambda_sims:
         row = []
         for li in lambda_ids:
-            res = optimize_latents(generator, clip.encode_image, source_ws, target, lambda_sim=float(ls),
-                                   lambda_id=float(li), identity=identity if li > 0 else None, **optim)
+            res = optimize_latents(
+                generator,
+                clip.encode_image,
+                source_ws,
+                target,
+                lambda_sim=float(ls),
+                lambda_id=float(li),
+                identity=identity if li > 0 else None,
+                **optim,
+            )
             source_img = res.source_img
             row.append(res.result_img[0])
-            cells.append({"lambda_sim": float(ls), "lambda_id": float(li), "final_cosine": float(res.final_cosine[0]),
-                          "latent_distance": float((res.ws - source_ws.cpu()).norm())})
+            cells.append(
+                {
+                    "lambda_sim": float(ls),
+                    "lambda_id": float(li),
+                    "final_cosine": float(res.final_cosine[0]),
+                    "latent_distance": float((res.ws - source_ws.cpu()).norm()),
+                }
+            )
         images.append(torch.stack(row))
     grid = torch.stack(images)
-    table = [[f"λ_sim={c['lambda_sim']:g}", f"λ_ID={c['lambda_id']:g}", f"{c['final_cosine']:.4f}",
-              f"{c['latent_distance']:.4f}"] for c in cells]
-    md = ["# Supplement Fig. 2 — λ_sim × λ_ID grid", "", "![source](fig_lambda_grid_source.png) "
-          "![grid](fig_lambda_grid.png)", "",
-          f"Sound: {sound}. Rows: λ_sim = {', '.join(f'{v:g}' for v in lambda_sims)} (top to bottom); columns: "
-          f"λ_ID = {', '.join(f'{v:g}' for v in lambda_ids)} (left to right). The paper: high λ_sim and λ_ID keep "
-          "the source's content, low values distort it.", "",
-          markdown_table(["λ_sim", "λ_ID", "cos(CLIP(G(w)), sound)", "‖w − w_s‖"], table, numeric_from=2), "",
-          provenance_markdown(provenance)]
-    return Report("fig_lambda_grid", "\n".join(md),
-                  {"figure": "fig_lambda_grid", "sound": sound, "lambda_sims": list(map(float, lambda_sims)),
-                   "lambda_ids": list(map(float, lambda_ids)), "cells": cells, "provenance": provenance},
-                  {"fig_lambda_grid.png": image_grid_png(grid),
-                   "fig_lambda_grid_source.png": image_grid_png(source_img[None])})
+    table = [
+        [
+            f"λ_sim={c['lambda_sim']:g}",
+            f"λ_ID={c['lambda_id']:g}",
+            f"{c['final_cosine']:.4f}",
+            f"{c['latent_distance']:.4f}",
+        ]
+        for c in cells
+    ]
+    md = [
+        "# Supplement Fig. 2 — λ_sim × λ_ID grid",
+        "",
+        "![source](fig_lambda_grid_source.png) ![grid](fig_lambda_grid.png)",
+        "",
+        f"Sound: {sound}. Rows: λ_sim = {', '.join(f'{v:g}' for v in lambda_sims)} (top to bottom); columns: "
+        f"λ_ID = {', '.join(f'{v:g}' for v in lambda_ids)} (left to right). The paper: high λ_sim and λ_ID keep "
+        "the source's content, low values distort it.",
+        "",
+        markdown_table(["λ_sim", "λ_ID", "cos(CLIP(G(w)), sound)", "‖w − w_s‖"], table, numeric_from=2),
+        "",
+        provenance_markdown(provenance),
+    ]
+    return Report(
+        "fig_lambda_grid",
+        "\n".join(md),
+        {
+            "figure": "fig_lambda_grid",
+            "sound": sound,
+            "lambda_sims": list(map(float, lambda_sims)),
+            "lambda_ids": list(map(float, lambda_ids)),
+            "cells": cells,
+            "provenance": provenance,
+        },
+        {"fig_lambda_grid.png": image_grid_png(grid), "fig_lambda_grid_source.png": image_grid_png(source_img[None])},
+    )
 
 
-def fig_volume(sound: str, source_ws: torch.Tensor, *, generator: torch.nn.Module, clip, encoder: torch.nn.Module,
-               frontend: torch.nn.Module, gains_db: Sequence[float], optim: dict[str, Any],
-               identity: torch.nn.Module | None, provenance: dict, device: torch.device | str = "cpu") -> Report:
+def fig_volume(
+    sound: str,
+    source_ws: torch.Tensor,
+    *,
+    generator: torch.nn.Module,
+    clip,
+    encoder: torch.nn.Module,
+    frontend: torch.nn.Module,
+    gains_db: Sequence[float],
+    optim: dict[str, Any],
+    identity: torch.nn.Module | None,
+    provenance: dict,
+    device: torch.device | str = "cpu",
+) -> Report:
     """Supplement Fig. 8: one source edited by the same sound at several volumes (gain in
     dB before the front end), all gains optimised as one batch. Strip: source, then one
     result per gain. The JSON gives how far each gain moves the audio embedding."""
@@ -78,59 +137,109 @@ def fig_volume(sound: str, source_ws: torch.Tensor, *, generator: torch.nn.Modul
     wav = load_sound(sound, int(frontend.sample_rate), max_seconds=sound_window_seconds(frontend))
     targets = torch.cat([encode_sounds([wav], encoder, frontend, gain_db=float(g), device=device) for g in gains_db])
     reference = encode_sounds([wav], encoder, frontend, gain_db=0.0, device=device)
-    res = optimize_latents(generator, clip.encode_image, source_ws.expand(len(gains_db), -1, -1), targets,
-                           identity=identity, **optim)
+    res = optimize_latents(
+        generator, clip.encode_image, source_ws.expand(len(gains_db), -1, -1), targets, identity=identity, **optim
+    )
     strip = torch.cat([res.source_img[:1], res.result_img])[None]
-    cells = [{"gain_db": float(g), "cos_to_0db_embedding": float((t * reference[0]).sum()),
-              "final_cosine": float(c)} for g, t, c in zip(gains_db, targets.cpu(), res.final_cosine)]
+    cells = [
+        {"gain_db": float(g), "cos_to_0db_embedding": float((t * reference[0]).sum()), "final_cosine": float(c)}
+        for g, t, c in zip(gains_db, targets.cpu(), res.final_cosine)
+    ]
     rows = [[f"{c['gain_db']:+g} dB", f"{c['cos_to_0db_embedding']:.4f}", f"{c['final_cosine']:.4f}"] for c in cells]
-    md = ["# Supplement Fig. 8 — volume", "", "![volume](fig_volume.png)", "",
-          f"Sound: {sound}. Left: source; then gains {', '.join(f'{g:+g}' for g in gains_db)} dB. The paper: the "
-          "volume changes details, not the meaning.", "",
-          markdown_table(["gain", "cos(audio_emb, audio_emb at 0 dB)", "cos(CLIP(G(w)), target)"], rows), "",
-          provenance_markdown(provenance)]
-    return Report("fig_volume", "\n".join(md),
-                  {"figure": "fig_volume", "sound": sound, "cells": cells, "provenance": provenance},
-                  {"fig_volume.png": image_grid_png(strip)})
+    md = [
+        "# Supplement Fig. 8 — volume",
+        "",
+        "![volume](fig_volume.png)",
+        "",
+        f"Sound: {sound}. Left: source; then gains {', '.join(f'{g:+g}' for g in gains_db)} dB. The paper: the "
+        "volume changes details, not the meaning.",
+        "",
+        markdown_table(["gain", "cos(audio_emb, audio_emb at 0 dB)", "cos(CLIP(G(w)), target)"], rows),
+        "",
+        provenance_markdown(provenance),
+    ]
+    return Report(
+        "fig_volume",
+        "\n".join(md),
+        {"figure": "fig_volume", "sound": sound, "cells": cells, "provenance": provenance},
+        {"fig_volume.png": image_grid_png(strip)},
+    )
 
 
-def fig_interpolation(sound: str, text: str, source_ws: torch.Tensor, *, generator: torch.nn.Module, clip,
-                      encoder: torch.nn.Module, frontend: torch.nn.Module, alphas: Sequence[float],
-                      optim: dict[str, Any], identity: torch.nn.Module | None, provenance: dict,
-                      device: torch.device | str = "cpu") -> Report:
+def fig_interpolation(
+    sound: str,
+    text: str,
+    source_ws: torch.Tensor,
+    *,
+    generator: torch.nn.Module,
+    clip,
+    encoder: torch.nn.Module,
+    frontend: torch.nn.Module,
+    alphas: Sequence[float],
+    optim: dict[str, Any],
+    identity: torch.nn.Module | None,
+    provenance: dict,
+    device: torch.device | str = "cpu",
+) -> Report:
     """Supplement Figs. 10–11: w = (1 − α)·w_a + α·w_t between the sound-guided and the
     text-guided result of the same source. Strip: source, then one image per α. The JSON
     gives each image's CLIP cosine to the sound and to the text embedding."""
     source_ws = _one_source(source_ws)
     if not alphas:
         raise UserInputError("fig_interpolation: alphas must be non-empty")
-    edits = edit_attribute(Attribute("interpolation", sound, text), source_ws, generator=generator, clip=clip,
-                           encoder=encoder, frontend=frontend, optim=optim, identity=identity, device=device)
+    edits = edit_attribute(
+        Attribute("interpolation", sound, text),
+        source_ws,
+        generator=generator,
+        clip=clip,
+        encoder=encoder,
+        frontend=frontend,
+        optim=optim,
+        identity=identity,
+        device=device,
+    )
     ws = torch.cat([mix_latents(edits.ws_audio, edits.ws_text, float(a)) for a in alphas]).to(device)
     with torch.no_grad():
         img = generator.synthesis(ws, noise_mode=optim.get("noise_mode", "const"))
         source_img = generator.synthesis(source_ws.to(device), noise_mode=optim.get("noise_mode", "const"))
         feats = F.normalize(clip.encode_image(img).float(), dim=-1).cpu()
-    cells = [{"alpha": float(a), "cos_sound": float(f @ edits.audio_target), "cos_text": float(f @ edits.text_target)}
-             for a, f in zip(alphas, feats)]
+    cells = [
+        {"alpha": float(a), "cos_sound": float(f @ edits.audio_target), "cos_text": float(f @ edits.text_target)}
+        for a, f in zip(alphas, feats)
+    ]
     rows = [[f"{c['alpha']:g}", f"{c['cos_sound']:.4f}", f"{c['cos_text']:.4f}"] for c in cells]
-    md = ["# Supplement Figs. 10–11 — text↔sound latent interpolation", "",
-          "![interpolation](fig_interpolation.png)", "",
-          f"Sound: {sound}; text: {text!r}. Left: source; then α = {', '.join(f'{a:g}' for a in alphas)} "
-          "(α = 0: sound-guided w_a, α = 1: text-guided w_t).", "",
-          markdown_table(["α", "cos(CLIP(G(w)), sound)", "cos(CLIP(G(w)), text)"], rows), "",
-          provenance_markdown(provenance)]
+    md = [
+        "# Supplement Figs. 10–11 — text↔sound latent interpolation",
+        "",
+        "![interpolation](fig_interpolation.png)",
+        "",
+        f"Sound: {sound}; text: {text!r}. Left: source; then α = {', '.join(f'{a:g}' for a in alphas)} "
+        "(α = 0: sound-guided w_a, α = 1: text-guided w_t).",
+        "",
+        markdown_table(["α", "cos(CLIP(G(w)), sound)", "cos(CLIP(G(w)), text)"], rows),
+        "",
+        provenance_markdown(provenance),
+    ]
     strip = torch.cat([source_img.cpu(), img.cpu()])[None]
-    return Report("fig_interpolation", "\n".join(md),
-                  {"figure": "fig_interpolation", "sound": sound, "text": text, "cells": cells,
-                   "provenance": provenance},
-                  {"fig_interpolation.png": image_grid_png(strip)})
+    return Report(
+        "fig_interpolation",
+        "\n".join(md),
+        {"figure": "fig_interpolation", "sound": sound, "text": text, "cells": cells, "provenance": provenance},
+        {"fig_interpolation.png": image_grid_png(strip)},
+    )
 
 
-def fig_audioclip_comparison(sounds: Sequence[str], source_ws: torch.Tensor, *, generator: torch.nn.Module,
-                             guides: Sequence[dict[str, Any]], optim: dict[str, Any],
-                             identity: torch.nn.Module | None, provenance: dict,
-                             device: torch.device | str = "cpu") -> Report:
+def fig_audioclip_comparison(
+    sounds: Sequence[str],
+    source_ws: torch.Tensor,
+    *,
+    generator: torch.nn.Module,
+    guides: Sequence[dict[str, Any]],
+    optim: dict[str, Any],
+    identity: torch.nn.Module | None,
+    provenance: dict,
+    device: torch.device | str = "cpu",
+) -> Report:
     """Supplement Fig. 3: the same sources ``source_ws [N,num_ws,w_dim]`` edited by the same
     sounds with each guide (``{"label", "encoder", "frontend", "clip"}``: an audio encoder with
     the CLIP towers of its own space; ours and AudioCLIP), side by side. Grid: one row per
@@ -146,28 +255,61 @@ def fig_audioclip_comparison(sounds: Sequence[str], source_ws: torch.Tensor, *, 
         wavs = [load_sound(s, int(fe.sample_rate), max_seconds=sound_window_seconds(fe)) for s in sounds]
         targets = encode_sounds(wavs, guide["encoder"], fe, device=device)  # [S,D]
         ws = source_ws.repeat_interleave(len(sounds), dim=0)  # rows: source-major, then sound
-        res = optimize_latents(generator, guide["clip"].encode_image, ws, targets.repeat(n, 1), identity=identity,
-                               **optim)
+        res = optimize_latents(
+            generator, guide["clip"].encode_image, ws, targets.repeat(n, 1), identity=identity, **optim
+        )
         results.append(res)
         mse = ((res.result_img - res.source_img) / 2).square().mean(dim=(1, 2, 3)).clamp(min=1e-12)
         for i in range(ws.shape[0]):
-            cells.append({"guide": guide["label"], "source": i // len(sounds), "sound": sounds[i % len(sounds)],
-                          "final_cosine": float(res.final_cosine[i]),
-                          "latent_distance": float((res.ws[i] - ws[i].cpu()).norm()),
-                          "psnr_db": float(-10 * torch.log10(mse[i]))})
+            cells.append(
+                {
+                    "guide": guide["label"],
+                    "source": i // len(sounds),
+                    "sound": sounds[i % len(sounds)],
+                    "final_cosine": float(res.final_cosine[i]),
+                    "latent_distance": float((res.ws[i] - ws[i].cpu()).norm()),
+                    "psnr_db": float(-10 * torch.log10(mse[i])),
+                }
+            )
     columns = [results[0].source_img] + [r.result_img for r in results]
     grid = torch.stack(columns, dim=1)  # [rows, 1 + guides, 3, H, W]
-    rows = [[c["guide"], str(c["source"]), c["sound"], f"{c['final_cosine']:.4f}", f"{c['latent_distance']:.4f}",
-             f"{c['psnr_db']:.2f}"] for c in cells]
+    rows = [
+        [
+            c["guide"],
+            str(c["source"]),
+            c["sound"],
+            f"{c['final_cosine']:.4f}",
+            f"{c['latent_distance']:.4f}",
+            f"{c['psnr_db']:.2f}",
+        ]
+        for c in cells
+    ]
     labels = ", ".join(g["label"] for g in guides)
-    md = ["# Supplement Fig. 3 — our encoder vs AudioCLIP as guidance", "",
-          "![comparison](fig_audioclip_comparison.png)", "",
-          f"Rows: each source (seed order) × sound ({', '.join(sounds)}); columns: source, then {labels}. Each guide "
-          "uses the CLIP towers of its own space, so its cosine is comparable only within its column.", "",
-          markdown_table(["guide", "source", "sound", "cos(CLIP(G(w)), sound), own space", "‖w − w_s‖",
-                          "PSNR vs source (dB)"], rows, numeric_from=3), "",
-          provenance_markdown(provenance)]
-    return Report("fig_audioclip_comparison", "\n".join(md),
-                  {"figure": "fig_audioclip_comparison", "sounds": list(sounds), "guides": [g["label"] for g in guides],
-                   "cells": cells, "provenance": provenance},
-                  {"fig_audioclip_comparison.png": image_grid_png(grid)})
+    md = [
+        "# Supplement Fig. 3 — our encoder vs AudioCLIP as guidance",
+        "",
+        "![comparison](fig_audioclip_comparison.png)",
+        "",
+        f"Rows: each source (seed order) × sound ({', '.join(sounds)}); columns: source, then {labels}. Each guide "
+        "uses the CLIP towers of its own space, so its cosine is comparable only within its column.",
+        "",
+        markdown_table(
+            ["guide", "source", "sound", "cos(CLIP(G(w)), sound), own space", "‖w − w_s‖", "PSNR vs source (dB)"],
+            rows,
+            numeric_from=3,
+        ),
+        "",
+        provenance_markdown(provenance),
+    ]
+    return Report(
+        "fig_audioclip_comparison",
+        "\n".join(md),
+        {
+            "figure": "fig_audioclip_comparison",
+            "sounds": list(sounds),
+            "guides": [g["label"] for g in guides],
+            "cells": cells,
+            "provenance": provenance,
+        },
+        {"fig_audioclip_comparison.png": image_grid_png(grid)},
+    )

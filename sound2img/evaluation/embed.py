@@ -1,5 +1,6 @@
 """Batch audio embedding of an evaluation dataset, fold by fold, through the encoder's own
 front end with deterministic centre crops (the input of the zero-shot and probe tables)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +10,6 @@ import torch
 
 from sound2img.evaluation.report import DISPLAY_NAMES
 from sound2img.models.embedding import embed_audio
-
 
 # The official folds of the fold-organised evaluation sets (what ``folds: null`` means).
 ALL_FOLDS = {"esc50": tuple(range(1, 6)), "us8k": tuple(range(1, 11))}
@@ -35,10 +35,10 @@ class DatasetSpec:
 class EmbeddedFolds:
     """Frozen audio embeddings of a fold-organised dataset."""
 
-    audio_emb: torch.Tensor            # [N,D] L2-normalised, float32, CPU
-    labels: torch.Tensor               # [N] class index into class_names
-    folds: torch.Tensor                # [N] official fold of each clip
-    keys: list[str]                    # dataset key of each clip
+    audio_emb: torch.Tensor  # [N,D] L2-normalised, float32, CPU
+    labels: torch.Tensor  # [N] class index into class_names
+    folds: torch.Tensor  # [N] official fold of each clip
+    keys: list[str]  # dataset key of each clip
     class_names: list[str]
     skipped: dict[int, int] = field(default_factory=dict)  # fold → unreadable clips left out
 
@@ -46,14 +46,23 @@ class EmbeddedFolds:
         """The provenance line: dataset, root, folds, clip counts, unreadable clips."""
         folds = ",".join(str(f) for f in spec.folds)
         skipped = sum(self.skipped.values())
-        return (f"{spec.display_name} at {spec.root}, folds {folds}: {len(self.keys)} clips, "
-                f"{len(self.class_names)} classes" + (f", {skipped} unreadable clips left out" if skipped else ""))
+        return (
+            f"{spec.display_name} at {spec.root}, folds {folds}: {len(self.keys)} clips, "
+            f"{len(self.class_names)} classes" + (f", {skipped} unreadable clips left out" if skipped else "")
+        )
 
 
 @torch.no_grad()
-def encode_dataset(dataset, encoder: torch.nn.Module, frontend: torch.nn.Module, *, batch_size: int = 64,
-                   num_workers: int = 0, device: torch.device | str = "cpu",
-                   progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def encode_dataset(
+    dataset,
+    encoder: torch.nn.Module,
+    frontend: torch.nn.Module,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Every clip of ``dataset`` (items with fixed-length ``wav [S]``) → ``audio_emb [N,D]``
     (L2-normalised), ``labels [N]``, ``keys``.
 
@@ -71,8 +80,9 @@ def encode_dataset(dataset, encoder: torch.nn.Module, frontend: torch.nn.Module,
     if progress:
         from tqdm import tqdm
 
-        loader = tqdm(loader, total=len(batches), desc=f"embed {getattr(dataset, 'name', 'dataset')}", unit="batch",
-                      leave=False)
+        loader = tqdm(
+            loader, total=len(batches), desc=f"embed {getattr(dataset, 'name', 'dataset')}", unit="batch", leave=False
+        )
     embs, labels, keys, seen = [], [], [], set()
     for batch in loader:
         emb = embed_audio(batch["wav"].to(device), frontend, encoder).cpu()
@@ -88,9 +98,16 @@ def encode_dataset(dataset, encoder: torch.nn.Module, frontend: torch.nn.Module,
     return torch.stack(embs), torch.tensor(labels, dtype=torch.long), keys
 
 
-def encode_folds(spec: DatasetSpec, encoder: torch.nn.Module, frontend: torch.nn.Module,
-                 *, batch_size: int = 64, num_workers: int = 0, device: torch.device | str = "cpu",
-                 progress: bool = False) -> EmbeddedFolds:
+def encode_folds(
+    spec: DatasetSpec,
+    encoder: torch.nn.Module,
+    frontend: torch.nn.Module,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> EmbeddedFolds:
     """Embed the folds of the dataset ``spec`` names, one fold at a time.
 
     Audio is read at the front end's sample rate with a deterministic centre crop (or
@@ -102,13 +119,15 @@ def encode_folds(spec: DatasetSpec, encoder: torch.nn.Module, frontend: torch.nn
     class_names: list[str] = []
     for fold in spec.folds:
         ds = build_dataset(spec.name, root=spec.root, folds=[int(fold)], **kwargs)
-        emb, labels, keys = encode_dataset(ds, encoder, frontend, batch_size=batch_size, num_workers=num_workers,
-                                           device=device, progress=progress)
+        emb, labels, keys = encode_dataset(
+            ds, encoder, frontend, batch_size=batch_size, num_workers=num_workers, device=device, progress=progress
+        )
         class_names = list(ds.class_names)
         skipped[int(fold)] = len(ds) - len(keys)
         all_emb.append(emb)
         all_labels.append(labels)
         all_keys += keys
         all_folds.append(torch.full_like(labels, int(fold)))
-    return EmbeddedFolds(torch.cat(all_emb), torch.cat(all_labels), torch.cat(all_folds), all_keys, class_names,
-                         skipped)
+    return EmbeddedFolds(
+        torch.cat(all_emb), torch.cat(all_labels), torch.cat(all_folds), all_keys, class_names, skipped
+    )

@@ -1,11 +1,12 @@
 """``scripts/embed.py``: sounds, prompts and images → L2-normalised embeddings in the audio
 encoder's CLIP space, as one ``.npz`` (``audio``, ``text``, ``image`` float32 ``[N,D]``, rows in
 argument order, and the inputs' names), for retrieval and one's own analyses."""
+
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,11 +28,19 @@ Each sound is embedded alone (Wav2CLIP's standardisation would otherwise mix cli
 def build_parser() -> ArgumentParser:
     import argparse
 
-    p = ArgumentParser(prog="embed.py", description=__doc__.splitlines()[0].strip("`: "), epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--encoder", required=True, metavar="NAME|PATH",
-                   help="audio encoder: registry name (audioclip_partial, audioclip_full, wav2clip, soundclip_resnet18) "
-                        "or checkpoint file")
+    p = ArgumentParser(
+        prog="embed.py",
+        description=__doc__.splitlines()[0].strip("`: "),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--encoder",
+        required=True,
+        metavar="NAME|PATH",
+        help="audio encoder: registry name (audioclip_partial, audioclip_full, wav2clip, soundclip_resnet18) "
+        "or checkpoint file",
+    )
     p.add_argument("--audio", nargs="+", default=[], metavar="FILE", help="sound or video files")
     p.add_argument("--text", nargs="+", default=[], metavar="PROMPT", help="text prompts")
     p.add_argument("--image", nargs="+", default=[], metavar="FILE", help="image files")
@@ -54,8 +63,15 @@ def _load_image(path: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_inputs(encoder, frontend, towers, audio: Sequence[str] = (), text: Sequence[str] = (),
-                 image: Sequence[str] = (), device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+def embed_inputs(
+    encoder,
+    frontend,
+    towers,
+    audio: Sequence[str] = (),
+    text: Sequence[str] = (),
+    image: Sequence[str] = (),
+    device: torch.device | str = "cpu",
+) -> dict[str, np.ndarray]:
     """Files and prompts → ``{"audio": [Na,D], "text": [Nt,D], "image": [Ni,D]}`` float32,
     L2-normalised; each sound through ``frontend`` and ``encoder`` alone."""
     from sound2img.audio.io import load_audio
@@ -65,13 +81,18 @@ def embed_inputs(encoder, frontend, towers, audio: Sequence[str] = (), text: Seq
     images = [_load_image(p) for p in image]
     out = {"audio": torch.zeros(0, dim), "text": torch.zeros(0, dim), "image": torch.zeros(0, dim)}
     if wavs:
-        out["audio"] = torch.cat([F.normalize(encoder.encode_audio(frontend(w.reshape(1, -1).to(device))).float(),
-                                              dim=-1).cpu() for w in wavs])
+        out["audio"] = torch.cat(
+            [
+                F.normalize(encoder.encode_audio(frontend(w.reshape(1, -1).to(device))).float(), dim=-1).cpu()
+                for w in wavs
+            ]
+        )
     if text:
         out["text"] = F.normalize(towers.encode_text(list(text)).float(), dim=-1).cpu()
     if images:
-        out["image"] = torch.cat([F.normalize(towers.encode_image(im.to(device)).float(), dim=-1).cpu()
-                                  for im in images])
+        out["image"] = torch.cat(
+            [F.normalize(towers.encode_image(im.to(device)).float(), dim=-1).cpu() for im in images]
+        )
     return {k: v.numpy().astype(np.float32) for k, v in out.items()}
 
 
@@ -93,24 +114,31 @@ def main(argv: Sequence[str]) -> int:
         if not Path(p).is_file():
             raise UserInputError(f"{p}: no such file")
     device = resolve_device(args.device or "auto")
-    encoder, frontend = load_audio_encoder(factory._weights_file(args.encoder, AUDIO_ENCODER_FORMATS,
-                                                                 "an audio encoder"), device)
+    encoder, frontend = load_audio_encoder(
+        factory._weights_file(args.encoder, AUDIO_ENCODER_FORMATS, "an audio encoder"), device
+    )
     towers = None
     if args.text or args.image:
         if not getattr(encoder, "clip_spec", None):
-            raise UserInputError(f"{args.encoder}: this encoder does not record its CLIP towers, so --text/--image "
-                                 "cannot be embedded in its space; embed --audio only")
+            raise UserInputError(
+                f"{args.encoder}: this encoder does not record its CLIP towers, so --text/--image "
+                "cannot be embedded in its space; embed --audio only"
+            )
         towers = factory.build_clip_for_encoder({"model": "from_encoder"}, encoder, device)
     arrays = embed_inputs(encoder, frontend, towers, args.audio, args.text, args.image, device)
-    names = {"audio_names": np.array([str(p) for p in args.audio], dtype=str),
-             "text_names": np.array(list(args.text), dtype=str),
-             "image_names": np.array([str(p) for p in args.image], dtype=str),
-             "encoder": np.array(str(args.encoder)),
-             "clip_space": np.array(str(clip_space(getattr(encoder, "clip_spec", None)) or "unknown"))}
+    names = {
+        "audio_names": np.array([str(p) for p in args.audio], dtype=str),
+        "text_names": np.array(list(args.text), dtype=str),
+        "image_names": np.array([str(p) for p in args.image], dtype=str),
+        "encoder": np.array(str(args.encoder)),
+        "clip_space": np.array(str(clip_space(getattr(encoder, "clip_spec", None)) or "unknown")),
+    }
     buf = io.BytesIO()
     np.savez(buf, **arrays, **names)
     with atomic_path(out) as tmp:
         tmp.write_bytes(buf.getvalue())
-    print(f"{out}: audio {list(arrays['audio'].shape)}, text {list(arrays['text'].shape)}, "
-          f"image {list(arrays['image'].shape)} ({names['clip_space']})")
+    print(
+        f"{out}: audio {list(arrays['audio'].shape)}, text {list(arrays['text'].shape)}, "
+        f"image {list(arrays['image'].shape)} ({names['clip_space']})"
+    )
     return 0

@@ -1,8 +1,9 @@
 """Supplementary Table 1: cosine similarity between the source latent w_s, the
 sound-guided result w_a and the text-guided result w_t, per attribute and averaged."""
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,19 +50,23 @@ def summarise_latent_cosines(per_attribute: Mapping[str, Mapping[str, torch.Tens
     for attr, cos in per_attribute.items():
         table["attributes"][attr] = {
             pair: {"mean": float(v.mean()), "std": float(v.std(unbiased=False)), "n": int(v.numel())}
-            for pair, v in cos.items()}
+            for pair, v in cos.items()
+        }
     for p in PAIRS:
         name = pair_name(p)
         rows = [table["attributes"][a][name] for a in table["attributes"]]
-        table["average"][name] = {"mean": sum(r["mean"] for r in rows) / len(rows),
-                                  "std": sum(r["std"] for r in rows) / len(rows)}
+        table["average"][name] = {
+            "mean": sum(r["mean"] for r in rows) / len(rows),
+            "std": sum(r["std"] for r in rows) / len(rows),
+        }
     return table
 
 
 def supp_table1(edits: Sequence[AttributeEdits]) -> dict:
     """Supplement Table 1 from the edits of each attribute (same sources for w_a and w_t)."""
-    return summarise_latent_cosines({e.attribute.name: latent_cosines(e.ws_source, e.ws_audio, e.ws_text)
-                                     for e in edits})
+    return summarise_latent_cosines(
+        {e.attribute.name: latent_cosines(e.ws_source, e.ws_audio, e.ws_text) for e in edits}
+    )
 
 
 def supp_table1_report(summary: dict, provenance: dict, n_latents: int) -> Report:
@@ -76,14 +81,33 @@ def supp_table1_report(summary: dict, provenance: dict, n_latents: int) -> Repor
             ours = [f"{summary['attributes'][a][pair][stat]:.5f}" for a in attrs]
             rows.append([f"({pair})", f"{stat} (this run)", *ours, f"{summary['average'][pair][stat]:.5f}"])
             theirs = [paper["attributes"].get(a, {}).get(stat) for a in attrs]
-            rows.append(["", f"{stat} (paper)", *[None if v is None else f"{v:.5f}" for v in theirs],
-                         f"{paper['average'][stat]:.5f}"])
-    md = ["# Supplement Table 1 — cosine similarity between latent codes", "",
-          f"w_s: source, w_a: sound-guided result, w_t: text-guided result; W+ flattened per sample; "
-          f"mean and std over {n_latents} source latents per attribute. Average = mean of the attribute "
-          "columns (as the paper's).", "",
-          markdown_table(["latent codes", "metric", *attrs, "Average"], rows, numeric_from=2), "",
-          provenance_markdown(provenance)]
-    return Report("supp_table1", "\n".join(md),
-                  {"table": "supp_table1", "n_latents": n_latents, "ours": summary, "paper": PAPER_SUPP_TABLE1,
-                   "provenance": provenance})
+            rows.append(
+                [
+                    "",
+                    f"{stat} (paper)",
+                    *[None if v is None else f"{v:.5f}" for v in theirs],
+                    f"{paper['average'][stat]:.5f}",
+                ]
+            )
+    md = [
+        "# Supplement Table 1 — cosine similarity between latent codes",
+        "",
+        f"w_s: source, w_a: sound-guided result, w_t: text-guided result; W+ flattened per sample; "
+        f"mean and std over {n_latents} source latents per attribute. Average = mean of the attribute "
+        "columns (as the paper's).",
+        "",
+        markdown_table(["latent codes", "metric", *attrs, "Average"], rows, numeric_from=2),
+        "",
+        provenance_markdown(provenance),
+    ]
+    return Report(
+        "supp_table1",
+        "\n".join(md),
+        {
+            "table": "supp_table1",
+            "n_latents": n_latents,
+            "ours": summary,
+            "paper": PAPER_SUPP_TABLE1,
+            "provenance": provenance,
+        },
+    )

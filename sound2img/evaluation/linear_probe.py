@@ -1,8 +1,9 @@
 """Linear probe (docs/method.md §9, "logistic regression on frozen embeddings"): standardised
 features, scikit-learn logistic regression, train on the other folds and test on one."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -34,8 +35,14 @@ def build_probe(C: float, max_iter: int = 1000, seed: int = 0):
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
 
 
-def select_C(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, Cs: Sequence[float],
-             max_iter: int = 1000, seed: int = 0) -> float:
+def select_C(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    Cs: Sequence[float],
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> float:
     """The C of ``Cs`` with the best mean accuracy in a cross-validation *inside* the
     training folds (grouped by fold, so no clip's fold-mates leak into its validation)."""
     from sklearn.model_selection import GroupKFold, cross_val_score
@@ -44,13 +51,22 @@ def select_C(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, Cs: S
     if len(Cs) == 1 or n_groups < 2:
         return float(Cs[0])
     cv = GroupKFold(n_splits=min(3, n_groups))
-    scores = [cross_val_score(build_probe(c, max_iter, seed), features, labels, groups=groups, cv=cv).mean()
-              for c in Cs]
+    scores = [
+        cross_val_score(build_probe(c, max_iter, seed), features, labels, groups=groups, cv=cv).mean() for c in Cs
+    ]
     return float(Cs[int(np.argmax(scores))])
 
 
-def linear_probe_cv(features, labels, folds, *, C: float | None = None, Cs: Sequence[float] = DEFAULT_CS,
-                    max_iter: int = 1000, seed: int = 0) -> dict:
+def linear_probe_cv(
+    features,
+    labels,
+    folds,
+    *,
+    C: float | None = None,
+    Cs: Sequence[float] = DEFAULT_CS,
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Fold-wise cross-validated linear-probe accuracy.
 
     ``features [N,D]`` (frozen ``audio_emb``), ``labels [N]``, ``folds [N]`` (the dataset's
@@ -77,16 +93,27 @@ def linear_probe_cv(features, labels, folds, *, C: float | None = None, Cs: Sequ
     return {"per_fold": per_fold, "mean": float(np.mean(list(per_fold.values()))), "C": chosen, "n": int(len(y))}
 
 
-def run_linear_probe(datasets: Sequence[DatasetSpec], encoder: torch.nn.Module, frontend: torch.nn.Module, *,
-                     C: float | None = None, Cs: Sequence[float] = DEFAULT_CS, max_iter: int = 1000,
-                     batch_size: int = 64, num_workers: int = 0, device: torch.device | str = "cpu",
-                     progress: bool = False) -> dict:
+def run_linear_probe(
+    datasets: Sequence[DatasetSpec],
+    encoder: torch.nn.Module,
+    frontend: torch.nn.Module,
+    *,
+    C: float | None = None,
+    Cs: Sequence[float] = DEFAULT_CS,
+    max_iter: int = 1000,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
     """The linear-probe table end to end: embed each dataset's folds with the frozen
     encoder, then ``linear_probe_cv``. Returns ``{dataset name: result | {"data": line}}``."""
     results = {}
     for spec in datasets:
-        emb = encode_folds(spec, encoder, frontend, batch_size=batch_size, num_workers=num_workers, device=device,
-                           progress=progress)
-        results[spec.name] = linear_probe_cv(emb.audio_emb, emb.labels, emb.folds, C=C, Cs=Cs,
-                                             max_iter=max_iter) | {"data": emb.describe(spec)}
+        emb = encode_folds(
+            spec, encoder, frontend, batch_size=batch_size, num_workers=num_workers, device=device, progress=progress
+        )
+        results[spec.name] = linear_probe_cv(emb.audio_emb, emb.labels, emb.folds, C=C, Cs=Cs, max_iter=max_iter) | {
+            "data": emb.describe(spec)
+        }
     return results

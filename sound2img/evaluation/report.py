@@ -1,18 +1,28 @@
 """What a reproduction writes: the paper's numbers (docs/method.md §9),
 Markdown tables with ours beside them, a provenance line, JSON, PNGs — all atomically."""
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from sound2img.utils.files import atomic_write_bytes, atomic_write_text, check_can_write
 
 DISPLAY_NAMES = {"esc50": "ESC-50", "us8k": "US8K"}
-ATTRIBUTES = ("giggling", "sobbing", "nose blowing", "fire crackling", "wind noise", "underwater bubbling",
-              "explosion", "thunderstorm")
+ATTRIBUTES = (
+    "giggling",
+    "sobbing",
+    "nose blowing",
+    "fire crackling",
+    "wind noise",
+    "underwater bubbling",
+    "explosion",
+    "thunderstorm",
+)
 
 # The paper's zero-shot and linear-probe accuracy (%), ESC-50 / US8K (docs/method.md §9).
 PAPER_CLASSIFICATION = {
@@ -31,16 +41,29 @@ PAPER_CLASSIFICATION = {
 
 # Supplement Table 1: {pair: {attribute: (mean, std)}} and the Average column.
 _T1 = {
-    "w_s,w_a": ([0.99528, 0.99510, 0.99448, 0.97907, 0.97679, 0.98040, 0.97956, 0.98479],
-                [0.00178, 0.00162, 0.00242, 0.00786, 0.00829, 0.00614, 0.00698, 0.00512], (0.98568, 0.00502)),
-    "w_s,w_t": ([0.99866, 0.99849, 0.99779, 0.99002, 0.99294, 0.99024, 0.99117, 0.99136],
-                [0.00067, 0.00065, 0.00097, 0.00379, 0.00322, 0.00318, 0.00321, 0.00340], (0.99383, 0.00238)),
-    "w_a,w_t": ([0.99554, 0.99510, 0.99448, 0.97511, 0.97307, 0.97695, 0.97497, 0.97843],
-                [0.00166, 0.00162, 0.00242, 0.00972, 0.00935, 0.00703, 0.00827, 0.00713], (0.98295, 0.00590)),
+    "w_s,w_a": (
+        [0.99528, 0.99510, 0.99448, 0.97907, 0.97679, 0.98040, 0.97956, 0.98479],
+        [0.00178, 0.00162, 0.00242, 0.00786, 0.00829, 0.00614, 0.00698, 0.00512],
+        (0.98568, 0.00502),
+    ),
+    "w_s,w_t": (
+        [0.99866, 0.99849, 0.99779, 0.99002, 0.99294, 0.99024, 0.99117, 0.99136],
+        [0.00067, 0.00065, 0.00097, 0.00379, 0.00322, 0.00318, 0.00321, 0.00340],
+        (0.99383, 0.00238),
+    ),
+    "w_a,w_t": (
+        [0.99554, 0.99510, 0.99448, 0.97511, 0.97307, 0.97695, 0.97497, 0.97843],
+        [0.00166, 0.00162, 0.00242, 0.00972, 0.00935, 0.00703, 0.00827, 0.00713],
+        (0.98295, 0.00590),
+    ),
 }
-PAPER_SUPP_TABLE1 = {pair: {"attributes": {a: {"mean": m, "std": s} for a, m, s in zip(ATTRIBUTES, means, stds)},
-                            "average": {"mean": avg[0], "std": avg[1]}}
-                     for pair, (means, stds, avg) in _T1.items()}
+PAPER_SUPP_TABLE1 = {
+    pair: {
+        "attributes": {a: {"mean": m, "std": s} for a, m, s in zip(ATTRIBUTES, means, stds)},
+        "average": {"mean": avg[0], "std": avg[1]},
+    }
+    for pair, (means, stds, avg) in _T1.items()
+}
 
 # Supplement Table 2: attribute accuracy of a logistic regression on CLIP image features.
 PAPER_SUPP_TABLE2 = {
@@ -49,8 +72,10 @@ PAPER_SUPP_TABLE2 = {
     "ours": dict(zip(ATTRIBUTES, [0.987, 0.993, 0.966, 0.953, 0.993, 0.987, 0.993, 0.993])) | {"average": 0.983},
 }
 
-TINY_WARNING = ("> **preset=tiny**: small random networks — an install check of the pipeline, "
-                "not a result. Do not compare these numbers with the paper's.")
+TINY_WARNING = (
+    "> **preset=tiny**: small random networks — an install check of the pipeline, "
+    "not a result. Do not compare these numbers with the paper's."
+)
 
 
 @dataclass
@@ -119,8 +144,11 @@ def provenance_markdown(prov: Mapping[str, Any]) -> str:
         lines.append("- Weights: " + "; ".join(f"{role}: {desc}" for role, desc in weights.items()))
     for d in prov.get("data") or []:
         lines.append(f"- Data: {d}")
-    for key, label in (("frontend", "Audio front end"), ("clip_preprocess", "CLIP preprocessing of generator images"),
-                       ("device", "Device")):
+    for key, label in (
+        ("frontend", "Audio front end"),
+        ("clip_preprocess", "CLIP preprocessing of generator images"),
+        ("device", "Device"),
+    ):
         if prov.get(key):
             lines.append(f"- {label}: {prov[key]}")
     return "\n".join(lines)
@@ -133,16 +161,22 @@ def _distinct(value: Any) -> Any:
     return value
 
 
-def classification_report(table: str, title: str, results: dict, provenance: dict,
-                          extra_columns: Sequence[str] = (), method: str = "") -> Report:
+def classification_report(
+    table: str, title: str, results: dict, provenance: dict, extra_columns: Sequence[str] = (), method: str = ""
+) -> Report:
     """Markdown + JSON of a zero-shot or linear-probe run: the paper's rows (docs/method.md §9)
     with ours beneath them, then accuracy per fold. ``table``: ``zeroshot`` or
     ``linear_probe``; ``results``: ``{dataset name: {"per_fold", "mean", ...}}``."""
     names = ("esc50", "us8k")
     rows = [[f"{model} (paper)", f"{esc:.1f}", f"{us:.1f}"] for model, esc, us in PAPER_CLASSIFICATION[table]]
     rows.append(["**this run**"] + [pct(results[n]["mean"]) if n in results else "not run" for n in names])
-    md = [f"# {title}", "", markdown_table(["model", "ESC-50", "US8K"], rows), "",
-          f"Accuracy (%), mean over the official folds. {method}".rstrip()]
+    md = [
+        f"# {title}",
+        "",
+        markdown_table(["model", "ESC-50", "US8K"], rows),
+        "",
+        f"Accuracy (%), mean over the official folds. {method}".rstrip(),
+    ]
     for n, res in results.items():
         folds = list(res["per_fold"])
         cols = ["dataset"] + [f"fold {f}" for f in folds] + ["mean"] + list(extra_columns)

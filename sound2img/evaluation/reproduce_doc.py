@@ -1,26 +1,40 @@
 """What each table needs before it can run — checkpoints (registry names → URLs, cache
 paths), datasets (config keys, layout) and sound files — read from the composed configs,
 rendered as the Markdown of ``docs/reproduce.md``."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sound2img.cli import to_plain
 from sound2img.evaluation.tables import compose_table, get_table, list_tables
 
 DATASETS = {
-    "esc50": ("ESC-50", "https://github.com/karolpiczak/ESC-50 (archive: "
-              "https://github.com/karolpiczak/ESC-50/archive/master.zip)",
-              "the unpacked `ESC-50-master/` (it holds `meta/esc50.csv` and `audio/*.wav`)"),
-    "us8k": ("UrbanSound8K", "https://urbansounddataset.weebly.com/urbansound8k.html (also "
-             "https://zenodo.org/record/1203745)",
-             "the unpacked `UrbanSound8K/` (it holds `metadata/UrbanSound8K.csv` and `audio/fold1..fold10/`)"),
+    "esc50": (
+        "ESC-50",
+        "https://github.com/karolpiczak/ESC-50 (archive: https://github.com/karolpiczak/ESC-50/archive/master.zip)",
+        "the unpacked `ESC-50-master/` (it holds `meta/esc50.csv` and `audio/*.wav`)",
+    ),
+    "us8k": (
+        "UrbanSound8K",
+        "https://urbansounddataset.weebly.com/urbansound8k.html (also https://zenodo.org/record/1203745)",
+        "the unpacked `UrbanSound8K/` (it holds `metadata/UrbanSound8K.csv` and `audio/fold1..fold10/`)",
+    ),
 }
-_USES_CLIP = {"zeroshot", "fig_audioclip_comparison", "supp_table1", "supp_table2",
-              "fig_tsne_directions", "fig_lambda_grid", "fig_volume",
-              "fig_interpolation", "fig_audio_text_tsne"}
+_USES_CLIP = {
+    "zeroshot",
+    "fig_audioclip_comparison",
+    "supp_table1",
+    "supp_table2",
+    "fig_tsne_directions",
+    "fig_lambda_grid",
+    "fig_volume",
+    "fig_interpolation",
+    "fig_audio_text_tsne",
+}
 _ATTRIBUTE_TABLES = {"supp_table1", "supp_table2", "fig_tsne_directions"}
 _EDIT_FIGURES = {"fig_lambda_grid", "fig_volume", "fig_interpolation"}
 
@@ -109,9 +123,13 @@ def _table_section(name: str, req: Requirements) -> list[str]:
     spec = get_table(name)
     lines = [f"### `{name}` — {spec.paper}", ""]
     if req.weights:
-        lines += ["Checkpoints and sample sounds (fetched into the cache on first use; offline, download each URL "
-                  "yourself and put the file at the cache path):", "",
-                  "| registry name | put it at | URL |", "|---|---|---|"]
+        lines += [
+            "Checkpoints and sample sounds (fetched into the cache on first use; offline, download each URL "
+            "yourself and put the file at the cache path):",
+            "",
+            "| registry name | put it at | URL |",
+            "|---|---|---|",
+        ]
         for w in req.weights:
             entry = get_entry(w)
             where = f"`~/.cache/sound2img/{cached_path(entry).name}`"
@@ -133,25 +151,33 @@ def render_reproduce_doc(overrides: Sequence[str] = ()) -> str:
     """``docs/reproduce.md``: per table, exactly which checkpoints (registry name → URL) and
     datasets it needs, where to put them and the command, under the default configs
     (plus ``overrides``)."""
-    lines = ["# Reproducing the paper's tables and figures", "",
-             "`python scripts/reproduce.py TABLE` runs one table or figure end to end and writes `TABLE.md`, "
-             "`TABLE.json` (and PNGs for figures) into `--out`, with the paper's numbers beside ours and a line "
-             "naming the weights (file + sha256 prefix), data (root, folds, counts), audio front end and CLIP "
-             "preprocessing used. `--list` names the tables; `--cfg job` prints the resolved config; any "
-             "`key=value` overrides it (e.g. `encoder.path=my_encoder.safetensors` to evaluate your own encoder, "
-             "`eval.n_latents=20` for a quicker run).", "",
-             "Weights are looked up by registry name in the cache (`$SOUND2IMG_CACHE`, else "
-             "`~/.cache/sound2img`) and downloaded there on first use; `python scripts/fetch_weights.py NAME ...` "
-             "fetches them ahead of time and `--list` shows which are cached. Datasets are never downloaded for "
-             "you: unpack them anywhere and pass their roots.", "",
-             "Without any weights or data, `python scripts/reproduce.py fig_volume preset=tiny eval.sound=tone:440 "
-             "--out outputs/tiny` runs the whole pipeline on small random networks in seconds — an install check, "
-             "never a result.", "",
-             "Sound files of the supplement's attributes: the registry has the authors' sample clips for six of "
-             "them; `nose blowing` and `underwater bubbling` need clips of your own (the paper used VGGSound "
-             "clips not seen in training) at `sounds_dir/nose_blowing.wav` and `sounds_dir/underwater_bubbling.wav` "
-             "(`sounds_dir=PATH`, default `data/sounds`).", "",
-             "TediGAN (supplement Table 2) is not run: its row shows the paper's number only.", ""]
+    lines = [
+        "# Reproducing the paper's tables and figures",
+        "",
+        "`python scripts/reproduce.py TABLE` runs one table or figure end to end and writes `TABLE.md`, "
+        "`TABLE.json` (and PNGs for figures) into `--out`, with the paper's numbers beside ours and a line "
+        "naming the weights (file + sha256 prefix), data (root, folds, counts), audio front end and CLIP "
+        "preprocessing used. `--list` names the tables; `--cfg job` prints the resolved config; any "
+        "`key=value` overrides it (e.g. `encoder.path=my_encoder.safetensors` to evaluate your own encoder, "
+        "`eval.n_latents=20` for a quicker run).",
+        "",
+        "Weights are looked up by registry name in the cache (`$SOUND2IMG_CACHE`, else "
+        "`~/.cache/sound2img`) and downloaded there on first use; `python scripts/fetch_weights.py NAME ...` "
+        "fetches them ahead of time and `--list` shows which are cached. Datasets are never downloaded for "
+        "you: unpack them anywhere and pass their roots.",
+        "",
+        "Without any weights or data, `python scripts/reproduce.py fig_volume preset=tiny eval.sound=tone:440 "
+        "--out outputs/tiny` runs the whole pipeline on small random networks in seconds — an install check, "
+        "never a result.",
+        "",
+        "Sound files of the supplement's attributes: the registry has the authors' sample clips for six of "
+        "them; `nose blowing` and `underwater bubbling` need clips of your own (the paper used VGGSound "
+        "clips not seen in training) at `sounds_dir/nose_blowing.wav` and `sounds_dir/underwater_bubbling.wav` "
+        "(`sounds_dir=PATH`, default `data/sounds`).",
+        "",
+        "TediGAN (supplement Table 2) is not run: its row shows the paper's number only.",
+        "",
+    ]
     for name in list_tables():
         lines += _table_section(name, table_requirements(name, compose_table(name, overrides)))
     return "\n".join(lines).rstrip() + "\n"

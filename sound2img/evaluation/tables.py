@@ -1,12 +1,14 @@
 """The edge between a composed ``reproduce`` config and one table or figure on disk: which
 tables exist (``list_tables``), config → networks, datasets, sources and optimiser
 arguments, then the evaluation module's function and ``save_report``."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -36,17 +38,37 @@ for _spec in (
     TableSpec("linear_probe", ("linear_probe",), (), "paper: logistic regression on frozen embeddings"),
     TableSpec("supp_table1", ("supp_table1",), (), "supplement Table 1: cosine between w_s, w_a, w_t"),
     TableSpec("supp_table2", ("supp_table2",), (), "supplement Table 2: attribute classification"),
-    TableSpec("fig_tsne_directions", ("fig_tsne_directions",), ("fig_tsne_directions.png",),
-              "supplement Fig. 4: t-SNE of manipulation directions"),
-    TableSpec("fig_lambda_grid", ("fig_lambda_grid",), ("fig_lambda_grid.png", "fig_lambda_grid_source.png"),
-              "supplement Fig. 2: λ_sim × λ_ID grid"),
+    TableSpec(
+        "fig_tsne_directions",
+        ("fig_tsne_directions",),
+        ("fig_tsne_directions.png",),
+        "supplement Fig. 4: t-SNE of manipulation directions",
+    ),
+    TableSpec(
+        "fig_lambda_grid",
+        ("fig_lambda_grid",),
+        ("fig_lambda_grid.png", "fig_lambda_grid_source.png"),
+        "supplement Fig. 2: λ_sim × λ_ID grid",
+    ),
     TableSpec("fig_volume", ("fig_volume",), ("fig_volume.png",), "supplement Fig. 8: volume strip"),
-    TableSpec("fig_interpolation", ("fig_interpolation",), ("fig_interpolation.png",),
-              "supplement Figs. 10–11: text↔sound latent interpolation"),
-    TableSpec("fig_audioclip_comparison", ("fig_audioclip_comparison",), ("fig_audioclip_comparison.png",),
-              "supplement Fig. 3: edits guided by our encoder and by AudioCLIP, side by side"),
-    TableSpec("fig_audio_text_tsne", ("fig_audio_text_tsne",), ("fig_audio_text_tsne.png",),
-              "audio embeddings vs CLIP text embeddings (t-SNE)"),
+    TableSpec(
+        "fig_interpolation",
+        ("fig_interpolation",),
+        ("fig_interpolation.png",),
+        "supplement Figs. 10–11: text↔sound latent interpolation",
+    ),
+    TableSpec(
+        "fig_audioclip_comparison",
+        ("fig_audioclip_comparison",),
+        ("fig_audioclip_comparison.png",),
+        "supplement Fig. 3: edits guided by our encoder and by AudioCLIP, side by side",
+    ),
+    TableSpec(
+        "fig_audio_text_tsne",
+        ("fig_audio_text_tsne",),
+        ("fig_audio_text_tsne.png",),
+        "audio embeddings vs CLIP text embeddings (t-SNE)",
+    ),
 ):
     TABLES.register(_spec.name, _spec)
 del _spec
@@ -86,8 +108,9 @@ def reproduce(name: str, cfgs: Sequence, out_dir: str | Path, *, overwrite: bool
     return save_report(report, out_dir, overwrite=overwrite)
 
 
-def run_table(name: str, cfgs: Sequence, *, work_dir: str | Path | None = None,
-              overwrite: bool = False) -> Report | None:
+def run_table(
+    name: str, cfgs: Sequence, *, work_dir: str | Path | None = None, overwrite: bool = False
+) -> Report | None:
     """Compute table ``name``. Tables built from many edits (supplement Tables 1–2, Fig. 4)
     run them through the edit queue (``manipulation.queue``) in ``work_dir`` — resumable,
     shared over the ranks under ``torchrun``; ``None``: a temporary directory. Returns
@@ -131,9 +154,11 @@ class _Context:
 
         def build():
             enc, fe = factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device)
-            self.weights["audio encoder"] = self._describe(self.c["encoder"].get("path"),
-                                                           f"random {self.c['encoder'].get('arch')}")
+            self.weights["audio encoder"] = self._describe(
+                self.c["encoder"].get("path"), f"random {self.c['encoder'].get('arch')}"
+            )
             return enc, fe
+
         return self._once("encoder", build)
 
     def clip(self):
@@ -147,9 +172,13 @@ class _Context:
             clip = factory.build_clip_for_encoder(self.cfg.clip, encoder, self.device)
             spec = clip.spec()
             sha = spec.get("sha256")
-            self.weights["CLIP"] = (f"{spec.get('model_name')} / {spec.get('pretrained')} (sha256 {sha[:12]}…)" if sha
-                                    else f"random {spec.get('model_name')} towers (seed {spec.get('seed')}), no file")
+            self.weights["CLIP"] = (
+                f"{spec.get('model_name')} / {spec.get('pretrained')} (sha256 {sha[:12]}…)"
+                if sha
+                else f"random {spec.get('model_name')} towers (seed {spec.get('seed')}), no file"
+            )
             return clip
+
         return self._once("clip", build)
 
     def generator(self, domain: dict[str, Any]):
@@ -160,11 +189,18 @@ class _Context:
         name = None if self.tiny else domain.get("generator")
         if name is None:
             g = self.c["generator"]
-            return self._once("generator:cfg", lambda: self._note_generator(
-                factory.build_generator_from_cfg(self.cfg.generator, self.device),
-                g.get("path") or (None if g.get("name") == "tiny" else g.get("name")), "cfg.generator"))
-        return self._once(f"generator:{name}", lambda: self._note_generator(
-            factory.build_generator_from_cfg({"name": name}, self.device), name, name))
+            return self._once(
+                "generator:cfg",
+                lambda: self._note_generator(
+                    factory.build_generator_from_cfg(self.cfg.generator, self.device),
+                    g.get("path") or (None if g.get("name") == "tiny" else g.get("name")),
+                    "cfg.generator",
+                ),
+            )
+        return self._once(
+            f"generator:{name}",
+            lambda: self._note_generator(factory.build_generator_from_cfg({"name": name}, self.device), name, name),
+        )
 
     def _note_generator(self, G, source, label):
         self.weights[f"generator ({label})"] = self._describe(source, f"random tiny generator {G.img_resolution}px")
@@ -178,6 +214,7 @@ class _Context:
         def build():
             self.weights["identity (IR-SE50)"] = self._describe(None if spec == "tiny" else spec, "random tiny IR-SE")
             return factory.build_arcface_from_cfg(spec, self.device)
+
         return self._once("identity", build)
 
     @staticmethod
@@ -198,8 +235,9 @@ class _Context:
         if domain_name is not None and domain_name not in domains:
             raise UserInputError(f"unknown domain {domain_name!r}; configured: {', '.join(domains) or 'none'}")
         domain = dict(domains.get(domain_name) or {})
-        optim = optimizer_kwargs({**self.c["manipulate"], **{k: domain[k] for k in ("lambda_sim", "lambda_id")
-                                                              if domain.get(k) is not None}})
+        optim = optimizer_kwargs(
+            {**self.c["manipulate"], **{k: domain[k] for k in ("lambda_sim", "lambda_id") if domain.get(k) is not None}}
+        )
         optim["noise_mode"] = str(self.c["generator"].get("noise_mode") or "const")
         return domain, optim
 
@@ -249,8 +287,10 @@ class _Context:
                 raise UserInputError(f"datasets.{n}: only the fold-organised sets {', '.join(ALL_FOLDS)} are evaluated")
             root = d.pop("root", None)
             if not root or root == "???":
-                raise UserInputError(f"datasets.{n}.root is not set: pass datasets.{n}.root=<where the dataset was "
-                                     "unpacked> (see docs/reproduce.md)")
+                raise UserInputError(
+                    f"datasets.{n}.root is not set: pass datasets.{n}.root=<where the dataset was "
+                    "unpacked> (see docs/reproduce.md)"
+                )
             chosen = folds or d.pop("folds", None) or ALL_FOLDS[n]
             d.pop("folds", None)
             kwargs = {k: v for k, v in d.items() if k not in ("crop", "templates", "text_augment", "seed")}
@@ -265,8 +305,12 @@ def _describe_spec(spec: dict[str, Any]) -> str:
 
 # ---- runners: one per table ----------------------------------------------------------------
 def _loader_kwargs(ctx: _Context, e: dict[str, Any]) -> dict[str, Any]:
-    return {"batch_size": int(e.get("batch_size", 64)), "num_workers": int(e.get("num_workers", 0)),
-            "device": ctx.device, "progress": ctx.progress}
+    return {
+        "batch_size": int(e.get("batch_size", 64)),
+        "num_workers": int(e.get("num_workers", 0)),
+        "device": ctx.device,
+        "progress": ctx.progress,
+    }
 
 
 def _run_classification(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
@@ -280,23 +324,41 @@ def _run_classification(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     table = evals[0]["table"]
     for e, specs in zip(evals, specs_per_eval):
         if table == "zeroshot":
-            results |= run_zero_shot(specs, encoder, frontend, ctx.clip(), templates=e.get("templates"),
-                                     **_loader_kwargs(ctx, e))
+            results |= run_zero_shot(
+                specs, encoder, frontend, ctx.clip(), templates=e.get("templates"), **_loader_kwargs(ctx, e)
+            )
         else:
-            results |= run_linear_probe(specs, encoder, frontend, C=e.get("C"), Cs=tuple(e.get("Cs") or DEFAULT_CS),
-                                        max_iter=int(e.get("max_iter", 1000)), **_loader_kwargs(ctx, e))
+            results |= run_linear_probe(
+                specs,
+                encoder,
+                frontend,
+                C=e.get("C"),
+                Cs=tuple(e.get("Cs") or DEFAULT_CS),
+                max_iter=int(e.get("max_iter", 1000)),
+                **_loader_kwargs(ctx, e),
+            )
     if table == "zeroshot":
         title, extra = "Zero-shot audio classification", ()
-        method = ("Class names through the zero-shot prompt templates; per class the normalised text embeddings "
-                  "are averaged and renormalised; prediction = highest cosine to the L2-normalised audio embedding.")
+        method = (
+            "Class names through the zero-shot prompt templates; per class the normalised text embeddings "
+            "are averaged and renormalised; prediction = highest cosine to the L2-normalised audio embedding."
+        )
     else:
         title, extra = "Linear probe: logistic regression on frozen audio embeddings", ("C",)
-        method = ("scikit-learn logistic regression (L-BFGS) on standardised L2-normalised audio embeddings, trained "
-                  "on the other folds and tested on each fold; C " + ("fixed" if evals[0].get("C") is not None else
-                  "chosen per fold from " + str(evals[0].get("Cs") or list(DEFAULT_CS)) + " by a fold-grouped "
-                  "cross-validation inside the training folds") + " (column C).")
-    return classification_report(table, title, results, ctx.provenance(images=False), extra_columns=extra,
-                                 method=method)
+        method = (
+            "scikit-learn logistic regression (L-BFGS) on standardised L2-normalised audio embeddings, trained "
+            "on the other folds and tested on each fold; C "
+            + (
+                "fixed"
+                if evals[0].get("C") is not None
+                else "chosen per fold from " + str(evals[0].get("Cs") or list(DEFAULT_CS)) + " by a fold-grouped "
+                "cross-validation inside the training folds"
+            )
+            + " (column C)."
+        )
+    return classification_report(
+        table, title, results, ctx.provenance(images=False), extra_columns=extra, method=method
+    )
 
 
 def _attribute_edits(ctx: _Context, e: dict[str, Any]):
@@ -330,10 +392,21 @@ def _attribute_edits(ctx: _Context, e: dict[str, Any]):
     edits = []
     for k, a in enumerate(attrs):
         G, optim, _ = ctx.domain_setup(domains[a.name])
-        edits.append(collect_attribute_edits(k, a, ctx.work_dir / "edits", ctx.sources(G, n, seed), generator=G,
-                                             clip=clip, encoder=encoder, frontend=frontend,
-                                             noise_mode=optim["noise_mode"], batch_size=batch_size,
-                                             device=ctx.device))
+        edits.append(
+            collect_attribute_edits(
+                k,
+                a,
+                ctx.work_dir / "edits",
+                ctx.sources(G, n, seed),
+                generator=G,
+                clip=clip,
+                encoder=encoder,
+                frontend=frontend,
+                noise_mode=optim["noise_mode"],
+                batch_size=batch_size,
+                device=ctx.device,
+            )
+        )
     return edits, n
 
 
@@ -367,13 +440,16 @@ def _run_edit_jobs(ctx: _Context, jobs: list[dict[str, Any]], batch_size: int) -
         if (root / "jobs.jsonl").exists():
             old_jobs = {r["id"]: r for r in map(json.loads, (root / "jobs.jsonl").read_text().splitlines())}
         if old_settings != settings or any(old_jobs.get(r["id"], r) != r for r in jobs):
-            raise UserInputError(f"{root} holds edits made with other settings (see its settings.json and "
-                                 "jobs.jsonl); pass --overwrite to redo them, or choose another --out")
+            raise UserInputError(
+                f"{root} holds edits made with other settings (see its settings.json and "
+                "jobs.jsonl); pass --overwrite to redo them, or choose another --out"
+            )
     if int(os.environ.get("RANK", "0")) == 0:
         atomic_write_text(root / "settings.json", settings)
         atomic_write_text(root / "jobs.jsonl", job_text)
-    summary = run_queue(OmegaConf.create({**qc, "out": str(root / "edits"), "overwrite": ctx.overwrite,
-                                          "progress": ctx.progress}), jobs)
+    summary = run_queue(
+        OmegaConf.create({**qc, "out": str(root / "edits"), "overwrite": ctx.overwrite, "progress": ctx.progress}), jobs
+    )
     if not summary.ok:
         raise QueueFailed(f"{summary.line()}; rerun the same command to redo the missing edits")
     return summary.rank == 0
@@ -406,15 +482,24 @@ def _run_fig_tsne_directions(ctx: _Context, evals: list[dict[str, Any]]) -> Repo
     edits, _ = _attribute_edits(ctx, e)
     if edits is None:
         return None
-    return fig_tsne_directions(edits, ctx.provenance(), perplexity=float(e.get("perplexity", 30)),
-                               seed=int(e.get("seed", 0)))
+    return fig_tsne_directions(
+        edits, ctx.provenance(), perplexity=float(e.get("perplexity", 30)), seed=int(e.get("seed", 0))
+    )
 
 
 def _edit_figure_args(ctx: _Context, e: dict[str, Any]) -> dict[str, Any]:
     encoder, frontend = ctx.encoder()
     G, optim, identity = ctx.domain_setup(e.get("domain"))
-    return {"source_ws": ctx.sources(G, 1, int(e.get("seed", 0))), "generator": G, "clip": ctx.clip(),
-            "encoder": encoder, "frontend": frontend, "optim": optim, "identity": identity, "device": ctx.device}
+    return {
+        "source_ws": ctx.sources(G, 1, int(e.get("seed", 0))),
+        "generator": G,
+        "clip": ctx.clip(),
+        "encoder": encoder,
+        "frontend": frontend,
+        "optim": optim,
+        "identity": identity,
+        "device": ctx.device,
+    }
 
 
 def _run_fig_lambda_grid(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
@@ -425,8 +510,13 @@ def _run_fig_lambda_grid(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     lambda_ids = [float(v) for v in e["lambda_ids"]]
     if max(lambda_ids, default=0) > 0 and args["identity"] is None:
         args["identity"] = ctx.identity()
-    return fig_lambda_grid(str(e["sound"]), lambda_sims=[float(v) for v in e["lambda_sims"]], lambda_ids=lambda_ids,
-                           provenance=ctx.provenance(), **args)
+    return fig_lambda_grid(
+        str(e["sound"]),
+        lambda_sims=[float(v) for v in e["lambda_sims"]],
+        lambda_ids=lambda_ids,
+        provenance=ctx.provenance(),
+        **args,
+    )
 
 
 def _run_fig_volume(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
@@ -442,8 +532,9 @@ def _run_fig_interpolation(ctx: _Context, evals: list[dict[str, Any]]) -> Report
 
     e = evals[0]
     args = _edit_figure_args(ctx, e)
-    return fig_interpolation(str(e["sound"]), str(e["text"]), alphas=[float(a) for a in e["alphas"]],
-                             provenance=ctx.provenance(), **args)
+    return fig_interpolation(
+        str(e["sound"]), str(e["text"]), alphas=[float(a) for a in e["alphas"]], provenance=ctx.provenance(), **args
+    )
 
 
 def _run_fig_audioclip_comparison(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
@@ -459,26 +550,45 @@ def _run_fig_audioclip_comparison(ctx: _Context, evals: list[dict[str, Any]]) ->
     peer_encoder, peer_frontend = factory.build_encoder_from_cfg({"path": peer["encoder"]}, None, ctx.device)
     peer_clip = factory.build_clip_for_encoder(peer.get("clip") or {"model": "from_encoder"}, peer_encoder, ctx.device)
     ctx.weights["peer audio encoder"] = ctx._describe(peer["encoder"], "")
-    guides = [{"label": "ours", "encoder": args["encoder"], "frontend": args["frontend"], "clip": args["clip"]},
-              {"label": str(peer.get("label") or peer["encoder"]), "encoder": peer_encoder,
-               "frontend": peer_frontend, "clip": peer_clip}]
-    return fig_audioclip_comparison([str(s) for s in e["sounds"]], source_ws, generator=args["generator"],
-                                    guides=guides, optim=args["optim"], identity=args["identity"],
-                                    provenance=ctx.provenance(), device=ctx.device)
+    guides = [
+        {"label": "ours", "encoder": args["encoder"], "frontend": args["frontend"], "clip": args["clip"]},
+        {
+            "label": str(peer.get("label") or peer["encoder"]),
+            "encoder": peer_encoder,
+            "frontend": peer_frontend,
+            "clip": peer_clip,
+        },
+    ]
+    return fig_audioclip_comparison(
+        [str(s) for s in e["sounds"]],
+        source_ws,
+        generator=args["generator"],
+        guides=guides,
+        optim=args["optim"],
+        identity=args["identity"],
+        provenance=ctx.provenance(),
+        device=ctx.device,
+    )
 
 
 def _run_fig_audio_text_tsne(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+    from sound2img.data.prompts import encode_class_texts
     from sound2img.evaluation.embed import encode_folds
     from sound2img.evaluation.figures import fig_audio_text_tsne
-    from sound2img.data.prompts import encode_class_texts
 
     e = evals[0]
     spec = ctx.dataset_specs([e["dataset"]], e.get("folds"))[0]
     encoder, frontend = ctx.encoder()
     emb = encode_folds(spec, encoder, frontend, **_loader_kwargs(ctx, e))
     text_emb = encode_class_texts(ctx.clip().encode_text, emb.class_names, e.get("templates"))
-    return fig_audio_text_tsne(emb, spec, text_emb, ctx.provenance(images=False),
-                               perplexity=float(e.get("perplexity", 30)), seed=int(e.get("seed", 0)))
+    return fig_audio_text_tsne(
+        emb,
+        spec,
+        text_emb,
+        ctx.provenance(images=False),
+        perplexity=float(e.get("perplexity", 30)),
+        seed=int(e.get("seed", 0)),
+    )
 
 
 _RUNNERS: dict[str, Callable[[_Context, list[dict[str, Any]]], Report]] = {

@@ -2,13 +2,15 @@
 W+ latent file per seed (``load_latents`` reads it back), a contact sheet labelled with
 the seeds, and ``generate.json`` recording how they were made. The command line is in
 ``sound2img.generation.command``."""
+
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +50,13 @@ def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
 
 @torch.no_grad()
 def generate_images(
-    G: Generator,                 # a loaded generator (frozen)
-    seeds: Sequence[int],         # z = randn(z_dim) from torch.Generator(seed), as manipulate.py's --seed
-    out_dir: str | os.PathLike,   # created; refused when it exists and is not empty, unless overwrite
-    truncation: float = 0.7,      # ψ towards G.w_avg
-    noise_mode: str = "const",    # const | random | none
-    overwrite: bool = False,      # write into an existing, non-empty out_dir
-    batch_size: int = 8,          # seeds per synthesis call (results do not depend on it)
+    G: Generator,  # a loaded generator (frozen)
+    seeds: Sequence[int],  # z = randn(z_dim) from torch.Generator(seed), as manipulate.py's --seed
+    out_dir: str | os.PathLike,  # created; refused when it exists and is not empty, unless overwrite
+    truncation: float = 0.7,  # ψ towards G.w_avg
+    noise_mode: str = "const",  # const | random | none
+    overwrite: bool = False,  # write into an existing, non-empty out_dir
+    batch_size: int = 8,  # seeds per synthesis call (results do not depend on it)
     latent_suffix: str = ".npy",  # one of LATENT_SUFFIXES: the format of the ws files
     record: dict[str, Any] | None = None,  # extra provenance for generate.json
 ) -> list[Path]:
@@ -73,21 +75,30 @@ def generate_images(
     names, thumbs = [], []
     with staged_dir(out) as d:
         for start in range(0, len(seeds), batch_size):
-            chunk = seeds[start:start + batch_size]
+            chunk = seeds[start : start + batch_size]
             ws = sample_source_latents(G, chunk, truncation, device)
             img = G.synthesis(ws, noise_mode=noise_mode).cpu()
             for i, seed in enumerate(chunk):
                 stem = f"seed{seed:04d}"
                 atomic_write_bytes(d / f"{stem}.png", png_bytes(img[i]))
-                save_latents(d / f"{stem}{latent_suffix}", ws[i:i + 1], overwrite=True)
+                save_latents(d / f"{stem}{latent_suffix}", ws[i : i + 1], overwrite=True)
                 names += [f"{stem}.png", f"{stem}{latent_suffix}"]
-            thumbs.append(F.interpolate(img, scale_factor=min(1.0, 256 / max(img.shape[-2:])), mode="area")
-                          if max(img.shape[-2:]) > 256 else img)
+            thumbs.append(
+                F.interpolate(img, scale_factor=min(1.0, 256 / max(img.shape[-2:])), mode="area")
+                if max(img.shape[-2:]) > 256
+                else img
+            )
         atomic_write_bytes(d / "contact_sheet.png", contact_sheet_png(torch.cat(thumbs), [f"seed {s}" for s in seeds]))
-        meta = {"seeds": seeds, "truncation": truncation, "noise_mode": noise_mode,
-                "num_ws": G.num_ws, "w_dim": G.w_dim, "img_resolution": G.img_resolution,
-                "generator": {k: v for k, v in G.info.items() if isinstance(v, (str, bool, int, float))},
-                **(record or {})}
+        meta = {
+            "seeds": seeds,
+            "truncation": truncation,
+            "noise_mode": noise_mode,
+            "num_ws": G.num_ws,
+            "w_dim": G.w_dim,
+            "img_resolution": G.img_resolution,
+            "generator": {k: v for k, v in G.info.items() if isinstance(v, (str, bool, int, float))},
+            **(record or {}),
+        }
         atomic_write_text(d / "generate.json", json.dumps(meta, indent=2) + "\n")
         names += ["contact_sheet.png", "generate.json"]
     return [out / n for n in names]
@@ -105,7 +116,14 @@ def run_generate(cfg) -> list[Path]:
     check_out_dir(cfg.out, bool(cfg.overwrite))  # before the (possibly slow) generator load
     G = build_generator_from_cfg(cfg.generator, device)
     suffix = "." + str(cfg.latent_format).lstrip(".")
-    return generate_images(G, seeds, cfg.out, truncation=float(cfg.generator.truncation),
-                           noise_mode=str(cfg.generator.noise_mode), overwrite=bool(cfg.overwrite),
-                           batch_size=int(cfg.batch_size), latent_suffix=suffix,
-                           record={"generator_config": {"name": cfg.generator.name, "path": cfg.generator.path}})
+    return generate_images(
+        G,
+        seeds,
+        cfg.out,
+        truncation=float(cfg.generator.truncation),
+        noise_mode=str(cfg.generator.noise_mode),
+        overwrite=bool(cfg.overwrite),
+        batch_size=int(cfg.batch_size),
+        latent_suffix=suffix,
+        record={"generator_config": {"name": cfg.generator.name, "path": cfg.generator.path}},
+    )

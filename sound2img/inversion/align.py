@@ -3,6 +3,7 @@ landmarks → an oriented square ("quad") → shrink, crop, pad with a blurred r
 resample the quad to a square, downscale to the generator's resolution. Landmarks come
 from dlib's 68-point predictor (the ``faces`` extra: ``dlib-bin`` + the model file in
 ``face_recognition_models``); the geometry takes any (68, 2) landmark array."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,9 +15,9 @@ import torch
 
 from sound2img.errors import UserInputError
 
-EYE_LEFT, EYE_RIGHT = slice(36, 42), slice(42, 48)   # the 68-point scheme's eye contours
-MOUTH_LEFT, MOUTH_RIGHT = 48, 54                      # outer mouth corners
-TRANSFORM_FACTOR = 4                                  # resample at 4x the output (FFHQ: 4096 for 1024)
+EYE_LEFT, EYE_RIGHT = slice(36, 42), slice(42, 48)  # the 68-point scheme's eye contours
+MOUTH_LEFT, MOUTH_RIGHT = 48, 54  # outer mouth corners
+TRANSFORM_FACTOR = 4  # resample at 4x the output (FFHQ: 4096 for 1024)
 FACES_EXTRA = 'pip install -e ".[faces]"'
 
 
@@ -57,29 +58,42 @@ def align_face(img: torch.Tensor, landmarks: np.ndarray, size: int, pad: bool = 
     # Shrink a large face first, so the final resampling never skips pixels.
     shrink = int(np.floor(qsize / size * 0.5))
     if shrink > 1:
-        pil = pil.resize((int(np.rint(pil.size[0] / shrink)), int(np.rint(pil.size[1] / shrink))),
-                         PIL.Image.Resampling.LANCZOS)
+        pil = pil.resize(
+            (int(np.rint(pil.size[0] / shrink)), int(np.rint(pil.size[1] / shrink))), PIL.Image.Resampling.LANCZOS
+        )
         quad, qsize = quad / shrink, qsize / shrink
     border = max(int(np.rint(qsize * 0.1)), 3)
     lo, hi = np.floor(quad.min(0)).astype(int), np.ceil(quad.max(0)).astype(int)
     # Crop to the quad plus a border.
-    crop = (max(lo[0] - border, 0), max(lo[1] - border, 0),
-            min(hi[0] + border, pil.size[0]), min(hi[1] + border, pil.size[1]))
+    crop = (
+        max(lo[0] - border, 0),
+        max(lo[1] - border, 0),
+        min(hi[0] + border, pil.size[0]),
+        min(hi[1] + border, pil.size[1]),
+    )
     if crop[2] - crop[0] < pil.size[0] or crop[3] - crop[1] < pil.size[1]:
         pil = pil.crop(crop)
         quad = quad - np.array(crop[:2])
     # Pad where the quad leaves the picture: reflect, blur towards the edges, fade to the median.
     lo, hi = np.floor(quad.min(0)).astype(int), np.ceil(quad.max(0)).astype(int)
-    padding = np.array([max(-lo[0] + border, 0), max(-lo[1] + border, 0),
-                        max(hi[0] - pil.size[0] + border, 0), max(hi[1] - pil.size[1] + border, 0)])
+    padding = np.array(
+        [
+            max(-lo[0] + border, 0),
+            max(-lo[1] + border, 0),
+            max(hi[0] - pil.size[0] + border, 0),
+            max(hi[1] - pil.size[1] + border, 0),
+        ]
+    )
     if pad and padding.max() > border - 4:
         padding = np.maximum(padding, int(np.rint(qsize * 0.3)))
         arr = np.pad(np.float32(pil), ((padding[1], padding[3]), (padding[0], padding[2]), (0, 0)), "reflect")
         h, w, _ = arr.shape
         yy, xx = np.ogrid[:h, :w]
         with np.errstate(divide="ignore", invalid="ignore"):
-            edge = np.maximum(1.0 - np.minimum(np.float32(xx) / padding[0], np.float32(w - 1 - xx) / padding[2]),
-                              1.0 - np.minimum(np.float32(yy) / padding[1], np.float32(h - 1 - yy) / padding[3]))
+            edge = np.maximum(
+                1.0 - np.minimum(np.float32(xx) / padding[0], np.float32(w - 1 - xx) / padding[2]),
+                1.0 - np.minimum(np.float32(yy) / padding[1], np.float32(h - 1 - yy) / padding[3]),
+            )
         edge = np.nan_to_num(edge, nan=0.0, posinf=0.0, neginf=0.0)[..., None]
         sigma = qsize * 0.02
         arr += (gaussian_filter(arr, [sigma, sigma, 0]) - arr) * np.clip(edge * 3.0 + 1.0, 0.0, 1.0)
@@ -87,8 +101,9 @@ def align_face(img: torch.Tensor, landmarks: np.ndarray, size: int, pad: bool = 
         pil = PIL.Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
         quad = quad + padding[:2]
     big = size * TRANSFORM_FACTOR
-    pil = pil.transform((big, big), PIL.Image.Transform.QUAD, tuple((quad + 0.5).flatten()),
-                        PIL.Image.Resampling.BILINEAR)
+    pil = pil.transform(
+        (big, big), PIL.Image.Transform.QUAD, tuple((quad + 0.5).flatten()), PIL.Image.Resampling.BILINEAR
+    )
     pil = pil.resize((size, size), PIL.Image.Resampling.LANCZOS)
     return torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
@@ -130,8 +145,15 @@ class LandmarkDetector:
 ALIGN_MODES = ("auto", "ffhq", "center", "none")
 
 
-def prepare_image(img: torch.Tensor, size: int, mode: str, *, faces: bool, source: str = "image",
-                  detector: LandmarkDetector | None = None) -> tuple[torch.Tensor, dict]:
+def prepare_image(
+    img: torch.Tensor,
+    size: int,
+    mode: str,
+    *,
+    faces: bool,
+    source: str = "image",
+    detector: LandmarkDetector | None = None,
+) -> tuple[torch.Tensor, dict]:
     """``img uint8 [3,H,W]`` → (``uint8 [3,size,size]`` to invert, a record of what was
     done). ``auto`` is ``ffhq`` for face generators, ``center`` otherwise; ``none``
     only resizes (the picture is squashed when it is not square)."""
@@ -147,5 +169,7 @@ def prepare_image(img: torch.Tensor, size: int, mode: str, *, faces: bool, sourc
         return align_face(img, lm, size), {"align": "ffhq", "quad": quad.round(2).tolist()}
     if mode == "center":
         return center_crop_resize(img, size), {"align": "center"}
-    out = torch.nn.functional.interpolate(img.float()[None], size=(size, size), mode="area" if img.shape[-1] > size else "bilinear")
+    out = torch.nn.functional.interpolate(
+        img.float()[None], size=(size, size), mode="area" if img.shape[-1] > size else "bilinear"
+    )
     return out[0].round().clamp(0, 255).to(torch.uint8), {"align": "none"}

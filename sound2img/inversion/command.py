@@ -2,6 +2,7 @@
 the ``invert`` config, networks built through ``factory``, the photo inverted and
 written all-or-nothing; plus :func:`invert_for_edit`, the cached inversion behind
 ``manipulate.py --image``."""
+
 from __future__ import annotations
 
 import argparse
@@ -37,12 +38,31 @@ from sound2img.inversion.run import (
 )
 
 CONFIG_NAME = "invert"
-FLAG_KEYS = {"image": "invert.image", "method": "invert.method", "encoder": "invert.encoder",
-             "space": "invert.space", "perceptual": "invert.perceptual", "steps": "invert.steps",
-             "pti_steps": "invert.pti_steps", "seed": "invert.seed", "align": "invert.align",
-             "out": "out", "device": "device"}
-OPTION_KEYS = ("method", "space", "perceptual", "steps", "pti_steps", "seed", "align", "encoder",
-               "pixel_weight", "noise")
+FLAG_KEYS = {
+    "image": "invert.image",
+    "method": "invert.method",
+    "encoder": "invert.encoder",
+    "space": "invert.space",
+    "perceptual": "invert.perceptual",
+    "steps": "invert.steps",
+    "pti_steps": "invert.pti_steps",
+    "seed": "invert.seed",
+    "align": "invert.align",
+    "out": "out",
+    "device": "device",
+}
+OPTION_KEYS = (
+    "method",
+    "space",
+    "perceptual",
+    "steps",
+    "pti_steps",
+    "seed",
+    "align",
+    "encoder",
+    "pixel_weight",
+    "noise",
+)
 
 EPILOG = """\
 examples:
@@ -54,9 +74,13 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="invert.py", description="Invert a photo into a StyleGAN2 generator: a W+ latent "
-                       "for manipulate.py --latent (and, with --method pti, a tuned generator copy).",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="invert.py",
+        description="Invert a photo into a StyleGAN2 generator: a W+ latent "
+        "for manipulate.py --latent (and, with --method pti, a tuned generator copy).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--image", metavar="PHOTO", help="the photo to invert")
     p.add_argument("--out", metavar="DIR")
     p.add_argument("--generator", metavar="NAME|PATH", help="generator config, registry name or checkpoint file")
@@ -110,11 +134,13 @@ def quality_metrics(c: dict[str, Any], device: torch.device, *, faces: bool, cli
     from sound2img.metrics import QualityMetrics
 
     identity_src = c.get("identity") or ("tiny" if c.get("tiny") else "ir_se50")
-    return QualityMetrics({
-        "lpips": lambda: factory.build_lpips(c.get("lpips") or "torchvision_vgg16", device),
-        "identity": (lambda: factory.build_arcface_from_cfg(identity_src, device).arcface) if faces else None,
-        "clip": (lambda: clip) if clip is not None else None,
-    })
+    return QualityMetrics(
+        {
+            "lpips": lambda: factory.build_lpips(c.get("lpips") or "torchvision_vgg16", device),
+            "identity": (lambda: factory.build_arcface_from_cfg(identity_src, device).arcface) if faces else None,
+            "clip": (lambda: clip) if clip is not None else None,
+        }
+    )
 
 
 def _builders(c: dict[str, Any], device: torch.device):
@@ -151,14 +177,28 @@ def run_invert(cfg, *, progress: bool | None = None) -> Path:
     G = factory.build_generator_from_cfg(cfg.generator, device)
     faces = bool((c.get("generator") or {}).get("faces"))
     lpips, encoder = _builders(c, device)
-    inv = invert_image(image, G, opts, faces=faces, lpips=lpips, encoder_loader=encoder,
-                       quality=quality_metrics(c, device, faces=faces), progress=progress)
-    return write_inversion(out, inv, overwrite=bool(c.get("overwrite")),
-                           extra={"device": str(device), "config": c})
+    inv = invert_image(
+        image,
+        G,
+        opts,
+        faces=faces,
+        lpips=lpips,
+        encoder_loader=encoder,
+        quality=quality_metrics(c, device, faces=faces),
+        progress=progress,
+    )
+    return write_inversion(out, inv, overwrite=bool(c.get("overwrite")), extra={"device": str(device), "config": c})
 
 
-def invert_for_edit(c: dict[str, Any], images: Sequence[str], G, device: torch.device, *,
-                    cache_root: Path | None = None, progress: bool = False) -> list[tuple[torch.Tensor, dict]]:
+def invert_for_edit(
+    c: dict[str, Any],
+    images: Sequence[str],
+    G,
+    device: torch.device,
+    *,
+    cache_root: Path | None = None,
+    progress: bool = False,
+) -> list[tuple[torch.Tensor, dict]]:
     """``manipulate.py --image``: each photo → (``ws [1,num_ws,w_dim]``, record), by the
     generator config's default method (``edit.image_method`` etc. override it), cached
     under ``<cache dir>/inversions`` by image content, generator, method and settings."""
@@ -167,11 +207,13 @@ def invert_for_edit(c: dict[str, Any], images: Sequence[str], G, device: torch.d
     from sound2img.weights import cache_dir
 
     section = {k: v for k, v in (c.get("edit") or {}).items() if k.startswith("image_")}
-    opts = options_from(c, {k[len("image_"):]: v for k, v in section.items()})
+    opts = options_from(c, {k[len("image_") :]: v for k, v in section.items()})
     if opts.method == "pti":
-        raise UserInputError("--image inverts without tuning the generator; for PTI run scripts/invert.py "
-                             "--method pti, then edit with --generator DIR/tuned_generator.safetensors "
-                             "--latent DIR/latent.pt")
+        raise UserInputError(
+            "--image inverts without tuning the generator; for PTI run scripts/invert.py "
+            "--method pti, then edit with --generator DIR/tuned_generator.safetensors "
+            "--latent DIR/latent.pt"
+        )
     root = Path(cache_root or cache_dir() / "inversions")
     gid = factory.generator_identity(c.get("generator"))
     faces = bool((c.get("generator") or {}).get("faces"))
@@ -189,9 +231,21 @@ def invert_for_edit(c: dict[str, Any], images: Sequence[str], G, device: torch.d
             ws, cached = inv.ws, False
         else:
             ws, cached = load_latents(hit / "latent.pt", G.num_ws, G.w_dim), True
-        out.append((ws.to(device), {"kind": "image", "path": str(image), "method": opts.method,
-                                    "settings": opts.record(), "cache_key": key, "cache_dir": str(hit),
-                                    "cache_hit": cached, "invert_s": time.perf_counter() - t0}))
+        out.append(
+            (
+                ws.to(device),
+                {
+                    "kind": "image",
+                    "path": str(image),
+                    "method": opts.method,
+                    "settings": opts.record(),
+                    "cache_key": key,
+                    "cache_dir": str(hit),
+                    "cache_hit": cached,
+                    "invert_s": time.perf_counter() - t0,
+                },
+            )
+        )
     return out
 
 

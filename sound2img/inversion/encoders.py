@@ -4,6 +4,7 @@
 heads, ``Encoder4Editing`` or ``GradualStyleEncoder`` by ``opts['encoder_type']``, style
 count from ``opts['stylegan_size']``) and the decoder read as our generator. The format is
 summarised in the README's "Edit your own photo" section."""
+
 from __future__ import annotations
 
 import math
@@ -21,9 +22,9 @@ from sound2img.models.arcface import STAGES, BottleneckIRSE
 from sound2img.models.state_dict import freeze, load_state_dict_strict, read_torch_file
 
 ENCODER_TYPES = ("Encoder4Editing", "GradualStyleEncoder")
-COARSE, MIDDLE = 3, 7        # style heads [0,3) read the 16-px map, [3,7) 32 px, the rest 64 px
-TAPS = (6, 20, 23)           # body units whose outputs feed the feature pyramid (64, 32, 16 px at 256 input)
-INPUT_SIZE = 256             # the encoders were trained on 256x256 inputs
+COARSE, MIDDLE = 3, 7  # style heads [0,3) read the 16-px map, [3,7) 32 px, the rest 64 px
+TAPS = (6, 20, 23)  # body units whose outputs feed the feature pyramid (64, 32, 16 px at 256 input)
+INPUT_SIZE = 256  # the encoders were trained on 256x256 inputs
 
 
 class EqualLinear(nn.Module):
@@ -84,7 +85,8 @@ class StyleEncoder(nn.Module):
                 in_ch = width
         self.body = nn.Sequential(*units)
         self.styles = nn.ModuleList(
-            StyleHead(512, 16 if i < COARSE else 32 if i < MIDDLE else 64) for i in range(self.style_count))
+            StyleHead(512, 16 if i < COARSE else 32 if i < MIDDLE else 64) for i in range(self.style_count)
+        )
         self.latlayer1 = nn.Conv2d(256, 512, 1)
         self.latlayer2 = nn.Conv2d(128, 512, 1)
 
@@ -134,15 +136,18 @@ class EncoderCheckpoint:
 
 def is_encoder_checkpoint(obj: object) -> bool:
     """True for the ``{'state_dict': {encoder.*, decoder.*}, 'opts', ...}`` layout."""
-    return (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)
-            and isinstance(obj.get("opts"), dict)
-            and any(str(k).startswith("encoder.") for k in obj["state_dict"]))
+    return (
+        isinstance(obj, dict)
+        and isinstance(obj.get("state_dict"), dict)
+        and isinstance(obj.get("opts"), dict)
+        and any(str(k).startswith("encoder.") for k in obj["state_dict"])
+    )
 
 
 def decoder_state(obj: dict, source: str) -> dict[str, torch.Tensor]:
     """The ``decoder.*`` tensors of an e4e/pSp file without the prefix (a rosinality
     ``g_ema``); ``CheckpointError`` when there are none."""
-    g = {k[len("decoder."):]: v for k, v in obj["state_dict"].items() if str(k).startswith("decoder.")}
+    g = {k[len("decoder.") :]: v for k, v in obj["state_dict"].items() if str(k).startswith("decoder.")}
     if not g:
         raise CheckpointError(f"{source}: encoder checkpoint without decoder.* tensors")
     return g
@@ -155,8 +160,7 @@ def _style_count(opts: dict, state: dict, source: str) -> int:
     count = 2 * int(math.log2(size)) - 2
     heads = sum(1 for k in state if k.startswith("encoder.styles.") and k.endswith(".linear.weight"))
     if heads != count:
-        raise CheckpointError(f"{source}: opts['stylegan_size']={size} means {count} style heads, "
-                              f"the file has {heads}")
+        raise CheckpointError(f"{source}: opts['stylegan_size']={size} means {count} style heads, the file has {heads}")
     return count
 
 
@@ -168,20 +172,27 @@ def load_encoder_checkpoint(path: str | os.PathLike, device: str | torch.device 
     obj = read_torch_file(path)
     if not is_encoder_checkpoint(obj):
         keys = sorted(map(str, obj))[:6] if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(f"{path}: not an e4e/pSp checkpoint (expected 'state_dict' with encoder.* keys "
-                              f"and 'opts'; found {keys})")
+        raise CheckpointError(
+            f"{path}: not an e4e/pSp checkpoint (expected 'state_dict' with encoder.* keys and 'opts'; found {keys})"
+        )
     opts = dict(obj["opts"])
     kind = opts.get("encoder_type", "GradualStyleEncoder")
     if kind not in ENCODER_TYPES:
         raise CheckpointError(f"{path}: opts['encoder_type']={kind!r} is not supported ({', '.join(ENCODER_TYPES)})")
     if opts.get("input_nc", 3) != 3 or opts.get("label_nc", 0) not in (0, None):
-        raise CheckpointError(f"{path}: a conditional pSp model (input_nc={opts.get('input_nc')}), not an inversion encoder")
+        raise CheckpointError(
+            f"{path}: a conditional pSp model (input_nc={opts.get('input_nc')}), not an inversion encoder"
+        )
     state = {k: v for k, v in obj["state_dict"].items() if str(k).startswith("encoder.")}
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: encoder state holds non-tensors")
     count = _style_count(opts, state, str(path))
     latent_avg = obj.get("latent_avg")
-    if not isinstance(latent_avg, torch.Tensor) or latent_avg.shape[-1] != 512 or latent_avg.numel() not in (512, 512 * count):
+    if (
+        not isinstance(latent_avg, torch.Tensor)
+        or latent_avg.shape[-1] != 512
+        or latent_avg.numel() not in (512, 512 * count)
+    ):
         got = list(latent_avg.shape) if isinstance(latent_avg, torch.Tensor) else type(latent_avg).__name__
         raise CheckpointError(f"{path}: latent_avg must be [512] or [{count}, 512], got {got}")
     latent_avg = latent_avg.float().reshape(-1, 512).expand(count, 512).contiguous()
@@ -190,6 +201,6 @@ def load_encoder_checkpoint(path: str | os.PathLike, device: str | torch.device 
     with torch.device("meta"):
         enc = StyleEncoder(kind, count)
     enc = enc.to_empty(device="cpu")  # no random init of ~700 MB that the file replaces anyway
-    load_state_dict_strict(enc, {k[len("encoder."):]: v for k, v in state.items()}, path)
+    load_state_dict_strict(enc, {k[len("encoder.") :]: v for k, v in state.items()}, path)
     enc = freeze(enc.eval()).to(device)
     return EncoderCheckpoint(enc, latent_avg.to(device), opts, decoder_state(obj, str(path)), str(path))

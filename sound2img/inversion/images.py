@@ -2,6 +2,7 @@
 greyscale / palette / CMYK / alpha / 16-bit converted to 8-bit RGB, and decompression
 bombs, truncated files, non-images and tiny images refused with one line before their
 pixels are decoded."""
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,10 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
             with Image.open(path) as img:
                 w, h = img.size
                 if w * h > max_pixels():
-                    raise UserInputError(f"{path}: {w}x{h} image has more than {max_pixels()} pixels "
-                                         "(refused as a possible decompression bomb; resize it first)")
+                    raise UserInputError(
+                        f"{path}: {w}x{h} image has more than {max_pixels()} pixels "
+                        "(refused as a possible decompression bomb; resize it first)"
+                    )
                 if min(w, h) < MIN_SIDE:
                     raise UserInputError(f"{path}: {w}x{h} image is too small (need at least {MIN_SIDE} px a side)")
                 img.load()
@@ -91,7 +94,7 @@ def center_crop_resize(img: torch.Tensor, size: int) -> torch.Tensor:
     _, h, w = img.shape
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    sq = img[:, top:top + side, left:left + side].float()[None]
+    sq = img[:, top : top + side, left : left + side].float()[None]
     if side != size:
         mode = "area" if side > size else "bicubic"
         sq = F.interpolate(sq, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))

@@ -3,6 +3,7 @@ StyleGAN2-ADA projector): start at w_avg, Adam on the latent (and the noise maps
 ramped learning rate and a decaying latent noise, an LPIPS distance on ≤256-px images
 plus an optional pixel MSE, and a regulariser that keeps the noise maps uncorrelated.
 Deterministic for a given seed on one device."""
+
 from __future__ import annotations
 
 import copy
@@ -29,16 +30,16 @@ class ProjectorSettings:
     latent fitted to maps the edit never sees, so keeping the generator's is our default)."""
 
     steps: int = 1000
-    space: str = "w"                     # "w": one w for every layer; "wplus": one per layer
+    space: str = "w"  # "w": one w for every layer; "wplus": one per layer
     lr: float = 0.1
     lr_rampdown: float = 0.25
     lr_rampup: float = 0.05
-    initial_noise_factor: float = 0.05   # latent noise σ = w_std · factor · (1 − t/ramp)², t ≤ ramp
+    initial_noise_factor: float = 0.05  # latent noise σ = w_std · factor · (1 − t/ramp)², t ≤ ramp
     noise_ramp_length: float = 0.75
     regularize_noise_weight: float = 1e5
     pixel_weight: float = 0.0
-    noise: str = "fixed"                 # keep the generator's maps, or "optimize" them (NVlabs; then discarded)
-    w_avg_samples: int = 10000           # mapped samples for w_std
+    noise: str = "fixed"  # keep the generator's maps, or "optimize" them (NVlabs; then discarded)
+    w_avg_samples: int = 10000  # mapped samples for w_std
     seed: int = 0
 
     def check(self) -> ProjectorSettings:
@@ -95,9 +96,14 @@ def w_stats(G, n: int, seed: int) -> tuple[torch.Tensor, float]:
     return w_avg, float(((w - w_avg).square().sum() / n).sqrt())
 
 
-def project(G, target: torch.Tensor, *, settings: ProjectorSettings | None = None,
-            lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-            progress: bool = False) -> Projection:
+def project(
+    G,
+    target: torch.Tensor,
+    *,
+    settings: ProjectorSettings | None = None,
+    lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = False,
+) -> Projection:
     """Find ``ws [1,num_ws,w_dim]`` with ``G.synthesis(ws)`` ≈ ``target [1,3,R,R] in [-1,1]``
     (R = the generator's resolution). ``lpips``: a distance ``(a, b) -> [B]`` (None: pixel
     loss only, then ``pixel_weight`` defaults to 1). ``G`` itself is never modified: the

@@ -3,6 +3,7 @@ projection in W, fine-tune a copy of the generator's synthesis network so that
 G'(pivot) reproduces the photo (L2 + LPIPS), while a locality regulariser keeps G' equal
 to G on latents a fixed distance from the pivot towards random samples. This is the
 only place in the project where a generator's weights change, and only on a copy."""
+
 from __future__ import annotations
 
 import copy
@@ -24,11 +25,11 @@ class PTISettings:
     lr: float = 3e-4
     l2_weight: float = 1.0
     lpips_weight: float = 1.0
-    lpips_threshold: float = 0.07        # stop early once LPIPS(G'(pivot), photo) is this low (needs LPIPS)
+    lpips_threshold: float = 0.07  # stop early once LPIPS(G'(pivot), photo) is this low (needs LPIPS)
     locality: bool = True
     locality_l2_weight: float = 0.1
     locality_lpips_weight: float = 0.1
-    locality_alpha: float = 30.0         # distance of the regularised latents from the pivot, in W
+    locality_alpha: float = 30.0  # distance of the regularised latents from the pivot, in W
     locality_samples: int = 1
     locality_truncation: float = 0.5
     seed: int = 0
@@ -44,7 +45,7 @@ class PTISettings:
 
 @dataclass
 class Tuning:
-    generator: torch.nn.Module           # the tuned copy, frozen
+    generator: torch.nn.Module  # the tuned copy, frozen
     losses: list[float] = field(default_factory=list)
     steps_run: int = 0
     seconds: float = 0.0
@@ -62,9 +63,15 @@ def locality_latents(G, pivot: torch.Tensor, s: PTISettings, gen: torch.Generato
     return pivot + s.locality_alpha * direction / norm
 
 
-def tune_generator(G, pivot: torch.Tensor, target: torch.Tensor, *, settings: PTISettings | None = None,
-                   lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                   progress: bool = False) -> Tuning:
+def tune_generator(
+    G,
+    pivot: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    settings: PTISettings | None = None,
+    lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = False,
+) -> Tuning:
     """``G`` (left untouched), ``pivot [1,num_ws,w_dim]``, ``target [1,3,R,R] in [-1,1]``
     → a tuned, frozen copy of ``G``. Without ``lpips`` only the L2 terms are used and
     there is no early stop."""
@@ -86,7 +93,7 @@ def tune_generator(G, pivot: torch.Tensor, target: torch.Tensor, *, settings: PT
         from tqdm import tqdm
 
         bar = tqdm(total=s.steps, desc="pti", leave=False)
-    for step in range(1, s.steps + 1):
+    for step in range(1, s.steps + 1):  # noqa: B007 - the count of steps run is returned
         img = tuned.synthesis(pivot, noise_mode="const")
         loss = s.l2_weight * F.mse_loss(img, target)
         dist = None

@@ -3,6 +3,7 @@ image, invert it by the chosen method, score the reconstruction, and write the r
 (``latent.pt``, ``aligned.png``, ``reconstruction.png``, ``metrics.json``, for PTI also
 ``tuned_generator.safetensors``) all-or-nothing. Results are cached by image content,
 generator, method and settings, so a second edit of the same photo does not invert again."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,17 +37,21 @@ class InversionOptions:
     method: str = "projector"
     space: str = "wplus"
     perceptual: str = "lpips"
-    steps: int | None = None          # projector steps (method default when None); PTI: its projection
+    steps: int | None = None  # projector steps (method default when None); PTI: its projection
     pti_steps: int | None = None
     seed: int = 0
     align: str = "auto"
-    encoder: str | None = None        # e4e/pSp checkpoint name or path (e4e, psp)
+    encoder: str | None = None  # e4e/pSp checkpoint name or path (e4e, psp)
     pixel_weight: float = 0.0
     noise: str = "fixed"
 
     def check(self) -> InversionOptions:
-        for name, value, allowed in (("method", self.method, METHODS), ("space", self.space, SPACES),
-                                     ("perceptual", self.perceptual, PERCEPTUAL), ("align", self.align, ALIGN_MODES)):
+        for name, value, allowed in (
+            ("method", self.method, METHODS),
+            ("space", self.space, SPACES),
+            ("perceptual", self.perceptual, PERCEPTUAL),
+            ("align", self.align, ALIGN_MODES),
+        ):
             if value not in allowed:
                 raise UserInputError(f"invert.{name} must be one of {', '.join(allowed)}, got {value!r}")
         for name in ("steps", "pti_steps"):
@@ -76,9 +81,17 @@ class Inversion:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def invert_image(image_path: str | Path, G, opts: InversionOptions, *, faces: bool,
-                 lpips: Callable[[], Any] | None = None, encoder_loader: Callable[[str], Any] | None = None,
-                 quality=None, progress: bool = False) -> Inversion:
+def invert_image(
+    image_path: str | Path,
+    G,
+    opts: InversionOptions,
+    *,
+    faces: bool,
+    lpips: Callable[[], Any] | None = None,
+    encoder_loader: Callable[[str], Any] | None = None,
+    quality=None,
+    progress: bool = False,
+) -> Inversion:
     """Invert the photo at ``image_path`` into ``G``. ``lpips``: builds the LPIPS
     distance (needed for ``perceptual='lpips'``); ``encoder_loader(name_or_path)`` →
     ``EncoderCheckpoint``; ``quality``: ``metrics.QualityMetrics`` for the record."""
@@ -94,26 +107,40 @@ def invert_image(image_path: str | Path, G, opts: InversionOptions, *, faces: bo
         if lpips is None:
             raise UserInputError("perceptual=lpips needs the LPIPS network; use --perceptual none for pixel loss only")
         dist = lpips()
-    record: dict[str, Any] = {"method": opts.method, "settings": opts.record(), "image": str(image_path),
-                              "image_size": list(img.shape[1:]), **align_info}
+    record: dict[str, Any] = {
+        "method": opts.method,
+        "settings": opts.record(),
+        "image": str(image_path),
+        "image_size": list(img.shape[1:]),
+        **align_info,
+    }
     tuned_G, tuned = G, False
     t1 = time.perf_counter()
     if opts.method in ("e4e", "psp"):
         ckpt = encoder_loader(opts.encoder)
         expected = "Encoder4Editing" if opts.method == "e4e" else "GradualStyleEncoder"
         if ckpt.encoder.kind != expected:
-            raise UserInputError(f"{opts.encoder}: holds a {ckpt.encoder.kind}, not the {opts.method} encoder "
-                                 f"({expected}); use --method {'psp' if opts.method == 'e4e' else 'e4e'}")
+            raise UserInputError(
+                f"{opts.encoder}: holds a {ckpt.encoder.kind}, not the {opts.method} encoder "
+                f"({expected}); use --method {'psp' if opts.method == 'e4e' else 'e4e'}"
+            )
         if ckpt.encoder.style_count != G.num_ws:
-            raise UserInputError(f"{opts.encoder}: encodes {ckpt.encoder.style_count} W+ rows, the generator has "
-                                 f"{G.num_ws} (use the generator the encoder was trained with)")
+            raise UserInputError(
+                f"{opts.encoder}: encodes {ckpt.encoder.style_count} W+ rows, the generator has "
+                f"{G.num_ws} (use the generator the encoder was trained with)"
+            )
         ws = ckpt.encode(target.to(ckpt.latent_avg.device)).cpu()
         record["encoder"] = {"path": ckpt.path, "type": ckpt.encoder.kind}
     else:
         steps = opts.steps or (450 if opts.method == "pti" else 1000)
-        ps = ProjectorSettings(steps=steps, space=opts.space, seed=opts.seed, noise=opts.noise,
-                               pixel_weight=opts.pixel_weight,
-                               lr=0.1 if opts.method == "projector" else 5e-3)
+        ps = ProjectorSettings(
+            steps=steps,
+            space=opts.space,
+            seed=opts.seed,
+            noise=opts.noise,
+            pixel_weight=opts.pixel_weight,
+            lr=0.1 if opts.method == "projector" else 5e-3,
+        )
         proj = project(G, target, settings=ps, lpips=dist, progress=progress)
         ws = proj.ws
         record["projector"] = {**ps.to_dict(), "final_loss": proj.losses[-1]}
@@ -162,6 +189,7 @@ def write_inversion(out_dir: str | Path, inv: Inversion, *, overwrite: bool, ext
 
 # --- the cache behind manipulate.py --image -------------------------------------------
 
+
 def _sha256_bytes(path: Path) -> str:
     from sound2img.utils.files import sha256_file
 
@@ -170,8 +198,12 @@ def _sha256_bytes(path: Path) -> str:
 
 def cache_key(image_path: str | Path, generator_id: dict, opts: InversionOptions) -> str:
     """Hex key from the image's bytes, the generator's identity and the inversion settings."""
-    payload = {"v": CACHE_VERSION, "image": _sha256_bytes(Path(image_path)), "generator": generator_id,
-               "opts": {k: v for k, v in opts.record().items()}}
+    payload = {
+        "v": CACHE_VERSION,
+        "image": _sha256_bytes(Path(image_path)),
+        "generator": generator_id,
+        "opts": {k: v for k, v in opts.record().items()},
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 

@@ -1,5 +1,6 @@
 """``scripts/manipulate.py``'s command line: conventional flags mapped onto the
 ``manipulate`` config's keys (a flag beats a ``key=value`` override), then ``run_edit``."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,11 +20,23 @@ from sound2img.cli import (
 CONFIG_NAME = "manipulate"
 # flag dest → config key it sets
 FLAG_KEYS = {
-    "audio": "edit.audio", "text": "edit.text", "mode": "edit.mode", "mix_weight": "edit.mix_weight",
-    "gain_db": "edit.gain_db", "seed": "edit.seeds", "latent": "edit.latents", "mean_latent": "edit.mean_latent",
-    "batch_size": "edit.batch_size", "steps": "manipulate.steps", "lr": "manipulate.lr",
-    "lambda_sim": "manipulate.lambda_sim", "lambda_id": "manipulate.lambda_id",
-    "truncation": "manipulate.truncation", "out": "out", "device": "device", "image": "edit.images",
+    "audio": "edit.audio",
+    "text": "edit.text",
+    "mode": "edit.mode",
+    "mix_weight": "edit.mix_weight",
+    "gain_db": "edit.gain_db",
+    "seed": "edit.seeds",
+    "latent": "edit.latents",
+    "mean_latent": "edit.mean_latent",
+    "batch_size": "edit.batch_size",
+    "steps": "manipulate.steps",
+    "lr": "manipulate.lr",
+    "lambda_sim": "manipulate.lambda_sim",
+    "lambda_id": "manipulate.lambda_id",
+    "truncation": "manipulate.truncation",
+    "out": "out",
+    "device": "device",
+    "image": "edit.images",
     "jobs": "jobs",
 }
 
@@ -43,9 +56,13 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags of ``manipulate.py``; leftover ``key=value`` words are Hydra overrides."""
-    p = ArgumentParser(prog="manipulate.py", description="Edit StyleGAN2 images with a sound (or text): "
-                       "W+ latent optimisation towards the sound's CLIP-space embedding.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="manipulate.py",
+        description="Edit StyleGAN2 images with a sound (or text): "
+        "W+ latent optimisation towards the sound's CLIP-space embedding.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     g = p.add_argument_group("guidance")
     g.add_argument("--audio", action="append", metavar="SOUND", help="sound file, sample:NAME or tone:HZ (repeatable)")
     g.add_argument("--text", action="append", metavar="PROMPT", help="text prompt (repeatable)")
@@ -55,8 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("source")
     s.add_argument("--seed", type=int, action="append", help="source seed (repeatable)")
     s.add_argument("--latent", action="append", metavar="FILE", help="source latent file (repeatable)")
-    s.add_argument("--image", action="append", metavar="PHOTO",
-                   help="a photo to edit, inverted first and cached (repeatable; see invert.py for the options)")
+    s.add_argument(
+        "--image",
+        action="append",
+        metavar="PHOTO",
+        help="a photo to edit, inverted first and cached (repeatable; see invert.py for the options)",
+    )
     s.add_argument("--mean-latent", action="store_true", default=None, help="start from the mean latent")
     s.add_argument("--truncation", type=float, help="truncation ψ for seed sources")
     o = p.add_argument_group("optimisation")
@@ -69,8 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--generator", metavar="NAME|PATH", help="generator config, registry name or checkpoint file")
     m.add_argument("--encoder", metavar="NAME|PATH", help="encoder config, registry name or checkpoint file")
     m.add_argument("--out", metavar="DIR")
-    m.add_argument("--jobs", metavar="FILE", help="a .csv/.jsonl job file, one edit per row, into --out/<id>/ "
-                   "(resumable; shared over the ranks under torchrun; see README 'Many edits')")
+    m.add_argument(
+        "--jobs",
+        metavar="FILE",
+        help="a .csv/.jsonl job file, one edit per row, into --out/<id>/ "
+        "(resumable; shared over the ranks under torchrun; see README 'Many edits')",
+    )
     m.add_argument("--overwrite", action="store_true", default=None, help="replace edits in an existing --out")
     add_common_args(p)
     return p

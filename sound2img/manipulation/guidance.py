@@ -1,11 +1,12 @@
 """Guidance: what the latent is pulled towards. Sounds and text prompts → target
 embeddings (computed once per edit), their weighted mixtures and interpolations, and the
 text↔audio latent mixing of the paper's supplement §C."""
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ def describe_sound(spec: str) -> str:
     """A short filesystem-safe label for a sound spec (``tone:440`` → ``tone440``,
     ``sample:rain`` → ``rain``, ``dir/rain.wav`` → ``rain``)."""
     if spec.startswith("sample:"):
-        spec = spec[len("sample:"):]
+        spec = spec[len("sample:") :]
     stem = spec.rsplit("/", 1)[-1]
     stem = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", stem)
     return re.sub(r"[^A-Za-z0-9]+", "", stem)[:40] or "sound"
@@ -60,8 +61,9 @@ def _read_sound_file(path, sample_rate: int, max_seconds: float | None, full_sec
     return load_audio(path, sample_rate)
 
 
-def load_sound(spec: str, sample_rate: int, *, max_seconds: float | None = None,
-               full_seconds: float = FULL_FILE_SECONDS) -> torch.Tensor:
+def load_sound(
+    spec: str, sample_rate: int, *, max_seconds: float | None = None, full_seconds: float = FULL_FILE_SECONDS
+) -> torch.Tensor:
     """Read one sound as wav [S] mono at ``sample_rate``.
 
     ``spec`` is an audio/video file path, ``sample:NAME`` (a sample sound of the weights
@@ -72,7 +74,7 @@ def load_sound(spec: str, sample_rate: int, *, max_seconds: float | None = None,
     costs what the front end looks at. Up to ``full_seconds`` the whole file is decoded."""
     if spec.startswith("tone:"):
         try:
-            freq = float(spec[len("tone:"):])
+            freq = float(spec[len("tone:") :])
         except ValueError:
             raise UserInputError(f"{spec!r}: tone:HZ needs a number of hertz, e.g. tone:440") from None
         if not 0 < freq < sample_rate / 2:
@@ -81,18 +83,19 @@ def load_sound(spec: str, sample_rate: int, *, max_seconds: float | None = None,
     if spec.startswith("sample:"):
         from sound2img.weights import resolve_weights
 
-        return _read_sound_file(resolve_weights("sample_" + spec[len("sample:"):]), sample_rate, max_seconds,
-                                full_seconds)
+        return _read_sound_file(
+            resolve_weights("sample_" + spec[len("sample:") :]), sample_rate, max_seconds, full_seconds
+        )
     return _read_sound_file(spec, sample_rate, max_seconds, full_seconds)
 
 
 @torch.no_grad()
 def encode_sounds(
-    wavs: Sequence[torch.Tensor],   # each wav [S] mono at frontend.sample_rate
-    encoder: torch.nn.Module,       # frozen audio encoder: mel → audio_emb_raw [B,D]
-    frontend: torch.nn.Module,      # wav [B,S] → mel [B,1,n_mels,T] (deterministic at inference)
+    wavs: Sequence[torch.Tensor],  # each wav [S] mono at frontend.sample_rate
+    encoder: torch.nn.Module,  # frozen audio encoder: mel → audio_emb_raw [B,D]
+    frontend: torch.nn.Module,  # wav [B,S] → mel [B,1,n_mels,T] (deterministic at inference)
     *,
-    gain_db: float = 0.0,           # volume change before the front end (paper supp. Fig. 8)
+    gain_db: float = 0.0,  # volume change before the front end (paper supp. Fig. 8)
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Sounds → audio_emb [N,D], L2-normalised. Run once per edit, never per step.

@@ -1,6 +1,7 @@
 """The latent-distance term of docs/method.md §2: plain L2 ‖w − w_s‖² or adaptive layer
 masking (§3 there: the authors' rule, generalised to any ``num_ws`` and to one mask per
 sample)."""
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,9 @@ class AdaptiveLayerMask:
     so a batch equals its members run alone.
     """
 
-    def __init__(self, batch: int, num_ws: int, *, init: float = 1.0, step: float = 0.1,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, batch: int, num_ws: int, *, init: float = 1.0, step: float = 0.1, device: torch.device | str = "cpu"
+    ) -> None:
         self.g = torch.full((batch, num_ws), float(init), device=device)
         self.step = float(step)
 

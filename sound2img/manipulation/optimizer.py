@@ -1,6 +1,7 @@
 """Direct latent optimisation in W+ (docs/method.md §2): Adam on the latent alone, pulling
 CLIP(G(w)) towards a fixed target embedding, held near the source by λ_sim and, for
 faces, near its identity by λ_ID."""
+
 from __future__ import annotations
 
 import math
@@ -35,12 +36,12 @@ class EditStopped(Sound2ImgError):
 class EditResult:
     """What one batch of edits produced (tensors on the CPU, detached)."""
 
-    ws: torch.Tensor                      # result latents [B,num_ws,w_dim]
-    source_img: torch.Tensor              # G(w_s) [B,3,H,W] in [-1,1]
-    result_img: torch.Tensor              # G(ws) [B,3,H,W] in [-1,1]
-    losses: dict[str, torch.Tensor]       # LOSS_NAMES → [steps,B], per sample, before each update
-    final_cosine: torch.Tensor            # cos(CLIP(G(ws)), target) [B] after the last update
-    initial_cosine: torch.Tensor          # cos(CLIP(G(w_s)), target) [B]
+    ws: torch.Tensor  # result latents [B,num_ws,w_dim]
+    source_img: torch.Tensor  # G(w_s) [B,3,H,W] in [-1,1]
+    result_img: torch.Tensor  # G(ws) [B,3,H,W] in [-1,1]
+    losses: dict[str, torch.Tensor]  # LOSS_NAMES → [steps,B], per sample, before each update
+    final_cosine: torch.Tensor  # cos(CLIP(G(ws)), target) [B] after the last update
+    initial_cosine: torch.Tensor  # cos(CLIP(G(w_s)), target) [B]
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)  # step → G(w) [B,3,H,W] at that step
     layer_mask: torch.Tensor | None = None  # adaptive masking's final g [B,num_ws]
     step_seconds: list[float] = field(default_factory=list)  # wall time of each step
@@ -51,8 +52,10 @@ def check_frozen(**modules: object) -> None:
     frozen weights let autograd skip the weight gradients."""
     for name, module in modules.items():
         if isinstance(module, nn.Module) and any(p.requires_grad for p in module.parameters()):
-            raise ValueError(f"{name} has parameters that require grad; pass frozen networks "
-                             "(the load_*/build_* functions return them frozen)")
+            raise ValueError(
+                f"{name} has parameters that require grad; pass frozen networks "
+                "(the load_*/build_* functions return them frozen)"
+            )
 
 
 def optimize_latents(
@@ -96,8 +99,12 @@ def optimize_latents(
         raise ValueError(f"cos_scale must be > 0, got {cos_scale}")
     if lambda_id > 0 and identity is None:
         raise ValueError("lambda_id > 0 needs an identity loss")
-    check_frozen(generator=generator, clip=getattr(encode_image, "__self__", encode_image), identity=identity,
-                 **{f"network_{i}": m for i, m in enumerate(frozen)})
+    check_frozen(
+        generator=generator,
+        clip=getattr(encode_image, "__self__", encode_image),
+        identity=identity,
+        **{f"network_{i}": m for i, m in enumerate(frozen)},
+    )
     if source_ws.ndim != 3:
         raise ValueError(f"source_ws must be [B,num_ws,w_dim], got {tuple(source_ws.shape)}")
     batch, num_ws, _ = source_ws.shape

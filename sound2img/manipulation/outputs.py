@@ -1,12 +1,14 @@
 """What one edit writes: ``source.png``, ``result.png``, ``strip.png``, ``result_latent.pt``
 and ``metrics.json`` in its own directory, each file atomically, nothing replaced
 without ``overwrite``."""
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -21,13 +23,13 @@ EDIT_FILES = ("source.png", "result.png", "strip.png", "result_latent.pt", "metr
 def save_edit(
     edit_dir: str | os.PathLike,
     *,
-    source_img: torch.Tensor,          # [3,H,W] in [-1,1]
-    result_img: torch.Tensor,          # [3,H,W] in [-1,1]
-    strip: Sequence[torch.Tensor],     # frames [3,H,W] in [-1,1], left to right
-    ws: torch.Tensor,                  # the result latent [1,num_ws,w_dim]
-    metrics: dict[str, Any],           # JSON-serialisable record of the edit
+    source_img: torch.Tensor,  # [3,H,W] in [-1,1]
+    result_img: torch.Tensor,  # [3,H,W] in [-1,1]
+    strip: Sequence[torch.Tensor],  # frames [3,H,W] in [-1,1], left to right
+    ws: torch.Tensor,  # the result latent [1,num_ws,w_dim]
+    metrics: dict[str, Any],  # JSON-serialisable record of the edit
     extra_latents: dict[str, torch.Tensor] | None = None,  # file name → ws, e.g. the two halves of a mix
-    overwrite: bool = False,           # replace files that exist (the caller checked the directory)
+    overwrite: bool = False,  # replace files that exist (the caller checked the directory)
 ) -> list[Path]:
     """Write one edit's files (each atomically; ``metrics.json`` last, so its presence
     means the edit is complete). Returns the paths written. ``result_latent.pt`` holds a

@@ -16,6 +16,7 @@ once, and compatible jobs (same generator and optimiser settings) optimised toge
 batches of ``edit.batch_size`` pairs (``plan_batches``: the same batches whatever the
 number of ranks; results equal one-at-a-time runs).
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,9 +28,10 @@ import re
 import shutil
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -37,9 +39,19 @@ from sound2img.cli import check_config, to_plain
 from sound2img.errors import Sound2ImgError, UserInputError
 from sound2img.manipulation.command import FLAG_KEYS
 from sound2img.manipulation.outputs import EDIT_FILES, package_versions
-from sound2img.manipulation.run import (Source, Target, assemble_edits, build_identity, check_options, load_sounds,
-                                        optimize_pairs, image_sources, resolve_sources, resolve_targets,
-                                        write_edits)
+from sound2img.manipulation.run import (
+    Source,
+    Target,
+    assemble_edits,
+    build_identity,
+    check_options,
+    image_sources,
+    load_sounds,
+    optimize_pairs,
+    resolve_sources,
+    resolve_targets,
+    write_edits,
+)
 from sound2img.utils.files import append_line, check_out_dir
 
 LEDGER = "ledger.jsonl"
@@ -76,8 +88,9 @@ class Job:
         """Jobs with the same group share a generator and optimiser settings (and ``batch``
         label): they can be optimised in one batch."""
         keys = ("steps", "lr", "lambda_sim", "lambda_id", "latent_term", "mask_step", "strip_every")
-        return json.dumps({"generator": self.c.get("generator"), "batch": self.label,
-                           **{k: self.o[k] for k in keys}}, sort_keys=True)
+        return json.dumps(
+            {"generator": self.c.get("generator"), "batch": self.label, **{k: self.o[k] for k in keys}}, sort_keys=True
+        )
 
 
 @dataclass
@@ -85,9 +98,9 @@ class QueueSummary:
     """How a queue run ended, the same on every rank."""
 
     total: int
-    done: int                  # complete on disk at the end (skipped ones included)
+    done: int  # complete on disk at the end (skipped ones included)
     failed: int
-    skipped: int               # found complete at the start
+    skipped: int  # found complete at the start
     ledger: Path
     rank: int = 0
     world_size: int = 1
@@ -141,8 +154,10 @@ def _check_columns(path: Path, line: int, columns: Iterable[str]) -> None:
     columns = list(columns)
     unknown = [c for c in columns if c not in ("id", "batch") and c not in JOB_COLUMNS]
     if unknown:
-        raise UserInputError(f"{path} line {line}: unknown column(s) {', '.join(map(repr, unknown))}; "
-                             f"known: id, batch, {', '.join(sorted(JOB_COLUMNS))}")
+        raise UserInputError(
+            f"{path} line {line}: unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"known: id, batch, {', '.join(sorted(JOB_COLUMNS))}"
+        )
     if len(set(columns)) != len(columns):
         raise UserInputError(f"{path} line {line}: a column is repeated")
 
@@ -151,8 +166,11 @@ def _cell(key: str, value: Any, base: Any, where: str) -> Any:
     """A row's value for ``key`` → the config's type: lists for the repeatable options
     (a CSV cell splits on ``|``), numbers and booleans parsed from CSV text."""
     if isinstance(base, list):
-        items = value if isinstance(value, list) else (
-            [v.strip() for v in value.split(LIST_SEPARATOR)] if isinstance(value, str) else [value])
+        items = (
+            value
+            if isinstance(value, list)
+            else ([v.strip() for v in value.split(LIST_SEPARATOR)] if isinstance(value, str) else [value])
+        )
         return [_scalar(key, v, "int" if key == "seed" else "str", where) for v in items]
     kind = "bool" if isinstance(base, bool) else "str" if isinstance(base, str) or key == "generator" else "number"
     return _scalar(key, value, kind, where)
@@ -170,8 +188,9 @@ def _scalar(key: str, value: Any, kind: str, where: str) -> Any:
         try:
             value = int(low) if re.fullmatch(r"[+-]?\d+", low) else float(low)
         except ValueError:
-            raise UserInputError(f"{where}: {key} must be {'true/false' if kind == 'bool' else 'a number'}, "
-                                 f"got {value!r}") from None
+            raise UserInputError(
+                f"{where}: {key} must be {'true/false' if kind == 'bool' else 'a number'}, got {value!r}"
+            ) from None
     if kind == "bool" and not isinstance(value, bool):
         raise UserInputError(f"{where}: {key} must be true or false, got {value!r}")
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
@@ -204,8 +223,10 @@ def parse_jobs(rows: list[tuple[int, dict[str, Any]]], base: dict[str, Any], whe
         _check_columns(Path(where), line, row)
         jid = row.get("id")
         if not isinstance(jid, str) or not _ID.fullmatch(jid) or jid in _RESERVED_IDS:
-            raise UserInputError(f"{at}: id must be 1-100 letters, digits, '.', '_' or '-' (not starting with "
-                                 f"'.', '_' or '-', not {LEDGER}), got {jid!r}")
+            raise UserInputError(
+                f"{at}: id must be 1-100 letters, digits, '.', '_' or '-' (not starting with "
+                f"'.', '_' or '-', not {LEDGER}), got {jid!r}"
+            )
         if jid in seen:
             raise UserInputError(f"{at}: id {jid!r} repeats line {seen[jid]}")
         seen[jid] = line
@@ -269,8 +290,10 @@ def read_ledger(path: str | os.PathLike) -> list[dict[str, Any]]:
 def _check_queue_dir(out: Path, overwrite: bool) -> None:
     check_out_dir(out, overwrite=True)  # a file, or not writable: refused
     if out.is_dir() and not overwrite and not (out / LEDGER).exists() and any(out.iterdir()):
-        raise UserInputError(f"{out} is not empty and has no {LEDGER}: not an edit queue's directory "
-                             "(pass --overwrite to write the jobs into it anyway)")
+        raise UserInputError(
+            f"{out} is not empty and has no {LEDGER}: not an edit queue's directory "
+            "(pass --overwrite to write the jobs into it anyway)"
+        )
 
 
 def _clear_leftovers(out: Path, jid: str) -> None:
@@ -320,29 +343,36 @@ class _Networks:
     def generator(self, gcfg: dict[str, Any]):
         from sound2img import factory
 
-        return self._once("G:" + json.dumps(gcfg, sort_keys=True),
-                          lambda: factory.build_generator_from_cfg(gcfg, self.device))
+        return self._once(
+            "G:" + json.dumps(gcfg, sort_keys=True), lambda: factory.build_generator_from_cfg(gcfg, self.device)
+        )
 
     def clip(self):
         from sound2img import factory
 
         # the encoder's own CLIP space (clip=from_encoder, peer encoders), as a single edit builds it
-        needs_encoder = (self.cfg.clip.get("model") == "from_encoder")
-        return self._once("clip", lambda: factory.build_clip_for_encoder(
-            self.cfg.clip, self.audio()[0] if needs_encoder else None, self.device))
+        needs_encoder = self.cfg.clip.get("model") == "from_encoder"
+        return self._once(
+            "clip",
+            lambda: factory.build_clip_for_encoder(
+                self.cfg.clip, self.audio()[0] if needs_encoder else None, self.device
+            ),
+        )
 
     def quality(self, faces: bool):
         """The edit-quality scores a single edit records (``metrics.json`` ``quality``)."""
         from sound2img.inversion.command import quality_metrics
 
-        return self._once(f"quality:{faces}", lambda: quality_metrics(to_plain(self.cfg), self.device, faces=faces,
-                                                                       clip=self.clip()))
+        return self._once(
+            f"quality:{faces}", lambda: quality_metrics(to_plain(self.cfg), self.device, faces=faces, clip=self.clip())
+        )
 
     def audio(self):
         from sound2img import factory
 
-        return self._once("audio", lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio,
-                                                                          self.device))
+        return self._once(
+            "audio", lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device)
+        )
 
     def identity(self):
         return self._once("identity", lambda: build_identity(self.cfg, self.device))
@@ -370,15 +400,18 @@ def _prepare(job: Job, nets: _Networks, target_cache: dict[str, list[Target]]) -
     sources = image_sources(job.c, o, G, nets.device)  # photos: inverted once, cached on disk
     if o["latents"] or o["mean_latent"] or o["seeds"]:
         sources += resolve_sources(o, G, nets.device)
-    key = json.dumps({k: o[k] for k in ("audio", "text", "mode", "mix_weight", "gain_db", "interp_steps",
-                                        "interp_mode")}, sort_keys=True)
+    key = json.dumps(
+        {k: o[k] for k in ("audio", "text", "mode", "mix_weight", "gain_db", "interp_steps", "interp_mode")},
+        sort_keys=True,
+    )
     if key not in target_cache:
         encoder = frontend = wavs = None
         if o["audio"]:
             encoder, frontend = nets.audio()
             wavs = load_sounds(o, frontend)
-        target_cache[key] = resolve_targets(o, clip=nets.clip(), encoder=encoder, frontend=frontend, wavs=wavs,
-                                            device=nets.device)
+        target_cache[key] = resolve_targets(
+            o, clip=nets.clip(), encoder=encoder, frontend=frontend, wavs=wavs, device=nets.device
+        )
     return _Ready(job, sources, target_cache[key], time.perf_counter() - t0)
 
 
@@ -400,7 +433,7 @@ def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: 
     from sound2img.utils.distributed import all_gather_object, broadcast_object, init_distributed, shutdown_distributed
 
     c = to_plain(cfg)
-    jobs = (parse_jobs(list(enumerate(jobs, start=1)), c) if isinstance(jobs, list) else load_jobs(jobs, c))
+    jobs = parse_jobs(list(enumerate(jobs, start=1)), c) if isinstance(jobs, list) else load_jobs(jobs, c)
     overwrite = bool(c.get("overwrite", False))
     out = Path(c.get("out") or "outputs/edit")
     _check_queue_dir(out, overwrite)
@@ -415,23 +448,36 @@ def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: 
             recorded = {r["id"] for r in read_ledger(ledger) if r.get("status") == "done"}
             for jid in complete:  # finished, but killed before its ledger line
                 if jid not in recorded:
-                    append_line(ledger, json.dumps({"id": jid, "status": "done", "reason": "found complete on disk",
-                                                    "rank": 0, "seconds": 0.0, "metrics": None}))
+                    append_line(
+                        ledger,
+                        json.dumps(
+                            {
+                                "id": jid,
+                                "status": "done",
+                                "reason": "found complete on disk",
+                                "rank": 0,
+                                "seconds": 0.0,
+                                "metrics": None,
+                            }
+                        ),
+                    )
         complete = broadcast_object(complete, info)
         done_before = set(complete)
         pending = [j for j in jobs if j.id not in done_before]
         batches = plan_batches(pending, int(c["edit"]["batch_size"]))
         progress = bool(c.get("progress", True)) if progress is None else progress
-        done, failed = _run_share(cfg, batches[info.rank::info.world_size], out, info, total=len(pending),
-                                  progress=progress)
+        done, failed = _run_share(
+            cfg, batches[info.rank :: info.world_size], out, info, total=len(pending), progress=progress
+        )
         counts = all_gather_object((done, failed), info)
     finally:
         if joined:
             shutdown_distributed()
     failed_ids = sorted(itertools.chain.from_iterable(f for _, f in counts))
     n_done = len(done_before) + sum(len(d) for d, _ in counts)
-    return QueueSummary(len(jobs), n_done, len(failed_ids), len(done_before), ledger, info.rank, info.world_size,
-                        failed_ids)
+    return QueueSummary(
+        len(jobs), n_done, len(failed_ids), len(done_before), ledger, info.rank, info.world_size, failed_ids
+    )
 
 
 def pairs_per_job(o: dict[str, Any]) -> int:
@@ -461,8 +507,9 @@ def plan_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
     return out
 
 
-def _run_share(cfg, batches: list[list[Job]], out: Path, info, *, total: int,
-               progress: bool) -> tuple[list[str], list[str]]:
+def _run_share(
+    cfg, batches: list[list[Job]], out: Path, info, *, total: int, progress: bool
+) -> tuple[list[str], list[str]]:
     """This rank's batches of jobs; returns (done ids, failed ids)."""
     from tqdm import tqdm
 
@@ -473,12 +520,25 @@ def _run_share(cfg, batches: list[list[Job]], out: Path, info, *, total: int,
     done: list[str] = []
     failed: list[str] = []
     desc = f"rank {info.rank}/{info.world_size}" + (f" ({total} jobs in all)" if info.is_main else "")
-    bar = tqdm(total=sum(map(len, batches)), desc=desc, unit="job", position=info.rank, disable=not progress, leave=True)
+    bar = tqdm(
+        total=sum(map(len, batches)), desc=desc, unit="job", position=info.rank, disable=not progress, leave=True
+    )
     common = {"device": str(info.device), "versions": package_versions()}
 
     def record(job: Job, status: str, seconds: float, reason: str = "", metrics=None) -> None:
-        append_line(ledger, json.dumps({"id": job.id, "status": status, "reason": reason, "rank": info.rank,
-                                        "seconds": round(seconds, 3), "metrics": metrics}))
+        append_line(
+            ledger,
+            json.dumps(
+                {
+                    "id": job.id,
+                    "status": status,
+                    "reason": reason,
+                    "rank": info.rank,
+                    "seconds": round(seconds, 3),
+                    "metrics": metrics,
+                }
+            ),
+        )
         (done if status == "done" else failed).append(job.id)
         bar.update(1)
         _kill_hook(info.rank, len(done) + len(failed))
@@ -490,9 +550,14 @@ def _run_share(cfg, batches: list[list[Job]], out: Path, info, *, total: int,
         pairs = [p for r in batch for p in r.pairs]
         t1 = time.perf_counter()
         try:
-            results = optimize_pairs(pairs, first.o, generator=nets.generator(first.c["generator"]),
-                                     clip=nets.clip(), identity=nets.identity() if first.o["lambda_id"] > 0 else None,
-                                     noise_mode=str(first.c["generator"].get("noise_mode") or "const"))
+            results = optimize_pairs(
+                pairs,
+                first.o,
+                generator=nets.generator(first.c["generator"]),
+                clip=nets.clip(),
+                identity=nets.identity() if first.o["lambda_id"] > 0 else None,
+                noise_mode=str(first.c["generator"].get("noise_mode") or "const"),
+            )
         except Exception as exc:  # noqa: BLE001 - the batch's jobs fail, the queue goes on
             for r in batch:
                 record(r.job, "failed", r.seconds, _one_line(exc))
@@ -502,14 +567,19 @@ def _run_share(cfg, batches: list[list[Job]], out: Path, info, *, total: int,
         for r in batch:
             t2 = time.perf_counter()
             n = len(r.pairs)
-            mine_results, start = results[start:start + n], start + n
+            mine_results, start = results[start : start + n], start + n
             try:
-                edits = assemble_edits(r.job.o, r.sources, mine_results,
-                                       generator=nets.generator(r.job.c["generator"]), clip=nets.clip(),
-                                       noise_mode=str(r.job.c["generator"].get("noise_mode") or "const"),
-                                       setup_s=setup_s,
-                                       common={"config": {**r.job.c, "out": str(out / r.job.id)}, **common},
-                                       quality=nets.quality(bool(r.job.c["generator"].get("faces"))))
+                edits = assemble_edits(
+                    r.job.o,
+                    r.sources,
+                    mine_results,
+                    generator=nets.generator(r.job.c["generator"]),
+                    clip=nets.clip(),
+                    noise_mode=str(r.job.c["generator"].get("noise_mode") or "const"),
+                    setup_s=setup_s,
+                    common={"config": {**r.job.c, "out": str(out / r.job.id)}, **common},
+                    quality=nets.quality(bool(r.job.c["generator"].get("faces"))),
+                )
                 _clear_leftovers(out, r.job.id)
                 write_edits(out / r.job.id, edits)
             except Exception as exc:  # noqa: BLE001

@@ -1,10 +1,11 @@
 """The edge between a composed ``manipulate`` config and edits on disk: check every input
 and output first, build the frozen networks, turn sounds/prompts into targets and seeds/
 files into sources, optimise all (source, target) pairs in batches, write each edit."""
+
 from __future__ import annotations
 
-import re
 import functools
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +53,13 @@ class PairResult:
 
     source: Source
     target: Target
-    ws: torch.Tensor                        # [1,num_ws,w_dim]
-    source_img: torch.Tensor                # [3,H,W]
-    result_img: torch.Tensor                # [3,H,W]
+    ws: torch.Tensor  # [1,num_ws,w_dim]
+    source_img: torch.Tensor  # [3,H,W]
+    result_img: torch.Tensor  # [3,H,W]
     losses: dict[str, list[float]]
     initial_cosine: float
     final_cosine: float
-    snapshots: dict[int, torch.Tensor]      # step → [3,H,W]
+    snapshots: dict[int, torch.Tensor]  # step → [3,H,W]
     layer_mask: list[float] | None
     timing: dict[str, float] = field(default_factory=dict)
 
@@ -81,8 +82,9 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
     if any(not t.strip() for t in o["text"]):
         raise UserInputError("edit.text: a prompt is empty")
     if not (o["latents"] or o["mean_latent"] or o["seeds"] or o["images"]):
-        raise UserInputError("no source: give a seed (--seed), latent files (--latent), photos (--image) "
-                             "or edit.mean_latent=true")
+        raise UserInputError(
+            "no source: give a seed (--seed), latent files (--latent), photos (--image) or edit.mean_latent=true"
+        )
     n_audio, n_text = len(o["audio"]), len(o["text"])
     mode = o["mode"]
     if mode == "separate" and n_audio + n_text == 0:
@@ -92,7 +94,9 @@ def check_options(c: dict[str, Any]) -> dict[str, Any]:
     if mode in MIX_MODES and (n_audio, n_text) != (1, 1):
         raise UserInputError(f"edit.mode={mode} needs exactly one --audio and one --text, got {n_audio} and {n_text}")
     if mode == "interpolate" and (n_audio, n_text) != (2, 0):
-        raise UserInputError(f"edit.mode=interpolate needs exactly two --audio and no --text, got {n_audio} and {n_text}")
+        raise UserInputError(
+            f"edit.mode=interpolate needs exactly two --audio and no --text, got {n_audio} and {n_text}"
+        )
     return o
 
 
@@ -104,20 +108,33 @@ def load_sounds(o: dict[str, Any], frontend) -> list[torch.Tensor]:
     """``o['audio']`` → wavs [S] at the front end's rate (only the part it looks at of a
     long file)."""
     window = guidance.sound_window_seconds(frontend)
-    return [guidance.load_sound(spec, frontend.sample_rate, max_seconds=window, full_seconds=o["full_file_seconds"])
-            for spec in o["audio"]]
+    return [
+        guidance.load_sound(spec, frontend.sample_rate, max_seconds=window, full_seconds=o["full_file_seconds"])
+        for spec in o["audio"]
+    ]
 
 
-def resolve_targets(o: dict[str, Any], *, clip, encoder=None, frontend=None, wavs: list[torch.Tensor] | None = None,
-                    device: torch.device | str = "cpu") -> list[Target]:
+def resolve_targets(
+    o: dict[str, Any],
+    *,
+    clip,
+    encoder=None,
+    frontend=None,
+    wavs: list[torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+) -> list[Target]:
     """Sounds (``wavs``, read by :func:`load_sounds` when not given) and prompts → the
     targets of ``o['mode']``, each computed once."""
     sounds = []
     if o["audio"]:
         wavs = load_sounds(o, frontend) if wavs is None else wavs
         embs = guidance.encode_sounds(wavs, encoder, frontend, gain_db=o["gain_db"], device=device)
-        sounds = [Target(f"sound-{guidance.describe_sound(s)}", embs[i], {"kind": "sound", "spec": s, "gain_db": o["gain_db"]})
-                  for i, s in enumerate(o["audio"])]
+        sounds = [
+            Target(
+                f"sound-{guidance.describe_sound(s)}", embs[i], {"kind": "sound", "spec": s, "gain_db": o["gain_db"]}
+            )
+            for i, s in enumerate(o["audio"])
+        ]
     texts = []
     if o["text"]:
         embs = guidance.encode_texts(o["text"], clip).to(device)
@@ -134,8 +151,14 @@ def resolve_targets(o: dict[str, Any], *, clip, encoder=None, frontend=None, wav
     a, b = sounds
     embs = guidance.interpolate_embeddings(a.emb, b.emb, o["interp_steps"], o["interp_mode"])
     n = o["interp_steps"]
-    return [Target(f"interp{k:02d}", embs[k], {"kind": "interpolation", "from": a.info, "to": b.info,
-                                              "t": k / (n - 1), "mode": o["interp_mode"]}) for k in range(n)]
+    return [
+        Target(
+            f"interp{k:02d}",
+            embs[k],
+            {"kind": "interpolation", "from": a.info, "to": b.info, "t": k / (n - 1), "mode": o["interp_mode"]},
+        )
+        for k in range(n)
+    ]
 
 
 def resolve_sources(o: dict[str, Any], generator, device: torch.device | str = "cpu") -> list[Source]:
@@ -147,14 +170,16 @@ def resolve_sources(o: dict[str, Any], generator, device: torch.device | str = "
             stem = _slug(Path(path).stem)
             for i in range(ws.shape[0]):
                 label = stem if ws.shape[0] == 1 else f"{stem}-{i}"
-                out.append(Source(label, ws[i:i + 1], {"kind": "latent_file", "path": str(path), "index": i}))
+                out.append(Source(label, ws[i : i + 1], {"kind": "latent_file", "path": str(path), "index": i}))
         return out
     if o["mean_latent"]:
         info = {"kind": "mean_latent", "objective": FREE_OBJECTIVE}
         return [Source("mean", mean_source_latents(generator).to(device), info)]
     ws = sample_source_latents(generator, o["seeds"], o["truncation"], device)
-    return [Source(f"seed{s}", ws[i:i + 1], {"kind": "seed", "seed": s, "truncation": o["truncation"]})
-            for i, s in enumerate(o["seeds"])]
+    return [
+        Source(f"seed{s}", ws[i : i + 1], {"kind": "seed", "seed": s, "truncation": o["truncation"]})
+        for i, s in enumerate(o["seeds"])
+    ]
 
 
 def image_sources(c: dict[str, Any], o: dict[str, Any], generator, device, progress: bool = False) -> list[Source]:
@@ -182,29 +207,53 @@ def edit_quality(quality, r: PairResult) -> dict[str, Any]:
     return out
 
 
-def optimize_pairs(pairs: list[tuple[Source, Target]], o: dict[str, Any], *, generator, clip, identity=None,
-                   noise_mode: str = "const", progress: bool = False, on_step=None) -> list[PairResult]:
+def optimize_pairs(
+    pairs: list[tuple[Source, Target]],
+    o: dict[str, Any],
+    *,
+    generator,
+    clip,
+    identity=None,
+    noise_mode: str = "const",
+    progress: bool = False,
+    on_step=None,
+) -> list[PairResult]:
     """Run every (source, target) pair through the optimiser, ``o['batch_size']`` at a time
     (``on_step``: the optimiser's per-step callback, called for each batch)."""
     every = o["strip_every"]
     snaps = tuple(range(every, o["steps"], every)) if every else ()
     out = []
     for start in range(0, len(pairs), o["batch_size"]):
-        chunk = pairs[start:start + o["batch_size"]]
+        chunk = pairs[start : start + o["batch_size"]]
         res: EditResult = optimize_latents(
-            generator, clip.encode_image,
-            torch.cat([s.ws for s, _ in chunk]), torch.stack([t.emb for _, t in chunk]),
-            **o["optim"], identity=identity, snapshot_steps=snaps, noise_mode=noise_mode, progress=progress,
-            on_step=on_step)
+            generator,
+            clip.encode_image,
+            torch.cat([s.ws for s, _ in chunk]),
+            torch.stack([t.emb for _, t in chunk]),
+            **o["optim"],
+            identity=identity,
+            snapshot_steps=snaps,
+            noise_mode=noise_mode,
+            progress=progress,
+            on_step=on_step,
+        )
         seconds = sum(res.step_seconds)
         for i, (s, t) in enumerate(chunk):
-            out.append(PairResult(
-                s, t, res.ws[i:i + 1], res.source_img[i], res.result_img[i],
-                {k: [float(x) for x in v[:, i]] for k, v in res.losses.items()},
-                float(res.initial_cosine[i]), float(res.final_cosine[i]),
-                {k: v[i] for k, v in res.snapshots.items()},
-                None if res.layer_mask is None else [float(x) for x in res.layer_mask[i]],
-                {"optimise_s": seconds, "step_s_mean": seconds / len(res.step_seconds), "batch_size": len(chunk)}))
+            out.append(
+                PairResult(
+                    s,
+                    t,
+                    res.ws[i : i + 1],
+                    res.source_img[i],
+                    res.result_img[i],
+                    {k: [float(x) for x in v[:, i]] for k, v in res.losses.items()},
+                    float(res.initial_cosine[i]),
+                    float(res.final_cosine[i]),
+                    {k: v[i] for k, v in res.snapshots.items()},
+                    None if res.layer_mask is None else [float(x) for x in res.layer_mask[i]],
+                    {"optimise_s": seconds, "step_s_mean": seconds / len(res.step_seconds), "batch_size": len(chunk)},
+                )
+            )
     return out
 
 
@@ -220,8 +269,14 @@ def _cosine(clip, img: torch.Tensor, emb: torch.Tensor) -> float:
 
 
 def _run_record(r: PairResult) -> dict[str, Any]:
-    return {"target": r.target.info, "losses": r.losses, "initial_cosine": r.initial_cosine,
-            "final_cosine": r.final_cosine, "layer_mask": r.layer_mask, "timings": r.timing}
+    return {
+        "target": r.target.info,
+        "losses": r.losses,
+        "initial_cosine": r.initial_cosine,
+        "final_cosine": r.final_cosine,
+        "layer_mask": r.layer_mask,
+        "timings": r.timing,
+    }
 
 
 def _finish_mix(sound: PairResult, text: PairResult, o: dict[str, Any], *, generator, clip, noise_mode: str):
@@ -237,11 +292,16 @@ def _finish_mix(sound: PairResult, text: PairResult, o: dict[str, Any], *, gener
         coarse, fine = (sound, text) if o["coarse_from"] == "sound" else (text, sound)
         ws = guidance.mix_layers(coarse.ws, fine.ws, split)
         strip = [sound.source_img, sound.result_img, text.result_img, _render(generator, ws, noise_mode)[0]]
-        detail = {"layer_split": split, "coarse_from": o["coarse_from"],
-                  "strip": ["source", "sound", "text", "layer_mix"]}
+        detail = {
+            "layer_split": split,
+            "coarse_from": o["coarse_from"],
+            "strip": ["source", "sound", "text", "layer_mix"],
+        }
     result_img = _render(generator, ws, noise_mode)[0]
-    cos = {"sound": _cosine(clip, result_img[None], sound.target.emb),
-           "text": _cosine(clip, result_img[None], text.target.emb)}
+    cos = {
+        "sound": _cosine(clip, result_img[None], sound.target.emb),
+        "text": _cosine(clip, result_img[None], text.target.emb),
+    }
     record = {"mix": detail, "final_cosine": cos, "runs": {"sound": _run_record(sound), "text": _run_record(text)}}
     return ws, result_img, strip, record
 
@@ -288,8 +348,9 @@ def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, o
     # Cheapest checks first: the sounds and latent files fail before CLIP is built.
     encoder = frontend = wavs = None
     if o["audio"]:
-        encoder, frontend = _built(models, "audio",
-                                   lambda: factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device))
+        encoder, frontend = _built(
+            models, "audio", lambda: factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
+        )
         wavs = load_sounds(o, frontend)
     G = _built(models, "generator", lambda: factory.build_generator_from_cfg(cfg.generator, device))
     if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
@@ -306,21 +367,40 @@ def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, o
     setup_s = time.perf_counter() - t0
 
     pairs = [(s, t) for s in sources for t in targets]
-    results = optimize_pairs(pairs, o, generator=G, clip=clip, identity=identity,
-                             noise_mode=noise_mode, progress=progress, on_step=on_step)
+    results = optimize_pairs(
+        pairs, o, generator=G, clip=clip, identity=identity, noise_mode=noise_mode, progress=progress, on_step=on_step
+    )
 
     from sound2img.inversion.command import quality_metrics
 
     quality = quality_metrics(c, device, faces=bool((c.get("generator") or {}).get("faces")), clip=clip)
     common = {"config": c, "device": str(device), "versions": package_versions()}
-    edits = assemble_edits(o, sources, results, generator=G, clip=clip, noise_mode=noise_mode,
-                           setup_s=setup_s, common=common, quality=quality)
+    edits = assemble_edits(
+        o,
+        sources,
+        results,
+        generator=G,
+        clip=clip,
+        noise_mode=noise_mode,
+        setup_s=setup_s,
+        common=common,
+        quality=quality,
+    )
     return write_edits(out, edits, overwrite=overwrite)
 
 
-def assemble_edits(o: dict[str, Any], sources: list[Source], results: list[PairResult], *, generator, clip,
-                   noise_mode: str, setup_s: float, common: dict[str, Any],
-                   quality=None) -> list[tuple[str, dict[str, Any]]]:
+def assemble_edits(
+    o: dict[str, Any],
+    sources: list[Source],
+    results: list[PairResult],
+    *,
+    generator,
+    clip,
+    noise_mode: str,
+    setup_s: float,
+    common: dict[str, Any],
+    quality=None,
+) -> list[tuple[str, dict[str, Any]]]:
     """Optimised pairs (in ``sources × targets`` order) → ``(label, save_edit kwargs)`` per
     edit: one per pair, or one per source in the mixing modes (``common``: the metrics
     every edit records — config, device, versions; ``quality``: the
@@ -329,24 +409,49 @@ def assemble_edits(o: dict[str, Any], sources: list[Source], results: list[PairR
     if o["mode"] in MIX_MODES:
         for k, s in enumerate(sources):
             sound, text = results[2 * k], results[2 * k + 1]
-            ws, result_img, strip, record = _finish_mix(sound, text, o, generator=generator, clip=clip,
-                                                        noise_mode=noise_mode)
-            metrics = {"edit": {"mode": o["mode"], "source": s.info}, **record,
-                       "timings": {"setup_s": setup_s}, **common}
-            edits.append((f"{s.label}_{o['mode']}", dict(
-                source_img=sound.source_img, result_img=result_img, strip=strip, ws=ws, metrics=metrics,
-                extra_latents={"sound_latent.pt": sound.ws, "text_latent.pt": text.ws})))
+            ws, result_img, strip, record = _finish_mix(
+                sound, text, o, generator=generator, clip=clip, noise_mode=noise_mode
+            )
+            metrics = {
+                "edit": {"mode": o["mode"], "source": s.info},
+                **record,
+                "timings": {"setup_s": setup_s},
+                **common,
+            }
+            edits.append(
+                (
+                    f"{s.label}_{o['mode']}",
+                    dict(
+                        source_img=sound.source_img,
+                        result_img=result_img,
+                        strip=strip,
+                        ws=ws,
+                        metrics=metrics,
+                        extra_latents={"sound_latent.pt": sound.ws, "text_latent.pt": text.ws},
+                    ),
+                )
+            )
     else:
         for r in results:
             strip = [r.source_img, *(r.snapshots[k] for k in sorted(r.snapshots)), r.result_img]
-            metrics = {"edit": {"mode": o["mode"], "source": r.source.info, "target": r.target.info},
-                       **({"quality": edit_quality(quality, r)} if quality is not None else {}),
-                       "steps": o["steps"], "losses": r.losses, "initial_cosine": r.initial_cosine,
-                       "final_cosine": r.final_cosine, "layer_mask": r.layer_mask,
-                       "strip_steps": [0, *sorted(r.snapshots), o["steps"]],
-                       "timings": {"setup_s": setup_s, **r.timing}, **common}
-            edits.append((f"{r.source.label}_{r.target.label}", dict(
-                source_img=r.source_img, result_img=r.result_img, strip=strip, ws=r.ws, metrics=metrics)))
+            metrics = {
+                "edit": {"mode": o["mode"], "source": r.source.info, "target": r.target.info},
+                **({"quality": edit_quality(quality, r)} if quality is not None else {}),
+                "steps": o["steps"],
+                "losses": r.losses,
+                "initial_cosine": r.initial_cosine,
+                "final_cosine": r.final_cosine,
+                "layer_mask": r.layer_mask,
+                "strip_steps": [0, *sorted(r.snapshots), o["steps"]],
+                "timings": {"setup_s": setup_s, **r.timing},
+                **common,
+            }
+            edits.append(
+                (
+                    f"{r.source.label}_{r.target.label}",
+                    dict(source_img=r.source_img, result_img=r.result_img, strip=strip, ws=r.ws, metrics=metrics),
+                )
+            )
     return edits
 
 

@@ -1,6 +1,7 @@
 """IR-SE50, the ArcFace face-recognition backbone behind the identity loss (docs/method.md §6,
 docs/formats.md §6): the network in the public ``model_ir_se50.pth`` key layout,
 its reader, StyleCLIP's face crop for any resolution, and the identity loss."""
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,8 @@ class BottleneckIRSE(nn.Module):
             self.shortcut_layer = nn.MaxPool2d(1, stride)
         else:
             self.shortcut_layer = nn.Sequential(
-                nn.Conv2d(in_channels, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
+                nn.Conv2d(in_channels, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
+            )
         self.res_layer = nn.Sequential(
             nn.BatchNorm2d(in_channels),
             nn.Conv2d(in_channels, depth, 3, 1, 1, bias=False),
@@ -80,8 +82,7 @@ class IRSE(nn.Module):
         self.embed_dim = int(embed_dim)
         self.frozen = False
         stem = self.stages[0][0]
-        self.input_layer = nn.Sequential(
-            nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem))
+        self.input_layer = nn.Sequential(nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem))
         units, in_ch = [], stem
         for width, n in self.stages:
             for i in range(n):
@@ -97,13 +98,15 @@ class IRSE(nn.Module):
             nn.BatchNorm1d(self.embed_dim),
         )
 
-    def train(self, mode: bool = True) -> "IRSE":
+    def train(self, mode: bool = True) -> IRSE:
         return super().train(False if self.frozen else mode)
 
     def forward(self, face: torch.Tensor) -> torch.Tensor:
         if face.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            raise UserInputError(f"IR-SE input must be [B,3,{INPUT_SIZE},{INPUT_SIZE}], got {list(face.shape)} "
-                                 f"(use identity_embedding for generator images)")
+            raise UserInputError(
+                f"IR-SE input must be [B,3,{INPUT_SIZE},{INPUT_SIZE}], got {list(face.shape)} "
+                f"(use identity_embedding for generator images)"
+            )
         feat = self.output_layer(self.body(self.input_layer(face)))
         return feat / feat.norm(dim=1, keepdim=True)
 
@@ -127,7 +130,7 @@ def face_crop(img: torch.Tensor) -> torch.Tensor:
         raise UserInputError(f"face_crop expects img [B,3,H,W], got {list(img.shape)}")
     if tuple(img.shape[-2:]) != (CROP_RES, CROP_RES):
         img = F.adaptive_avg_pool2d(img, (CROP_RES, CROP_RES))
-    img = img[:, :, CROP_ROWS[0]:CROP_ROWS[1], CROP_COLS[0]:CROP_COLS[1]]
+    img = img[:, :, CROP_ROWS[0] : CROP_ROWS[1], CROP_COLS[0] : CROP_COLS[1]]
     return F.adaptive_avg_pool2d(img, (INPUT_SIZE, INPUT_SIZE))
 
 
@@ -146,8 +149,14 @@ class IdentityLoss(nn.Module):
         """``source_img [B,3,H,W]`` → ``id_emb [B,D]``, computed once per edit."""
         return self.arcface.identity_embedding(source_img)
 
-    def forward(self, img: torch.Tensor, source_img: torch.Tensor | None = None, *,
-                source_emb: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    def forward(
+        self,
+        img: torch.Tensor,
+        source_img: torch.Tensor | None = None,
+        *,
+        source_emb: torch.Tensor | None = None,
+        reduction: str = "mean",
+    ) -> torch.Tensor:
         """``img [B,3,H,W]`` and either ``source_img [B,3,H,W]`` or ``source_emb [B,D]``
         → loss: scalar for ``mean``/``sum``, ``[B]`` for ``none`` (the optimiser sums
         per-sample losses so that batched edits equal single ones)."""
@@ -172,8 +181,9 @@ def _depth_key(depth: str | int) -> str | int:
     return key
 
 
-def build_arcface(depth: str | int = 50, seed: int = 0, device: str | torch.device = "cpu",
-                  embed_dim: int = 512) -> IRSE:
+def build_arcface(
+    depth: str | int = 50, seed: int = 0, device: str | torch.device = "cpu", embed_dim: int = 512
+) -> IRSE:
     """Randomly initialised IR-SE (``depth`` 50 or ``"tiny"``), frozen; the global RNG is
     left untouched. For tests and ``preset=tiny``; real use loads weights."""
     stages = STAGES[_depth_key(depth)]
@@ -195,8 +205,10 @@ def _depth_from_state(state: Mapping[str, torch.Tensor], source) -> str | int:
     for key, stages in STAGES.items():
         if sum(units for _, units in stages) == n:
             return key
-    raise CheckpointError(f"{source}: IR-SE state dict with {n} body units; known depths have "
-                          f"{', '.join(str(sum(u for _, u in s)) for s in STAGES.values())}")
+    raise CheckpointError(
+        f"{source}: IR-SE state dict with {n} body units; known depths have "
+        f"{', '.join(str(sum(u for _, u in s)) for s in STAGES.values())}"
+    )
 
 
 def load_arcface(path: str | os.PathLike, device: str | torch.device = "cpu") -> IRSE:

@@ -1,23 +1,29 @@
 """Audio encoders that map a mel spectrogram into CLIP's embedding space (docs/method.md §1; files: docs/formats.md §5),
 listed by name in a registry, and their checkpoints: our safetensors files (weights +
 what rebuilds encoder and front end) and the authors' ``resnet18_57.pth``."""
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sound2img.errors import CheckpointError, UserInputError
-from sound2img.models.state_dict import (freeze, is_safetensors, load_state_dict_strict, read_torch_file,
-                                         unwrap_state_dict)
+from sound2img.models.state_dict import (
+    freeze,
+    is_safetensors,
+    load_state_dict_strict,
+    read_torch_file,
+    unwrap_state_dict,
+)
 from sound2img.registry import Registry
 from sound2img.utils.files import atomic_path, check_can_write
-
 
 ENCODERS = Registry("audio encoder")
 FORMAT = "sound2img.audio_encoder"
@@ -72,8 +78,9 @@ class TimmEncoder(AudioEncoder):
         import timm
 
         try:
-            self.backbone = timm.create_model(model_name, pretrained=pretrained_backbone, in_chans=1,
-                                              num_classes=embed_dim, **timm_kwargs)
+            self.backbone = timm.create_model(
+                model_name, pretrained=pretrained_backbone, in_chans=1, num_classes=embed_dim, **timm_kwargs
+            )
         except RuntimeError as exc:
             if "Unknown model" in str(exc):
                 raise UserInputError(f"unknown timm model {model_name!r} (see timm.list_models())") from exc
@@ -179,9 +186,15 @@ def _spec_of(frontend_or_spec: Any) -> dict[str, Any]:
     return _jsonable(dict(spec))
 
 
-def save_audio_encoder(path: str | os.PathLike, encoder: AudioEncoder, frontend_spec: Any,
-                       clip_spec: Mapping[str, Any] | None = None, extra_metadata: Mapping[str, Any] | None = None,
-                       *, overwrite: bool = False) -> Path:
+def save_audio_encoder(
+    path: str | os.PathLike,
+    encoder: AudioEncoder,
+    frontend_spec: Any,
+    clip_spec: Mapping[str, Any] | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Write ``encoder`` as safetensors (a plain state dict) whose metadata holds, as
     separate JSON-encoded keys, ``arch``, ``arch_kwargs``, ``frontend`` (the front end's
     ``spec()``; a front end object is accepted too), ``clip`` (the CLIP spec it was
@@ -224,16 +237,19 @@ def load_audio_encoder_metadata(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{path}: unreadable safetensors header ({exc})") from exc
     if raw.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: safetensors file without sound2img audio-encoder metadata "
-                              f"(metadata keys: {sorted(raw)})")
+        raise CheckpointError(
+            f"{path}: safetensors file without sound2img audio-encoder metadata (metadata keys: {sorted(raw)})"
+        )
     try:
         version = int(raw["format_version"])
         meta = {key: json.loads(raw[key]) for key in ("arch_kwargs", "frontend", "clip", "extra")}
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: damaged audio-encoder metadata ({exc})") from exc
     if version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: audio-encoder format version {version} is newer than this code "
-                              f"({FORMAT_VERSION}); upgrade sound2img")
+        raise CheckpointError(
+            f"{path}: audio-encoder format version {version} is newer than this code "
+            f"({FORMAT_VERSION}); upgrade sound2img"
+        )
     return {"arch": raw.get("arch"), "format_version": version, **meta}
 
 
@@ -241,10 +257,12 @@ def _legacy_arch(state: Mapping[str, torch.Tensor], path: Path) -> tuple[str, in
     """The authors' layout (``conv.*`` + ``feature_extractor.*``) → (arch, embed_dim)."""
     prefixes = sorted({k.split(".", 1)[0] for k in state})
     if prefixes != ["conv", "feature_extractor"] or "feature_extractor.fc.weight" not in state:
-        raise CheckpointError(f"{path}: unknown audio-encoder layout: expected keys conv.* and "
-                              f"feature_extractor.* (the authors' resnet18_57.pth), audio.* (AudioCLIP) or "
-                              f"audio_encoder.* (Wav2CLIP), found top-level "
-                              f"names {prefixes[:6]} (e.g. {sorted(state)[:3]})")
+        raise CheckpointError(
+            f"{path}: unknown audio-encoder layout: expected keys conv.* and "
+            f"feature_extractor.* (the authors' resnet18_57.pth), audio.* (AudioCLIP) or "
+            f"audio_encoder.* (Wav2CLIP), found top-level "
+            f"names {prefixes[:6]} (e.g. {sorted(state)[:3]})"
+        )
     arch = "resnet50" if "feature_extractor.layer1.0.conv3.weight" in state else "resnet18_legacy"
     return arch, int(state["feature_extractor.fc.weight"].shape[0])
 

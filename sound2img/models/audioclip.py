@@ -9,13 +9,15 @@ own spectrogram with a trainable frequency-B-spline DFT (``fbsp``), so the spect
 of the encoder here; the ``audioclip`` front end only resamples and scales (README,
 "Choosing a sound encoder"). BatchNorm runs in eval mode (AudioCLIP's demo forgets ``eval()``).
 """
+
 from __future__ import annotations
 
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +31,8 @@ from sound2img.models.state_dict import freeze, load_state_dict_strict, read_tor
 HOP_LENGTH = 561
 LOG10_EPS = 1e-18
 INT16_MIN, INT16_MAX = -32768.0, 32767
-FULL_SPACE = "audioclip/full"          # the Full file's towers were trained too: their own space
-PARTIAL_SPACE = "openai/RN50"          # the Partial file froze vanilla CLIP RN50
+FULL_SPACE = "audioclip/full"  # the Full file's towers were trained too: their own space
+PARTIAL_SPACE = "openai/RN50"  # the Partial file froze vanilla CLIP RN50
 _AUDIO_PREFIX = "audio."
 _SCALE_KEYS = ("logit_scale_ai", "logit_scale_at")
 
@@ -66,7 +68,7 @@ class LinearFBSP(nn.Module):
         phase = m * torch.atan2(torch.zeros_like(win), win)
         win_re, win_im = magnitude * torch.cos(phase), magnitude * torch.sin(phase)
         cos, sin = torch.cos(fc * t), -torch.sin(fc * t)
-        scale = fb.sqrt() / n_in ** 0.5
+        scale = fb.sqrt() / n_in**0.5
         w = torch.stack((scale * (win_re * cos - win_im * sin), scale * (win_re * sin + win_im * cos)))
         if not torch.is_grad_enabled():
             self._cache = (key, w)
@@ -101,9 +103,17 @@ class ESResNeXtFBSP(AudioEncoder):
     over 2048 points, bins 0…1022 as 3 bands of 341, ``10·log10`` of the power. Then a
     ResNeXt-50 32x4d with sigmoid attention gates after each stage and after pooling."""
 
-    def __init__(self, embed_dim: int = 1024, layers: tuple[int, ...] = (3, 4, 6, 3), groups: int = 32,
-                 width_per_group: int = 4, n_fft: int = 2048, win_length: int = 1654,
-                 hop_length: int = HOP_LENGTH, bands: int = 3):
+    def __init__(
+        self,
+        embed_dim: int = 1024,
+        layers: tuple[int, ...] = (3, 4, 6, 3),
+        groups: int = 32,
+        width_per_group: int = 4,
+        n_fft: int = 2048,
+        win_length: int = 1654,
+        hop_length: int = HOP_LENGTH,
+        bands: int = 3,
+    ):
         super().__init__(embed_dim)
         from torchvision.models.resnet import Bottleneck, ResNet
 
@@ -139,7 +149,7 @@ class ESResNeXtFBSP(AudioEncoder):
             re, im = re + self.fbsp.bias[:, 0], im + self.fbsp.bias[:, 1]
         power = (re * re + im * im).transpose(1, 2)  # [B,K,frames]
         per_band = power.shape[1] // self.bands
-        power = power[:, :per_band * self.bands].reshape(power.shape[0], self.bands, per_band, -1)
+        power = power[:, : per_band * self.bands].reshape(power.shape[0], self.bands, per_band, -1)
         power = torch.where(power > 0.0, power, torch.full_like(power, LOG10_EPS))
         return torch.log10(power).mul(10.0)
 
@@ -170,9 +180,14 @@ def audio_head_kwargs(audio: Mapping[str, torch.Tensor], source: Any) -> dict[st
     layers = tuple(_blocks(audio, f"layer{i}.") for i in range(1, 5))
     conv2 = audio["layer1.0.conv2.weight"]  # [width, width/groups, 3, 3]
     groups = int(conv2.shape[0]) // int(conv2.shape[1])
-    return {"embed_dim": int(audio["fc.weight"].shape[0]), "layers": layers, "groups": groups,
-            "width_per_group": int(conv2.shape[0]) * 64 // (64 * groups),
-            "n_fft": 2 * (int(audio["fbsp.m"].shape[0]) - 1), "win_length": int(audio["window"].shape[0])}
+    return {
+        "embed_dim": int(audio["fc.weight"].shape[0]),
+        "layers": layers,
+        "groups": groups,
+        "width_per_group": int(conv2.shape[0]) * 64 // (64 * groups),
+        "n_fft": 2 * (int(audio["fbsp.m"].shape[0]) - 1),
+        "win_length": int(audio["window"].shape[0]),
+    }
 
 
 def is_audioclip_state(state: Mapping[str, torch.Tensor]) -> bool:
@@ -189,9 +204,11 @@ def audioclip_space(path: str | os.PathLike) -> str:
 def split_state(state: Mapping[str, torch.Tensor], source: Any) -> tuple[dict, dict, dict]:
     """AudioCLIP state dict → (audio head, CLIP towers, audio logit scales)."""
     if not is_audioclip_state(state):
-        raise CheckpointError(f"{source}: not an AudioCLIP checkpoint (no 'audio.fbsp.m' / 'audio.conv1.weight'; "
-                              f"found e.g. {sorted(state)[:3]})")
-    audio = {k[len(_AUDIO_PREFIX):]: v for k, v in state.items() if k.startswith(_AUDIO_PREFIX)}
+        raise CheckpointError(
+            f"{source}: not an AudioCLIP checkpoint (no 'audio.fbsp.m' / 'audio.conv1.weight'; "
+            f"found e.g. {sorted(state)[:3]})"
+        )
+    audio = {k[len(_AUDIO_PREFIX) :]: v for k, v in state.items() if k.startswith(_AUDIO_PREFIX)}
     scales = {k: v for k, v in state.items() if k in _SCALE_KEYS}
     towers = {k: v for k, v in state.items() if not k.startswith(_AUDIO_PREFIX) and k not in _SCALE_KEYS}
     return audio, towers, scales
@@ -204,19 +221,26 @@ def load_audioclip_audio(state: Mapping[str, torch.Tensor], path: str | os.PathL
     kwargs = audio_head_kwargs(audio, path)
     encoder = build_audio_encoder("audioclip", **kwargs)
     load_state_dict_strict(encoder, audio, f"{path} (under 'audio.')")
-    encoder.clip_spec = towers_spec(path) if towers else {"model_name": "RN50", "pretrained": "openai",
-                                                          "space": PARTIAL_SPACE}
+    encoder.clip_spec = (
+        towers_spec(path) if towers else {"model_name": "RN50", "pretrained": "openai", "space": PARTIAL_SPACE}
+    )
     return freeze(encoder)
 
 
 def towers_spec(path: str | os.PathLike) -> dict[str, Any]:
     """The ClipTowers spec of the RN50 towers stored in an AudioCLIP file."""
-    return {"model_name": "RN50", "pretrained": str(path), "loader": "audioclip", "seed": None, "tiny": None,
-            "quick_gelu": True, "space": audioclip_space(path)}
+    return {
+        "model_name": "RN50",
+        "pretrained": str(path),
+        "loader": "audioclip",
+        "seed": None,
+        "tiny": None,
+        "quick_gelu": True,
+        "space": audioclip_space(path),
+    }
 
 
-def load_audioclip_towers(path: str | os.PathLike, device: str | torch.device = "cpu", *,
-                          preprocess: str = "clip"):
+def load_audioclip_towers(path: str | os.PathLike, device: str | torch.device = "cpu", *, preprocess: str = "clip"):
     """The CLIP RN50 image and text towers stored in an AudioCLIP file → frozen
     ``ClipTowers`` (open_clip's RN50 with QuickGELU has exactly their keys and shapes),
     loaded strictly. ``encode_image(img [B,3,H,W] in [-1,1]) -> [B,1024]``."""

@@ -1,14 +1,16 @@
 """Frozen CLIP image and text towers (open_clip), found offline, with differentiable
 preprocessing of generator images: ``clip`` (antialiased resize + CLIP normalisation,
 the default) and ``styleclip`` (the authors' ×7 upsample + average pool; docs/method.md §7)."""
+
 from __future__ import annotations
 
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +25,18 @@ log = logging.getLogger(__name__)
 PREPROCESS_MODES = ("clip", "styleclip")
 # build_clip("tiny") defaults: the real tokenizer works (vocab 49408, context 77), the
 # rest is as small as a transformer gets while staying a transformer.
-TINY_DEFAULTS = dict(embed_dim=32, image_size=32, patch_size=8, vision_width=64, vision_layers=2,
-                     text_width=64, text_layers=2, text_heads=4, context_length=77, vocab_size=49408)
+TINY_DEFAULTS = dict(
+    embed_dim=32,
+    image_size=32,
+    patch_size=8,
+    vision_width=64,
+    vision_layers=2,
+    text_width=64,
+    text_layers=2,
+    text_heads=4,
+    context_length=77,
+    vocab_size=49408,
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -35,8 +47,14 @@ def _square_size(size: int | Sequence[int]) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def preprocess_clip(img: torch.Tensor, size: int | Sequence[int], mean: Sequence[float], std: Sequence[float],
-                    interpolation: str = "bicubic", resize_mode: str = "shortest") -> torch.Tensor:
+def preprocess_clip(
+    img: torch.Tensor,
+    size: int | Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: str = "bicubic",
+    resize_mode: str = "shortest",
+) -> torch.Tensor:
     """``img [B,3,H,W] in [-1,1]`` → CLIP input ``[B,3,S,S]``: (img+1)/2, antialiased
     resize of the shorter side to S (``shortest``, then centre crop, as torchvision's
     Resize + CenterCrop that open_clip uses) or of both sides (``squash``), then
@@ -58,7 +76,7 @@ def preprocess_clip(img: torch.Tensor, size: int | Sequence[int], mean: Sequence
     if (new_h, new_w) != (h, w):
         x = F.interpolate(x, size=(new_h, new_w), mode=interpolation, align_corners=False, antialias=True)
     top, left = int(round((new_h - out_h) / 2.0)), int(round((new_w - out_w) / 2.0))
-    x = x[..., top:top + out_h, left:left + out_w]
+    x = x[..., top : top + out_h, left : left + out_w]
     mean_t = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std_t = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - mean_t) / std_t
@@ -110,8 +128,14 @@ class ClipTowers(nn.Module):
     when a parent calls ``train()``.
     """
 
-    def __init__(self, model: nn.Module, tokenizer, spec: dict[str, Any], preprocess: str = "clip",
-                 weights_file: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        spec: dict[str, Any],
+        preprocess: str = "clip",
+        weights_file: str | os.PathLike | None = None,
+    ):
         super().__init__()
         if preprocess not in PREPROCESS_MODES:
             raise UserInputError(f"unknown CLIP preprocessing {preprocess!r} (known: {', '.join(PREPROCESS_MODES)})")
@@ -130,7 +154,7 @@ class ClipTowers(nn.Module):
         self.embed_dim = int(model.visual.output_dim)
         freeze(self)
 
-    def train(self, mode: bool = True) -> "ClipTowers":
+    def train(self, mode: bool = True) -> ClipTowers:
         return super().train(False)
 
     @property
@@ -144,8 +168,9 @@ class ClipTowers(nn.Module):
         if img.ndim != 4 or img.shape[1] != 3:
             raise UserInputError(f"CLIP image input must be [B,3,H,W], got {list(img.shape)}")
         if mode == "clip":
-            return preprocess_clip(img, self.image_size, self.image_mean, self.image_std,
-                                   self.interpolation, self.resize_mode)
+            return preprocess_clip(
+                img, self.image_size, self.image_mean, self.image_std, self.interpolation, self.resize_mode
+            )
         if mode == "styleclip":
             return preprocess_styleclip(img, self.image_size)
         raise UserInputError(f"unknown CLIP preprocessing {mode!r} (known: {', '.join(PREPROCESS_MODES)})")
@@ -175,22 +200,44 @@ class ClipTowers(nn.Module):
         return {**self._spec, "preprocess": self.preprocess_mode, "sha256": self._sha256}
 
 
-def _tiny_clip_model(embed_dim, image_size, patch_size, vision_width, vision_layers, text_width,
-                     text_layers, text_heads, context_length, vocab_size) -> nn.Module:
+def _tiny_clip_model(
+    embed_dim,
+    image_size,
+    patch_size,
+    vision_width,
+    vision_layers,
+    text_width,
+    text_layers,
+    text_heads,
+    context_length,
+    vocab_size,
+) -> nn.Module:
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, set_model_preprocess_cfg
     from open_clip.transform import PreprocessCfg
 
-    vision = CLIPVisionCfg(layers=vision_layers, width=vision_width, head_width=max(vision_width // 2, 1),
-                           patch_size=patch_size, image_size=image_size)
-    text = CLIPTextCfg(context_length=context_length, vocab_size=vocab_size, width=text_width,
-                       heads=text_heads, layers=text_layers)
+    vision = CLIPVisionCfg(
+        layers=vision_layers,
+        width=vision_width,
+        head_width=max(vision_width // 2, 1),
+        patch_size=patch_size,
+        image_size=image_size,
+    )
+    text = CLIPTextCfg(
+        context_length=context_length, vocab_size=vocab_size, width=text_width, heads=text_heads, layers=text_layers
+    )
     model = CLIP(embed_dim=embed_dim, vision_cfg=vision, text_cfg=text)
     set_model_preprocess_cfg(model, asdict(PreprocessCfg(size=(image_size, image_size))))
     return model
 
 
-def build_clip(model_name: str = "tiny", *, seed: int = 0, preprocess: str = "clip",
-               device: str | torch.device = "cpu", **tiny: Any) -> ClipTowers:
+def build_clip(
+    model_name: str = "tiny",
+    *,
+    seed: int = 0,
+    preprocess: str = "clip",
+    device: str | torch.device = "cpu",
+    **tiny: Any,
+) -> ClipTowers:
     """Random (untrained) frozen towers: ``"tiny"`` (small ViT + text transformer; keyword
     overrides of ``TINY_DEFAULTS``) for tests and ``preset=tiny``, or any open_clip model
     name at full size (for benchmarks). The global RNG is left untouched."""
@@ -237,7 +284,9 @@ def find_cached_clip_weights(model_name: str, tag: str, cache_dir: str | os.Path
     cfg = open_clip.get_pretrained_cfg(name, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(name)
-        raise UserInputError(f"unknown pretrained tag {tag!r} for CLIP {model_name!r} (known: {', '.join(tags) or 'none'})")
+        raise UserInputError(
+            f"unknown pretrained tag {tag!r} for CLIP {model_name!r} (known: {', '.join(tags) or 'none'})"
+        )
     wanted: list[str] = []
     if cfg.get("hf_hub"):
         from huggingface_hub import try_to_load_from_cache
@@ -265,12 +314,19 @@ def find_cached_clip_weights(model_name: str, tag: str, cache_dir: str | os.Path
             wanted.append(f"{cfg['url']} (open_clip looks for it at {local})")
     raise WeightsNotAvailableError(
         f"CLIP weights {name}/{tag} are not in the local cache and nothing is downloaded at run time: "
-        f"fetch {' or '.join(wanted)} and pass pretrained=<that file>")
+        f"fetch {' or '.join(wanted)} and pass pretrained=<that file>"
+    )
 
 
-def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", device: str | torch.device = "cpu", *,
-              preprocess: str = "clip", cache_dir: str | os.PathLike | None = None,
-              quick_gelu: bool | None = None) -> ClipTowers:
+def load_clip(
+    model_name: str = "ViT-B-32",
+    pretrained: str = "openai",
+    device: str | torch.device = "cpu",
+    *,
+    preprocess: str = "clip",
+    cache_dir: str | os.PathLike | None = None,
+    quick_gelu: bool | None = None,
+) -> ClipTowers:
     """Frozen pretrained towers: ``model_name`` any open_clip model name, ``pretrained``
     an open_clip tag (resolved offline by :func:`find_cached_clip_weights`) or a local
     weight file (state dict / safetensors; TorchScript archives are refused). A tag
@@ -281,7 +337,9 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", device: 
     _check_model_name(model_name)
     name = model_name.replace("/", "-")
     if not pretrained:
-        raise UserInputError("load_clip needs pretrained=<open_clip tag or weight file>; use build_clip for random towers")
+        raise UserInputError(
+            "load_clip needs pretrained=<open_clip tag or weight file>; use build_clip for random towers"
+        )
     tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
     force_pp: dict[str, Any] = {}
     if tag_cfg:
@@ -293,28 +351,42 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", device: 
         weights = Path(pretrained)
         if not weights.is_file():
             tags = open_clip.list_pretrained_tags_by_model(name)
-            raise UserInputError(f"CLIP pretrained {pretrained!r} is neither a file nor a tag of {model_name!r} "
-                                 f"(tags: {', '.join(tags) or 'none'})")
+            raise UserInputError(
+                f"CLIP pretrained {pretrained!r} is neither a file nor a tag of {model_name!r} "
+                f"(tags: {', '.join(tags) or 'none'})"
+            )
     try:
         with warnings.catch_warnings():
             # torch's restricted unpickler warns about raw pickles before reading or refusing
             # them; the refusal below is the one line the user needs
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            model = open_clip.create_model(name, pretrained=str(weights), force_quick_gelu=bool(quick_gelu),
-                                           force_preprocess_cfg=force_pp or None, weights_only=True)
+            model = open_clip.create_model(
+                name,
+                pretrained=str(weights),
+                force_quick_gelu=bool(quick_gelu),
+                force_preprocess_cfg=force_pp or None,
+                weights_only=True,
+            )
     except Exception as exc:  # open_clip reports bad files as RuntimeError/KeyError/…
         text = str(exc).strip()
         if "TorchScript" in text:
-            raise CheckpointError(f"{weights}: is a TorchScript archive (code), which is never loaded; use the "
-                                  f"state-dict or safetensors release of these weights") from exc
+            raise CheckpointError(
+                f"{weights}: is a TorchScript archive (code), which is never loaded; use the "
+                f"state-dict or safetensors release of these weights"
+            ) from exc
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         first = lines[0] if lines else type(exc).__name__
         if first.endswith(":") and len(lines) > 1:  # load_state_dict names the first bad key on the next line
             first = f"{first} {lines[1]}"
         raise CheckpointError(f"{weights}: cannot load as CLIP {model_name} weights ({first})") from exc
     tokenizer = open_clip.get_tokenizer(name)
-    spec = {"model_name": name, "pretrained": str(pretrained), "seed": None, "tiny": None,
-            "quick_gelu": bool(quick_gelu)}
+    spec = {
+        "model_name": name,
+        "pretrained": str(pretrained),
+        "seed": None,
+        "tiny": None,
+        "quick_gelu": bool(quick_gelu),
+    }
     log.info("loaded CLIP %s from %s", name, weights)
     return ClipTowers(model, tokenizer, spec, preprocess=preprocess, weights_file=weights).to(device)
 
@@ -338,17 +410,26 @@ def clip_space(spec: dict[str, Any] | None) -> str | None:
     return None
 
 
-def check_same_space(encoder_spec: dict[str, Any] | None, towers: "ClipTowers", encoder_name: str = "the audio encoder") -> None:
+def check_same_space(
+    encoder_spec: dict[str, Any] | None, towers: ClipTowers, encoder_name: str = "the audio encoder"
+) -> None:
     """Refuse (one line) towers of another CLIP space than the encoder's: its audio
     embeddings would be compared with image/text embeddings they were never aligned to."""
     want, have = clip_space(encoder_spec), clip_space(towers.spec())
     if want is not None and have is not None and want != have:
-        raise UserInputError(f"{encoder_name} embeds into CLIP space {want}, but the CLIP towers given are {have}: "
-                             f"use clip=from_encoder (the encoder's own towers) or towers of {want}")
+        raise UserInputError(
+            f"{encoder_name} embeds into CLIP space {want}, but the CLIP towers given are {have}: "
+            f"use clip=from_encoder (the encoder's own towers) or towers of {want}"
+        )
 
 
-def load_clip_from_spec(spec: dict[str, Any], device: str | torch.device = "cpu", *,
-                        preprocess: str | None = None, cache_dir: str | os.PathLike | None = None) -> ClipTowers:
+def load_clip_from_spec(
+    spec: dict[str, Any],
+    device: str | torch.device = "cpu",
+    *,
+    preprocess: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> ClipTowers:
     """Rebuild towers from :meth:`ClipTowers.spec` (random towers from their seed,
     pretrained ones by :func:`load_clip`, AudioCLIP's from its file); a stored ``sha256``
     must match the file."""
@@ -362,12 +443,25 @@ def load_clip_from_spec(spec: dict[str, Any], device: str | torch.device = "cpu"
             raise CheckpointError(f"{spec['pretrained']}: weight file sha256 differs from the recorded {want[:12]}…")
         return towers
     if not spec.get("pretrained"):
-        return build_clip(spec["model_name"], seed=int(spec.get("seed") or 0), preprocess=mode, device=device,
-                          **(spec.get("tiny") or {}))
-    towers = load_clip(spec["model_name"], spec["pretrained"], device, preprocess=mode, cache_dir=cache_dir,
-                       quick_gelu=spec.get("quick_gelu"))
+        return build_clip(
+            spec["model_name"],
+            seed=int(spec.get("seed") or 0),
+            preprocess=mode,
+            device=device,
+            **(spec.get("tiny") or {}),
+        )
+    towers = load_clip(
+        spec["model_name"],
+        spec["pretrained"],
+        device,
+        preprocess=mode,
+        cache_dir=cache_dir,
+        quick_gelu=spec.get("quick_gelu"),
+    )
     want = spec.get("sha256")
     if want and towers.spec()["sha256"] != want:
-        raise CheckpointError(f"CLIP {spec['model_name']}/{spec['pretrained']}: weight file sha256 "
-                              f"{towers.spec()['sha256'][:12]}… differs from the recorded {want[:12]}…")
+        raise CheckpointError(
+            f"CLIP {spec['model_name']}/{spec['pretrained']}: weight file sha256 "
+            f"{towers.spec()['sha256'][:12]}… differs from the recorded {want[:12]}…"
+        )
     return towers

@@ -2,10 +2,11 @@
 L2 normalisation, the one path used by the training step, validation, evaluation and the
 edit targets) and the zero-shot scorer (cosine of unit audio embeddings against unit
 class-text embeddings, used by training's validation and by the evaluation tables)."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +19,9 @@ from sound2img.errors import UserInputError
 _NORM_TOL = 1e-3
 
 
-def audio_embedding(encoder: nn.Module, mel: torch.Tensor, *, autocast: Callable | None = None,
-                    channels_last: bool = False) -> torch.Tensor:
+def audio_embedding(
+    encoder: nn.Module, mel: torch.Tensor, *, autocast: Callable | None = None, channels_last: bool = False
+) -> torch.Tensor:
     """``mel [B,1,n_mels,T]`` → ``audio_emb [B,D]``, float32, unit length: the encoder's
     raw output (``forward``, under ``autocast()`` when given) normalised exactly once."""
     if channels_last:
@@ -29,8 +31,14 @@ def audio_embedding(encoder: nn.Module, mel: torch.Tensor, *, autocast: Callable
     return F.normalize(raw.float(), dim=-1)
 
 
-def embed_audio(wav: torch.Tensor, frontend: Callable[[torch.Tensor], torch.Tensor], encoder: nn.Module, *,
-                autocast: Callable | None = None, channels_last: bool = False) -> torch.Tensor:
+def embed_audio(
+    wav: torch.Tensor,
+    frontend: Callable[[torch.Tensor], torch.Tensor],
+    encoder: nn.Module,
+    *,
+    autocast: Callable | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
     """``wav [B,S]`` at ``frontend.sample_rate`` → front end (full precision) →
     ``audio_embedding`` → ``audio_emb [B,D]`` unit length."""
     return audio_embedding(encoder, frontend(wav), autocast=autocast, channels_last=channels_last)
@@ -57,6 +65,8 @@ def zero_shot_logits(audio_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.T
     a = unit_rows(audio_emb, "audio embeddings")
     t = unit_rows(text_emb.to(a.device), "text embeddings")
     if a.shape[1] != t.shape[1]:
-        raise UserInputError(f"zero-shot: audio embedding width {a.shape[1]} != text embedding width {t.shape[1]} "
-                             "(encoder aligned to a different CLIP model?)")
+        raise UserInputError(
+            f"zero-shot: audio embedding width {a.shape[1]} != text embedding width {t.shape[1]} "
+            "(encoder aligned to a different CLIP model?)"
+        )
     return a @ t.T

@@ -1,5 +1,6 @@
 """Reading plain tensor checkpoints safely (``torch.load(weights_only=True)`` only) and
 loading them strictly, with errors that name the file and the offending key."""
+
 from __future__ import annotations
 
 import os
@@ -44,23 +45,38 @@ def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = 
             # unpickler reads or refuses them all the same, its warning is noise for the user
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError,
-            TypeError) as exc:  # a non-torch file (e.g. a WAV) trips the unpickler in many ways
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        IndexError,
+        KeyError,
+        TypeError,
+    ) as exc:  # a non-torch file (e.g. a WAV) trips the unpickler in many ways
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
         if "TorchScript" in text:
-            raise CheckpointError(f"{path}: is a TorchScript archive (code), which is never loaded; "
-                                  f"use a plain state dict or safetensors file") from exc
+            raise CheckpointError(
+                f"{path}: is a TorchScript archive (code), which is never loaded; "
+                f"use a plain state dict or safetensors file"
+            ) from exc
         if "Weights only load failed" in text or "weights_only" in text:
             # torch's message spans many lines; keep ours to one.
-            raise CheckpointError(f"{path}: refused, the file holds more than tensors (objects that "
-                                  f"would need unpickling arbitrary code; weights_only=True load failed)") from exc
+            raise CheckpointError(
+                f"{path}: refused, the file holds more than tensors (objects that "
+                f"would need unpickling arbitrary code; weights_only=True load failed)"
+            ) from exc
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({first})") from exc
 
 
 def _is_tensor_dict(obj: object) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def unwrap_state_dict(obj: object, source: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -81,12 +97,11 @@ def unwrap_state_dict(obj: object, source: str | os.PathLike) -> dict[str, torch
         raise CheckpointError(f"{source}: expected a state dict (name -> tensor), found {found}")
     state = dict(state)
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
-def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor],
-                           source: str | os.PathLike) -> None:
+def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike) -> None:
     """Copy ``state`` into ``module``: every key must exist with the same shape (a
     missing BatchNorm ``num_batches_tracked`` is allowed: old files lack it), or
     ``CheckpointError`` names the first offending key."""
@@ -95,8 +110,9 @@ def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor],
         if key not in own:
             raise CheckpointError(f"{source}: unexpected key {key!r} (not in {type(module).__name__})")
         if tuple(value.shape) != tuple(own[key].shape):
-            raise CheckpointError(f"{source}: key {key!r} has shape {list(value.shape)}, "
-                                  f"expected {list(own[key].shape)}")
+            raise CheckpointError(
+                f"{source}: key {key!r} has shape {list(value.shape)}, expected {list(own[key].shape)}"
+            )
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""

@@ -9,11 +9,13 @@ The spectrogram and its standardisation are the ``wav2clip`` front end
 (``sound2img.audio.peer_frontends``); the stored window must be the periodic Hann window
 that front end uses.
 """
+
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,8 +42,9 @@ class Wav2ClipEncoder(AudioEncoder):
     log-spectrogram) → ``audio_emb_raw [B,512]``: ResNet (BasicBlock) with a one-channel
     stem, average pool, then Linear–ReLU–Dropout–Linear (dropout inactive: eval mode)."""
 
-    def __init__(self, embed_dim: int = 512, layers: tuple[int, ...] = (2, 2, 2, 2), n_fft: int = 512,
-                 hidden: int = 512):
+    def __init__(
+        self, embed_dim: int = 512, layers: tuple[int, ...] = (2, 2, 2, 2), n_fft: int = 512, hidden: int = 512
+    ):
         super().__init__(embed_dim)
         from torchvision.models.resnet import BasicBlock, ResNet
 
@@ -51,8 +54,9 @@ class Wav2ClipEncoder(AudioEncoder):
         body.spectrogram = _Spectrogram(n_fft)
         self.encoder = body
         self.transform = nn.Module()
-        self.transform.sequential = nn.Sequential(nn.Linear(512 * BasicBlock.expansion, hidden), nn.ReLU(),
-                                                  nn.Dropout(0.1), nn.Linear(hidden, embed_dim))
+        self.transform.sequential = nn.Sequential(
+            nn.Linear(512 * BasicBlock.expansion, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, embed_dim)
+        )
 
     def features(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec [B,1,F,T]`` → the ResNet's pooled output ``[B,512]`` (before the projection)."""
@@ -76,26 +80,33 @@ def load_wav2clip(state: Mapping[str, torch.Tensor], path: str | os.PathLike) ->
     """Encoder and projection from a Wav2CLIP state dict, rebuilt from the tensors and
     loaded strictly (frozen, eval mode), carrying ``clip_spec`` (OpenAI ViT-B/32)."""
     wanted = {k: v for k, v in state.items() if k.startswith(tuple(_PREFIXES))}
-    for key in ("audio_encoder.conv1.weight", "audio_encoder.spectrogram.window",
-                "audio_transform.sequential.3.weight"):
+    for key in (
+        "audio_encoder.conv1.weight",
+        "audio_encoder.spectrogram.window",
+        "audio_transform.sequential.3.weight",
+    ):
         if key not in wanted:
             raise CheckpointError(f"{path}: not a Wav2CLIP checkpoint: missing key {key!r}")
     renamed = {}
     for key, value in wanted.items():
         prefix = next(p for p in _PREFIXES if key.startswith(p))
-        renamed[_PREFIXES[prefix] + key[len(prefix):]] = value
+        renamed[_PREFIXES[prefix] + key[len(prefix) :]] = value
     window = wanted["audio_encoder.spectrogram.window"]
     kwargs: dict[str, Any] = {
         "embed_dim": int(wanted["audio_transform.sequential.3.weight"].shape[0]),
         "hidden": int(wanted["audio_transform.sequential.0.weight"].shape[0])
-        if "audio_transform.sequential.0.weight" in wanted else 512,
+        if "audio_transform.sequential.0.weight" in wanted
+        else 512,
         "layers": tuple(_blocks(wanted, f"audio_encoder.layer{i}.") for i in range(1, 5)),
-        "n_fft": int(window.shape[0])}
+        "n_fft": int(window.shape[0]),
+    }
     encoder = build_audio_encoder("wav2clip", **kwargs)
     load_state_dict_strict(encoder, renamed, path)
     hann = torch.hann_window(kwargs["n_fft"], dtype=window.dtype)
     if not torch.allclose(window, hann, rtol=0, atol=1e-6):
-        raise CheckpointError(f"{path}: key 'audio_encoder.spectrogram.window' is not the periodic Hann window "
-                              f"of {kwargs['n_fft']} points that the wav2clip front end uses")
+        raise CheckpointError(
+            f"{path}: key 'audio_encoder.spectrogram.window' is not the periodic Hann window "
+            f"of {kwargs['n_fft']} points that the wav2clip front end uses"
+        )
     encoder.clip_spec = dict(CLIP_SPEC)
     return freeze(encoder)

@@ -3,10 +3,12 @@
 DataLoader around it, and the seeds of per-step randomness. Streamed training sets
 (WebDataset shards, ``sound2img.data.streams``) split themselves over ranks and workers;
 ``StreamSampler`` and ``stream_batches`` give them the same interface."""
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,8 +112,16 @@ def batches_per_epoch(sampler: ResumableSampler | StreamSampler, local_batch: in
     return sampler.num_samples // local_batch
 
 
-def epoch_loader(dataset: Dataset, sampler: ResumableSampler, epoch: int, start_batch: int, local_batch: int,
-                 num_workers: int, pin_memory: bool, generator: torch.Generator) -> DataLoader:
+def epoch_loader(
+    dataset: Dataset,
+    sampler: ResumableSampler,
+    epoch: int,
+    start_batch: int,
+    local_batch: int,
+    num_workers: int,
+    pin_memory: bool,
+    generator: torch.Generator,
+) -> DataLoader:
     """The DataLoader for ``epoch`` from batch ``start_batch`` on. Datasets with
     ``set_epoch`` draw their crops and prompts from (seed, epoch, index) (see
     ``sound2img.data.base.item_seed``), so a resumed epoch reads the same items whichever
@@ -122,13 +132,28 @@ def epoch_loader(dataset: Dataset, sampler: ResumableSampler, epoch: int, start_
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     sampler.start(epoch, start_batch * local_batch)
-    return DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate, drop_last=True, pin_memory=pin_memory,
-                      persistent_workers=False, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=local_batch,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        drop_last=True,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        generator=generator,
+    )
 
 
-def stream_batches(sampler: StreamSampler, epoch: int, start_batch: int, local_batch: int, num_workers: int,
-                   pin_memory: bool, generator: torch.Generator) -> Iterator[dict[str, Any]]:
+def stream_batches(
+    sampler: StreamSampler,
+    epoch: int,
+    start_batch: int,
+    local_batch: int,
+    num_workers: int,
+    pin_memory: bool,
+    generator: torch.Generator,
+) -> Iterator[dict[str, Any]]:
     """Batches ``start_batch ..`` of ``epoch`` from a stream, up to the rank's
     ``num_samples // local_batch``. Workers collate full batches of their own items; the
     short last batch of each worker is not dropped but joined with the others' here. When
@@ -140,8 +165,15 @@ def stream_batches(sampler: StreamSampler, epoch: int, start_batch: int, local_b
     made, rows = 0, []
     while made < needed:
         delivered = 0
-        loader = DataLoader(stream, batch_size=local_batch, collate_fn=collate, drop_last=False,
-                            num_workers=num_workers, persistent_workers=False, generator=generator)
+        loader = DataLoader(
+            stream,
+            batch_size=local_batch,
+            collate_fn=collate,
+            drop_last=False,
+            num_workers=num_workers,
+            persistent_workers=False,
+            generator=generator,
+        )
         for part in loader:
             delivered += len(part["key"])
             if not rows and len(part["key"]) == local_batch:
@@ -154,14 +186,19 @@ def stream_batches(sampler: StreamSampler, epoch: int, start_batch: int, local_b
                     rows = rows[local_batch:]
             for batch in ready:
                 made += 1
-                yield {k: v.pin_memory() if pin_memory and isinstance(v, torch.Tensor) else v
-                       for k, v in batch.items()}
+                yield {k: v.pin_memory() if pin_memory and isinstance(v, torch.Tensor) else v for k, v in batch.items()}
                 if made == needed:
                     return
         if delivered == 0:
             raise DatasetError(f"{stream.name}: no readable sample left for this rank in epoch {epoch}")
-        log.warning("%s: this rank's part of epoch %d ran out after %d of %d batches (unreadable data); "
-                    "reading it again from its start", stream.name, epoch, start_batch + made, needed + start_batch)
+        log.warning(
+            "%s: this rank's part of epoch %d ran out after %d of %d batches (unreadable data); "
+            "reading it again from its start",
+            stream.name,
+            epoch,
+            start_batch + made,
+            needed + start_batch,
+        )
         sampler.start(epoch, 0)
 
 
@@ -178,5 +215,4 @@ def split_batch(batch: dict[str, Any]) -> list[dict[str, Any]]:
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Tensors of ``batch`` moved to ``device`` (lists of strings stay)."""
     non_blocking = device.type == "cuda"
-    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()}
+    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

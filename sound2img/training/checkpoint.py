@@ -1,6 +1,7 @@
 """Training-state checkpoints: atomic writes, a sha256 beside each file so a torn or
 corrupt one is detected (and the previous one used), the last K kept, RNG states
 stored as tensors and plain types so ``torch.load(weights_only=True)`` reads them."""
+
 from __future__ import annotations
 
 import os
@@ -84,8 +85,9 @@ def load_training_state(path: str | Path, map_location: str | torch.device = "cp
     return state
 
 
-def load_latest_training_state(directory: str | Path,
-                               map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:
+def load_latest_training_state(
+    directory: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], Path] | None:
     """The newest readable training state in ``directory`` and its path; a torn or corrupt
     newer file is warned about and skipped. ``None`` when there is none at all."""
     candidates = list_checkpoints(directory)
@@ -106,10 +108,17 @@ def capture_rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": {"version": int(py_version), "internal": torch.tensor(py_internal, dtype=torch.int64),
-                   "gauss": py_gauss},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {
+            "version": int(py_version),
+            "internal": torch.tensor(py_internal, dtype=torch.int64),
+            "gauss": py_gauss,
+        },
     }
 
 
@@ -118,12 +127,16 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
         if len(state["cuda"]) != torch.cuda.device_count():
-            warnings.warn(f"checkpoint holds {len(state['cuda'])} CUDA RNG states but this machine has "
-                          f"{torch.cuda.device_count()} GPUs; resume is not bitwise exact", stacklevel=2)
+            warnings.warn(
+                f"checkpoint holds {len(state['cuda'])} CUDA RNG states but this machine has "
+                f"{torch.cuda.device_count()} GPUs; resume is not bitwise exact",
+                stacklevel=2,
+            )
         for index, s in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(s.cpu(), index)
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss"]))

@@ -1,6 +1,7 @@
 """The frozen CLIP side of a training step: text and frame embeddings of a batch, read
 from the on-disk ``EmbeddingCache`` when the prompt set and frames are fixed (computed
 once), encoded by the towers every step when they are not (EDA-augmented prompts)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,8 +53,16 @@ class ClipEmbeddings:
     """``text(prompts) -> text_emb [B,D]`` and ``images(batch) -> image_emb [B,D]``,
     both L2-normalised float32 on ``device``, never carrying a gradient."""
 
-    def __init__(self, clip, device: torch.device, cache_dir: str | Path | None, need_text: bool,
-                 need_images: bool, info: DistInfo, frame_keys: set[str] | None = None):
+    def __init__(
+        self,
+        clip,
+        device: torch.device,
+        cache_dir: str | Path | None,
+        need_text: bool,
+        need_images: bool,
+        info: DistInfo,
+        frame_keys: set[str] | None = None,
+    ):
         self.clip = clip.to(device)
         self.device = device
         self.need_text, self.need_images = need_text, need_images
@@ -105,8 +114,10 @@ class ClipEmbeddings:
 
             def encode(missing: list[str]) -> torch.Tensor:
                 if images is None:
-                    raise UserInputError(f"{len(missing)} video frame embedding(s) are not cached and the dataset "
-                                         "no longer loads frames (was the embedding cache deleted mid-run?)")
+                    raise UserInputError(
+                        f"{len(missing)} video frame embedding(s) are not cached and the dataset "
+                        "no longer loads frames (was the embedding cache deleted mid-run?)"
+                    )
                 idx = [keys.index(k) for k in missing]
                 img = images[idx].to(self.device).float() / 127.5 - 1.0  # uint8 → [-1,1]
                 return self.clip.encode_image(img).float()

@@ -2,6 +2,7 @@
 up, resumes, then alternates ``train_epoch`` and ``end_epoch`` until the step budget is
 spent; the same on a CPU, one GPU or ``torchrun`` DDP, with exact resume from its own
 checkpoints."""
+
 from __future__ import annotations
 
 import contextlib
@@ -39,11 +40,11 @@ from sound2img.training.checkpoint import (
     save_training_state,
 )
 from sound2img.training.clip_embeddings import ClipEmbeddings, fixed_prompts, frame_keys
-from sound2img.utils.distributed import DistInfo, all_gather_object, all_reduce_mean, barrier, init_distributed
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger
 from sound2img.training.step import ContrastiveModel, make_views
 from sound2img.training.validation import zero_shot_accuracy
+from sound2img.utils.distributed import DistInfo, all_gather_object, all_reduce_mean, barrier, init_distributed
 from sound2img.utils.files import remove_stale_temps
 
 STATE_FORMAT = "sound2img-train-state/1"
@@ -53,15 +54,15 @@ STATE_FORMAT = "sound2img-train-state/1"
 class Progress:
     """Where a run stands; the first five fields are saved in every training state."""
 
-    step: int = 0                    # optimiser steps taken
-    epoch: int = 0                   # current epoch (passes completed)
-    batch_in_epoch: int = 0          # batches of the current epoch already trained
-    best_acc: float = -1.0           # best zero-shot accuracy so far (-1: none yet)
-    val_acc: float | None = None     # last zero-shot accuracy
-    last_ckpt: int = -1              # step of the last checkpoint written by this process
-    last_val: int = -1               # step of the last validation run by this process
-    best_path: Path | None = None    # encoder_best.safetensors once written
-    final_path: Path | None = None   # encoder_final.safetensors once written
+    step: int = 0  # optimiser steps taken
+    epoch: int = 0  # current epoch (passes completed)
+    batch_in_epoch: int = 0  # batches of the current epoch already trained
+    best_acc: float = -1.0  # best zero-shot accuracy so far (-1: none yet)
+    val_acc: float | None = None  # last zero-shot accuracy
+    last_ckpt: int = -1  # step of the last checkpoint written by this process
+    last_val: int = -1  # step of the last validation run by this process
+    best_path: Path | None = None  # encoder_best.safetensors once written
+    final_path: Path | None = None  # encoder_final.safetensors once written
 
 
 @dataclass
@@ -70,12 +71,12 @@ class Trainer:
 
     info: DistInfo
     run_dir: Path
-    student: ContrastiveModel        # encoder + loss (temperature), trained in place
-    model: nn.Module                 # ``student``, DDP-wrapped under torchrun
+    student: ContrastiveModel  # encoder + loss (temperature), trained in place
+    model: nn.Module  # ``student``, DDP-wrapped under torchrun
     loss_fn: ContrastiveLoss
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
-    sched_per_step: bool             # False: the scheduler moves once per epoch (the authors' CyclicLR)
+    sched_per_step: bool  # False: the scheduler moves once per epoch (the authors' CyclicLR)
     scaler: torch.amp.GradScaler
     autocast: Callable[[], contextlib.AbstractContextManager]
     frontend: nn.Module
@@ -83,9 +84,9 @@ class Trainer:
     targets: ClipEmbeddings | None
     train_set: Dataset
     sampler: ResumableSampler | StreamSampler
-    with_frames: Any                 # frame keys of the training set (a↔v), or None
+    with_frames: Any  # frame keys of the training set (a↔v), or None
     val_set: Dataset | None
-    class_emb: torch.Tensor | None   # [C,D] zero-shot class prompts, None: no validation
+    class_emb: torch.Tensor | None  # [C,D] zero-shot class prompts, None: no validation
     clip_spec: dict | None
     logger: MetricsLogger
     pbar: Any
@@ -95,7 +96,7 @@ class Trainer:
     steps_per_epoch: int
     total_steps: int
     n_views: int
-    clean_first_view: bool           # first view unaugmented (the authors' recipe)
+    clean_first_view: bool  # first view unaugmented (the authors' recipe)
     num_workers: int
     grad_clip: float | None
     log_every: int
@@ -156,8 +157,13 @@ def training_loop(
     info = init_distributed(device)
     dev = info.device
     run_dir = Path(run_dir)
-    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("checkpoint_every", checkpoint_every),
-                        ("keep_checkpoints", keep_checkpoints), ("log_every", log_every)):
+    for name, value in (
+        ("batch_size", batch_size),
+        ("epochs", epochs),
+        ("checkpoint_every", checkpoint_every),
+        ("keep_checkpoints", keep_checkpoints),
+        ("log_every", log_every),
+    ):
         if int(value) < 1:
             raise UserInputError(f"{name} must be >= 1, got {value}")
     if max_steps is not None and max_steps < 0:
@@ -167,39 +173,72 @@ def training_loop(
     local_batch = batch_size // info.world_size
 
     # ---- model, loss, optimiser ---------------------------------------------------------
-    loss_fn = ContrastiveLoss(loss_terms, symmetric=symmetric, directions=directions,
-                              scale=LogitScale(logit_scale, init=logit_scale_init, max=logit_scale_max))
+    loss_fn = ContrastiveLoss(
+        loss_terms,
+        symmetric=symmetric,
+        directions=directions,
+        scale=LogitScale(logit_scale, init=logit_scale_init, max=logit_scale_max),
+    )
     if (loss_fn.enabled("at") or loss_fn.enabled("av")) and clip is None:
         raise UserInputError("the a↔t and a↔v terms need CLIP towers (clip=None allows only loss_terms={'aa': w})")
     with_frames = frame_keys(train_set) if loss_fn.enabled("av") else None
     if loss_fn.enabled("av") and with_frames is not None and not with_frames:
-        raise UserInputError("the a↔v term is enabled but no training item has a video frame "
-                             "(set loss.terms.av=0, or train on a dataset with frames such as vggsound)")
+        raise UserInputError(
+            "the a↔v term is enabled but no training item has a video frame "
+            "(set loss.terms.av=0, or train on a dataset with frames such as vggsound)"
+        )
     frontend = frontend.to(dev).eval()
-    student = ContrastiveModel(encoder, loss_fn, channels_last=channels_last,
-                               separate_passes=separate_view_passes).to(dev)
+    student = ContrastiveModel(encoder, loss_fn, channels_last=channels_last, separate_passes=separate_view_passes).to(
+        dev
+    )
     if channels_last:
         student.encoder.to(memory_format=torch.channels_last)
     student.train()
-    model = (DistributedDataParallel(student, device_ids=[dev.index] if dev.type == "cuda" else None)
-             if info.distributed else student)
+    model = (
+        DistributedDataParallel(student, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if info.distributed
+        else student
+    )
     opt = _build_optimizer(student, optimizer, lr, momentum, weight_decay)
 
     sampler = make_sampler(train_set, info.world_size, info.rank, seed)  # streams (shards) split themselves
     steps_per_epoch = batches_per_epoch(sampler, local_batch)
     if steps_per_epoch == 0:
-        raise UserInputError(f"training set of {len(train_set)} items is smaller than one batch "
-                             f"({batch_size} over {info.world_size} rank(s))")
+        raise UserInputError(
+            f"training set of {len(train_set)} items is smaller than one batch "
+            f"({batch_size} over {info.world_size} rank(s))"
+        )
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    sched, sched_per_step = _build_scheduler(opt, lr_schedule, optimizer, lr, momentum, steps_per_epoch,
-                                             lr_cycle_epochs, lr_min, warmup_steps, cyclic_max_lr,
-                                             cyclic_step_epochs, cyclic_base_momentum)
+    sched, sched_per_step = _build_scheduler(
+        opt,
+        lr_schedule,
+        optimizer,
+        lr,
+        momentum,
+        steps_per_epoch,
+        lr_cycle_epochs,
+        lr_min,
+        warmup_steps,
+        cyclic_max_lr,
+        cyclic_step_epochs,
+        cyclic_base_momentum,
+    )
     amp_dtype = _amp_dtype(amp, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
 
-    targets = ClipEmbeddings(clip, dev, cache_dir=embedding_cache_dir or run_dir / "embedding_cache",
-                             need_text=loss_fn.enabled("at"), need_images=loss_fn.enabled("av"),
-                             info=info, frame_keys=with_frames) if clip is not None else None
+    targets = (
+        ClipEmbeddings(
+            clip,
+            dev,
+            cache_dir=embedding_cache_dir or run_dir / "embedding_cache",
+            need_text=loss_fn.enabled("at"),
+            need_images=loss_fn.enabled("av"),
+            info=info,
+            frame_keys=with_frames,
+        )
+        if clip is not None
+        else None
+    )
     if targets is not None:
         targets.precompute_text(fixed_prompts(train_set))
     class_emb = None
@@ -218,20 +257,46 @@ def training_loop(
     run.best_path = best if best.exists() else None
 
     t = Trainer(
-        info=info, run_dir=run_dir, student=student, model=model, loss_fn=loss_fn, opt=opt, sched=sched,
+        info=info,
+        run_dir=run_dir,
+        student=student,
+        model=model,
+        loss_fn=loss_fn,
+        opt=opt,
+        sched=sched,
         sched_per_step=sched_per_step,
-        scaler=scaler, autocast=functools.partial(_autocast, amp_dtype, dev.type), frontend=frontend,
-        augment=augment, targets=targets, train_set=train_set, sampler=sampler, with_frames=with_frames,
-        val_set=val_set, class_emb=class_emb,
+        scaler=scaler,
+        autocast=functools.partial(_autocast, amp_dtype, dev.type),
+        frontend=frontend,
+        augment=augment,
+        targets=targets,
+        train_set=train_set,
+        sampler=sampler,
+        with_frames=with_frames,
+        val_set=val_set,
+        class_emb=class_emb,
         clip_spec=clip_spec if clip_spec is not None else (clip.spec() if clip is not None else None),
-        logger=MetricsLogger(run_dir, enabled=info.is_main, resume_step=run.step if resumed else None,
-                             wandb_project=wandb_project, config={"run_config": run_config}),
+        logger=MetricsLogger(
+            run_dir,
+            enabled=info.is_main,
+            resume_step=run.step if resumed else None,
+            wandb_project=wandb_project,
+            config={"run_config": run_config},
+        ),
         pbar=_progress(total_steps, run.step, progress and info.is_main),
-        seed=seed, local_batch=local_batch, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps, n_views=2 if loss_fn.enabled("aa") else 1,
-        clean_first_view=clean_first_view, num_workers=num_workers,
-        grad_clip=grad_clip, log_every=log_every, checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints, run_config=run_config,
+        seed=seed,
+        local_batch=local_batch,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        n_views=2 if loss_fn.enabled("aa") else 1,
+        clean_first_view=clean_first_view,
+        num_workers=num_workers,
+        grad_clip=grad_clip,
+        log_every=log_every,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        run_config=run_config,
         window={"sums": {}, "n": 0, "t0": time.perf_counter()},
     )
 
@@ -251,12 +316,19 @@ def training_loop(
     finally:
         t.pbar.close()
         t.logger.close()
-    return {"step": run.step, "epoch": run.epoch, "final": run.final_path, "best": run.best_path,
-            "best_val_acc": run.best_acc if run.best_acc >= 0 else None, "val_acc": run.val_acc}
+    return {
+        "step": run.step,
+        "epoch": run.epoch,
+        "final": run.final_path,
+        "best": run.best_path,
+        "best_val_acc": run.best_acc if run.best_acc >= 0 else None,
+        "val_acc": run.val_acc,
+    }
 
 
-def resume_progress(ckpt_dir: Path, student: ContrastiveModel, opt: torch.optim.Optimizer, sched, scaler,
-                    info: DistInfo, seed: int) -> Progress | None:
+def resume_progress(
+    ckpt_dir: Path, student: ContrastiveModel, opt: torch.optim.Optimizer, sched, scaler, info: DistInfo, seed: int
+) -> Progress | None:
     """Restore the newest readable training state in ``ckpt_dir`` into the model,
     optimiser, scheduler, scaler and RNGs; its counters, or None when there is none."""
     loaded = load_latest_training_state(ckpt_dir, map_location="cpu")
@@ -272,22 +344,40 @@ def resume_progress(ckpt_dir: Path, student: ContrastiveModel, opt: torch.optim.
     scaler.load_state_dict(state["scaler"])
     rngs = state["rng"]
     restore_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
-    return Progress(step=state["step"], epoch=state["epoch"], batch_in_epoch=state["batch_in_epoch"],
-                    best_acc=state["best_val_acc"], val_acc=state["val_acc"])
+    return Progress(
+        step=state["step"],
+        epoch=state["epoch"],
+        batch_in_epoch=state["batch_in_epoch"],
+        best_acc=state["best_val_acc"],
+        val_acc=state["val_acc"],
+    )
 
 
 def train_epoch(t: Trainer, run: Progress) -> None:
     """Train from batch ``run.batch_in_epoch`` of epoch ``run.epoch`` until the epoch's
     last batch or the step budget, logging and checkpointing on their periods."""
-    if run.epoch > 0 and t.targets is not None and t.targets.need_images and t.targets.cache is not None \
-            and t.with_frames is not None and hasattr(t.train_set, "load_images"):
+    if (
+        run.epoch > 0
+        and t.targets is not None
+        and t.targets.need_images
+        and t.targets.cache is not None
+        and t.with_frames is not None
+        and hasattr(t.train_set, "load_images")
+    ):
         # every frame was embedded during epoch 0 (the cache persists across resumes):
         # stop decoding video frames
         t.train_set.load_images = False
     dev = t.info.device
-    loader = epoch_loader(t.train_set, t.sampler, run.epoch, run.batch_in_epoch, t.local_batch, t.num_workers,
-                          pin_memory=dev.type == "cuda",
-                          generator=torch.Generator().manual_seed(step_seed(t.seed, run.epoch, 0, stream=3)))
+    loader = epoch_loader(
+        t.train_set,
+        t.sampler,
+        run.epoch,
+        run.batch_in_epoch,
+        t.local_batch,
+        t.num_workers,
+        pin_memory=dev.type == "cuda",
+        generator=torch.Generator().manual_seed(step_seed(t.seed, run.epoch, 0, stream=3)),
+    )
     for batch in iterate_loader(loader):
         out = train_step(t, run, to_device(batch, dev))
         run.step += 1
@@ -336,9 +426,13 @@ def _log_step(t: Trainer, run: Progress, out: dict[str, torch.Tensor]) -> None:
     rec = all_reduce_mean({k: (v / w["n"]).item() for k, v in w["sums"].items()}, t.info)
     if hasattr(t.train_set, "num_skipped"):  # bad rows + unreadable files seen by this rank
         rec["data_skipped"] = int(t.train_set.num_skipped)
-    rec.update(step=run.step, epoch=run.epoch, lr=t.sched.get_last_lr()[0],
-               logit_scale=t.loss_fn.scale().item(),
-               samples_per_s=w["n"] * t.batch_size / max(now - w["t0"], 1e-9))
+    rec.update(
+        step=run.step,
+        epoch=run.epoch,
+        lr=t.sched.get_last_lr()[0],
+        logit_scale=t.loss_fn.scale().item(),
+        samples_per_s=w["n"] * t.batch_size / max(now - w["t0"], 1e-9),
+    )
     t.logger.log(rec)
     t.pbar.set_postfix(loss=f"{rec['loss']:.4f}")
     t.window = {"sums": {}, "n": 0, "t0": now}
@@ -358,8 +452,16 @@ def end_epoch(t: Trainer, run: Progress) -> None:
 
 def validate(t: Trainer, run: Progress) -> None:
     """Zero-shot accuracy on the validation set; a new best is saved as encoder_best."""
-    run.val_acc = zero_shot_accuracy(t.student.encoder, t.frontend, t.val_set, t.class_emb, t.info,
-                                     batch_size=t.local_batch, num_workers=t.num_workers, autocast=t.autocast)
+    run.val_acc = zero_shot_accuracy(
+        t.student.encoder,
+        t.frontend,
+        t.val_set,
+        t.class_emb,
+        t.info,
+        batch_size=t.local_batch,
+        num_workers=t.num_workers,
+        autocast=t.autocast,
+    )
     t.logger.log({"step": run.step, "epoch": run.epoch, "val_zero_shot_acc": run.val_acc})
     run.last_val = run.step
     if run.val_acc > run.best_acc:
@@ -371,12 +473,26 @@ def checkpoint(t: Trainer, run: Progress) -> None:
     """Write the training state (every rank's RNG states gathered; rank 0 writes)."""
     rngs = all_gather_object(capture_rng_state(), t.info)
     if t.info.is_main:
-        save_training_state(t.run_dir / "checkpoints", run.step, {
-            "format": STATE_FORMAT, "step": run.step, "epoch": run.epoch, "batch_in_epoch": run.batch_in_epoch,
-            "best_val_acc": run.best_acc, "val_acc": run.val_acc, "world_size": t.info.world_size,
-            "student": t.student.state_dict(), "optimizer": t.opt.state_dict(),
-            "scheduler": t.sched.state_dict(), "scaler": t.scaler.state_dict(), "rng": rngs,
-            "run_config": t.run_config or ""}, keep=t.keep_checkpoints)
+        save_training_state(
+            t.run_dir / "checkpoints",
+            run.step,
+            {
+                "format": STATE_FORMAT,
+                "step": run.step,
+                "epoch": run.epoch,
+                "batch_in_epoch": run.batch_in_epoch,
+                "best_val_acc": run.best_acc,
+                "val_acc": run.val_acc,
+                "world_size": t.info.world_size,
+                "student": t.student.state_dict(),
+                "optimizer": t.opt.state_dict(),
+                "scheduler": t.sched.state_dict(),
+                "scaler": t.scaler.state_dict(),
+                "rng": rngs,
+                "run_config": t.run_config or "",
+            },
+            keep=t.keep_checkpoints,
+        )
     barrier(t.info)
     run.last_ckpt = run.step
 
@@ -387,8 +503,14 @@ def save_encoder(t: Trainer, run: Progress, kind: str) -> Path:
     if t.info.is_main:  # the run dir is the run's own: best/final are replaced as they improve
         remove_stale_temps(path)  # left by a run killed while writing it (a resume replays that save)
         extra = {"step": run.step, "epoch": run.epoch, "val_zero_shot_acc": run.val_acc, "run_config": t.run_config}
-        save_audio_encoder(path, t.student.encoder, t.frontend.spec(), clip_spec=t.clip_spec,
-                           extra_metadata={k: v for k, v in extra.items() if v is not None}, overwrite=True)
+        save_audio_encoder(
+            path,
+            t.student.encoder,
+            t.frontend.spec(),
+            clip_spec=t.clip_spec,
+            extra_metadata={k: v for k, v in extra.items() if v is not None},
+            overwrite=True,
+        )
     barrier(t.info)
     return path
 
@@ -400,8 +522,9 @@ def _autocast(dtype: torch.dtype | None, device_type: str) -> contextlib.Abstrac
     return torch.autocast(device_type, dtype=dtype)
 
 
-def _build_optimizer(student: ContrastiveModel, name: str, lr: float, momentum: float,
-                     weight_decay: float) -> torch.optim.Optimizer:
+def _build_optimizer(
+    student: ContrastiveModel, name: str, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
     """SGD (paper) or AdamW over the encoder and the temperature; weight decay on the
     encoder only, because decaying log(1/τ) would pull the temperature towards 1."""
     scale_params = list(student.loss.parameters())
@@ -417,22 +540,46 @@ def _build_optimizer(student: ContrastiveModel, name: str, lr: float, momentum: 
     raise UserInputError(f"unknown optimizer {name!r} (use sgd or adamw)")
 
 
-def _build_scheduler(opt, name: str, optimizer: str, lr: float, momentum: float, steps_per_epoch: int,
-                     cycle_epochs: float, lr_min: float, warmup_steps: int, cyclic_max_lr: float,
-                     cyclic_step_epochs: int, cyclic_base_momentum: float):
+def _build_scheduler(
+    opt,
+    name: str,
+    optimizer: str,
+    lr: float,
+    momentum: float,
+    steps_per_epoch: int,
+    cycle_epochs: float,
+    lr_min: float,
+    warmup_steps: int,
+    cyclic_max_lr: float,
+    cyclic_step_epochs: int,
+    cyclic_base_momentum: float,
+):
     """``(scheduler, steps_each_step)``: SGDR cosine restarts stepped every optimiser step,
     or the authors' ``CyclicLR`` (triangular, lr → max_lr over ``cyclic_step_epochs`` and
     back, momentum cycling inversely for SGD) stepped once per epoch."""
     if name == "cosine_restarts":
-        return torch.optim.lr_scheduler.LambdaLR(opt, _cosine_restarts(
-            max(1, round(cycle_epochs * steps_per_epoch)), lr_min / lr if lr > 0 else 0.0, warmup_steps)), True
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt,
+            _cosine_restarts(
+                max(1, round(cycle_epochs * steps_per_epoch)), lr_min / lr if lr > 0 else 0.0, warmup_steps
+            ),
+        ), True
     if name == "cyclic":
         if not cyclic_max_lr >= lr or int(cyclic_step_epochs) < 1:
-            raise UserInputError(f"cyclic schedule: need max_lr >= lr and step_epochs >= 1, got max_lr "
-                                 f"{cyclic_max_lr}, lr {lr}, step_epochs {cyclic_step_epochs}")
+            raise UserInputError(
+                f"cyclic schedule: need max_lr >= lr and step_epochs >= 1, got max_lr "
+                f"{cyclic_max_lr}, lr {lr}, step_epochs {cyclic_step_epochs}"
+            )
         return torch.optim.lr_scheduler.CyclicLR(
-            opt, base_lr=lr, max_lr=cyclic_max_lr, step_size_up=int(cyclic_step_epochs), mode="triangular",
-            cycle_momentum=optimizer == "sgd", base_momentum=cyclic_base_momentum, max_momentum=momentum), False
+            opt,
+            base_lr=lr,
+            max_lr=cyclic_max_lr,
+            step_size_up=int(cyclic_step_epochs),
+            mode="triangular",
+            cycle_momentum=optimizer == "sgd",
+            base_momentum=cyclic_base_momentum,
+            max_momentum=momentum,
+        ), False
     raise UserInputError(f"unknown lr schedule {name!r} (use cosine_restarts or cyclic)")
 
 
@@ -440,6 +587,7 @@ def _cosine_restarts(cycle_steps: int, floor: float, warmup_steps: int) -> Calla
     """Learning-rate factor at step t: linear warm-up, then cosine annealing from 1 to
     ``floor`` over each cycle of ``cycle_steps``, restarting at 1 (SGDR, the paper's
     cyclic cosine schedule)."""
+
     def factor(t: int) -> float:
         if t < warmup_steps:
             return (t + 1) / warmup_steps

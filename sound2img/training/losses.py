@@ -1,10 +1,11 @@
 """The one contrastive loss (docs/method.md §1): InfoNCE between L2-normalised embeddings,
 its temperature, cross-rank gathering with gradients, and the weighted sum of the
 a↔t, a↔v and a↔â terms. Training and validation both call this module."""
+
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
@@ -28,8 +29,10 @@ def _check_normalised(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected [B,D] embeddings, got shape {tuple(x.shape)}")
     norms = x.detach().float().norm(dim=-1)
     if norms.numel() and not torch.allclose(norms, torch.ones_like(norms), atol=_NORM_TOL):
-        raise ValueError(f"{name}: embeddings must be L2-normalised (row norms span "
-                         f"{norms.min().item():.4f}..{norms.max().item():.4f})")
+        raise ValueError(
+            f"{name}: embeddings must be L2-normalised (row norms span "
+            f"{norms.min().item():.4f}..{norms.max().item():.4f})"
+        )
 
 
 def world_info() -> tuple[int, int]:
@@ -69,11 +72,17 @@ class _GatherWithGrad(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
-        return grad[ctx.rows[0]:ctx.rows[1]]
+        return grad[ctx.rows[0] : ctx.rows[1]]
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float,
-             symmetric: bool = True, valid: torch.Tensor | None = None, directions: str = "mean") -> torch.Tensor:
+def info_nce(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    symmetric: bool = True,
+    valid: torch.Tensor | None = None,
+    directions: str = "mean",
+) -> torch.Tensor:
     """InfoNCE between matching rows of ``a [B,D]`` and ``b [B,D]`` (both L2-normalised).
 
     Negatives are gathered from all ranks; row i of this rank is matched with row
@@ -190,8 +199,13 @@ class ContrastiveLoss(nn.Module):
     legacy scale) are arguments. One shared temperature, as in CLIP.
     """
 
-    def __init__(self, terms: Mapping[str, float] | None = None, symmetric: bool = True,
-                 scale: LogitScale | None = None, directions: str = "mean"):
+    def __init__(
+        self,
+        terms: Mapping[str, float] | None = None,
+        symmetric: bool = True,
+        scale: LogitScale | None = None,
+        directions: str = "mean",
+    ):
         super().__init__()
         terms = dict({"at": 1.0, "av": 1.0, "aa": 1.0} if terms is None else terms)
         unknown = set(terms) - set(TERMS)
@@ -211,9 +225,14 @@ class ContrastiveLoss(nn.Module):
     def enabled(self, term: str) -> bool:
         return self.weights[term] > 0
 
-    def forward(self, audio: torch.Tensor, text: torch.Tensor | None = None,
-                image: torch.Tensor | None = None, audio_view: torch.Tensor | None = None,
-                image_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        audio: torch.Tensor,
+        text: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+        audio_view: torch.Tensor | None = None,
+        image_valid: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """``audio [B,D]`` against ``text [B,D]``, ``image [B,D]`` and the second view
         ``audio_view [B,D]`` (all L2-normalised); ``image_valid [B]`` marks the items
         that have a frame (None: all). Returns ``{"loss": total, "loss_at": …, …}``
@@ -227,8 +246,14 @@ class ContrastiveLoss(nn.Module):
                 continue
             if targets[term] is None:
                 raise ValueError(f"contrastive term {term!r} is enabled but its embeddings were not given")
-            value = info_nce(audio, targets[term], scale, symmetric=self.symmetric,
-                             valid=image_valid if term == "av" else None, directions=self.directions)
+            value = info_nce(
+                audio,
+                targets[term],
+                scale,
+                symmetric=self.symmetric,
+                valid=image_valid if term == "av" else None,
+                directions=self.directions,
+            )
             out[f"loss_{term}"] = value
             total = self.weights[term] * value if total is None else total + self.weights[term] * value
         out["loss"] = total

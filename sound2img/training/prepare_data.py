@@ -1,18 +1,23 @@
 """The edge of ``scripts/prepare_data.py``: flags and ``key=value`` overrides → a composed
 ``prepare_data`` config → the dataset reader → ``sound2img.data.prepare.prepare_shards``."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from sound2img.cli import ArgumentParser, add_common_args, compose, parse_with_overrides, to_plain, to_yaml
 
 
 def prepare_data_cli(argv: Sequence[str]) -> int:
     """``scripts/prepare_data.py``: parse, compose, then print (``--cfg job``) or prepare."""
-    parser = ArgumentParser(prog="prepare_data.py", description=(
-        "Decode a dataset once into WebDataset shards (mono, resampled to the front end's rate, cropped "
-        "to clip_seconds; FLAC audio, JPEG middle frame, texts, metadata) plus index.json. A rerun "
-        "writes only missing shards. Extra words are Hydra overrides, e.g. data=vggsound data.root=DIR."))
+    parser = ArgumentParser(
+        prog="prepare_data.py",
+        description=(
+            "Decode a dataset once into WebDataset shards (mono, resampled to the front end's rate, cropped "
+            "to clip_seconds; FLAC audio, JPEG middle frame, texts, metadata) plus index.json. A rerun "
+            "writes only missing shards. Extra words are Hydra overrides, e.g. data=vggsound data.root=DIR."
+        ),
+    )
     add_common_args(parser)
     parser.add_argument("--out", help="directory of the shards (sets out)")
     parser.add_argument("--shard-size", type=int, help="samples per shard (sets shard_size, default 1000)")
@@ -20,8 +25,12 @@ def prepare_data_cli(argv: Sequence[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="discard shards prepared with other settings")
     args, overrides = parse_with_overrides(parser, argv)
     cfg = compose("prepare_data", overrides)
-    for key, value in (("out", args.out), ("shard_size", args.shard_size), ("workers", args.workers),
-                       ("device", args.device)):
+    for key, value in (
+        ("out", args.out),
+        ("shard_size", args.shard_size),
+        ("workers", args.workers),
+        ("device", args.device),
+    ):
         if value is not None:
             cfg[key] = value
     cfg.overwrite = bool(cfg.overwrite or args.overwrite)
@@ -29,8 +38,10 @@ def prepare_data_cli(argv: Sequence[str]) -> int:
         print(to_yaml(cfg), end="")
         return 0
     index = prepare_from_cfg(cfg)
-    print(f"{index['num_written']} samples in {index['num_shards']} shard(s) under {cfg.out}; "
-          f"{index['num_skipped']} skipped (reasons in index.json)")
+    print(
+        f"{index['num_written']} samples in {index['num_shards']} shard(s) under {cfg.out}; "
+        f"{index['num_skipped']} skipped (reasons in index.json)"
+    )
     if cfg.embedding_cache_dir:
         frames = precompute_embeddings(cfg, index)
         print(f"CLIP embeddings of the prompts and {frames} frame(s) in {cfg.embedding_cache_dir}")
@@ -64,9 +75,17 @@ def prepare_from_cfg(cfg) -> dict:
     dataset = build_dataset(name, **{k: v for k, v in data.items() if v is not None})
     settings = {"data": {"name": name, **data}, "audio": to_plain(cfg.audio)}
     with tqdm(total=len(dataset.records), unit="clip", disable=not cfg.progress, dynamic_ncols=True) as bar:
-        return prepare_shards(dataset, cfg.out, settings=settings, shard_size=int(cfg.shard_size),
-                              workers=int(cfg.workers), seed=int(cfg.seed), jpeg_quality=int(cfg.jpeg_quality),
-                              overwrite=bool(cfg.overwrite), progress=bar.update)
+        return prepare_shards(
+            dataset,
+            cfg.out,
+            settings=settings,
+            shard_size=int(cfg.shard_size),
+            workers=int(cfg.workers),
+            seed=int(cfg.seed),
+            jpeg_quality=int(cfg.jpeg_quality),
+            overwrite=bool(cfg.overwrite),
+            progress=bar.update,
+        )
 
 
 def precompute_embeddings(cfg, index: dict, batch_size: int = 64) -> int:
@@ -79,16 +98,17 @@ def precompute_embeddings(cfg, index: dict, batch_size: int = 64) -> int:
     from sound2img import factory
     from sound2img.data import collate
     from sound2img.data.shards import ShardDataset
-    from sound2img.training.distributed import DistInfo
     from sound2img.training.clip_embeddings import ClipEmbeddings, fixed_prompts
+    from sound2img.training.distributed import DistInfo
     from sound2img.utils.device import resolve_device
 
     device = resolve_device(cfg.device)
     clip = factory.build_clip_from_cfg(cfg.clip, device)
     urls = [str(Path(str(cfg.out)) / s["name"]) for s in index["shards"]]
     stream = ShardDataset(urls, sample_rate=int(index["sample_rate"]), crop="center", shuffle_buffer=0)
-    targets = ClipEmbeddings(clip, device, cfg.embedding_cache_dir, need_text=True, need_images=True,
-                              info=DistInfo(0, 1, device))
+    targets = ClipEmbeddings(
+        clip, device, cfg.embedding_cache_dir, need_text=True, need_images=True, info=DistInfo(0, 1, device)
+    )
     targets.precompute_text(fixed_prompts(stream))
     frames, rows = 0, []
     for item in stream:

@@ -1,24 +1,36 @@
 """The edge of ``scripts/train_encoder.py``: flags and ``key=value`` overrides → a
 composed ``train_encoder`` config → the run directory, datasets, networks and the one
 ``training_loop`` call (config groups become plain arguments here)."""
+
 from __future__ import annotations
 
 import os
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from sound2img.cli import (ArgumentParser, add_common_args, check_config, compose_with_flags, parse_with_overrides,
-                           to_plain, to_yaml)
+from sound2img.cli import (
+    ArgumentParser,
+    add_common_args,
+    check_config,
+    compose_with_flags,
+    parse_with_overrides,
+    to_plain,
+    to_yaml,
+)
 from sound2img.errors import UserInputError
 from sound2img.utils.files import atomic_write_text
 
 # Held-out split of each training set, for zero-shot validation (validation.data=held_out).
-HELD_OUT = {"vggsound": {"split": "test"}, "synthetic": {"split": "test"},
-            "audioset": {"subset": "eval", "segments_csv": None}}
+HELD_OUT = {
+    "vggsound": {"split": "test"},
+    "synthetic": {"split": "test"},
+    "audioset": {"subset": "eval", "segments_csv": None},
+}
 # What a run directory holds; --overwrite removes exactly these (the embedding cache is
 # keyed by the CLIP spec and stays valid).
 RUN_FILES = ("config.yaml", "metrics.jsonl", "encoder_best.safetensors", "encoder_final.safetensors")
@@ -27,16 +39,28 @@ RUN_DIRS = ("checkpoints",)
 
 def train_encoder_cli(argv: Sequence[str]) -> int:
     """``scripts/train_encoder.py``: parse, compose, then print (``--cfg job``) or train."""
-    parser = ArgumentParser(prog="train_encoder.py", description=(
-        "Train the audio encoder into CLIP's embedding space (docs/method.md §1). Extra words are "
-        "Hydra overrides, e.g. experiment=paper, preset=tiny, data.root=DIR, train.batch_size=64."))
+    parser = ArgumentParser(
+        prog="train_encoder.py",
+        description=(
+            "Train the audio encoder into CLIP's embedding space (docs/method.md §1). Extra words are "
+            "Hydra overrides, e.g. experiment=paper, preset=tiny, data.root=DIR, train.batch_size=64."
+        ),
+    )
     add_common_args(parser)
     parser.add_argument("--out", help="run directory (sets run_dir)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run in --out and start again")
     args, overrides = parse_with_overrides(parser, argv)
-    cfg = compose_with_flags("train_encoder", overrides, {  # store_true flags: False means "not given"
-        "run_dir": args.out, "device": args.device, "resume": args.resume or None, "overwrite": args.overwrite or None})
+    cfg = compose_with_flags(
+        "train_encoder",
+        overrides,
+        {  # store_true flags: False means "not given"
+            "run_dir": args.out,
+            "device": args.device,
+            "resume": args.resume or None,
+            "overwrite": args.overwrite or None,
+        },
+    )
     cfg = effective_config(cfg)
     check_config("train_encoder", cfg)  # preset=tiny's tiny_run.train, now merged over train
     if args.cfg == "job":
@@ -45,8 +69,10 @@ def train_encoder_cli(argv: Sequence[str]) -> int:
     out = train_from_cfg(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return 0
-    print(f"trained {out['step']} steps; encoder: {out['final']}"
-          + (f"; best zero-shot accuracy {out['best_val_acc']:.4f} ({out['best']})" if out.get("best") else ""))
+    print(
+        f"trained {out['step']} steps; encoder: {out['final']}"
+        + (f"; best zero-shot accuracy {out['best_val_acc']:.4f} ({out['best']})" if out.get("best") else "")
+    )
     return 0
 
 
@@ -69,16 +95,21 @@ def prepare_run_dir(run_dir: Path, config_yaml: str, resume: bool, overwrite: bo
     existing = [p for p in [*(run_dir / f for f in RUN_FILES), *(run_dir / d for d in RUN_DIRS)] if p.exists()]
     if existing and not resume:
         if not overwrite:
-            raise UserInputError(f"{run_dir} already holds a run ({existing[0].name}); pass --resume to continue "
-                                 "it or --overwrite to start again")
+            raise UserInputError(
+                f"{run_dir} already holds a run ({existing[0].name}); pass --resume to continue "
+                "it or --overwrite to start again"
+            )
         for p in existing:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     config_path = run_dir / "config.yaml"
     if resume and config_path.exists():
         old = config_path.read_text(encoding="utf-8")
         if _training_settings(old) != _training_settings(config_yaml):
-            warnings.warn(f"resuming {run_dir} with a config that differs from its config.yaml; the run is "
-                          "only an exact continuation if the training settings are unchanged", stacklevel=2)
+            warnings.warn(
+                f"resuming {run_dir} with a config that differs from its config.yaml; the run is "
+                "only an exact continuation if the training settings are unchanged",
+                stacklevel=2,
+            )
         return
     atomic_write_text(config_path, config_yaml)
 
@@ -122,8 +153,10 @@ def build_datasets(cfg, sample_rate: int, need_images: bool):
     if val == "held_out":
         name = cfg.data.name
         if name not in HELD_OUT:
-            raise UserInputError(f"validation.data=held_out: dataset {name!r} has no held-out split; set "
-                                 "validation.data=null or to a dataset config")
+            raise UserInputError(
+                f"validation.data=held_out: dataset {name!r} has no held-out split; set "
+                "validation.data=null or to a dataset config"
+            )
         node, fixed = cfg.data, HELD_OUT[name]
     else:
         node, fixed = val, {}
@@ -140,11 +173,11 @@ def build_datasets(cfg, sample_rate: int, need_images: bool):
 def train_from_cfg(cfg) -> dict[str, Any]:
     """Train as ``cfg`` (an effective ``train_encoder`` config) says; returns the loop's
     summary. Under ``torchrun`` every rank calls this; rank 0 owns the run directory."""
-    from sound2img import factory
-    from sound2img.utils.distributed import broadcast_object, init_distributed, shutdown_distributed
-    from sound2img.training.loop import training_loop
-
     from omegaconf import OmegaConf
+
+    from sound2img import factory
+    from sound2img.training.loop import training_loop
+    from sound2img.utils.distributed import broadcast_object, init_distributed, shutdown_distributed
 
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -176,15 +209,32 @@ def train_from_cfg(cfg) -> dict[str, Any]:
         train_set, val_set = build_datasets(cfg, frontend.sample_rate, need_images=terms["av"] > 0)
         train.pop("clip_seconds")  # the datasets' crop length; the rest are training_loop arguments
         return training_loop(
-            run_dir, encoder, frontend, train_set, val_set, clip=clip, augment=augment, loss_terms=terms,
-            symmetric=loss["symmetric"], logit_scale=loss["logit_scale"], logit_scale_init=loss["logit_scale_init"],
-            logit_scale_max=loss["logit_scale_max"], directions=loss["directions"], optimizer=optim.pop("name"),
-            lr_schedule=optim.pop("schedule"), cyclic_max_lr=optim.pop("max_lr"),
-            cyclic_step_epochs=optim.pop("step_epochs"), cyclic_base_momentum=optim.pop("base_momentum"),
-            **optim, **train,
-            seed=c["seed"], resume=c["resume"],
+            run_dir,
+            encoder,
+            frontend,
+            train_set,
+            val_set,
+            clip=clip,
+            augment=augment,
+            loss_terms=terms,
+            symmetric=loss["symmetric"],
+            logit_scale=loss["logit_scale"],
+            logit_scale_init=loss["logit_scale_init"],
+            logit_scale_max=loss["logit_scale_max"],
+            directions=loss["directions"],
+            optimizer=optim.pop("name"),
+            lr_schedule=optim.pop("schedule"),
+            cyclic_max_lr=optim.pop("max_lr"),
+            cyclic_step_epochs=optim.pop("step_epochs"),
+            cyclic_base_momentum=optim.pop("base_momentum"),
+            **optim,
+            **train,
+            seed=c["seed"],
+            resume=c["resume"],
             wandb_project=c["logging"]["wandb_project"] if c["logging"]["wandb"] else None,
-            run_config=to_yaml(cfg), device=info.device)
+            run_config=to_yaml(cfg),
+            device=info.device,
+        )
     except BaseException:
         if created is not None:
             _remove_failed_start(run_dir, created)

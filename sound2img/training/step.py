@@ -1,6 +1,7 @@
 """One training step's model: the audio encoder and the contrastive loss as a single
 module (so DDP synchronises the encoder *and* the temperature), and the augmented views
 of a batch's mel spectrograms."""
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,9 @@ class ContrastiveModel(nn.Module):
     ``scale`` may hold the learnable temperature). Builders and loaders return encoders
     frozen; this is the one place they are unfrozen for training."""
 
-    def __init__(self, encoder: nn.Module, loss: ContrastiveLoss, channels_last: bool = False,
-                 separate_passes: bool = False):
+    def __init__(
+        self, encoder: nn.Module, loss: ContrastiveLoss, channels_last: bool = False, separate_passes: bool = False
+    ):
         super().__init__()
         self.encoder = encoder.requires_grad_(True)
         self.loss = loss
@@ -29,9 +31,13 @@ class ContrastiveModel(nn.Module):
         """``mel [B,1,n_mels,T]`` → ``audio_emb [B,D]`` (L2-normalised, float32)."""
         return audio_embedding(self.encoder, mel, channels_last=self.channels_last)
 
-    def forward(self, views: list[torch.Tensor], text_emb: torch.Tensor | None = None,
-                image_emb: torch.Tensor | None = None,
-                image_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        views: list[torch.Tensor],
+        text_emb: torch.Tensor | None = None,
+        image_emb: torch.Tensor | None = None,
+        image_valid: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """``views``: one or two ``mel [B,1,n_mels,T]`` (the second only for a↔â), encoded
         in one batch; ``text_emb``/``image_emb [B,D]`` normalised CLIP targets,
         ``image_valid [B]`` the items that have a frame. Returns the loss dict of
@@ -40,12 +46,23 @@ class ContrastiveModel(nn.Module):
             audio = [self.encode(v) for v in views]
         else:
             audio = self.encode(torch.cat(views) if len(views) > 1 else views[0]).chunk(len(views))
-        return self.loss(audio[0], text=text_emb, image=image_emb,
-                         audio_view=audio[1] if len(views) > 1 else None, image_valid=image_valid)
+        return self.loss(
+            audio[0],
+            text=text_emb,
+            image=image_emb,
+            audio_view=audio[1] if len(views) > 1 else None,
+            image_valid=image_valid,
+        )
 
 
-def make_views(wav: torch.Tensor, frontend: nn.Module, augment, n_views: int,
-               generator: torch.Generator | None, clean_first: bool = False) -> list[torch.Tensor]:
+def make_views(
+    wav: torch.Tensor,
+    frontend: nn.Module,
+    augment,
+    n_views: int,
+    generator: torch.Generator | None,
+    clean_first: bool = False,
+) -> list[torch.Tensor]:
     """``n_views`` independently augmented encoder inputs ``mel [B,1,n_mels,T]`` of
     ``wav [B,S]``: per view, ``augment.wave`` (random gain) on the wave, the front end's
     spectrogram, ``augment.mel`` (SpecAugment) on it — before the legacy resize — and the

@@ -1,4 +1,5 @@
 """Device selection: ``auto`` means CUDA when present, else CPU. Nothing calls ``.cuda()``."""
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,14 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 def machine_info(device: torch.device) -> dict:
     """What a benchmark figure was measured on: platform, versions, cores, torch threads,
     the device (GPU name on CUDA) and the 1-minute load average at the start."""
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     if hasattr(os, "getloadavg"):

@@ -1,5 +1,6 @@
 """Ranks: join the process group ``torchrun`` describes (NCCL on CUDA, gloo on CPU),
 or run as a single process; small collectives the training loop and the edit queue need."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Atomic writes, staged output directories and overwrite protection: a crash or Ctrl-C
 never leaves a half-written output, and nothing already on disk is replaced unless the
 caller says so. Also file digests and the one name-or-path test."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,15 +11,27 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from sound2img.errors import UserInputError
 
 # What a file argument ends with (weights files and sounds): a name with one of these, a
 # "/" or a leading "~"/"." is a path, never a registry or config name.
-PATH_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt", ".safetensors", ".bin", ".npy", ".npz",
-                 ".wav", ".flac", ".mp3", ".ogg")
+PATH_SUFFIXES = (
+    ".pt",
+    ".pth",
+    ".pkl",
+    ".ckpt",
+    ".safetensors",
+    ".bin",
+    ".npy",
+    ".npz",
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".ogg",
+)
 
 
 @contextlib.contextmanager
@@ -128,8 +141,10 @@ def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, out)  # also onto an existing empty directory (POSIX rename)
         except OSError as exc:
             if out.is_dir() and any(out.iterdir()):  # another run finished into it meanwhile
-                raise UserInputError(f"{out} was filled by another run while this one worked; its files are "
-                                     "kept and this run's are discarded (pass --overwrite to replace them)") from exc
+                raise UserInputError(
+                    f"{out} was filled by another run while this one worked; its files are "
+                    "kept and this run's are discarded (pass --overwrite to replace them)"
+                ) from exc
             raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -139,8 +154,7 @@ def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
 def looks_like_path(text: str) -> bool:
     """Whether a name-or-path argument is meant as a path (so a missing file is reported
     as "no such file", not as an unknown name)."""
-    return ("/" in text or os.sep in text or text.startswith(("~", "."))
-            or Path(text).suffix.lower() in PATH_SUFFIXES)
+    return "/" in text or os.sep in text or text.startswith(("~", ".")) or Path(text).suffix.lower() in PATH_SUFFIXES
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
@@ -158,7 +172,7 @@ def append_line(path: str | os.PathLike, line: str) -> None:
             pass
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)  # also releases the lock

@@ -1,9 +1,10 @@
 """Images as files: ``img [3,H,W]`` in [-1,1] → uint8 / PNG bytes, side-by-side strips
 and grids (tiling is ``torchvision.utils.make_grid``'s job, not ours)."""
+
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +40,9 @@ def make_strip(imgs: Sequence[torch.Tensor], gap: int = 2) -> torch.Tensor:
     height = imgs[0].shape[-2]
     for img in imgs:
         if img.shape[-2] != height:
-            img = F.interpolate(img[None].float(), size=(height, round(img.shape[-1] * height / img.shape[-2])),
-                                mode="area")[0]
+            img = F.interpolate(
+                img[None].float(), size=(height, round(img.shape[-1] * height / img.shape[-2])), mode="area"
+            )[0]
         if frames and gap:
             frames.append(torch.ones(3, height, gap))
         frames.append(img.float().cpu())

@@ -1,4 +1,5 @@
 """Learning-rate schedules shared by the latent optimisers (edits and photo inversion)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Library versions recorded with every output (edits, inversions): what decides its numbers."""
+
 from __future__ import annotations
 
 import platform
@@ -9,8 +10,13 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for dist, key in (("torch", "torch"), ("numpy", "numpy"), ("open_clip_torch", "open_clip"), ("lpips", "lpips"),
-                      ("sound2img", "sound2img")):
+    for dist, key in (
+        ("torch", "torch"),
+        ("numpy", "numpy"),
+        ("open_clip_torch", "open_clip"),
+        ("lpips", "lpips"),
+        ("sound2img", "sound2img"),
+    ):
         try:
             out[key] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -1,6 +1,7 @@
 """Fixtures of the web-app tests: a ``demo.py preset=tiny`` server on 127.0.0.1 and a free
 port (started by the tests, always stopped), and headless Chromium driven by Playwright
 (the system's browser: Debian's ``chromium``; nothing is downloaded)."""
+
 from __future__ import annotations
 
 import os
@@ -47,10 +48,21 @@ class Server:
         self.work_dir = tmp / "work"
         self.log = tmp / "server.log"
         self.uploads = tmp / "uploads"  # Gradio keeps uploaded files here
-        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GRADIO_TEMP_DIR=str(self.uploads))
+        env = dict(
+            os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GRADIO_TEMP_DIR=str(self.uploads)
+        )
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        cmd = [sys.executable, str(ROOT / "scripts" / "demo.py"), "preset=tiny", "--device", "cpu",
-               "--port", str(self.port), f"app.work_dir={self.work_dir}", *overrides]
+        cmd = [
+            sys.executable,
+            str(ROOT / "scripts" / "demo.py"),
+            "preset=tiny",
+            "--device",
+            "cpu",
+            "--port",
+            str(self.port),
+            f"app.work_dir={self.work_dir}",
+            *overrides,
+        ]
         self._fh = open(self.log, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT, env=env, cwd=str(tmp))
 

@@ -1,5 +1,6 @@
 """Outputs directories the report tests read: real ``manipulate.py`` edits (preset=tiny)
 and a training run's ``metrics.jsonl`` with the records ``training/loop.py`` logs."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,20 @@ from sound2img.manipulation import command, run
 
 
 def make_edits(out: Path, *argv: str) -> list[Path]:
-    cfg, _ = command.compose_from_args(["preset=tiny", "--steps", "3", "manipulate.strip_every=1", "progress=false",
-                                        "--device", "cpu", "--out", str(out), *argv])
+    cfg, _ = command.compose_from_args(
+        [
+            "preset=tiny",
+            "--steps",
+            "3",
+            "manipulate.strip_every=1",
+            "progress=false",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            *argv,
+        ]
+    )
     return run.run_edit(cfg)
 
 
@@ -20,9 +33,19 @@ def make_run(run_dir: Path, steps: int = 6) -> Path:
     run_dir.mkdir(parents=True)
     lines = []
     for step in range(1, steps + 1):
-        lines.append({"step": step, "epoch": (step - 1) // 3, "loss": 2.0 / step, "loss_at": 1.2 / step,
-                      "loss_av": 0.8 / step, "lr": 1e-4 * step / steps, "logit_scale": 14.0 + 0.1 * step,
-                      "samples_per_s": 100.0, "data_skipped": step // 4})
+        lines.append(
+            {
+                "step": step,
+                "epoch": (step - 1) // 3,
+                "loss": 2.0 / step,
+                "loss_at": 1.2 / step,
+                "loss_av": 0.8 / step,
+                "lr": 1e-4 * step / steps,
+                "logit_scale": 14.0 + 0.1 * step,
+                "samples_per_s": 100.0,
+                "data_skipped": step // 4,
+            }
+        )
         if step % 3 == 0:
             lines.append({"step": step, "epoch": (step - 1) // 3, "val_zero_shot_acc": 0.1 * step})
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))

@@ -1,5 +1,6 @@
 """Driving the demo page from Playwright by its stable elem_ids. Every wait is on page
 state with a generous limit (never sleep-then-assert)."""
+
 from __future__ import annotations
 
 import re
@@ -75,10 +76,16 @@ def image_loaded(page, elem_id: str) -> bool:
 def pictures_loaded(page, selector: str = "img") -> tuple[int, int]:
     """(images that decoded, images) among ``selector``, once every one has finished
     loading or failing (``complete``)."""
-    page.wait_for_function("s => [...document.querySelectorAll(s)].every(e => e.complete)", arg=selector,
-                           timeout=WAIT_MS)
-    return tuple(page.evaluate("s => { const all = [...document.querySelectorAll(s)];"
-                               " return [all.filter(e => e.naturalWidth > 0).length, all.length]; }", selector))
+    page.wait_for_function(
+        "s => [...document.querySelectorAll(s)].every(e => e.complete)", arg=selector, timeout=WAIT_MS
+    )
+    return tuple(
+        page.evaluate(
+            "s => { const all = [...document.querySelectorAll(s)];"
+            " return [all.filter(e => e.naturalWidth > 0).length, all.length]; }",
+            selector,
+        )
+    )
 
 
 def download_bytes(page, base_url: str) -> bytes:

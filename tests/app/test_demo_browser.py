@@ -1,6 +1,7 @@
 """The web app in a real browser (headless Chromium): ``demo.py preset=tiny`` on
 127.0.0.1, driven by the page's elem_ids. Untrained networks: what is checked is the
 plumbing (an edit runs, its files come back, errors and Stop leave a usable page)."""
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,18 @@ import soundfile as sf
 from sound2img.manipulation.outputs import EDIT_FILES
 
 from .conftest import start_server
-from .pagehelp import (TERMINAL, download_bytes, image_loaded, open_page, run_and_wait, set_number, start_run,
-                       status, upload_sound, wait_status)
+from .pagehelp import (
+    TERMINAL,
+    download_bytes,
+    image_loaded,
+    open_page,
+    run_and_wait,
+    set_number,
+    start_run,
+    status,
+    upload_sound,
+    wait_status,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # parameters + buffers of preset=tiny's generator, CLIP towers, encoder and front end
@@ -191,10 +202,20 @@ def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(chromium, se
     assert status(page).input_value() == ""
     # and the server's own check, for a client that skips the page's
     boundary = "s2iboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode() + big.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(server.url + "gradio_api/upload", data=body, method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + big.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        server.url + "gradio_api/upload",
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(req, timeout=60)
     assert refused.value.code == 413

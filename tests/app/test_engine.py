@@ -1,13 +1,14 @@
 """The web app's engine without a browser: a page request becomes the config manipulate.py
 would compose, runs through the same run_edit on shared networks, and bad values are
 refused with the config's bounds."""
+
 from __future__ import annotations
 
 import zipfile
 
 import pytest
 
-from sound2img.app.engine import Engine, EditRequest, summary_rows
+from sound2img.app.engine import EditRequest, Engine, summary_rows
 from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.manipulation import command
@@ -20,30 +21,66 @@ def engine(tmp_path_factory):
 
 
 def test_a_request_is_the_cli_config(engine, tmp_path):
-    req = EditRequest(sound="tone:440", text="a red sky", mode="embedding mix", mix_weight=0.25, seed=7,
-                      steps=5, lr=0.05, lambda_sim=0.01, lambda_id=0.0)
+    req = EditRequest(
+        sound="tone:440",
+        text="a red sky",
+        mode="embedding mix",
+        mix_weight=0.25,
+        seed=7,
+        steps=5,
+        lr=0.05,
+        lambda_sim=0.01,
+        lambda_id=0.0,
+    )
     ours = to_plain(engine.edit_config(req, tmp_path / "out"))
-    cli, _ = command.compose_from_args(["preset=tiny", "--audio", "tone:440", "--text", "a red sky", "--mode",
-                                        "embedding_mix", "--mix-weight", "0.25", "--seed", "7", "--steps", "5",
-                                        "--lr", "0.05", "--lambda-sim", "0.01", "--lambda-id", "0",
-                                        "--out", str(tmp_path / "out"), "--device", "cpu", "progress=false"])
+    cli, _ = command.compose_from_args(
+        [
+            "preset=tiny",
+            "--audio",
+            "tone:440",
+            "--text",
+            "a red sky",
+            "--mode",
+            "embedding_mix",
+            "--mix-weight",
+            "0.25",
+            "--seed",
+            "7",
+            "--steps",
+            "5",
+            "--lr",
+            "0.05",
+            "--lambda-sim",
+            "0.01",
+            "--lambda-id",
+            "0",
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "progress=false",
+        ]
+    )
     cli = to_plain(cli)
     assert "app" not in ours
     for key in ("edit", "manipulate", "generator", "clip", "encoder", "audio", "out", "device", "progress"):
         assert ours[key] == cli[key], key
 
 
-@pytest.mark.parametrize("change,match", [
-    ({"steps": 10 ** 6}, r"steps must be an integer in \[1, 1000\]"),
-    ({"steps": 2.5}, r"steps must be an integer"),
-    ({"lambda_sim": -0.1}, r"lambda_sim must be a number in \[0, 1\]"),
-    ({"lr": float("nan")}, r"lr must be a number"),
-    ({"seed": -1}, r"seed must be a whole number >= 0"),
-    ({"mode": "text only", "text": "  "}, r"needs a text prompt"),
-    ({"sound": None}, r"needs a sound"),
-    ({"source": "latent file"}, r"needs a latent file"),
-    ({"source": "photo"}, r"needs an image file"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"steps": 10**6}, r"steps must be an integer in \[1, 1000\]"),
+        ({"steps": 2.5}, r"steps must be an integer"),
+        ({"lambda_sim": -0.1}, r"lambda_sim must be a number in \[0, 1\]"),
+        ({"lr": float("nan")}, r"lr must be a number"),
+        ({"seed": -1}, r"seed must be a whole number >= 0"),
+        ({"mode": "text only", "text": "  "}, r"needs a text prompt"),
+        ({"sound": None}, r"needs a sound"),
+        ({"source": "latent file"}, r"needs a latent file"),
+        ({"source": "photo"}, r"needs an image file"),
+    ],
+)
 def test_bad_requests_are_refused_with_the_bounds(engine, tmp_path, change, match):
     req = EditRequest(**{"sound": "tone:440", "steps": 3, **change})
     with pytest.raises(UserInputError, match=match):
@@ -60,8 +97,10 @@ def test_runs_share_the_models_and_zip_the_cli_files(engine):
     (models,) = engine._models.values()
     kept = dict(models)
     seen = []
-    second = engine.run(EditRequest(sound="tone:440", text="a red sky", mode="layer mix", steps=2, seed=2),
-                        on_step=lambda done, img, cos: seen.append(done))
+    second = engine.run(
+        EditRequest(sound="tone:440", text="a red sky", mode="layer mix", steps=2, seed=2),
+        on_step=lambda done, img, cos: seen.append(done),
+    )
     assert len(engine._models) == 1 and all(models[k] is v for k, v in kept.items())
     assert seen == [1, 2]
     for outcome in (first, second):
@@ -88,8 +127,9 @@ def test_a_missing_weight_file_offline_is_one_line_with_url_and_path(tmp_path, m
 
     monkeypatch.setenv("SOUND2IMG_OFFLINE", "1")
     monkeypatch.setenv("SOUND2IMG_CACHE", str(tmp_path / "cache"))
-    engine = Engine(["preset=tiny", "generator.name=soundclip_landscape", f"app.work_dir={tmp_path / 'w'}"],
-                    device="cpu")
+    engine = Engine(
+        ["preset=tiny", "generator.name=soundclip_landscape", f"app.work_dir={tmp_path / 'w'}"], device="cpu"
+    )
     with pytest.raises(UserInputError) as missing:
         engine.run(EditRequest(sound="tone:440", steps=1))
     line = _error_text(missing.value)

@@ -1,5 +1,6 @@
 """scripts/report.py on real preset=tiny edits and a training run's metrics.jsonl: one
 card per edit with everything embedded, numbers to sort by, plots; bad input refused."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,12 @@ import re
 
 import pytest
 
-from helpers import load_file_module
 from sound2img.app.report import build_report, edit_numbers, write_report
 from sound2img.errors import UserInputError
 
 from .conftest import ROOT
 from .outputs import make_edits, make_run
+from helpers import load_file_module
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_one_card_per_edit_everything_embedded(edits, tmp_path):
     cards = re.findall(r'<article class="card" data-name="([^"]+)"', page)
     assert sorted(cards) == ["mix", "tones/00_seed1_sound-tone440", "tones/01_seed1_sound-tone880"]
     assert page.count('src="data:image/png;base64,') == 3 * 3  # source, result, strip per card
-    assert page.count('<audio controls') == 3 and page.count('src="data:audio/wav;base64,') == 3
+    assert page.count("<audio controls") == 3 and page.count('src="data:audio/wav;base64,') == 3
     assert "“a red sky”" in page
     # nothing fetched from the network: no absolute URL in any src/href
     assert not re.search(r'(src|href)="(https?:)?//', page)
@@ -39,12 +40,27 @@ def test_one_card_per_edit_everything_embedded(edits, tmp_path):
 
 
 def test_numbers_of_an_edit_and_of_a_mix():
-    m = {"final_cosine": 0.5, "initial_cosine": 0.1, "steps": 3, "losses": {"total": [3, 2, 1.5]},
-         "timings": {"optimise_s": 2.0}, "config": {"x": 1}, "layer_mask": [1.0], "device": "cpu"}
-    assert edit_numbers(m) == {"final_cosine": 0.5, "initial_cosine": 0.1, "steps": 3.0, "loss.total": 1.5,
-                               "timings.optimise_s": 2.0}
-    assert edit_numbers({"final_cosine": {"sound": 0.2, "text": 0.3}}) == {"final_cosine.sound": 0.2,
-                                                                           "final_cosine.text": 0.3}
+    m = {
+        "final_cosine": 0.5,
+        "initial_cosine": 0.1,
+        "steps": 3,
+        "losses": {"total": [3, 2, 1.5]},
+        "timings": {"optimise_s": 2.0},
+        "config": {"x": 1},
+        "layer_mask": [1.0],
+        "device": "cpu",
+    }
+    assert edit_numbers(m) == {
+        "final_cosine": 0.5,
+        "initial_cosine": 0.1,
+        "steps": 3.0,
+        "loss.total": 1.5,
+        "timings.optimise_s": 2.0,
+    }
+    assert edit_numbers({"final_cosine": {"sound": 0.2, "text": 0.3}}) == {
+        "final_cosine.sound": 0.2,
+        "final_cosine.text": 0.3,
+    }
 
 
 def test_training_run_plots(tmp_path):

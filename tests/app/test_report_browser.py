@@ -1,5 +1,6 @@
 """A report.py page in headless Chromium, opened from disk with the network cut off:
 one card per edit, every picture decodes, the sound players are there, sorting works."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """Test sounds made on the spot (nothing is downloaded): speech-like (formant-filtered
 glottal pulse train with a syllable envelope), pink and white noise bursts, tones, and
 writers for wav/flac (soundfile) and mp3/m4a/mp4 (PyAV)."""
+
 from __future__ import annotations
 
 import fractions
@@ -41,14 +42,14 @@ def noise_bursts(sr: int, seconds: float, seed: int = 0, colour: str = "pink", l
     gate = np.full(n, 0.01)
     for _ in range(max(1, int(seconds * 1.5))):
         start, length = rng.integers(0, n), int(sr * rng.uniform(0.1, 0.6))
-        gate[start:start + length] = 1.0
+        gate[start : start + length] = 1.0
     return level * noise * gate
 
 
 def tones(sr: int, seconds: float, freqs=(220.0, 440.0, 1250.0, 3000.0), level: float = 0.4) -> np.ndarray:
     """A sum of steady sines plus a gliding one. ``[S]``."""
     t = np.arange(int(sr * seconds)) / sr
-    y = sum(np.sin(2 * np.pi * f * t) for f in freqs) + np.sin(2 * np.pi * (300 * t + 150 * t ** 2))
+    y = sum(np.sin(2 * np.pi * f * t) for f in freqs) + np.sin(2 * np.pi * (300 * t + 150 * t**2))
     return level * y / (len(freqs) + 1)
 
 
@@ -61,7 +62,9 @@ def make_sound(kind: str, sr: int, seconds: float, seed: int = 0) -> np.ndarray:
     if kind == "tones":
         return tones(sr, seconds)
     if kind == "mix":
-        return 0.6 * speech_like(sr, seconds, seed) + 0.5 * noise_bursts(sr, seconds, seed + 1) + 0.3 * tones(sr, seconds)
+        return (
+            0.6 * speech_like(sr, seconds, seed) + 0.5 * noise_bursts(sr, seconds, seed + 1) + 0.3 * tones(sr, seconds)
+        )
     raise ValueError(kind)
 
 
@@ -74,8 +77,9 @@ def write_sound(path: Path, y: np.ndarray, sr: int, subtype: str = "PCM_16", cli
     return path
 
 
-def write_av(path: Path, y: np.ndarray | None, sr: int, codec: str, *, video: bool = False,
-             bit_rate: int = 192_000) -> Path:
+def write_av(
+    path: Path, y: np.ndarray | None, sr: int, codec: str, *, video: bool = False, bit_rate: int = 192_000
+) -> Path:
     """Write ``y [S]`` or ``[C,S]`` (1 or 2 channels) with PyAV as ``codec`` in the container
     the suffix names; ``video=True`` adds a small MPEG-4 video track; ``y=None`` writes the
     video track alone."""

@@ -1,12 +1,12 @@
 """Augmentations: reproducible from a seed, independent per clip, and exactly the geometry
 and values they promise (mask widths and counts, gain in dB, crop offsets)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sound2img.audio.augment import (AudioAugment, build_augment, random_gain, spec_augment,
-                                     spec_augment_masks)
+from sound2img.audio.augment import AudioAugment, build_augment, random_gain, spec_augment, spec_augment_masks
 from sound2img.audio.frontend import build_frontend
 from sound2img.errors import UserInputError
 
@@ -42,8 +42,16 @@ def test_spec_augment_is_reproducible_and_per_sample():
 
 def test_mask_geometry():
     batch, n_freq, n_time = 2000, 128, 300
-    freq, time = spec_augment_masks(batch, n_freq, n_time, num_freq_masks=1, max_freq_width=16,
-                                    num_time_masks=1, max_time_width=40, generator=gen(3))
+    freq, time = spec_augment_masks(
+        batch,
+        n_freq,
+        n_time,
+        num_freq_masks=1,
+        max_freq_width=16,
+        num_time_masks=1,
+        max_time_width=40,
+        generator=gen(3),
+    )
     assert freq.shape == (batch, n_freq) and time.shape == (batch, n_time)
     for mask, max_width, size in ((freq, 16, n_freq), (time, 40, n_time)):
         spans = runs(mask)
@@ -58,21 +66,31 @@ def test_mask_geometry():
         assert int(starts.min()) == 0 and int(ends.max()) == size  # masks reach both edges
 
     # several masks: the masked count is at most count * max_width, widths clamp to the axis
-    freq, time = spec_augment_masks(500, 10, 50, num_freq_masks=3, max_freq_width=100, num_time_masks=2,
-                                    max_time_width=5, generator=gen(4))
+    freq, time = spec_augment_masks(
+        500, 10, 50, num_freq_masks=3, max_freq_width=100, num_time_masks=2, max_time_width=5, generator=gen(4)
+    )
     assert int(time.sum(1).max()) <= 10 and bool(freq.all(1).any())
-    none_f, none_t = spec_augment_masks(4, 10, 50, num_freq_masks=0, max_freq_width=5, num_time_masks=3,
-                                        max_time_width=0)
+    none_f, none_t = spec_augment_masks(
+        4, 10, 50, num_freq_masks=0, max_freq_width=5, num_time_masks=3, max_time_width=0
+    )
     assert not none_f.any() and not none_t.any()
 
 
 def test_spec_augment_writes_the_mask_value_only_inside_the_masks():
     spec = torch.randn(8, 1, 64, 100)
     g_masks, g_apply = gen(7), gen(7)
-    freq, time = spec_augment_masks(8, 64, 100, num_freq_masks=2, max_freq_width=8, num_time_masks=2,
-                                    max_time_width=20, generator=g_masks)
-    out = spec_augment(spec, num_freq_masks=2, max_freq_width=8, num_time_masks=2, max_time_width=20,
-                       mask_value=-3.5, generator=g_apply)
+    freq, time = spec_augment_masks(
+        8, 64, 100, num_freq_masks=2, max_freq_width=8, num_time_masks=2, max_time_width=20, generator=g_masks
+    )
+    out = spec_augment(
+        spec,
+        num_freq_masks=2,
+        max_freq_width=8,
+        num_time_masks=2,
+        max_time_width=20,
+        mask_value=-3.5,
+        generator=g_apply,
+    )
     mask = freq[:, None, :, None] | time[:, None, None, :]
     assert torch.equal(out[mask.expand_as(out)], torch.full((int(mask.expand_as(out).sum()),), -3.5))
     assert torch.equal(out[~mask.expand_as(out)], spec[~mask.expand_as(out)])
@@ -95,15 +113,22 @@ def test_random_gain():
     ratio = out.norm(dim=1) / wav.norm(dim=1)
     assert torch.allclose(20 * torch.log10(ratio), gain_db, atol=1e-4)
     same, zero = random_gain(wav, 2.0, 2.0)
-    assert torch.allclose(zero, torch.full((1000,), 2.0)) and torch.allclose(same, wav * 10 ** 0.1)
+    assert torch.allclose(zero, torch.full((1000,), 2.0)) and torch.allclose(same, wav * 10**0.1)
     with pytest.raises(UserInputError):
         random_gain(wav, 3.0, -3.0)
 
 
 def test_audio_augment_from_config_keys_and_the_legacy_view():
     """Masks go on the spectrogram before the legacy resize, where 0 is silence."""
-    aug = build_augment(min_gain_db=-3, max_gain_db=3, num_freq_masks=1, max_freq_width=20, num_time_masks=1,
-                        max_time_width=100, mask_value=0.0)
+    aug = build_augment(
+        min_gain_db=-3,
+        max_gain_db=3,
+        num_freq_masks=1,
+        max_freq_width=20,
+        num_time_masks=1,
+        max_time_width=100,
+        mask_value=0.0,
+    )
     assert isinstance(aug, AudioAugment) and aug.spec()["max_time_width"] == 100
     fe = build_frontend("soundclip_legacy")
     wav = torch.randn(2, 44100 * 3) * 0.1

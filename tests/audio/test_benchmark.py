@@ -1,6 +1,7 @@
 """benchmarks/frontend.py runs end to end (tiny sizes): its accuracy column is the real
 max |ours − reference|, and its speed columns are the medians of what it timed, checked
 with a scripted clock so the expected figures are known without timing anything."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,25 @@ def test_frontend_benchmark_smoke(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bench, "_naive_mel_power", naive)
     monkeypatch.setattr(bench, "_timed", scripted_timed)
     out = tmp_path / "results.json"
-    assert bench.main(["--device", "cpu", "--batch-size", "2", "--seconds", "1", "--repeats", "3", "--warmup", "0",
-                       "--out", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "--device",
+                "cpu",
+                "--batch-size",
+                "2",
+                "--seconds",
+                "1",
+                "--repeats",
+                "3",
+                "--warmup",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     by_name = {r["frontend"]: r for r in result["results"]}
     assert set(by_name) == {"logmel", "soundclip_legacy"}

@@ -1,6 +1,7 @@
 """Both mel front ends against librosa (+ OpenCV for the legacy resize), written out here
 call by call, on generated speech, noise and tones read through load_audio; batching,
 lengths, crops and the spec round trip."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,10 @@ import torch.nn.functional as F
 import sound2img.audio.frontend as frontend_mod
 from sound2img.audio.frontend import build_frontend, list_frontends
 from sound2img.audio.io import load_audio
-from helpers.reference import reference_frontend
 from sound2img.errors import UserInputError
 
 from .signals import make_sound, write_sound
+from helpers.reference import reference_frontend
 
 
 def librosa_load(path, sr):
@@ -35,7 +36,7 @@ def authors_input(y: np.ndarray, start: int | None = None) -> np.ndarray:
     spec = librosa.power_to_db(S, ref=np.max) / 80 + 1
     if spec.shape[1] >= 864:
         s = (spec.shape[1] - 864) // 2 if start is None else start
-        spec = spec[:, s:s + 864]
+        spec = spec[:, s : s + 864]
     else:
         spec = np.pad(spec, ((0, 0), (0, 864 - spec.shape[1])))
     return cv2.resize(spec, (128, 512)).reshape(1, 128, 512)
@@ -44,9 +45,22 @@ def authors_input(y: np.ndarray, start: int | None = None) -> np.ndarray:
 def librosa_logmel(y: np.ndarray, log_offset: float = 1e-4) -> np.ndarray:
     """logmel's "same settings": librosa.feature.melspectrogram at 16 kHz, n_fft 1024, hop 160,
     Hann, centred with zero padding, 128 Slaney mels to 8 kHz, then ln(S + offset)."""
-    S = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=1024, hop_length=160, win_length=1024,
-                                       window="hann", center=True, pad_mode="constant", power=2.0,
-                                       n_mels=128, fmin=0.0, fmax=8000.0, htk=False, norm="slaney")
+    S = librosa.feature.melspectrogram(
+        y=y,
+        sr=16000,
+        n_fft=1024,
+        hop_length=160,
+        win_length=1024,
+        window="hann",
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        n_mels=128,
+        fmin=0.0,
+        fmax=8000.0,
+        htk=False,
+        norm="slaney",
+    )
     return np.log(S + np.float32(log_offset))[None]
 
 
@@ -92,7 +106,7 @@ def test_logmel_full_scale_tones_stay_within_tolerance():
     empty bands sit far below the peak; the 1e-4 floor keeps them inside the bound."""
     t = np.arange(3 * 16000) / 16000
     fe = build_frontend("logmel")
-    for y in (np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 7000 * t), np.sin(2 * np.pi * (20 * t + 1000 * t ** 2))):
+    for y in (np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 7000 * t), np.sin(2 * np.pi * (20 * t + 1000 * t**2))):
         y = y.astype(np.float32)
         assert np.abs(fe(torch.from_numpy(y)[None])[0].numpy() - librosa_logmel(y)).max() <= 1e-4
 
@@ -100,11 +114,32 @@ def test_logmel_full_scale_tones_stay_within_tolerance():
 def test_logmel_other_settings_match_librosa():
     """db flavour, HTK mels without norm, a shorter window, another rate, fixed frames."""
     y = make_sound("mix", 22050, 2.0).astype(np.float32)
-    settings = dict(sample_rate=22050, n_fft=512, win_length=400, hop_length=256, n_mels=64, f_min=50.0,
-                    f_max=10000.0, mel_scale="htk", mel_norm=None, log="db", log_offset=1e-6)
+    settings = dict(
+        sample_rate=22050,
+        n_fft=512,
+        win_length=400,
+        hop_length=256,
+        n_mels=64,
+        f_min=50.0,
+        f_max=10000.0,
+        mel_scale="htk",
+        mel_norm=None,
+        log="db",
+        log_offset=1e-6,
+    )
     fe = build_frontend("logmel", **settings)
-    S = librosa.feature.melspectrogram(y=y, sr=22050, n_fft=512, win_length=400, hop_length=256, n_mels=64,
-                                       fmin=50.0, fmax=10000.0, htk=True, norm=None)
+    S = librosa.feature.melspectrogram(
+        y=y,
+        sr=22050,
+        n_fft=512,
+        win_length=400,
+        hop_length=256,
+        n_mels=64,
+        fmin=50.0,
+        fmax=10000.0,
+        htk=True,
+        norm=None,
+    )
     ref = librosa.power_to_db(S, ref=1.0, amin=1e-6, top_db=None)
     assert np.abs(fe(torch.from_numpy(y)[None])[0, 0].numpy() - ref).max() <= 1e-3  # dB: 4.3x ln units
     assert np.abs(fe(torch.from_numpy(y)[None])[0].numpy() - reference_frontend(y, fe.spec())).max() <= 1e-3
@@ -113,7 +148,7 @@ def test_logmel_other_settings_match_librosa():
     long, short = make_sound("speech", 16000, 3.0).astype(np.float32), make_sound("pink", 16000, 0.5).astype(np.float32)
     full = librosa_logmel(long)
     s = (full.shape[-1] - 150) // 2
-    assert np.abs(fixed(torch.from_numpy(long)[None])[0].numpy() - full[..., s:s + 150]).max() <= 1e-4
+    assert np.abs(fixed(torch.from_numpy(long)[None])[0].numpy() - full[..., s : s + 150]).max() <= 1e-4
     padded = fixed(torch.from_numpy(short)[None])[0].numpy()
     n = librosa_logmel(short).shape[-1]
     assert np.abs(padded[..., :n] - librosa_logmel(short)).max() <= 1e-4
@@ -123,7 +158,10 @@ def test_logmel_other_settings_match_librosa():
 def test_reference_module_is_the_literal_pipelines():
     """benchmarks/frontend.py times helpers/reference.py: it must be these calls."""
     y_legacy = make_sound("speech", 44100, 11.0).astype(np.float32)
-    assert np.abs(reference_frontend(y_legacy, build_frontend("soundclip_legacy").spec()) - authors_input(y_legacy)).max() == 0
+    assert (
+        np.abs(reference_frontend(y_legacy, build_frontend("soundclip_legacy").spec()) - authors_input(y_legacy)).max()
+        == 0
+    )
     y = make_sound("mix", 16000, 2.0).astype(np.float32)
     assert np.abs(reference_frontend(y, build_frontend("logmel").spec()) - librosa_logmel(y)).max() == 0
 
@@ -134,12 +172,14 @@ def test_interpolate_is_cv2_inter_linear(shape, size):
     antialias=False), for stretching and squeezing alike; antialias=True is not."""
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     ref = cv2.resize(x, (size[1], size[0]))
-    ours = F.interpolate(torch.from_numpy(x)[None, None], size=size, mode="bilinear", align_corners=False,
-                         antialias=False)[0, 0].numpy()
+    ours = F.interpolate(
+        torch.from_numpy(x)[None, None], size=size, mode="bilinear", align_corners=False, antialias=False
+    )[0, 0].numpy()
     assert np.abs(ours - ref).max() <= 1e-5
     if shape[1] > size[1]:
-        aa = F.interpolate(torch.from_numpy(x)[None, None], size=size, mode="bilinear", align_corners=False,
-                           antialias=True)[0, 0].numpy()
+        aa = F.interpolate(
+            torch.from_numpy(x)[None, None], size=size, mode="bilinear", align_corners=False, antialias=True
+        )[0, 0].numpy()
         assert np.abs(aa - ref).max() > 1e-2
 
 
@@ -158,13 +198,15 @@ def test_batch_with_lengths_equals_each_clip_alone(name):
     fe = build_frontend(name)
     sr = fe.sample_rate
     scale = 1.0 if name == "soundclip_legacy" else 0.3  # legacy: one clip past 864 frames (cropped)
-    clips = [make_sound(k, sr, s * scale, seed=i).astype(np.float32)
-             for i, (k, s) in enumerate([("speech", 11.0), ("pink", 3.0), ("tones", 0.05), ("mix", 9.0)])]
+    clips = [
+        make_sound(k, sr, s * scale, seed=i).astype(np.float32)
+        for i, (k, s) in enumerate([("speech", 11.0), ("pink", 3.0), ("tones", 0.05), ("mix", 9.0)])
+    ]
     longest = max(len(c) for c in clips)
     wav = torch.zeros(len(clips), longest)
     for i, c in enumerate(clips):
-        wav[i, :len(c)] = torch.from_numpy(c)
-    wav[1, len(clips[1]):] = 0.7  # junk after the end must be ignored, not only zeros
+        wav[i, : len(c)] = torch.from_numpy(c)
+    wav[1, len(clips[1]) :] = 0.7  # junk after the end must be ignored, not only zeros
     lengths = torch.tensor([len(c) for c in clips])
     batched = fe(wav, lengths)
     for i, c in enumerate(clips):
@@ -178,18 +220,19 @@ def test_batch_with_lengths_equals_each_clip_alone(name):
     with warnings.catch_warnings():  # librosa warns that a 50-ms clip is shorter than n_fft
         warnings.simplefilter("ignore")
         tiny = reference_frontend(clips[2], fe.spec())
-    assert np.abs(batched[2].numpy()[..., :tiny.shape[-1]] - tiny).max() <= 1e-3
+    assert np.abs(batched[2].numpy()[..., : tiny.shape[-1]] - tiny).max() <= 1e-3
     if name == "soundclip_legacy":  # without lengths the padded clips are cropped differently
         assert not torch.allclose(fe(wav)[1], batched[1], atol=1e-3)
 
 
 def test_equal_length_batch_equals_single_runs():
     fe = build_frontend("soundclip_legacy")
-    wav = torch.from_numpy(np.stack([make_sound(k, 44100, 2.0, seed=3).astype(np.float32)
-                                     for k in ("speech", "white", "tones")]))
+    wav = torch.from_numpy(
+        np.stack([make_sound(k, 44100, 2.0, seed=3).astype(np.float32) for k in ("speech", "white", "tones")])
+    )
     batched = fe(wav)
     for i in range(3):
-        assert torch.allclose(batched[i], fe(wav[i:i + 1])[0], atol=1e-6, rtol=0)
+        assert torch.allclose(batched[i], fe(wav[i : i + 1])[0], atol=1e-6, rtol=0)
 
 
 def test_chunked_stft_equals_one_shot_and_keeps_autograd(monkeypatch):
@@ -197,7 +240,9 @@ def test_chunked_stft_equals_one_shot_and_keeps_autograd(monkeypatch):
     fe = build_frontend("logmel")
     monkeypatch.setattr(frontend_mod, "_CHUNK_SAMPLES", {"cpu": 1 << 40, "other": 1 << 40})
     one_shot = fe(wav)
-    monkeypatch.setattr(frontend_mod, "_CHUNK_SAMPLES", {"cpu": 5 * 3 * 1024, "other": 5 * 3 * 1024})  # 5 frames a chunk
+    monkeypatch.setattr(
+        frontend_mod, "_CHUNK_SAMPLES", {"cpu": 5 * 3 * 1024, "other": 5 * 3 * 1024}
+    )  # 5 frames a chunk
     assert torch.allclose(fe(wav), one_shot, atol=1e-5, rtol=0)
     leaf = wav.clone().requires_grad_(True)  # the in-place square is skipped when autograd records
     out = fe(leaf)
@@ -273,7 +318,9 @@ def test_registry_and_bad_settings():
 @pytest.mark.parametrize("name", ["logmel", "soundclip_legacy"])
 def test_cuda_matches_cpu(name):
     fe = build_frontend(name)
-    wav = torch.from_numpy(np.stack([make_sound(k, fe.sample_rate, 11.0).astype(np.float32) for k in ("mix", "speech")]))
+    wav = torch.from_numpy(
+        np.stack([make_sound(k, fe.sample_rate, 11.0).astype(np.float32) for k in ("mix", "speech")])
+    )
     lengths = torch.tensor([wav.shape[1], wav.shape[1] // 3])
     cpu = fe(wav, lengths)
     gpu = fe.to("cuda")(wav.to("cuda"), lengths.to("cuda"))

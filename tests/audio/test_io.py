@@ -1,5 +1,6 @@
 """load_audio / audio_info against librosa.load, compressed and video files written with
 PyAV, every bad-input case, and crops of a long file that read only the crop."""
+
 from __future__ import annotations
 
 import os
@@ -78,7 +79,7 @@ def test_mp3_m4a_and_video_tracks(tmp_path):
     with the two channels averaged."""
     sr = 44100
     t = np.arange(2 * sr) / sr
-    y = 0.4 * np.sin(2 * np.pi * (200 * t + 300 * t ** 2)) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * t))
+    y = 0.4 * np.sin(2 * np.pi * (200 * t + 300 * t**2)) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * t))
     stereo = np.stack([y, 0.5 * y])  # mean = 0.75 y
     files = {
         "a.mp3": write_av(tmp_path / "a.mp3", stereo, sr, "libmp3lame"),
@@ -93,10 +94,10 @@ def test_mp3_m4a_and_video_tracks(tmp_path):
         assert abs(wav.shape[0] - 2 * sr) <= 1024, name  # at most one AAC frame of padding
         n = 2 * sr - 4096
         err = wav[2048:n] - expected[2048:n]
-        snr = 10 * np.log10((expected[2048:n] ** 2).mean() / (err ** 2).mean())
+        snr = 10 * np.log10((expected[2048:n] ** 2).mean() / (err**2).mean())
         assert snr > 25, (name, snr)  # aligned to the sample: a one-sample shift gives ~18 dB
         crop = load_audio(path, sr, offset=0.5, duration=0.25).numpy()
-        assert np.array_equal(crop, wav[int(0.5 * sr):int(0.5 * sr) + int(0.25 * sr)])
+        assert np.array_equal(crop, wav[int(0.5 * sr) : int(0.5 * sr) + int(0.25 * sr)])
         assert load_audio(path, 16000).shape[0] == int(np.ceil(wav.shape[0] * 16000 / sr))
 
 
@@ -121,17 +122,33 @@ BAD = {
     "text file named .mp3": ("song.mp3", lambda tp: b"this is not audio\n" * 20, "not a readable audio or video file"),
     "header cut short": ("cut.wav", lambda tp: _wav_bytes(tp)[:30], "not a readable audio file"),
     "data cut short": ("half.wav", lambda tp: _wav_bytes(tp)[:2000], "truncated"),
-    "flac cut short": ("half.flac", lambda tp: write_sound(tp / "x.flac", make_sound("white", 16000, 2.0), 16000).read_bytes()[:9000],
-                       "unreadable audio data"),
+    "flac cut short": (
+        "half.flac",
+        lambda tp: write_sound(tp / "x.flac", make_sound("white", 16000, 2.0), 16000).read_bytes()[:9000],
+        "unreadable audio data",
+    ),
     "empty file": ("empty.wav", lambda tp: b"", "not a readable audio file"),
-    "no samples": ("zero.wav", lambda tp: write_sound(tp / "z.wav", np.zeros(0), 16000).read_bytes(), "contains no audio samples"),
-    "NaN samples": ("nan.wav", lambda tp: write_sound(tp / "n.wav", np.r_[np.zeros(100), np.nan, np.zeros(100)], 16000,
-                                                     "FLOAT").read_bytes(), "NaN or infinite"),
-    "inf samples": ("inf.wav", lambda tp: write_sound(tp / "i.wav", np.r_[np.zeros(100), np.inf], 16000, "FLOAT",
-                                                                  clip=False).read_bytes(),
-                    "NaN or infinite"),
+    "no samples": (
+        "zero.wav",
+        lambda tp: write_sound(tp / "z.wav", np.zeros(0), 16000).read_bytes(),
+        "contains no audio samples",
+    ),
+    "NaN samples": (
+        "nan.wav",
+        lambda tp: write_sound(tp / "n.wav", np.r_[np.zeros(100), np.nan, np.zeros(100)], 16000, "FLOAT").read_bytes(),
+        "NaN or infinite",
+    ),
+    "inf samples": (
+        "inf.wav",
+        lambda tp: write_sound(tp / "i.wav", np.r_[np.zeros(100), np.inf], 16000, "FLOAT", clip=False).read_bytes(),
+        "NaN or infinite",
+    ),
     "absurd low rate": ("slow.wav", lambda tp: _header_rate(_wav_bytes(tp), 100), "sample rate 100 Hz is outside"),
-    "absurd high rate": ("fast.wav", lambda tp: _header_rate(_wav_bytes(tp), 5_000_000), "sample rate 5000000 Hz is outside"),
+    "absurd high rate": (
+        "fast.wav",
+        lambda tp: _header_rate(_wav_bytes(tp), 5_000_000),
+        "sample rate 5000000 Hz is outside",
+    ),
 }
 
 
@@ -196,8 +213,14 @@ def test_crop_of_a_one_hour_file_reads_only_the_crop(tmp_path, monkeypatch):
     sr, hours = 44100, 1
     frames = 3600 * hours * sr
     path = tmp_path / "one hour.wav"
-    header = (b"RIFF" + struct.pack("<I", 36 + 2 * frames) + b"WAVEfmt " +
-              struct.pack("<IHHIIHH", 16, 1, 1, sr, 2 * sr, 2, 16) + b"data" + struct.pack("<I", 2 * frames))
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + 2 * frames)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sr, 2 * sr, 2, 16)
+        + b"data"
+        + struct.pack("<I", 2 * frames)
+    )
     marker = (np.sin(np.arange(sr) * 0.01) * 20000).astype("<i2")
     with open(path, "wb") as fh:
         fh.write(header)
@@ -219,7 +242,7 @@ def test_crop_of_a_one_hour_file_reads_only_the_crop(tmp_path, monkeypatch):
     assert np.array_equal(wav.numpy(), marker.astype(np.float32) / 32768)
     # and a crop that straddles the marker's start lines up to the sample
     wav = load_audio(path, sr, offset=1799.5, duration=1.0)
-    assert np.array_equal(wav.numpy()[sr // 2:], marker[: sr - sr // 2].astype(np.float32) / 32768)
+    assert np.array_equal(wav.numpy()[sr // 2 :], marker[: sr - sr // 2].astype(np.float32) / 32768)
     assert wav[: sr // 2].abs().max() == 0
 
 

@@ -1,5 +1,6 @@
 """scripts/show_mel.py and the library function behind it: the PNG/.npy hold the encoder's
 input, bad input is one line on stderr with exit status 2 and nothing written."""
+
 from __future__ import annotations
 
 import subprocess
@@ -42,9 +43,13 @@ def test_library_writes_png_and_npy_of_the_encoder_input(tmp_path):
     with pytest.raises(UserInputError, match="already exists"):
         save_mel_image(audio, fe, tmp_path / "out" / "mel.png")
     before = (tmp_path / "out" / "mel.npy").read_bytes()
-    save_mel_image(audio, build_frontend("logmel"), tmp_path / "out" / "mel.png", npy=tmp_path / "out" / "mel.npy",
-                   overwrite=True)
-    assert np.load(tmp_path / "out" / "mel.npy").shape[:2] == (1, 128) and (tmp_path / "out" / "mel.npy").read_bytes() != before
+    save_mel_image(
+        audio, build_frontend("logmel"), tmp_path / "out" / "mel.png", npy=tmp_path / "out" / "mel.npy", overwrite=True
+    )
+    assert (
+        np.load(tmp_path / "out" / "mel.npy").shape[:2] == (1, 128)
+        and (tmp_path / "out" / "mel.npy").read_bytes() != before
+    )
 
 
 def test_library_bad_audio_writes_nothing(tmp_path):
@@ -97,7 +102,19 @@ def test_script_cfg_job_and_overrides(tmp_path, show_mel, capsys):
     out = capsys.readouterr().out
     assert "name: soundclip_legacy" in out and "top_db: 60" in out
     audio = write_sound(tmp_path / "x.flac", make_sound("pink", 16000, 0.5), 16000)
-    assert show_mel.main(["--audio", str(audio), "--out", str(tmp_path / "m.png"), "--npy", str(tmp_path / "m.npy"),
-                          "audio.n_mels=40"]) == 0
+    assert (
+        show_mel.main(
+            [
+                "--audio",
+                str(audio),
+                "--out",
+                str(tmp_path / "m.png"),
+                "--npy",
+                str(tmp_path / "m.npy"),
+                "audio.n_mels=40",
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "m.npy").shape == (1, 40, 51)
     assert show_mel.main(["--help"]) == 0

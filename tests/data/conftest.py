@@ -1,5 +1,6 @@
 """Fixture writers for the dataset tests: wav files (soundfile), mp4 clips with an audio
 track and recognisable frames (PyAV), PNG images."""
+
 from __future__ import annotations
 
 import types
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 
 def tone(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(round(seconds * sr))) / sr
@@ -22,8 +24,14 @@ def write_wav(path: Path, data: np.ndarray, sr: int, fmt: str | None = None) -> 
     return path
 
 
-def write_mp4(path: Path, colours: list[tuple[int, int, int]], fps: int = 5, size: tuple[int, int] = (64, 48),
-              audio: np.ndarray | None = None, sr: int = 16000) -> Path:
+def write_mp4(
+    path: Path,
+    colours: list[tuple[int, int, int]],
+    fps: int = 5,
+    size: tuple[int, int] = (64, 48),
+    audio: np.ndarray | None = None,
+    sr: int = 16000,
+) -> Path:
     """An H.264 clip with one solid-colour frame per entry of ``colours`` and, when given,
     an AAC mono track."""
     import av
@@ -51,8 +59,8 @@ def write_mp4(path: Path, colours: list[tuple[int, int, int]], fps: int = 5, siz
             n = as_.codec_context.frame_size or 1024
             for start in range(0, audio.size, n):
                 chunk = np.zeros((1, n), np.float32)
-                seg = audio[start:start + n]
-                chunk[0, :seg.size] = seg
+                seg = audio[start : start + n]
+                chunk[0, : seg.size] = seg
                 af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
                 af.sample_rate, af.pts, af.time_base = sr, start, Fraction(1, sr)
                 for p in as_.encode(af):

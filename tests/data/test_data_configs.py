@@ -1,5 +1,6 @@
 """configs/data/*.yaml: every file names a registered reader, passes only arguments that
 reader accepts, leaves dataset paths mandatory (???), and the synthetic one builds as is."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,7 @@ PATH_KEYS = {"root", "manifest"}
 
 def test_every_expected_config_exists():
     names = {p.stem for p in CONFIGS}
-    assert {"vggsound", "audioset_balanced", "audioset_unbalanced", "esc50", "us8k", "manifest",
-            "synthetic"} <= names
+    assert {"vggsound", "audioset_balanced", "audioset_unbalanced", "esc50", "us8k", "manifest", "synthetic"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

@@ -1,5 +1,6 @@
 """Each reader on a tiny dataset written in that dataset's real directory and CSV layout;
 fold selection; skip-and-count of unreadable samples; the skip-fraction error; collate."""
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,19 @@ ESC_HEADER = ["filename", "fold", "target", "category", "esc10", "src_file", "ta
 def make_esc50(root: Path, fx, rows=None, missing=(), garbage=()):
     """ESC-50 layout: meta/esc50.csv + audio/<filename>; class k is a tone of 200·(k+1) Hz."""
     if rows is None:
-        rows = [[f"{fold}-{100 + k}-A-{k}.wav", fold, k, ["dog", "crackling_fire"][k], "True" if k == 0 else "False",
-                 100 + k, "A"] for fold in (1, 2, 3) for k in (0, 1)]
+        rows = [
+            [
+                f"{fold}-{100 + k}-A-{k}.wav",
+                fold,
+                k,
+                ["dog", "crackling_fire"][k],
+                "True" if k == 0 else "False",
+                100 + k,
+                "A",
+            ]
+            for fold in (1, 2, 3)
+            for k in (0, 1)
+        ]
     (root / "meta").mkdir(parents=True)
     with open(root / "meta" / "esc50.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -54,12 +66,17 @@ def make_esc50(root: Path, fx, rows=None, missing=(), garbage=()):
 
 def test_esc50_reads_layout_and_selects_folds(tmp_path, fixtures):
     root = make_esc50(tmp_path / "ESC-50-master", fixtures)
-    ds = build_dataset("esc50", root=root, folds=[1, 2], sample_rate=SR, num_samples=2000, crop="center",
-                       templates=["a sound of {}."])
+    ds = build_dataset(
+        "esc50", root=root, folds=[1, 2], sample_rate=SR, num_samples=2000, crop="center", templates=["a sound of {}."]
+    )
     assert len(ds) == 4 and ds.sample_rate == SR and ds.num_samples == 2000
     assert len(ds.class_names) == 50 and ds.class_names[:2] == ["dog", "crackling fire"]
-    assert {ds[i]["key"] for i in range(4)} == {"esc50/1-100-A-0.wav", "esc50/1-101-A-1.wav",
-                                               "esc50/2-100-A-0.wav", "esc50/2-101-A-1.wav"}
+    assert {ds[i]["key"] for i in range(4)} == {
+        "esc50/1-100-A-0.wav",
+        "esc50/1-101-A-1.wav",
+        "esc50/2-100-A-0.wav",
+        "esc50/2-101-A-1.wav",
+    }
     for i in range(len(ds)):
         item = ds[i]
         assert item["wav"].shape == (2000,) and item["wav"].dtype == torch.float32
@@ -70,7 +87,7 @@ def test_esc50_reads_layout_and_selects_folds(tmp_path, fixtures):
     only3 = build_dataset("esc50", root=root, folds=3, sample_rate=SR)
     assert sorted(r.key for r in only3.records) == ["esc50/3-100-A-0.wav", "esc50/3-101-A-1.wav"]
     assert only3.num_samples == 5 * SR  # the dataset's clip length by default; 0.5 s files are zero-padded
-    assert only3[0]["wav"][SR // 2 + 10:].abs().max() == 0
+    assert only3[0]["wav"][SR // 2 + 10 :].abs().max() == 0
     esc10 = build_dataset("esc50", root=root, esc10_only=True, sample_rate=SR)
     assert {r.label for r in esc10.records} == {0} and len(esc10) == 3
     with pytest.raises(DatasetError, match="folds"):
@@ -147,7 +164,7 @@ def test_random_crop_is_seeded_per_item_and_epoch(tmp_path, fixtures):
     assert torch.allclose(centre, torch.from_numpy(noise[3500:4500]), atol=1e-4)
     # Each random crop is a contiguous window of the file.
     wav = a[0]["wav"].numpy()
-    starts = [s for s in range(SR - 1000 + 1) if np.allclose(noise[s:s + 1000], wav, atol=1e-4)]
+    starts = [s for s in range(SR - 1000 + 1) if np.allclose(noise[s : s + 1000], wav, atol=1e-4)]
     assert len(starts) == 1
 
 
@@ -158,8 +175,9 @@ def test_long_files_are_cropped_before_decoding_like_after(tmp_path, fixtures):
     rows = [["1-1-A-0.wav", 1, 0, "dog", "False", 1, "A"]]
     root = make_esc50(tmp_path / "esc", fixtures, rows=rows)
     t = np.arange(3 * 44100) / 44100
-    fixtures.write_wav(root / "audio" / "1-1-A-0.wav", (0.3 * np.sin(2 * np.pi * 300 * t * (1 + t))).astype(np.float32),
-                       44100)
+    fixtures.write_wav(
+        root / "audio" / "1-1-A-0.wav", (0.3 * np.sin(2 * np.pi * 300 * t * (1 + t))).astype(np.float32), 44100
+    )
     ds = build_dataset("esc50", root=root, sample_rate=16000, num_samples=8000, crop="center")
     whole = fix_length(load_audio(root / "audio" / "1-1-A-0.wav", 16000), 8000, "center")
     got = ds[0]["wav"]
@@ -186,19 +204,31 @@ def test_urbansound8k_layout_folds_and_bad_rows(tmp_path, fixtures):
             name = f"{100 + cid}-{fold}-0-0.wav"
             rows.append([name, 100 + cid, 0.0, 0.4, 1, fold, cid, cls])
             fixtures.write_wav(root / "audio" / f"fold{fold}" / name, fixtures.tone(300.0 * cid, 0.4, SR), SR)
-    rows.append(["999-1-0-0.wav", 999, 0, 1, 1, 1, 12, "helicopter"])   # unknown classID: line 8
-    rows.append(["998-1-0-0.wav", 998, 0, 1, 1, "x", 1, "car_horn"])    # unparsable fold: line 9
+    rows.append(["999-1-0-0.wav", 999, 0, 1, 1, 1, 12, "helicopter"])  # unknown classID: line 8
+    rows.append(["998-1-0-0.wav", 998, 0, 1, 1, "x", 1, "car_horn"])  # unparsable fold: line 9
     with open(root / "metadata" / "UrbanSound8K.csv", "w", newline="") as fh:
         csv.writer(fh).writerows(rows)
-    ds = build_dataset("us8k", root=root, folds=[2, 10], sample_rate=SR, num_samples=SR, crop="center",
-                       max_skip_fraction=0.5, templates=["{}"])
+    ds = build_dataset(
+        "us8k",
+        root=root,
+        folds=[2, 10],
+        sample_rate=SR,
+        num_samples=SR,
+        crop="center",
+        max_skip_fraction=0.5,
+        templates=["{}"],
+    )
     assert len(ds) == 4 and ds.num_skipped == 2
     assert any("row 8" in r and "classID 12" in r for r in ds.skip_reasons)
     assert any("row 9" in r for r in ds.skip_reasons)
     assert ds.class_names[1] == "car horn" and ds.class_names[3] == "dog bark" and len(ds.class_names) == 10
     keys = sorted(ds[i]["key"] for i in range(4))
-    assert keys == ["us8k/fold10/101-10-0-0.wav", "us8k/fold10/103-10-0-0.wav",
-                    "us8k/fold2/101-2-0-0.wav", "us8k/fold2/103-2-0-0.wav"]
+    assert keys == [
+        "us8k/fold10/101-10-0-0.wav",
+        "us8k/fold10/103-10-0-0.wav",
+        "us8k/fold2/101-2-0-0.wav",
+        "us8k/fold2/103-2-0-0.wav",
+    ]
     for i in range(4):
         item = ds[i]
         assert item["text"] == item["class_name"] and item["wav"].shape == (SR,)
@@ -211,7 +241,8 @@ def test_audioset_segments_labels_and_file_names(tmp_path, fixtures):
     root.mkdir()
     (root / "class_labels_indices.csv").write_text(
         'index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/04rlf,"Music"\n2,/m/0jbk,"Animal"\n'
-        '3,/m/0k4j,"Car, vehicle"\n')
+        '3,/m/0k4j,"Car, vehicle"\n'
+    )
     (root / "balanced_train_segments.csv").write_text(
         "# Segments csv created Sun Mar  5 10:54:31 2017\n"
         "# num_ytids=5, num_segs=5, num_unique_labels=4, num_positive_labels=7\n"
@@ -219,11 +250,20 @@ def test_audioset_segments_labels_and_file_names(tmp_path, fixtures):
         '--PJHxphWEs, 30.000, 40.000, "/m/09x0r,/m/04rlf"\n'
         '-0Gj8-vB1q4, 30.000, 40.000, "/m/0k4j"\n'
         'aaaaaaaaaaa, 0.000, 10.000, "/m/0jbk"\n'
-        'bbbbbbbbbbb, 0.000, 10.000, "/m/zzzz"\n')
+        'bbbbbbbbbbb, 0.000, 10.000, "/m/zzzz"\n'
+    )
     fixtures.write_wav(root / "audio" / "--PJHxphWEs.wav", fixtures.tone(500, 1.0, SR), SR)
     fixtures.write_wav(root / "audio" / "part00" / "Y-0Gj8-vB1q4.flac", fixtures.tone(900, 1.0, SR), SR, "FLAC")
-    ds = build_dataset("audioset", root=root, subset="balanced_train", sample_rate=SR, num_samples=SR,
-                       crop="center", templates=["the sound of {}"], max_skip_fraction=0.5)
+    ds = build_dataset(
+        "audioset",
+        root=root,
+        subset="balanced_train",
+        sample_rate=SR,
+        num_samples=SR,
+        crop="center",
+        templates=["the sound of {}"],
+        max_skip_fraction=0.5,
+    )
     assert ds.class_names == ["Speech", "Music", "Animal", "Car, vehicle"]
     assert ds.num_missing == 1 and ds.missing == ["aaaaaaaaaaa"]
     assert ds.num_skipped == 1 and "row 7" in ds.skip_reasons[0] and "/m/zzzz" in ds.skip_reasons[0]
@@ -247,16 +287,35 @@ def test_vggsound_audio_track_middle_frame_and_missing(tmp_path, fixtures):
         "---g-f_I2yQ,1,people marching,test\n"
         "--0PQM4-hqg,30,waterfall burbling,train\n"
         '-0CamVQdP_Y,20,"male speech, man speaking",train\n'
-        "--absent-id,0,waterfall burbling,train\n")
+        "--absent-id,0,waterfall burbling,train\n"
+    )
     red, green, blue = (255, 0, 0), (0, 255, 0), (0, 0, 255)
     sr = 16000
-    fixtures.write_mp4(root / "video" / "--0PQM4-hqg_000030.mp4", [red] * 5 + [green] + [blue] * 4,
-                       audio=fixtures.tone(1000, 2.0, sr), sr=sr)
-    fixtures.write_mp4(root / "video" / "-0CamVQdP_Y_20.mp4", [blue] * 3 + [red] + [green] * 3,
-                       audio=fixtures.tone(2000, 1.4, sr), sr=sr)
-    fixtures.write_mp4(root / "video" / "---g-f_I2yQ_000001.mp4", [green] * 3, audio=fixtures.tone(3000, 0.6, sr), sr=sr)
-    ds = build_dataset("vggsound", root=root, split="train", sample_rate=sr, num_samples=sr, crop="center",
-                       image_size=32, templates=["{}"])
+    fixtures.write_mp4(
+        root / "video" / "--0PQM4-hqg_000030.mp4",
+        [red] * 5 + [green] + [blue] * 4,
+        audio=fixtures.tone(1000, 2.0, sr),
+        sr=sr,
+    )
+    fixtures.write_mp4(
+        root / "video" / "-0CamVQdP_Y_20.mp4",
+        [blue] * 3 + [red] + [green] * 3,
+        audio=fixtures.tone(2000, 1.4, sr),
+        sr=sr,
+    )
+    fixtures.write_mp4(
+        root / "video" / "---g-f_I2yQ_000001.mp4", [green] * 3, audio=fixtures.tone(3000, 0.6, sr), sr=sr
+    )
+    ds = build_dataset(
+        "vggsound",
+        root=root,
+        split="train",
+        sample_rate=sr,
+        num_samples=sr,
+        crop="center",
+        image_size=32,
+        templates=["{}"],
+    )
     assert ds.class_names == ["male speech, man speaking", "people marching", "waterfall burbling"]
     assert len(ds) == 2 and ds.num_missing == 1 and ds.missing == ["--absent-id_000000"]
     items = {ds[i]["key"]: ds[i] for i in range(2)}
@@ -299,8 +358,15 @@ def test_manifest_relative_absolute_paths_images_and_labels(tmp_path, fixtures):
     w.writerow([str(tmp_path / "elsewhere" / "b.wav"), "a dog barking", "", "dog"])
     w.writerow(["clips/a.wav", "", "", "rain"])  # empty text: line 4
     (data / "manifest.csv").write_text(buf.getvalue())
-    ds = build_dataset("manifest", manifest=data / "manifest.csv", sample_rate=SR, num_samples=SR // 2,
-                       crop="center", image_size=None, max_skip_fraction=0.5)
+    ds = build_dataset(
+        "manifest",
+        manifest=data / "manifest.csv",
+        sample_rate=SR,
+        num_samples=SR // 2,
+        crop="center",
+        image_size=None,
+        max_skip_fraction=0.5,
+    )
     assert ds.class_names == ["dog", "rain"] and len(ds) == 2 and ds.num_skipped == 1
     assert "manifest.csv row 4" in ds.skip_reasons[0]
     a, b = ds[0], ds[1]

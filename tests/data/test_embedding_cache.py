@@ -1,5 +1,6 @@
 """The CLIP embedding cache: each key computed once, persistent, keyed by the CLIP spec and
 preprocessing, safe with several processes, and self-healing when a shard is corrupt."""
+
 from __future__ import annotations
 
 import hashlib
@@ -113,7 +114,7 @@ def test_lost_or_corrupt_index_is_rebuilt_from_shards(tmp_path):
 
 
 def test_a_second_instance_sees_what_another_wrote(tmp_path):
-    reader = EmbeddingCache(tmp_path, SPEC, "clip")   # opened before anything was written
+    reader = EmbeddingCache(tmp_path, SPEC, "clip")  # opened before anything was written
     EmbeddingCache(tmp_path, SPEC, "clip").get_text(["late"], fake_embed)
     enc = CountingEncoder()
     assert torch.equal(reader.get_text(["late"], enc), fake_embed(["late"])) and enc.calls == []

@@ -1,4 +1,5 @@
 """Prompt templates and EDA: determinism by seed, and each operation does what it says."""
+
 from __future__ import annotations
 
 import random
@@ -7,8 +8,17 @@ from collections import Counter
 import pytest
 
 from sound2img.data import prompts
-from sound2img.data.prompts import (augment_text, make_prompt, random_deletion, random_insertion, random_swap,
-                                    synonym_replacement, synonym_source, synonyms, zero_shot_templates)
+from sound2img.data.prompts import (
+    augment_text,
+    make_prompt,
+    random_deletion,
+    random_insertion,
+    random_swap,
+    synonym_replacement,
+    synonym_source,
+    synonyms,
+    zero_shot_templates,
+)
 
 SENTENCE = "a dog barking near the loud car".split()
 
@@ -40,7 +50,8 @@ def test_synonym_replacement_swaps_words_for_their_synonyms():
     assert sum(a != b for a, b in zip(SENTENCE, two)) == 2
     # Punctuation is kept around a replaced word.
     assert synonym_replacement(["dog."], 1, random.Random(0), source="builtin")[0] in {
-        s + "." for s in synonyms("dog", "builtin")}
+        s + "." for s in synonyms("dog", "builtin")
+    }
 
 
 def test_random_insertion_adds_a_synonym_of_a_present_word():
@@ -116,8 +127,14 @@ def test_synonym_source_is_probed_without_downloading(monkeypatch):
 def test_dataset_text_augment_is_seeded_per_item():
     from sound2img.data import build_dataset
 
-    kw = dict(num_classes=4, num_per_class=4, sample_rate=8000, num_samples=800, text_augment=True,
-              templates=["the sound of a {} in the room"])
+    kw = dict(
+        num_classes=4,
+        num_per_class=4,
+        sample_rate=8000,
+        num_samples=800,
+        text_augment=True,
+        templates=["the sound of a {} in the room"],
+    )
     a = build_dataset("synthetic", **kw)
     b = build_dataset("synthetic", **kw)
     texts = [a[i]["text"] for i in range(len(a))]

@@ -3,6 +3,7 @@
 complete or absent when the script is killed mid-shard and a rerun completes them;
 reading splits shards over ranks and workers exactly once per epoch; broken shards are
 skipped and counted, or stop the run in one line."""
+
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import load_file_module
 from sound2img.audio.io import load_audio
 from sound2img.data import build_dataset
 from sound2img.data.base import DatasetError
@@ -27,6 +27,8 @@ from sound2img.data.shards import PCM_SCALE, ShardDataset, decode_audio, to_pcm1
 from sound2img.data.streams import MixedStream, as_stream, round_robin_taken, split_for
 from sound2img.data.video import read_middle_frame
 from sound2img.utils.files import sha256_file
+
+from helpers import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "prepare_data.py"
@@ -42,8 +44,12 @@ def make_vggsound(root: Path, fx, n: int = 6) -> list[str]:
     for i in range(n):
         ytid, label = f"vid{i:03d}", LABELS[i % len(LABELS)]
         audio = fx.tone(300 + 150 * i, 1.5, SR) + 0.05 * np.random.default_rng(i).standard_normal(int(1.5 * SR))
-        fx.write_mp4(root / "video" / f"{ytid}_000010.mp4", [COLOURS[(i + k) % 6] for k in range(8)],
-                     audio=audio.astype(np.float32) * 0.5, sr=SR)
+        fx.write_mp4(
+            root / "video" / f"{ytid}_000010.mp4",
+            [COLOURS[(i + k) % 6] for k in range(8)],
+            audio=audio.astype(np.float32) * 0.5,
+            sr=SR,
+        )
         rows.append([ytid, 10, label, "train"])
         keys.append(f"vggsound/{ytid}_000010")
     (root / "video" / "broken_000010.mp4").write_bytes(b"not an mp4 at all" * 50)
@@ -54,8 +60,17 @@ def make_vggsound(root: Path, fx, n: int = 6) -> list[str]:
 
 
 def prepare_argv(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["--out", str(out), "data=vggsound", f"data.root={root}", "clip_seconds=1.0", "--shard-size", "2",
-            "progress=false", *extra]
+    return [
+        "--out",
+        str(out),
+        "data=vggsound",
+        f"data.root={root}",
+        "clip_seconds=1.0",
+        "--shard-size",
+        "2",
+        "progress=false",
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -81,8 +96,15 @@ def test_round_trip_audio_frames_texts_and_skips(prepared):
     assert [s["key"] for s in skipped] == ["vggsound/broken_000010"] and index["num_skipped"] == 1
     assert "broken_000010.mp4" in skipped[0]["reason"]
 
-    ds = ShardDataset(str(out / "{000000..000003}.tar"), sample_rate=SR, num_samples=SR, crop="center",
-                      templates=["{}"], shuffle_buffer=0, image_size=None)
+    ds = ShardDataset(
+        str(out / "{000000..000003}.tar"),
+        sample_rate=SR,
+        num_samples=SR,
+        crop="center",
+        templates=["{}"],
+        shuffle_buffer=0,
+        image_size=None,
+    )
     items = read_all(ds)
     assert sorted(it["key"] for it in items) == sorted(keys)
     ref = build_dataset("vggsound", root=str(root), sample_rate=SR, num_samples=SR)
@@ -94,7 +116,7 @@ def test_round_trip_audio_frames_texts_and_skips(prepared):
         offset = (full.shape[0] - SR) // 2
         assert offset > 0  # 1.5-s clips, 1-s crops: the stored crop is the centre one
         offsets[it["key"]] = offset / SR
-        expected = torch.from_numpy(to_pcm16(full[offset:offset + SR].numpy()).astype(np.float32) / PCM_SCALE)
+        expected = torch.from_numpy(to_pcm16(full[offset : offset + SR].numpy()).astype(np.float32) / PCM_SCALE)
         assert torch.equal(it["wav"], expected)  # bit-exact after FLAC
         frame = read_middle_frame(rec.image).float()
         assert it["image"].shape == frame.shape
@@ -111,8 +133,14 @@ def test_round_trip_audio_frames_texts_and_skips(prepared):
         assert meta["offset_seconds"] == offsets[meta["key"]]
 
     # the same shards through WebDataset's pipe: opener, with the index named explicitly
-    piped = ShardDataset(f"pipe:cat {out}/{{000000..000003}}.tar", index=str(out / "index.json"),
-                         sample_rate=SR, num_samples=SR, crop="center", shuffle_buffer=0)
+    piped = ShardDataset(
+        f"pipe:cat {out}/{{000000..000003}}.tar",
+        index=str(out / "index.json"),
+        sample_rate=SR,
+        num_samples=SR,
+        crop="center",
+        shuffle_buffer=0,
+    )
     assert sorted(it["key"] for it in read_all(piped)) == sorted(keys)
 
 
@@ -191,8 +219,9 @@ def test_parallel_prepare_writes_the_same_shards(tmp_path):
     src = build_dataset("synthetic", num_classes=4, num_per_class=4, sample_rate=8000, num_samples=800)
     one = prepare_shards(src, tmp_path / "one", settings={}, shard_size=3)
     two = prepare_shards(src, tmp_path / "two", settings={}, shard_size=3, workers=2)
-    assert [(s["name"], s["sha256"], s["count"]) for s in one["shards"]] == \
-        [(s["name"], s["sha256"], s["count"]) for s in two["shards"]]
+    assert [(s["name"], s["sha256"], s["count"]) for s in one["shards"]] == [
+        (s["name"], s["sha256"], s["count"]) for s in two["shards"]
+    ]
     assert two["complete"] and two["num_written"] == 16 and len(two["shards"]) == 6
 
 
@@ -216,8 +245,9 @@ def test_mixed_with_a_file_reader_reads_each_item_once(tmp_path):
 
     # two prepared sets in one reader: each directory's own index, labels over the union of classes
     prepare_shards(b, tmp_path / "b", settings={}, shard_size=4)
-    both = ShardDataset(f"{tmp_path}/{{000000..000002}}.tar::{tmp_path}/b/{{000000..000001}}.tar",
-                        sample_rate=8000, shuffle_buffer=0)
+    both = ShardDataset(
+        f"{tmp_path}/{{000000..000002}}.tar::{tmp_path}/b/{{000000..000001}}.tar", sample_rate=8000, shuffle_buffer=0
+    )
     items = read_all(both)
     assert sorted(it["key"] for it in items) == sorted([r.key for r in a.records] + [r.key for r in b.records])
     assert all(both.class_names[it["label"]] == it["class_name"] for it in items)
@@ -229,7 +259,7 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(data[: len(data) // 2])
     else:  # garbage over the middle, headers included
         mid = len(data) // 3
-        path.write_bytes(data[:mid] + os.urandom(len(data) // 3) + data[2 * mid:])
+        path.write_bytes(data[:mid] + os.urandom(len(data) // 3) + data[2 * mid :])
 
 
 @pytest.mark.parametrize("how", ["truncated", "garbage"])
@@ -239,16 +269,16 @@ def test_broken_shard_is_skipped_and_counted(tmp_path, how, caplog):
     src = build_dataset("synthetic", num_classes=4, num_per_class=5, sample_rate=8000, num_samples=4000)
     prepare_shards(src, tmp_path, settings={}, shard_size=5)
     damage(tmp_path / "000001.tar", how)
-    ds = ShardDataset(str(tmp_path / "{000000..000003}.tar"), sample_rate=8000, shuffle_buffer=0,
-                      max_skip_fraction=0.5)
+    ds = ShardDataset(str(tmp_path / "{000000..000003}.tar"), sample_rate=8000, shuffle_buffer=0, max_skip_fraction=0.5)
     items = read_all(ds)
     assert 15 <= len(items) < 20 and ds.num_skipped == 20 - len(items)
     warnings = [r.getMessage() for r in caplog.records if "000001.tar" in r.getMessage()]
     assert warnings and all("\n" not in w for w in warnings)
     again = read_all(ds, 1)  # the same shard in the next epoch is not counted twice
     assert len(again) == len(items) and ds.num_skipped == 20 - len(items)
-    strict = ShardDataset(str(tmp_path / "{000000..000003}.tar"), sample_rate=8000, shuffle_buffer=0,
-                          max_skip_fraction=0.0)
+    strict = ShardDataset(
+        str(tmp_path / "{000000..000003}.tar"), sample_rate=8000, shuffle_buffer=0, max_skip_fraction=0.0
+    )
     with pytest.raises(DatasetError, match=r"000001\.tar.*max_skip_fraction|max_skip_fraction.*000001\.tar"):
         read_all(strict)
 

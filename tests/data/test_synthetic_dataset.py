@@ -1,5 +1,6 @@
 """The synthetic sound classes: deterministic by seed, train/test disjoint, varied within a
 class, and separable from a log-mel (a linear probe on held-out clips)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,9 @@ def test_shapes_labels_names_and_determinism():
     again = build_dataset("synthetic", num_classes=5, num_per_class=3, sample_rate=8000, num_samples=4000, seed=7)
     assert all(torch.equal(ds[i]["wav"], again[i]["wav"]) for i in range(len(ds)))
     other = build_dataset("synthetic", num_classes=5, num_per_class=3, sample_rate=8000, num_samples=4000, seed=8)
-    test = build_dataset("synthetic", num_classes=5, num_per_class=3, sample_rate=8000, num_samples=4000, seed=7,
-                         split="test")
+    test = build_dataset(
+        "synthetic", num_classes=5, num_per_class=3, sample_rate=8000, num_samples=4000, seed=7, split="test"
+    )
     assert not torch.equal(ds[0]["wav"], other[0]["wav"]) and not torch.equal(ds[0]["wav"], test[0]["wav"])
     assert ds[0]["key"] != test[0]["key"]
     # Variation within a class: different clips, different gains.
@@ -54,9 +56,11 @@ def test_classes_are_separable_by_a_linear_probe_on_held_out_clips(sample_rate):
     def features(split):
         ds = build_dataset("synthetic", split=split, **kw)
         wavs = [ds[i]["wav"] for i in range(len(ds))]
-        return (torch.stack([logmel_features(w, sample_rate) for w in wavs]).numpy(),
-                np.array([[float(w.abs().max()), float(w.pow(2).mean().sqrt())] for w in wavs]),
-                np.array([ds.records[i].label for i in range(len(ds))]))
+        return (
+            torch.stack([logmel_features(w, sample_rate) for w in wavs]).numpy(),
+            np.array([[float(w.abs().max()), float(w.pow(2).mean().sqrt())] for w in wavs]),
+            np.array([ds.records[i].label for i in range(len(ds))]),
+        )
 
     x_tr, loud_tr, y_tr = features("train")
     x_te, loud_te, y_te = features("test")
@@ -67,9 +71,9 @@ def test_classes_are_separable_by_a_linear_probe_on_held_out_clips(sample_rate):
     by_gain = LogisticRegression(max_iter=2000).fit(loud_tr, y_tr)
     assert by_gain.score(loud_te, y_te) < 0.4
 
+
 def test_images_have_a_class_colour_with_noise():
-    ds = build_dataset("synthetic", num_classes=3, num_per_class=2, sample_rate=8000, num_samples=800,
-                       image_size=16)
+    ds = build_dataset("synthetic", num_classes=3, num_per_class=2, sample_rate=8000, num_samples=800, image_size=16)
     imgs = [ds[i]["image"] for i in range(6)]
     assert all(im.shape == (3, 16, 16) and im.dtype == torch.uint8 for im in imgs)
     means = torch.stack([im.float().mean((1, 2)) for im in imgs])

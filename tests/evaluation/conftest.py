@@ -1,6 +1,7 @@
 """Fixtures for the evaluation tests: tiny ESC-50 and UrbanSound8K trees in the datasets'
 exact layouts (directory tree + CSV, one tone per class), and stand-in encoders whose
 zero-shot answer is known by construction."""
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,18 @@ CLIP_SECONDS = 1.0
 ESC50_CLASSES = {0: ("dog", 300.0), 10: ("rain", 700.0), 20: ("crying_baby", 1500.0), 30: ("door_wood_knock", 3200.0)}
 # UrbanSound8K classID → tone Hz (class names come from the dataset's fixed table).
 US8K_CLASSES = {1: 400.0, 3: 900.0, 6: 2000.0}
-US8K_NAMES = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling", "engine_idling", "gun_shot",
-              "jackhammer", "siren", "street_music")
+US8K_NAMES = (
+    "air_conditioner",
+    "car_horn",
+    "children_playing",
+    "dog_bark",
+    "drilling",
+    "engine_idling",
+    "gun_shot",
+    "jackhammer",
+    "siren",
+    "street_music",
+)
 
 
 def tone(freq: float, seconds: float = CLIP_SECONDS, sr: int = SR, phase: float = 0.0) -> np.ndarray:
@@ -89,8 +100,13 @@ class ToneEncoder(nn.Module):
     ``random_class`` (a generator) each clip instead gets the row of a class drawn
     uniformly at random: an encoder that knows nothing, whose accuracy is binomial."""
 
-    def __init__(self, frontend: nn.Module, references: dict[int, torch.Tensor], table: torch.Tensor,
-                 random_class: torch.Generator | None = None):
+    def __init__(
+        self,
+        frontend: nn.Module,
+        references: dict[int, torch.Tensor],
+        table: torch.Tensor,
+        random_class: torch.Generator | None = None,
+    ):
         super().__init__()
         self.random_class = random_class
         self.labels = sorted(references)

@@ -1,5 +1,6 @@
 """Zero-shot and linear-probe tables end to end on tiny ESC-50 / UrbanSound8K trees with
 the tiny preset's front end and CLIP: encoders whose answer is known by construction."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ def _specs(esc50_root, us8k_root, frontend):
     """Both trees, read as 1-s clips (the files are that long; the readers' default 5 s / 4 s
     would only add silence and front-end time)."""
     kw = {"num_samples": int(frontend.sample_rate)}
-    return {"esc50": DatasetSpec("esc50", str(esc50_root), (1, 2, 3, 4, 5), kw),
-            "us8k": DatasetSpec("us8k", str(us8k_root), tuple(range(1, 11)), kw)}
+    return {
+        "esc50": DatasetSpec("esc50", str(esc50_root), (1, 2, 3, 4, 5), kw),
+        "us8k": DatasetSpec("us8k", str(us8k_root), tuple(range(1, 11)), kw),
+    }
 
 
 def _tone_encoder(name, root, clip, frontend, perm=None, random_class=None):
@@ -126,8 +129,15 @@ class _ListDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         j = 3 if i == 2 else i
-        return {"wav": torch.full((160,), float(j)), "text": "", "label": j, "class_name": str(j), "image": None,
-                "key": f"k{j}", "index": j}
+        return {
+            "wav": torch.full((160,), float(j)),
+            "text": "",
+            "label": j,
+            "class_name": str(j),
+            "image": None,
+            "key": f"k{j}",
+            "index": j,
+        }
 
 
 class _MeanEncoder(torch.nn.Module):
@@ -136,9 +146,8 @@ class _MeanEncoder(torch.nn.Module):
 
 
 def test_encode_dataset_counts_each_clip_once():
-    emb, labels, keys = encode_dataset(_ListDataset(), _MeanEncoder(), lambda wav: wav[:, None, None, :],
-                                       batch_size=4)
+    emb, labels, keys = encode_dataset(_ListDataset(), _MeanEncoder(), lambda wav: wav[:, None, None, :], batch_size=4)
     assert keys == ["k0", "k1", "k3", "k4", "k5"]
     assert labels.tolist() == [0, 1, 3, 4, 5]
-    assert torch.allclose(emb.norm(dim=-1), torch.ones(5))          # returned normalised
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(5))  # returned normalised
     assert torch.allclose(emb[:, 0] / emb[:, 1], torch.tensor([0.0, 1, 3, 4, 5]))

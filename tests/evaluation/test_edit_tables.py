@@ -1,6 +1,7 @@
 """Supplement Tables 1–2 and the figures end to end with preset=tiny (random small
 generator, CLIP, encoder and IR-SE) through the library: well-formed outputs, and the
 known answers (no optimisation ⇒ cosine 1; separable image features ⇒ accuracy 1)."""
+
 from __future__ import annotations
 
 import io
@@ -15,9 +16,11 @@ from sound2img.evaluation.attribute_edits import Attribute, AttributeEdits
 from sound2img.evaluation.report import save_report
 from sound2img.evaluation.tables import compose_table, output_paths, run_table
 
-ATTRS = [{"name": "giggling", "domain": "faces", "sound": "tone:300", "text": "giggling"},
-         {"name": "fire crackling", "domain": "scenes", "sound": "tone:2000", "text": "fire crackling"},
-         {"name": "thunderstorm", "domain": "scenes", "sound": "tone:90", "text": "thunderstorm"}]
+ATTRS = [
+    {"name": "giggling", "domain": "faces", "sound": "tone:300", "text": "giggling"},
+    {"name": "fire crackling", "domain": "scenes", "sound": "tone:2000", "text": "fire crackling"},
+    {"name": "thunderstorm", "domain": "scenes", "sound": "tone:90", "text": "thunderstorm"},
+]
 FAST = ["preset=tiny", "device=cpu", "progress=false", "manipulate.steps=3"]
 
 
@@ -43,8 +46,13 @@ def _resolution(cfg) -> int:
 def test_supp_table1_no_optimisation_gives_cosine_one(tmp_path):
     """One step at the ramp's zero learning rate leaves w_a = w_t = w_s: every cosine is 1
     (through sources, targets, the optimiser on both guidances and the statistics)."""
-    cfgs = _cfgs("supp_table1", "manipulate.steps=1", "eval.n_latents=3", "eval.batch_size=2",
-                 "eval.attributes=[giggling,thunderstorm]")
+    cfgs = _cfgs(
+        "supp_table1",
+        "manipulate.steps=1",
+        "eval.n_latents=3",
+        "eval.batch_size=2",
+        "eval.attributes=[giggling,thunderstorm]",
+    )
     report = run_table("supp_table1", cfgs)
     assert list(report.data["ours"]["attributes"]) == ["giggling", "thunderstorm"]
     for attr in ("giggling", "thunderstorm"):
@@ -60,8 +68,13 @@ def test_supp_table1_no_optimisation_gives_cosine_one(tmp_path):
 
 @pytest.mark.slow
 def test_supp_table1_and_2_after_real_steps(tmp_path):
-    cfgs = _cfgs("supp_table2", "eval.n_latents=3", "eval.batch_size=3", "eval.n_splits=2",
-                 "eval.attributes=[fire crackling,thunderstorm]")
+    cfgs = _cfgs(
+        "supp_table2",
+        "eval.n_latents=3",
+        "eval.batch_size=3",
+        "eval.n_splits=2",
+        "eval.attributes=[fire crackling,thunderstorm]",
+    )
     report = run_table("supp_table2", cfgs)
     ours = report.data["ours"]
     assert set(ours) == {"StyleCLIP", "ours"}
@@ -82,8 +95,20 @@ def _edits_with_features(feat_audio, feat_text, n):
     out = []
     for i, (fa, ft) in enumerate(zip(feat_audio, feat_text)):
         ws = torch.zeros(n, 2, 3)
-        out.append(AttributeEdits(Attribute(f"a{i}", "tone:1", "x"), ws, ws, ws, fa, ft, torch.ones(n), torch.ones(n),
-                                  torch.ones(3), torch.ones(3)))
+        out.append(
+            AttributeEdits(
+                Attribute(f"a{i}", "tone:1", "x"),
+                ws,
+                ws,
+                ws,
+                fa,
+                ft,
+                torch.ones(n),
+                torch.ones(n),
+                torch.ones(3),
+                torch.ones(3),
+            )
+        )
     return out
 
 
@@ -105,14 +130,21 @@ def test_fig_tsne_directions(tmp_path):
     assert set(report.data["spread"]) == {"giggling", "thunderstorm"}
     assert report.data["tsne"] == {"perplexity": 11, "seed": 0, "points": 12}  # 30 clipped to N − 1
     assert _png_size(report.pngs["fig_tsne_directions.png"]) == (800, 800)
-    assert [p.name for p in save_report(report, tmp_path)] == [p.name for p in output_paths("fig_tsne_directions",
-                                                                                              tmp_path)]
+    assert [p.name for p in save_report(report, tmp_path)] == [
+        p.name for p in output_paths("fig_tsne_directions", tmp_path)
+    ]
 
 
 @pytest.mark.slow
 def test_fig_lambda_grid_sizes_and_monotone_distance():
-    cfgs = _cfgs("fig_lambda_grid", "eval.sound=tone:500", "eval.lambda_sims=[1.0,0.0]", "eval.lambda_ids=[0.0,0.1]",
-                 "manipulate.steps=6", "manipulate.latent_term=l2")
+    cfgs = _cfgs(
+        "fig_lambda_grid",
+        "eval.sound=tone:500",
+        "eval.lambda_sims=[1.0,0.0]",
+        "eval.lambda_ids=[0.0,0.1]",
+        "manipulate.steps=6",
+        "manipulate.latent_term=l2",
+    )
     report = run_table("fig_lambda_grid", cfgs)
     res = _resolution(cfgs[0])
     assert _png_size(report.pngs["fig_lambda_grid.png"]) == (2 * res, 2 * res)
@@ -156,10 +188,29 @@ def test_queue_edits_equal_direct_edits(tmp_path):
     for e, domain in zip(edits, ("faces", "scenes")):
         G, optim, identity = ctx.domain_setup(domain)
         assert (identity is not None) == (domain == "faces")
-        direct = edit_attribute(e.attribute, ctx.sources(G, 3, 0), generator=G, clip=ctx.clip(), encoder=encoder,
-                                frontend=frontend, optim=optim, identity=identity, batch_size=2, device="cpu")
-        for field in ("ws_source", "ws_audio", "ws_text", "feat_audio", "feat_text", "cos_audio", "cos_text",
-                      "audio_target", "text_target"):
+        direct = edit_attribute(
+            e.attribute,
+            ctx.sources(G, 3, 0),
+            generator=G,
+            clip=ctx.clip(),
+            encoder=encoder,
+            frontend=frontend,
+            optim=optim,
+            identity=identity,
+            batch_size=2,
+            device="cpu",
+        )
+        for field in (
+            "ws_source",
+            "ws_audio",
+            "ws_text",
+            "feat_audio",
+            "feat_text",
+            "cos_audio",
+            "cos_text",
+            "audio_target",
+            "text_target",
+        ):
             torch.testing.assert_close(getattr(e, field), getattr(direct, field), atol=1e-5, rtol=0, msg=field)
         assert not torch.allclose(e.ws_audio, e.ws_source)  # the steps moved the latents
 

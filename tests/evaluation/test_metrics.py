@@ -1,5 +1,6 @@
 """The numbers behind the tables on constructed cases with known answers: zero-shot
 scoring, linear probe, latent cosines (Supp. Table 1), attribute classification (Table 2)."""
+
 from __future__ import annotations
 
 import math
@@ -113,10 +114,18 @@ def test_average_column_is_mean_of_attribute_columns_as_in_the_paper():
         assert np.mean(means) == pytest.approx(paper["average"]["mean"], abs=1e-5)
         assert np.mean(stds) == pytest.approx(paper["average"]["std"], abs=1e-5)
     # and the function applies that rule: two attributes with known mean/std
-    cos = {"x": {"w_s,w_a": torch.tensor([1.0, 0.0]), "w_s,w_t": torch.tensor([1.0, 1.0]),
-                 "w_a,w_t": torch.tensor([0.5, 0.5])},
-           "y": {"w_s,w_a": torch.tensor([0.0, 0.0]), "w_s,w_t": torch.tensor([1.0, 0.0]),
-                 "w_a,w_t": torch.tensor([0.5, 0.5])}}
+    cos = {
+        "x": {
+            "w_s,w_a": torch.tensor([1.0, 0.0]),
+            "w_s,w_t": torch.tensor([1.0, 1.0]),
+            "w_a,w_t": torch.tensor([0.5, 0.5]),
+        },
+        "y": {
+            "w_s,w_a": torch.tensor([0.0, 0.0]),
+            "w_s,w_t": torch.tensor([1.0, 0.0]),
+            "w_a,w_t": torch.tensor([0.5, 0.5]),
+        },
+    }
     s = summarise_latent_cosines(cos)
     assert s["attributes"]["x"]["w_s,w_a"] == {"mean": 0.5, "std": 0.5, "n": 2}
     assert s["average"]["w_s,w_a"] == {"mean": 0.25, "std": 0.25}

@@ -1,5 +1,6 @@
 """scripts/embed.py (round trip against load_audio_encoder, bad input) and the zero-shot
 table run with the peer encoders on generated ESC-50 / UrbanSound8K trees."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sound2img.models.audio_encoder import load_audio_encoder
+
 from helpers import load_file_module
 from helpers.peer_audio import PEER, rebuild_checkpoint
-from sound2img.models.audio_encoder import load_audio_encoder
 
 ROOT = Path(__file__).resolve().parents[2]
 EMBED = load_file_module(ROOT / "scripts" / "embed.py")
@@ -52,8 +54,10 @@ def test_embed_audio_rows_equal_load_audio_encoder(wav2clip_file, tmp_path):
 
     clips = [PEER / "inputs" / "burst.wav", PEER / "inputs" / "chirp.wav", _wav(tmp_path / "tone.wav")]
     out = tmp_path / "e.npz"
-    assert EMBED.main(["--encoder", str(wav2clip_file), "--audio", *map(str, clips), "--out", str(out),
-                       "--device", "cpu"]) == 0
+    assert (
+        EMBED.main(["--encoder", str(wav2clip_file), "--audio", *map(str, clips), "--out", str(out), "--device", "cpu"])
+        == 0
+    )
     z = np.load(out)
     assert z["audio"].dtype == np.float32 and z["audio"].shape == (3, 512)
     assert list(z["audio_names"]) == [str(c) for c in clips] and z["text"].shape == (0, 512)
@@ -71,8 +75,24 @@ def test_embed_text_and_image_in_the_encoders_space(tiny_encoder_files, tmp_path
     img = tmp_path / "img.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(img)
     out = tmp_path / "e.npz"
-    assert EMBED.main(["--encoder", str(with_towers), "--text", "rain", "a dog barking", "--image", str(img),
-                       "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        EMBED.main(
+            [
+                "--encoder",
+                str(with_towers),
+                "--text",
+                "rain",
+                "a dog barking",
+                "--image",
+                str(img),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     z = np.load(out)
     towers = build_clip("tiny", seed=3)  # what the encoder file records
     with torch.no_grad():
@@ -88,20 +108,23 @@ def test_embed_bad_input_one_line_exit_2_nothing_written(case, tiny_encoder_file
     out = tmp_path / "e.npz"
     tone = str(_wav(tmp_path / "t.wav"))
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    argv = {"missing_audio": ["--encoder", str(with_towers), "--audio", tone, str(tmp_path / "nope.wav")],
-            "bad_image": ["--encoder", str(with_towers), "--image", str(tmp_path / "bad.png")],
-            "exists": ["--encoder", str(with_towers), "--audio", tone],
-            "no_towers": ["--encoder", str(without), "--text", "rain"],
-            "nothing": ["--encoder", str(with_towers)],
-            "bad_encoder": ["--encoder", tone, "--audio", tone]}[case]
+    argv = {
+        "missing_audio": ["--encoder", str(with_towers), "--audio", tone, str(tmp_path / "nope.wav")],
+        "bad_image": ["--encoder", str(with_towers), "--image", str(tmp_path / "bad.png")],
+        "exists": ["--encoder", str(with_towers), "--audio", tone],
+        "no_towers": ["--encoder", str(without), "--text", "rain"],
+        "nothing": ["--encoder", str(with_towers)],
+        "bad_encoder": ["--encoder", tone, "--audio", tone],
+    }[case]
     if case == "exists":
         out.write_bytes(b"keep me")
     assert EMBED.main([*argv, "--out", str(out), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1 and "Traceback" not in err
     assert (out.read_bytes() == b"keep me") if case == "exists" else not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["t.wav", "bad.png"] + (["e.npz"] if case == "exists"
-                                                                                         else []))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["t.wav", "bad.png"] + (["e.npz"] if case == "exists" else [])
+    )
 
 
 def test_peer_encoder_picks_its_towers(wav2clip_file):
@@ -116,10 +139,20 @@ def test_peer_encoder_picks_its_towers(wav2clip_file):
 def _zero_shot(encoder_file, overrides, esc50_root, us8k_root):
     from sound2img.evaluation.tables import compose_table, run_table
 
-    cfgs = compose_table("zeroshot", ["preset=tiny", "progress=false", "eval.num_workers=0",
-                                      f"encoder.path={encoder_file}", f"datasets.esc50.root={esc50_root}",
-                                      f"datasets.us8k.root={us8k_root}", "+datasets.esc50.num_samples=16000",
-                                      "+datasets.us8k.num_samples=16000", *overrides])
+    cfgs = compose_table(
+        "zeroshot",
+        [
+            "preset=tiny",
+            "progress=false",
+            "eval.num_workers=0",
+            f"encoder.path={encoder_file}",
+            f"datasets.esc50.root={esc50_root}",
+            f"datasets.us8k.root={us8k_root}",
+            "+datasets.esc50.num_samples=16000",
+            "+datasets.us8k.num_samples=16000",
+            *overrides,
+        ],
+    )
     return run_table("zeroshot", cfgs)
 
 
@@ -136,8 +169,17 @@ def test_zero_shot_runs_with_wav2clip(wav2clip_file, esc50_root, us8k_root):
 def test_zero_shot_runs_with_audioclip_and_its_towers(tmp_path_factory, esc50_root, us8k_root):
     audioclip = rebuild_checkpoint("audioclip", tmp_path_factory.mktemp("ac"))
     # one fold each and one template: AudioCLIP's ResNeXt-50 and RN50 text tower are full size
-    report = _zero_shot(audioclip, ["clip=from_encoder", "datasets.esc50.folds=[1]", "datasets.us8k.folds=[1]",
-                                    "eval.templates=['a sound of {}']"], esc50_root, us8k_root)
+    report = _zero_shot(
+        audioclip,
+        [
+            "clip=from_encoder",
+            "datasets.esc50.folds=[1]",
+            "datasets.us8k.folds=[1]",
+            "eval.templates=['a sound of {}']",
+        ],
+        esc50_root,
+        us8k_root,
+    )
     assert "RN50" in report.markdown and "name=audioclip" in report.markdown
     assert 0.0 <= report.data["ours"]["us8k"]["mean"] <= 1.0
 
@@ -159,18 +201,30 @@ def test_fig_audioclip_comparison_runs_side_by_side(wav2clip_file):
 
     from sound2img.evaluation.tables import compose_table, run_table
 
-    cfgs = compose_table("fig_audioclip_comparison", [
-        "preset=tiny", "progress=false", "manipulate.steps=2", "eval.sounds=[tone:440,tone:880]", "eval.n_sources=2",
-        f"eval.peer.encoder={wav2clip_file}", "eval.peer.label=Wav2CLIP",
-        "eval.peer.clip={model:tiny,tiny:{embed_dim:512}}"])
+    cfgs = compose_table(
+        "fig_audioclip_comparison",
+        [
+            "preset=tiny",
+            "progress=false",
+            "manipulate.steps=2",
+            "eval.sounds=[tone:440,tone:880]",
+            "eval.n_sources=2",
+            f"eval.peer.encoder={wav2clip_file}",
+            "eval.peer.label=Wav2CLIP",
+            "eval.peer.clip={model:tiny,tiny:{embed_dim:512}}",
+        ],
+    )
     report = run_table("fig_audioclip_comparison", cfgs)
     cells = report.data["cells"]
     assert [c["guide"] for c in cells] == ["ours"] * 4 + ["Wav2CLIP"] * 4
-    assert [(c["source"], c["sound"]) for c in cells[:4]] == [(0, "tone:440"), (0, "tone:880"), (1, "tone:440"),
-                                                             (1, "tone:880")]
+    assert [(c["source"], c["sound"]) for c in cells[:4]] == [
+        (0, "tone:440"),
+        (0, "tone:880"),
+        (1, "tone:440"),
+        (1, "tone:880"),
+    ]
     # two steps may not move w under the default learning-rate ramp: only well-formed numbers here
-    assert all(c["latent_distance"] >= 0 and np.isfinite(c["psnr_db"]) and -1 <= c["final_cosine"] <= 1
-               for c in cells)
+    assert all(c["latent_distance"] >= 0 and np.isfinite(c["psnr_db"]) and -1 <= c["final_cosine"] <= 1 for c in cells)
     img = Image.open(io.BytesIO(report.pngs["fig_audioclip_comparison.png"]))
     assert img.size[0] == 3 * img.size[1] // 4  # 4 rows (2 sources x 2 sounds), 3 columns (source, ours, peer)
     assert "| guide | source | sound |" in report.markdown

@@ -1,5 +1,6 @@
 """scripts/reproduce.py: two tables run in a subprocess exactly as a user types them
 (preset=tiny), the rest of the command line in-process, and docs/reproduce.md in sync."""
+
 from __future__ import annotations
 
 import io
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from sound2img.evaluation.tables import compose_table, list_tables, run_table
+
 from helpers import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,15 +27,24 @@ def _load_script():
 
 def _run(*args, cwd):
     env = {**os.environ, "SOUND2IMG_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 @pytest.mark.slow
 def test_zeroshot_subprocess(tmp_path, esc50_root, us8k_root):
     out = tmp_path / "out"
-    proc = _run("zeroshot", "preset=tiny", f"datasets.esc50.root={esc50_root}", f"datasets.us8k.root={us8k_root}",
-                "progress=false", "--out", str(out), cwd=tmp_path)
+    proc = _run(
+        "zeroshot",
+        "preset=tiny",
+        f"datasets.esc50.root={esc50_root}",
+        f"datasets.us8k.root={us8k_root}",
+        "progress=false",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     md = (out / "zeroshot.md").read_text()
     assert "| model | ESC-50 | US8K |" in md and "| **this run** |" in md and "preset=tiny" in md
@@ -46,8 +57,15 @@ def test_zeroshot_subprocess(tmp_path, esc50_root, us8k_root):
 
     # a second run refuses to overwrite, changes nothing, says so in one line
     before = (out / "zeroshot.json").read_bytes()
-    proc = _run("zeroshot", "preset=tiny", f"datasets.esc50.root={esc50_root}", f"datasets.us8k.root={us8k_root}",
-                "--out", str(out), cwd=tmp_path)
+    proc = _run(
+        "zeroshot",
+        "preset=tiny",
+        f"datasets.esc50.root={esc50_root}",
+        f"datasets.us8k.root={us8k_root}",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "already exists" in proc.stderr and "Traceback" not in proc.stderr
     assert (out / "zeroshot.json").read_bytes() == before
 
@@ -55,8 +73,16 @@ def test_zeroshot_subprocess(tmp_path, esc50_root, us8k_root):
 @pytest.mark.slow
 def test_fig_volume_subprocess(tmp_path):
     out = tmp_path / "figs"
-    proc = _run("fig_volume", "preset=tiny", "eval.sound=tone:440", "eval.gains_db=[-6,6]", "manipulate.steps=3",
-                "--out", str(out), cwd=tmp_path)
+    proc = _run(
+        "fig_volume",
+        "preset=tiny",
+        "eval.sound=tone:440",
+        "eval.gains_db=[-6,6]",
+        "manipulate.steps=3",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     size = Image.open(io.BytesIO((out / "fig_volume.png").read_bytes())).size
     assert size[0] == 3 * size[1]  # source + two gains, square tiles
@@ -78,14 +104,17 @@ def test_list_help_and_cfg_job(capsys):
     assert "table: supp_table1" in text and "n_latents: 7" in text and "tiny: true" in text
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["no_such_table"], "unknown table 'no_such_table'"),
-    ([], "name a table"),
-    (["zeroshot", "preset=tiny"], "datasets.esc50.root is not set"),
-    (["zeroshot", "not-an-override"], "unrecognised argument"),
-    (["supp_table1", "preset=tiny", "eval.n_latents=0"], "eval.n_latents must be >= 1"),
-    (["zeroshot", "preset=tiny", "datasets.esc50.root=no/such/dir"], "no/such/dir/meta/esc50.csv not found"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["no_such_table"], "unknown table 'no_such_table'"),
+        ([], "name a table"),
+        (["zeroshot", "preset=tiny"], "datasets.esc50.root is not set"),
+        (["zeroshot", "not-an-override"], "unrecognised argument"),
+        (["supp_table1", "preset=tiny", "eval.n_latents=0"], "eval.n_latents must be >= 1"),
+        (["zeroshot", "preset=tiny", "datasets.esc50.root=no/such/dir"], "no/such/dir/meta/esc50.csv not found"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):
     main = _load_script().main
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
@@ -96,8 +125,10 @@ def test_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_fig_audio_text_tsne(esc50_root):
-    cfgs = compose_table("fig_audio_text_tsne", ["preset=tiny", "progress=false", f"datasets.esc50.root={esc50_root}",
-                                                 "eval.folds=[1,2]"])
+    cfgs = compose_table(
+        "fig_audio_text_tsne",
+        ["preset=tiny", "progress=false", f"datasets.esc50.root={esc50_root}", "eval.folds=[1,2]"],
+    )
     report = run_table("fig_audio_text_tsne", cfgs)
     stats = report.data["stats"]
     assert stats["n_audio"] == 16 and stats["n_classes"] == 50
@@ -133,10 +164,19 @@ def test_downloads_name_what_each_table_needs():
 def test_linear_probe_table(esc50_root, us8k_root, tmp_path):
     from sound2img.evaluation.report import save_report
 
-    cfgs = compose_table("linear_probe", [
-        "preset=tiny", "progress=false", "eval.num_workers=0", f"datasets.esc50.root={esc50_root}",
-        f"datasets.us8k.root={us8k_root}", "+datasets.esc50.num_samples=16000", "+datasets.us8k.num_samples=16000",
-        "eval.Cs=[0.1,1.0]"])
+    cfgs = compose_table(
+        "linear_probe",
+        [
+            "preset=tiny",
+            "progress=false",
+            "eval.num_workers=0",
+            f"datasets.esc50.root={esc50_root}",
+            f"datasets.us8k.root={us8k_root}",
+            "+datasets.esc50.num_samples=16000",
+            "+datasets.us8k.num_samples=16000",
+            "eval.Cs=[0.1,1.0]",
+        ],
+    )
     report = run_table("linear_probe", cfgs)
     md = save_report(report, tmp_path)[0].read_text()
     assert "| ours, logistic regression on frozen embeddings (paper) | 72.2 | 66.8 |" in md
@@ -157,25 +197,59 @@ def test_supp_table1_under_torchrun_equals_one_process(tmp_path):
     from omegaconf import OmegaConf
 
     attrs = "[{name:giggling,domain:faces,sound:'tone:300',text:giggling},{name:wind,domain:scenes,sound:'tone:90',text:wind}]"
-    args = ["supp_table1", "preset=tiny", "progress=false", "device=cpu", "manipulate.steps=2", "eval.n_latents=3",
-            "eval.batch_size=2", f"attributes={attrs}"]
+    args = [
+        "supp_table1",
+        "preset=tiny",
+        "progress=false",
+        "device=cpu",
+        "manipulate.steps=2",
+        "eval.n_latents=3",
+        "eval.batch_size=2",
+        f"attributes={attrs}",
+    ]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "SOUND2IMG_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           str(port), str(SCRIPT), *args, "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+    env = {
+        **os.environ,
+        "SOUND2IMG_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(port),
+            str(SCRIPT),
+            *args,
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "out" / "supp_table1.json").read_text())
-    ledger = [json.loads(x) for x in (tmp_path / "out" / "supp_table1_edits" / "edits" / "ledger.jsonl").read_text()
-              .splitlines()]
+    ledger = [
+        json.loads(x)
+        for x in (tmp_path / "out" / "supp_table1_edits" / "edits" / "ledger.jsonl").read_text().splitlines()
+    ]
     assert len(ledger) == 12 and {r["rank"] for r in ledger} == {0, 1}
     cfgs = compose_table("supp_table1", [a for a in args[1:] if not a.startswith("attributes=")])
-    cfgs[0].attributes = OmegaConf.create([
-        {"name": "giggling", "domain": "faces", "sound": "tone:300", "text": "giggling"},
-        {"name": "wind", "domain": "scenes", "sound": "tone:90", "text": "wind"}])
+    cfgs[0].attributes = OmegaConf.create(
+        [
+            {"name": "giggling", "domain": "faces", "sound": "tone:300", "text": "giggling"},
+            {"name": "wind", "domain": "scenes", "sound": "tone:90", "text": "wind"},
+        ]
+    )
     one = run_table("supp_table1", cfgs)
     for attr, pairs in one.data["ours"]["attributes"].items():
         for pair, stats in pairs.items():

@@ -1,4 +1,5 @@
 """Helpers shared by several test packages (imported as ``helpers.<module>``)."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,5 +1,6 @@
 """The AudioCLIP / Wav2CLIP reference fixtures (the shared reference fixtures, ``fixtures/peer_audio`` beside the repository): their
 checkpoints rebuilt under the public file names by the fixtures' own ``make_checkpoint.py``."""
+
 from __future__ import annotations
 
 import subprocess
@@ -23,6 +24,9 @@ def peer_dir(name: str) -> Path:
 def rebuild_checkpoint(name: str, out: Path) -> Path:
     """Write ``AudioCLIP-Partial-Training.pt`` (``audioclip``) or ``Wav2CLIP.pt`` (``wav2clip``)
     into the folder ``out`` and return its path."""
-    subprocess.run([sys.executable, str(FIXTURES / "make_checkpoint.py"), str(peer_dir(name)), str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(FIXTURES / "make_checkpoint.py"), str(peer_dir(name)), str(out)],
+        check=True,
+        capture_output=True,
+    )
     return next(p for p in Path(out).iterdir() if p.suffix == ".pt")

@@ -2,6 +2,7 @@
 time in numpy. They define "the same settings" for the tests and the speed benchmarks
 (which run outside pytest and load this file by its path); nothing in the package calls
 them. OpenCV is a dev dependency, imported here."""
+
 from __future__ import annotations
 
 import librosa
@@ -11,10 +12,21 @@ import numpy as np
 def reference_mel_power(y: np.ndarray, spec: dict) -> np.ndarray:
     """``librosa.feature.melspectrogram`` with the front end's settings: ``[n_mels, T]``."""
     return librosa.feature.melspectrogram(
-        y=np.asarray(y, dtype=np.float32), sr=spec["sample_rate"], n_fft=spec["n_fft"],
-        hop_length=spec["hop_length"], win_length=spec["win_length"], window="hann", center=True,
-        pad_mode="constant", power=2.0, n_mels=spec["n_mels"], fmin=spec["f_min"], fmax=spec["f_max"],
-        htk=spec["mel_scale"] == "htk", norm=spec["mel_norm"])
+        y=np.asarray(y, dtype=np.float32),
+        sr=spec["sample_rate"],
+        n_fft=spec["n_fft"],
+        hop_length=spec["hop_length"],
+        win_length=spec["win_length"],
+        window="hann",
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        n_mels=spec["n_mels"],
+        fmin=spec["f_min"],
+        fmax=spec["f_max"],
+        htk=spec["mel_scale"] == "htk",
+        norm=spec["mel_norm"],
+    )
 
 
 def reference_logmel(y: np.ndarray, spec: dict, start: int | None = None) -> np.ndarray:
@@ -54,5 +66,5 @@ def _crop(x: np.ndarray, n: int, pad_value: float, start: int | None) -> np.ndar
     T = x.shape[1]
     if T >= n:
         s = (T - n) // 2 if start is None else start
-        return x[:, s:s + n]
+        return x[:, s : s + n]
     return np.pad(x, ((0, 0), (0, n - T)), constant_values=pad_value)

@@ -1,6 +1,7 @@
 """A local HTTP server on 127.0.0.1 for the weights download tests: serves ``PAYLOAD`` at
 ``/file.bin`` with Range support, and can misbehave on purpose (cut connections, ignore
 Range, answer with an HTML confirmation page, send slowly so that downloads overlap)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,8 @@ import random
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -68,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
         step = max(1, len(body) // 10)
         try:
             for i in range(0, len(body), step):
-                self.wfile.write(body[i:i + step])
+                self.wfile.write(body[i : i + step])
                 if srv.delay:
                     time.sleep(srv.delay)
         except (BrokenPipeError, ConnectionResetError):  # the client went away (e.g. killed)

@@ -1,4 +1,5 @@
 """Small random generators for the inversion tests (the stylegan2 tests' helper)."""
+
 from __future__ import annotations
 
 import pytest

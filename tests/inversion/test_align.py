@@ -1,6 +1,7 @@
 """FFHQ alignment: the quad against the published recipe written out independently
 here (rotations instead of flips), the resampling against a plain crop, and the dlib
 detector path (when the faces extra is installed)."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,11 @@ def expected_quad(eye_l, eye_r, mouth_l, mouth_r):
     m = (np.asarray(mouth_l, float) + np.asarray(mouth_r, float)) / 2
     eye_mid = (e_l + e_r) / 2
     d_eye, d_mouth = e_r - e_l, m - eye_mid
-    rot = lambda v, deg: np.array([[math.cos(math.radians(deg)), -math.sin(math.radians(deg))],
-                                   [math.sin(math.radians(deg)), math.cos(math.radians(deg))]]) @ v
+
+    def rot(v, deg):
+        c, s_ = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+        return np.array([[c, -s_], [s_, c]]) @ v
+
     # "x = eye-to-eye − flipud(eye-to-mouth)·[−1, 1]": flipud·[−1,1] is a +90° turn in image coords
     x = d_eye - rot(d_mouth, 90)
     x = x / np.linalg.norm(x) * max(2.0 * np.linalg.norm(d_eye), 1.8 * np.linalg.norm(d_mouth))
@@ -39,11 +43,14 @@ def expected_quad(eye_l, eye_r, mouth_l, mouth_r):
     return np.array([c - x - y, c - x + y, c + x + y, c + x - y]), 2 * np.linalg.norm(x)
 
 
-@pytest.mark.parametrize("pts", [
-    ((100, 120), (160, 120), (110, 200), (150, 200)),        # upright
-    ((100, 130), (158, 112), (118, 205), (160, 190)),        # tilted
-    ((300.5, 40.25), (350.0, 60.0), (310.0, 120.0), (340.0, 133.0)),
-])
+@pytest.mark.parametrize(
+    "pts",
+    [
+        ((100, 120), (160, 120), (110, 200), (150, 200)),  # upright
+        ((100, 130), (158, 112), (118, 205), (160, 190)),  # tilted
+        ((300.5, 40.25), (350.0, 60.0), (310.0, 120.0), (340.0, 133.0)),
+    ],
+)
 def test_quad_matches_the_ffhq_formula(pts):
     quad, qsize = ffhq_quad(landmarks(*pts, jitter=3.0))
     want, wsize = expected_quad(*pts)

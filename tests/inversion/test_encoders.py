@@ -1,6 +1,7 @@
 """e4e / pSp checkpoint readers against the reference fixtures (the shared reference fixtures, ``fixtures/e4e`` beside the repository):
 the checkpoint is rebuilt bit-for-bit by the fixture's own script, then our encoder, the
 decoder read as our generator and the 256-px resize must reproduce the reference arrays."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,5 +1,6 @@
 """Photo loading: conversions (greyscale, palette, CMYK, alpha, 16-bit), EXIF
 orientation, and refusals (not an image, truncated, tiny, decompression bomb)."""
+
 from __future__ import annotations
 
 import struct
@@ -21,11 +22,14 @@ def rgb(h=40, w=60):
 
 def png_header_only(path, w, h):
     """A PNG that claims w×h pixels but holds one tiny IDAT: opening it costs nothing."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
     return path
 
 

@@ -1,5 +1,6 @@
 """The projector recovers latents a random generator made, is deterministic under a
 seed, leaves the generator alone, and its noise regulariser penalises correlation."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Pivotal tuning beats projection alone on an image the generator cannot make exactly,
 and never touches the original generator (in memory or on disk)."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,6 +53,8 @@ def test_locality_regulariser_holds_other_latents(G, known):
         st = PTISettings(steps=15, lr=3e-3, locality=locality, locality_l2_weight=50.0, locality_samples=4)
         tuned = tune_generator(G, pivot, target, settings=st).generator
         with torch.no_grad():
-            return float((tuned.synthesis(probe, noise_mode="none") - G.synthesis(probe, noise_mode="none")).square().mean())
+            return float(
+                (tuned.synthesis(probe, noise_mode="none") - G.synthesis(probe, noise_mode="none")).square().mean()
+            )
 
     assert drift(True) < drift(False)

@@ -1,6 +1,7 @@
 """``scripts/invert.py`` and ``manipulate.py --image`` as a user runs them (subprocesses,
 ``preset=tiny``, pixel loss, offline): the outputs, the cache hit on a second edit, and
 every bad input → one line, exit 2, nothing written."""
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,18 @@ MANIPULATE = ROOT / "scripts" / "manipulate.py"
 
 
 def env(tmp: Path) -> dict:
-    return {**os.environ, "SOUND2IMG_OFFLINE": "1", "SOUND2IMG_CACHE": str(tmp / "cache"),
-            "PYTHONPATH": str(ROOT)}
+    return {**os.environ, "SOUND2IMG_OFFLINE": "1", "SOUND2IMG_CACHE": str(tmp / "cache"), "PYTHONPATH": str(ROOT)}
 
 
 def start(script: Path, *argv, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(script), *argv, "preset=tiny", "progress=false", "--device", "cpu"],
-                            cwd=cwd, env=env(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), *argv, "preset=tiny", "progress=false", "--device", "cpu"],
+        cwd=cwd,
+        env=env(cwd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run(script: Path, *argv, cwd: Path) -> subprocess.CompletedProcess:
@@ -62,22 +68,49 @@ def test_invert_writes_latent_images_and_metrics(tmp_path):
     assert m["quality"]["lpips"]["value"] is None and "torchvision_vgg16" in m["quality"]["lpips"]["unavailable"]
     assert Image.open(out / "aligned.png").size == (32, 32)
     # the latent is a source for an edit
-    res = run(MANIPULATE, "--latent", str(out / "latent.pt"), "--text", "fire", "--steps", "2", "--out", "edit",
-              cwd=tmp_path)
+    res = run(
+        MANIPULATE, "--latent", str(out / "latent.pt"), "--text", "fire", "--steps", "2", "--out", "edit", cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_pti_writes_a_tuned_generator_that_manipulate_reads(tmp_path):
     photo(tmp_path / "me.png")
-    res = run(INVERT, "--image", "me.png", "--out", "out", "--method", "pti", "--perceptual", "none", "--steps", "20",
-              "--pti-steps", "20", cwd=tmp_path)
+    res = run(
+        INVERT,
+        "--image",
+        "me.png",
+        "--out",
+        "out",
+        "--method",
+        "pti",
+        "--perceptual",
+        "none",
+        "--steps",
+        "20",
+        "--pti-steps",
+        "20",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert m["settings"]["space"] == "w" and m["pti"]["steps_run"] == 20
     tuned = tmp_path / "out" / "tuned_generator.safetensors"
-    res = run(MANIPULATE, "--generator", str(tuned), "--latent", str(tmp_path / "out" / "latent.pt"),
-              "--text", "fire", "--steps", "2", "--out", "edit", cwd=tmp_path)
+    res = run(
+        MANIPULATE,
+        "--generator",
+        str(tuned),
+        "--latent",
+        str(tmp_path / "out" / "latent.pt"),
+        "--text",
+        "fire",
+        "--steps",
+        "2",
+        "--out",
+        "edit",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     source = np.asarray(Image.open(tmp_path / "edit" / "source.png"))
     recon = np.asarray(Image.open(tmp_path / "out" / "reconstruction.png"))
@@ -122,9 +155,14 @@ def bad_inputs(tmp: Path) -> dict:
     png_header_only(tmp / "bomb.png", 20000, 20000)
     photo(tmp / "ok.png")
     (tmp / "evil.pt").write_bytes(pickle.dumps(_Boom()))
-    torch.save({"state_dict": {"encoder.styles.0.linear.weight": torch.zeros(3, 3)},
-                "opts": {"encoder_type": "Encoder4Editing", "stylegan_size": 64},
-                "latent_avg": torch.zeros(10, 512)}, tmp / "e4e_wrong.pt")
+    torch.save(
+        {
+            "state_dict": {"encoder.styles.0.linear.weight": torch.zeros(3, 3)},
+            "opts": {"encoder_type": "Encoder4Editing", "stylegan_size": 64},
+            "latent_avg": torch.zeros(10, 512),
+        },
+        tmp / "e4e_wrong.pt",
+    )
     (tmp / "taken").mkdir()
     (tmp / "taken" / "keep.txt").write_text("mine")
     return {
@@ -148,8 +186,11 @@ def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
     procs = {}
     for i, (name, argv) in enumerate(cases.items()):
         extra = [] if "--out" in argv else ["--out", f"out_{i}"]
-        procs[name] = start(INVERT, *argv, *extra, "--perceptual", "none", cwd=tmp_path) if name != "lpips offline" \
+        procs[name] = (
+            start(INVERT, *argv, *extra, "--perceptual", "none", cwd=tmp_path)
+            if name != "lpips offline"
             else start(INVERT, *argv, *extra, cwd=tmp_path)
+        )
     for name, proc in procs.items():
         _, err = proc.communicate(timeout=600)
         lines = [line for line in err.strip().splitlines() if not line.startswith("metric ")]

@@ -1,5 +1,6 @@
 """Small frozen stand-ins for the generator, CLIP and an identity network, so the
 optimiser's maths can be tested apart from the real models (which other tests use)."""
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,7 @@ class ToyGenerator(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.num_ws, self.w_dim, self.z_dim, self.img_resolution = num_ws, w_dim, z_dim, res
-        self.layers = nn.Parameter(torch.randn(num_ws, w_dim, 3 * 8 * 8) / w_dim ** 0.5)
+        self.layers = nn.Parameter(torch.randn(num_ws, w_dim, 3 * 8 * 8) / w_dim**0.5)
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
         self.map = nn.Linear(z_dim, w_dim)
         self.register_buffer("w_avg", torch.zeros(w_dim))

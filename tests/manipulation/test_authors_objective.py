@@ -1,5 +1,6 @@
 """The authors' objective is the default: StyleCLIP's CLIP input and d_cos = 1 − e^0.07·cos
 in every preset that carries their settings, and free generation optimises d_cos alone."""
+
 from __future__ import annotations
 
 import json
@@ -19,17 +20,20 @@ from .test_optimizer import sources, targets
 from .test_run import cfg_for
 
 
-@pytest.mark.parametrize("config,overrides", [
-    ("manipulate", []),                                   # the default: manipulate=landscape
-    ("manipulate", ["manipulate=faces"]),
-    ("manipulate", ["preset=tiny"]),
-    ("reproduce", ["eval=supp_table1"]),
-    ("reproduce", ["eval=supp_table2"]),
-    ("reproduce", ["eval=fig_tsne_directions"]),
-    ("reproduce", ["eval=fig_lambda_grid"]),
-    ("reproduce", ["eval=fig_volume"]),
-    ("reproduce", ["eval=fig_interpolation"]),
-])
+@pytest.mark.parametrize(
+    "config,overrides",
+    [
+        ("manipulate", []),  # the default: manipulate=landscape
+        ("manipulate", ["manipulate=faces"]),
+        ("manipulate", ["preset=tiny"]),
+        ("reproduce", ["eval=supp_table1"]),
+        ("reproduce", ["eval=supp_table2"]),
+        ("reproduce", ["eval=fig_tsne_directions"]),
+        ("reproduce", ["eval=fig_lambda_grid"]),
+        ("reproduce", ["eval=fig_volume"]),
+        ("reproduce", ["eval=fig_interpolation"]),
+    ],
+)
 def test_presets_use_the_authors_clip_input_and_cosine_scale(config, overrides):
     cfg = compose(config, overrides)
     assert cfg.clip.preprocess == "styleclip"

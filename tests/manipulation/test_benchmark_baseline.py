@@ -1,5 +1,6 @@
 """The benchmark's re-expression of the authors' loop computes what the project's
 StyleGAN2 ops compute (so the speed comparison is between equal functions)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from sound2img.models.stylegan2.ops import blur_after_upconv, fir_kernel_2d, modulated_conv2d, upsample2d
+
 from helpers import load_file_module
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "manipulate.py"

@@ -1,5 +1,6 @@
 """Guidance targets and mixing: shapes, unit length, and that the weights reach the
 embeddings and latents exactly as specified."""
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,7 @@ def unit(*xs):
 
 
 def test_mix_embeddings_weights_and_renormalises():
-    e = torch.eye(4)[:2]                                   # two orthogonal unit vectors
+    e = torch.eye(4)[:2]  # two orthogonal unit vectors
     mixed = guidance.mix_embeddings(e, [0.25, 0.75])
     assert mixed.shape == (4,)
     assert torch.allclose(mixed, unit(0.25, 0.75, 0, 0), atol=1e-6)
@@ -39,9 +40,9 @@ def test_interpolation_ends_shapes_and_spacing(mode):
     assert torch.allclose(path.norm(dim=-1), torch.ones(5), atol=1e-6)
     assert torch.allclose(path[0], a, atol=1e-6) and torch.allclose(path[-1], b, atol=1e-6)
     angles = torch.arccos((path[1:] * path[:-1]).sum(-1).clamp(-1, 1))
-    if mode == "slerp":                                    # equal angular steps of 90°/4
+    if mode == "slerp":  # equal angular steps of 90°/4
         assert torch.allclose(angles, torch.full((4,), math.pi / 8), atol=1e-5)
-    else:                                                  # chord: the middle steps are wider
+    else:  # chord: the middle steps are wider
         assert angles[1] > angles[0]
         assert torch.allclose(path[2], unit(1, 1, 0), atol=1e-6)
     with pytest.raises(UserInputError):
@@ -104,11 +105,11 @@ class SpyEncoder(torch.nn.Module):
 
 def test_encode_sounds_gain_once_and_normalised():
     fe, enc = SpyFrontend(), SpyEncoder()
-    wavs = [torch.randn(100), torch.randn(80)]           # different lengths are fine
+    wavs = [torch.randn(100), torch.randn(80)]  # different lengths are fine
     embs = guidance.encode_sounds(wavs, enc, fe, gain_db=6.0)
     assert embs.shape == (2, 6) and torch.allclose(embs.norm(dim=-1), torch.ones(2), atol=1e-6)
     assert enc.calls == 2
-    assert torch.allclose(fe.seen[0][0], wavs[0] * 10 ** (6 / 20))   # gain before the front end
+    assert torch.allclose(fe.seen[0][0], wavs[0] * 10 ** (6 / 20))  # gain before the front end
     assert torch.allclose(fe.seen[1][0], wavs[1] * 10 ** (6 / 20))
 
 

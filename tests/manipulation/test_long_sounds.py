@@ -1,6 +1,7 @@
 """A sound file of an edit reaches the soundclip_legacy front end as the authors' pipeline
 reads it: power_to_db with ref = max over the WHOLE file, then the centre 864 frames —
 for files up to 60 s. Held to librosa + OpenCV (helpers/reference.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ def _forty_seconds(path):
     rng = np.random.default_rng(0)
     y = 0.01 * rng.standard_normal(40 * SR).astype(np.float32)
     t = np.arange(5 * SR) / SR
-    y[:5 * SR] += (0.8 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    y[: 5 * SR] += (0.8 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     sf.write(path, y, SR, subtype="FLOAT")
     return y
 

@@ -1,5 +1,6 @@
 """Adaptive layer masking (docs/method.md §3) against numbers evaluated by hand from the
 authors' rule, and plain L2."""
+
 from __future__ import annotations
 
 import math
@@ -37,15 +38,19 @@ def test_two_steps_by_hand():
     assert torch.equal(mask.g, torch.ones(2, 2, dtype=torch.float64)), "computing the penalty must not move g"
     assert p1.sum(1).tolist() == pytest.approx([1.82764644657501, 0.0365529289315002], rel=1e-12)
     mask.update(p1)
-    assert mask.g.tolist() == [pytest.approx([0.976808237203213, 1.06756694242941], rel=1e-12),
-                               pytest.approx([0.999274285887824, 0.997161277148742], rel=1e-12)]
+    assert mask.g.tolist() == [
+        pytest.approx([0.976808237203213, 1.06756694242941], rel=1e-12),
+        pytest.approx([0.999274285887824, 0.997161277148742], rel=1e-12),
+    ]
 
     p2 = layer_penalties(w2, source, mask)
     assert p2[0].tolist() == pytest.approx([0.726474441966960, 0.186033485064428], rel=1e-12)
     assert p2.sum(1).tolist() == pytest.approx([0.912507927031387, 0.0365291621423466], rel=1e-12)
     mask.update(p2)
-    assert mask.g.tolist() == [pytest.approx([0.956937304489637, 1.05242443967949], rel=1e-12),
-                               pytest.approx([0.998548712397272, 0.994324657665239], rel=1e-12)]
+    assert mask.g.tolist() == [
+        pytest.approx([0.956937304489637, 1.05242443967949], rel=1e-12),
+        pytest.approx([0.998548712397272, 0.994324657665239], rel=1e-12),
+    ]
 
     # the gradient uses σ(g) from before any update: ∂ℓ_l/∂w_l = 2·σ(1)·(w_l − w_s,l)
     p1.sum().backward()

@@ -1,5 +1,6 @@
 """The latent optimiser on small frozen stand-ins: the objective moves the way docs/method.md §2
 says, only the latent changes, batches equal their members run alone."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,9 +37,19 @@ def targets(clip, n, seed=3):
 #   t = 0.8125 → 1 · (0.5 + √2/4)                          = 0.853553390593274
 #   t = 0.9    → 1 · (0.5 − 0.5·cos(2π/5)) = (5 − √5)/8    = 0.345491502812526
 #   t = 0.95   → 1 · (0.5 − 0.5·cos(π/5))  = (3 − √5)/8    = 0.0954915028125263
-RAMP_BY_HAND = [(0.0, 0.0), (0.01, 0.2), (0.025, 0.5), (0.05, 1.0), (0.5, 1.0), (0.75, 1.0),
-                (0.8, 0.904508497187474), (0.8125, 0.853553390593274), (0.9, 0.345491502812526),
-                (0.95, 0.0954915028125263), (1.0, 0.0)]
+RAMP_BY_HAND = [
+    (0.0, 0.0),
+    (0.01, 0.2),
+    (0.025, 0.5),
+    (0.05, 1.0),
+    (0.5, 1.0),
+    (0.75, 1.0),
+    (0.8, 0.904508497187474),
+    (0.8125, 0.853553390593274),
+    (0.9, 0.345491502812526),
+    (0.95, 0.0954915028125263),
+    (1.0, 0.0),
+]
 
 
 @pytest.mark.parametrize("t,expected", RAMP_BY_HAND)
@@ -68,14 +79,15 @@ def test_cosine_rises_and_only_the_latent_changes(nets):
     G, clip = nets
     before = {k: v.clone() for k, v in list(G.state_dict().items()) + list(clip.state_dict().items())}
     ws0 = sources(G, 2)
-    res = optimize_latents(G, clip.encode_image, ws0, targets(clip, 2), steps=40, lr=0.1,
-                           lambda_sim=0.0, latent_term="l2")
-    cos = 1 - res.losses["d_cos"]                      # [steps,B]
+    res = optimize_latents(
+        G, clip.encode_image, ws0, targets(clip, 2), steps=40, lr=0.1, lambda_sim=0.0, latent_term="l2"
+    )
+    cos = 1 - res.losses["d_cos"]  # [steps,B]
     assert (res.final_cosine > cos[0] + 0.05).all()
     assert (cos[-5:].mean(0) > cos[:5].mean(0)).all()
     assert torch.allclose(res.initial_cosine, cos[0])
-    assert not torch.equal(res.ws, ws0)               # the latent moved …
-    for module in (G, clip):                          # … no network parameter got a gradient or changed
+    assert not torch.equal(res.ws, ws0)  # the latent moved …
+    for module in (G, clip):  # … no network parameter got a gradient or changed
         assert all(p.grad is None and not p.requires_grad for p in module.parameters())
     after = {k: v for k, v in list(G.state_dict().items()) + list(clip.state_dict().items())}
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -94,34 +106,44 @@ def test_larger_lambda_sim_stays_closer(nets, latent_term):
     ws0, tgt = sources(G, 2), targets(clip, 2)
     dist = {}
     for lam in (0.0, 0.05, 1.0):
-        res = optimize_latents(G, clip.encode_image, ws0, tgt, steps=30, lr=0.1, lambda_sim=lam,
-                               latent_term=latent_term)
+        res = optimize_latents(
+            G, clip.encode_image, ws0, tgt, steps=30, lr=0.1, lambda_sim=lam, latent_term=latent_term
+        )
         dist[lam] = (res.ws - ws0).pow(2).sum(dim=(1, 2))
         if lam > 0:
-            assert (res.losses["sim"][0] == 0).all()       # step 0 is at w = w_s
+            assert (res.losses["sim"][0] == 0).all()  # step 0 is at w = w_s
             assert torch.isfinite(res.losses["sim"]).all() and (res.losses["sim"][-1] > 0).all()
     assert (dist[0.05] < dist[0.0]).all() and (dist[1.0] < dist[0.05]).all()
 
 
 def test_adaptive_mask_is_per_sample_and_returned(nets):
     G, clip = nets
-    res = optimize_latents(G, clip.encode_image, sources(G, 2), targets(clip, 2), steps=10,
-                           lambda_sim=0.01, latent_term="adaptive")
+    res = optimize_latents(
+        G, clip.encode_image, sources(G, 2), targets(clip, 2), steps=10, lambda_sim=0.01, latent_term="adaptive"
+    )
     assert res.layer_mask.shape == (2, G.num_ws)
     assert (res.layer_mask != 1.0).any() and not torch.equal(res.layer_mask[0], res.layer_mask[1])
-    assert optimize_latents(G, clip.encode_image, sources(G, 1), targets(clip, 1), steps=2,
-                            latent_term="l2").layer_mask is None
+    assert (
+        optimize_latents(G, clip.encode_image, sources(G, 1), targets(clip, 1), steps=2, latent_term="l2").layer_mask
+        is None
+    )
 
 
 @pytest.mark.parametrize("latent_term,lambda_id", [("adaptive", 0.0), ("l2", 0.5)])
 def test_batch_equals_sequential(nets, latent_term, lambda_id):
     G, clip = nets
     ws0, tgt = sources(G, 3), targets(clip, 3)
-    kw = dict(steps=25, lr=0.1, lambda_sim=0.01, lambda_id=lambda_id, latent_term=latent_term,
-              identity=ToyIdentity() if lambda_id else None)
+    kw = dict(
+        steps=25,
+        lr=0.1,
+        lambda_sim=0.01,
+        lambda_id=lambda_id,
+        latent_term=latent_term,
+        identity=ToyIdentity() if lambda_id else None,
+    )
     batched = optimize_latents(G, clip.encode_image, ws0, tgt, **kw)
     for i in range(3):
-        alone = optimize_latents(G, clip.encode_image, ws0[i:i + 1], tgt[i:i + 1], **kw)
+        alone = optimize_latents(G, clip.encode_image, ws0[i : i + 1], tgt[i : i + 1], **kw)
         assert (batched.ws[i] - alone.ws[0]).abs().max() <= 1e-5
         for name in batched.losses:
             assert torch.allclose(batched.losses[name][:, i], alone.losses[name][:, 0], atol=1e-5)
@@ -136,8 +158,10 @@ def test_identity_term_has_gradient_and_keeps_identity(nets):
         src_img = G.synthesis(ws0)
     ident = ToyIdentity()
     src_emb = ident.source_embedding(src_img)
+
     def term(img):
         return ident(img, source_emb=src_emb, reduction="none")
+
     # gradient of L_ID w.r.t. w away from the source is non-zero
     w = (ws0 + 0.3 * torch.randn_like(ws0)).requires_grad_(True)
     term(G.synthesis(w)).sum().backward()
@@ -146,7 +170,7 @@ def test_identity_term_has_gradient_and_keeps_identity(nets):
     kw = dict(steps=40, lr=0.1, lambda_sim=0.0, latent_term="l2")
     without = optimize_latents(G, clip.encode_image, ws0, tgt, lambda_id=0.0, **kw)
     with_id = optimize_latents(G, clip.encode_image, ws0, tgt, lambda_id=2.0, identity=ident, **kw)
-    assert (without.losses["id"] == 0).all()          # not computed at λ_ID = 0
+    assert (without.losses["id"] == 0).all()  # not computed at λ_ID = 0
     assert (with_id.losses["id"][-1] > 0).all()
     d_without, d_with = term(without.result_img), term(with_id.result_img)
     assert (d_with < d_without).all()
@@ -192,6 +216,13 @@ def test_on_step_sees_every_step_and_can_stop(nets):
 
     calls = []
     with pytest.raises(EditStopped) as stopped:
-        optimize_latents(G, clip.encode_image, ws0, tgt, steps=50, lr=0.1,
-                         on_step=lambda done, img, cos: calls.append(done) or done == 2)
+        optimize_latents(
+            G,
+            clip.encode_image,
+            ws0,
+            tgt,
+            steps=50,
+            lr=0.1,
+            on_step=lambda done, img, cos: calls.append(done) or done == 2,
+        )
     assert calls == [1, 2] and stopped.value.steps_done == 2

@@ -1,5 +1,6 @@
 """The optimiser on the project's real (random, tiny) networks: StyleGAN2, CLIP towers
 and IR-SE — the paper's objective moves as it should with the actual modules."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,7 @@ import torch.nn.functional as F
 from sound2img.manipulation.optimizer import optimize_latents
 from sound2img.models.arcface import IdentityLoss, build_arcface
 from sound2img.models.clip import build_clip
-from sound2img.models.stylegan2 import sample_source_latents
-from sound2img.models.stylegan2 import build_generator
+from sound2img.models.stylegan2 import build_generator, sample_source_latents
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_batched_equals_sequential(nets):
     kw = dict(steps=4, lr=0.1, lambda_sim=0.01, lambda_id=0.3, identity=ident)
     batched = optimize_latents(G, clip.encode_image, ws, tgt, **kw)
     for i in range(2):
-        alone = optimize_latents(G, clip.encode_image, ws[i:i + 1], tgt[i:i + 1], **kw)
+        alone = optimize_latents(G, clip.encode_image, ws[i : i + 1], tgt[i : i + 1], **kw)
         assert (batched.ws[i] - alone.ws[0]).abs().max() <= 1e-5
 
 
@@ -54,7 +54,7 @@ def test_identity_term_has_a_gradient_and_holds_identity(nets):
         src_emb = ident.source_embedding(G.synthesis(ws))
     w = (ws + 0.5 * torch.randn_like(ws)).requires_grad_(True)
     ident(G.synthesis(w), source_emb=src_emb, reduction="none").sum().backward()
-    assert w.grad.abs().sum() > 0                    # unlike the authors' code (docs/method.md §6)
+    assert w.grad.abs().sum() > 0  # unlike the authors' code (docs/method.md §6)
     assert all(p.grad is None for p in ident.parameters())
 
     kw = dict(steps=10, lr=0.1, lambda_sim=0.0)

@@ -1,5 +1,6 @@
 """``manipulate.py --encoder`` with a peer encoder: its CLIP towers are chosen with it, and
 an edit runs end to end with Wav2CLIP's checkpoint layout (rebuilt from the shared fixture)."""
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,32 @@ def test_encoder_flag_picks_the_encoders_towers():
 
 def _run(argv, cwd):
     env = {**os.environ, "SOUND2IMG_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(SCRIPT), *argv, "--steps", "2", "progress=false", "--device", "cpu"],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *argv, "--steps", "2", "progress=false", "--device", "cpu"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
 def test_edit_with_wav2clip(wav2clip_file, tmp_path):
-    res = _run(["--encoder", str(wav2clip_file), "--audio", "tone:440", "--out", "edit", "preset=tiny", "clip=tiny",
-                "clip.tiny.embed_dim=512"], tmp_path)
+    res = _run(
+        [
+            "--encoder",
+            str(wav2clip_file),
+            "--audio",
+            "tone:440",
+            "--out",
+            "edit",
+            "preset=tiny",
+            "clip=tiny",
+            "clip.tiny.embed_dim=512",
+        ],
+        tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     m = json.loads((tmp_path / "edit" / "metrics.json").read_text())
     assert m["config"]["encoder"]["path"] == str(wav2clip_file) and len(m["losses"]["total"]) == 2

@@ -3,6 +3,7 @@ single edit it describes, malformed job files are refused before anything is wri
 failed job does not stop the others, resume redoes only what is missing, and under
 ``torchrun`` (2 gloo ranks) every job runs once with the outputs of one process, also
 after a rank was SIGKILLed mid-queue."""
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,9 @@ def assert_same_outputs(a: Path, b: Path, ids) -> None:
         for x, y in zip(da, db):
             assert sorted(p.name for p in x.iterdir()) == sorted(p.name for p in y.iterdir())
             for f in x.glob("*.pt"):
-                torch.testing.assert_close(torch.load(f, weights_only=True), torch.load(y / f.name, weights_only=True),
-                                           atol=1e-5, rtol=0)
+                torch.testing.assert_close(
+                    torch.load(f, weights_only=True), torch.load(y / f.name, weights_only=True), atol=1e-5, rtol=0
+                )
             for f in ("source.png", "result.png", "strip.png"):
                 assert int((_pixels(x / f) - _pixels(y / f)).abs().max()) <= 1, (jid, f)
 
@@ -103,10 +105,10 @@ def test_foreign_out_dir_is_refused(tmp_path, capsys):
 
 # ---- one process ---------------------------------------------------------------------------
 def test_job_equals_the_single_edit_and_resume_redoes_only_what_is_missing(tmp_path):
-    jobs = _write(tmp_path / "jobs.csv", 'id,audio,text,seed,steps,lambda_sim\n'
-                                         'snd,tone:440,,3,,\n'
-                                         'txt,,"a red car",4,3,0.01\n'
-                                         'two,tone:300,,5|6,,\n')
+    jobs = _write(
+        tmp_path / "jobs.csv",
+        'id,audio,text,seed,steps,lambda_sim\nsnd,tone:440,,3,,\ntxt,,"a red car",4,3,0.01\ntwo,tone:300,,5|6,,\n',
+    )
     out = tmp_path / "out"
     summary = queue.run_queue(_cfg(out, jobs, "--batch-size", "2"), str(jobs))
     assert summary.ok and (summary.done, summary.failed, summary.skipped) == (3, 0, 0)
@@ -115,9 +117,11 @@ def test_job_equals_the_single_edit_and_resume_redoes_only_what_is_missing(tmp_p
     rec = {r["id"]: r for r in _ledger(out)}
     assert set(rec["snd"]["metrics"]) == {"initial_cosine", "final_cosine"} and rec["two"]["metrics"]["edits"] == 2
     # each job's directory is what manipulate.py with that row's options writes into --out
-    for jid, argv in (("snd", ["--audio", "tone:440", "--seed", "3"]),
-                      ("txt", ["--text", "a red car", "--seed", "4", "--steps", "3", "--lambda-sim", "0.01"]),
-                      ("two", ["--audio", "tone:300", "--seed", "5", "--seed", "6"])):
+    for jid, argv in (
+        ("snd", ["--audio", "tone:440", "--seed", "3"]),
+        ("txt", ["--text", "a red car", "--seed", "4", "--steps", "3", "--lambda-sim", "0.01"]),
+        ("two", ["--audio", "tone:300", "--seed", "5", "--seed", "6"]),
+    ):
         cfg, _ = command.compose_from_args([*TINY, "--out", str(tmp_path / "single" / jid), *argv])
         run.run_edit(cfg)
         assert_same_outputs(out, tmp_path / "single", [jid])
@@ -144,18 +148,29 @@ def test_job_equals_the_single_edit_and_resume_redoes_only_what_is_missing(tmp_p
 
 def test_bad_rows_fail_alone_with_their_reason(tmp_path, capsys):
     torch.save(torch.randn(3, 7), tmp_path / "wrong_shape.pt")
-    jobs = _write(tmp_path / "jobs.jsonl", "\n".join(json.dumps(r) for r in [
-        {"id": "good1", "audio": "tone:440", "seed": 1},
-        {"id": "nosound", "audio": str(tmp_path / "missing.wav"), "seed": 1},
-        {"id": "badlatent", "text": "a boat", "latent": str(tmp_path / "wrong_shape.pt")},
-        {"id": "good2", "text": ["a boat"], "seed": [2]},
-    ]) + "\n")
+    jobs = _write(
+        tmp_path / "jobs.jsonl",
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "good1", "audio": "tone:440", "seed": 1},
+                {"id": "nosound", "audio": str(tmp_path / "missing.wav"), "seed": 1},
+                {"id": "badlatent", "text": "a boat", "latent": str(tmp_path / "wrong_shape.pt")},
+                {"id": "good2", "text": ["a boat"], "seed": [2]},
+            ]
+        )
+        + "\n",
+    )
     out = tmp_path / "out"
     assert run_cli(command.main, [*TINY, "--out", str(out), "--jobs", str(jobs)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"2 done, 2 failed, see {out / 'ledger.jsonl'}"
     rec = {r["id"]: r for r in _ledger(out)}
-    assert {k: r["status"] for k, r in rec.items()} == {"good1": "done", "nosound": "failed",
-                                                        "badlatent": "failed", "good2": "done"}
+    assert {k: r["status"] for k, r in rec.items()} == {
+        "good1": "done",
+        "nosound": "failed",
+        "badlatent": "failed",
+        "good2": "done",
+    }
     assert "missing.wav" in rec["nosound"]["reason"] and "wrong_shape.pt" in rec["badlatent"]["reason"]
     assert all("\n" not in r["reason"] for r in rec.values())
     assert sorted(p.name for p in out.iterdir()) == ["good1", "good2", "ledger.jsonl"]
@@ -184,10 +199,30 @@ def _jobs_14(path: Path) -> Path:
 
 
 def _torchrun(jobs: Path, out: Path, **env) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           str(ROOT / "scripts" / "manipulate.py"), "--jobs", str(jobs), "--out", str(out), "--batch-size", "2", *TINY]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "SOUND2IMG_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(ROOT / "scripts" / "manipulate.py"),
+        "--jobs",
+        str(jobs),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        *TINY,
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "SOUND2IMG_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        **env,
+    }
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -238,7 +273,8 @@ def test_sigkilled_rank_then_rerun_finishes_only_the_missing_jobs(tmp_path, refe
     # recorded when the kill came is recorded as found complete)
     redone = sorted(r["id"] for r in new if r["reason"] != "found complete on disk")
     assert sorted(redone + [r["id"] for r in new if r["reason"] == "found complete on disk"]) == sorted(
-        set(ids) - {r["id"] for r in _ledger(out)[:n_before]})
+        set(ids) - {r["id"] for r in _ledger(out)[:n_before]}
+    )
     assert set(redone) == set(ids) - complete
     for j, stamp in stamps.items():  # complete jobs were not touched
         assert (_edit_dirs(out / j)[0] / "metrics.json").stat().st_mtime_ns == stamp
@@ -251,9 +287,15 @@ def test_batches_hold_compatible_jobs_up_to_the_batch_size(tmp_path):
     from sound2img.cli import to_plain
 
     base = to_plain(_cfg(tmp_path / "out", tmp_path / "jobs.csv"))
-    rows = [{"id": "a", "audio": "tone:300"}, {"id": "b", "text": "x", "steps": 5}, {"id": "c", "audio": "tone:400"},
-            {"id": "d", "audio": "tone:400", "text": "y"}, {"id": "e", "text": "z"}, {"id": "f", "text": "w", "steps": 5},
-            {"id": "g", "audio": "tone:500", "text": "v", "mode": "embedding_mix", "seed": [1, 2, 3]}]
+    rows = [
+        {"id": "a", "audio": "tone:300"},
+        {"id": "b", "text": "x", "steps": 5},
+        {"id": "c", "audio": "tone:400"},
+        {"id": "d", "audio": "tone:400", "text": "y"},
+        {"id": "e", "text": "z"},
+        {"id": "f", "text": "w", "steps": 5},
+        {"id": "g", "audio": "tone:500", "text": "v", "mode": "embedding_mix", "seed": [1, 2, 3]},
+    ]
     jobs = queue.parse_jobs(list(enumerate(rows, start=1)), base)
     assert [queue.pairs_per_job(j.o) for j in jobs] == [1, 1, 1, 2, 1, 1, 3]
     plan = [[j.id for j in b] for b in queue.plan_batches(jobs, 3)]

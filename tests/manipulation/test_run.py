@@ -1,6 +1,7 @@
 """End to end with ``preset=tiny`` (small random networks, a tone made on the spot):
 what an edit writes, the mixing modes, flags vs overrides, overwrite and interrupt
 safety. Not results: the networks are untrained."""
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,12 @@ def test_several_edits_batched_equal_one_at_a_time(tmp_path):
     argv = ["--audio", "tone:440", "--text", "a red sky", "--seed", "1", "--seed", "2"]
     batched = run.run_edit(cfg_for(tmp_path / "b", *argv))
     single = run.run_edit(cfg_for(tmp_path / "s", *argv, "--batch-size", "1"))
-    assert [d.name for d in batched] == ["00_seed1_sound-tone440", "01_seed1_text-a-red-sky",
-                                         "02_seed2_sound-tone440", "03_seed2_text-a-red-sky"]
+    assert [d.name for d in batched] == [
+        "00_seed1_sound-tone440",
+        "01_seed1_text-a-red-sky",
+        "02_seed2_sound-tone440",
+        "03_seed2_text-a-red-sky",
+    ]
     for b, s in zip(batched, single):
         assert all((b / f).is_file() for f in EDIT_FILES)
         assert (latents(b / "result_latent.pt") - latents(s / "result_latent.pt")).abs().max() <= 1e-5
@@ -70,8 +75,9 @@ def test_several_edits_batched_equal_one_at_a_time(tmp_path):
 
 
 def test_latent_mix_weights_reach_the_latent(tmp_path):
-    d = run.run_edit(cfg_for(tmp_path, "--audio", "tone:440", "--text", "fire", "--mode", "latent_mix",
-                             "--mix-weight", "0.25"))[0]
+    d = run.run_edit(
+        cfg_for(tmp_path, "--audio", "tone:440", "--text", "fire", "--mode", "latent_mix", "--mix-weight", "0.25")
+    )[0]
     w_mix, w_a, w_t = (latents(d / f) for f in ("result_latent.pt", "sound_latent.pt", "text_latent.pt"))
     assert not torch.allclose(w_a, w_t)
     assert torch.allclose(w_mix, 0.75 * w_a + 0.25 * w_t, atol=1e-6)
@@ -81,15 +87,27 @@ def test_latent_mix_weights_reach_the_latent(tmp_path):
 
 
 def test_layer_mix_takes_coarse_rows_from_the_sound(tmp_path):
-    d = run.run_edit(cfg_for(tmp_path, "--audio", "tone:440", "--text", "fire", "--mode", "layer_mix",
-                             "edit.layer_split=3"))[0]
+    d = run.run_edit(
+        cfg_for(tmp_path, "--audio", "tone:440", "--text", "fire", "--mode", "layer_mix", "edit.layer_split=3")
+    )[0]
     w_mix, w_a, w_t = (latents(d / f) for f in ("result_latent.pt", "sound_latent.pt", "text_latent.pt"))
     assert torch.equal(w_mix[:, :3], w_a[:, :3]) and torch.equal(w_mix[:, 3:], w_t[:, 3:])
 
 
 def test_embedding_mix_and_interpolation_targets(tmp_path):
-    cfg = cfg_for(tmp_path, "--audio", "tone:440", "--audio", "tone:2000", "--text", "fire",
-                  "--mode", "embedding_mix", "--mix-weight", "0.4")
+    cfg = cfg_for(
+        tmp_path,
+        "--audio",
+        "tone:440",
+        "--audio",
+        "tone:2000",
+        "--text",
+        "fire",
+        "--mode",
+        "embedding_mix",
+        "--mix-weight",
+        "0.4",
+    )
     o = run.check_options(to_plain(cfg))
     encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, "cpu")
     nets = {"clip": factory.build_clip_from_cfg(cfg.clip), "encoder": encoder, "frontend": frontend}
@@ -101,12 +119,15 @@ def test_embedding_mix_and_interpolation_targets(tmp_path):
     o2 = {**o, "mode": "interpolate", "text": [], "interp_steps": 4}
     path = run.resolve_targets(o2, **nets)
     assert [t.label for t in path] == ["interp00", "interp01", "interp02", "interp03"]
-    assert torch.allclose(path[0].emb, parts[0].emb, atol=1e-6) and torch.allclose(path[-1].emb, parts[1].emb, atol=1e-6)
+    assert torch.allclose(path[0].emb, parts[0].emb, atol=1e-6) and torch.allclose(
+        path[-1].emb, parts[1].emb, atol=1e-6
+    )
 
 
 def test_interpolate_mode_writes_one_edit_per_point(tmp_path):
-    dirs = run.run_edit(cfg_for(tmp_path, "--audio", "tone:440", "--audio", "tone:2000", "--mode", "interpolate",
-                                "edit.interp_steps=3"))
+    dirs = run.run_edit(
+        cfg_for(tmp_path, "--audio", "tone:440", "--audio", "tone:2000", "--mode", "interpolate", "edit.interp_steps=3")
+    )
     assert [d.name for d in dirs] == ["00_seed0_interp00", "01_seed0_interp01", "02_seed0_interp02"]
     ts = [json.loads((d / "metrics.json").read_text())["edit"]["target"]["t"] for d in dirs]
     assert ts == [0.0, 0.5, 1.0]
@@ -126,18 +147,39 @@ def test_latent_file_and_mean_sources(tmp_path):
 
 
 def test_flags_win_over_overrides_and_model_choice(tmp_path):
-    cfg, show = command.compose_from_args(["--steps", "7", "manipulate.steps=5", "--cfg", "job", "preset=tiny",
-                                           "--lambda-sim", "0.5", "--seed", "4", "--seed", "9", "--overwrite"])
+    cfg, show = command.compose_from_args(
+        [
+            "--steps",
+            "7",
+            "manipulate.steps=5",
+            "--cfg",
+            "job",
+            "preset=tiny",
+            "--lambda-sim",
+            "0.5",
+            "--seed",
+            "4",
+            "--seed",
+            "9",
+            "--overwrite",
+        ]
+    )
     assert show and cfg.manipulate.steps == 7 and cfg.manipulate.lambda_sim == 0.5
     assert list(cfg.edit.seeds) == [4, 9] and cfg.overwrite is True
     ckpt = tmp_path / "g.pt"
     ckpt.write_bytes(b"x")
     cfg, _ = command.compose_from_args(["--generator", str(ckpt), "--latent", "a.pt"])
-    assert cfg.generator.path == str(ckpt.resolve()) and list(cfg.edit.seeds) == [] and list(cfg.edit.latents) == ["a.pt"]
+    assert (
+        cfg.generator.path == str(ckpt.resolve()) and list(cfg.edit.seeds) == [] and list(cfg.edit.latents) == ["a.pt"]
+    )
     cfg, _ = command.compose_from_args(["--generator", "soundclip_landscape", "--encoder", "tiny"])
     assert cfg.generator.path == "soundclip_landscape" and cfg.encoder.arch == "tiny_cnn"
-    for bad, match in ((["--generator", "nosuchgen"], "unknown generator"), (["--generator", "x/none.pt"], "no such file"),
-                       (["--encoder", "soundclip_landscape"], "not an audio encoder"), (["--bogus"], "unrecognised")):
+    for bad, match in (
+        (["--generator", "nosuchgen"], "unknown generator"),
+        (["--generator", "x/none.pt"], "no such file"),
+        (["--encoder", "soundclip_landscape"], "not an audio encoder"),
+        (["--bogus"], "unrecognised"),
+    ):
         with pytest.raises(UserInputError, match=match):
             command.compose_from_args(bad)
 
@@ -148,18 +190,21 @@ def test_cfg_job_prints_the_config(capsys):
     assert "tone:440" in out and "lambda_sim:" in out and "generator:" in out
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--steps", "0"], "manipulate.steps must be >= 1"),
-    (["--mix-weight", "2"], "edit.mix_weight must be <= 1"),
-    (["--mode", "latent_mix"], "exactly one --audio and one --text"),
-    (["--mode", "interpolate", "--text", "x"], "exactly two --audio"),
-    (["--mode", "blend"], "edit.mode must be one of"),
-    (["--text", " "], "prompt is empty"),
-    (["manipulate.latent_term=l1"], "latent_term"),
-    (["--lr", "nan"], "manipulate.lr must be a finite number"),
-    (["edit.interp_steps=2.5"], "edit.interp_steps must be an integer"),
-    (["--text", "x", "--mode", "layer_mix", "edit.layer_split=99"], "beyond this generator's 8 W\\+ rows"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--steps", "0"], "manipulate.steps must be >= 1"),
+        (["--mix-weight", "2"], "edit.mix_weight must be <= 1"),
+        (["--mode", "latent_mix"], "exactly one --audio and one --text"),
+        (["--mode", "interpolate", "--text", "x"], "exactly two --audio"),
+        (["--mode", "blend"], "edit.mode must be one of"),
+        (["--text", " "], "prompt is empty"),
+        (["manipulate.latent_term=l1"], "latent_term"),
+        (["--lr", "nan"], "manipulate.lr must be a finite number"),
+        (["edit.interp_steps=2.5"], "edit.interp_steps must be an integer"),
+        (["--text", "x", "--mode", "layer_mix", "edit.layer_split=99"], "beyond this generator's 8 W\\+ rows"),
+    ],
+)
 def test_bad_options_are_refused_before_work(tmp_path, argv, match):
     # a key's own range fails at composition (sound2img/config.py), a rule across keys in run_edit
     with pytest.raises(UserInputError, match=match):
@@ -191,7 +236,7 @@ def test_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "save_edit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run.run_edit(cfg_for(tmp_path, "--text", "fire", "--text", "rain"))
-    assert list(tmp_path.iterdir()) == []           # no out dir, no hidden partial one
+    assert list(tmp_path.iterdir()) == []  # no out dir, no hidden partial one
 
 
 def test_shared_models_are_built_once_and_give_the_same_edit(tmp_path, monkeypatch):

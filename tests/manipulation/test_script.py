@@ -1,6 +1,7 @@
 """``scripts/manipulate.py`` as a user runs it (a subprocess, ``preset=tiny``): every bad
 input is one line on stderr, exit status 2, and nothing written; a good run writes the
 edit and prints where."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,14 @@ SCRIPT = ROOT / "scripts" / "manipulate.py"
 
 def start(*argv, cwd) -> subprocess.Popen:
     env = {**os.environ, "SOUND2IMG_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, str(SCRIPT), *argv, "preset=tiny", "--steps", "2", "progress=false",
-                             "--device", "cpu"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *argv, "preset=tiny", "--steps", "2", "progress=false", "--device", "cpu"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def manipulate(*argv, cwd) -> subprocess.CompletedProcess:
@@ -52,8 +58,10 @@ def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
     cases = bad_inputs(tmp_path)
     before = snapshot(tmp_path)
     # all at once (each is mostly interpreter start-up); each would write to its own --out
-    procs = {name: start(*argv, *([] if "--out" in argv else ["--out", f"out_{i}"]), cwd=tmp_path)
-             for i, (name, (argv, _)) in enumerate(cases.items())}
+    procs = {
+        name: start(*argv, *([] if "--out" in argv else ["--out", f"out_{i}"]), cwd=tmp_path)
+        for i, (name, (argv, _)) in enumerate(cases.items())
+    }
     for name, proc in procs.items():
         _, err = proc.communicate(timeout=300)
         lines = err.strip().splitlines()
@@ -71,6 +79,7 @@ def test_script_end_to_end(tmp_path):
     m = json.loads((tmp_path / "edit" / "metrics.json").read_text())
     assert m["config"]["tiny"] is True and len(m["losses"]["total"]) == 2
     assert sorted(p.name for p in (tmp_path / "edit").iterdir()) == sorted(
-        ["source.png", "result.png", "strip.png", "result_latent.pt", "metrics.json"])
+        ["source.png", "result.png", "strip.png", "result_latent.pt", "metrics.json"]
+    )
     help_ = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert help_.returncode == 0 and "--audio" in help_.stdout and "tone:HZ" in help_.stdout

@@ -1,5 +1,6 @@
 """Source latents (seeded z independent of the batch, mean latent) and the output
 directory rules."""
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,9 @@ def test_seeded_sources_do_not_depend_on_the_batch():
 
 def test_out_dir_rules(tmp_path):
     assert check_out_dir(tmp_path / "new" / "deeper", overwrite=False) == tmp_path / "new" / "deeper"
-    assert not (tmp_path / "new").exists()                 # checking creates nothing
+    assert not (tmp_path / "new").exists()  # checking creates nothing
     (tmp_path / "empty").mkdir()
-    check_out_dir(tmp_path / "empty", overwrite=False)     # an empty directory is fine
+    check_out_dir(tmp_path / "empty", overwrite=False)  # an empty directory is fine
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "a").write_text("x")
     with pytest.raises(UserInputError, match="not empty"):
@@ -43,7 +44,7 @@ def test_out_dir_rules(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserInputError, match="not a directory"):
         check_out_dir(tmp_path / "file", overwrite=True)
-    if os.geteuid() != 0:                                  # root may write anywhere
+    if os.geteuid() != 0:  # root may write anywhere
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o500)

@@ -1,11 +1,12 @@
 """IR-SE50: key layout and size per docs/formats.md §6, the public file's reader,
 the forward pass against a functional re-statement of docs/formats.md §6, StyleCLIP's face crop and
 the identity loss's gradient."""
+
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
-import pytest
 
 from sound2img.errors import CheckpointError, UserInputError
 from sound2img.models.arcface import IRSE, IdentityLoss, build_arcface, face_crop, load_arcface
@@ -62,9 +63,17 @@ def randomise(net: IRSE, seed: int = 0) -> IRSE:
 
 def reference_forward(sd: dict, x: torch.Tensor, stages) -> torch.Tensor:
     """docs/formats.md §6 re-stated with torch.nn.functional on the state dict (eval-mode BN, eps 1e-5)."""
+
     def bn(h, p):
-        return F.batch_norm(h, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"],
-                            sd[f"{p}.bias"], training=False, eps=1e-5)
+        return F.batch_norm(
+            h,
+            sd[f"{p}.running_mean"],
+            sd[f"{p}.running_var"],
+            sd[f"{p}.weight"],
+            sd[f"{p}.bias"],
+            training=False,
+            eps=1e-5,
+        )
 
     h = F.conv2d(x, sd["input_layer.0.weight"], padding=1)
     h = F.prelu(bn(h, "input_layer.1"), sd["input_layer.2.weight"])
@@ -76,8 +85,9 @@ def reference_forward(sd: dict, x: torch.Tensor, stages) -> torch.Tensor:
             r = F.prelu(F.conv2d(r, sd[f"{p}.res_layer.1.weight"], padding=1), sd[f"{p}.res_layer.2.weight"])
             r = bn(F.conv2d(r, sd[f"{p}.res_layer.3.weight"], stride=stride, padding=1), f"{p}.res_layer.4")
             gate = r.mean(dim=(2, 3), keepdim=True)
-            gate = torch.sigmoid(F.conv2d(F.relu(F.conv2d(gate, sd[f"{p}.res_layer.5.fc1.weight"])),
-                                          sd[f"{p}.res_layer.5.fc2.weight"]))
+            gate = torch.sigmoid(
+                F.conv2d(F.relu(F.conv2d(gate, sd[f"{p}.res_layer.5.fc1.weight"])), sd[f"{p}.res_layer.5.fc2.weight"])
+            )
             r = r * gate
             if c_in == depth:
                 s = h[:, :, ::stride, ::stride]
@@ -103,8 +113,9 @@ def test_ir_se50_size_and_key_table_match_the_spec():
 
 def test_tiny_keeps_the_topology():
     net = build_arcface("tiny")
-    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == \
-        spec_key_table(((16, 1), (32, 1), (64, 1), (128, 1)))
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == spec_key_table(
+        ((16, 1), (32, 1), (64, 1), (128, 1))
+    )
 
 
 @pytest.mark.parametrize("depth", ["tiny", pytest.param(50, marks=pytest.mark.slow)])
@@ -118,8 +129,14 @@ def test_forward_equals_functional_restatement(depth):
     torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
 
 
-@pytest.mark.parametrize("legacy,drop_nbt", [(True, True), pytest.param(True, False, marks=pytest.mark.slow),
-                                             pytest.param(False, True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "legacy,drop_nbt",
+    [
+        (True, True),
+        pytest.param(True, False, marks=pytest.mark.slow),
+        pytest.param(False, True, marks=pytest.mark.slow),
+    ],
+)
 def test_public_file_layout_loads_every_tensor(tmp_path, legacy, drop_nbt):
     """Full-size IR-SE50 in the public layout: every tensor lands where it was."""
     net = randomise(build_arcface(50, seed=3))

@@ -1,6 +1,7 @@
 """Audio encoders: every registered architecture builds and embeds; the authors'
 ``resnet18_57.pth`` layout loads (with the legacy front end); our safetensors files
 rebuild encoder and front end from the file alone; unsafe and malformed files are refused."""
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,9 @@ def test_resnet18_legacy_is_the_authors_architecture():
     conv = nn.Conv2d(1, 3, 3, padding=0)
     conv.load_state_dict({"weight": state["conv.weight"], "bias": state["conv.bias"]})
     backbone = timm.create_model("resnet18", num_classes=512).eval()
-    backbone.load_state_dict({k[len("feature_extractor."):]: v for k, v in state.items()
-                              if k.startswith("feature_extractor.")})
+    backbone.load_state_dict(
+        {k[len("feature_extractor.") :]: v for k, v in state.items() if k.startswith("feature_extractor.")}
+    )
     mel = torch.randn(2, 1, 128, 512)
     with torch.no_grad():
         torch.testing.assert_close(enc(mel), backbone(conv(mel)), atol=0, rtol=0)
@@ -143,8 +145,11 @@ def test_malicious_pth_is_refused_and_never_executed(tmp_path, legacy):
     assert control.exists()
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    torch.save({"conv.weight": torch.zeros(3, 1, 3, 3), "payload": _WritesAMarker(marker)}, path,
-               _use_new_zipfile_serialization=not legacy)
+    torch.save(
+        {"conv.weight": torch.zeros(3, 1, 3, 3), "payload": _WritesAMarker(marker)},
+        path,
+        _use_new_zipfile_serialization=not legacy,
+    )
     with pytest.raises(CheckpointError, match="refused") as info:
         load_audio_encoder(path)
     assert "\n" not in str(info.value)
@@ -157,8 +162,9 @@ def test_malformed_checkpoints_name_the_problem(tmp_path):
     torch.save(bad, tmp_path / "shape.pth")
     with pytest.raises(CheckpointError, match=r"'conv\.weight' has shape \[3, 1, 5, 5\], expected \[3, 1, 3, 3\]"):
         load_audio_encoder(tmp_path / "shape.pth")
-    torch.save({k: v for k, v in state.items() if k != "feature_extractor.layer2.0.conv1.weight"},
-               tmp_path / "missing.pth")
+    torch.save(
+        {k: v for k, v in state.items() if k != "feature_extractor.layer2.0.conv1.weight"}, tmp_path / "missing.pth"
+    )
     with pytest.raises(CheckpointError, match=r"missing key 'feature_extractor\.layer2\.0\.conv1\.weight'"):
         load_audio_encoder(tmp_path / "missing.pth")
     torch.save({"backbone.conv1.weight": torch.zeros(2), "head.weight": torch.zeros(2)}, tmp_path / "other.pth")

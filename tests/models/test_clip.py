@@ -1,6 +1,7 @@
 """CLIP towers: shapes and normalisation, both preprocessing modes against hand
 computations (torchvision; StyleCLIP's Upsample + AvgPool2d), frozen towers, offline
 weight lookup and its one-line error."""
+
 from __future__ import annotations
 
 import socket
@@ -12,8 +13,14 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 
 from sound2img.errors import CheckpointError, UserInputError, WeightsNotAvailableError
-from sound2img.models.clip import (build_clip, load_clip_from_spec, find_cached_clip_weights, load_clip,
-                                   preprocess_clip, preprocess_styleclip)
+from sound2img.models.clip import (
+    build_clip,
+    find_cached_clip_weights,
+    load_clip,
+    load_clip_from_spec,
+    preprocess_clip,
+    preprocess_styleclip,
+)
 from sound2img.models.state_dict import read_torch_file
 from sound2img.utils.files import sha256_file
 
@@ -46,7 +53,9 @@ def test_text_and_image_embeddings(towers):
         assert emb.shape == (2, 32)
         torch.testing.assert_close(emb.norm(dim=1), torch.ones(2))
     # encode_image is preprocessing + the tower
-    torch.testing.assert_close(towers.encode_image(img), towers.model.encode_image(towers.preprocess(img), normalize=True))
+    torch.testing.assert_close(
+        towers.encode_image(img), towers.model.encode_image(towers.preprocess(img), normalize=True)
+    )
     with pytest.raises(UserInputError):
         towers.encode_text([])
     with pytest.raises(UserInputError):
@@ -77,8 +86,11 @@ def test_clip_preprocess_equals_torchvision_resize_crop_normalise(towers):
     torch.testing.assert_close(towers.preprocess(img, mode="clip"), expect, atol=1e-5, rtol=1e-5)
     # downscaling 256 → 224 uses a real antialiasing filter (not point sampling)
     big = torch.rand(1, 3, 256, 256) * 2 - 1
-    ref = TF.normalize(TF.resize((big + 1) / 2, [224], interpolation=InterpolationMode.BICUBIC, antialias=True),
-                       mean=[0.5] * 3, std=[0.5] * 3)
+    ref = TF.normalize(
+        TF.resize((big + 1) / 2, [224], interpolation=InterpolationMode.BICUBIC, antialias=True),
+        mean=[0.5] * 3,
+        std=[0.5] * 3,
+    )
     out = preprocess_clip(big, 224, [0.5] * 3, [0.5] * 3, "bicubic", "shortest")
     assert out.shape == (1, 3, 224, 224)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
@@ -186,8 +198,9 @@ def test_load_clip_from_the_hub_cache_offline(tmp_path, no_network):
         expect = nn.functional.normalize(ref.encode_image(towers.preprocess(img)), dim=-1)
         torch.testing.assert_close(towers.encode_image(img), expect, atol=1e-5, rtol=1e-5)
         tokens = open_clip.get_tokenizer("ViT-B-32")(["rain"])
-        torch.testing.assert_close(towers.encode_text(["rain"]),
-                                   nn.functional.normalize(ref.encode_text(tokens), dim=-1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            towers.encode_text(["rain"]), nn.functional.normalize(ref.encode_text(tokens), dim=-1), atol=1e-5, rtol=1e-5
+        )
     # the same file given by path, and a broken file
     assert load_clip("ViT-B-32", str(path), quick_gelu=True).spec()["sha256"] == towers.spec()["sha256"]
     (tmp_path / "broken.safetensors").write_bytes(b"garbage")

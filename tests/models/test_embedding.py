@@ -1,4 +1,5 @@
 """The one audio → embedding path (models.embedding)."""
+
 from __future__ import annotations
 
 import contextlib

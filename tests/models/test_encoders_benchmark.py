@@ -1,4 +1,5 @@
 """benchmarks/encoders.py runs end to end (1-s clips, batch 1) and reports its figures."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,30 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "encoders.py"
 def test_encoders_benchmark_smoke(tmp_path, capsys):
     bench = load_file_module(BENCH)
     out = tmp_path / "results.json"
-    assert bench.main(["--device", "cpu", "--encoders", "resnet18_legacy", "wav2clip", "--batch-sizes", "1",
-                       "--seconds", "1", "--repeats", "1", "--warmup", "0", "--threads", "1", "--out", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "--device",
+                "cpu",
+                "--encoders",
+                "resnet18_legacy",
+                "wav2clip",
+                "--batch-sizes",
+                "1",
+                "--seconds",
+                "1",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     rows = {r["encoder"]: r for r in result["results"]}
     assert set(rows) == {"resnet18_legacy", "wav2clip"}

@@ -1,6 +1,7 @@
 """AudioCLIP and Wav2CLIP from their public checkpoint layouts, against the reference
 fixtures (the shared reference fixtures, ``fixtures/peer_audio`` beside the repository: checkpoints rebuilt by its ``make_checkpoint.py``
 from seeded random weights, and what the reference code computed from them)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.peer_audio import PEER, peer_dir, rebuild_checkpoint
 from sound2img.errors import CheckpointError, UserInputError
 from sound2img.models.audio_encoder import checkpoint_kind, load_audio_encoder
 
+from helpers.peer_audio import PEER, peer_dir, rebuild_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +36,14 @@ def ref(name: str) -> dict[str, torch.Tensor]:
 def test_wav2clip_matches_reference_per_clip_and_batch(wav2clip_file, single_thread):
     r = ref("wav2clip")
     encoder, frontend = load_audio_encoder(wav2clip_file)
-    assert frontend.spec() == {"name": "wav2clip", "sample_rate": 16000, "n_fft": 512, "hop_length": 353,
-                               "log_offset": 1e-7, "normalize": "clip"}
+    assert frontend.spec() == {
+        "name": "wav2clip",
+        "sample_rate": 16000,
+        "n_fft": 512,
+        "hop_length": 353,
+        "log_offset": 1e-7,
+        "normalize": "clip",
+    }
     assert checkpoint_kind(wav2clip_file) == "wav2clip"
     assert encoder.clip_spec["model_name"] == "ViT-B-32" and encoder.clip_spec["pretrained"] == "openai"
     wave = r["wave_16k"]
@@ -50,8 +57,9 @@ def test_wav2clip_matches_reference_per_clip_and_batch(wav2clip_file, single_thr
         torch.testing.assert_close(encoder.features(frontend(wave)), r["encoder_single"], atol=1e-4, rtol=0)
         # Wav2CLIP's own batch statistics, on request
         batch_fe = type(frontend)(normalize="batch")
-        torch.testing.assert_close(F.normalize(encoder(batch_fe(wave)), dim=-1), F.normalize(r["embed_batch"], dim=-1),
-                                   atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            F.normalize(encoder(batch_fe(wave)), dim=-1), F.normalize(r["embed_batch"], dim=-1), atol=1e-4, rtol=0
+        )
         assert (r["embed_batch"] - r["embed_single"]).abs().max() > 0.05  # the fixture tells the two apart
 
 
@@ -94,8 +102,7 @@ def test_wav2clip_too_short_clip_is_one_line(wav2clip_file):
 def test_audioclip_matches_reference(audioclip_file, single_thread):
     r = ref("audioclip")
     encoder, frontend = load_audio_encoder(audioclip_file)
-    assert frontend.spec() == {"name": "audioclip", "sample_rate": 44100, "input_scale": 32768.0,
-                               "num_samples": None}
+    assert frontend.spec() == {"name": "audioclip", "sample_rate": 44100, "input_scale": 32768.0, "num_samples": None}
     assert not encoder.training and encoder.clip_spec["space"] == "openai/RN50"
     wave = r["wave_44k"]
     with torch.no_grad():

@@ -1,5 +1,6 @@
 """Fixtures of the reliability suite: the bad-input corpus (written once per session),
 the 1-hour file, and a working directory for child scripts."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """The bad-input corpus: every file is written by the tests (soundfile, PyAV), none is
 downloaded. Each case says whether it is valid audio (a result is expected) or not (a
 one-line error naming the file, exit 2 from scripts), and what the error must say."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,10 +81,34 @@ def write_hour(path: Path, seconds: float = HOUR_SECONDS, sr: int = HOUR_SR) -> 
     return path
 
 
-INVALID = ("empty", "header_only", "truncated_wav", "truncated_flac", "truncated_mp3", "text_as_wav", "nan_samples",
-           "inf_samples", "video_no_audio")
-VALID = ("silence", "dc_only", "wav_pcm_u8", "wav_pcm_16", "wav_pcm_24", "wav_pcm_32", "wav_float", "wav_double",
-         "rate_8k", "rate_192k", "six_channels", "flac", "mp3", "non_ascii_path", "space_path")
+INVALID = (
+    "empty",
+    "header_only",
+    "truncated_wav",
+    "truncated_flac",
+    "truncated_mp3",
+    "text_as_wav",
+    "nan_samples",
+    "inf_samples",
+    "video_no_audio",
+)
+VALID = (
+    "silence",
+    "dc_only",
+    "wav_pcm_u8",
+    "wav_pcm_16",
+    "wav_pcm_24",
+    "wav_pcm_32",
+    "wav_float",
+    "wav_double",
+    "rate_8k",
+    "rate_192k",
+    "six_channels",
+    "flac",
+    "mp3",
+    "non_ascii_path",
+    "space_path",
+)
 
 
 def write_corpus(root: Path) -> dict[str, Case]:
@@ -101,8 +126,11 @@ def write_corpus(root: Path) -> dict[str, Case]:
 
     (root / "empty.wav").write_bytes(b"")
     bad("empty", root / "empty.wav", "not a readable audio file")
-    bad("header_only", _sf_write(root / "header_only.wav", np.zeros(0, np.float32), subtype="PCM_16"),
-        "contains no audio samples")
+    bad(
+        "header_only",
+        _sf_write(root / "header_only.wav", np.zeros(0, np.float32), subtype="PCM_16"),
+        "contains no audio samples",
+    )
     bad("truncated_wav", _truncate(_sf_write(root / "truncated.wav", x, subtype="PCM_16")), "truncated")
     bad("truncated_flac", _truncate(_sf_write(root / "truncated.flac", x, subtype="PCM_16")), "unreadable audio data")
     bad("truncated_mp3", _truncate(_sf_write(root / "truncated.mp3", x, format="MP3")), "truncated")

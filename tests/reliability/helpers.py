@@ -1,15 +1,17 @@
 """Running the real scripts as child processes and judging what they leave behind: exit
 status, a one-line error without a traceback, no half-written or temporary files."""
+
 from __future__ import annotations
 
 import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
+
 from helpers import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +25,13 @@ def script_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     tracebacks (we judge what a user sees)."""
     env = dict(os.environ)
     env.pop("SOUND2IMG_DEBUG", None)
-    env.update(SOUND2IMG_CACHE=str(tmp_path / "weights-cache"), SOUND2IMG_OFFLINE="1", HF_HUB_OFFLINE="1",
-               PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+    env.update(
+        SOUND2IMG_CACHE=str(tmp_path / "weights-cache"),
+        SOUND2IMG_OFFLINE="1",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONIOENCODING="utf-8",
+    )
     env.update(extra)
     return env
 
@@ -39,12 +46,21 @@ def script_main(script: str):
     return load_file_module(SCRIPTS / script).main
 
 
-def run_script(script: str, args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
-               timeout: float = 240) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
     """Run ``scripts/<script>`` to completion; a run past ``timeout`` is a hang and fails."""
     try:
-        return subprocess.run(script_cmd(script, args), cwd=cwd, env=env or script_env(cwd), capture_output=True,
-                              text=True, encoding="utf-8", errors="replace", timeout=timeout)
+        return subprocess.run(
+            script_cmd(script, args),
+            cwd=cwd,
+            env=env or script_env(cwd),
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{script} {' '.join(map(str, args))} hung (no exit within {timeout} s)")
 
@@ -80,16 +96,22 @@ def snapshot(root: Path) -> dict[str, str]:
     """Relative path → sha256 of every file under ``root`` (empty when absent)."""
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def temp_leftovers(root: Path) -> list[str]:
     """Files or directories under ``root`` that an interrupted write would leave."""
     if not root.exists():
         return []
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if any(p.name.endswith(m) or f"{m}." in p.name for m in TEMP_MARKERS))
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if any(p.name.endswith(m) or f"{m}." in p.name for m in TEMP_MARKERS)
+    )
 
 
 def check_complete_outputs(root: Path) -> int:

@@ -1,6 +1,7 @@
 """Checkpoint files whose unpickling would run code: each payload writes its own marker
 file (through ``os.system``, ``builtins.exec`` or ``subprocess.call``), placed inside an
 otherwise plausible state dict, in every pickle container a loader may meet."""
+
 from __future__ import annotations
 
 import os
@@ -53,15 +54,18 @@ class Malicious:
     container: str
 
 
-def write_malicious(directory: Path, stem: str, payload: str, container: str,
-                    state: dict[str, torch.Tensor] | None = None) -> Malicious:
+def write_malicious(
+    directory: Path, stem: str, payload: str, container: str, state: dict[str, torch.Tensor] | None = None
+) -> Malicious:
     """``directory/<stem>-<payload>-<container><suffix>``: ``state`` (a few tensors by
     default) with one more entry whose unpickling runs the payload."""
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{stem}-{payload}-{container}"
     path, marker = directory / f"{name}{CONTAINERS[container]}", directory / f"{name}.marker"
-    obj = {**(state or {"conv.weight": torch.zeros(3, 1, 3, 3), "conv.bias": torch.zeros(3)}),
-           "extra": _KINDS[payload](marker)}
+    obj = {
+        **(state or {"conv.weight": torch.zeros(3, 1, 3, 3), "conv.bias": torch.zeros(3)}),
+        "extra": _KINDS[payload](marker),
+    }
     if container == "torch_zip":
         torch.save(obj, path)
     elif container == "torch_legacy":
@@ -93,6 +97,7 @@ _CONTROL = textwrap.dedent("""
 def unpickle_unsafely(paths: list[Path]) -> None:
     """The positive control: plain ``pickle.load`` / ``torch.load(weights_only=False)``
     in a child process, which runs the payloads."""
-    proc = subprocess.run([sys.executable, "-c", _CONTROL, *map(str, paths)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CONTROL, *map(str, paths)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]

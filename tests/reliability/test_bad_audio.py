@@ -1,6 +1,7 @@
 """The bad-input corpus through the decoder and through ``scripts/manipulate.py``: valid
 audio (silence, DC, every bit depth, 8 and 192 kHz, 6 channels, odd paths, one hour) gives
 a result; invalid files give one line naming the file, exit 2, and no output directory."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,15 @@ from sound2img.manipulation.command import main as manipulate_main
 from sound2img.manipulation.outputs import EDIT_FILES
 
 from .corpus import HOUR_SECONDS, INVALID, SR, VALID
-from .helpers import (assert_success, assert_user_error, check_complete_outputs, run_script, script_cmd,
-                      script_env, temp_leftovers)
+from .helpers import (
+    assert_success,
+    assert_user_error,
+    check_complete_outputs,
+    run_script,
+    script_cmd,
+    script_env,
+    temp_leftovers,
+)
 
 TINY = ["preset=tiny", "progress=false", "--steps", "2"]
 
@@ -139,8 +147,9 @@ print(proc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 def _peak_rss_mb(cmd, cwd, env) -> tuple[int, float, str]:
     """Run ``cmd`` under a fresh parent whose only child it is: (exit, peak RSS MB, stderr)."""
-    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, *cmd], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     status, kb = proc.stdout.split()
     return int(status), int(kb) / 1024, proc.stderr
 
@@ -151,12 +160,18 @@ def test_one_hour_file_memory_stays_bounded(hour_file, corpus, tmp_path):
     two runs differs by far less than the hour as float64 (460 MB at 16 kHz)."""
     env = script_env(tmp_path)
     tiny = [*TINY, "--device", "cpu"]  # host memory only; a CUDA context would blur the comparison
-    hour_status, hour_mb, err = _peak_rss_mb(script_cmd("manipulate.py", [
-        "--audio", str(hour_file), "--out", str(tmp_path / "hour"), *tiny]), tmp_path, env)
+    hour_status, hour_mb, err = _peak_rss_mb(
+        script_cmd("manipulate.py", ["--audio", str(hour_file), "--out", str(tmp_path / "hour"), *tiny]), tmp_path, env
+    )
     assert hour_status == 0, err
     assert check_complete_outputs(tmp_path / "hour") == len(EDIT_FILES)
-    short_status, short_mb, err = _peak_rss_mb(script_cmd("manipulate.py", [
-        "--audio", str(corpus["wav_pcm_16"].path), "--out", str(tmp_path / "short"), *tiny]), tmp_path, env)
+    short_status, short_mb, err = _peak_rss_mb(
+        script_cmd(
+            "manipulate.py", ["--audio", str(corpus["wav_pcm_16"].path), "--out", str(tmp_path / "short"), *tiny]
+        ),
+        tmp_path,
+        env,
+    )
     assert short_status == 0, err
     float64_mb = HOUR_SECONDS * 16000 * 8 / 2**20
     assert hour_mb - short_mb < 0.1 * float64_mb, (hour_mb, short_mb)

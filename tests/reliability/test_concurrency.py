@@ -2,6 +2,7 @@
 one cache (from a local server on 127.0.0.1) end with exactly one valid file, also when
 one of them is SIGKILLed mid-transfer or the server cuts a connection; two edits racing
 for one new output directory leave one whole edit and a one-line refusal."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.weights_server import PAYLOAD_SHA, serve
-
 from .helpers import ROOT, check_complete_outputs, error_lines, script_cmd, script_env, temp_leftovers
+from helpers.weights_server import PAYLOAD_SHA, serve
 
 NAME, FILENAME = "reliability_blob", "reliability_blob.bin"
 
@@ -38,14 +38,24 @@ def server():
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return script_env(tmp_path, SOUND2IMG_CACHE=str(tmp_path / "cache"), SOUND2IMG_OFFLINE="",
-                      NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    return script_env(
+        tmp_path,
+        SOUND2IMG_CACHE=str(tmp_path / "cache"),
+        SOUND2IMG_OFFLINE="",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
 
 
 def _fetch(server, tmp_path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _LAUNCH, f"{server.base}/file.bin", NAME, "--no-progress"],
-                            cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _LAUNCH, f"{server.base}/file.bin", NAME, "--no-progress"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _one_valid_file(cache: Path) -> None:
@@ -115,8 +125,17 @@ def test_two_edits_racing_for_one_new_out(tmp_path):
     out = tmp_path / "edit"
     args = ["--out", str(out), "--steps", "3", "preset=tiny", "progress=false"]
     env = script_env(tmp_path)
-    procs = [subprocess.Popen(script_cmd("manipulate.py", ["--audio", f"tone:{hz}", *args]), cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for hz in (440, 880)]
+    procs = [
+        subprocess.Popen(
+            script_cmd("manipulate.py", ["--audio", f"tone:{hz}", *args]),
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for hz in (440, 880)
+    ]
     results = _finish(procs)
     codes = sorted(r.returncode for r in results)
     assert codes in ([0, 0], [0, 2]), [r.stderr for r in results]

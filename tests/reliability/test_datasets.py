@@ -3,6 +3,7 @@ training manifest (``train_encoder.py preset=tiny``) and of tiny ESC-50 / UrbanS
 trees (``reproduce.py zeroshot preset=tiny``). Within ``max_skip_fraction`` every bad
 sample is skipped and counted (log lines, metrics, report); past it the run stops with one
 line, exit 2, and leaves no output behind."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from evaluation.conftest import write_esc50, write_us8k
+
 from sound2img.cli import run_cli
 from sound2img.evaluation.command import main as reproduce_main
 from sound2img.training.run import train_encoder_cli
@@ -44,27 +45,44 @@ def _in_process(fn, argv, capfd):
 
 # ---- training: a manifest ---------------------------------------------------------------
 
+
 def write_manifest(path: Path, corpus, hour_file) -> dict[str, int]:
     """Rows: every corpus file, the 1-hour file, two missing files (relative paths), a
     row without audio and one without text. Returns the expected counts."""
     rows = [[str(corpus[name].path), f"sound {i % 3}"] for i, name in enumerate(VALID + INVALID)]
-    rows += [[str(hour_file), "a long hum"], *([m, "gone"] for m in MISSING), ["", "no audio"],
-             [str(corpus["silence"].path), ""]]
+    rows += [
+        [str(hour_file), "a long hum"],
+        *([m, "gone"] for m in MISSING),
+        ["", "no audio"],
+        [str(corpus["silence"].path), ""],
+    ]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["audio", "text"])
         w.writerows(rows)
-    return {"rows": len(rows), "bad_rows": 2, "unreadable": len(INVALID) + len(MISSING),
-            "records": len(rows) - 2}
+    return {"rows": len(rows), "bad_rows": 2, "unreadable": len(INVALID) + len(MISSING), "records": len(rows) - 2}
 
 
 def _train_args(run: Path, manifest: Path, records: int, max_skip: float, workers: int = 2) -> list[str]:
     # one epoch whose batches cover every record, so each bad one is met exactly once
-    return ["--out", str(run), "preset=tiny", "data=manifest", f"data.manifest={manifest}", "tiny_run.data=${data}",
-            f"data.max_skip_fraction={max_skip}", "train.clip_seconds=1.0", "loss.terms.av=0",
-            "validation.data=null", "train.progress=false", f"tiny_run.train.batch_size={records // 3}",
-            "tiny_run.train.epochs=1", "tiny_run.train.max_steps=3", "tiny_run.train.checkpoint_every=3",
-            f"tiny_run.train.num_workers={workers}"]
+    return [
+        "--out",
+        str(run),
+        "preset=tiny",
+        "data=manifest",
+        f"data.manifest={manifest}",
+        "tiny_run.data=${data}",
+        f"data.max_skip_fraction={max_skip}",
+        "train.clip_seconds=1.0",
+        "loss.terms.av=0",
+        "validation.data=null",
+        "train.progress=false",
+        f"tiny_run.train.batch_size={records // 3}",
+        "tiny_run.train.epochs=1",
+        "tiny_run.train.max_steps=3",
+        "tiny_run.train.checkpoint_every=3",
+        f"tiny_run.train.num_workers={workers}",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +114,11 @@ def test_training_skips_and_counts_bad_rows_and_files(runner, manifest, corpus, 
     assert sum(f"{counts['bad_rows']} bad metadata row(s) skipped" in line for line in log) >= 1
     skipped = [line for line in log if "skipped an unreadable sample" in line]
     # every bad file is logged; two workers that meet the same file at once may both log it
-    named = {name for name in INVALID
-             if any(str(corpus[name].path) in line and corpus[name].error in line for line in skipped)}
+    named = {
+        name
+        for name in INVALID
+        if any(str(corpus[name].path) in line and corpus[name].error in line for line in skipped)
+    }
     named |= {m for m in MISSING if any(str(path.parent / m) in line and "no such file" in line for line in skipped)}
     assert named == {*INVALID, *MISSING}
     assert counts["unreadable"] <= len(skipped) <= 2 * counts["unreadable"]  # at most once per worker
@@ -113,8 +134,11 @@ def test_training_stops_past_the_skip_fraction(max_skip, when, runner, manifest,
     path, counts = manifest
     run = tmp_path / "run"
     argv = _train_args(run, path, counts["records"], max_skip=max_skip)
-    proc = (run_script("train_encoder.py", argv, cwd=tmp_path) if runner == "subprocess"
-            else _in_process(train_encoder_cli, argv, capfd))
+    proc = (
+        run_script("train_encoder.py", argv, cwd=tmp_path)
+        if runner == "subprocess"
+        else _in_process(train_encoder_cli, argv, capfd)
+    )
     _assert_exit_2(proc, "manifest:", "samples unreadable", f"max_skip_fraction {max_skip:.1%}")
     if when == "at the manifest":
         assert f"{counts['bad_rows']} of {counts['rows']} samples unreadable" in proc.stderr
@@ -122,6 +146,7 @@ def test_training_stops_past_the_skip_fraction(max_skip, when, runner, manifest,
 
 
 # ---- evaluation: ESC-50 and UrbanSound8K trees -----------------------------------------
+
 
 def _corpus_into(audio_dir: Path, corpus, hour_file) -> list[str]:
     names = []
@@ -142,20 +167,31 @@ def eval_roots(corpus, hour_file, tmp_path_factory):
     with open(esc / "meta" / "esc50.csv", "a", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerows([n, 1, 0, "dog", "False", 1, "A"] for n in names)
-        w.writerows([["bad-fold.wav", "x", 0, "dog", "False", 1, "A"], ["bad-target.wav", 1, 77, "cat", "False", 1, "A"]])
+        w.writerows(
+            [["bad-fold.wav", "x", 0, "dog", "False", 1, "A"], ["bad-target.wav", 1, 77, "cat", "False", 1, "A"]]
+        )
     us8k = write_us8k(tmp_path_factory.mktemp("UrbanSound8K"))
     names = _corpus_into(us8k / "audio" / "fold1", corpus, hour_file) + ["missing-1.wav", "missing-2.wav"]
     with open(us8k / "metadata" / "UrbanSound8K.csv", "a", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerows([n, 1, 0.0, 1.0, 1, 1, 1, "car_horn"] for n in names)
-        w.writerows([["bad-fold.wav", 1, 0.0, 1.0, 1, "x", 1, "car_horn"], ["bad-class.wav", 1, 0.0, 1.0, 1, 1, 3, "siren"]])
+        w.writerows(
+            [["bad-fold.wav", 1, 0.0, 1.0, 1, "x", 1, "car_horn"], ["bad-class.wav", 1, 0.0, 1.0, 1, 1, 3, "siren"]]
+        )
     return esc, us8k
 
 
 def _reproduce_args(roots, out: Path, max_skip: float | None) -> list[str]:
     esc, us8k = roots
-    args = ["zeroshot", "preset=tiny", "progress=false", f"datasets.esc50.root={esc}", f"datasets.us8k.root={us8k}",
-            "--out", str(out)]
+    args = [
+        "zeroshot",
+        "preset=tiny",
+        "progress=false",
+        f"datasets.esc50.root={esc}",
+        f"datasets.us8k.root={us8k}",
+        "--out",
+        str(out),
+    ]
     if max_skip is not None:
         args += [f"datasets.esc50.max_skip_fraction={max_skip}", f"datasets.us8k.max_skip_fraction={max_skip}"]
     return args
@@ -165,8 +201,11 @@ def _reproduce_args(roots, out: Path, max_skip: float | None) -> list[str]:
 def test_zero_shot_readers_skip_and_count(runner, eval_roots, tmp_path, capfd):
     out = tmp_path / "out"
     argv = _reproduce_args(eval_roots, out, max_skip=0.5)
-    proc = (run_script("reproduce.py", argv, cwd=tmp_path) if runner == "subprocess"
-            else _in_process(reproduce_main, argv, capfd))
+    proc = (
+        run_script("reproduce.py", argv, cwd=tmp_path)
+        if runner == "subprocess"
+        else _in_process(reproduce_main, argv, capfd)
+    )
     assert_success(proc)
     data = json.loads((out / "zeroshot.json").read_text())
     unreadable = len(INVALID) + 2
@@ -187,8 +226,11 @@ def test_zero_shot_readers_stop_past_the_skip_fraction(max_skip, runner, eval_ro
     the two rejected rows already."""
     out = tmp_path / "out"
     argv = _reproduce_args(eval_roots, out, max_skip=max_skip)
-    proc = (run_script("reproduce.py", argv, cwd=tmp_path) if runner == "subprocess"
-            else _in_process(reproduce_main, argv, capfd))
+    proc = (
+        run_script("reproduce.py", argv, cwd=tmp_path)
+        if runner == "subprocess"
+        else _in_process(reproduce_main, argv, capfd)
+    )
     _assert_exit_2(proc, "esc50:", "samples unreadable", f"max_skip_fraction {max_skip or 0.05:.1%}")
     if max_skip is None:
         assert "esc50: 2 of 37 samples unreadable" in proc.stderr  # fold 1: 35 records and the 2 rejected rows

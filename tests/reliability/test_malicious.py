@@ -2,6 +2,7 @@
 unpickling runs code are refused by every loader and script, and their marker never
 appears (while plain unpickling does run them); right keys with wrong shapes give a
 one-line error naming the key, for every loader."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ from sound2img.models.stylegan2 import build_generator, load_generator, load_lat
 from sound2img.training.checkpoint import load_training_state
 
 from .helpers import assert_user_error, run_script, script_main, temp_leftovers
-from .payloads import CONTAINERS, PAYLOADS, write_all, write_malicious, unpickle_unsafely
+from .payloads import CONTAINERS, PAYLOADS, unpickle_unsafely, write_all, write_malicious
 
 TINY_G = dict(resolution=32, z_dim=16, w_dim=16, n_mlp=2, channel_base=64, channel_max=16)
 TINY_OPENCLIP = "reliability-tiny"
@@ -33,10 +34,15 @@ def tiny_openclip(tmp_path_factory):
     import open_clip
 
     d = tmp_path_factory.mktemp("open_clip_configs")
-    (d / f"{TINY_OPENCLIP}.json").write_text(json.dumps({
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
+    (d / f"{TINY_OPENCLIP}.json").write_text(
+        json.dumps(
+            {
+                "embed_dim": 16,
+                "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+            }
+        )
+    )
     open_clip.add_model_config(d)
     return TINY_OPENCLIP
 
@@ -96,10 +102,22 @@ def test_every_loader_refuses_code(loader, tmp_path, tiny_openclip):
 
 # ---- scripts --------------------------------------------------------------------------
 
+
 def _manipulate(flag):
     def args(path, out):
-        return [flag, str(path), "--audio", "tone:440", "--out", str(out), "--steps", "1", "preset=tiny",
-                "progress=false"]
+        return [
+            flag,
+            str(path),
+            "--audio",
+            "tone:440",
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "preset=tiny",
+            "progress=false",
+        ]
+
     return args
 
 
@@ -134,6 +152,7 @@ def test_scripts_refuse_code(case, runner, tmp_path, capsys):
 
 # ---- right keys, wrong shapes -----------------------------------------------------------
 
+
 def _shape_error(load, path, key: str) -> str:
     with pytest.raises(CheckpointError) as info:
         load(path)
@@ -160,8 +179,8 @@ def test_generator_wrong_shape_names_the_key(tmp_path):
     torch.save(ckpt, tmp_path / "bad.pt")
     _shape_error(load_generator, tmp_path / "bad.pt", f"key {key!r} has shape")  # the file's own key name
 
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     st = save_generator(G, tmp_path / "g.safetensors")
     state = load_file(str(st))
@@ -174,8 +193,8 @@ def test_generator_wrong_shape_names_the_key(tmp_path):
 
 
 def test_audio_encoder_wrong_shape_names_the_key(tmp_path):
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     enc = build_audio_encoder("tiny_cnn", embed_dim=16)
     path = save_audio_encoder(tmp_path / "enc.safetensors", enc, {"name": "logmel"})
@@ -219,8 +238,13 @@ def test_clip_file_wrong_shape_names_the_key(tmp_path, tiny_openclip):
 
 # ---- training resume through the script ----------------------------------------------------
 
-TRAIN = ["preset=tiny", "tiny_run.train.max_steps=2", "tiny_run.train.checkpoint_every=1", "validation.data=null",
-         "train.progress=false"]
+TRAIN = [
+    "preset=tiny",
+    "tiny_run.train.max_steps=2",
+    "tiny_run.train.checkpoint_every=1",
+    "validation.data=null",
+    "train.progress=false",
+]
 
 
 def _train(argv, capsys):

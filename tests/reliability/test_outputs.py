@@ -1,6 +1,7 @@
 """Outputs: no script replaces an existing file without ``--overwrite`` (the bytes on disk
 stay as they were), and a run stopped with Ctrl-C leaves no half-written or temporary
 file: what exists afterwards parses."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,17 @@ import pytest
 from sound2img.models.stylegan2 import build_generator, save_generator
 
 from .corpus import SR, tone
-from .helpers import (assert_success, assert_user_error, check_complete_outputs, run_script, script_cmd, script_env,
-                      script_main, snapshot, temp_leftovers)
+from .helpers import (
+    assert_success,
+    assert_user_error,
+    check_complete_outputs,
+    run_script,
+    script_cmd,
+    script_env,
+    script_main,
+    snapshot,
+    temp_leftovers,
+)
 
 PRECIOUS = b"results of last week's run\n"
 
@@ -36,8 +46,12 @@ def _wav(path: Path) -> Path:
 
 def _case_manipulate(d: Path):
     _plant(d / "out" / "result.png", d / "out" / "metrics.json")
-    return "manipulate.py", ["--audio", "tone:440", "--out", str(d / "out"), "--steps", "1", "preset=tiny",
-                             "progress=false"], d / "out", "already exists"
+    return (
+        "manipulate.py",
+        ["--audio", "tone:440", "--out", str(d / "out"), "--steps", "1", "preset=tiny", "progress=false"],
+        d / "out",
+        "already exists",
+    )
 
 
 def _case_generate(d: Path):
@@ -46,33 +60,59 @@ def _case_generate(d: Path):
 
 
 def _case_convert_generator(d: Path):
-    src = save_generator(build_generator(resolution=32, z_dim=16, w_dim=16, n_mlp=2, channel_base=64, channel_max=16),
-                         d / "src.safetensors")
+    src = save_generator(
+        build_generator(resolution=32, z_dim=16, w_dim=16, n_mlp=2, channel_base=64, channel_max=16),
+        d / "src.safetensors",
+    )
     _plant(d / "converted" / "g.pt")
-    return ("convert_generator.py", [str(src), str(d / "converted" / "g.pt")], d / "converted",
-            "already exists")
+    return ("convert_generator.py", [str(src), str(d / "converted" / "g.pt")], d / "converted", "already exists")
 
 
 def _case_show_mel(d: Path):
     _plant(d / "mel" / "mel.npy")  # the PNG is new, the array exists: neither is written
-    return ("show_mel.py", ["--audio", str(_wav(d / "in" / "x.wav")), "--out", str(d / "mel" / "mel.png"),
-                            "--npy", str(d / "mel" / "mel.npy")], d / "mel", "already exists")
+    return (
+        "show_mel.py",
+        [
+            "--audio",
+            str(_wav(d / "in" / "x.wav")),
+            "--out",
+            str(d / "mel" / "mel.png"),
+            "--npy",
+            str(d / "mel" / "mel.npy"),
+        ],
+        d / "mel",
+        "already exists",
+    )
 
 
 def _case_reproduce(d: Path):
     _plant(d / "rep" / "fig_volume.json")
-    return ("reproduce.py", ["fig_volume", "preset=tiny", "eval.sound=tone:440", "manipulate.steps=1",
-                             "--out", str(d / "rep")], d / "rep", "already exists")
+    return (
+        "reproduce.py",
+        ["fig_volume", "preset=tiny", "eval.sound=tone:440", "manipulate.steps=1", "--out", str(d / "rep")],
+        d / "rep",
+        "already exists",
+    )
 
 
 def _case_train_encoder(d: Path):
     _plant(d / "run" / "config.yaml", d / "run" / "metrics.jsonl")
-    return ("train_encoder.py", ["--out", str(d / "run"), "preset=tiny", "train.progress=false"], d / "run",
-            "already holds a run")
+    return (
+        "train_encoder.py",
+        ["--out", str(d / "run"), "preset=tiny", "train.progress=false"],
+        d / "run",
+        "already holds a run",
+    )
 
 
-CASES = {"manipulate": _case_manipulate, "generate": _case_generate, "convert_generator": _case_convert_generator,
-         "show_mel": _case_show_mel, "reproduce": _case_reproduce, "train_encoder": _case_train_encoder}
+CASES = {
+    "manipulate": _case_manipulate,
+    "generate": _case_generate,
+    "convert_generator": _case_convert_generator,
+    "show_mel": _case_show_mel,
+    "reproduce": _case_reproduce,
+    "train_encoder": _case_train_encoder,
+}
 
 
 def _run(script, args, cwd, runner, capsys):
@@ -126,13 +166,15 @@ def test_fetch_weights_never_replaces_a_cached_file(tmp_path, capsys):
 
 # ---- Ctrl-C ----------------------------------------------------------------------------
 
+
 def _interrupt_after(cmd, cwd, env, ready, timeout=400) -> subprocess.CompletedProcess:
     """Start ``cmd`` in its own process group, wait until ``ready(stderr so far)``, then
     send SIGINT to the group, as a terminal's Ctrl-C does."""
     err_path = cwd / f"stderr-{time.time_ns()}.txt"
     with open(err_path, "w+", encoding="utf-8", errors="replace") as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while True:
             err.seek(0)
@@ -157,6 +199,7 @@ def _progress_at_least(n: int):
     def ready(text: str) -> bool:
         done = [int(m) for m in re.findall(r"\| *(\d+)/\d+ \[", text)]
         return bool(done) and max(done) >= n
+
     return ready
 
 
@@ -170,9 +213,12 @@ def test_ctrl_c_during_an_edit_leaves_nothing(tmp_path):
     """A new --out is staged: after Ctrl-C mid-optimisation neither it nor a staging
     directory exists."""
     out = tmp_path / "edit"
-    proc = _interrupt_after(script_cmd("manipulate.py", ["--audio", "tone:440", "--out", str(out), "--steps", "100000",
-                                                         "preset=tiny"]),
-                            tmp_path, script_env(tmp_path), _progress_at_least(3))
+    proc = _interrupt_after(
+        script_cmd("manipulate.py", ["--audio", "tone:440", "--out", str(out), "--steps", "100000", "preset=tiny"]),
+        tmp_path,
+        script_env(tmp_path),
+        _progress_at_least(3),
+    )
     _interrupted(proc)
     assert not out.exists() and temp_leftovers(tmp_path) == []
 
@@ -182,13 +228,22 @@ def test_ctrl_c_during_an_overwrite_keeps_the_old_edit_whole(tmp_path):
     """Into an existing edit with --overwrite: Ctrl-C mid-optimisation leaves the old
     files byte for byte, all parsing."""
     out = tmp_path / "edit"
-    first = run_script("manipulate.py", ["--audio", "tone:440", "--out", str(out), "--steps", "1", "preset=tiny",
-                                         "progress=false"], cwd=tmp_path)
+    first = run_script(
+        "manipulate.py",
+        ["--audio", "tone:440", "--out", str(out), "--steps", "1", "preset=tiny", "progress=false"],
+        cwd=tmp_path,
+    )
     assert_success(first)
     before = snapshot(out)
-    proc = _interrupt_after(script_cmd("manipulate.py", ["--audio", "tone:880", "--out", str(out), "--overwrite",
-                                                         "--steps", "100000", "preset=tiny"]),
-                            tmp_path, script_env(tmp_path), _progress_at_least(3))
+    proc = _interrupt_after(
+        script_cmd(
+            "manipulate.py",
+            ["--audio", "tone:880", "--out", str(out), "--overwrite", "--steps", "100000", "preset=tiny"],
+        ),
+        tmp_path,
+        script_env(tmp_path),
+        _progress_at_least(3),
+    )
     _interrupted(proc)
     assert snapshot(out) == before and check_complete_outputs(out) == 5 and temp_leftovers(tmp_path) == []
 
@@ -198,11 +253,22 @@ def test_ctrl_c_during_training_leaves_complete_files(tmp_path):
     """Interrupted after its first checkpoint: everything left parses (checkpoints with
     their digests, metrics.jsonl line by line), no temporaries; the run resumes."""
     run = tmp_path / "run"
-    args = ["--out", str(run), "preset=tiny", "tiny_run.train.max_steps=1000", "tiny_run.train.epochs=1000",
-            "tiny_run.train.checkpoint_every=2", "validation.data=null"]
+    args = [
+        "--out",
+        str(run),
+        "preset=tiny",
+        "tiny_run.train.max_steps=1000",
+        "tiny_run.train.epochs=1000",
+        "tiny_run.train.checkpoint_every=2",
+        "validation.data=null",
+    ]
     ckpt = run / "checkpoints"
-    proc = _interrupt_after(script_cmd("train_encoder.py", args), tmp_path, script_env(tmp_path),
-                            lambda _: ckpt.is_dir() and len(list(ckpt.glob("state-*.pt.sha256"))) >= 2)
+    proc = _interrupt_after(
+        script_cmd("train_encoder.py", args),
+        tmp_path,
+        script_env(tmp_path),
+        lambda _: ckpt.is_dir() and len(list(ckpt.glob("state-*.pt.sha256"))) >= 2,
+    )
     _interrupted(proc)
     assert check_complete_outputs(run) >= 3 and temp_leftovers(run) == []
     from sound2img.training.checkpoint import load_latest_training_state
@@ -222,6 +288,7 @@ def _interrupt_the_nth_write(monkeypatch, n: int) -> None:
         if len(calls) == n:
             raise KeyboardInterrupt
         real(path, data)
+
     monkeypatch.setattr(outputs, "atomic_write_bytes", write)
 
 

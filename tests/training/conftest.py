@@ -1,6 +1,7 @@
 """Shared fixtures for the training tests: one intra-op thread (on a small shared CPU,
 two threads spin against each other and run these tiny models ~10x slower), and the
 tiny synthetic task the learning, resume and script tests train on."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,15 @@ def tiny_task():
     class Task:
         @staticmethod
         def dataset(split: str = "train", num_per_class: int = 16, **kw):
-            return build_dataset("synthetic", num_classes=8, num_per_class=num_per_class, sample_rate=SAMPLE_RATE,
-                                 num_samples=SAMPLE_RATE, split=split, **kw)
+            return build_dataset(
+                "synthetic",
+                num_classes=8,
+                num_per_class=num_per_class,
+                sample_rate=SAMPLE_RATE,
+                num_samples=SAMPLE_RATE,
+                split=split,
+                **kw,
+            )
 
         @staticmethod
         def frontend():

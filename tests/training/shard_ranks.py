@@ -1,6 +1,7 @@
 """Run by test_train_shards.py under ``python -m torch.distributed.run --nproc_per_node 2``:
 each gloo rank reads its part of the shards with 2 DataLoader workers for two epochs,
 then trains the tiny task on them for one epoch; rank 0 writes what every rank saw."""
+
 from __future__ import annotations
 
 import json
@@ -30,13 +31,29 @@ def main(urls: str, run_dir: str, out: str) -> None:
             loader = DataLoader(ds, batch_size=None, num_workers=2)
             seen[epoch] = [(int(it["index"]), torch.utils.data.get_worker_info() is None) for it in loader]
         torch.manual_seed(0)
-        summary = training_loop(run_dir, build_audio_encoder("tiny_cnn", embed_dim=32),
-                                build_frontend("logmel", sample_rate=8000, n_fft=256, hop_length=128, n_mels=32),
-                                ShardDataset(urls, sample_rate=8000), clip=build_clip("tiny"),
-                                loss_terms={"at": 1.0, "aa": 1.0}, batch_size=4, epochs=1, num_workers=2,
-                                progress=False, log_every=1, device="cpu")
-        gathered = all_gather_object({"rank": info.rank, "seen": {e: [i for i, _ in v] for e, v in seen.items()},
-                                      "quota": sampler.num_samples, "steps": summary["step"]}, info)
+        summary = training_loop(
+            run_dir,
+            build_audio_encoder("tiny_cnn", embed_dim=32),
+            build_frontend("logmel", sample_rate=8000, n_fft=256, hop_length=128, n_mels=32),
+            ShardDataset(urls, sample_rate=8000),
+            clip=build_clip("tiny"),
+            loss_terms={"at": 1.0, "aa": 1.0},
+            batch_size=4,
+            epochs=1,
+            num_workers=2,
+            progress=False,
+            log_every=1,
+            device="cpu",
+        )
+        gathered = all_gather_object(
+            {
+                "rank": info.rank,
+                "seen": {e: [i for i, _ in v] for e, v in seen.items()},
+                "quota": sampler.num_samples,
+                "steps": summary["step"],
+            },
+            info,
+        )
         if info.is_main:
             with open(out, "w") as fh:
                 json.dump(gathered, fh)

@@ -1,5 +1,6 @@
 """The contrastive loss alone: a hand-computed case, the symmetric / one-directional
 forms, the three temperature modes and the weighted sum of terms."""
+
 from __future__ import annotations
 
 import math

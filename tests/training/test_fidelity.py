@@ -1,6 +1,7 @@
 """Training reproduces what it says: the paper's summed directions, the authors' released
 recipe (experiment=authors_code) and its pieces, and contrastive logits in fp32 under
 autocast."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.cli import compose
-from sound2img.training.losses import ContrastiveLoss, LogitScale, info_nce
 from sound2img.training.loop import _build_scheduler
+from sound2img.training.losses import ContrastiveLoss, LogitScale, info_nce
 from sound2img.training.run import effective_config
 from sound2img.training.step import ContrastiveModel, make_views
 

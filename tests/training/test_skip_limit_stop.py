@@ -4,6 +4,7 @@ and silenced before the error is printed (sound2img.data.loading).
 
 Runs in a child process: DataLoader workers log through the root logger's last-resort
 handler there, as in the real scripts (pytest's own log handlers would hide them)."""
+
 from __future__ import annotations
 
 import os
@@ -78,8 +79,13 @@ def test_error_is_the_last_line_for_any_worker_count(workers, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("SOUND2IMG_DEBUG", None)
     for repeat in range(3):
-        proc = subprocess.run([sys.executable, str(script), str(workers), str(tmp_path / f"run{repeat}")],
-                              capture_output=True, text=True, env=env, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, str(script), str(workers), str(tmp_path / f"run{repeat}")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2, proc.stderr[-3000:]
         assert any("skipped an unreadable sample" in line for line in lines), proc.stderr[-3000:]

@@ -1,5 +1,6 @@
 """Training-state files: atomic write + sha256, newest-readable fallback, pruning, RNG
 states that round-trip through ``torch.load(weights_only=True)``; the resumable sampler."""
+
 from __future__ import annotations
 
 import random
@@ -10,8 +11,14 @@ import torch
 
 from sound2img.errors import CheckpointError
 from sound2img.training.batches import ResumableSampler
-from sound2img.training.checkpoint import (capture_rng_state, list_checkpoints, load_latest_training_state,
-                                           load_training_state, restore_rng_state, save_training_state)
+from sound2img.training.checkpoint import (
+    capture_rng_state,
+    list_checkpoints,
+    load_latest_training_state,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+)
 
 
 def _state(step: int) -> dict:
@@ -37,7 +44,7 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, damage):
         latest.write_bytes(data[: len(data) // 2])
     elif damage == "flip":  # silent corruption inside the tensor data
         i = data.index(np.float32(2.0).tobytes())
-        latest.write_bytes(data[:i] + b"\x00\x00\x80\x3f" + data[i + 4:])
+        latest.write_bytes(data[:i] + b"\x00\x00\x80\x3f" + data[i + 4 :])
     else:  # crashed between writing the state and its digest
         latest.with_name(latest.name + ".sha256").unlink()
     with pytest.warns(UserWarning, match="skipping checkpoint"):

@@ -1,11 +1,11 @@
 """Two gloo processes on CPU give the same loss and gradients as one process on the whole
 batch: negatives are gathered across ranks with gradients, and DDP averages the rest."""
+
 from __future__ import annotations
 
 import socket
 
 import pytest
-
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -107,20 +107,31 @@ def _loop_worker(rank: int, world: int, port: int, run_dir: str, queue) -> None:
     from sound2img.data import build_dataset
     from sound2img.models.audio_encoder import build_audio_encoder
     from sound2img.models.clip import build_clip
-    from sound2img.utils.distributed import init_distributed, shutdown_distributed
     from sound2img.training.loop import training_loop
+    from sound2img.utils.distributed import init_distributed, shutdown_distributed
 
     info = init_distributed("cpu")  # joins the group the environment describes, as under torchrun
     try:
         data = dict(num_classes=4, sample_rate=8000, num_samples=4000)
         torch.manual_seed(rank)  # different inits: DDP must broadcast rank 0's
         encoder = build_audio_encoder("tiny_cnn", embed_dim=32)
-        out = training_loop(run_dir, encoder,
-                            build_frontend("logmel", sample_rate=8000, n_fft=256, hop_length=128, n_mels=32),
-                            build_dataset("synthetic", num_per_class=8, image_size=32, **data),
-                            build_dataset("synthetic", num_per_class=3, split="test", **data), clip=build_clip("tiny"),
-                            loss_terms={"at": 1.0, "av": 1.0, "aa": 1.0}, batch_size=8, epochs=2, optimizer="sgd",
-                            lr=0.05, progress=False, log_every=1, checkpoint_every=3, device="cpu")
+        out = training_loop(
+            run_dir,
+            encoder,
+            build_frontend("logmel", sample_rate=8000, n_fft=256, hop_length=128, n_mels=32),
+            build_dataset("synthetic", num_per_class=8, image_size=32, **data),
+            build_dataset("synthetic", num_per_class=3, split="test", **data),
+            clip=build_clip("tiny"),
+            loss_terms={"at": 1.0, "av": 1.0, "aa": 1.0},
+            batch_size=8,
+            epochs=2,
+            optimizer="sgd",
+            lr=0.05,
+            progress=False,
+            log_every=1,
+            checkpoint_every=3,
+            device="cpu",
+        )
         # this rank's live weights (not rank 0's file): DDP must have kept them equal
         # (parameters only: BatchNorm running statistics are per rank between DDP's
         # broadcasts of rank 0's buffers at each forward)

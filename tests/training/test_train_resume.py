@@ -1,6 +1,7 @@
 """Interrupt and resume equals an uninterrupted run, bitwise on CPU: model, optimiser,
 schedule, temperature, RNG states and the position inside the epoch all come back; a
 corrupt latest checkpoint falls back to the previous one."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,11 +48,30 @@ class NoiseViews:
 def _run(task, run_dir, train_set, resume=False, encoder_seed=0):
     # 64 clips, batch 16: 4 steps per epoch, 3 epochs; checkpoints every 5 steps and at
     # each epoch end, so interrupts land mid-epoch
-    return training_loop(run_dir, task.encoder(encoder_seed), task.frontend(), train_set,
-                         task.dataset("test", num_per_class=4), clip=task.clip(), augment=NoiseViews(),
-                         loss_terms={"at": 1.0, "aa": 0.5}, batch_size=16, epochs=3, optimizer="sgd", lr=0.05,
-                         momentum=0.9, weight_decay=1e-4, lr_cycle_epochs=1, warmup_steps=2, progress=False,
-                         log_every=1, checkpoint_every=5, keep_checkpoints=2, resume=resume, seed=3)
+    return training_loop(
+        run_dir,
+        task.encoder(encoder_seed),
+        task.frontend(),
+        train_set,
+        task.dataset("test", num_per_class=4),
+        clip=task.clip(),
+        augment=NoiseViews(),
+        loss_terms={"at": 1.0, "aa": 0.5},
+        batch_size=16,
+        epochs=3,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=1e-4,
+        lr_cycle_epochs=1,
+        warmup_steps=2,
+        progress=False,
+        log_every=1,
+        checkpoint_every=5,
+        keep_checkpoints=2,
+        resume=resume,
+        seed=3,
+    )
 
 
 def _weights(run_dir):

@@ -1,6 +1,7 @@
 """scripts/train_encoder.py and its config edge: --cfg job, preset=tiny end to end (the
 encoder file it writes is what load_audio_encoder reads), run-directory protection,
 one-line exit-2 errors, every experiment config composes and builds."""
+
 from __future__ import annotations
 
 import subprocess
@@ -20,6 +21,7 @@ from sound2img.training.checkpoint import load_latest_training_state
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import MetricsLogger
 from sound2img.training.run import effective_config, prepare_run_dir
+
 from helpers import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,11 +41,14 @@ def test_cfg_job_prints_the_resolved_config(capsys):
     assert cfg["loss"]["symmetric"] is False and cfg["encoder"]["arch"] == "tiny_cnn"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train.batch_sizee=3"], "config:"),
-    (["--cfg", "job", "optim=rmsprop"], "config:"),
-    (["--bogus"], "unrecognised argument"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train.batch_sizee=3"], "config:"),
+        (["--cfg", "job", "optim=rmsprop"], "config:"),
+        (["--bogus"], "unrecognised argument"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     assert _main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -97,25 +102,34 @@ def test_every_experiment_composes_and_builds(experiment):
     encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, "cpu")
     assert encoder.arch == cfg.encoder.arch and frontend.spec()["name"] == cfg.audio.name
     augment = build_augment(**cfg.augment)
-    loss = ContrastiveLoss(dict(cfg.loss.terms), symmetric=cfg.loss.symmetric,
-                           scale=LogitScale(cfg.loss.logit_scale, cfg.loss.logit_scale_init, cfg.loss.logit_scale_max))
-    opt = _build_optimizer(ContrastiveModel(encoder, loss), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum,
-                           cfg.optim.weight_decay)
+    loss = ContrastiveLoss(
+        dict(cfg.loss.terms),
+        symmetric=cfg.loss.symmetric,
+        scale=LogitScale(cfg.loss.logit_scale, cfg.loss.logit_scale_init, cfg.loss.logit_scale_max),
+    )
+    opt = _build_optimizer(
+        ContrastiveModel(encoder, loss), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay
+    )
     wav = torch.randn(2, frontend.sample_rate)
     with torch.no_grad():
         mel = frontend.to_encoder_input(augment.mel(frontend.spectrogram(augment.wave(wav))))
         assert encoder(mel).shape == (2, cfg.encoder.embed_dim)
     assert cfg.train.batch_size == (320 if experiment == "authors_code" else 384)  # their released batch
     assert cfg.train.epochs == 50 and isinstance(opt, torch.optim.SGD)
-    expected = {"paper": ({"at": 1, "av": 1, "aa": 1}, True, "learnable"),
-                "ablation_no_aa": ({"at": 1, "av": 1, "aa": 0}, True, "learnable"),
-                "ablation_one_directional": ({"at": 1, "av": 1, "aa": 1}, False, "learnable"),
-                "legacy_scale": ({"at": 1, "av": 1, "aa": 1}, True, "legacy"),
-                "soundclip_resnet18": ({"at": 1, "av": 0, "aa": 1}, True, "learnable"),
-                "authors_code": ({"at": 0.5, "av": 0, "aa": 0.5}, True, "legacy")}[experiment]
+    expected = {
+        "paper": ({"at": 1, "av": 1, "aa": 1}, True, "learnable"),
+        "ablation_no_aa": ({"at": 1, "av": 1, "aa": 0}, True, "learnable"),
+        "ablation_one_directional": ({"at": 1, "av": 1, "aa": 1}, False, "learnable"),
+        "legacy_scale": ({"at": 1, "av": 1, "aa": 1}, True, "legacy"),
+        "soundclip_resnet18": ({"at": 1, "av": 0, "aa": 1}, True, "learnable"),
+        "authors_code": ({"at": 0.5, "av": 0, "aa": 0.5}, True, "legacy"),
+    }[experiment]
     assert (dict(cfg.loss.terms), cfg.loss.symmetric, cfg.loss.logit_scale) == expected
     if experiment == "authors_code":
-        assert cfg.encoder.arch == "resnet18_legacy" and set(cfg.extra_data) == {"audioset_balanced", "audioset_unbalanced"}
+        assert cfg.encoder.arch == "resnet18_legacy" and set(cfg.extra_data) == {
+            "audioset_balanced",
+            "audioset_unbalanced",
+        }
     elif experiment == "soundclip_resnet18":
         assert cfg.audio.name == "soundclip_legacy" and cfg.encoder.arch == "resnet18_legacy"
         assert cfg.encoder.path is None and mel.shape[1:] == (1, 128, 512)
@@ -137,7 +151,7 @@ def test_preset_tiny_trains_end_to_end(tmp_path):
     assert frontend.spec() == {**config["audio"]} and encoder.arch == "tiny_cnn"
     state, _ = load_latest_training_state(run / "checkpoints")
     assert state["step"] == 6
-    trained = {k[len("encoder."):]: v for k, v in state["student"].items() if k.startswith("encoder.")}
+    trained = {k[len("encoder.") :]: v for k, v in state["student"].items() if k.startswith("encoder.")}
     saved = load_file(str(run / "encoder_final.safetensors"))
     assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """The two views of a batch: the wave gain, the front end's spectrogram and SpecAugment in
 that order, reproducible from the step's generator, one shared spectrogram when there is
 no gain to draw."""
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,15 @@ class CountingFrontend(torch.nn.Module):
 
 
 def _views(fe, gain_db: float, seed: int):
-    augment = build_augment(min_gain_db=-gain_db, max_gain_db=gain_db, num_freq_masks=1, max_freq_width=8,
-                            num_time_masks=1, max_time_width=10, mask_value="min")
+    augment = build_augment(
+        min_gain_db=-gain_db,
+        max_gain_db=gain_db,
+        num_freq_masks=1,
+        max_freq_width=8,
+        num_time_masks=1,
+        max_time_width=10,
+        mask_value="min",
+    )
     wav = torch.randn(3, 8000, generator=torch.Generator().manual_seed(0))
     return make_views(wav, fe, augment, 2, torch.Generator().manual_seed(seed))
 

@@ -1,4 +1,5 @@
 """Atomic writes never leave partial files; overwrite protection names the path."""
+
 from __future__ import annotations
 
 import pytest

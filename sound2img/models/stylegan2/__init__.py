@@ -1,5 +1,6 @@
 """StyleGAN2 generator (pure PyTorch) and readers for the public checkpoints: rosinality
 ``.pt``, NVlabs stylegan2-ada / stylegan3 ``.pkl`` (restricted unpickler), our safetensors."""
+
 from sound2img.models.stylegan2.checkpoint import convert_generator, detect_format, load_generator, save_generator
 from sound2img.models.stylegan2.latents import (
     LATENT_SUFFIXES,

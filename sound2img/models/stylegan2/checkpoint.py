@@ -2,6 +2,7 @@
 safetensors), told apart by content, not by name; ``save_generator`` and
 ``convert_generator`` write our safetensors (architecture in its JSON metadata) or
 rosinality's dict."""
+
 from __future__ import annotations
 
 import argparse
@@ -46,14 +47,20 @@ def detect_format(path: str | os.PathLike) -> str:
         return "torch" if head[2:14] == _TORCH_LEGACY_MAGIC else "pickle"
     if is_safetensors(path):
         return "safetensors"
-    raise CheckpointError(f"{path}: not a StyleGAN2 generator file (expected a rosinality .pt, an NVlabs "
-                          ".pkl or a sound2img .safetensors)")
+    raise CheckpointError(
+        f"{path}: not a StyleGAN2 generator file (expected a rosinality .pt, an NVlabs "
+        ".pkl or a sound2img .safetensors)"
+    )
 
 
 def _is_encoder_file(obj: object) -> bool:
     """e4e / pSp layout: ``{'state_dict': encoder.* + decoder.*, 'opts', 'latent_avg'}``."""
-    return (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("opts"), dict)
-            and any(str(k).startswith("decoder.") for k in obj["state_dict"]))
+    return (
+        isinstance(obj, dict)
+        and isinstance(obj.get("state_dict"), dict)
+        and isinstance(obj.get("opts"), dict)
+        and any(str(k).startswith("decoder.") for k in obj["state_dict"])
+    )
 
 
 def _read_torch(path: Path) -> tuple[GeneratorArch, dict, dict]:
@@ -65,18 +72,20 @@ def _read_torch(path: Path) -> tuple[GeneratorArch, dict, dict]:
     elif _is_encoder_file(obj):
         # an e4e/pSp checkpoint: its decoder.* tensors are a rosinality g_ema; its
         # latent_avg ([num_ws,w_dim], equal rows in the public files) gives w_avg
-        g_ema = {k[len("decoder."):]: v for k, v in obj["state_dict"].items() if k.startswith("decoder.")}
+        g_ema = {k[len("decoder.") :]: v for k, v in obj["state_dict"].items() if k.startswith("decoder.")}
         latent_avg, args = obj.get("latent_avg"), None
         if isinstance(latent_avg, torch.Tensor) and latent_avg.ndim == 2:
             latent_avg = latent_avg[0]
     elif isinstance(obj, dict) and "style.1.weight" in obj:
         g_ema, latent_avg, args = obj, None, None  # a bare g_ema state dict
     elif isinstance(obj, dict) and "mapping.fc0.weight" in obj:
-        raise CheckpointError(f"{path}: an NVlabs-named state dict without its init kwargs; load the "
-                              "network pickle (.pkl) instead")
+        raise CheckpointError(
+            f"{path}: an NVlabs-named state dict without its init kwargs; load the network pickle (.pkl) instead"
+        )
     elif isinstance(obj, dict) and "g" in obj:
-        raise CheckpointError(f"{path}: rosinality checkpoint without 'g_ema' (refusing to use 'g', the "
-                              "raw training copy)")
+        raise CheckpointError(
+            f"{path}: rosinality checkpoint without 'g_ema' (refusing to use 'g', the raw training copy)"
+        )
     else:
         keys = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{path}: not a rosinality StyleGAN2 checkpoint (found {keys})")
@@ -85,8 +94,10 @@ def _read_torch(path: Path) -> tuple[GeneratorArch, dict, dict]:
     arch = infer_ros_arch(g_ema, str(path))
     check_ros_args(args, arch, str(path))
     state = from_ros_state(g_ema, arch, str(path))
-    info: dict[str, Any] = {"format": "e4e_decoder" if _is_encoder_file(obj) else "rosinality",
-                            "w_avg_estimated": latent_avg is None}
+    info: dict[str, Any] = {
+        "format": "e4e_decoder" if _is_encoder_file(obj) else "rosinality",
+        "w_avg_estimated": latent_avg is None,
+    }
     if latent_avg is not None:
         if not isinstance(latent_avg, torch.Tensor) or latent_avg.numel() != arch.w_dim:
             raise CheckpointError(f"{path}: latent_avg must hold {arch.w_dim} values")
@@ -99,8 +110,9 @@ def _read_pickle(path: Path) -> tuple[GeneratorArch, dict, dict]:
         with open(path, "rb") as fh:
             obj = restricted_load(fh)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused: {exc} (only NVlabs network pickles are read, "
-                              "and never their embedded code)") from exc
+        raise CheckpointError(
+            f"{path}: refused: {exc} (only NVlabs network pickles are read, and never their embedded code)"
+        ) from exc
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
     return read_nvlabs_pickle(obj, str(path))
@@ -167,14 +179,16 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     load_state_dict_strict(G, state, path)
     if estimate:
         G.estimate_w_avg()
-        log.warning("%s has no latent_avg: w_avg (the truncation centre) is estimated from 4096 mapped "
-                    "samples with a fixed seed", path)
+        log.warning(
+            "%s has no latent_avg: w_avg (the truncation centre) is estimated from 4096 mapped "
+            "samples with a fixed seed",
+            path,
+        )
     G.info = {**info, "path": str(path), "w_avg_estimated": bool(info.get("w_avg_estimated")) or estimate}
     return freeze(G.to(device))
 
 
-def save_generator(G: Generator, path: str | os.PathLike, format: str | None = None,
-                   overwrite: bool = False) -> Path:
+def save_generator(G: Generator, path: str | os.PathLike, format: str | None = None, overwrite: bool = False) -> Path:
     """Write ``G`` as our safetensors (default; JSON metadata rebuilds the architecture,
     conv_clamp included) or as rosinality's ``{"g_ema", "latent_avg"}`` ``.pt``
     (``format="rosinality"``, the default for a ``.pt``/``.pth`` name). Atomic; refuses to
@@ -201,8 +215,9 @@ def save_generator(G: Generator, path: str | os.PathLike, format: str | None = N
     return path
 
 
-def convert_generator(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = None,
-                      overwrite: bool = False) -> Path:
+def convert_generator(
+    src: str | os.PathLike, dst: str | os.PathLike, format: str | None = None, overwrite: bool = False
+) -> Path:
     """Read any supported generator file and write it as ``format`` (see
     ``save_generator``); the written file reproduces the source's images."""
     check_can_write([dst], overwrite)

@@ -3,12 +3,13 @@
 ``w_dim``; no pickles beyond ``torch.load(weights_only=True)``. Also the source latents
 w_s of generation and editing: a seed (z → mapping → truncation), saved files, or the
 generator's mean latent (free generation)."""
+
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,8 +30,10 @@ def _pick(obj, path: Path):
             return obj[key]
     if len(keys) == 1:
         return obj[keys[0]]
-    raise CheckpointError(f"{path}: latent file holds {sorted(map(str, keys))[:6]}; expected one array "
-                          f"or one of the keys {list(_ARRAY_KEYS)}")
+    raise CheckpointError(
+        f"{path}: latent file holds {sorted(map(str, keys))[:6]}; expected one array "
+        f"or one of the keys {list(_ARRAY_KEYS)}"
+    )
 
 
 def load_latents(path: str | os.PathLike, num_ws: int, w_dim: int) -> torch.Tensor:
@@ -75,8 +78,10 @@ def load_latents(path: str | os.PathLike, num_ws: int, w_dim: int) -> torch.Tens
     elif ws.ndim == 3 and shape[1:] in ((num_ws, w_dim), (1, w_dim)):
         ws = ws.expand(-1, num_ws, -1)
     else:
-        raise CheckpointError(f"{path}: latent of shape {list(shape)} does not fit this generator; expected "
-                              f"[{w_dim}], [{num_ws}, {w_dim}], [B, {num_ws}, {w_dim}] or [B, {w_dim}]")
+        raise CheckpointError(
+            f"{path}: latent of shape {list(shape)} does not fit this generator; expected "
+            f"[{w_dim}], [{num_ws}, {w_dim}], [B, {num_ws}, {w_dim}] or [B, {w_dim}]"
+        )
     if ws.shape[0] == 0 or not torch.isfinite(ws).all():
         raise CheckpointError(f"{path}: latent is empty or holds NaN/inf values")
     return ws.contiguous()
@@ -112,8 +117,9 @@ def seed_to_z(seed: int, z_dim: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_source_latents(generator, seeds: Sequence[int], truncation: float,
-                          device: torch.device | str = "cpu") -> torch.Tensor:
+def sample_source_latents(
+    generator, seeds: Sequence[int], truncation: float, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """One source per seed: ws [len(seeds),num_ws,w_dim], truncated towards ``G.w_avg``."""
     if not seeds:
         raise UserInputError("no seeds given")

@@ -1,15 +1,16 @@
 """StyleGAN2 mapping and synthesis networks ('skip' architecture, fp32), built from plain
 arguments. Module and tensor names follow NVlabs' ``G_ema`` (docs/formats.md §4.4)
 so that readers only rename for rosinality; ``build_generator`` makes random ones."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from sound2img.models.stylegan2.ops import (
     LRELU_GAIN,
@@ -32,17 +33,17 @@ DEMOD_EPS = 1e-8
 class GeneratorArch:
     """Everything that rebuilds a ``Generator`` (stored as JSON in our safetensors)."""
 
-    img_resolution: int                 # output side, 4·2^k
+    img_resolution: int  # output side, 4·2^k
     z_dim: int
     w_dim: int
-    n_mlp: int                          # mapping layers
-    channels: list[int]                 # width per block, resolutions 4, 8, …, img_resolution
+    n_mlp: int  # mapping layers
+    channels: list[int]  # width per block, resolutions 4, 8, …, img_resolution
     img_channels: int = 3
-    layer_features: int | None = None   # mapping hidden width (None: w_dim)
-    lr_multiplier: float = 0.01         # mapping's equalised-lr multiplier
-    conv_clamp: float | None = None     # NVlabs activation clamp (None: off)
+    layer_features: int | None = None  # mapping hidden width (None: w_dim)
+    lr_multiplier: float = 0.01  # mapping's equalised-lr multiplier
+    conv_clamp: float | None = None  # NVlabs activation clamp (None: off)
     use_noise: bool = True
-    demod_eps: str = "nvlabs"           # where ε enters demodulation: "nvlabs" or "rosinality" (docs/formats.md §2)
+    demod_eps: str = "nvlabs"  # where ε enters demodulation: "nvlabs" or "rosinality" (docs/formats.md §2)
     extra: dict = field(default_factory=dict)  # provenance only, never used to build
 
     def to_dict(self) -> dict:
@@ -55,7 +56,7 @@ class GeneratorArch:
 
 def block_resolutions(resolution: int) -> list[int]:
     """Synthesis block resolutions 4, 8, …, resolution."""
-    return [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]
+    return [2**i for i in range(2, int(math.log2(resolution)) + 1)]
 
 
 def num_ws_for(resolution: int) -> int:
@@ -110,8 +111,15 @@ class FullyConnectedLayer(nn.Module):
 class MappingNetwork(nn.Module):
     """z [B,z_dim] → ws [B,num_ws,w_dim], with truncation towards ``w_avg``."""
 
-    def __init__(self, z_dim: int, w_dim: int, num_ws: int, n_mlp: int,
-                 layer_features: int | None = None, lr_multiplier: float = 0.01):
+    def __init__(
+        self,
+        z_dim: int,
+        w_dim: int,
+        num_ws: int,
+        n_mlp: int,
+        layer_features: int | None = None,
+        lr_multiplier: float = 0.01,
+    ):
         super().__init__()
         self.z_dim, self.w_dim, self.num_ws = z_dim, w_dim, num_ws
         hidden = layer_features or w_dim
@@ -121,8 +129,9 @@ class MappingNetwork(nn.Module):
         self.n_mlp = n_mlp
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
         """``z [B,z_dim]`` → ``ws [B,num_ws,w_dim]``; ψ ≠ 1 lerps the first
         ``truncation_cutoff`` rows (all when None) towards ``w_avg``, as NVlabs does."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
@@ -141,8 +150,17 @@ class MappingNetwork(nn.Module):
 class SynthesisLayer(nn.Module):
     """Modulated 3×3 conv (optionally upsampling) + noise + bias + lrelu·√2 (+ clamp)."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool,
-                 use_noise: bool, conv_clamp: float | None, demod_eps: float):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        up: bool,
+        use_noise: bool,
+        conv_clamp: float | None,
+        demod_eps: float,
+    ):
         super().__init__()
         self.up, self.resolution, self.use_noise = up, resolution, use_noise
         self.conv_clamp, self.demod_eps = conv_clamp, demod_eps
@@ -153,8 +171,9 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.empty(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.empty([]))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str, fir_up: torch.Tensor,
-                fused: bool) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str, fir_up: torch.Tensor, fused: bool
+    ) -> torch.Tensor:
         """``x [B,C_in,r',r']``, ``w [B,w_dim]`` → ``[B,C_out,r,r]``."""
         styles = self.affine(w)
         wsq = frozen_derived(self, "wsq", lambda: self.weight.square().sum(dim=(2, 3)), self.weight)
@@ -164,8 +183,10 @@ class SynthesisLayer(nn.Module):
             if noise_mode == "const":
                 noise = self.noise_const * self.noise_strength
             else:
-                noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution,
-                                    device=x.device, dtype=x.dtype) * self.noise_strength
+                noise = (
+                    torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+                    * self.noise_strength
+                )
         if fused or self.weight.requires_grad:  # reference composition (and fine-tuning)
             y = modulated_conv2d(x, self.weight, styles, demodulate=False, up=self.up, fir_up=fir_up, fused=fused)
             return noise_bias_lrelu(y * d[:, :, None, None], noise, self.bias, self.conv_clamp)
@@ -196,8 +217,17 @@ class ToRGBLayer(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution: (const | up-conv) + conv + ToRGB, accumulating the skip image."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 img_channels: int, use_noise: bool, conv_clamp: float | None, eps_mode: str):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        use_noise: bool,
+        conv_clamp: float | None,
+        eps_mode: str,
+    ):
         super().__init__()
         self.resolution = resolution
         self.num_conv = 1 if resolution == 4 else 2
@@ -209,14 +239,24 @@ class SynthesisBlock(nn.Module):
         if resolution == 4:
             self.const = nn.Parameter(torch.empty(out_channels, 4, 4))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, True,
-                                        use_noise, conv_clamp, eps(in_channels))
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, False,
-                                    use_noise, conv_clamp, eps(out_channels))
+            self.conv0 = SynthesisLayer(
+                in_channels, out_channels, w_dim, resolution, True, use_noise, conv_clamp, eps(in_channels)
+            )
+        self.conv1 = SynthesisLayer(
+            out_channels, out_channels, w_dim, resolution, False, use_noise, conv_clamp, eps(out_channels)
+        )
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp)
 
-    def forward(self, x, img, ws, noise_mode: str, fir_up: torch.Tensor, fused: bool,
-                memory_format: torch.memory_format = torch.contiguous_format):
+    def forward(
+        self,
+        x,
+        img,
+        ws,
+        noise_mode: str,
+        fir_up: torch.Tensor,
+        fused: bool,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ):
         """``ws [B,num_conv+1,w_dim]`` (the ToRGB row is shared with the next block)."""
         if self.resolution == 4:
             x = self.const[None].expand(ws.shape[0], -1, -1, -1).contiguous(memory_format=memory_format)
@@ -246,9 +286,19 @@ class SynthesisNetwork(nn.Module):
         self.channels_last: bool | None = None
         chans = dict(zip(self.block_resolutions, arch.channels))
         for res in self.block_resolutions:
-            self.add_module(f"b{res}", SynthesisBlock(
-                chans.get(res // 2, 0), chans[res], arch.w_dim, res, arch.img_channels,
-                arch.use_noise, arch.conv_clamp, arch.demod_eps))
+            self.add_module(
+                f"b{res}",
+                SynthesisBlock(
+                    chans.get(res // 2, 0),
+                    chans[res],
+                    arch.w_dim,
+                    res,
+                    arch.img_channels,
+                    arch.use_noise,
+                    arch.conv_clamp,
+                    arch.demod_eps,
+                ),
+            )
         self.register_buffer("fir_up", fir_kernel_2d() * 4, persistent=False)
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
@@ -264,8 +314,9 @@ class SynthesisNetwork(nn.Module):
         for i, res in enumerate(self.block_resolutions):
             start = max(2 * i - 1, 0)
             block = getattr(self, f"b{res}")
-            x, img = block(x, img, ws[:, start:start + block.num_conv + 1], noise_mode,
-                           self.fir_up, self.fused_modconv, fmt)
+            x, img = block(
+                x, img, ws[:, start : start + block.num_conv + 1], noise_mode, self.fir_up, self.fused_modconv, fmt
+            )
         return img
 
 
@@ -287,16 +338,22 @@ class Generator(nn.Module):
         self.img_resolution = arch.img_resolution
         self.num_ws = num_ws_for(arch.img_resolution)
         self.info: dict = {"format": "random", "w_avg_estimated": False}
-        self.mapping = MappingNetwork(arch.z_dim, arch.w_dim, self.num_ws, arch.n_mlp,
-                                      arch.layer_features, arch.lr_multiplier)
+        self.mapping = MappingNetwork(
+            arch.z_dim, arch.w_dim, self.num_ws, arch.n_mlp, arch.layer_features, arch.lr_multiplier
+        )
         self.synthesis = SynthesisNetwork(arch)
 
     @property
     def w_avg(self) -> torch.Tensor:
         return self.mapping.w_avg
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-                noise_mode: str = "const") -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "const",
+    ) -> torch.Tensor:
         """``z [B,z_dim]`` → ``img [B,C,H,W]``."""
         return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode)
 
@@ -316,7 +373,9 @@ def mix_ws(ws1: torch.Tensor, ws2: torch.Tensor, inject_index: int) -> torch.Ten
     """Style mixing: rows ``0..inject_index−1`` of ``ws1``, the rest from ``ws2``, both
     ``[B,num_ws,w_dim]`` (rosinality's ``inject_index``)."""
     if ws1.shape != ws2.shape or ws1.ndim != 3:
-        raise ValueError(f"mix_ws needs two ws of equal shape [B,num_ws,w_dim], got {list(ws1.shape)} and {list(ws2.shape)}")
+        raise ValueError(
+            f"mix_ws needs two ws of equal shape [B,num_ws,w_dim], got {list(ws1.shape)} and {list(ws2.shape)}"
+        )
     if not 0 <= inject_index <= ws1.shape[1]:
         raise ValueError(f"inject_index must be in [0, {ws1.shape[1]}], got {inject_index}")
     return torch.cat([ws1[:, :inject_index], ws2[:, inject_index:]], dim=1)
@@ -350,21 +409,28 @@ def init_random_(G: Generator, seed: int = 0) -> Generator:
 
 
 def build_generator(
-    resolution: int,               # output side, 4·2^k
+    resolution: int,  # output side, 4·2^k
     z_dim: int = 512,
     w_dim: int = 512,
-    n_mlp: int = 8,                # mapping layers
-    channel_base: int = 32768,     # widths C(r) = min(channel_base // r, channel_max)
+    n_mlp: int = 8,  # mapping layers
+    channel_base: int = 32768,  # widths C(r) = min(channel_base // r, channel_max)
     channel_max: int = 512,
     conv_clamp: float | None = None,
     img_channels: int = 3,
-    seed: int = 0,                 # weights are a pure function of the seed
-    estimate_w_avg: bool = True,   # set w_avg from 4096 mapped samples (random nets have none)
+    seed: int = 0,  # weights are a pure function of the seed
+    estimate_w_avg: bool = True,  # set w_avg from 4096 mapped samples (random nets have none)
     device: str | torch.device = "cpu",
 ) -> Generator:
     """A randomly initialised, frozen generator (``preset=tiny``, tests, benchmarks)."""
-    arch = GeneratorArch(resolution, z_dim, w_dim, n_mlp, channels_for(resolution, channel_base, channel_max),
-                         img_channels=img_channels, conv_clamp=conv_clamp)
+    arch = GeneratorArch(
+        resolution,
+        z_dim,
+        w_dim,
+        n_mlp,
+        channels_for(resolution, channel_base, channel_max),
+        img_channels=img_channels,
+        conv_clamp=conv_clamp,
+    )
     G = init_random_(Generator(arch), seed)
     if estimate_w_avg:
         G.estimate_w_avg()

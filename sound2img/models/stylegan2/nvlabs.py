@@ -2,6 +2,7 @@
 ``networks_stylegan2.Generator``) → ``GeneratorArch`` + state dict, from the inert records
 of ``unpickler.py``, in three steps: validate the snapshot, extract its tensors, infer the
 architecture (docs/formats.md §4.3–4.4: kwargs layouts, flavour defaults, tensor names)."""
+
 from __future__ import annotations
 
 import math
@@ -20,10 +21,8 @@ _SYNTHESIS_DEFAULTS = {
     "ada": {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 0, "conv_clamp": None},
     "sg3": {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256},
 }
-_COMMON_DEFAULTS = {"architecture": "skip", "resample_filter": [1, 3, 3, 1], "use_noise": True,
-                    "activation": "lrelu"}
-_TOP_LEVEL = {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs",
-              "synthesis_kwargs"}
+_COMMON_DEFAULTS = {"architecture": "skip", "resample_filter": [1, 3, 3, 1], "use_noise": True, "activation": "lrelu"}
+_TOP_LEVEL = {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs"}
 _MISSING = object()
 
 
@@ -77,8 +76,10 @@ def validate_snapshot(obj: Any, source: str) -> PersistentRecord:
     _child(g, "mapping", "", source)
     names = list(_child(g, "synthesis", "", source).children)
     if not names or not all(re.fullmatch(r"b\d+", n) for n in names):
-        raise CheckpointError(f"{source}: G_ema is not a StyleGAN2 generator (synthesis layers {names[:3]}…): "
-                              "StyleGAN3 alias-free generators (stylegan3-t/-r) are not supported")
+        raise CheckpointError(
+            f"{source}: G_ema is not a StyleGAN2 generator (synthesis layers {names[:3]}…): "
+            "StyleGAN3 alias-free generators (stylegan3-t/-r) are not supported"
+        )
     return g
 
 
@@ -116,10 +117,17 @@ def infer_arch(g: PersistentRecord, state: dict[str, torch.Tensor], source: str)
     except KeyError as exc:
         raise CheckpointError(f"{source}: missing key {exc.args[0]!r}") from None
     return GeneratorArch(
-        img_resolution=res, z_dim=z_dim, w_dim=w_dim, n_mlp=n_mlp, channels=channels,
-        img_channels=img_channels, layer_features=layer_features if n_mlp > 1 and layer_features != w_dim else None,
-        lr_multiplier=lr_mult, conv_clamp=None if conv_clamp is None else float(conv_clamp),
-        use_noise=use_noise, demod_eps="nvlabs",
+        img_resolution=res,
+        z_dim=z_dim,
+        w_dim=w_dim,
+        n_mlp=n_mlp,
+        channels=channels,
+        img_channels=img_channels,
+        layer_features=layer_features if n_mlp > 1 and layer_features != w_dim else None,
+        lr_multiplier=lr_mult,
+        conv_clamp=None if conv_clamp is None else float(conv_clamp),
+        use_noise=use_noise,
+        demod_eps="nvlabs",
         extra={"source_format": f"nvlabs-{flavour}", "num_fp16_res": syn_kw.get("num_fp16_res")},
     )
 
@@ -150,8 +158,9 @@ def _check_synthesis_kwargs(syn_kw: dict, source: str) -> None:
         if syn_kw.get(key) != want:
             raise CheckpointError(f"{source}: {key}={syn_kw.get(key)!r} is not supported (only {want!r})")
     if [float(v) for v in syn_kw.get("resample_filter") or []] != list(FIR_TAPS):
-        raise CheckpointError(f"{source}: resample_filter {syn_kw.get('resample_filter')} is not supported "
-                              "(only [1, 3, 3, 1])")
+        raise CheckpointError(
+            f"{source}: resample_filter {syn_kw.get('resample_filter')} is not supported (only [1, 3, 3, 1])"
+        )
 
 
 def _synthesis_settings(g: PersistentRecord, syn_kw: dict, flavour: str, source: str) -> tuple[Any, bool]:
@@ -161,8 +170,9 @@ def _synthesis_settings(g: PersistentRecord, syn_kw: dict, flavour: str, source:
     layers, torgbs = [], []
     for name, blk in synthesis.children.items():
         if _attr(blk, "architecture", "skip") != "skip":
-            raise CheckpointError(f"{source}: block {name} has architecture {_attr(blk, 'architecture')!r} "
-                                  "(only 'skip' is supported)")
+            raise CheckpointError(
+                f"{source}: block {name} has architecture {_attr(blk, 'architecture')!r} (only 'skip' is supported)"
+            )
         layers += [blk.children[lname] for lname in ("conv0", "conv1") if lname in blk.children]
         torgbs.append(_child(blk, "torgb", f"synthesis.{name}.", source))
     for layer in layers:
@@ -171,8 +181,10 @@ def _synthesis_settings(g: PersistentRecord, syn_kw: dict, flavour: str, source:
     recorded = [_attr(r, "conv_clamp") for r in layers + torgbs if "conv_clamp" in r.state]
     conv_clamp = _agreed(recorded, "conv_clamp", source) if recorded else syn_kw["conv_clamp"]
     if not _same_number(conv_clamp, syn_kw["conv_clamp"]):
-        raise CheckpointError(f"{source}: layers record conv_clamp={conv_clamp} but the {flavour} kwargs say "
-                              f"{syn_kw['conv_clamp']}; refusing an ambiguous file")
+        raise CheckpointError(
+            f"{source}: layers record conv_clamp={conv_clamp} but the {flavour} kwargs say "
+            f"{syn_kw['conv_clamp']}; refusing an ambiguous file"
+        )
     use_noise = _agreed([bool(_attr(r, "use_noise", syn_kw["use_noise"])) for r in layers], "use_noise", source)
     return conv_clamp, use_noise
 
@@ -189,12 +201,14 @@ def _mapping_settings(g: PersistentRecord, map_kw: dict, source: str) -> tuple[i
         raise CheckpointError(f"{source}: mapping has {len(fcs)} layers but kwargs say num_layers={n_mlp}")
     lr_mult = float(_attr(mapping.children["fc0"], "bias_gain", map_kw.get("lr_multiplier", 0.01)))
     if not _same_number(lr_mult, map_kw.get("lr_multiplier", 0.01)):
-        raise CheckpointError(f"{source}: mapping records lr_multiplier {lr_mult} but kwargs say "
-                              f"{map_kw.get('lr_multiplier', 0.01)}")
+        raise CheckpointError(
+            f"{source}: mapping records lr_multiplier {lr_mult} but kwargs say {map_kw.get('lr_multiplier', 0.01)}"
+        )
     for n in fcs:
         if _attr(mapping.children[n], "activation", "lrelu") != "lrelu":
-            raise CheckpointError(f"{source}: mapping activation {_attr(mapping.children[n], 'activation')!r} "
-                                  "is not supported")
+            raise CheckpointError(
+                f"{source}: mapping activation {_attr(mapping.children[n], 'activation')!r} is not supported"
+            )
     return n_mlp, lr_mult
 
 

@@ -1,6 +1,7 @@
 """StyleGAN2 ops in plain PyTorch (CPU and CUDA, fp32): the [1,3,3,1] FIR resampling,
 modulated convolution with demodulation, and the fused bias + leaky ReLU (× √2, clamp).
 Semantics: docs/formats.md §2."""
+
 from __future__ import annotations
 
 import math
@@ -50,14 +51,14 @@ def demod_coefficients(weight: torch.Tensor, styles: torch.Tensor, eps: float) -
 
 
 def modulated_conv2d(
-    x: torch.Tensor,        # [B, C_in, H, W] input activations
-    weight: torch.Tensor,   # [C_out, C_in, k, k] stored (un-modulated) kernel
-    styles: torch.Tensor,   # [B, C_in] modulation, already scaled by any gain
-    demodulate: bool,       # normalise each output channel (3×3 convs) or not (ToRGB)
-    up: bool = False,       # stride-2 transposed conv + FIR (first conv of a block)
+    x: torch.Tensor,  # [B, C_in, H, W] input activations
+    weight: torch.Tensor,  # [C_out, C_in, k, k] stored (un-modulated) kernel
+    styles: torch.Tensor,  # [B, C_in] modulation, already scaled by any gain
+    demodulate: bool,  # normalise each output channel (3×3 convs) or not (ToRGB)
+    up: bool = False,  # stride-2 transposed conv + FIR (first conv of a block)
     fir_up: torch.Tensor | None = None,  # [4,4] FIR with gain 4, required when up
-    eps: float = 1e-8,      # demodulation epsilon, in NVlabs' placement (unscaled weights)
-    fused: bool = False,    # grouped conv with per-sample weights instead of modulating x
+    eps: float = 1e-8,  # demodulation epsilon, in NVlabs' placement (unscaled weights)
+    fused: bool = False,  # grouped conv with per-sample weights instead of modulating x
 ) -> torch.Tensor:
     """Modulated (and optionally demodulated) convolution, padding ``k//2``.
 
@@ -115,8 +116,9 @@ def _conv_adjoint(g: torch.Tensor, kernel: torch.Tensor, up: bool, fir_up: torch
     return F.conv_transpose2d(g, kernel, padding=kernel.shape[-1] // 2)
 
 
-def noise_bias_lrelu(y: torch.Tensor, noise: torch.Tensor | None, bias: torch.Tensor,
-                     clamp: float | None = None) -> torch.Tensor:
+def noise_bias_lrelu(
+    y: torch.Tensor, noise: torch.Tensor | None, bias: torch.Tensor, clamp: float | None = None
+) -> torch.Tensor:
     """``clamp(lrelu(y + noise + bias, 0.2)·√2, ±clamp)`` for ``y [B,C,H,W]``, ``noise``
     broadcastable to ``[B,1,H,W]`` (or None), ``bias [C]``: the clamp follows the gain, as
     in NVlabs' ``bias_act``. Plain autograd (reference and fine-tuning path)."""
@@ -186,12 +188,12 @@ class _FrozenSynthesisLayer(torch.autograd.Function):
 
 
 def frozen_synthesis_layer(
-    x: torch.Tensor,        # [B, C_in, H, W]
-    styles: torch.Tensor,   # [B, C_in]
-    d: torch.Tensor,        # [B, C_out] demodulation coefficients
+    x: torch.Tensor,  # [B, C_in, H, W]
+    styles: torch.Tensor,  # [B, C_in]
+    d: torch.Tensor,  # [B, C_out] demodulation coefficients
     noise: torch.Tensor | None,  # broadcastable to [B, 1, H', W'], or None
-    bias: torch.Tensor,     # [C_out]
-    kernel: torch.Tensor,   # [C_out, C_in, k, k], or [C_in, C_out, k, k] when up; needs no grad
+    bias: torch.Tensor,  # [C_out]
+    kernel: torch.Tensor,  # [C_out, C_in, k, k], or [C_in, C_out, k, k] when up; needs no grad
     up: bool = False,
     fir_up: torch.Tensor | None = None,
     clamp: float | None = None,

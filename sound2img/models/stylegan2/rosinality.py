@@ -1,6 +1,7 @@
 """rosinality stylegan2-pytorch ``g_ema`` layout ↔ our (NVlabs) tensor names: the
 renaming table of docs/formats.md §3.3 (reshapes only, no rescaling or flipping),
 hyper-parameter inference from keys (docs/formats.md §3.2) and the ``{"g_ema", "latent_avg"}`` dict."""
+
 from __future__ import annotations
 
 import argparse
@@ -87,9 +88,16 @@ def infer_ros_arch(g_ema: dict[str, torch.Tensor], source: str) -> GeneratorArch
         raise CheckpointError(f"{source}: g_ema lacks key {exc.args[0]!r}") from None
     except (ValueError, IndexError):
         raise CheckpointError(f"{source}: g_ema has malformed mapping or ToRGB tensors") from None
-    return GeneratorArch(img_resolution=res, z_dim=int(z_dim), w_dim=int(w_dim), n_mlp=len(styles),
-                         channels=channels, img_channels=img_channels, demod_eps="rosinality",
-                         extra={"source_format": "rosinality"})
+    return GeneratorArch(
+        img_resolution=res,
+        z_dim=int(z_dim),
+        w_dim=int(w_dim),
+        n_mlp=len(styles),
+        channels=channels,
+        img_channels=img_channels,
+        demod_eps="rosinality",
+        extra={"source_format": "rosinality"},
+    )
 
 
 def from_ros_state(g_ema: dict[str, torch.Tensor], arch: GeneratorArch, source: str) -> dict[str, torch.Tensor]:
@@ -106,8 +114,10 @@ def from_ros_state(g_ema: dict[str, torch.Tensor], arch: GeneratorArch, source: 
             raise CheckpointError(f"{source}: unexpected key {key!r} in g_ema")
     missing = [k for k in list(expected) + sorted(kernels) if k not in g_ema]
     if missing:
-        raise CheckpointError(f"{source}: g_ema is missing key {missing[0]!r}"
-                              + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        raise CheckpointError(
+            f"{source}: g_ema is missing key {missing[0]!r}"
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+        )
     fir4 = fir_kernel_2d() * 4
     for key in kernels:
         if tuple(g_ema[key].shape) != (4, 4) or not torch.allclose(g_ema[key].float(), fir4, atol=1e-6):
@@ -150,8 +160,10 @@ def to_ros_checkpoint(G: Generator) -> dict[str, Any]:
     if problems:
         raise CheckpointError("rosinality format cannot represent this generator: " + "; ".join(problems))
     state = {k: v.detach().cpu() for k, v in G.state_dict().items()}
-    g_ema = {ros: state[ours].reshape(ros_shape(ours, tuple(state[ours].shape))).clone()
-             for ours, ros in ros_names(arch).items()}
+    g_ema = {
+        ros: state[ours].reshape(ros_shape(ours, tuple(state[ours].shape))).clone()
+        for ours, ros in ros_names(arch).items()
+    }
     fir4 = fir_kernel_2d() * 4
     for key in ros_kernel_keys(arch):
         g_ema[key] = fir4.clone()

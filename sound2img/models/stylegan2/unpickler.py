@@ -1,14 +1,16 @@
 """Restricted unpickler for NVlabs network pickles (stylegan2-ada-pytorch, stylegan3):
 reads tensors and init kwargs, never imports or executes the source text the file embeds,
 and refuses every global outside a short allow-list (docs/formats.md §4.2)."""
+
 from __future__ import annotations
 
 import collections
 import hashlib
 import io
 import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -45,7 +47,7 @@ class PersistentRecord:
         raise pickle.UnpicklingError("BUILD applied to a persistent-object record")
 
     @property
-    def children(self) -> dict[str, "PersistentRecord"]:
+    def children(self) -> dict[str, PersistentRecord]:
         return dict(self.state.get("_modules") or {})
 
     @property
@@ -80,8 +82,12 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
     if not isinstance(src, str) or not isinstance(name, str) or not isinstance(state, dict):
         raise pickle.UnpicklingError("persistent object meta lacks module_src/class_name/state")
     version = meta.get("version")
-    return PersistentRecord(name, int(version) if isinstance(version, int) else -1,
-                            hashlib.sha256(src.encode("utf-8", "surrogatepass")).hexdigest(), state)
+    return PersistentRecord(
+        name,
+        int(version) if isinstance(version, int) else -1,
+        hashlib.sha256(src.encode("utf-8", "surrogatepass")).hexdigest(),
+        state,
+    )
 
 
 def _load_storage_from_bytes(blob: Any):
@@ -94,15 +100,15 @@ def _load_storage_from_bytes(blob: Any):
     return storage
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                    metadata=None):
+def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise pickle.UnpicklingError("tensor rebuilt from something that is not a storage")
     if not (isinstance(storage_offset, int) and all(isinstance(v, int) for v in (*size, *stride))):
         raise pickle.UnpicklingError("tensor with a non-integer size, stride or offset")
     # Hooks and metadata are dropped: a weights file has no use for them.
-    return torch._utils._rebuild_tensor_v2(storage, storage_offset, tuple(size), tuple(stride), False,
-                                           collections.OrderedDict())
+    return torch._utils._rebuild_tensor_v2(
+        storage, storage_offset, tuple(size), tuple(stride), False, collections.OrderedDict()
+    )
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):

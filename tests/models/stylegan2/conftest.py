@@ -1,5 +1,6 @@
 """Shared fixtures: small random generators with non-zero noise strengths, their NVlabs
 state dicts, and the location of the reference fixtures beside the project."""
+
 from __future__ import annotations
 
 from pathlib import Path

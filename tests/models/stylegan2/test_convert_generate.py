@@ -1,6 +1,7 @@
 """The converter (NVlabs → rosinality → load gives the same images; what rosinality
 cannot hold is refused, safetensors keeps it), scripts/convert_generator.py and
 scripts/generate.py end to end, and the generator config files."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def script_main(name):
 @pytest.fixture(scope="module")
 def nv_pickle(tmp_path_factory):
     G = small_generator(seed=7)
-    kw = ada_kwargs(SMALL["resolution"], SMALL["z_dim"], SMALL["w_dim"], SMALL["n_mlp"], SMALL["channel_base"],
-                    SMALL["channel_max"])
+    kw = ada_kwargs(
+        SMALL["resolution"], SMALL["z_dim"], SMALL["w_dim"], SMALL["n_mlp"], SMALL["channel_base"], SMALL["channel_max"]
+    )
     return write_nvlabs_pickle(tmp_path_factory.mktemp("nv") / "snap.pkl", G.state_dict(), kw)
 
 
@@ -85,8 +87,9 @@ def test_generate_script_end_to_end(tmp_path, capsys):
     argv = ["--generator", str(gen), "--seeds", "0-2,5", "--truncation", "0.5", "--out", str(out), "--device", "cpu"]
     assert main(argv) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["contact_sheet.png", "generate.json"] + [f"seed{s:04d}.{e}" for s in (0, 1, 2, 5)
-                                                              for e in ("npy", "png")]
+    assert names == ["contact_sheet.png", "generate.json"] + [
+        f"seed{s:04d}.{e}" for s in (0, 1, 2, 5) for e in ("npy", "png")
+    ]
     meta = json.loads((out / "generate.json").read_text())
     assert meta["seeds"] == [0, 1, 2, 5] and meta["truncation"] == 0.5
     ws = load_latents(out / "seed0005.npy", G.num_ws, G.w_dim)

@@ -1,5 +1,6 @@
 """load_latents/save_latents: the shapes people's tools save (e4e/PTI .pt, NVlabs
 projector .npz, plain .npy), broadcasting, and one-line errors naming file and shape."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ def test_round_trip(tmp_path, suffix):
         save_latents(path, ws)
 
 
-@pytest.mark.parametrize("shape, batch", [((W_DIM,), 1), ((NUM_WS, W_DIM), 1), ((4, NUM_WS, W_DIM), 4),
-                                          ((5, W_DIM), 5), ((2, 1, W_DIM), 2)])
+@pytest.mark.parametrize(
+    "shape, batch", [((W_DIM,), 1), ((NUM_WS, W_DIM), 1), ((4, NUM_WS, W_DIM), 4), ((5, W_DIM), 5), ((2, 1, W_DIM), 2)]
+)
 def test_accepted_shapes(tmp_path, shape, batch):
     arr = torch.randn(shape)
     torch.save(arr, tmp_path / "w.pt")

@@ -1,6 +1,7 @@
 """Generator behaviour: num_ws from the resolution, truncation, noise modes, batch
 independence, gradients reach ws and never the (frozen) weights, the three run-time
 formulations agree, the frozen-weight cache follows weight updates, random init."""
+
 from __future__ import annotations
 
 import pytest
@@ -81,9 +82,11 @@ def test_batch_independence(small_G, variant):
     try:
         ws = G.mapping(torch.randn(4, G.z_dim), 0.7)
         batch = G.synthesis(ws, "const")
-        tol = 1e-5 * max(1.0, batch.abs().max().item())  # images within 1e-5 relative (3-10x the spread between the reference codebases)
+        tol = 1e-5 * max(
+            1.0, batch.abs().max().item()
+        )  # images within 1e-5 relative (3-10x the spread between the reference codebases)
         for i in range(4):
-            assert (batch[i] - G.synthesis(ws[i:i + 1], "const")[0]).abs().max() <= tol
+            assert (batch[i] - G.synthesis(ws[i : i + 1], "const")[0]).abs().max() <= tol
     finally:
         set_variant(G, "auto")
 
@@ -123,8 +126,13 @@ def test_unfrozen_generator_gets_weight_gradients():
     G = small_generator(seed=4).requires_grad_(True)
     ws = G.mapping(torch.randn(2, G.z_dim)).detach().requires_grad_(True)
     G.synthesis(ws).square().mean().backward()
-    for name in ("synthesis.b8.conv0.weight", "synthesis.b16.conv1.weight", "synthesis.b8.conv1.bias",
-                 "synthesis.b16.conv1.noise_strength", "synthesis.b4.const"):
+    for name in (
+        "synthesis.b8.conv0.weight",
+        "synthesis.b16.conv1.weight",
+        "synthesis.b8.conv1.bias",
+        "synthesis.b16.conv1.noise_strength",
+        "synthesis.b4.const",
+    ):
         grad = G.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
     G2 = small_generator(seed=4).requires_grad_(True)
@@ -148,8 +156,9 @@ def test_cached_derived_weights_follow_weight_changes():
 
 
 def test_build_generator_is_a_function_of_its_seed():
-    a, b, c = (build_generator(16, z_dim=8, w_dim=8, n_mlp=2, channel_base=64, channel_max=8, seed=s)
-               for s in (0, 0, 1))
+    a, b, c = (
+        build_generator(16, z_dim=8, w_dim=8, n_mlp=2, channel_base=64, channel_max=8, seed=s) for s in (0, 0, 1)
+    )
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["synthesis.b8.conv0.weight"], sc["synthesis.b8.conv0.weight"])

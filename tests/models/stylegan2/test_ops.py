@@ -1,6 +1,7 @@
 """The ops against literal re-statements of their definitions (zero insertion + FIR,
 per-sample kernels, explicit demodulation) and the hand-written backward passes
 against autograd (gradcheck in float64)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def upfirdn_up2_naive(x: np.ndarray, f: np.ndarray, pad0: int, pad1: int) -> np.
     out = np.zeros((c, oh, ow))
     for i in range(oh):
         for j in range(ow):
-            out[:, i, j] = (up[:, i:i + 4, j:j + 4] * k).sum(axis=(1, 2))
+            out[:, i, j] = (up[:, i : i + 4, j : j + 4] * k).sum(axis=(1, 2))
     return out
 
 
@@ -60,10 +61,11 @@ def test_upconv_is_zero_insertion_then_unflipped_transpose_then_fir():
     scat = np.zeros((4, 7, 7))
     for i in range(3):
         for j in range(3):
-            scat[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += np.einsum("oikl,i->okl", w.numpy(), x[0, :, i, j].numpy())
+            scat[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3] += np.einsum("oikl,i->okl", w.numpy(), x[0, :, i, j].numpy())
     scat = np.pad(scat, ((0, 0), (1, 1), (1, 1)))
-    ref = np.stack([[[(scat[o, a:a + 4, b:b + 4] * f.numpy()).sum() for b in range(6)] for a in range(6)]
-                    for o in range(4)])
+    ref = np.stack(
+        [[[(scat[o, a : a + 4, b : b + 4] * f.numpy()).sum() for b in range(6)] for a in range(6)] for o in range(4)]
+    )
     np.testing.assert_allclose(ours, ref, atol=1e-12)
 
 
@@ -79,18 +81,19 @@ def test_modulated_conv_forms_agree_with_per_sample_kernels(up):
         wb = w * s[b][None, :, None, None]
         wb = wb * (wb.square().sum(dim=(1, 2, 3)) + 1e-8).rsqrt()[:, None, None, None]
         if up:
-            y = F.conv_transpose2d(x[b:b + 1], wb.transpose(0, 1), stride=2)
+            y = F.conv_transpose2d(x[b : b + 1], wb.transpose(0, 1), stride=2)
             y = F.conv2d(y, f[None, None].expand(5, 1, 4, 4), padding=1, groups=5)
         else:
-            y = F.conv2d(x[b:b + 1], wb, padding=1)
+            y = F.conv2d(x[b : b + 1], wb, padding=1)
         outs.append(y)
     ref = torch.cat(outs)
     for fused in (False, True):
         got = modulated_conv2d(x, w, s, demodulate=True, up=up, fir_up=f, fused=fused)
         assert torch.allclose(got, ref, atol=1e-10)
     d = demod_coefficients(w, s, 1e-8)
-    assert torch.allclose(modulated_conv2d(x, w, s, demodulate=False, up=up, fir_up=f) * d[:, :, None, None], ref,
-                          atol=1e-10)
+    assert torch.allclose(
+        modulated_conv2d(x, w, s, demodulate=False, up=up, fir_up=f) * d[:, :, None, None], ref, atol=1e-10
+    )
 
 
 def _layer_inputs(batch, up, noise_kind, seed=2, c_in=5, c_out=6, size=7):
@@ -148,7 +151,7 @@ def test_modulated_1x1(channels_last):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     w = torch.randn(2, 3, 5, dtype=torch.float64)
-    ref = torch.cat([F.conv2d(x[b:b + 1], w[b][:, :, None, None]) for b in range(2)])
+    ref = torch.cat([F.conv2d(x[b : b + 1], w[b][:, :, None, None]) for b in range(2)])
     assert torch.allclose(modulated_1x1(x, w), ref, atol=1e-12)
 
 

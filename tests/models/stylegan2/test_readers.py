@@ -2,6 +2,7 @@
 rosinality dicts (zip, legacy, train.py-style), NVlabs pickles (ADA nested kwargs, SG3
 flat kwargs, protocol 3 with numpy-1 names), our safetensors; strict key/shape checks,
 refusals, and the full config-f key sets at 256 and 1024 px (shapes only)."""
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,15 @@ def ws(G):
 
 
 def kwargs_for(**over):
-    return ada_kwargs(SMALL["resolution"], SMALL["z_dim"], SMALL["w_dim"], SMALL["n_mlp"], SMALL["channel_base"],
-                      SMALL["channel_max"], **over)
+    return ada_kwargs(
+        SMALL["resolution"],
+        SMALL["z_dim"],
+        SMALL["w_dim"],
+        SMALL["n_mlp"],
+        SMALL["channel_base"],
+        SMALL["channel_max"],
+        **over,
+    )
 
 
 def same_images(A, B, ws, tol=1e-4):
@@ -63,8 +71,11 @@ def same_images(A, B, ws, tol=1e-4):
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
 def test_rosinality_converted_layout(tmp_path, G, nv_state, ws, zip_format):
     path = tmp_path / "g.pt"
-    torch.save({"g_ema": nvlabs_to_rosinality(nv_state), "latent_avg": nv_state["mapping.w_avg"]}, path,
-               _use_new_zipfile_serialization=zip_format)
+    torch.save(
+        {"g_ema": nvlabs_to_rosinality(nv_state), "latent_avg": nv_state["mapping.w_avg"]},
+        path,
+        _use_new_zipfile_serialization=zip_format,
+    )
     R = load_generator(path)
     assert R.info["format"] == "rosinality" and not R.info["w_avg_estimated"]
     assert (R.num_ws, R.z_dim, R.w_dim, R.img_resolution) == (G.num_ws, G.z_dim, G.w_dim, G.img_resolution)
@@ -79,8 +90,18 @@ def test_rosinality_training_layout_with_namespace(tmp_path, nv_state, G, ws):
     g = {k: torch.zeros_like(v) for k, v in g_ema.items()}  # the raw training copy differs
     args = argparse.Namespace(size=32, latent=32, n_mlp=3, channel_multiplier=2, lr=0.002, iter=800000)
     path = tmp_path / "100000.pt"
-    torch.save({"g": g, "d": {"convs.0.0.weight": torch.zeros(1)}, "g_ema": g_ema, "g_optim": {"state": {}},
-                "d_optim": {"state": {}}, "args": args, "ada_aug_p": 0.0}, path)
+    torch.save(
+        {
+            "g": g,
+            "d": {"convs.0.0.weight": torch.zeros(1)},
+            "g_ema": g_ema,
+            "g_optim": {"state": {}},
+            "d_optim": {"state": {}},
+            "args": args,
+            "ada_aug_p": 0.0,
+        },
+        path,
+    )
     R = load_generator(path)
     same_images(R, G, ws)  # g_ema was used, not g
     assert R.info["w_avg_estimated"], "no latent_avg in a training checkpoint: the estimate must be recorded"
@@ -153,16 +174,18 @@ def test_nvlabs_conv_clamp_from_layers(tmp_path, nv_state, ws):
 
 def test_sg3_flat_kwargs_and_flavour_defaults(tmp_path, nv_state, ws):
     # stylegan3's StyleGAN2 config: flat kwargs; conv_clamp absent means 256 there.
-    kw = sg3_kwargs(SMALL["resolution"], SMALL["z_dim"], SMALL["w_dim"], SMALL["n_mlp"],
-                    SMALL["channel_base"], SMALL["channel_max"])
+    kw = sg3_kwargs(
+        SMALL["resolution"], SMALL["z_dim"], SMALL["w_dim"], SMALL["n_mlp"], SMALL["channel_base"], SMALL["channel_max"]
+    )
     S = load_generator(write_nvlabs_pickle(tmp_path / "sg3.pkl", nv_state, kw, conv_clamp=256, flavour="sg3"))
     assert S.info["format"] == "nvlabs-sg3" and S.arch.conv_clamp == 256
     # layers that say None contradict SG3's default of 256: ambiguous, refused
     with pytest.raises(CheckpointError, match="conv_clamp"):
         load_generator(write_nvlabs_pickle(tmp_path / "sg3b.pkl", nv_state, kw, conv_clamp=None, flavour="sg3"))
     # …while the same layers under ADA's nested layout (default None) are fine
-    A = load_generator(write_nvlabs_pickle(tmp_path / "ada.pkl", nv_state,
-                                           {k: v for k, v in kwargs_for().items()}, conv_clamp=None))
+    A = load_generator(
+        write_nvlabs_pickle(tmp_path / "ada.pkl", nv_state, {k: v for k, v in kwargs_for().items()}, conv_clamp=None)
+    )
     assert A.arch.conv_clamp is None
 
 
@@ -173,15 +196,18 @@ def test_nvlabs_without_noise(tmp_path, nv_state, G, ws):
     assert torch.allclose(N.synthesis(ws, "const"), G.synthesis(ws, "none"), atol=1e-5)
 
 
-@pytest.mark.parametrize("case, match", [
-    ("c_dim", "conditional"),
-    ("resnet", "architecture"),
-    ("alias_free", "StyleGAN3 alias-free"),
-    ("no_G_ema", "no 'G_ema'"),
-    ("discriminator", "expected a 'Generator'"),
-    ("lr_mismatch", "lr_multiplier"),
-    ("filter", "resample_filter"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("c_dim", "conditional"),
+        ("resnet", "architecture"),
+        ("alias_free", "StyleGAN3 alias-free"),
+        ("no_G_ema", "no 'G_ema'"),
+        ("discriminator", "expected a 'Generator'"),
+        ("lr_mismatch", "lr_multiplier"),
+        ("filter", "resample_filter"),
+    ],
+)
 def test_nvlabs_refusals(tmp_path, nv_state, case, match):
     from .writers import Persistent, dumps_snapshot
 
@@ -202,9 +228,13 @@ def test_nvlabs_refusals(tmp_path, nv_state, case, match):
         for fc in record.children["mapping"].children.values():
             fc.attrs["bias_gain"] = 0.01
     if case == "alias_free":
-        synthesis = Persistent("SynthesisNetwork", children=[
-            ("input", Persistent("SynthesisInput", [("freqs", torch.zeros(4, 2))])),
-            ("L0_36_512", Persistent("SynthesisLayer", [("weight", torch.zeros(2, 2, 3, 3))]))])
+        synthesis = Persistent(
+            "SynthesisNetwork",
+            children=[
+                ("input", Persistent("SynthesisInput", [("freqs", torch.zeros(4, 2))])),
+                ("L0_36_512", Persistent("SynthesisLayer", [("weight", torch.zeros(2, 2, 3, 3))])),
+            ],
+        )
         record.children["synthesis"] = synthesis
     if case == "discriminator":
         record.class_name = "Discriminator"
@@ -253,8 +283,11 @@ def test_detect_format_and_unrecognised_files(tmp_path, nv_state):
     torch.save({"a": torch.zeros(1)}, p, _use_new_zipfile_serialization=False)
     assert detect_format(p) == "torch"
     assert detect_format(write_nvlabs_pickle(tmp_path / "n.pkl", nv_state, kwargs_for())) == "pickle"
-    for name, data in [("garbage.pkl", b"this is not a checkpoint\n" * 10), ("empty.pt", b""),
-                       ("trunc.pkl", b"\x80\x04\x95\x00\x00")]:
+    for name, data in [
+        ("garbage.pkl", b"this is not a checkpoint\n" * 10),
+        ("empty.pt", b""),
+        ("trunc.pkl", b"\x80\x04\x95\x00\x00"),
+    ]:
         (tmp_path / name).write_bytes(data)
         with pytest.raises(CheckpointError, match=name):
             load_generator(tmp_path / name)
@@ -273,21 +306,42 @@ def expected_ros_shapes(res: int, m: int = 2) -> dict[str, tuple]:
     for i in range(1, 9):
         out[f"style.{i}.weight"], out[f"style.{i}.bias"] = (S, S), (S,)
     out["input.input"] = (1, C[4], 4, 4)
-    out.update({"conv1.conv.weight": (1, C[4], C[4], 3, 3), "conv1.conv.modulation.weight": (C[4], S),
-                "conv1.conv.modulation.bias": (C[4],), "conv1.noise.weight": (1,), "conv1.activate.bias": (C[4],),
-                "to_rgb1.conv.weight": (1, 3, C[4], 1, 1), "to_rgb1.conv.modulation.weight": (C[4], S),
-                "to_rgb1.conv.modulation.bias": (C[4],), "to_rgb1.bias": (1, 3, 1, 1)})
+    out.update(
+        {
+            "conv1.conv.weight": (1, C[4], C[4], 3, 3),
+            "conv1.conv.modulation.weight": (C[4], S),
+            "conv1.conv.modulation.bias": (C[4],),
+            "conv1.noise.weight": (1,),
+            "conv1.activate.bias": (C[4],),
+            "to_rgb1.conv.weight": (1, 3, C[4], 1, 1),
+            "to_rgb1.conv.modulation.weight": (C[4], S),
+            "to_rgb1.conv.modulation.bias": (C[4],),
+            "to_rgb1.bias": (1, 3, 1, 1),
+        }
+    )
     L2 = int(math.log2(res))
     for k in range(L2 - 2):
         r = 2 ** (k + 3)
         for j, cin in ((2 * k, C[r // 2]), (2 * k + 1, C[r])):
-            out.update({f"convs.{j}.conv.weight": (1, C[r], cin, 3, 3), f"convs.{j}.conv.modulation.weight": (cin, S),
-                        f"convs.{j}.conv.modulation.bias": (cin,), f"convs.{j}.noise.weight": (1,),
-                        f"convs.{j}.activate.bias": (C[r],)})
+            out.update(
+                {
+                    f"convs.{j}.conv.weight": (1, C[r], cin, 3, 3),
+                    f"convs.{j}.conv.modulation.weight": (cin, S),
+                    f"convs.{j}.conv.modulation.bias": (cin,),
+                    f"convs.{j}.noise.weight": (1,),
+                    f"convs.{j}.activate.bias": (C[r],),
+                }
+            )
         out[f"convs.{2 * k}.conv.blur.kernel"] = (4, 4)
-        out.update({f"to_rgbs.{k}.conv.weight": (1, 3, C[r], 1, 1), f"to_rgbs.{k}.conv.modulation.weight": (C[r], S),
-                    f"to_rgbs.{k}.conv.modulation.bias": (C[r],), f"to_rgbs.{k}.bias": (1, 3, 1, 1),
-                    f"to_rgbs.{k}.upsample.kernel": (4, 4)})
+        out.update(
+            {
+                f"to_rgbs.{k}.conv.weight": (1, 3, C[r], 1, 1),
+                f"to_rgbs.{k}.conv.modulation.weight": (C[r], S),
+                f"to_rgbs.{k}.conv.modulation.bias": (C[r],),
+                f"to_rgbs.{k}.bias": (1, 3, 1, 1),
+                f"to_rgbs.{k}.upsample.kernel": (4, 4),
+            }
+        )
     for i in range(2 * L2 - 3):
         R = 2 ** ((i + 5) // 2)
         out[f"noises.noise_{i}"] = (1, 1, R, R)
@@ -303,8 +357,10 @@ def test_config_f_key_sets_are_complete_and_bijective(res, n_params, n_buffers):
     # NVlabs names: ours + the constant resample_filter buffers (docs/formats.md §4.4 counts)
     L2 = int(math.log2(res))
     filters = ["synthesis.b4.resample_filter", "synthesis.b4.conv1.resample_filter"] + [
-        f"synthesis.b{2 ** i}.{n}" for i in range(3, L2 + 1)
-        for n in ("resample_filter", "conv0.resample_filter", "conv1.resample_filter")]
+        f"synthesis.b{2**i}.{n}"
+        for i in range(3, L2 + 1)
+        for n in ("resample_filter", "conv0.resample_filter", "conv1.resample_filter")
+    ]
     n_buf_ours = sum(1 for k in ours if k.endswith(("noise_const", "w_avg")))
     assert len(ours) - n_buf_ours == n_params and n_buf_ours + len(filters) == n_buffers
     assert sum(v.numel() for v in G.parameters()) == pytest.approx({256: 30.0e6, 1024: 30.4e6}[res], rel=0.01)
@@ -317,8 +373,9 @@ def test_config_f_key_sets_are_complete_and_bijective(res, n_params, n_buffers):
     assert mapped == expected
 
     # and the reader accepts exactly that key set and returns exactly our names and shapes
-    g_ema = {k: (FIR * 4 if s == (4, 4) and "kernel" in k else torch.empty(s, device="meta"))
-             for k, s in expected.items()}
+    g_ema = {
+        k: (FIR * 4 if s == (4, 4) and "kernel" in k else torch.empty(s, device="meta")) for k, s in expected.items()
+    }
     state = from_ros_state(g_ema, arch, "config-f")
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: s for k, s in ours.items() if k != "mapping.w_avg"}
 

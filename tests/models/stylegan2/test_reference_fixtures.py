@@ -1,6 +1,7 @@
 """load_generator + mapping/synthesis reproduce what rosinality's and NVlabs' own code
 computed from the shared fixture checkpoints (images/latents ≤ 1e-4, gradients ≤ 1e-3
 relative)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -76,7 +77,9 @@ def test_nvlabs_rosinality_cross_reference(nvlabs):
     G, r, name = nvlabs
     if name.endswith("clamp"):
         # rosinality has no conv_clamp, so its numbers differ from ours by design; check that.
-        assert (G.synthesis(torch.from_numpy(r["wplus"])) - torch.from_numpy(r["xref_rosinality_img_wplus"])).abs().max() > 1
+        assert (
+            G.synthesis(torch.from_numpy(r["wplus"])) - torch.from_numpy(r["xref_rosinality_img_wplus"])
+        ).abs().max() > 1
         return
     close(G.synthesis(torch.from_numpy(r["wplus"])), r["xref_rosinality_img_wplus"])
     close(G(torch.from_numpy(r["z"]), 0.7), r["xref_rosinality_img_psi07"])

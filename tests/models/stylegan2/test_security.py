@@ -1,6 +1,7 @@
 """Nothing in a generator file runs code: pickles whose payload would execute (os.system,
 builtins.eval, an embedded module source) are refused or read inertly, and the marker
 file they would write never appears; ``.pt`` files go through weights_only."""
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,9 @@ def test_embedded_module_source_is_never_executed(tmp_path):
     marker = tmp_path / "marker"
     src = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
     G = small_generator(seed=2)
-    kwargs = ada_kwargs(SMALL["resolution"], SMALL["z_dim"], SMALL["w_dim"], SMALL["n_mlp"],
-                        SMALL["channel_base"], SMALL["channel_max"])
+    kwargs = ada_kwargs(
+        SMALL["resolution"], SMALL["z_dim"], SMALL["w_dim"], SMALL["n_mlp"], SMALL["channel_base"], SMALL["channel_max"]
+    )
     record = nvlabs_generator_record({k: v.clone() for k, v in G.state_dict().items()}, kwargs)
 
     def poison(rec: Persistent):
