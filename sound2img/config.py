@@ -216,6 +216,9 @@ class ManipulateConfig(_Models):
     edit: EditOptions = _sub(EditOptions)
     identity: Any = key(None)
     jobs: str | None = key(None)  # --jobs FILE: the edit queue
+    # the web app's page settings (only demo.yaml sets them, on top of this config; checked by
+    # sound2img.app): a schema cannot be extended by a config that includes manipulate.yaml
+    app: Any = key(None)
     lpips: str = key("torchvision_vgg16")  # LPIPS backbone of the quality scores and photo inversion
     out: str = key("outputs/edit")
     overwrite: bool = key(False)
