@@ -1,7 +1,7 @@
 """The config schemas (sound2img/config.py): every checked key refuses a bad value with
 one line and exit 2 from its script, an unknown key names the class to declare it in,
-every option of every group composes and validates with its own values, and the
-schema's choices are the library's."""
+and the schema's choices are the library's (that every option of every group composes,
+validated, with its own values is tests/test_configs.py's)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from sound2img import config as schema
 from sound2img.cli import compose, config_dir
@@ -169,41 +168,6 @@ def test_a_wrong_type_names_the_key():
 def test_keys_related_by_a_rule_are_checked_together():
     with pytest.raises(UserInputError, match="at least one of at, av, aa needs a positive weight"):
         compose("train_encoder", ["loss.terms.at=0", "loss.terms.av=0", "loss.terms.aa=0"])
-
-
-def _top_groups():
-    out = []
-    for name in sorted(p.stem for p in CONFIGS.glob("*.yaml")):
-        raw = OmegaConf.load(CONFIGS / f"{name}.yaml")
-        for entry in raw.get("defaults", []):
-            if not hasattr(entry, "keys"):
-                continue
-            for key in entry.keys():
-                key = str(key).removeprefix("optional ").removeprefix("override ").strip()
-                group = key.split("@")[0]
-                if (CONFIGS / group).is_dir():
-                    out += [(name, key, f.stem) for f in sorted((CONFIGS / group).glob("*.yaml"))]
-    return out
-
-
-GROUP_OPTIONS = _top_groups()
-
-
-@pytest.mark.parametrize("name,key,option", GROUP_OPTIONS, ids=[f"{n}:{k}={o}" for n, k, o in GROUP_OPTIONS])
-def test_every_group_option_composes_validates_and_keeps_its_values(name, key, option):
-    cfg = compose(name, [f"{key}={option}"])  # compose() validates: a bad file raises here
-    schema.validate(name, cfg)
-    text = (CONFIGS / key.split("@")[0] / f"{option}.yaml").read_text(encoding="utf-8")
-    if text.startswith("# @package _global_") or "\n# @package _global_" in text.split("\n\n")[0]:
-        return  # merged at the top level (experiment=..., preset=...): the composition is the check
-    raw = OmegaConf.to_container(OmegaConf.load(CONFIGS / key.split("@")[0] / f"{option}.yaml"))
-    node = cfg
-    for part in (key.split("@")[1] if "@" in key else key).split("."):
-        node = node[part]
-    for k, v in raw.items():  # each scalar of the file arrives as written (typed by the schema)
-        unresolved = isinstance(v, str) and ("${" in v or v == "???")  # interpolations, mandatory values
-        if k != "defaults" and not isinstance(v, (dict, list)) and not unresolved:
-            assert node[k] == v, f"{option}.yaml {k}"
 
 
 def test_the_schema_choices_are_the_library_choices():
