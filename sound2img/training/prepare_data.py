@@ -99,7 +99,7 @@ def precompute_embeddings(cfg, index: dict, batch_size: int = 64) -> int:
     from sound2img.data import collate
     from sound2img.data.shards import ShardDataset
     from sound2img.training.clip_embeddings import ClipEmbeddings, fixed_prompts
-    from sound2img.training.distributed import DistInfo
+    from sound2img.utils.distributed import DistInfo
     from sound2img.utils.device import resolve_device
 
     device = resolve_device(cfg.device)

@@ -89,7 +89,8 @@ def test_fig_volume_subprocess(tmp_path):
     data = json.loads((out / "fig_volume.json").read_text())
     assert [c["gain_db"] for c in data["cells"]] == [-6.0, 6.0]
     md = (out / "fig_volume.md").read_text()
-    assert "![volume](fig_volume.png)" in md and "CLIP preprocessing of generator images: clip" in md
+    # the edit tables use the authors' objective: StyleCLIP's CLIP input (manipulate=landscape)
+    assert "![volume](fig_volume.png)" in md and "CLIP preprocessing of generator images: styleclip" in md
 
 
 def test_list_help_and_cfg_job(capsys):
