@@ -99,8 +99,8 @@ def precompute_embeddings(cfg, index: dict, batch_size: int = 64) -> int:
     from sound2img.data import collate
     from sound2img.data.shards import ShardDataset
     from sound2img.training.clip_embeddings import ClipEmbeddings, fixed_prompts
-    from sound2img.utils.distributed import DistInfo
     from sound2img.utils.device import resolve_device
+    from sound2img.utils.distributed import DistInfo
 
     device = resolve_device(cfg.device)
     clip = factory.build_clip_from_cfg(cfg.clip, device)

@@ -15,8 +15,8 @@ from sound2img.data.shards import ShardDataset
 from sound2img.models.audio_encoder import build_audio_encoder
 from sound2img.models.clip import build_clip
 from sound2img.training.batches import StreamSampler
-from sound2img.utils.distributed import all_gather_object, init_distributed, shutdown_distributed
 from sound2img.training.loop import training_loop
+from sound2img.utils.distributed import all_gather_object, init_distributed, shutdown_distributed
 
 
 def main(urls: str, run_dir: str, out: str) -> None:
