@@ -6,9 +6,11 @@ Cases: ``tiny`` — 16 jobs with ``preset=tiny``; ``256`` — 4 jobs at 256 px w
 weights at full size (StyleGAN2 config-f widths, CLIP ViT-B/32, the ResNet-18 audio
 encoder), few steps unless ``--steps-256`` says otherwise. Besides the wall time, the
 ledger's per-job seconds (the rank's optimisation share plus writing) are summarised.
+(Named ``edit_queue``, not ``queue``: a script's folder comes first on ``sys.path``, and a
+``queue.py`` there shadows the standard library's for every benchmark, torch's imports included.)
 
-    python benchmarks/queue.py                          # both cases
-    python benchmarks/queue.py --cases tiny --json out.json
+    python benchmarks/edit_queue.py                          # both cases
+    python benchmarks/edit_queue.py --cases tiny --json out.json
 """
 
 from __future__ import annotations
