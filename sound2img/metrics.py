@@ -141,7 +141,9 @@ class QualityMetrics:
             self._nets[name] = builder()
         except (UserInputError, OSError, ImportError) as exc:
             self._reasons[name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            log.warning("metric %s unavailable: %s", name, self._reasons[name])
+            # recorded with its reason in metrics.json; not printed, so that a refused edit (or any
+            # other one-line error) stays one line on stderr
+            log.info("metric %s unavailable: %s", name, self._reasons[name])
             return None
         return self._nets[name]
 
