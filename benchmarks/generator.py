@@ -9,6 +9,11 @@ CPU), ``nchw`` (the same with NCHW activations), ``fused`` (the reference codeba
 grouped conv over batch-folded per-sample kernels, plain autograd, NCHW), ``compile``
 (default under ``torch.compile``; opt-in, compiling takes minutes).
 
+Each case also reports the GFLOP of one call (``torch.utils.flop_counter``: convolutions
+and matrix products, forward and the input backward) and the GFLOP/s it reached; on the
+CPU, against the machine's measured fp32 matmul peak (sgemm 2048², same threads), the
+ceiling any convolution could reach.
+
     python benchmarks/generator.py --quick
     python benchmarks/generator.py --skip 1024x8xbwd --json bench.json
     python benchmarks/generator.py --res 256 --batch 1 8 --variants default compile
@@ -36,6 +41,7 @@ def _rss_gib() -> float:
 def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: int, device: str) -> dict:
     """One measurement in this process: median seconds per call and peak memory."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from sound2img.models.stylegan2 import build_generator
     from sound2img.utils.device import machine_info, resolve_device
@@ -63,6 +69,12 @@ def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: i
             assert ws.grad is not None
         sync()
 
+    # One untimed call, counted (the compiled variant does the same work as the default).
+    gflop = None
+    if variant != "compile":
+        with FlopCounterMode(display=False) as counter:
+            step()
+        gflop = counter.get_total_flops() / 1e9
     t0 = time.perf_counter()
     for _ in range(warmup):
         step()
@@ -84,6 +96,8 @@ def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: i
         "min_s": min(times),
         "warmup_s": warm_s,
         "per_image_s": sorted(times)[len(times) // 2] / batch,
+        "gflop": gflop,
+        **({"gflops_achieved": gflop / sorted(times)[len(times) // 2]} if gflop else {}),
         "machine": machine,
     }
     if dev.type == "cuda":
@@ -94,6 +108,23 @@ def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: i
         out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         out["rss_after_build_gib"] = base_rss
     return out
+
+
+def matmul_peak(reps: int = 10, n: int = 2048) -> dict:
+    """The best fp32 sgemm rate of this process's threads, GFLOP/s (n×n times n×n)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return {"gflops": 2 * n**3 / best / 1e9, "threads": torch.get_num_threads(), "n": n}
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def _cases(args) -> list[tuple[int, int, str, str]]:
@@ -131,7 +162,16 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=900, help="seconds per case")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
     p.add_argument("--case", nargs=7, help=argparse.SUPPRESS)  # internal: run one case, print JSON
+    p.add_argument("--peak", action="store_true", help=argparse.SUPPRESS)  # internal: matmul peak, print JSON
     args = p.parse_args(argv)
+
+    if args.peak:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(matmul_peak()))
+        return 0
 
     if args.case:
         import torch
@@ -145,6 +185,15 @@ def main(argv=None) -> int:
         args.res, args.batch, args.variants, args.reps = [256], [1], ["default", "fused"], 1
 
     results = []
+    peak = None
+    if args.device in ("auto", "cpu"):
+        cmd = [sys.executable, os.path.abspath(__file__), "--peak"] + (
+            ["--threads", str(args.threads)] if args.threads else []
+        )
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        if out.returncode == 0:
+            peak = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"fp32 matmul peak ({peak['threads']} threads): {peak['gflops']:.0f} GFLOP/s", flush=True)
     for res, batch, mode, variant in _cases(args):
         cmd = [
             sys.executable,
@@ -175,12 +224,20 @@ def main(argv=None) -> int:
             )
         except subprocess.TimeoutExpired:
             row = {"res": res, "batch": batch, "mode": mode, "variant": variant, "error": f"timeout {args.timeout}s"}
+        if peak is not None and "gflops_achieved" in row and row["device"] == "cpu":
+            row["fraction_of_matmul_peak"] = row["gflops_achieved"] / peak["gflops"]
         results.append(row)
         mem = row.get("peak_rss_gib", row.get("peak_gib"))
         print(
             f"{res:5d} px  batch {batch}  {mode:3s}  {variant:13s}  "
             + (
-                f"median {row['median_s']:8.3f} s  min {row['min_s']:8.3f} s  peak {mem:6.2f} GiB"
+                f"median {row['median_s']:8.3f} s  min {row['min_s']:8.3f} s  peak {mem:6.2f} GiB  "
+                + (f"{row['gflop']:6.1f} GFLOP at {row['gflops_achieved']:5.0f} GFLOP/s" if row.get("gflop") else "")
+                + (
+                    f" ({100 * row['fraction_of_matmul_peak']:.0f} % of peak)"
+                    if "fraction_of_matmul_peak" in row
+                    else ""
+                )
                 if "error" not in row
                 else row["error"]
             ),
@@ -188,9 +245,9 @@ def main(argv=None) -> int:
         )
         if args.json:  # after every case, so that an interrupted run keeps what it measured
             with open(args.json, "w") as fh:
-                json.dump(results, fh, indent=2)
+                json.dump({"matmul_peak": peak, "results": results}, fh, indent=2)
     if not args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"matmul_peak": peak, "results": results}, indent=2))
     return 0
 
 

@@ -158,11 +158,12 @@ class RosGenerator(nn.Module):
 FIXES = ("encoder_once", "no_identity", "area_preprocess", "frozen_weights")
 
 
-def authors_steps(res: int, batch: int, steps: int, warmup: int, fixes: int = 0) -> list[tuple[float, float]]:
+def authors_steps(res: int, batch: int, steps: int, warmup: int, fixes: int = 0) -> dict:
     """The released optimisation loop (README settings: lr 0.1, λ_sim 0.002, λ_ID 0,
     plain L2): (wall, CPU) seconds of each step after the warm-up. The authors ran
     batch 1; batch B here means B latents in one tensor, the loss summed, as a batched
-    version of their code would. ``fixes``: apply the first ``fixes`` of FIXES."""
+    version of their code would. ``fixes``: apply the first ``fixes`` of FIXES.
+    Returns ``{"times": [(wall, CPU), …]}``."""
     from sound2img.models.clip import preprocess_styleclip
 
     fix = set(FIXES[:fixes])
@@ -216,19 +217,21 @@ def authors_steps(res: int, batch: int, steps: int, warmup: int, fixes: int = 0)
         opt.step()
         if i >= warmup:
             times.append((time.perf_counter() - t0, time.process_time() - c0))
-    return times
+    return {"times": times}
 
 
 # ------------------------------------------------------------------ ours
 
 
-def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool = False) -> list[tuple[float, float]]:
+def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool = False) -> dict:
     """sound2img's optimiser on the same sizes with the default objective (styleclip CLIP
     input, d_cos = 1 − e^0.07·cos, adaptive layer masking): frozen networks, the target
     encoded once, no identity network at λ_ID = 0. Wall time: the optimiser's
     own per-step times after ``warmup`` steps. CPU time: after an untimed first call
     (one-time costs), runs of 1 and 1 + ``steps`` steps; their difference over ``steps``
-    (the fixed costs, source and final renders, cancel)."""
+    (the fixed costs, source and final renders, cancel). Also each phase's median wall
+    time per step (``optimize_latents(time_phases=True)``, the timed run) and the mapping
+    network's time for the batch (run once per edit, for seeded sources, not per step)."""
     from sound2img.manipulation.guidance import encode_sounds
     from sound2img.manipulation.optimizer import AUTHORS_COS_SCALE, optimize_latents
     from sound2img.models.audio_encoder import build_audio_encoder
@@ -253,15 +256,52 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
     def run(n: int):
         c0 = time.process_time()
         res = optimize_latents(
-            G, clip.encode_image, ws, target, steps=n, lr=0.1, lambda_sim=0.002, cos_scale=AUTHORS_COS_SCALE
+            G,
+            clip.encode_image,
+            ws,
+            target,
+            steps=n,
+            lr=0.1,
+            lambda_sim=0.002,
+            cos_scale=AUTHORS_COS_SCALE,
+            time_phases=True,
         )
-        return res.step_seconds, time.process_time() - c0
+        return res, time.process_time() - c0
 
     run(max(warmup, 1))
     _, cpu_one = run(1)
-    walls, cpu_more = run(1 + steps)
+    res, cpu_more = run(1 + steps)
     cpu = (cpu_more - cpu_one) / steps
-    return [(w, cpu) for w in walls[1:]]
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        G.mapping(torch.randn(batch, G.z_dim))
+        mapping_s = time.perf_counter() - t0
+    phases = {k: sorted(v[1:])[len(v[1:]) // 2] for k, v in res.phase_seconds.items()}
+    return {"times": [(w, cpu) for w in res.step_seconds[1:]], "phases": phases, "mapping_once_s": mapping_s}
+
+
+def profile_ours(res: int, rows: int = 20) -> str:
+    """torch.profiler's table (self CPU time) of two of our steps, after one untimed step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from sound2img.manipulation.optimizer import AUTHORS_COS_SCALE, optimize_latents
+    from sound2img.models.clip import build_clip
+    from sound2img.models.stylegan2 import build_generator
+
+    G = build_generator(res, seed=0, estimate_w_avg=False)
+    clip = build_clip("ViT-B-32", seed=0, preprocess="styleclip")
+    target = F.normalize(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)), dim=-1)
+    ws = torch.randn(1, G.num_ws, 512, generator=torch.Generator().manual_seed(0)) * 0.5
+
+    def run(n):
+        return optimize_latents(
+            G, clip.encode_image, ws, target, steps=n, lr=0.1, lambda_sim=0.002, cos_scale=AUTHORS_COS_SCALE
+        )
+
+    run(1)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(2)  # two steps plus the source and final renders (forward only)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 # ------------------------------------------------------------------ harness
@@ -277,7 +317,8 @@ def run_case(impl: str, res: int, batch: int, steps: int, warmup: int, threads: 
         **{f"authors_fix{k}": (lambda *a, k=k: authors_steps(*a, fixes=k)) for k in range(1, len(FIXES) + 1)},
     }[impl]
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
-    times = fn(res, batch, steps, warmup)
+    measured = fn(res, batch, steps, warmup)
+    times = measured["times"]
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     wall = sorted(t[0] for t in times)[len(times) // 2]
     cpu = sorted(t[1] for t in times)[len(times) // 2]
@@ -294,8 +335,13 @@ def run_case(impl: str, res: int, batch: int, steps: int, warmup: int, threads: 
         "peak_rss_gib": peak_kib / 2**20,
         "wall_s": time.perf_counter() - t0,
         "threads": torch.get_num_threads(),
-        "loadavg_1min": [load0, os.getloadavg()[0]],
-    }  # other processes on the machine skew timings
+        "loadavg_1min": [load0, os.getloadavg()[0]],  # other processes on the machine skew timings
+        **(
+            {"phase_s": measured["phases"], "mapping_once_s": measured["mapping_once_s"]}
+            if "phases" in measured
+            else {}
+        ),
+    }
 
 
 def run_in_subprocess(impl: str, res: int, batch: int, steps: int, warmup: int, threads: int) -> dict:
@@ -347,11 +393,22 @@ def main(argv=None) -> int:
         "1 keeps timings comparable on a machine shared with other jobs",
     )
     p.add_argument("--json", default=None, help="write the results here (default: print only)")
+    p.add_argument(
+        "--profile",
+        type=int,
+        metavar="RES",
+        help="instead: profile two of our steps at RES px, batch 1 (torch.profiler), print the top ops",
+    )
     p.add_argument("--case", nargs=4, metavar=("IMPL", "RES", "BATCH", "STEPS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.case:
         impl, res, batch, steps = args.case
         print(json.dumps(run_case(impl, int(res), int(batch), int(steps), args.warmup, args.threads)))
+        return 0
+    if args.profile:
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        print(profile_ours(args.profile))
         return 0
     if args.quick:
         args.cases, args.steps = ["256x1"], 2
@@ -375,6 +432,14 @@ def main(argv=None) -> int:
                 ),
                 flush=True,
             )
+            if "phase_s" in r:
+                total = sum(r["phase_s"].values())
+                print(
+                    f"{'':>20} phases: "
+                    + ", ".join(f"{k} {v:.3f} s ({100 * v / total:.0f} %)" for k, v in r["phase_s"].items())
+                    + f"; mapping (once per edit) {r['mapping_once_s']:.3f} s",
+                    flush=True,
+                )
         if all(k in row and "error" not in row[k] for k in ("ours", "authors")):
             a, o = row["authors"], row["ours"]
             print(

@@ -19,6 +19,8 @@ from sound2img.utils.schedules import lr_ramp
 # The paper's terms, as metrics.json records them per step: total = d_cos + λ_sim·sim + λ_ID·id,
 # d_cos = 1 − cos_scale·cos(CLIP(G(w)), target), sim = the (masked) latent distance, id = L_ID.
 LOSS_NAMES = ("total", "d_cos", "sim", "id")
+# What ``time_phases`` splits a step into (CLIP's includes the identity network's, if run).
+PHASES = ("synthesis_forward", "clip_forward", "clip_backward", "synthesis_backward", "optimizer")
 AUTHORS_COS_SCALE = math.exp(0.07)  # the authors' d_cos = 1 − e^0.07·cos (their training scale)
 # manipulate.* keys read by the callers (source sampling, strip.png), not optimize_latents arguments
 CALLER_KEYS = ("truncation", "strip_every")
@@ -45,6 +47,7 @@ class EditResult:
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)  # step → G(w) [B,3,H,W] at that step
     layer_mask: torch.Tensor | None = None  # adaptive masking's final g [B,num_ws]
     step_seconds: list[float] = field(default_factory=list)  # wall time of each step
+    phase_seconds: dict[str, list[float]] = field(default_factory=dict)  # PHASES → per step (time_phases)
 
 
 def check_frozen(**modules: object) -> None:
@@ -77,6 +80,7 @@ def optimize_latents(
     progress: bool = False,            # tqdm bar
     frozen: Sequence[object] = (),     # further networks to check for frozen parameters (CLIP, ArcFace)
     on_step: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,  # see below
+    time_phases: bool = False,         # record PHASES' wall times per step (synchronises CUDA)
 ) -> EditResult:  # fmt: skip
     """Optimise a batch of (source latent, target) pairs together.
 
@@ -127,6 +131,8 @@ def optimize_latents(
     history = {name: torch.zeros(steps, batch) for name in LOSS_NAMES}
     snapshots: dict[int, torch.Tensor] = {}
     step_seconds: list[float] = []
+    phase_seconds: dict[str, list[float]] = {name: [] for name in PHASES} if time_phases else {}
+    sync = torch.cuda.synchronize if time_phases and ws.is_cuda else (lambda: None)
     initial_cosine = None
     zero = torch.zeros(batch, device=ws.device)
 
@@ -140,17 +146,29 @@ def optimize_latents(
         for group in optimizer.param_groups:
             group["lr"] = lr * lr_ramp(step / steps)
         img = generator.synthesis(ws, noise_mode=noise_mode)
-        cosine = (encode_image(img) * target).sum(dim=-1)
+        marks = [t0, _now(sync)]
+        # The backward is split at the image (same gradient): the guidance networks' part
+        # first, then the generator's, so that each can be timed.
+        img_in = img.detach().requires_grad_(True)
+        cosine = (encode_image(img_in) * target).sum(dim=-1)
         d_cos = 1.0 - cos_scale * cosine
         layer_terms = layer_penalties(ws, source_ws, mask) if lambda_sim > 0 else None  # [B,num_ws]
         sim_loss = layer_terms.sum(dim=1) if layer_terms is not None else zero
-        id_loss = identity(img, source_emb=source_id, reduction="none") if source_id is not None else zero
+        id_loss = identity(img_in, source_emb=source_id, reduction="none") if source_id is not None else zero
         total = d_cos + lambda_sim * sim_loss + lambda_id * id_loss
+        marks.append(_now(sync))
         optimizer.zero_grad(set_to_none=True)
-        total.sum().backward()
+        total.sum().backward()  # into img_in.grad, and the latent term's part into ws.grad
+        marks.append(_now(sync))
+        img.backward(img_in.grad)
+        marks.append(_now(sync))
         optimizer.step()
         if mask is not None and layer_terms is not None:
             mask.update(layer_terms)  # g for the next step (docs/method.md §3)
+        if time_phases:
+            marks.append(_now(sync))
+            for name, start, end in zip(PHASES, marks[:-1], marks[1:]):
+                phase_seconds[name].append(end - start)
 
         if initial_cosine is None:
             initial_cosine = cosine.detach().cpu()
@@ -177,7 +195,13 @@ def optimize_latents(
         snapshots=snapshots,
         layer_mask=None if mask is None else mask.g.cpu(),
         step_seconds=step_seconds,
+        phase_seconds=phase_seconds,
     )
+
+
+def _now(sync: Callable[[], None]) -> float:
+    sync()
+    return time.perf_counter()
 
 
 def optimizer_kwargs(manipulate: dict) -> dict:

@@ -190,9 +190,16 @@ class SynthesisLayer(nn.Module):
         if fused or self.weight.requires_grad:  # reference composition (and fine-tuning)
             y = modulated_conv2d(x, self.weight, styles, demodulate=False, up=self.up, fir_up=fir_up, fused=fused)
             return noise_bias_lrelu(y * d[:, :, None, None], noise, self.bias, self.conv_clamp)
-        kernel = self.weight
-        if self.up:  # conv_transpose takes [C_in, C_out, k, k]; the stored kernel is not flipped
-            kernel = frozen_derived(self, "kernel_t", lambda: self.weight.transpose(0, 1).contiguous(), self.weight)
+        # conv_transpose takes [C_in, C_out, k, k] (the stored kernel is not flipped); the
+        # kernel is kept in the activations' memory format, which oneDNN would otherwise
+        # reorder it to on every call (forward and backward).
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        kernel = frozen_derived(
+            self,
+            f"kernel_{self.up}_{fmt}",
+            lambda: (self.weight.transpose(0, 1) if self.up else self.weight).contiguous(memory_format=fmt),
+            self.weight,
+        )
         return frozen_synthesis_layer(x, styles, d, noise, self.bias, kernel, self.up, fir_up, self.conv_clamp)
 
 

@@ -26,11 +26,12 @@ def _depthwise(f: torch.Tensor, channels: int) -> torch.Tensor:
     return f[None, None].expand(channels, 1, *f.shape)
 
 
-def blur_after_upconv(x: torch.Tensor, fir_up: torch.Tensor) -> torch.Tensor:
+def blur_after_upconv(x: torch.Tensor, fir_up: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The 4×4 FIR that follows the stride-2 transposed conv: ``x [B,C,2H+1,2W+1]`` →
-    ``[B,C,2H,2W]``, padding 1 on every side. ``fir_up [4,4]`` already carries the
-    upsampling gain 4. A true convolution, but the filter is symmetric so no flip."""
-    return F.conv2d(x, _depthwise(fir_up, x.shape[1]), padding=1, groups=x.shape[1])
+    ``[B,C,2H,2W]``, padding 1 on every side, plus ``bias [C]`` if given. ``fir_up [4,4]``
+    already carries the upsampling gain 4. A true convolution, but the filter is
+    symmetric so no flip."""
+    return F.conv2d(x, _depthwise(fir_up, x.shape[1]), bias, padding=1, groups=x.shape[1])
 
 
 def upsample2d(x: torch.Tensor, fir_up: torch.Tensor) -> torch.Tensor:
@@ -101,10 +102,12 @@ def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=(2, 3))
 
 
-def _conv_forward(x: torch.Tensor, kernel: torch.Tensor, up: bool, fir_up: torch.Tensor | None) -> torch.Tensor:
+def _conv_forward(
+    x: torch.Tensor, kernel: torch.Tensor, up: bool, fir_up: torch.Tensor | None, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     if up:  # kernel is the stored weight transposed to [C_in, C_out, k, k]
-        return blur_after_upconv(F.conv_transpose2d(x, kernel, stride=2), fir_up)
-    return F.conv2d(x, kernel, padding=kernel.shape[-1] // 2)
+        return blur_after_upconv(F.conv_transpose2d(x, kernel, stride=2), fir_up, bias)
+    return F.conv2d(x, kernel, bias, padding=kernel.shape[-1] // 2)
 
 
 def _conv_adjoint(g: torch.Tensor, kernel: torch.Tensor, up: bool, fir_up: torch.Tensor | None) -> torch.Tensor:
@@ -128,30 +131,51 @@ def noise_bias_lrelu(
     return y if clamp is None else y.clamp(-clamp, clamp)
 
 
+def _fold_kernel(kernel: torch.Tensor, in_scale: torch.Tensor, out_scale: torch.Tensor, up: bool) -> torch.Tensor:
+    """``kernel`` with ``in_scale [C_in]`` and ``out_scale [C_out]`` multiplied into its
+    input and output axes (the first two are [C_out, C_in], or [C_in, C_out] when ``up``).
+    The product keeps the kernel's memory format, so a channels_last kernel reaches
+    oneDNN without a per-call reorder."""
+    sd = in_scale[:, None] * out_scale[None, :] if up else out_scale[:, None] * in_scale[None, :]
+    return kernel * sd[:, :, None, None]
+
+
+def _hw_sums(g: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(Σ_hw g, Σ_hw g·noise)``, each ``[B,C]``, for ``g [B,C,H,W]`` (either layout) and
+    ``noise`` broadcastable to ``[B,1,H,W]``: one batched matrix product, one read of ``g``."""
+    b, c, h, w = g.shape
+    rows = [torch.ones(1, h * w, dtype=g.dtype, device=g.device).expand(b, -1, -1)]
+    if noise is not None:
+        rows.append(noise.expand(b, 1, h, w).reshape(b, 1, h * w))
+    lhs = torch.cat(rows, dim=1)  # [B, 1 or 2, HW]
+    gf, nhwc = _flat_hw(g)
+    sums = torch.bmm(lhs, gf) if nhwc else torch.bmm(gf, lhs.transpose(1, 2)).transpose(1, 2)  # [B, k, C]
+    return sums[:, 0], (sums[:, 1] if noise is not None else None)
+
+
 class _FrozenSynthesisLayer(torch.autograd.Function):
     """A whole synthesis layer for a constant kernel K:
-    ``out = clamp(lrelu(conv(x·s, K)·d + noise + b)·√2)``.
+    ``out = clamp(lrelu(conv(x·s, K)·d + noise + b)·√2)``, computed as
+    ``clamp(lrelu(conv(x·s, √2·K)·d + √2·(noise + b)))`` (lrelu is positively homogeneous).
 
-    Forward allocates one activation-sized tensor (two for ``up``) and finishes in place;
-    for a batch of one, ``s`` and ``d`` are folded into the (small) kernel instead of the
-    (large) activations. Backward saves only ``out`` (plus ``x``, which the previous layer
-    keeps anyway), recovers the pre-activation from ``out`` where it is needed, and never
-    computes a kernel gradient."""
+    Forward: for a batch of one, ``s``, ``d`` and the gain are folded into the (small)
+    kernel and the bias goes into the convolution, so the activation is written once by
+    the convolution and finished by two in-place passes (noise, lrelu). Backward saves
+    only ``out`` (plus ``x``, which the previous layer keeps anyway) and never computes a
+    kernel gradient: with ``z`` the gained pre-activation, ``Σ ∂L/∂z·z = Σ ∂L/∂out·out``
+    (``z = out / lrelu′``), so the demodulation gradient needs no pre-activation."""
 
     @staticmethod
     def forward(ctx, x, styles, d, noise, bias, kernel, up, fir_up, clamp):
+        gain_bias = bias * LRELU_GAIN
         if x.shape[0] == 1:
-            s, dd = styles[0], d[0]
-            sd = s[:, None] * dd[None, :] if up else dd[:, None] * s[None, :]  # kernel's first two axes
-            out = _conv_forward(x, kernel * sd[:, :, None, None], up, fir_up)
+            out = _conv_forward(x, _fold_kernel(kernel, styles[0], d[0] * LRELU_GAIN, up), up, fir_up, gain_bias)
         else:
             out = _conv_forward(x * styles[:, :, None, None], kernel, up, fir_up)
-            out.mul_(d[:, :, None, None])
+            out.mul_(d[:, :, None, None] * LRELU_GAIN).add_(gain_bias[None, :, None, None])
         if noise is not None:
-            out.add_(noise)
-        out.add_(bias[None, :, None, None])
+            out.add_(noise * LRELU_GAIN)
         F.leaky_relu_(out, LRELU_SLOPE)
-        out.mul_(LRELU_GAIN)
         if clamp is not None:
             out.clamp_(-clamp, clamp)
         ctx.save_for_backward(x, styles, d, noise, bias, kernel, fir_up, out)
@@ -162,26 +186,27 @@ class _FrozenSynthesisLayer(torch.autograd.Function):
     def backward(ctx, g):
         x, styles, d, noise, bias, kernel, fir_up, out = ctx.saved_tensors
         need = ctx.needs_input_grad
-        # out = z·slope with slope √2 where z > 0 (exactly where out > 0), else 0.2·√2
-        slope = (out > 0).to(out.dtype).mul_(LRELU_GAIN * (1 - LRELU_SLOPE)).add_(LRELU_GAIN * LRELU_SLOPE)
-        gz = g * slope
         if ctx.clamp is not None:  # a clamped output passes no gradient
-            gz.masked_fill_(out.abs() >= ctx.clamp, 0)
+            g = g.masked_fill(out.abs() >= ctx.clamp, 0)
+        gz = torch.ops.aten.leaky_relu_backward(g, out, LRELU_SLOPE, True)  # ∂L/∂z, z = √2·pre-activation
         grad_x = grad_s = grad_d = grad_noise = grad_b = None
-        if need[2]:
-            # conv output · d = z − noise − b, with z recovered from out (exact up to rounding;
-            # where the clamp bit, gz is 0 and z does not matter)
-            z = slope.reciprocal_().mul_(out)  # slope's buffer is not needed any more
-            if noise is not None:
-                z.sub_(noise)
-            z.sub_(bias[None, :, None, None])
-            grad_d = channel_dot(gz, z) / d
+        if need[2] or need[4]:
+            sum_gz, sum_gz_noise = _hw_sums(gz, noise if need[2] else None)  # [B, C_out] each
+            if need[4]:
+                grad_b = sum_gz.sum(dim=0) * LRELU_GAIN
+            if need[2]:
+                # ∂L/∂d = Σ ∂L/∂z·√2·conv = (Σ ∂L/∂z·z − √2·Σ ∂L/∂z·(noise + b)) / d
+                noise_b = sum_gz * bias[None] if sum_gz_noise is None else sum_gz * bias[None] + sum_gz_noise
+                grad_d = (channel_dot(g, out) - LRELU_GAIN * noise_b) / d
         if need[3]:
-            grad_noise = gz.sum(dim=1, keepdim=True).sum_to_size(noise.shape)
-        if need[4]:
-            grad_b = gz.sum(dim=(0, 2, 3))
+            grad_noise = gz.sum(dim=1, keepdim=True).mul_(LRELU_GAIN).sum_to_size(noise.shape)
         if need[0] or need[1]:
-            gxm = _conv_adjoint(gz.mul_(d[:, :, None, None]), kernel, ctx.up, fir_up)
+            if x.shape[0] == 1:  # ∂L/∂(x·s) with √2·d folded into the kernel
+                gxm = _conv_adjoint(
+                    gz, _fold_kernel(kernel, torch.ones_like(styles[0]), d[0] * LRELU_GAIN, ctx.up), ctx.up, fir_up
+                )
+            else:
+                gxm = _conv_adjoint(gz.mul_(d[:, :, None, None] * LRELU_GAIN), kernel, ctx.up, fir_up)
             grad_x = gxm * styles[:, :, None, None] if need[0] else None
             grad_s = channel_dot(gxm, x) if need[1] else None
         return grad_x, grad_s, grad_d, grad_noise, grad_b, None, None, None, None
