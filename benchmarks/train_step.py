@@ -54,8 +54,8 @@ from sound2img.data.synthetic import list_synthetic_classes, synthesize
 from sound2img.models.audio_encoder import build_audio_encoder
 from sound2img.models.clip import build_clip
 from sound2img.training.clip_embeddings import ClipEmbeddings
-from sound2img.training.loop import _amp_dtype, _build_optimizer
 from sound2img.training.losses import LEGACY_SCALE, ContrastiveLoss, LogitScale
+from sound2img.training.optimizer import autocast_dtype, build_optimizer
 from sound2img.training.step import ContrastiveModel, make_views
 from sound2img.utils.device import machine_info, resolve_device
 from sound2img.utils.distributed import DistInfo
@@ -279,11 +279,11 @@ def _our_side(recipe: str, device: torch.device, clip, prompts: list[str], chann
     if recipe == "authors":
         loss = ContrastiveLoss({"at": 0.5, "aa": 0.5}, scale=LogitScale("legacy"))
         model = ContrastiveModel(enc, loss, channels_last=channels_last, separate_passes=True).to(device)
-        opt = _build_optimizer(model, "sgd", 1e-3, 0.9, 5e-4)
+        opt = build_optimizer(model, "sgd", 1e-3, 0.9, 5e-4)
     else:
         loss = ContrastiveLoss({"at": 1.0, "aa": 1.0}, scale=LogitScale("learnable"))
         model = ContrastiveModel(enc, loss, channels_last=channels_last).to(device)
-        opt = _build_optimizer(model, "sgd", 1e-3, 0.9, 1e-4)
+        opt = build_optimizer(model, "sgd", 1e-3, 0.9, 1e-4)
     if channels_last:
         model.encoder.to(memory_format=torch.channels_last)
     targets = ClipEmbeddings(
@@ -312,7 +312,7 @@ def benchmark(
     spec = frontend.spec()
     wav, prompts = make_batch(batch, 10.0, frontend.sample_rate, seed)
     clip = build_clip("ViT-B-32", device=device)  # random weights at full size
-    amp = _amp_dtype("auto", device)  # what train_encoder.py uses by default here, for both sides
+    amp = autocast_dtype("auto", device)  # what train_encoder.py uses by default here, for both sides
 
     def autocast():
         return torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()

@@ -29,6 +29,14 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserInputError(f"{self.prog}: {message} (see --help)")
 
 
+def script_parser(prog: str, description: str, epilog: str) -> ArgumentParser:
+    """A script's parser: ``--help`` prints the ``epilog`` (its examples) with its line
+    breaks kept."""
+    return ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def config_dir() -> Path:
     """The ``configs/`` tree: ``SOUND2IMG_CONFIG_DIR`` or the one beside the package."""
     env = os.environ.get("SOUND2IMG_CONFIG_DIR")

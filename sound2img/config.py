@@ -32,8 +32,8 @@ MODES = ("separate", "embedding_mix", "latent_mix", "layer_mix", "interpolate")
 NOISE_MODES = ("const", "random", "none")
 SCALE_MODES = ("learnable", "fixed", "legacy")
 TERMS = ("at", "av", "aa")
-OPTIMIZERS = ("sgd", "adamw")  # training.loop._build_optimizer
-AMP_MODES = ("auto", "bf16", "fp16", "off")  # training.loop's autocast modes
+OPTIMIZERS = ("sgd", "adamw")  # training.optimizer.build_optimizer
+AMP_MODES = ("auto", "bf16", "fp16", "off")  # training.optimizer.autocast_dtype
 
 SCHEMA_MODULE = "sound2img/config.py"
 MISSING = "???"  # OmegaConf's mandatory value: the YAML must set the key

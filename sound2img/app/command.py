@@ -6,7 +6,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from sound2img.cli import ArgumentParser, parse_with_overrides
+from sound2img.cli import parse_with_overrides, script_parser
 from sound2img.errors import UserInputError
 
 EPILOG = """\
@@ -19,12 +19,11 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="demo.py",
-        description="A local web page to edit images with sounds (Gradio). "
+    p = script_parser(
+        "demo.py",
+        "A local web page to edit images with sounds (Gradio). "
         "Leftover key=value words are overrides of configs/demo.yaml (manipulate.yaml + app).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EPILOG,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")

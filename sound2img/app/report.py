@@ -312,18 +312,15 @@ def build_report(root: str | os.PathLike, out: str | os.PathLike) -> str:
 
 def main(argv) -> int:
     """``scripts/report.py DIR --out report.html``."""
-    import argparse
+    from sound2img.cli import script_parser
 
-    from sound2img.cli import ArgumentParser
-
-    p = ArgumentParser(
-        prog="report.py",
-        description="One self-contained HTML page (works offline) for an outputs "
+    p = script_parser(
+        "report.py",
+        "One self-contained HTML page (works offline) for an outputs "
         "directory: a card per edit of manipulate.py, sortable by any metric; reproduce.py's "
         "figures; plots of a training run's metrics.jsonl.",
-        epilog="examples:\n  python scripts/report.py outputs/edit-rain --out rain.html\n"
+        "examples:\n  python scripts/report.py outputs/edit-rain --out rain.html\n"
         "  python scripts/report.py runs/esc50 --out esc50.html",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dir", help="an outputs directory of manipulate.py or reproduce.py, or a training run")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")

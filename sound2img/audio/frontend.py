@@ -16,15 +16,15 @@ from torch import nn
 from sound2img.errors import UserInputError
 from sound2img.registry import Registry
 
-FRONTENDS: Registry[type[MelFrontend]] = Registry("audio front end")
+FRONTENDS: Registry[type[Frontend]] = Registry("audio front end")
 # Samples (frames x n_fft) per STFT chunk: on CPU a chunk's windowed frames, spectrum and
 # power stay in cache (the speed over one big torch.stft), yet chunks are few enough that
 # per-op overhead and thread hand-offs stay small; on GPU, a bound on temporary memory.
 _CHUNK_SAMPLES = {"cpu": 1 << 22, "other": 1 << 28}
 
 
-def register_frontend(name: str) -> Callable[[type[MelFrontend]], type[MelFrontend]]:
-    def add(cls: type[MelFrontend]) -> type[MelFrontend]:
+def register_frontend(name: str) -> Callable[[type[Frontend]], type[Frontend]]:
+    def add(cls: type[Frontend]) -> type[Frontend]:
         cls.name = name
         return FRONTENDS.register(name, cls)
 
@@ -36,7 +36,7 @@ def list_frontends() -> list[str]:
     return FRONTENDS.names()
 
 
-def build_frontend(name: str = "logmel", **settings) -> MelFrontend:
+def build_frontend(name: str = "logmel", **settings) -> Frontend:
     """Build a front end by name; ``settings`` override its defaults. ``build_frontend(
     **fe.spec())`` rebuilds an identical one (encoder checkpoints store ``spec()``)."""
     cls = FRONTENDS.get(name)
@@ -46,7 +46,59 @@ def build_frontend(name: str = "logmel", **settings) -> MelFrontend:
         raise UserInputError(f"front end {name!r}: {exc} (settings: {', '.join(cls.setting_names())})") from exc
 
 
-class MelFrontend(nn.Module):
+class Frontend(nn.Module):
+    """The front-end contract every registered front end keeps: its settings are its
+    constructor's arguments (``spec()`` rebuilds it), and ``forward(wav [B,S], lengths=None)
+    == to_encoder_input(spectrogram(wav))``."""
+
+    name = ""
+
+    # --- settings ------------------------------------------------------------------------
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        import inspect
+
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def spec(self) -> dict:
+        """Plain JSON-able settings: ``{"name": ..., every setting}``."""
+        return {"name": self.name, **{k: getattr(self, k) for k in self.setting_names()}}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.spec().items())
+
+    # --- the module's contract -------------------------------------------------------------
+    def forward(
+        self,
+        wav: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        frame_offsets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``wav [B,S]`` at ``self.sample_rate`` (``lengths [B]`` samples, optional) → the
+        encoder's input ``mel [B,1,n_mels,T]``. Equal to ``to_encoder_input(spectrogram(...))``;
+        training calls the two halves to put SpecAugment in between."""
+        return self.to_encoder_input(self.spectrogram(wav, lengths, generator=generator, frame_offsets=frame_offsets))
+
+    def spectrogram(
+        self,
+        wav: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        frame_offsets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``wav [B,S]`` → ``spec [B,1,n_mels,T]``: the time–frequency image (mel on rows,
+        frames on columns) where SpecAugment masks belong."""
+        raise NotImplementedError
+
+    def to_encoder_input(self, spec: torch.Tensor) -> torch.Tensor:
+        """``spec [B,1,n_mels,T]`` → ``mel [B,1,n_mels,T']`` as the encoder takes it."""
+        return spec
+
+
+class MelFrontend(Frontend):
     """Shared STFT + mel filter bank (librosa ``melspectrogram`` semantics: periodic Hann
     window centred in ``n_fft``, ``center=True`` with zero padding, power 2).
 
@@ -115,34 +167,6 @@ class MelFrontend(nn.Module):
         self.register_buffer("window", window.float(), persistent=False)
         self.register_buffer("mel_fb", torch.from_numpy(fb), persistent=False)  # [n_mels, n_fft//2+1]
 
-    # --- settings ------------------------------------------------------------------------
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        import inspect
-
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def spec(self) -> dict:
-        """Plain JSON-able settings: ``{"name": ..., every setting}``."""
-        return {"name": self.name, **{k: getattr(self, k) for k in self.setting_names()}}
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.spec().items())
-
-    # --- the module's contract -------------------------------------------------------------
-    def forward(
-        self,
-        wav: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        frame_offsets: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``wav [B,S]`` at ``self.sample_rate`` (``lengths [B]`` samples, optional) → the
-        encoder's input ``mel [B,1,n_mels,T]``. Equal to ``to_encoder_input(spectrogram(...))``;
-        training calls the two halves to put SpecAugment in between."""
-        return self.to_encoder_input(self.spectrogram(wav, lengths, generator=generator, frame_offsets=frame_offsets))
-
     def spectrogram(
         self,
         wav: torch.Tensor,
@@ -151,13 +175,23 @@ class MelFrontend(nn.Module):
         generator: torch.Generator | None = None,
         frame_offsets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``wav [B,S]`` → ``spec [B,1,n_mels,T]``: the time–frequency image (mel on rows,
-        frames on columns) where SpecAugment masks belong."""
-        raise NotImplementedError
+        """``wav [B,S]`` → ``spec [B,1,n_mels,T]``: the mel power (``mel_power``) turned into
+        the subclass's image by ``from_power``."""
+        power, valid = self.mel_power(wav, lengths)
+        return self.from_power(power, valid, lengths, generator=generator, frame_offsets=frame_offsets)
 
-    def to_encoder_input(self, spec: torch.Tensor) -> torch.Tensor:
-        """``spec [B,1,n_mels,T]`` → ``mel [B,1,n_mels,T']`` as the encoder takes it."""
-        return spec
+    def from_power(
+        self,
+        power: torch.Tensor,
+        valid: torch.Tensor,
+        lengths: torch.Tensor | None,
+        *,
+        generator: torch.Generator | None,
+        frame_offsets: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``mel power [B,n_mels,T]`` with ``valid [B]`` frames per clip (``lengths`` as given
+        to ``spectrogram``) → ``spec [B,1,n_mels,T']``."""
+        raise NotImplementedError
 
     # --- shared computation --------------------------------------------------------------
     def count_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
@@ -289,17 +323,9 @@ class LogMel(MelFrontend):
             return torch.log(power + self.log_offset)
         return 10.0 * torch.log10(power.clamp(min=self.log_offset))
 
-    def spectrogram(
-        self,
-        wav: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        frame_offsets: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``wav [B,S]`` → ``mel [B,1,n_mels,T]`` (T = ``num_frames`` when set, else the
-        longest clip's frames)."""
-        power, valid = self.mel_power(wav, lengths)
+    def from_power(self, power, valid, lengths, *, generator, frame_offsets) -> torch.Tensor:
+        """→ ``mel [B,1,n_mels,T]`` (T = ``num_frames`` when set, else the longest clip's
+        frames)."""
         silence = float(self._log(torch.zeros(())))
         mel = self._log(power)
         if self.num_frames is None:
@@ -351,18 +377,10 @@ class SoundClipLegacy(MelFrontend):
         self.amin, self.top_db, self.num_frames = float(amin), float(top_db), int(num_frames)
         self.resize_height, self.resize_width = int(resize_height), int(resize_width)
 
-    def spectrogram(
-        self,
-        wav: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        frame_offsets: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``wav [B,S]`` at 44.1 kHz → ``spec [B,1,128,864]`` in [0, 1] (0 = 80 dB below the
-        clip's peak, also the padding). Centre crop by default; a ``generator`` gives the
-        training random crop, ``frame_offsets [B]`` explicit ones."""
-        power, valid = self.mel_power(wav, lengths)
+    def from_power(self, power, valid, lengths, *, generator, frame_offsets) -> torch.Tensor:
+        """→ ``spec [B,1,128,864]`` in [0, 1] (0 = 80 dB below the clip's peak, also the
+        padding). Centre crop by default; a ``generator`` gives the training random crop,
+        ``frame_offsets [B]`` explicit ones."""
         inside = (torch.arange(power.shape[2], device=power.device) < valid[:, None])[:, None, :]
         db = 10.0 * torch.log10(power.clamp(min=self.amin))
         ref = power.masked_fill(~inside, 0).amax(dim=(1, 2), keepdim=True)  # ref=np.max, per clip

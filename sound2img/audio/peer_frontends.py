@@ -15,23 +15,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from sound2img.audio.frontend import MelFrontend, register_frontend
+from sound2img.audio.frontend import Frontend, register_frontend
 from sound2img.errors import UserInputError
 
 
-class _WaveFrontend(nn.Module):
-    """The front-end contract without a mel filter bank: ``spec()``, ``sample_rate``,
-    ``forward(wav [B,S], lengths=None) == to_encoder_input(spectrogram(wav))``."""
+class _WaveFrontend(Frontend):
+    """A front end without a mel filter bank: ``spectrogram`` takes equal-length clips only."""
 
-    name = ""
     sample_rate = 0
-
-    # settings are the constructor's arguments, as for the mel front ends
-    setting_names = MelFrontend.__dict__["setting_names"]
-    spec = MelFrontend.spec
-    extra_repr = MelFrontend.extra_repr
 
     def _check(self, wav: torch.Tensor, lengths) -> torch.Tensor:
         if wav.dim() != 2:
@@ -42,19 +34,6 @@ class _WaveFrontend(nn.Module):
             # a padded batch would change the clip (its frames, its statistics): embed such clips one at a time
             raise UserInputError(f"front end {self.name!r}: clips of different lengths must be embedded one at a time")
         return wav.to(torch.float32)
-
-    def forward(
-        self,
-        wav: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        frame_offsets: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        return self.to_encoder_input(self.spectrogram(wav, lengths, generator=generator, frame_offsets=frame_offsets))
-
-    def to_encoder_input(self, spec: torch.Tensor) -> torch.Tensor:
-        return spec
 
 
 def _fit_length(wav: torch.Tensor, num_samples: int | None) -> torch.Tensor:

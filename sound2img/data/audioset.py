@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sound2img.data.base import AudioClipDataset, DatasetError, Record, read_csv_table
-from sound2img.data.clip_index import ClipFinder
+from sound2img.data.base import DatasetError, Record, read_csv_table
+from sound2img.data.clip_index import ClipFinder, ScrapedClipDataset
 
 SUBSETS = {
     "balanced_train": "balanced_train_segments.csv",
@@ -50,7 +50,7 @@ def load_audioset_labels(path: str | Path) -> tuple[list[str], dict[str, int]]:
     return [names[i] for i in range(len(names))], mids
 
 
-class AudioSetDataset(AudioClipDataset):
+class AudioSetDataset(ScrapedClipDataset):
     """AudioSet segments. ``root`` holds the segment CSVs and ``class_labels_indices.csv``;
     audio is searched recursively under ``audio_dir`` (default ``root/audio`` if it exists,
     else ``root``). Clips that were never downloaded are counted in ``num_missing`` (at most
@@ -60,7 +60,6 @@ class AudioSetDataset(AudioClipDataset):
     ``label`` / ``class_name`` are the first label's."""
 
     name = "audioset"
-    clip_seconds = 10.0
 
     def __init__(
         self,
@@ -128,14 +127,14 @@ class AudioSetDataset(AudioClipDataset):
                     prompt_name=", ".join(names),
                 )
             )
-        self.missing, self.num_missing = clips.missing, len(clips.missing)
-        clips.check_missing(len(records), max_missing_fraction)
         super().__init__(
+            clips,
             records,
             class_names,
+            bad,
+            max_missing_fraction=max_missing_fraction,
             sample_rate=sample_rate,
-            num_samples=num_samples or round(self.clip_seconds * sample_rate),
-            bad_rows=bad,
+            num_samples=num_samples,
             **kwargs,
         )
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from sound2img.data.base import AudioClipDataset, Record
 
 
 def index_files(directory: str | Path, extensions: Sequence[str]) -> dict[str, str]:
@@ -99,3 +102,31 @@ class ClipFinder:
         if self.missing:
             example = self.formats[0].format(**self._first_miss) + self.extensions[0]
             check_missing_clips(self.dataset, self.missing, num_found, max_missing_fraction, self.dir, example)
+
+
+class ScrapedClipDataset(AudioClipDataset):
+    """A reader of a YouTube-scraped list (VGGSound, AudioSet) over the ``records`` whose
+    files ``clips`` found: rows never downloaded are counted in ``missing`` /
+    ``num_missing`` (at most ``max_missing_fraction`` of them), not as unreadable; clips are
+    ``clip_seconds`` long unless ``num_samples`` says otherwise."""
+
+    clip_seconds = 10.0
+
+    def __init__(
+        self,
+        clips: ClipFinder,
+        records: Sequence[Record],
+        class_names: Sequence[str],
+        bad_rows: Sequence[str],
+        *,
+        max_missing_fraction: float,
+        sample_rate: int,
+        num_samples: int | None,
+        **kwargs: Any,
+    ):
+        self.missing, self.num_missing = clips.missing, len(clips.missing)
+        clips.check_missing(len(records), max_missing_fraction)
+        num_samples = num_samples or round(self.clip_seconds * sample_rate)
+        super().__init__(
+            records, class_names, sample_rate=sample_rate, num_samples=num_samples, bad_rows=bad_rows, **kwargs
+        )

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sound2img.data.base import AudioClipDataset, DatasetError, Record, clean_class_name
-from sound2img.data.clip_index import ClipFinder
+from sound2img.data.base import DatasetError, Record, clean_class_name
+from sound2img.data.clip_index import ClipFinder, ScrapedClipDataset
 
 # ``{ytid}_{start:06d}.mp4`` is what the common VGGSound scrapers and the shared archives
 # use (``-0CamVQdP_Y_000030.mp4``); some write the start unpadded.
@@ -20,7 +20,7 @@ DEFAULT_EXTENSIONS = VIDEO_EXTENSIONS + (".wav", ".flac")  # audio-only download
 SPLITS = ("train", "test")
 
 
-class VGGSoundDataset(AudioClipDataset):
+class VGGSoundDataset(ScrapedClipDataset):
     """VGGSound clips of one ``split`` (``train``/``test``; None = both).
 
     ``root`` holds ``vggsound.csv`` (or pass ``csv_path``); clips are searched recursively
@@ -29,7 +29,6 @@ class VGGSoundDataset(AudioClipDataset):
     were never downloaded are counted in ``num_missing``, not as unreadable."""
 
     name = "vggsound"
-    clip_seconds = 10.0
 
     def __init__(
         self,
@@ -72,14 +71,14 @@ class VGGSoundDataset(AudioClipDataset):
                     image_is_video=is_video,
                 )
             )
-        self.missing, self.num_missing = clips.missing, len(clips.missing)
-        clips.check_missing(len(records), max_missing_fraction)
         super().__init__(
+            clips,
             records,
             class_names,
+            bad,
+            max_missing_fraction=max_missing_fraction,
             sample_rate=sample_rate,
-            num_samples=num_samples or round(self.clip_seconds * sample_rate),
-            bad_rows=bad,
+            num_samples=num_samples,
             **kwargs,
         )
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sound2img.cli import ArgumentParser, add_common_args, parse_with_overrides, to_yaml
+from sound2img.cli import add_common_args, parse_with_overrides, script_parser, to_yaml
 from sound2img.errors import UserInputError
 from sound2img.evaluation.tables import compose_table, get_table, list_tables, reproduce
 
@@ -23,12 +23,11 @@ What each table needs (weights, data, where to put them): docs/reproduce.md.
 
 def build_parser() -> argparse.ArgumentParser:
     """``reproduce.py <table> [--out DIR] [--overwrite] [--list] [key=value ...]``."""
-    p = ArgumentParser(
-        prog="reproduce.py",
-        description="Reproduce one table or figure of the paper: writes "
+    p = script_parser(
+        "reproduce.py",
+        "Reproduce one table or figure of the paper: writes "
         "<table>.md and <table>.json (and PNGs for figures) with the paper's numbers beside ours.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EPILOG,
     )
     p.add_argument("table", nargs="?", metavar="TABLE", help=f"one of: {', '.join(list_tables())}")
     p.add_argument("--list", action="store_true", help="list the tables and figures and exit")

@@ -23,6 +23,15 @@ def _one_source(source_ws: torch.Tensor) -> torch.Tensor:
     return source_ws
 
 
+def _figure_report(
+    name: str, title: str, images: str, caption: str, table: str, provenance: dict, data: dict, pngs: dict
+) -> Report:
+    """A figure's Markdown (title, images, caption, numbers, provenance) and its JSON
+    (``{"figure": name, **data, "provenance": ...}``) and PNGs."""
+    md = [f"# {title}", "", images, "", caption, "", table, "", provenance_markdown(provenance)]
+    return Report(name, "\n".join(md), {"figure": name, **data, "provenance": provenance}, pngs)
+
+
 def fig_lambda_grid(
     sound: str,
     source_ws: torch.Tensor,
@@ -86,29 +95,20 @@ def fig_lambda_grid(
         ]
         for c in cells
     ]
-    md = [
-        "# Supplement Fig. 2 — λ_sim × λ_ID grid",
-        "",
+    return _figure_report(
+        "fig_lambda_grid",
+        "Supplement Fig. 2 — λ_sim × λ_ID grid",
         "![source](fig_lambda_grid_source.png) ![grid](fig_lambda_grid.png)",
-        "",
         f"Sound: {sound}. Rows: λ_sim = {', '.join(f'{v:g}' for v in lambda_sims)} (top to bottom); columns: "
         f"λ_ID = {', '.join(f'{v:g}' for v in lambda_ids)} (left to right). The paper: high λ_sim and λ_ID keep "
         "the source's content, low values distort it.",
-        "",
         markdown_table(["λ_sim", "λ_ID", "cos(CLIP(G(w)), sound)", "‖w − w_s‖"], table, numeric_from=2),
-        "",
-        provenance_markdown(provenance),
-    ]
-    return Report(
-        "fig_lambda_grid",
-        "\n".join(md),
+        provenance,
         {
-            "figure": "fig_lambda_grid",
             "sound": sound,
             "lambda_sims": list(map(float, lambda_sims)),
             "lambda_ids": list(map(float, lambda_ids)),
             "cells": cells,
-            "provenance": provenance,
         },
         {"fig_lambda_grid.png": image_grid_png(grid), "fig_lambda_grid_source.png": image_grid_png(source_img[None])},
     )
@@ -146,22 +146,15 @@ def fig_volume(
         for g, t, c in zip(gains_db, targets.cpu(), res.final_cosine)
     ]
     rows = [[f"{c['gain_db']:+g} dB", f"{c['cos_to_0db_embedding']:.4f}", f"{c['final_cosine']:.4f}"] for c in cells]
-    md = [
-        "# Supplement Fig. 8 — volume",
-        "",
+    return _figure_report(
+        "fig_volume",
+        "Supplement Fig. 8 — volume",
         "![volume](fig_volume.png)",
-        "",
         f"Sound: {sound}. Left: source; then gains {', '.join(f'{g:+g}' for g in gains_db)} dB. The paper: the "
         "volume changes details, not the meaning.",
-        "",
         markdown_table(["gain", "cos(audio_emb, audio_emb at 0 dB)", "cos(CLIP(G(w)), target)"], rows),
-        "",
-        provenance_markdown(provenance),
-    ]
-    return Report(
-        "fig_volume",
-        "\n".join(md),
-        {"figure": "fig_volume", "sound": sound, "cells": cells, "provenance": provenance},
+        provenance,
+        {"sound": sound, "cells": cells},
         {"fig_volume.png": image_grid_png(strip)},
     )
 
@@ -208,23 +201,16 @@ def fig_interpolation(
         for a, f in zip(alphas, feats)
     ]
     rows = [[f"{c['alpha']:g}", f"{c['cos_sound']:.4f}", f"{c['cos_text']:.4f}"] for c in cells]
-    md = [
-        "# Supplement Figs. 10–11 — text↔sound latent interpolation",
-        "",
+    strip = torch.cat([source_img.cpu(), img.cpu()])[None]
+    return _figure_report(
+        "fig_interpolation",
+        "Supplement Figs. 10–11 — text↔sound latent interpolation",
         "![interpolation](fig_interpolation.png)",
-        "",
         f"Sound: {sound}; text: {text!r}. Left: source; then α = {', '.join(f'{a:g}' for a in alphas)} "
         "(α = 0: sound-guided w_a, α = 1: text-guided w_t).",
-        "",
         markdown_table(["α", "cos(CLIP(G(w)), sound)", "cos(CLIP(G(w)), text)"], rows),
-        "",
-        provenance_markdown(provenance),
-    ]
-    strip = torch.cat([source_img.cpu(), img.cpu()])[None]
-    return Report(
-        "fig_interpolation",
-        "\n".join(md),
-        {"figure": "fig_interpolation", "sound": sound, "text": text, "cells": cells, "provenance": provenance},
+        provenance,
+        {"sound": sound, "text": text, "cells": cells},
         {"fig_interpolation.png": image_grid_png(strip)},
     )
 
@@ -285,31 +271,18 @@ def fig_audioclip_comparison(
         for c in cells
     ]
     labels = ", ".join(g["label"] for g in guides)
-    md = [
-        "# Supplement Fig. 3 — our encoder vs AudioCLIP as guidance",
-        "",
+    return _figure_report(
+        "fig_audioclip_comparison",
+        "Supplement Fig. 3 — our encoder vs AudioCLIP as guidance",
         "![comparison](fig_audioclip_comparison.png)",
-        "",
         f"Rows: each source (seed order) × sound ({', '.join(sounds)}); columns: source, then {labels}. Each guide "
         "uses the CLIP towers of its own space, so its cosine is comparable only within its column.",
-        "",
         markdown_table(
             ["guide", "source", "sound", "cos(CLIP(G(w)), sound), own space", "‖w − w_s‖", "PSNR vs source (dB)"],
             rows,
             numeric_from=3,
         ),
-        "",
-        provenance_markdown(provenance),
-    ]
-    return Report(
-        "fig_audioclip_comparison",
-        "\n".join(md),
-        {
-            "figure": "fig_audioclip_comparison",
-            "sounds": list(sounds),
-            "guides": [g["label"] for g in guides],
-            "cells": cells,
-            "provenance": provenance,
-        },
+        provenance,
+        {"sounds": list(sounds), "guides": [g["label"] for g in guides], "cells": cells},
         {"fig_audioclip_comparison.png": image_grid_png(grid)},
     )

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sound2img.cli import ArgumentParser, add_common_args
+from sound2img.cli import ArgumentParser, add_common_args, script_parser
 from sound2img.errors import UserInputError
 from sound2img.utils.files import atomic_path, check_can_write
 
@@ -26,13 +26,10 @@ Each sound is embedded alone (Wav2CLIP's standardisation would otherwise mix cli
 
 
 def build_parser() -> ArgumentParser:
-    import argparse
-
-    p = ArgumentParser(
-        prog="embed.py",
-        description=__doc__.splitlines()[0].strip("`: "),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = script_parser(
+        "embed.py",
+        __doc__.splitlines()[0].strip("`: "),
+        EPILOG,
     )
     p.add_argument(
         "--encoder",

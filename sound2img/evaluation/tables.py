@@ -10,14 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.evaluation.report import Report, save_report
-from sound2img.manipulation.optimizer import optimizer_kwargs
+from sound2img.evaluation.table_context import TableContext
 from sound2img.registry import Registry
-from sound2img.utils.device import resolve_device
 from sound2img.utils.files import check_can_write
 
 
@@ -116,7 +113,7 @@ def run_table(
     shared over the ranks under ``torchrun``; ``None``: a temporary directory. Returns
     ``None`` on ranks other than 0 of a distributed run."""
     get_table(name)
-    ctx = _Context(cfgs[0])
+    ctx = TableContext(cfgs[0])
     if work_dir is not None:
         ctx.work_dir, ctx.overwrite = Path(work_dir), overwrite
         return _RUNNERS[name](ctx, [to_plain(c)["eval"] for c in cfgs])
@@ -127,184 +124,8 @@ def run_table(
         return _RUNNERS[name](ctx, [to_plain(c)["eval"] for c in cfgs])
 
 
-# ---- the networks of one composed config ---------------------------------------------
-class _Context:
-    """Networks built lazily from one composed config (each at most once) and the
-    provenance of what was used."""
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.c = to_plain(cfg)
-        self.tiny = bool(self.c.get("tiny", False))
-        self.device = resolve_device(self.c.get("device") or "auto")
-        self.progress = bool(self.c.get("progress", False))
-        self._cache: dict[str, Any] = {}
-        self.weights: dict[str, str] = {}
-        self.work_dir: Path | None = None  # where edit-queue tables keep their edits
-        self.overwrite = False
-
-    def _once(self, key: str, build: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
-
-    def encoder(self):
-        """``(encoder, frontend)`` from ``cfg.encoder`` and ``cfg.audio``."""
-        from sound2img import factory
-
-        def build():
-            enc, fe = factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device)
-            self.weights["audio encoder"] = self._describe(
-                self.c["encoder"].get("path"), f"random {self.c['encoder'].get('arch')}"
-            )
-            return enc, fe
-
-        return self._once("encoder", build)
-
-    def clip(self):
-        from sound2img import factory
-
-        def build():
-            # towers in the audio encoder's CLIP space: from_encoder picks them, others are checked
-            encoder = self._cache.get("encoder", (None,))[0]
-            if encoder is None and self.c.get("clip", {}).get("model") == "from_encoder":
-                encoder = self.encoder()[0]
-            clip = factory.build_clip_for_encoder(self.cfg.clip, encoder, self.device)
-            spec = clip.spec()
-            sha = spec.get("sha256")
-            self.weights["CLIP"] = (
-                f"{spec.get('model_name')} / {spec.get('pretrained')} (sha256 {sha[:12]}…)"
-                if sha
-                else f"random {spec.get('model_name')} towers (seed {spec.get('seed')}), no file"
-            )
-            return clip
-
-        return self._once("clip", build)
-
-    def generator(self, domain: dict[str, Any]):
-        """The generator of a domain (``generator``: a registry name or file), or
-        ``cfg.generator`` when the domain names none or under ``preset=tiny``."""
-        from sound2img import factory
-
-        name = None if self.tiny else domain.get("generator")
-        if name is None:
-            g = self.c["generator"]
-            return self._once(
-                "generator:cfg",
-                lambda: self._note_generator(
-                    factory.build_generator_from_cfg(self.cfg.generator, self.device),
-                    g.get("path") or (None if g.get("name") == "tiny" else g.get("name")),
-                    "cfg.generator",
-                ),
-            )
-        return self._once(
-            f"generator:{name}",
-            lambda: self._note_generator(factory.build_generator_from_cfg({"name": name}, self.device), name, name),
-        )
-
-    def _note_generator(self, G, source, label):
-        self.weights[f"generator ({label})"] = self._describe(source, f"random tiny generator {G.img_resolution}px")
-        return G
-
-    def identity(self):
-        from sound2img import factory
-
-        spec = self.c.get("identity") or ("tiny" if self.tiny else "ir_se50")
-
-        def build():
-            self.weights["identity (IR-SE50)"] = self._describe(None if spec == "tiny" else spec, "random tiny IR-SE")
-            return factory.build_arcface_from_cfg(spec, self.device)
-
-        return self._once("identity", build)
-
-    @staticmethod
-    def _describe(source: str | None, random_label: str) -> str:
-        """``file (sha256 abcdef123456…)`` for weights, or the random network's label."""
-        if not source:
-            return random_label
-        from sound2img.utils.files import sha256_file
-        from sound2img.weights import resolve_weights
-
-        path = resolve_weights(str(source), allow_download=False)
-        return f"{Path(path).name} (sha256 {sha256_file(path)[:12]}…)"
-
-    def domain_optim(self, domain_name: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(domain, optimiser kwargs)`` for a domain of ``cfg.domains`` (its generator and
-        λ values) or, for ``None``, the base config's; nothing is built."""
-        domains = self.c.get("domains") or {}
-        if domain_name is not None and domain_name not in domains:
-            raise UserInputError(f"unknown domain {domain_name!r}; configured: {', '.join(domains) or 'none'}")
-        domain = dict(domains.get(domain_name) or {})
-        optim = optimizer_kwargs(
-            {**self.c["manipulate"], **{k: domain[k] for k in ("lambda_sim", "lambda_id") if domain.get(k) is not None}}
-        )
-        optim["noise_mode"] = str(self.c["generator"].get("noise_mode") or "const")
-        return domain, optim
-
-    def domain_setup(self, domain_name: str | None) -> tuple[Any, dict[str, Any], Any]:
-        """``(generator, optimiser kwargs, identity or None)`` of ``domain_optim``'s domain."""
-        domain, optim = self.domain_optim(domain_name)
-        identity = self.identity() if optim["lambda_id"] > 0 else None
-        return self.generator(domain), optim, identity
-
-    def sources(self, G, n: int, seed: int) -> torch.Tensor:
-        """``n`` source latents from seeds ``seed, seed+1, …`` truncated by
-        ``manipulate.truncation``: ws [n,num_ws,w_dim]."""
-        from sound2img.models.stylegan2 import sample_source_latents
-
-        if n < 1:
-            raise UserInputError(f"the number of source latents must be >= 1, got {n}")
-        trunc = float(self.c["manipulate"].get("truncation", 0.7))
-        # one seed at a time, as manipulate.py and the edit queue map a seed: the mapping
-        # network's float sums depend on the batch, and Adam magnifies such differences
-        return torch.cat([sample_source_latents(G, [s], trunc, self.device) for s in range(seed, seed + n)])
-
-    def provenance(self, images: bool = True) -> dict[str, Any]:
-        """What was used: weights, front end, device and (``images``: the table scores
-        generator images) CLIP's preprocessing of them."""
-        prov: dict[str, Any] = {"tiny": self.tiny, "device": str(self.device), "weights": dict(self.weights)}
-        if "encoder" in self._cache:
-            prov["frontend"] = _describe_spec(self._cache["encoder"][1].spec())
-        if images and "clip" in self._cache:
-            clip = self._cache["clip"]
-            prov["clip_preprocess"] = f"{clip.preprocess_mode} (input {clip.image_size[0]} px)"
-        return prov
-
-    def dataset_specs(self, names: Sequence[str], folds: Sequence[int] | None = None):
-        """``cfg.datasets.<name>`` (a ``configs/data`` entry: ``root``, ``folds`` and reader
-        arguments) → ``DatasetSpec``s; ``folds`` overrides the configured ones. Each dataset's
-        metadata is read once here, so a wrong root fails before any network is built."""
-        from sound2img.data import build_dataset
-        from sound2img.evaluation.embed import ALL_FOLDS, DatasetSpec
-
-        known = self.c.get("datasets") or {}
-        out = []
-        for n in names:
-            if n not in known:
-                raise UserInputError(f"unknown dataset {n!r}; configured under datasets: {', '.join(known)}")
-            d = dict(known[n])
-            if d.pop("name", n) != n or n not in ALL_FOLDS:
-                raise UserInputError(f"datasets.{n}: only the fold-organised sets {', '.join(ALL_FOLDS)} are evaluated")
-            root = d.pop("root", None)
-            if not root or root == "???":
-                raise UserInputError(
-                    f"datasets.{n}.root is not set: pass datasets.{n}.root=<where the dataset was "
-                    "unpacked> (see docs/reproduce.md)"
-                )
-            chosen = folds or d.pop("folds", None) or ALL_FOLDS[n]
-            d.pop("folds", None)
-            kwargs = {k: v for k, v in d.items() if k not in ("crop", "templates", "text_augment", "seed")}
-            out.append(DatasetSpec(n, str(root), tuple(int(f) for f in chosen), kwargs))
-            build_dataset(n, root=str(root), folds=list(out[-1].folds), load_images=False, **kwargs)
-        return out
-
-
-def _describe_spec(spec: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in spec.items())
-
-
 # ---- runners: one per table ----------------------------------------------------------------
-def _loader_kwargs(ctx: _Context, e: dict[str, Any]) -> dict[str, Any]:
+def _loader_kwargs(ctx: TableContext, e: dict[str, Any]) -> dict[str, Any]:
     return {
         "batch_size": int(e.get("batch_size", 64)),
         "num_workers": int(e.get("num_workers", 0)),
@@ -313,7 +134,7 @@ def _loader_kwargs(ctx: _Context, e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run_classification(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+def _run_classification(ctx: TableContext, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.linear_probe import DEFAULT_CS, run_linear_probe
     from sound2img.evaluation.report import classification_report
     from sound2img.evaluation.zero_shot import run_zero_shot
@@ -361,7 +182,7 @@ def _run_classification(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     )
 
 
-def _attribute_edits(ctx: _Context, e: dict[str, Any]):
+def _attribute_edits(ctx: TableContext, e: dict[str, Any]):
     """Edit ``eval.n_latents`` sources per attribute by sound and by text (each
     attribute in its domain: generator and λ values) through the edit queue in
     ``ctx.work_dir``; ``(edits, n)``, or ``(None, n)`` on ranks other than 0."""
@@ -414,7 +235,7 @@ def _attribute_edits(ctx: _Context, e: dict[str, Any]):
 _QUEUE_KEYS = ("audio", "clip", "encoder", "generator", "manipulate", "identity", "tiny", "device")
 
 
-def _run_edit_jobs(ctx: _Context, jobs: list[dict[str, Any]], batch_size: int) -> bool:
+def _run_edit_jobs(ctx: TableContext, jobs: list[dict[str, Any]], batch_size: int) -> bool:
     """Run ``jobs`` (rows of ``manipulate.py --jobs``) through the edit queue into
     ``ctx.work_dir/edits`` (``jobs.jsonl`` and ``settings.json`` beside it record what was
     asked; other settings than those of the edits already there need ``--overwrite``).
@@ -455,7 +276,7 @@ def _run_edit_jobs(ctx: _Context, jobs: list[dict[str, Any]], batch_size: int) -
     return summary.rank == 0
 
 
-def _run_supp_table1(ctx: _Context, evals: list[dict[str, Any]]) -> Report | None:
+def _run_supp_table1(ctx: TableContext, evals: list[dict[str, Any]]) -> Report | None:
     from sound2img.evaluation.latent_stats import supp_table1, supp_table1_report
 
     edits, n = _attribute_edits(ctx, evals[0])
@@ -464,7 +285,7 @@ def _run_supp_table1(ctx: _Context, evals: list[dict[str, Any]]) -> Report | Non
     return supp_table1_report(supp_table1(edits), ctx.provenance(), n)
 
 
-def _run_supp_table2(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+def _run_supp_table2(ctx: TableContext, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.attribute_classification import supp_table2, supp_table2_report
 
     e = evals[0]
@@ -475,7 +296,7 @@ def _run_supp_table2(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     return supp_table2_report(results, ctx.provenance(), n)
 
 
-def _run_fig_tsne_directions(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+def _run_fig_tsne_directions(ctx: TableContext, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.figures import fig_tsne_directions
 
     e = evals[0]
@@ -487,7 +308,7 @@ def _run_fig_tsne_directions(ctx: _Context, evals: list[dict[str, Any]]) -> Repo
     )
 
 
-def _edit_figure_args(ctx: _Context, e: dict[str, Any]) -> dict[str, Any]:
+def _edit_figure_args(ctx: TableContext, e: dict[str, Any]) -> dict[str, Any]:
     encoder, frontend = ctx.encoder()
     G, optim, identity = ctx.domain_setup(e.get("domain"))
     return {
@@ -502,7 +323,7 @@ def _edit_figure_args(ctx: _Context, e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run_fig_lambda_grid(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+def _run_fig_lambda_grid(ctx: TableContext, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.edit_figures import fig_lambda_grid
 
     e = evals[0]
@@ -519,7 +340,7 @@ def _run_fig_lambda_grid(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     )
 
 
-def _run_fig_volume(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+def _run_fig_volume(ctx: TableContext, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.edit_figures import fig_volume
 
     e = evals[0]
@@ -527,7 +348,7 @@ def _run_fig_volume(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
     return fig_volume(str(e["sound"]), gains_db=[float(g) for g in e["gains_db"]], provenance=ctx.provenance(), **args)
 
 
-def _run_fig_interpolation(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+def _run_fig_interpolation(ctx: TableContext, evals: list[dict[str, Any]]) -> Report:
     from sound2img.evaluation.edit_figures import fig_interpolation
 
     e = evals[0]
@@ -537,7 +358,7 @@ def _run_fig_interpolation(ctx: _Context, evals: list[dict[str, Any]]) -> Report
     )
 
 
-def _run_fig_audioclip_comparison(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+def _run_fig_audioclip_comparison(ctx: TableContext, evals: list[dict[str, Any]]) -> Report:
     from sound2img import factory
     from sound2img.evaluation.edit_figures import fig_audioclip_comparison
 
@@ -571,7 +392,7 @@ def _run_fig_audioclip_comparison(ctx: _Context, evals: list[dict[str, Any]]) ->
     )
 
 
-def _run_fig_audio_text_tsne(ctx: _Context, evals: list[dict[str, Any]]) -> Report:
+def _run_fig_audio_text_tsne(ctx: TableContext, evals: list[dict[str, Any]]) -> Report:
     from sound2img.data.prompts import encode_class_texts
     from sound2img.evaluation.embed import encode_folds
     from sound2img.evaluation.figures import fig_audio_text_tsne
@@ -591,7 +412,7 @@ def _run_fig_audio_text_tsne(ctx: _Context, evals: list[dict[str, Any]]) -> Repo
     )
 
 
-_RUNNERS: dict[str, Callable[[_Context, list[dict[str, Any]]], Report]] = {
+_RUNNERS: dict[str, Callable[[TableContext, list[dict[str, Any]]], Report]] = {
     "zeroshot": _run_classification,
     "linear_probe": _run_classification,
     "supp_table1": _run_supp_table1,

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 
 from sound2img.cli import (
-    ArgumentParser,
     add_common_args,
     compose_with_flags,
     model_choice,
     parse_with_overrides,
+    script_parser,
     to_plain,
     to_yaml,
 )
@@ -74,12 +74,11 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="invert.py",
-        description="Invert a photo into a StyleGAN2 generator: a W+ latent "
+    p = script_parser(
+        "invert.py",
+        "Invert a photo into a StyleGAN2 generator: a W+ latent "
         "for manipulate.py --latent (and, with --method pti, a tuned generator copy).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EPILOG,
     )
     p.add_argument("--image", metavar="PHOTO", help="the photo to invert")
     p.add_argument("--out", metavar="DIR")

@@ -20,6 +20,7 @@ from torch import nn
 from sound2img.errors import CheckpointError
 from sound2img.models.arcface import STAGES, BottleneckIRSE
 from sound2img.models.state_dict import freeze, load_state_dict_strict, read_torch_file
+from sound2img.models.stylegan2.checkpoint import is_e4e_layout
 
 ENCODER_TYPES = ("Encoder4Editing", "GradualStyleEncoder")
 COARSE, MIDDLE = 3, 7  # style heads [0,3) read the 16-px map, [3,7) 32 px, the rest 64 px
@@ -136,12 +137,7 @@ class EncoderCheckpoint:
 
 def is_encoder_checkpoint(obj: object) -> bool:
     """True for the ``{'state_dict': {encoder.*, decoder.*}, 'opts', ...}`` layout."""
-    return (
-        isinstance(obj, dict)
-        and isinstance(obj.get("state_dict"), dict)
-        and isinstance(obj.get("opts"), dict)
-        and any(str(k).startswith("encoder.") for k in obj["state_dict"])
-    )
+    return is_e4e_layout(obj, "encoder")
 
 
 def decoder_state(obj: dict, source: str) -> dict[str, torch.Tensor]:

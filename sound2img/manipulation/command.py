@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sound2img.cli import (
-    ArgumentParser,
     add_common_args,
     compose_with_flags,
     model_choice,
     parse_with_overrides,
+    script_parser,
     to_yaml,
 )
 
@@ -56,12 +56,11 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags of ``manipulate.py``; leftover ``key=value`` words are Hydra overrides."""
-    p = ArgumentParser(
-        prog="manipulate.py",
-        description="Edit StyleGAN2 images with a sound (or text): "
+    p = script_parser(
+        "manipulate.py",
+        "Edit StyleGAN2 images with a sound (or text): "
         "W+ latent optimisation towards the sound's CLIP-space embedding.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EPILOG,
     )
     g = p.add_argument_group("guidance")
     g.add_argument("--audio", action="append", metavar="SOUND", help="sound file, sample:NAME or tone:HZ (repeatable)")

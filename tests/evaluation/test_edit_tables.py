@@ -179,7 +179,7 @@ def test_queue_edits_equal_direct_edits(tmp_path):
     from sound2img.evaluation.attribute_edits import edit_attribute
 
     cfg = _cfgs("supp_table1", "eval.n_latents=3", "eval.batch_size=2", "eval.attributes=[giggling,thunderstorm]")[0]
-    ctx = tables._Context(cfg)
+    ctx = tables.TableContext(cfg)
     ctx.work_dir = tmp_path
     edits, n = tables._attribute_edits(ctx, to_plain(cfg)["eval"])
     assert n == 3 and [e.attribute.name for e in edits] == ["giggling", "thunderstorm"]

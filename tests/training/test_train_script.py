@@ -95,7 +95,7 @@ def test_wandb_missing_names_the_extra(tmp_path, monkeypatch):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_builds(experiment):
     from sound2img import factory
-    from sound2img.training.loop import _build_optimizer
+    from sound2img.training.optimizer import build_optimizer
     from sound2img.training.step import ContrastiveModel
 
     cfg = effective_config(compose("train_encoder", [f"experiment={experiment}"]))
@@ -107,7 +107,7 @@ def test_every_experiment_composes_and_builds(experiment):
         symmetric=cfg.loss.symmetric,
         scale=LogitScale(cfg.loss.logit_scale, cfg.loss.logit_scale_init, cfg.loss.logit_scale_max),
     )
-    opt = _build_optimizer(
+    opt = build_optimizer(
         ContrastiveModel(encoder, loss), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay
     )
     wav = torch.randn(2, frontend.sample_rate)

@@ -53,13 +53,14 @@ def detect_format(path: str | os.PathLike) -> str:
     )
 
 
-def _is_encoder_file(obj: object) -> bool:
-    """e4e / pSp layout: ``{'state_dict': encoder.* + decoder.*, 'opts', 'latent_avg'}``."""
+def is_e4e_layout(obj: object, part: str = "decoder") -> bool:
+    """e4e / pSp layout: ``{'state_dict': encoder.* + decoder.*, 'opts', 'latent_avg'}``
+    holding ``part`` (``"decoder"``: the generator; ``"encoder"``: the image encoder)."""
     return (
         isinstance(obj, dict)
         and isinstance(obj.get("state_dict"), dict)
         and isinstance(obj.get("opts"), dict)
-        and any(str(k).startswith("decoder.") for k in obj["state_dict"])
+        and any(str(k).startswith(f"{part}.") for k in obj["state_dict"])
     )
 
 
@@ -69,7 +70,7 @@ def _read_torch(path: Path) -> tuple[GeneratorArch, dict, dict]:
         obj = read_torch_file(path)
     if isinstance(obj, dict) and "g_ema" in obj:
         g_ema, latent_avg, args = obj["g_ema"], obj.get("latent_avg"), obj.get("args")
-    elif _is_encoder_file(obj):
+    elif is_e4e_layout(obj):
         # an e4e/pSp checkpoint: its decoder.* tensors are a rosinality g_ema; its
         # latent_avg ([num_ws,w_dim], equal rows in the public files) gives w_avg
         g_ema = {k[len("decoder.") :]: v for k, v in obj["state_dict"].items() if k.startswith("decoder.")}
@@ -95,7 +96,7 @@ def _read_torch(path: Path) -> tuple[GeneratorArch, dict, dict]:
     check_ros_args(args, arch, str(path))
     state = from_ros_state(g_ema, arch, str(path))
     info: dict[str, Any] = {
-        "format": "e4e_decoder" if _is_encoder_file(obj) else "rosinality",
+        "format": "e4e_decoder" if is_e4e_layout(obj) else "rosinality",
         "w_avg_estimated": latent_avg is None,
     }
     if latent_avg is not None:

@@ -1,0 +1,145 @@
+"""Registry of the public checkpoints and sample sounds the defaults use (URL, sha256 or
+"unverified", format, licence; the entries are in ``table``) and ``resolve_weights``, which
+finds a name's file in the download cache (``cache``) or fetches it there."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sound2img.errors import UserInputError, WeightsNotAvailableError
+from sound2img.registry import Registry
+from sound2img.utils.files import looks_like_path
+from sound2img.weights.cache import (
+    CHUNK_BYTES,
+    MAX_HTML_BYTES,
+    USER_AGENT,
+    _exclusive_lock,  # noqa: F401 - tests hold the lock through this module
+    _manual_hint,
+    cache_dir,
+    cached_path,
+    download,
+)
+from sound2img.weights.table import AUDIO_ENCODER_FORMATS, ENTRIES, FORMATS, WeightsEntry
+
+__all__ = [
+    "AUDIO_ENCODER_FORMATS",
+    "CHUNK_BYTES",
+    "FORMATS",
+    "MAX_HTML_BYTES",
+    "USER_AGENT",
+    "WEIGHTS",
+    "WeightsEntry",
+    "cache_dir",
+    "cached_path",
+    "download",
+    "format_weights_table",
+    "get_entry",
+    "is_offline",
+    "list_weights",
+    "register_weights",
+    "resolve_weights",
+]
+
+WEIGHTS: Registry[WeightsEntry] = Registry("weights name", hint="list them with scripts/fetch_weights.py --list")
+for _entry in ENTRIES:
+    WEIGHTS.register(_entry.name, _entry)
+del _entry
+
+
+def register_weights(entry: WeightsEntry, *, overwrite: bool = False) -> WeightsEntry:
+    """Add ``entry`` to the registry (refused when the name or cache file name is taken,
+    unless ``overwrite``)."""
+    if not overwrite and any(e.filename == entry.filename for _, e in WEIGHTS.items()):
+        raise ValueError(f"cache file name {entry.filename!r} is already used by another entry")
+    return WEIGHTS.register(entry.name, entry, overwrite=overwrite)
+
+
+def list_weights() -> list[WeightsEntry]:
+    """Every registered entry, sorted by name."""
+    return [WEIGHTS.get(k) for k in WEIGHTS.names()]
+
+
+def _canonical(name: str) -> str:
+    name = name.strip()
+    # ``sample:rain`` is how sample sounds are named on the command line.
+    return "sample_" + name[len("sample:") :] if name.startswith("sample:") else name
+
+
+def _unknown_name(name: str) -> UserInputError:
+    return UserInputError(
+        f"{name!r} is neither an existing file nor a registered weights name ({WEIGHTS.suggest(_canonical(name))})"
+    )
+
+
+def get_entry(name: str) -> WeightsEntry:
+    """The entry called ``name`` (``sample:rain`` means ``sample_rain``); an unknown name
+    raises ``UserInputError`` listing the closest registered names."""
+    try:
+        return WEIGHTS.get(_canonical(str(name)))
+    except UserInputError:
+        raise _unknown_name(str(name)) from None
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    """``offline`` when given, else ``SOUND2IMG_OFFLINE`` set to 1/true/yes/on."""
+    if offline is not None:
+        return bool(offline)
+    return os.environ.get("SOUND2IMG_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def resolve_weights(
+    name_or_path: str | os.PathLike, *, allow_download: bool = True, offline: bool | None = None, progress: bool = True
+) -> Path:
+    """A local file for ``name_or_path``: an existing file is returned as is; a registry
+    name is looked up in the cache and downloaded there when missing (unless
+    ``allow_download=False`` or offline, which raise ``WeightsNotAvailableError`` naming the
+    file, its URL and the exact path to put it at)."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise UserInputError(f"{text} is a directory, expected a weights file or a registered name")
+    if _canonical(text) not in WEIGHTS:
+        if looks_like_path(text):
+            raise UserInputError(f"{text}: no such file")
+        raise _unknown_name(text)
+    entry = WEIGHTS.get(_canonical(text))
+    dest = cached_path(entry)
+    if dest.is_file():
+        return dest
+    if is_offline(offline) or not allow_download:
+        why = (
+            "downloads are off"
+            if not allow_download
+            else "SOUND2IMG_OFFLINE is set"
+            if offline is None
+            else "offline mode is on"
+        )
+        raise WeightsNotAvailableError(
+            f"{entry.filename} ({entry.name}) is not in the cache and {why}: {_manual_hint(entry, dest)}"
+        )
+    return _download_entry(entry, dest, progress=progress)
+
+
+# resolve_weights has a keyword called ``download``; it reaches the function through this name.
+_download_entry = download
+
+
+def format_weights_table(entries: list[WeightsEntry] | None = None) -> str:
+    """A plain-text table: name, format, verified or not, cached or not, licence."""
+    entries = list_weights() if entries is None else entries
+    rows = [("name", "format", "sha256", "cached", "licence")]
+    rows += [
+        (
+            e.name,
+            e.format,
+            "verified" if e.verified else "unverified",
+            "yes" if cached_path(e).is_file() else "no",
+            e.licence,
+        )
+        for e in entries
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
