@@ -12,12 +12,17 @@ favours the baseline): the intermediate PNG written every 20 steps.
 
 "Ours" times the default objective: StyleCLIP's CLIP input (``clip.preprocess=styleclip``,
 computed as one area-resampling matrix), d_cos = 1 − e^0.07·cos, adaptive layer masking.
-To measure where the time goes, ``authors_fix1`` … ``authors_fix4`` are the authors' loop
-with the first 1…4 of these changes applied cumulatively (FIXES): the sound's embedding
-computed once, no identity network at λ_ID = 0, the CLIP input as one area-resampling
-matrix instead of the 7H² nearest upsample + pool, frozen weights (no parameter
-gradients, no retain_graph). What remains between ``authors_fix4`` and ``ours`` is the
-generator's implementation (fused ops).
+Like every sound2img script, "ours" keeps freed host memory for reuse
+(``sound2img.utils.memory``); the baseline runs with the C library's defaults, as the
+authors' script does. To measure where the time goes, ``authors_fix1`` … ``authors_fix5``
+are the authors' loop with the first 1…5 of these changes applied cumulatively (FIXES):
+the sound's embedding computed once, no identity network at λ_ID = 0, the CLIP input as
+one area-resampling matrix instead of the 7H² nearest upsample + pool, frozen weights (no
+parameter gradients, no retain_graph), freed memory kept for reuse. What remains between
+``authors_fix5`` and ``ours`` is the generator's implementation (one autograd function
+per layer, the up-convolution as four stride-1 phases, channels_last).
+
+    python benchmarks/manipulate.py --profile 256          # torch.profiler's top ops of our step
 
     python benchmarks/manipulate.py                      # 256x1, 256x8, 1024x1
     python benchmarks/manipulate.py --quick              # 256 px, batch 1, 2 steps
@@ -155,7 +160,7 @@ class RosGenerator(nn.Module):
         return skip
 
 
-FIXES = ("encoder_once", "no_identity", "area_preprocess", "frozen_weights")
+FIXES = ("encoder_once", "no_identity", "area_preprocess", "frozen_weights", "keep_freed_memory")
 
 
 def authors_steps(res: int, batch: int, steps: int, warmup: int, fixes: int = 0) -> dict:
@@ -167,6 +172,10 @@ def authors_steps(res: int, batch: int, steps: int, warmup: int, fixes: int = 0)
     from sound2img.models.clip import preprocess_styleclip
 
     fix = set(FIXES[:fixes])
+    if "keep_freed_memory" in fix:
+        from sound2img.utils.memory import keep_freed_memory
+
+        keep_freed_memory()
     import open_clip
     import timm
 
@@ -237,7 +246,9 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
     from sound2img.models.audio_encoder import build_audio_encoder
     from sound2img.models.clip import build_clip
     from sound2img.models.stylegan2 import build_generator
+    from sound2img.utils.memory import keep_freed_memory
 
+    keep_freed_memory()  # as every script does (sound2img.cli.run_cli)
     G = build_generator(res, seed=0, estimate_w_avg=False)
     if channels_last:
         G = G.to(memory_format=torch.channels_last)
@@ -287,7 +298,9 @@ def profile_ours(res: int, rows: int = 20) -> str:
     from sound2img.manipulation.optimizer import AUTHORS_COS_SCALE, optimize_latents
     from sound2img.models.clip import build_clip
     from sound2img.models.stylegan2 import build_generator
+    from sound2img.utils.memory import keep_freed_memory
 
+    keep_freed_memory()
     G = build_generator(res, seed=0, estimate_w_avg=False)
     clip = build_clip("ViT-B-32", seed=0, preprocess="styleclip")
     target = F.normalize(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)), dim=-1)
@@ -383,7 +396,7 @@ def main(argv=None) -> int:
         "--impl",
         nargs="+",
         default=["ours", "authors"],
-        choices=["ours", "authors", "ours_channels_last", *(f"authors_fix{k}" for k in range(1, 5))],
+        choices=["ours", "authors", "ours_channels_last", *(f"authors_fix{k}" for k in range(1, len(FIXES) + 1))],
     )
     p.add_argument(
         "--threads",

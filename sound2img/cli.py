@@ -17,6 +17,7 @@ from typing import Any
 
 from sound2img.errors import UserInputError
 from sound2img.utils.files import looks_like_path
+from sound2img.utils.memory import keep_freed_memory
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -180,8 +181,11 @@ def to_plain(cfg):
 
 
 def run_cli(fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run ``fn(argv)`` with the exit-status conventions above; returns the status."""
+    """Run ``fn(argv)`` with the exit-status conventions above; returns the status.
+    Freed host memory is kept for reuse (``utils.memory``: large CPU tensors would
+    otherwise be page-faulted in afresh every step)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     try:
         status = fn(argv)
         return int(status or 0)

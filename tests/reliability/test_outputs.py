@@ -4,6 +4,7 @@ file: what exists afterwards parses."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -167,11 +168,27 @@ def test_fetch_weights_never_replaces_a_cached_file(tmp_path, capsys):
 # ---- Ctrl-C ----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _sigint_not_ignored():
+    """Children started inside get SIGINT's default disposition, as a terminal's foreground
+    job has. An ignored SIGINT is inherited (a test run started in the background by a
+    non-interactive shell has it ignored), and Python then never raises KeyboardInterrupt:
+    the Ctrl-C tests would time out for a reason that is not the product's."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _interrupt_after(cmd, cwd, env, ready, timeout=400) -> subprocess.CompletedProcess:
     """Start ``cmd`` in its own process group, wait until ``ready(stderr so far)``, then
     send SIGINT to the group, as a terminal's Ctrl-C does."""
     err_path = cwd / f"stderr-{time.time_ns()}.txt"
-    with open(err_path, "w+", encoding="utf-8", errors="replace") as err:
+    with open(err_path, "w+", encoding="utf-8", errors="replace") as err, _sigint_not_ignored():
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True
         )
@@ -188,7 +205,12 @@ def _interrupt_after(cmd, cwd, env, ready, timeout=400) -> subprocess.CompletedP
                 pytest.fail("never became ready to interrupt")
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
+        try:
+            out, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # never left running behind the test
+            proc.communicate()
+            pytest.fail("still running 120 s after Ctrl-C")
         err.seek(0)
         return subprocess.CompletedProcess(cmd, proc.returncode, out, err.read())
 

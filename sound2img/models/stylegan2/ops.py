@@ -102,11 +102,38 @@ def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=(2, 3))
 
 
+def conv_transpose_stride2(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``F.conv_transpose2d(x, kernel, stride=2)`` for a 3×3 ``kernel [C_in,C_out,3,3]``:
+    ``x [B,C_in,H,W]`` → ``[B,C_out,2H+1,2W+1]``, in the layout of ``x``.
+
+    On the CPU as four ordinary stride-1 convolutions, one per output phase (even rows
+    take taps 0 and 2, odd rows tap 1; columns alike), written into their interleaved
+    places: the same 9 taps of arithmetic, but oneDNN runs stride-1 convolutions about
+    twice as fast as a strided transposed one at the high resolutions (README, Benchmarks).
+    Elsewhere (cuDNN) the transposed convolution itself."""
+    if x.device.type != "cpu":
+        return F.conv_transpose2d(x, kernel, stride=2)
+    b, _, h, w = x.shape
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    corr = kernel.transpose(0, 1).flip(2, 3)  # [C_out, C_in, 3, 3]: the correlation kernel
+    out = torch.empty(b, corr.shape[0], 2 * h + 1, 2 * w + 1, dtype=x.dtype, device=x.device, memory_format=fmt)
+    # Even output rows take (flipped) taps 0 and 2 with one row of zero padding; odd rows tap 1.
+    out[:, :, 0::2, 0::2] = F.conv2d(x, corr[:, :, 0::2, 0::2].contiguous(memory_format=fmt), padding=1)
+    out[:, :, 0::2, 1::2] = F.conv2d(x, corr[:, :, 0::2, 1:2].contiguous(memory_format=fmt), padding=(1, 0))
+    out[:, :, 1::2, 0::2] = F.conv2d(x, corr[:, :, 1:2, 0::2].contiguous(memory_format=fmt), padding=(0, 1))
+    # The 1×1 phase as a matrix product (PyTorch sends a 1×1 convolution to a slow path here).
+    xf, nhwc = _flat_hw(x)
+    centre = corr[:, :, 1, 1]  # [C_out, C_in]
+    odd = (xf @ centre.t()).reshape(b, h, w, -1).permute(0, 3, 1, 2) if nhwc else (centre @ xf).reshape(b, -1, h, w)
+    out[:, :, 1::2, 1::2] = odd
+    return out
+
+
 def _conv_forward(
     x: torch.Tensor, kernel: torch.Tensor, up: bool, fir_up: torch.Tensor | None, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
     if up:  # kernel is the stored weight transposed to [C_in, C_out, k, k]
-        return blur_after_upconv(F.conv_transpose2d(x, kernel, stride=2), fir_up, bias)
+        return blur_after_upconv(conv_transpose_stride2(x, kernel), fir_up, bias)
     return F.conv2d(x, kernel, bias, padding=kernel.shape[-1] // 2)
 
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.models.stylegan2.ops import (
+    conv_transpose_stride2,
     demod_coefficients,
     fir_kernel_2d,
     frozen_synthesis_layer,
@@ -163,3 +164,18 @@ def test_modulated_1x1_gradients(channels_last):
     x.requires_grad_(True)
     w = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(modulated_1x1, (x, w))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_conv_transpose_stride2_by_phases(channels_last, batch):
+    """The four-phase stride-1 form equals the transposed convolution (odd and even sizes)."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(batch, 5, 6, 7, dtype=torch.float64, generator=gen)
+    k = torch.randn(5, 4, 3, 3, dtype=torch.float64, generator=gen)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ours = conv_transpose_stride2(x, k)
+    assert ours.shape == (batch, 4, 13, 15)
+    assert ours.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert torch.allclose(ours, F.conv_transpose2d(x, k, stride=2), atol=1e-12)
