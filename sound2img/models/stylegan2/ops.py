@@ -94,12 +94,22 @@ def modulated_conv2d(
     return y if d is None else y * d[:, :, None, None]
 
 
-def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``Σ_hw a·b`` → ``[B,C]`` for two ``[B,C,H,W]`` tensors, without a full-size temporary
-    where the layout allows (einsum is fast on NCHW, slow on channels_last)."""
+def channel_dot(a: torch.Tensor, b: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
+    """``Σ_hw a·b`` → ``[B,C]`` for two ``[B,C,H,W]`` tensors, without a full-size temporary:
+    einsum on NCHW; on channels_last (where einsum is slow) products of about ``chunk``
+    elements at a time, summed, so the temporary stays in cache (a full-size one is
+    134 MB per tensor at 1024 px)."""
     if a.is_contiguous() and b.is_contiguous():
         return torch.einsum("bchw,bchw->bc", a, b)
-    return (a * b).sum(dim=(2, 3))
+    af, a_nhwc = _flat_hw(a)
+    bf, b_nhwc = _flat_hw(b)
+    if not (a_nhwc and b_nhwc):
+        return (a * b).sum(dim=(2, 3))
+    rows = max(1, chunk // a.shape[1])
+    out = torch.zeros(a.shape[:2], dtype=torch.result_type(a, b), device=a.device)
+    for start in range(0, af.shape[1], rows):
+        out += (af[:, start : start + rows] * bf[:, start : start + rows]).sum(dim=1)
+    return out
 
 
 def conv_transpose_stride2(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.models.stylegan2.ops import (
+    channel_dot,
     conv_transpose_stride2,
     demod_coefficients,
     fir_kernel_2d,
@@ -179,3 +180,15 @@ def test_conv_transpose_stride2_by_phases(channels_last, batch):
     assert ours.shape == (batch, 4, 13, 15)
     assert ours.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     assert torch.allclose(ours, F.conv_transpose2d(x, k, stride=2), atol=1e-12)
+
+
+@pytest.mark.parametrize("layouts", [("nchw", "nchw"), ("nhwc", "nhwc"), ("nhwc", "nchw")])
+def test_channel_dot_in_chunks(layouts):
+    gen = torch.Generator().manual_seed(5)
+    a, b = (torch.randn(2, 6, 5, 7, dtype=torch.float64, generator=gen) for _ in range(2))
+    a, b = (
+        t.contiguous(memory_format=torch.channels_last) if layout == "nhwc" else t for t, layout in zip((a, b), layouts)
+    )
+    ref = (a * b).sum(dim=(2, 3))
+    for chunk in (1, 13, 1 << 20):  # one row, uneven chunks, all at once
+        assert torch.allclose(channel_dot(a, b, chunk), ref, atol=1e-12)
