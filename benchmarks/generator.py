@@ -45,7 +45,9 @@ def run_case(res: int, batch: int, mode: str, variant: str, reps: int, warmup: i
 
     from sound2img.models.stylegan2 import build_generator
     from sound2img.utils.device import machine_info, resolve_device
+    from sound2img.utils.memory import keep_freed_memory
 
+    keep_freed_memory()  # as every sound2img script does (sound2img.cli.run_cli)
     dev = resolve_device(device)
     machine = machine_info(dev)  # before the work: its load average says how busy the machine was
     G = build_generator(res, seed=0, estimate_w_avg=False, device=dev)  # config-f widths
