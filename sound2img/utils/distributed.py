@@ -89,6 +89,11 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown_distributed() -> None:
-    """Leave the default process group if one exists."""
+    """Leave the default process group if one exists, after a barrier: a rank that tears
+    its connections down while a peer is still finishing the last collective can make the
+    peer's gloo threads abort it ("terminate called without an active exception", seen
+    once in CI on a rerun of the edit queue)."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
