@@ -60,8 +60,12 @@ def _free_port() -> int:
 
 
 def run(case: str, ranks: int, threads: int, n_jobs: int, steps: int, batch: int, tmp: Path) -> dict:
-    jobs = _jobs(tmp / f"{case}-{ranks}.jsonl", n_jobs)
-    out = tmp / f"{case}-{ranks}-out"
+    jobs = _jobs(tmp / f"{case}-{ranks}x{threads}.jsonl", n_jobs)
+    # A folder of its own per run: the queue resumes into an existing one, and a run that
+    # found every job complete would time only the start-up.
+    out = tmp / f"{case}-{ranks}x{threads}-out"
+    if out.exists():
+        raise RuntimeError(f"{out} exists: each run needs a fresh output folder")
     args = [
         "--jobs",
         str(jobs),
@@ -101,6 +105,8 @@ def run(case: str, ranks: int, threads: int, n_jobs: int, steps: int, batch: int
     if proc.returncode != 0:
         return {"case": case, "ranks": ranks, "error": proc.stderr.strip().splitlines()[-1:]}
     ledger = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
+    if len(ledger) != n_jobs or any(r["status"] != "done" or r.get("reason") for r in ledger):
+        return {"case": case, "ranks": ranks, "error": [f"expected {n_jobs} edits done by this run: {ledger}"]}
     per_job = sorted(r["seconds"] for r in ledger)
     return {
         "case": case,
