@@ -261,6 +261,7 @@ def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: 
     _check_queue_dir(out, overwrite)
     joined = not (dist.is_available() and dist.is_initialized())
     info = init_distributed(c.get("device") or "auto")
+    finished = False
     try:
         ledger = out / LEDGER
         complete: list[str] = []
@@ -292,9 +293,10 @@ def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: 
             cfg, batches[info.rank :: info.world_size], out, info, total=len(pending), progress=progress
         )
         counts = all_gather_object((done, failed), info)
+        finished = True
     finally:
         if joined:
-            shutdown_distributed()
+            shutdown_distributed(wait_for_peers=finished)
     failed_ids = sorted(itertools.chain.from_iterable(f for _, f in counts))
     n_done = len(done_before) + sum(len(d) for d, _ in counts)
     return QueueSummary(

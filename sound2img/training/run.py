@@ -185,6 +185,7 @@ def train_from_cfg(cfg) -> dict[str, Any]:
     run_dir = Path(str(cfg.run_dir))
     info = init_distributed(cfg.device)
     created: list[Path] | None = None
+    finished = False
     try:
         problem = None
         if info.is_main:
@@ -208,7 +209,7 @@ def train_from_cfg(cfg) -> dict[str, Any]:
         augment = factory.build_augment_from_cfg(c.get("augment"))
         train_set, val_set = build_datasets(cfg, frontend.sample_rate, need_images=terms["av"] > 0)
         train.pop("clip_seconds")  # the datasets' crop length; the rest are training_loop arguments
-        return training_loop(
+        summary = training_loop(
             run_dir,
             encoder,
             frontend,
@@ -235,12 +236,14 @@ def train_from_cfg(cfg) -> dict[str, Any]:
             run_config=to_yaml(cfg),
             device=info.device,
         )
+        finished = True
+        return summary
     except BaseException:
         if created is not None:
             _remove_failed_start(run_dir, created)
         raise
     finally:
-        shutdown_distributed()
+        shutdown_distributed(wait_for_peers=finished)
 
 
 def _paths_this_run_creates(run_dir: Path, overwrite: bool) -> list[Path]:

@@ -88,12 +88,17 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def shutdown_distributed() -> None:
-    """Leave the default process group if one exists, after a barrier: a rank that tears
+def shutdown_distributed(wait_for_peers: bool = True) -> None:
+    """Leave the default process group if one exists.
+
+    ``wait_for_peers`` (the normal end of a run): a barrier first, because a rank that tears
     its connections down while a peer is still finishing the last collective can make the
-    peer's gloo threads abort it ("terminate called without an active exception", seen
-    once in CI on a rerun of the edit queue)."""
+    peer's gloo threads abort it ("terminate called without an active exception", seen once
+    in CI on a rerun of the edit queue). Pass False when leaving on an error: the peers may
+    be inside another collective, so a barrier could wait for them until the group's timeout
+    (and its own failure would replace the error being raised); leaving at once lets the
+    launcher stop them."""
     if dist.is_available() and dist.is_initialized():
-        if dist.get_world_size() > 1:
+        if wait_for_peers and dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()

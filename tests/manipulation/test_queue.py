@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ from PIL import Image
 from sound2img.cli import run_cli
 from sound2img.manipulation import command, queue, run
 from sound2img.manipulation.outputs import EDIT_FILES
+
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["preset=tiny", "--steps", "2", "progress=false", "--device", "cpu"]
@@ -180,12 +181,6 @@ def test_bad_rows_fail_alone_with_their_reason(tmp_path, capsys):
 
 
 # ---- torchrun: 2 gloo ranks -----------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _jobs_14(path: Path) -> Path:
     """14 jobs of every kind: sounds, prompts, a latent file, mixes, two seeds in one job
     and two optimiser settings (two batch groups)."""
@@ -206,7 +201,7 @@ def _torchrun(jobs: Path, out: Path, **env) -> subprocess.CompletedProcess:
         "--nproc_per_node",
         "2",
         "--master_port",
-        str(_free_port()),
+        str(free_port()),
         str(ROOT / "scripts" / "manipulate.py"),
         "--jobs",
         str(jobs),

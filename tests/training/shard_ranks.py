@@ -22,6 +22,7 @@ from sound2img.utils.distributed import all_gather_object, init_distributed, shu
 def main(urls: str, run_dir: str, out: str) -> None:
     torch.set_num_threads(1)
     info = init_distributed("cpu")
+    finished = False
     try:
         ds = ShardDataset(urls, sample_rate=8000, shuffle_buffer=3)
         sampler = StreamSampler(ds, info.world_size, info.rank, seed=5)
@@ -57,8 +58,9 @@ def main(urls: str, run_dir: str, out: str) -> None:
         if info.is_main:
             with open(out, "w") as fh:
                 json.dump(gathered, fh)
+        finished = True
     finally:
-        shutdown_distributed()
+        shutdown_distributed(wait_for_peers=finished)
 
 
 if __name__ == "__main__":

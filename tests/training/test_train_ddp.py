@@ -3,8 +3,6 @@ batch: negatives are gathered across ranks with gradients, and DDP averages the 
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -15,13 +13,9 @@ from torch.nn.parallel import DistributedDataParallel
 from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.step import ContrastiveModel
 
+from helpers import free_port
+
 B, D, F_BINS, T = 8, 6, 4, 5
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _student() -> ContrastiveModel:
@@ -77,7 +71,7 @@ def test_two_gloo_ranks_match_one_process():
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
     for p in procs:
         p.start()
@@ -111,6 +105,7 @@ def _loop_worker(rank: int, world: int, port: int, run_dir: str, queue) -> None:
     from sound2img.utils.distributed import init_distributed, shutdown_distributed
 
     info = init_distributed("cpu")  # joins the group the environment describes, as under torchrun
+    finished = False
     try:
         data = dict(num_classes=4, sample_rate=8000, num_samples=4000)
         torch.manual_seed(rank)  # different inits: DDP must broadcast rank 0's
@@ -137,8 +132,9 @@ def _loop_worker(rank: int, world: int, port: int, run_dir: str, queue) -> None:
         # broadcasts of rank 0's buffers at each forward)
         weights = {k: v.detach().numpy().copy() for k, v in encoder.named_parameters()}
         queue.put((info.rank, out["step"], out["val_acc"], weights))
+        finished = True
     finally:
-        shutdown_distributed()
+        shutdown_distributed(wait_for_peers=finished)
 
 
 @pytest.mark.slow
@@ -148,7 +144,7 @@ def test_training_loop_under_two_ranks(tmp_path):
     the checkpoints, both ranks end with the same weights."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_loop_worker, args=(r, 2, port, str(tmp_path), queue)) for r in range(2)]
     for p in procs:
         p.start()
