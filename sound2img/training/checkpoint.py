@@ -57,6 +57,9 @@ def save_training_state(directory: str | Path, step: int, state: dict[str, Any],
         raise ValueError(f"keep must be >= 1, got {keep}")
     path = checkpoint_path(directory, step)
     remove_stale_temps(path)  # a run killed while writing this step's file, now replaying it
+    # Rewriting a step (a resumed run replaying it): the old digest goes first, so that a kill
+    # between the rename and the new digest leaves an incomplete file, never a "corrupt" one.
+    _digest_path(path).unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
         _test_delay()

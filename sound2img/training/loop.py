@@ -384,9 +384,12 @@ def train_epoch(t: Trainer, run: Progress) -> None:
         run.batch_in_epoch += 1
         t.pbar.update(1)
         _log_step(t, run, out)
-        if run.step % t.checkpoint_every == 0:
+        epoch_ends = run.batch_in_epoch >= t.steps_per_epoch
+        # At an epoch's last batch end_epoch writes this step's state (epoch advanced); a
+        # second write of the same file here could be torn from its digest by a Ctrl-C.
+        if run.step % t.checkpoint_every == 0 and not epoch_ends:
             checkpoint(t, run)
-        if run.step >= t.total_steps or run.batch_in_epoch >= t.steps_per_epoch:
+        if run.step >= t.total_steps or epoch_ends:
             break
 
 

@@ -94,3 +94,50 @@ def test_resumable_sampler_skips_consumed_items_and_splits_ranks():
         s.start(epoch=3)
         shares.append(list(s))
     assert shares[0] == order[0::2] and shares[1] == order[1::2]
+
+
+def test_rewriting_a_step_never_leaves_a_corrupt_pair(tmp_path, monkeypatch):
+    """A step written again (a resumed run replaying it) and interrupted between the new
+    file's rename and its digest: the file reads as incomplete (its old digest is gone
+    first), so the loader names it so and falls back; it never looks corrupt."""
+    import sound2img.training.checkpoint as ckpt
+
+    save_training_state(tmp_path, 2, _state(2))
+    save_training_state(tmp_path, 4, _state(4))
+
+    def interrupted(path, text):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "atomic_write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_training_state(tmp_path, 4, {**_state(4), "epoch": 1})
+    with pytest.warns(UserWarning) as caught:
+        state, path = load_latest_training_state(tmp_path)
+    assert state["step"] == 2 and path.name == "state-000000002.pt"
+    assert [str(w.message).rsplit("/", 1)[1] for w in caught] == [
+        "state-000000004.pt: incomplete checkpoint (its .sha256 was never written)"
+    ]
+
+
+def test_each_step_is_checkpointed_once_when_epochs_end_on_a_checkpoint(tmp_path, monkeypatch, capsys):
+    """2 steps per epoch and a checkpoint every 2 steps: the epoch's end writes the state
+    (epoch advanced) and the periodic checkpoint of the same step is not written first
+    (two writes of one file could be torn apart from their digest by a Ctrl-C)."""
+    import sound2img.training.loop as loop
+    from sound2img.cli import run_cli
+    from sound2img.training.run import train_encoder_cli
+
+    written = []
+    real = loop.save_training_state
+
+    def recording(directory, step, state, keep=3):
+        written.append((step, state["epoch"], state["batch_in_epoch"]))
+        return real(directory, step, state, keep=keep)
+
+    monkeypatch.setattr(loop, "save_training_state", recording)
+    argv = ["--out", str(tmp_path / "run"), "--device", "cpu", "preset=tiny", "tiny_run.data.num_per_class=2"]
+    argv += ["tiny_run.data.num_samples=4000", "tiny_run.train.batch_size=8", "tiny_run.train.epochs=2"]
+    argv += ["tiny_run.train.max_steps=4", "tiny_run.train.checkpoint_every=2"]
+    argv += ["validation.data=null", "train.progress=false"]
+    assert run_cli(train_encoder_cli, argv) == 0, capsys.readouterr().err[-2000:]
+    assert written == [(2, 1, 0), (4, 2, 0)]
