@@ -125,6 +125,7 @@ class AudioClipDataset(Dataset):
         *,
         sample_rate: int,  # Hz, audio is resampled to it
         num_samples: int,  # fixed length of every ``wav``
+        resampler: str = "soxr_hq",  # how: the front end's ``resampler`` (audio.io.RESAMPLERS)
         crop: str = "random",  # "random" (training) or "center" (evaluation)
         templates: Sequence[str] | None = None,  # prompt templates, "{}" = class name
         text_augment: bool = False,  # EDA on the prompt (prompts.augment_text)
@@ -147,6 +148,7 @@ class AudioClipDataset(Dataset):
         self.class_names = list(class_names)
         self.sample_rate = int(sample_rate)
         self.num_samples = int(num_samples)
+        self.resampler = str(resampler)
         self.crop = crop
         self.templates = tuple(templates) if templates else training_templates()
         for t in self.templates:
@@ -308,9 +310,10 @@ class AudioClipDataset(Dataset):
                     self.sample_rate,
                     offset=(start + 0.5) / info.sample_rate,
                     duration=(frames + 0.5) / info.sample_rate,
+                    resampler=self.resampler,
                 )
                 return wav[: self.num_samples]
-        return load_audio(path, self.sample_rate)
+        return load_audio(path, self.sample_rate, resampler=self.resampler)
 
     def read_image(self, index: int) -> torch.Tensor:
         """``img [3,H,W] uint8`` of record ``index`` as stored (no resize)."""

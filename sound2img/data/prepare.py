@@ -147,6 +147,7 @@ def _base_index(dataset: AudioClipDataset, settings: dict[str, Any], num_shards:
         "settings": settings,
         "dataset": dataset.name,
         "sample_rate": dataset.sample_rate,
+        "resampler": dataset.resampler,
         "num_samples": dataset.num_samples,
         "num_shards": num_shards,
         "num_records": len(recs),

@@ -110,11 +110,18 @@ def encode_folds(
 ) -> EmbeddedFolds:
     """Embed the folds of the dataset ``spec`` names, one fold at a time.
 
-    Audio is read at the front end's sample rate with a deterministic centre crop (or
-    end padding) to the dataset's clip length, so a run is reproducible."""
+    Audio is read at the front end's sample rate, through its resampler, with a
+    deterministic centre crop (or end padding) to the dataset's clip length, so a run is
+    reproducible."""
     from sound2img.data import build_dataset
 
-    kwargs = {**spec.kwargs, "sample_rate": int(frontend.sample_rate), "crop": "center", "load_images": False}
+    kwargs = {
+        **spec.kwargs,
+        "sample_rate": int(frontend.sample_rate),
+        "resampler": getattr(frontend, "resampler", "soxr_hq"),
+        "crop": "center",
+        "load_images": False,
+    }
     all_emb, all_labels, all_folds, all_keys, skipped = [], [], [], [], {}
     class_names: list[str] = []
     for fold in spec.folds:
