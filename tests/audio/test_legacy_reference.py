@@ -126,3 +126,54 @@ def test_cuda_matches_cpu():
     gpu = resample_kaiser_best(x.cuda(), 22050, 44100)
     assert gpu.device.type == "cuda"
     assert (gpu.cpu() - cpu).abs().max() <= 2 * wave_bound(22050, float(x.abs().max()))
+
+
+class _Recorder(torch.nn.Module):
+    """Stands in for AudioCLIP's audio head: keeps what it is fed, returns unit vectors."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return torch.ones(x.shape[0], 4)
+
+
+def test_audioclip_reads_urbansound8k_as_its_own_reader(tmp_path, reference):
+    """``reproduce.py zeroshot`` with AudioCLIP embeds UrbanSound8K through encode_folds: its
+    model must get what AudioCLIP's reader gave it (two channels, min–max to int16, cut at
+    4 s, centred edge padding to 176400 samples). Bound, in int16 units: the waves differ by
+    δ (wave_bound), so do their min and max, so the scaled values by ≤ 4δ·65535/span (span ≥
+    the peak for clips with samples of both signs), plus float32 rounding of the scaling on
+    both sides (16·u·65535)."""
+    import csv
+
+    from sound2img.evaluation.embed import DatasetSpec, encode_folds
+
+    root = tmp_path / "UrbanSound8K"
+    (root / "audio" / "fold1").mkdir(parents=True)
+    (root / "metadata").mkdir()
+    rows = [["slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"]]
+    for i, name in enumerate(sounds.AUDIOCLIP_US8K_CASES):
+        sounds.write_case(name, root / "audio" / "fold1")
+        rows.append([f"{name}.wav", i, 0, 4, 1, 1, 1, "car_horn"])
+    with open(root / "metadata" / "UrbanSound8K.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    spec, encoder = DatasetSpec("us8k", str(root), (1,)), _Recorder()
+    emb = encode_folds(spec, encoder, build_frontend("audioclip"), batch_size=8)
+    assert "AudioCLIP's UrbanSound8K reader" in emb.describe(spec)
+    (x,) = encoder.seen
+    assert x.shape == (3, 2, 1, 176400)
+    for row, key in enumerate(emb.keys):
+        name = Path(key).stem
+        ours = x[row, :, 0].numpy()
+        pcm, sr = sounds.make_pcm(name)
+        assert np.allclose([ours.min(), ours.max()], [-32768, 32767], atol=0.01)
+        w = 1024
+        mid = ours.shape[1] // 2 - w // 2
+        got = np.concatenate([ours[:, :w], ours[:, mid : mid + w], ours[:, -w:]], axis=1)
+        want = np.concatenate([reference[f"{name}/audioclip_us8k_{k}"] for k in ("start", "middle", "end")], axis=1)
+        peak = float(np.abs(pcm).max()) / 32768
+        tol = 4 * wave_bound(sr, peak) * 65535 / peak + 16 * U32 * 65535
+        assert np.abs(got - want).max() <= tol, name

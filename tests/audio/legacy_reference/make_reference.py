@@ -19,6 +19,8 @@ from which the tests take their tolerance. Stored per case: the PCM's sha256 (ge
 sounds), the wave's length and three 1024-sample windows of it (start, middle, end), the
 encoder input (image columns 0-7, 120-127 and every 4th, or all of it with ``--full``), and
 the float32-vs-float64 differences; ``versions`` records the libraries and the machine.
+For three of the sounds also what AudioCLIP's UrbanSound8K reader gives its model (two
+channels, three 1024-sample windows; librosa 0.7.2, which AudioCLIP pins, resamples as 0.8.1).
 """
 
 from __future__ import annotations
@@ -103,6 +105,36 @@ def reference(path: str, full: bool) -> dict:
     }
 
 
+def audioclip_us8k(path: str) -> np.ndarray:
+    """AudioCLIP's UrbanSound8K reader (utils/datasets/us8k.py ``_load_worker`` with
+    ``sample_rate=44100, mono=False``) and its test-time ``RandomPadding(176400,
+    train=False)`` (written here in numpy; theirs is torch): ``[2, 176400]`` float32."""
+    import librosa
+    import soundfile as sf
+
+    wav, sr = sf.read(path, dtype="float32", always_2d=True)
+    if wav.shape[1] == 1:  # librosa 0.8.1 refuses a [1, S] array, 0.7.2 resampled it as this row
+        wav = librosa.resample(wav[:, 0], sr, RATE)[None]
+    else:
+        wav = librosa.resample(wav.T, sr, RATE)
+    if wav.shape[0] == 1:
+        wav = np.concatenate((wav, wav), axis=0)
+    wav = wav[:, : RATE * 4]
+    old_min, old_max = wav.min(), wav.max()
+    wav = (((wav - old_min) * (32767.0 - -32768.0)) / (old_max - old_min)) + -32768.0
+    wav = wav.astype(np.float32)
+    out_len = RATE * 4
+    if wav.shape[-1] < out_len:
+        left = int(round(0.5 * (out_len - wav.shape[-1])))
+        right = out_len - (left + wav.shape[-1])
+        first, last = wav[..., 0].astype(np.float32).mean(), wav[..., -1].astype(np.float32).mean()
+        wav = np.concatenate(
+            [np.full((wav.shape[0], left), first, np.float32), wav, np.full((wav.shape[0], right), last, np.float32)],
+            axis=-1,
+        )
+    return wav
+
+
 def versions() -> dict:
     import cv2
     import librosa
@@ -148,6 +180,12 @@ def main() -> int:
                 arrays[f"{name}/{key}"] = value
             if not args.files:
                 arrays[f"{name}/pcm_sha256"] = np.array(sounds.pcm_digest(sounds.make_pcm(name)[0]))
+            if name in sounds.AUDIOCLIP_US8K_CASES:
+                us8k = audioclip_us8k(path)
+                mid = us8k.shape[1] // 2 - WINDOW // 2
+                for part, values in (("start", us8k[:, :WINDOW]), ("middle", us8k[:, mid : mid + WINDOW])):
+                    arrays[f"{name}/audioclip_us8k_{part}"] = values
+                arrays[f"{name}/audioclip_us8k_end"] = us8k[:, -WINDOW:]
             print(name, {k: float(arrays[f"{name}/{k}"]) for k in ("own_error_wave", "own_error_input")})
     np.savez_compressed(args.out, **arrays)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB)")

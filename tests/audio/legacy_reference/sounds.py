@@ -24,7 +24,12 @@ CASES = {
     "noise_44k1_mono_15ms": (44100, 1, 0.015, "noise"),
     "chirp_16k_stereo_50ms": (16000, 2, 0.05, "chirp"),
     "mix_48k_mono_70s": (48000, 1, 70.0, "mix"),
+    "noise_8k_mono_1370ms": (8000, 1, 1.37, "noise"),
+    "chirp_96k_mono_4500ms": (96000, 1, 4.5, "chirp"),
 }
+# Read also as AudioCLIP's UrbanSound8K reader reads them: shorter than 4 s in stereo, and
+# mono (doubled) with an odd padding (its left share rounds half to even) and over 4 s (cut).
+AUDIOCLIP_US8K_CASES = ("noise_48k_stereo_3s", "noise_8k_mono_1370ms", "chirp_96k_mono_4500ms")
 # Cases over 60 s are read by manipulate.py as their centre window only (README,
 # "Differences from the authors' code"); their reference is librosa 0.8.1 on that window.
 FULL_FILE_SECONDS = 60.0
