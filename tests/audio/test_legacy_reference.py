@@ -177,3 +177,13 @@ def test_audioclip_reads_urbansound8k_as_its_own_reader(tmp_path, reference):
         peak = float(np.abs(pcm).max()) / 32768
         tol = 4 * wave_bound(sr, peak) * 65535 / peak + 16 * U32 * 65535
         assert np.abs(got - want).max() <= tol, name
+
+
+def test_resample_benchmark_smoke(tmp_path):
+    """benchmarks/resample.py runs end to end at tiny sizes and writes its JSON."""
+    bench = load_file_module(Path(__file__).resolve().parents[2] / "benchmarks" / "resample.py")
+    out = tmp_path / "r.json"
+    argv = ["--rates", "48000", "--seconds", "0.2", "--batch", "2", "--repeats", "2", "--out", str(out)]
+    assert bench.main(argv) == 0
+    row = json.loads(out.read_text())["seconds_per_audio_second"]["48000"]
+    assert set(row) == {"kaiser_best_one", "kaiser_best_batch", "soxr_hq_one"} and all(v > 0 for v in row.values())
