@@ -132,8 +132,9 @@ class ESResNeXtFBSP(AudioEncoder):
 
     def spectrogram(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B,C,1,S]`` or ``[B,S]`` int16-range → ``x_db [B·C,3,341,frames]`` (one row per
-        channel)."""
-        wav = x.reshape(-1, x.shape[-1]).to(torch.float32)
+        channel; a channel's trailing dimensions are its samples)."""
+        rows = x.shape[0] * (x.shape[1] if x.ndim == 4 else 1)
+        wav = x.reshape(rows, -1).to(torch.float32)
         if wav.shape[1] == 0:
             raise UserInputError("AudioCLIP: empty waveform")
         # AudioCLIP's scale(x, -32768, 32767, -1, 1), in float32 and in its order: the model's
@@ -157,7 +158,7 @@ class ESResNeXtFBSP(AudioEncoder):
         return torch.log10(power).mul(10.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[2] != 1 or x.shape[1] < 1:
+        if x.ndim != 4 or x.shape[1] < 1:
             raise UserInputError(f"AudioCLIP input must be x [B,C,1,S], got {list(x.shape)}")
         batch, channels = x.shape[:2]
         h = F.relu(self.bn1(self.conv1(self.spectrogram(x))))
