@@ -82,7 +82,7 @@ def resample_kaiser_best(wav: torch.Tensor, sr_in: int, sr_out: int) -> torch.Te
     ratio = float(sr_out) / sr_in
     num_out = int(num_in * ratio)  # resampy 0.2.2's length (librosa pads to the ceil below)
     if num_out < 1:
-        raise ValueError(f"{num_in} samples are too few to resample from {sr_in} to {sr_out} Hz")
+        raise ValueError(f"a signal of {num_in} samples is too short to resample from {sr_in} to {sr_out} Hz")
 
     table = kaiser_best_table()
     if ratio < 1:
