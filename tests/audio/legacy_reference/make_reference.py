@@ -10,7 +10,8 @@ scratch virtual environment, and commit the .npz it writes.
     /tmp/ref-venv/bin/python tests/audio/legacy_reference/make_reference.py --full \\
         --out /tmp/clips.npz clip1.wav clip2.wav                                       # any files
 
-For each sound: ``y, sr = librosa.load(path, sr=44100)`` (for a file over 60 s, the centre
+(pip warns that opencv-python-headless 4.5.5.62 was yanked; it installs, and is the build
+their env.yaml names, without the GUI.) For each sound: ``y, sr = librosa.load(path, sr=44100)`` (for a file over 60 s, the centre
 window manipulate.py reads), then the authors' inference code (their
 optimization/run_optimization.py) with the centre crop where theirs draws a random one.
 The same computation in float64 (``librosa.load(dtype=np.float64)``: resampy then sums in
