@@ -165,10 +165,11 @@ def towers_override(encoder: str, overrides: Sequence[str]) -> list[str]:
     return [] if chose_clip or not is_peer_encoder(encoder) else ["clip=from_encoder"]
 
 
-def _frontend_from_cfg(a: dict[str, Any]):
+def build_frontend_from_cfg(acfg: Any):
+    """``cfg.audio`` → the front end it describes (``audio.build_frontend``)."""
     from sound2img.audio.frontend import build_frontend
 
-    a = dict(a)
+    a = _plain(acfg, "audio")
     name = a.pop("name", None)
     if not name:
         raise UserInputError("audio: set audio.name (a front end, e.g. logmel or soundclip_legacy)")
@@ -199,7 +200,7 @@ def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.devi
             )
         # a peer encoder (AudioCLIP, Wav2CLIP) has its own input: the mel config does not apply to it
         if a and frontend.spec()["name"] not in ("audioclip", "wav2clip"):
-            wanted, stored = _frontend_from_cfg(a).spec(), frontend.spec()
+            wanted, stored = build_frontend_from_cfg(a).spec(), frontend.spec()
             if wanted != stored:
                 message = (
                     f"the audio config asks for front end {wanted} but the encoder {path} was trained on "
@@ -220,7 +221,7 @@ def build_encoder_from_cfg(ecfg: Any, acfg: Any = None, device: str | torch.devi
         encoder = build_audio_encoder(arch, embed_dim=embed_dim, **kwargs)
     if not a:
         raise UserInputError("encoder: a random encoder (path: null) needs an audio front end config (cfg.audio)")
-    frontend = _frontend_from_cfg(a)
+    frontend = build_frontend_from_cfg(a)
     return freeze(encoder).to(device), (frontend.to(device) if hasattr(frontend, "to") else frontend)
 
 

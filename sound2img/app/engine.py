@@ -202,7 +202,7 @@ class Engine:
         from sound2img.manipulation import guidance as tg
 
         _, frontend = self.audio_models()
-        wav = tg.load_sound(str(sound), frontend.sample_rate, max_seconds=tg.sound_window_seconds(frontend))
+        wav = tg.load_sound_for_frontend(str(sound), frontend)
         device = next(iter(frontend.buffers()), torch.empty(0)).device
         with torch.no_grad():
             mel = frontend(wav[None].to(device))[0].float().cpu()

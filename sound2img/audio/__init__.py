@@ -1,5 +1,6 @@
-"""Audio: decoding to mono float32 at a rate (``io``), the batched mel front ends
-(``frontend``) and the training-view augmentations (``augment``)."""
+"""Audio: decoding to mono float32 at a rate (``io``, with librosa 0.8.1's resampler in
+``resample``), the batched mel front ends (``frontend``) and the training-view
+augmentations (``augment``)."""
 
 from sound2img.audio.augment import AudioAugment, build_augment, random_gain, spec_augment
 from sound2img.audio.frontend import MelFrontend, build_frontend, list_frontends

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sound2img.audio.io import RESAMPLERS
 from sound2img.errors import UserInputError
 from sound2img.registry import Registry
 
@@ -49,9 +50,12 @@ def build_frontend(name: str = "logmel", **settings) -> Frontend:
 class Frontend(nn.Module):
     """The front-end contract every registered front end keeps: its settings are its
     constructor's arguments (``spec()`` rebuilds it), and ``forward(wav [B,S], lengths=None)
-    == to_encoder_input(spectrogram(wav))``."""
+    == to_encoder_input(spectrogram(wav))``. ``resampler`` names how files are brought to
+    ``sample_rate`` for it (``audio.io.load_audio``'s argument): part of the input its
+    encoder was trained on, so readers take it from here."""
 
     name = ""
+    resampler = "soxr_hq"
 
     # --- settings ------------------------------------------------------------------------
     @classmethod
@@ -100,13 +104,15 @@ class Frontend(nn.Module):
 
 class MelFrontend(Frontend):
     """Shared STFT + mel filter bank (librosa ``melspectrogram`` semantics: periodic Hann
-    window centred in ``n_fft``, ``center=True`` with zero padding, power 2).
+    window centred in ``n_fft``, ``center=True`` padded by ``pad_mode``: zeros as librosa
+    ≥ 0.10, or reflection as librosa < 0.10; power 2).
 
     Subclasses turn the mel power ``[B,n_mels,T]`` into their output. Buffers are not
     persistent: they are derived from the settings, which ``spec()`` returns.
     """
 
     name = ""
+    pad_mode = "constant"  # or "reflect" (numpy's: the edge sample is not repeated)
 
     def __init__(
         self,
@@ -220,7 +226,11 @@ class MelFrontend(Frontend):
             # A clip alone is zero-padded by the STFT: make the batch padding zeros too.
             wav = wav * (torch.arange(samples, device=wav.device) < lengths[:, None])
         half = self.n_fft // 2
-        frames = F.pad(wav, (half, half)).unfold(-1, self.n_fft, self.hop_length)  # view [B,T,n_fft]
+        if self.pad_mode == "reflect":
+            padded = _reflect_pad(wav, lengths, half)
+        else:
+            padded = F.pad(wav, (half, half))
+        frames = padded.unfold(-1, self.n_fft, self.hop_length)  # view [B,T,n_fft]
         total = frames.shape[1]
         out = wav.new_empty(batch, self.n_mels, total)
         budget = _CHUNK_SAMPLES["cpu" if wav.device.type == "cpu" else "other"]
@@ -263,6 +273,19 @@ class MelFrontend(Frontend):
         inside = idx < valid[:, None]
         gathered = x.gather(2, idx.clamp(max=x.shape[2] - 1)[:, None, :].expand(batch, channels, num_frames))
         return torch.where(inside[:, None, :], gathered, torch.full_like(gathered, pad_value))
+
+
+def _reflect_pad(wav: torch.Tensor, lengths: torch.Tensor, half: int) -> torch.Tensor:
+    """``wav [B,S]`` → ``[B,S+2·half]``: clip ``i`` (its first ``lengths[i]`` samples)
+    extended by ``half`` samples each side as ``np.pad(mode="reflect")`` does, reflecting
+    again where ``half`` exceeds the clip (librosa 0.8.1 pads this way); samples past the
+    clip's own padded end are junk that callers mask."""
+    q = torch.arange(-half, wav.shape[1] + half, device=wav.device)  # sample positions
+    period = (2 * (lengths - 1)).clamp(min=1)[:, None]  # reflection repeats every 2(L-1)
+    m = torch.remainder(q[None, :], period)
+    idx = torch.where(m < lengths[:, None], m, period - m)
+    idx = torch.where(lengths[:, None] > 1, idx, 0)  # one sample: numpy repeats it
+    return wav.gather(1, idx)
 
 
 @register_frontend("logmel")
@@ -339,10 +362,14 @@ class LogMel(MelFrontend):
 
 @register_frontend("soundclip_legacy")
 class SoundClipLegacy(MelFrontend):
-    """The released encoder's input (docs/method.md §5.2): 44.1 kHz mel (2048/512, Slaney),
-    ``power_to_db(ref=max, amin=1e-10, top_db=80) / 80 + 1`` per clip, crop/zero-pad to 864
-    frames, ``cv2.resize(spec, (128, 512))`` (bilinear, half-pixel centres, no antialias)
-    and a row-major reshape (not a transpose) of the 512×128 image to 1×128×512."""
+    """The released encoder's input (docs/method.md §5.2) as librosa 0.8.1 made it: 44.1 kHz
+    mel (2048/512, Slaney, STFT padded by reflection), ``power_to_db(ref=max, amin=1e-10,
+    top_db=80) / 80 + 1`` per clip, crop/zero-pad to 864 frames, ``cv2.resize(spec, (128,
+    512))`` (bilinear, half-pixel centres, no antialias) and a row-major reshape (not a
+    transpose) of the 512×128 image to 1×128×512. Files reach it through ``resampler``
+    (default ``kaiser_best``: librosa 0.8.1's ``load``, resampy 0.2.2's filter)."""
+
+    pad_mode = "reflect"
 
     def __init__(
         self,
@@ -360,6 +387,7 @@ class SoundClipLegacy(MelFrontend):
         num_frames: int = 864,
         resize_height: int = 512,
         resize_width: int = 128,
+        resampler: str = "kaiser_best",
     ):
         super().__init__(
             sample_rate=sample_rate,
@@ -374,6 +402,11 @@ class SoundClipLegacy(MelFrontend):
         )
         if resize_height * resize_width % n_mels:
             raise UserInputError("front end 'soundclip_legacy': resize_height*resize_width must divide by n_mels")
+        if resampler not in RESAMPLERS:
+            raise UserInputError(
+                f"front end 'soundclip_legacy': resampler must be one of {', '.join(RESAMPLERS)}, got {resampler!r}"
+            )
+        self.resampler = resampler
         self.amin, self.top_db, self.num_frames = float(amin), float(top_db), int(num_frames)
         self.resize_height, self.resize_width = int(resize_height), int(resize_width)
 

@@ -1,6 +1,8 @@
 """Audio decoding: any file (wav/flac/ogg through soundfile, mp3/m4a/aac and the audio
-track of video files through PyAV) to a mono float32 waveform at a requested rate,
-numerically the same as ``librosa.load`` (channel mean, soxr ``HQ`` resampling)."""
+track of video files through PyAV) to a float32 waveform at a requested rate (mono by
+default), numerically ``librosa.load``: today's (channel mean, soxr ``HQ`` resampling) or,
+with ``resampler="kaiser_best"``, librosa 0.8.1's with resampy 0.2.2 (what the authors'
+encoder saw; ``audio.resample``)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ SOUNDFILE_SUFFIXES = frozenset(
 )
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768_000
+# soxr_hq: librosa >= 0.10's default; kaiser_best: librosa 0.8.1's (resampy 0.2.2's filter).
+RESAMPLERS = ("soxr_hq", "kaiser_best")
 # What libsndfile writes into its log when a WAV header promises more data than the file holds.
 _WAV_SHORT_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)  # placeholders written by streaming encoders, not truncation
@@ -46,22 +50,34 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
 
 
 def load_audio(
-    path: str | os.PathLike, sample_rate: int, *, offset: float = 0.0, duration: float | None = None
+    path: str | os.PathLike,
+    sample_rate: int,
+    *,
+    offset: float = 0.0,
+    duration: float | None = None,
+    resampler: str = "soxr_hq",
+    mono: bool = True,
 ) -> torch.Tensor:
-    """Decode ``path`` to ``wav [S]`` float32 mono at ``sample_rate``.
+    """Decode ``path`` to ``wav [S]`` float32 mono at ``sample_rate`` (``[C,S]``, the
+    file's channels, with ``mono=False``).
 
     ``offset`` and ``duration`` are in seconds of the file, as in ``librosa.load``: the
     crop starts at frame ``int(offset * sr_file)`` and holds ``int(duration * sr_file)``
     frames (fewer when the file ends first); only those frames are decoded from
-    wav/flac/ogg. Channels are averaged, then the crop is resampled with soxr ``HQ`` and
-    cut or zero-padded to ``ceil(n * sample_rate / sr_file)`` samples (librosa's rule).
+    wav/flac/ogg. Channels are averaged (unless ``mono=False``), then the crop is resampled
+    (``resampler``: ``soxr_hq``, today's librosa, or ``kaiser_best``, librosa 0.8.1 with
+    resampy 0.2.2) and cut or zero-padded to ``ceil(n * sample_rate / sr_file)`` samples
+    (librosa's rule).
 
     Raises ``AudioLoadError`` (one line, naming the file) for a missing, unreadable,
     truncated or non-audio file, a video without an audio track, no samples, NaN/inf
-    samples, a rate outside [1 kHz, 768 kHz], or a bad offset/duration.
+    samples, a rate outside [1 kHz, 768 kHz], a bad offset/duration, or a crop too short
+    to resample.
     """
     path = _check_exists(path)
     _check_rate(path, sample_rate, "requested")
+    if resampler not in RESAMPLERS:
+        raise AudioLoadError(f"{path}: resampler must be one of {', '.join(RESAMPLERS)}, got {resampler!r}")
     if not (isinstance(offset, (int, float)) and math.isfinite(offset) and offset >= 0):
         raise AudioLoadError(f"{path}: offset must be a finite number of seconds >= 0, got {offset!r}")
     if duration is not None and not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
@@ -76,7 +92,9 @@ def load_audio(
         raise AudioLoadError(f"{path}: contains no audio samples")
     if not np.isfinite(y).all():
         raise AudioLoadError(f"{path}: contains NaN or infinite samples")
-    return torch.from_numpy(np.ascontiguousarray(_resample(y, sr_file, int(sample_rate))))
+    # y is [frames, channels]; averaging along channels is librosa.to_mono's float32 mean.
+    y = (y[:, 0] if y.shape[1] == 1 else y.mean(axis=1, dtype=np.float32)) if mono else y.T
+    return _resample(path, np.ascontiguousarray(y), sr_file, int(sample_rate), resampler)
 
 
 def _check_exists(path: str | os.PathLike) -> Path:
@@ -118,19 +136,28 @@ class _Refused:
     reason: str
 
 
-def _resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """``librosa.resample(res_type="soxr_hq")``: same soxr call, same length fix."""
+def _resample(path: Path, y: np.ndarray, sr_in: int, sr_out: int, resampler: str) -> torch.Tensor:
+    """``y [S]`` or ``[C,S]`` → float32 tensor at ``sr_out``: ``librosa.resample`` with
+    ``res_type="soxr_hq"`` (same soxr call, same length fix) or librosa 0.8.1's
+    ``kaiser_best`` (``audio.resample``), each channel on its own."""
     if sr_in == sr_out:
-        return y
+        return torch.from_numpy(y)
+    if resampler == "kaiser_best":
+        from sound2img.audio.resample import resample_kaiser_best
+
+        try:
+            return resample_kaiser_best(torch.from_numpy(y), sr_in, sr_out)
+        except ValueError as exc:
+            raise AudioLoadError(f"{path}: {exc}") from exc
     import soxr
 
     n_out = int(np.ceil(y.shape[-1] * float(sr_out) / sr_in))
-    y_hat = soxr.resample(y, sr_in, sr_out, quality="soxr_hq")
+    y_hat = soxr.resample(y.T, sr_in, sr_out, quality="soxr_hq").T  # soxr takes [frames, channels]
     if y_hat.shape[-1] > n_out:
-        y_hat = y_hat[:n_out]
+        y_hat = y_hat[..., :n_out]
     elif y_hat.shape[-1] < n_out:
-        y_hat = np.pad(y_hat, (0, n_out - y_hat.shape[-1]))
-    return np.asarray(y_hat, dtype=np.float32)
+        y_hat = np.pad(y_hat, [(0, 0)] * (y_hat.ndim - 1) + [(0, n_out - y_hat.shape[-1])])
+    return torch.from_numpy(np.ascontiguousarray(y_hat, dtype=np.float32))
 
 
 # --- soundfile (wav/flac/ogg/...) ------------------------------------------------------------
@@ -172,6 +199,7 @@ def _soundfile_info(path: Path) -> AudioInfo | _Refused:
 
 
 def _soundfile_read(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int] | _Refused:
+    """``([frames, channels] float32, file rate)``, or ``_Refused``."""
     import soundfile as sf
 
     handle = _soundfile_open(path)
@@ -183,7 +211,7 @@ def _soundfile_read(path: Path, offset: float, duration: float | None) -> tuple[
         _check_rate(path, sr, "file")
         start = int(offset * sr)  # librosa's rounding, so crops line up with librosa.load
         if start >= handle.frames:
-            return np.zeros(0, np.float32), sr
+            return np.zeros((0, handle.channels), np.float32), sr
         wanted = -1 if duration is None else int(duration * sr)
         try:
             if start:
@@ -191,8 +219,7 @@ def _soundfile_read(path: Path, offset: float, duration: float | None) -> tuple[
             y = handle.read(frames=wanted, dtype="float32", always_2d=True)
         except (sf.SoundFileError, RuntimeError) as exc:
             raise AudioLoadError(f"{path}: unreadable audio data ({_first_line(exc)})") from exc
-    # Averaging the [frames, channels] array along channels is librosa.to_mono's float32 mean.
-    return (y[:, 0] if y.shape[1] == 1 else y.mean(axis=1, dtype=np.float32)), sr
+    return y, sr  # [frames, channels]
 
 
 # --- PyAV (mp3/m4a/aac, video containers) --------------------------------------------------
@@ -238,8 +265,9 @@ def _av_info(path: Path) -> AudioInfo:
 
 
 def _av_read(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
-    """Decode sequentially, keeping only the samples of the crop (memory stays bounded by
-    the crop; time grows with ``offset``, which is fine for clip-length media)."""
+    """``([frames, channels] float32, file rate)``. Decodes sequentially, keeping only the
+    samples of the crop (memory stays bounded by the crop; time grows with ``offset``,
+    which is fine for clip-length media)."""
     av = _import_av(path)
     with _av_open(path) as container:
         stream = container.streams.audio[0]
@@ -255,7 +283,7 @@ def _av_read(path: Path, offset: float, duration: float | None) -> tuple[np.ndar
                     chunk = out.to_ndarray()  # [channels, n]
                     lo, hi = max(start - pos, 0), chunk.shape[1] if stop is None else min(stop - pos, chunk.shape[1])
                     if hi > lo:
-                        pieces.append(chunk[:, lo:hi].mean(axis=0, dtype=np.float32))
+                        pieces.append(chunk[:, lo:hi].T)
                     pos += chunk.shape[1]
                 if stop is not None and pos >= stop:
                     to_the_end = False
@@ -264,7 +292,7 @@ def _av_read(path: Path, offset: float, duration: float | None) -> tuple[np.ndar
             raise AudioLoadError(f"{path}: unreadable audio data ({_first_line(exc)})") from exc
         if to_the_end:
             _check_av_complete(path, stream, sr, pos)
-    y = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    y = np.concatenate(pieces) if pieces else np.zeros((0, max(1, int(stream.codec_context.channels or 1))), np.float32)
     return y.astype(np.float32, copy=False), sr
 
 

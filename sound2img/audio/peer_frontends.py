@@ -1,9 +1,11 @@
 """Front ends of the peer encoders (``wav [B,S]`` → the encoder's input), registered beside
 the mel front ends so that ``load_audio_encoder`` returns them with their checkpoints:
 
-* ``audioclip``: 44.1 kHz samples times 32768 (AudioCLIP's model expects int16-range
-  values, as its datasets feed; its demo's [-1, 1] input is 32768 times too small), as
-  ``[B,1,1,S]``; AudioCLIP's trainable spectrogram lives in the encoder.
+* ``audioclip``: 44.1 kHz samples in the int16 range, as AudioCLIP's dataset readers feed
+  its model (its demo's [-1, 1] input is 32768 times too small): times 32768 (its ESC-50
+  reader) or each clip's min–max mapped onto [-32768, 32767] (``scale="minmax"``, its
+  UrbanSound8K reader), as ``[B,C,1,S]``; AudioCLIP's trainable spectrogram lives in the
+  encoder, which sums the channels' features.
 * ``wav2clip``: 16 kHz, ``|STFT|²`` (512-point periodic Hann, hop 353, centred with reflect
   padding: torchaudio's ``Spectrogram`` defaults), ``ln(· + 1e-7)``, standardised by one
   mean and unbiased std, per clip by default (``normalize="clip"``). Wav2CLIP's own code
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.audio.frontend import Frontend, register_frontend
+from sound2img.audio.io import RESAMPLERS
 from sound2img.errors import UserInputError
 
 
@@ -24,49 +27,81 @@ class _WaveFrontend(Frontend):
     """A front end without a mel filter bank: ``spectrogram`` takes equal-length clips only."""
 
     sample_rate = 0
+    wav_dims = (2,)  # wav [B,S]; (2, 3) also takes wav [B,C,S]
 
     def _check(self, wav: torch.Tensor, lengths) -> torch.Tensor:
-        if wav.dim() != 2:
-            raise UserInputError(f"front end {self.name!r}: expected wav [B,S], got shape {tuple(wav.shape)}")
-        if wav.shape[1] == 0:
+        if wav.dim() not in self.wav_dims:
+            shapes = " or ".join(("wav [B,S]", "wav [B,C,S]")[: len(self.wav_dims)])
+            raise UserInputError(f"front end {self.name!r}: expected {shapes}, got shape {tuple(wav.shape)}")
+        if wav.shape[-1] == 0:
             raise UserInputError(f"front end {self.name!r}: empty waveform")
-        if lengths is not None and bool((torch.as_tensor(lengths) != wav.shape[1]).any()):
+        if lengths is not None and bool((torch.as_tensor(lengths) != wav.shape[-1]).any()):
             # a padded batch would change the clip (its frames, its statistics): embed such clips one at a time
             raise UserInputError(f"front end {self.name!r}: clips of different lengths must be embedded one at a time")
         return wav.to(torch.float32)
 
 
 def _fit_length(wav: torch.Tensor, num_samples: int | None) -> torch.Tensor:
-    """Centre crop or centre zero-pad ``wav [B,S]`` to ``num_samples`` (AudioCLIP's test-time
-    ``RandomPadding`` + ``RandomCrop(train=False)``); ``None`` keeps the length."""
-    if num_samples is None or wav.shape[1] == num_samples:
+    """Centre crop or centre zero-pad ``wav [...,S]`` to ``num_samples``; ``None`` keeps the
+    length. Not AudioCLIP's test-time ``RandomPadding`` + ``RandomCrop(train=False)``: that
+    padding repeats the edge values and its crop falls back to the clip's start or end when
+    the centre is quiet. The evaluation reads clips to length with AudioCLIP's padding
+    (``data.base.fix_length(pad="edge")``) before they reach this front end."""
+    if num_samples is None or wav.shape[-1] == num_samples:
         return wav
-    if wav.shape[1] > num_samples:
-        start = (wav.shape[1] - num_samples) // 2
-        return wav[:, start : start + num_samples]
-    pad = num_samples - wav.shape[1]
+    if wav.shape[-1] > num_samples:
+        start = (wav.shape[-1] - num_samples) // 2
+        return wav[..., start : start + num_samples]
+    pad = num_samples - wav.shape[-1]
     return F.pad(wav, (pad // 2, pad - pad // 2))
 
 
 @register_frontend("audioclip")
 class AudioClipFrontend(_WaveFrontend):
-    """``wav [B,S]`` in [-1, 1] at 44.1 kHz → ``x [B,1,1,S']`` = ``wav · input_scale``
-    (32768: int16 range). ``num_samples`` (e.g. 220500, ESC-50's 5 s) centre-crops or pads;
+    """``wav [B,S]`` or ``[B,C,S]`` in [-1, 1] at 44.1 kHz → ``x [B,C,1,S']`` (C = 1 for
+    ``[B,S]``) in the int16 range: ``wav · input_scale`` (``scale="fixed"``; 32768, what
+    AudioCLIP's ESC-50 reader does) or ``scale="minmax"``, AudioCLIP's UrbanSound8K reader:
+    each clip (all its channels) mapped linearly from [min, max] onto [-32768, 32767], in
+    float32 and in its order of operations. ``num_samples`` centre-crops or zero-pads;
     ``None`` keeps each clip's length (clips shorter than one 1654-sample frame are
-    zero-padded by the encoder, as AudioCLIP does)."""
+    zero-padded by the encoder, as AudioCLIP does). Files reach it through ``resampler``
+    (``kaiser_best``: AudioCLIP's readers resample with librosa < 0.10's default)."""
 
-    def __init__(self, sample_rate: int = 44100, input_scale: float = 32768.0, num_samples: int | None = None):
+    wav_dims = (2, 3)
+
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        input_scale: float = 32768.0,
+        num_samples: int | None = None,
+        scale: str = "fixed",
+        resampler: str = "kaiser_best",
+    ):
         super().__init__()
         if sample_rate != 44100:
             raise UserInputError("front end 'audioclip': AudioCLIP was trained at 44100 Hz")
         if num_samples is not None and int(num_samples) < 1:
             raise UserInputError(f"front end 'audioclip': num_samples must be >= 1 or null, got {num_samples!r}")
+        if scale not in ("fixed", "minmax") or resampler not in RESAMPLERS:
+            raise UserInputError(
+                f"front end 'audioclip': scale must be fixed or minmax and resampler one of {', '.join(RESAMPLERS)}, "
+                f"got {scale!r} and {resampler!r}"
+            )
         self.sample_rate, self.input_scale = int(sample_rate), float(input_scale)
         self.num_samples = None if num_samples is None else int(num_samples)
+        self.scale, self.resampler = scale, resampler
 
     def spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, **_: object) -> torch.Tensor:
         wav = _fit_length(self._check(wav, lengths), self.num_samples)
-        return (wav * self.input_scale)[:, None, None, :]
+        wav = wav if wav.dim() == 3 else wav[:, None]  # [B,C,S]
+        if self.scale == "fixed":
+            return (wav * self.input_scale)[:, :, None, :]
+        # AudioCLIP's transforms.scale(wav, wav.min(), wav.max(), -32768.0, 32767.0), per clip
+        # (a constant clip, 0/0 there, maps to -32768 here)
+        low = wav.amin(dim=(1, 2), keepdim=True)
+        span = wav.amax(dim=(1, 2), keepdim=True) - low
+        out = ((wav - low) * 65535.0) / span.clamp(min=torch.finfo(wav.dtype).tiny) + (-32768.0)
+        return out[:, :, None, :]
 
 
 @register_frontend("wav2clip")

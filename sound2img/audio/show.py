@@ -21,7 +21,7 @@ def compute_file_mel(
 ) -> torch.Tensor:
     """Decode ``path`` at ``frontend.sample_rate`` and return the encoder's input
     ``mel [1,n_mels,T]`` (float32, CPU). Bad audio raises ``AudioLoadError``."""
-    wav = load_audio(path, int(frontend.sample_rate))
+    wav = load_audio(path, int(frontend.sample_rate), resampler=getattr(frontend, "resampler", "soxr_hq"))
     return frontend.to(device)(wav[None].to(device))[0].float().cpu()
 
 

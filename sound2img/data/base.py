@@ -14,10 +14,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sound2img.data.prompts import augment_text, make_prompt, training_templates
+from sound2img.data.prompts import EDA_OPS, augment_text, make_prompt, training_templates
 from sound2img.errors import UserInputError
 
-CROP_MODES = ("random", "center")
+CROP_MODES = ("random", "center", "start")
+# end: zeros after the clip; edge: centred, each side filled with the channel mean of the
+# clip's first / last sample (AudioCLIP's test-time RandomPadding; its left share rounds
+# half to even, as Python's round does).
+PAD_MODES = ("end", "edge")
 log = logging.getLogger(__name__)
 
 
@@ -62,21 +66,47 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 
 
 def fix_length(
-    wav: torch.Tensor, num_samples: int, crop: str = "center", generator: torch.Generator | None = None
+    wav: torch.Tensor,
+    num_samples: int,
+    crop: str = "center",
+    generator: torch.Generator | None = None,
+    pad: str = "end",
 ) -> torch.Tensor:
-    """``wav [S]`` → ``[num_samples]``: random or centre crop when longer, zero-padded at
-    the end when shorter."""
+    """``wav [S]`` or ``[C,S]`` → ``[..., num_samples]``: a random, centre or start crop
+    when longer; when shorter, padded as ``pad`` says (``PAD_MODES``)."""
     if crop not in CROP_MODES:
         raise UserInputError(f"crop must be one of {CROP_MODES}, got {crop!r}")
+    if pad not in PAD_MODES:
+        raise UserInputError(f"pad must be one of {PAD_MODES}, got {pad!r}")
     length = wav.shape[-1]
     if length >= num_samples:
         excess = length - num_samples
         if crop == "random" and excess > 0:
             start = int(torch.randint(0, excess + 1, (1,), generator=generator))
         else:
-            start = excess // 2
-        return wav[start : start + num_samples]
-    return torch.nn.functional.pad(wav, (0, num_samples - length))
+            start = 0 if crop == "start" else excess // 2
+        return wav[..., start : start + num_samples]
+    if pad == "end":
+        return torch.nn.functional.pad(wav, (0, num_samples - length))
+    left = int(round(0.5 * (num_samples - length)))
+    first, last = (wav[..., i].reshape(-1).float().mean().to(wav.dtype) for i in (0, length - 1))
+    lead = wav.shape[:-1]
+    return torch.cat([first.expand(*lead, left), wav, last.expand(*lead, num_samples - length - left)], dim=-1)
+
+
+# ``eda_chain: true`` (configs written before the chain was a list): the VGGSound reader's.
+_DEFAULT_EDA_CHAIN = ("sr", "rs", "ri")
+
+
+def _eda_chain(value: bool | Sequence[str] | None, name: str) -> tuple[str, ...]:
+    """``false``/``null``/``[]`` → no chain; ``true`` → sr, rs, ri; a list → those ops."""
+    if value is None or value is False:
+        return ()
+    if value is True:
+        return _DEFAULT_EDA_CHAIN
+    if isinstance(value, str) or not all(op in EDA_OPS for op in value):
+        raise DatasetError(f"{name}: eda_chain must be true/false or a list of EDA ops from {EDA_OPS}, got {value!r}")
+    return tuple(value)
 
 
 def square_image(img: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -125,10 +155,13 @@ class AudioClipDataset(Dataset):
         *,
         sample_rate: int,  # Hz, audio is resampled to it
         num_samples: int,  # fixed length of every ``wav``
-        crop: str = "random",  # "random" (training) or "center" (evaluation)
+        resampler: str = "soxr_hq",  # how: the front end's ``resampler`` (audio.io.RESAMPLERS)
+        crop: str = "random",  # "random" (training), "center" (evaluation) or "start"
+        pad: str = "end",  # how clips shorter than num_samples are padded (PAD_MODES)
+        channels: int = 1,  # 1: mixed to mono, wav [S]; 2: two channels (mono files doubled), wav [2,S]
         templates: Sequence[str] | None = None,  # prompt templates, "{}" = class name
         text_augment: bool = False,  # EDA on the prompt (prompts.augment_text)
-        eda_chain: bool = False,  # EDA: sr, rs, ri in turn (the authors' reader), not one drawn op
+        eda_chain: bool | Sequence[str] = False,  # EDA ops applied in turn, not one drawn op (see make_text)
         seed: int = 0,  # base of the per-item crop/prompt seeds
         max_skip_fraction: float = 0.05,
         load_images: bool = True,  # False: "image" is None (embeddings cached)
@@ -137,6 +170,10 @@ class AudioClipDataset(Dataset):
     ):  # manifest rows already rejected, with reasons
         if crop not in CROP_MODES:
             raise DatasetError(f"{self.name}: crop must be one of {CROP_MODES}, got {crop!r}")
+        if pad not in PAD_MODES or channels not in (1, 2):
+            raise DatasetError(
+                f"{self.name}: pad must be one of {PAD_MODES} and channels 1 or 2, got {pad!r} and {channels!r}"
+            )
         if int(sample_rate) <= 0 or int(num_samples) <= 0:
             raise DatasetError(
                 f"{self.name}: sample_rate and num_samples must be positive, got {sample_rate} and {num_samples}"
@@ -147,13 +184,14 @@ class AudioClipDataset(Dataset):
         self.class_names = list(class_names)
         self.sample_rate = int(sample_rate)
         self.num_samples = int(num_samples)
-        self.crop = crop
+        self.resampler = str(resampler)
+        self.crop, self.pad, self.channels = crop, pad, int(channels)
         self.templates = tuple(templates) if templates else training_templates()
         for t in self.templates:
             if "{}" not in t:
                 raise DatasetError(f"{self.name}: prompt template {t!r} has no '{{}}' for the class name")
         self.text_augment = bool(text_augment)
-        self.eda_chain = bool(eda_chain)
+        self.eda_chain = _eda_chain(eda_chain, self.name)
         self.seed = int(seed)
         self.epoch = 0
         self.max_skip_fraction = float(max_skip_fraction)
@@ -256,7 +294,7 @@ class AudioClipDataset(Dataset):
         seed = item_seed(self.seed, self.epoch, index)
         gen = torch.Generator().manual_seed(seed)
         rng = random.Random(seed)
-        wav = fix_length(self.read_wav(index, gen).to(torch.float32), self.num_samples, self.crop, gen)
+        wav = fix_length(self.read_wav(index, gen).to(torch.float32), self.num_samples, self.crop, gen, self.pad)
         image = None
         if self.load_images and rec.image is not None:
             image = square_image(self.read_image(index), self.image_size)
@@ -272,30 +310,35 @@ class AudioClipDataset(Dataset):
 
     def make_text(self, rec: Record, rng: random.Random) -> str:
         """The record's prompt: its own text, or a template filled with its class name;
-        EDA-augmented when ``text_augment``: one drawn operation, or with ``eda_chain``
-        synonym replacement, random swap and random insertion in turn (the authors' code)."""
+        EDA-augmented when ``text_augment``: one drawn operation, or with ``eda_chain`` its
+        operations in turn (the authors' readers: synonym replacement, random swap and
+        random insertion for VGGSound; the first two for AudioSet)."""
         text = rec.text if rec.text is not None else make_prompt(rec.prompt_name or rec.class_name, rng, self.templates)
         if not self.text_augment:
             return text
         if self.eda_chain:
-            for op in ("sr", "rs", "ri"):
+            for op in self.eda_chain:
                 text = augment_text(text, rng, ops=(op,))
             return text
         return augment_text(text, rng)
 
     def read_wav(self, index: int, generator: torch.Generator) -> torch.Tensor:
-        """``wav [S]`` mono at ``self.sample_rate`` (about ``num_samples`` or any length;
-        ``fix_length`` finishes the crop). Files much longer than the crop (wav/flac/ogg)
-        are cropped before decoding, so long recordings cost only what is kept."""
+        """``wav [S]`` mono (``[2,S]`` with ``channels=2``) at ``self.sample_rate`` (about
+        ``num_samples`` or any length; ``fix_length`` finishes the crop). Files much longer
+        than the crop (wav/flac/ogg) are cropped before decoding, so long recordings cost
+        only what is kept."""
         from sound2img.audio.io import SOUNDFILE_SUFFIXES, audio_info, load_audio
 
         path = self.records[index].audio
         if path is None:
             raise SampleReadError(f"{self.name}: record {self.records[index].key} has no audio file")
+        mono = self.channels == 1
         if Path(path).suffix.lower() in SOUNDFILE_SUFFIXES:
             info = audio_info(path)
             need = self.num_samples / self.sample_rate
-            if info.duration > 2 * need:
+            # (a start crop decodes the whole file: it is the reader of short clips whose
+            # resampled start must equal the whole file's, AudioCLIP's UrbanSound8K one)
+            if info.duration > 2 * need and self.crop != "start":
                 frames = int(np.ceil(need * info.sample_rate)) + 1  # one spare: rounding never leaves a gap
                 start = (
                     int(torch.randint(0, info.num_frames - frames + 1, (1,), generator=generator))
@@ -308,9 +351,20 @@ class AudioClipDataset(Dataset):
                     self.sample_rate,
                     offset=(start + 0.5) / info.sample_rate,
                     duration=(frames + 0.5) / info.sample_rate,
+                    resampler=self.resampler,
+                    mono=mono,
                 )
-                return wav[: self.num_samples]
-        return load_audio(path, self.sample_rate)
+                return self._two_channels(wav[..., : self.num_samples], path)
+        return self._two_channels(load_audio(path, self.sample_rate, resampler=self.resampler, mono=mono), path)
+
+    def _two_channels(self, wav: torch.Tensor, path: str) -> torch.Tensor:
+        """With ``channels=2``: ``[C,S]`` → ``[2,S]``, a mono file's channel doubled (as
+        AudioCLIP's UrbanSound8K reader does); other channel counts are refused."""
+        if self.channels == 1:
+            return wav
+        if wav.shape[0] not in (1, 2):
+            raise SampleReadError(f"{path}: {wav.shape[0]} channels; channels=2 reads mono or stereo files")
+        return wav.expand(2, -1) if wav.shape[0] == 1 else wav
 
     def read_image(self, index: int) -> torch.Tensor:
         """``img [3,H,W] uint8`` of record ``index`` as stored (no resize)."""

@@ -147,6 +147,7 @@ def _base_index(dataset: AudioClipDataset, settings: dict[str, Any], num_shards:
         "settings": settings,
         "dataset": dataset.name,
         "sample_rate": dataset.sample_rate,
+        "resampler": dataset.resampler,
         "num_samples": dataset.num_samples,
         "num_shards": num_shards,
         "num_records": len(recs),
@@ -236,7 +237,7 @@ def prepare_record(dataset: AudioClipDataset, index: int) -> tuple[np.ndarray, t
     if rec.audio is None:  # generated sets (synthetic): the reader makes the wave
         wav = dataset.read_wav(index, torch.Generator().manual_seed(index))
     else:
-        wav = load_audio(rec.audio, sr)
+        wav = load_audio(rec.audio, sr, resampler=dataset.resampler)  # the front end's, recorded in the index
     total = int(wav.shape[-1])
     offset = max(0, (total - n) // 2)
     wav = wav[offset : offset + n]

@@ -171,6 +171,7 @@ class ShardDataset(ClipStream):
         *,
         index: str | None = None,  # None: each shard dir's index.json
         sample_rate: int = 16000,  # Hz; must be the rate the shards were prepared at
+        resampler: str | None = None,  # when given, must be how the shards were resampled
         num_samples: int | None = None,  # crop length; None: the prepared length
         crop: str = "random",
         templates: Sequence[str] | None = None,
@@ -200,6 +201,12 @@ class ShardDataset(ClipStream):
                 raise DatasetError(
                     f"shards: {path.parent} was prepared at {idx['sample_rate']} Hz but the front end "
                     f"needs {sample_rate} Hz; run prepare_data.py with the same audio config"
+                )
+            # indexes written before the resampler was recorded were all prepared with soxr_hq
+            if resampler is not None and idx.get("resampler", "soxr_hq") != resampler:
+                raise DatasetError(
+                    f"shards: {path.parent} was resampled with {idx.get('resampler', 'soxr_hq')} but the front "
+                    f"end reads audio with {resampler}; run prepare_data.py with the same audio config"
                 )
         self.sample_rate = int(sample_rate)
         self.num_samples = int(num_samples or max(idx["num_samples"] for idx in self.indexes.values()))

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sound2img.manipulation.guidance import encode_sounds, encode_texts, load_sound, sound_window_seconds
+from sound2img.manipulation.guidance import encode_sounds, encode_texts, load_sound_for_frontend
 from sound2img.manipulation.optimizer import optimize_latents
 
 
@@ -50,7 +50,7 @@ def encode_attribute_targets(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The sound's audio_emb ``[D]`` and the prompt's text embedding ``[D]`` (both L2-normalised),
     each computed once for all sources."""
-    wav = load_sound(attribute.sound, int(frontend.sample_rate), max_seconds=sound_window_seconds(frontend))
+    wav = load_sound_for_frontend(attribute.sound, frontend)
     audio = encode_sounds([wav], encoder, frontend, device=device)[0]
     text = encode_texts([attribute.text], clip)[0].to(audio.device)
     return audio, text

@@ -13,7 +13,7 @@ from sound2img.errors import UserInputError
 from sound2img.evaluation.attribute_edits import Attribute, edit_attribute
 from sound2img.evaluation.figures import image_grid_png
 from sound2img.evaluation.report import Report, markdown_table, provenance_markdown
-from sound2img.manipulation.guidance import encode_sounds, load_sound, mix_latents, sound_window_seconds
+from sound2img.manipulation.guidance import encode_sounds, load_sound_for_frontend, mix_latents
 from sound2img.manipulation.optimizer import optimize_latents
 
 
@@ -57,7 +57,7 @@ def fig_lambda_grid(
         raise UserInputError("fig_lambda_grid: lambda_sims and lambda_ids must be non-empty")
     if max(lambda_ids) > 0 and identity is None:
         raise UserInputError("fig_lambda_grid: a positive λ_ID needs the identity network (ArcFace IR-SE50)")
-    wav = load_sound(sound, int(frontend.sample_rate), max_seconds=sound_window_seconds(frontend))
+    wav = load_sound_for_frontend(sound, frontend)
     target = encode_sounds([wav], encoder, frontend, device=device)
     optim = {k: v for k, v in optim.items() if k not in ("lambda_sim", "lambda_id")}
     images, cells, source_img = [], [], None
@@ -134,7 +134,7 @@ def fig_volume(
     source_ws = _one_source(source_ws).to(device)
     if not gains_db:
         raise UserInputError("fig_volume: gains_db must be non-empty")
-    wav = load_sound(sound, int(frontend.sample_rate), max_seconds=sound_window_seconds(frontend))
+    wav = load_sound_for_frontend(sound, frontend)
     targets = torch.cat([encode_sounds([wav], encoder, frontend, gain_db=float(g), device=device) for g in gains_db])
     reference = encode_sounds([wav], encoder, frontend, gain_db=0.0, device=device)
     res = optimize_latents(
@@ -238,7 +238,7 @@ def fig_audioclip_comparison(
     results, cells = [], []
     for guide in guides:
         fe = guide["frontend"]
-        wavs = [load_sound(s, int(fe.sample_rate), max_seconds=sound_window_seconds(fe)) for s in sounds]
+        wavs = [load_sound_for_frontend(s, fe) for s in sounds]
         targets = encode_sounds(wavs, guide["encoder"], fe, device=device)  # [S,D]
         ws = source_ws.repeat_interleave(len(sounds), dim=0)  # rows: source-major, then sound
         res = optimize_latents(

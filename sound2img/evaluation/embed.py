@@ -13,6 +13,19 @@ from sound2img.models.embedding import embed_audio
 
 # The official folds of the fold-organised evaluation sets (what ``folds: null`` means).
 ALL_FOLDS = {"esc50": tuple(range(1, 6)), "us8k": tuple(range(1, 11))}
+# A peer encoder's own reader where it differs from ours: (front end, dataset) → (reader
+# arguments, front-end settings, what the provenance line says). AudioCLIP's UrbanSound8K
+# reader (utils/datasets/us8k.py and protocols/audioclip-us8k.json of its repository) keeps
+# two channels (a mono file doubled), cuts at 4 s, maps each clip's min–max onto the int16
+# range and pads to 176400 samples, centred, with the edge values; its ESC-50 reader
+# (mono, times 32768, 5-s clips) is the audioclip front end's default.
+PEER_READERS = {
+    ("audioclip", "us8k"): (
+        {"channels": 2, "crop": "start", "pad": "edge"},
+        {"scale": "minmax"},
+        "AudioCLIP's UrbanSound8K reader (two channels, min-max to int16, edge padding to 4 s)",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -42,14 +55,32 @@ class EmbeddedFolds:
     class_names: list[str]
     skipped: dict[int, int] = field(default_factory=dict)  # fold → unreadable clips left out
 
+    reader: str = ""  # the peer's own reader, when it read the clips (PEER_READERS)
+
     def describe(self, spec: DatasetSpec) -> str:
-        """The provenance line: dataset, root, folds, clip counts, unreadable clips."""
+        """The provenance line: dataset, root, folds, clip counts, unreadable clips, reader."""
         folds = ",".join(str(f) for f in spec.folds)
         skipped = sum(self.skipped.values())
         return (
             f"{spec.display_name} at {spec.root}, folds {folds}: {len(self.keys)} clips, "
-            f"{len(self.class_names)} classes" + (f", {skipped} unreadable clips left out" if skipped else "")
+            f"{len(self.class_names)} classes"
+            + (f", {skipped} unreadable clips left out" if skipped else "")
+            + (f", read by {self.reader}" if self.reader else "")
         )
+
+
+def peer_reader(frontend: torch.nn.Module, dataset: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """``PEER_READERS``' entry for this front end and dataset, or ``({}, {}, "")``."""
+    return PEER_READERS.get((getattr(frontend, "name", ""), dataset), ({}, {}, ""))
+
+
+def rebuild_frontend(frontend: torch.nn.Module, settings: dict[str, Any]) -> torch.nn.Module:
+    """The same front end with ``settings`` changed, on the same device."""
+    from sound2img.audio.frontend import build_frontend
+
+    spec = {**frontend.spec(), **settings}
+    device = next(iter(frontend.buffers()), torch.empty(0)).device
+    return build_frontend(spec.pop("name"), **spec).to(device)
 
 
 @torch.no_grad()
@@ -110,11 +141,22 @@ def encode_folds(
 ) -> EmbeddedFolds:
     """Embed the folds of the dataset ``spec`` names, one fold at a time.
 
-    Audio is read at the front end's sample rate with a deterministic centre crop (or
-    end padding) to the dataset's clip length, so a run is reproducible."""
+    Audio is read at the front end's sample rate, through its resampler, with a
+    deterministic centre crop (or end padding) to the dataset's clip length, so a run is
+    reproducible; a peer encoder reads a dataset as its own reader did (``PEER_READERS``)."""
     from sound2img.data import build_dataset
 
-    kwargs = {**spec.kwargs, "sample_rate": int(frontend.sample_rate), "crop": "center", "load_images": False}
+    reader, settings, reader_name = peer_reader(frontend, spec.name)
+    if settings:
+        frontend = rebuild_frontend(frontend, settings)
+    kwargs = {
+        **spec.kwargs,
+        "sample_rate": int(frontend.sample_rate),
+        "resampler": getattr(frontend, "resampler", "soxr_hq"),
+        "crop": "center",
+        "load_images": False,
+        **reader,
+    }
     all_emb, all_labels, all_folds, all_keys, skipped = [], [], [], [], {}
     class_names: list[str] = []
     for fold in spec.folds:
@@ -129,5 +171,5 @@ def encode_folds(
         all_keys += keys
         all_folds.append(torch.full_like(labels, int(fold)))
     return EmbeddedFolds(
-        torch.cat(all_emb), torch.cat(all_labels), torch.cat(all_folds), all_keys, class_names, skipped
+        torch.cat(all_emb), torch.cat(all_labels), torch.cat(all_folds), all_keys, class_names, skipped, reader_name
     )

@@ -74,7 +74,8 @@ def embed_inputs(
     from sound2img.audio.io import load_audio
 
     dim = int(getattr(encoder, "embed_dim", 0) or (towers.embed_dim if towers is not None else 0))
-    wavs = [load_audio(p, int(frontend.sample_rate)) for p in audio]  # every file read before any compute
+    # every file read before any compute, resampled as the encoder's inputs were
+    wavs = [load_audio(p, int(frontend.sample_rate), resampler=frontend.resampler) for p in audio]
     images = [_load_image(p) for p in image]
     out = {"audio": torch.zeros(0, dim), "text": torch.zeros(0, dim), "image": torch.zeros(0, dim)}
     if wavs:

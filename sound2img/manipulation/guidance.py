@@ -48,7 +48,9 @@ def sound_window_seconds(frontend) -> float:
     return ((int(num_frames) - 1) * frontend.hop_length + frontend.n_fft) / frontend.sample_rate
 
 
-def _read_sound_file(path, sample_rate: int, max_seconds: float | None, full_seconds: float) -> torch.Tensor:
+def _read_sound_file(
+    path, sample_rate: int, max_seconds: float | None, full_seconds: float, resampler: str
+) -> torch.Tensor:
     from sound2img.audio.io import audio_info, load_audio
 
     if max_seconds is not None:
@@ -57,12 +59,23 @@ def _read_sound_file(path, sample_rate: int, max_seconds: float | None, full_sec
         # decoding; up to that the whole file reaches the front end, whose per-clip
         # normalisation then equals the authors' whole-file one.
         if info.duration > max(full_seconds, 2 * max_seconds):
-            return load_audio(path, sample_rate, offset=(info.duration - max_seconds) / 2, duration=max_seconds)
-    return load_audio(path, sample_rate)
+            return load_audio(
+                path,
+                sample_rate,
+                offset=(info.duration - max_seconds) / 2,
+                duration=max_seconds,
+                resampler=resampler,
+            )
+    return load_audio(path, sample_rate, resampler=resampler)
 
 
 def load_sound(
-    spec: str, sample_rate: int, *, max_seconds: float | None = None, full_seconds: float = FULL_FILE_SECONDS
+    spec: str,
+    sample_rate: int,
+    *,
+    max_seconds: float | None = None,
+    full_seconds: float = FULL_FILE_SECONDS,
+    resampler: str = "soxr_hq",
 ) -> torch.Tensor:
     """Read one sound as wav [S] mono at ``sample_rate``.
 
@@ -71,7 +84,9 @@ def load_sound(
     on the spot: an offline install check, not a real sound). With ``max_seconds`` (see
     ``sound_window_seconds``), a file longer than ``full_seconds`` (default 60 s) and than
     twice ``max_seconds`` is read as its centre ``max_seconds`` only: an hour-long recording
-    costs what the front end looks at. Up to ``full_seconds`` the whole file is decoded."""
+    costs what the front end looks at. Up to ``full_seconds`` the whole file is decoded.
+    ``resampler`` is the front end's (``frontend.resampler``: how its encoder's inputs were
+    resampled)."""
     if spec.startswith("tone:"):
         try:
             freq = float(spec[len("tone:") :])
@@ -84,9 +99,21 @@ def load_sound(
         from sound2img.weights import resolve_weights
 
         return _read_sound_file(
-            resolve_weights("sample_" + spec[len("sample:") :]), sample_rate, max_seconds, full_seconds
+            resolve_weights("sample_" + spec[len("sample:") :]), sample_rate, max_seconds, full_seconds, resampler
         )
-    return _read_sound_file(spec, sample_rate, max_seconds, full_seconds)
+    return _read_sound_file(spec, sample_rate, max_seconds, full_seconds, resampler)
+
+
+def load_sound_for_frontend(spec: str, frontend, *, full_seconds: float = FULL_FILE_SECONDS) -> torch.Tensor:
+    """``load_sound`` as ``frontend`` takes the sound: at its rate, through its resampler,
+    only the window it looks at of a long file (``sound_window_seconds``). wav [S]."""
+    return load_sound(
+        spec,
+        int(frontend.sample_rate),
+        max_seconds=sound_window_seconds(frontend),
+        full_seconds=full_seconds,
+        resampler=getattr(frontend, "resampler", "soxr_hq"),
+    )
 
 
 @torch.no_grad()

@@ -107,10 +107,8 @@ def _slug(text: str, limit: int = 32) -> str:
 def load_sounds(o: dict[str, Any], frontend) -> list[torch.Tensor]:
     """``o['audio']`` → wavs [S] at the front end's rate (only the part it looks at of a
     long file)."""
-    window = guidance.sound_window_seconds(frontend)
     return [
-        guidance.load_sound(spec, frontend.sample_rate, max_seconds=window, full_seconds=o["full_file_seconds"])
-        for spec in o["audio"]
+        guidance.load_sound_for_frontend(spec, frontend, full_seconds=o["full_file_seconds"]) for spec in o["audio"]
     ]
 
 

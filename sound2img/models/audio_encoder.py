@@ -55,13 +55,18 @@ class AudioEncoder(nn.Module):
 class StemTimmEncoder(AudioEncoder):
     """The authors' layout: ``conv`` = Conv2d(1→3, 3×3, no padding, bias), then
     ``feature_extractor`` = a timm classifier whose ``num_classes=embed_dim`` head is the
-    output (no extra projection), so the state-dict keys match ``resnet18_57.pth``."""
+    output (no extra projection), so the state-dict keys match ``resnet18_57.pth``.
+    ``pretrained_backbone``: ``True`` loads timm's default ImageNet weights for ``backbone``,
+    a string names timm's pretrained tag (``tv_in1k``: the torchvision weights that
+    ``resnet18`` meant in timm 0.5.4, the authors' version; today's default is ``a1_in1k``)."""
 
-    def __init__(self, backbone: str, embed_dim: int = 512, pretrained_backbone: bool = False):
+    def __init__(self, backbone: str, embed_dim: int = 512, pretrained_backbone: bool | str = False):
         super().__init__(embed_dim)
         import timm
 
         self.conv = nn.Conv2d(1, 3, kernel_size=3)
+        if isinstance(pretrained_backbone, str):  # the same architecture, the tag's weights
+            backbone, pretrained_backbone = f"{backbone}.{pretrained_backbone}", True
         self.feature_extractor = timm.create_model(backbone, pretrained=pretrained_backbone, num_classes=embed_dim)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -110,13 +115,13 @@ class TinyCNN(AudioEncoder):
 
 
 @ENCODERS.register("resnet18_legacy")
-def _resnet18_legacy(embed_dim: int = 512, pretrained_backbone: bool = False) -> AudioEncoder:
+def _resnet18_legacy(embed_dim: int = 512, pretrained_backbone: bool | str = False) -> AudioEncoder:
     """The authors' released architecture (``resnet18_57.pth``)."""
     return StemTimmEncoder("resnet18", embed_dim, pretrained_backbone)
 
 
 @ENCODERS.register("resnet50")
-def _resnet50(embed_dim: int = 512, pretrained_backbone: bool = False) -> AudioEncoder:
+def _resnet50(embed_dim: int = 512, pretrained_backbone: bool | str = False) -> AudioEncoder:
     """The paper's encoder: the same 1→3 conv stem on a timm ResNet-50."""
     return StemTimmEncoder("resnet50", embed_dim, pretrained_backbone)
 

@@ -95,10 +95,12 @@ _ATT_KERNELS = ((3, 1), (1, 5), (3, 1), (1, 5), (3, 5))
 
 
 class ESResNeXtFBSP(AudioEncoder):
-    """AudioCLIP's audio head: ``forward(x [B,1,1,S])`` (int16-range samples at 44.1 kHz,
-    from the ``audioclip`` front end) → ``audio_emb_raw [B,embed_dim]``.
+    """AudioCLIP's audio head: ``forward(x [B,C,1,S])`` (int16-range samples at 44.1 kHz,
+    from the ``audioclip`` front end) → ``audio_emb_raw [B,embed_dim]``. Each of the C
+    channels runs through the network alone and their pooled features are summed before
+    ``fc`` (AudioCLIP's ``_forward_reduction``; its UrbanSound8K reader feeds two).
 
-    ``spectrogram`` (``x_db [B,3,341,frames]``): int16 → [-1, 1] by AudioCLIP's ``scale()``,
+    ``spectrogram`` (``x_db [B·C,3,341,frames]``): int16 → [-1, 1] by AudioCLIP's ``scale()``,
     1654-sample Blackman–Harris frames every 561 samples (zero-padded, centred), FBSP DFT
     over 2048 points, bins 0…1022 as 3 bands of 341, ``10·log10`` of the power. Then a
     ResNeXt-50 32x4d with sigmoid attention gates after each stage and after pooling."""
@@ -129,8 +131,10 @@ class ESResNeXtFBSP(AudioEncoder):
         self.n_fft, self.win_length, self.hop_length, self.bands = int(n_fft), int(win_length), int(hop_length), bands
 
     def spectrogram(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B,1,1,S]`` or ``[B,S]`` int16-range → ``x_db [B,3,341,frames]``."""
-        wav = x.reshape(x.shape[0], -1).to(torch.float32)
+        """``x [B,C,1,S]`` or ``[B,S]`` int16-range → ``x_db [B·C,3,341,frames]`` (one row per
+        channel; a channel's trailing dimensions are its samples)."""
+        rows = x.shape[0] * (x.shape[1] if x.ndim == 4 else 1)
+        wav = x.reshape(rows, -1).to(torch.float32)
         if wav.shape[1] == 0:
             raise UserInputError("AudioCLIP: empty waveform")
         # AudioCLIP's scale(x, -32768, 32767, -1, 1), in float32 and in its order: the model's
@@ -154,15 +158,17 @@ class ESResNeXtFBSP(AudioEncoder):
         return torch.log10(power).mul(10.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_mel(x)
+        if x.ndim != 4 or x.shape[1] < 1:
+            raise UserInputError(f"AudioCLIP input must be x [B,C,1,S], got {list(x.shape)}")
+        batch, channels = x.shape[:2]
         h = F.relu(self.bn1(self.conv1(self.spectrogram(x))))
         h = self.maxpool(h)
         for i in range(1, 5):
             gate_in = h
             h = getattr(self, f"layer{i}")(h)
             h = h * getattr(self, f"att{i}")(gate_in, h.shape[-2:])
-        pooled = F.adaptive_avg_pool2d(h, 1) * self.att5(h, (1, 1))
-        return self.fc(torch.flatten(pooled, 1))
+        pooled = F.adaptive_avg_pool2d(h, 1) * self.att5(h, (1, 1))  # [B·C,2048,1,1]
+        return self.fc(pooled.reshape(batch, channels, -1).sum(dim=1))
 
 
 def _blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:

@@ -65,8 +65,11 @@ def prepare_from_cfg(cfg) -> dict:
     name = data.pop("name", None)
     if not name or name == "shards":
         raise UserInputError("prepare_data.py: data must name a dataset of files (e.g. data=vggsound)")
+    from sound2img.factory import build_frontend_from_cfg
+
     sample_rate = int(cfg.audio.sample_rate)
     data["sample_rate"] = sample_rate
+    data["resampler"] = build_frontend_from_cfg(cfg.audio).resampler
     if data.get("num_samples") is None:
         data["num_samples"] = int(round(float(cfg.clip_seconds) * sample_rate))
     data["crop"] = "center"

@@ -123,16 +123,16 @@ def _training_settings(config_yaml: str) -> dict:
     return {k: v for k, v in cfg.items() if k not in ("resume", "overwrite")} if isinstance(cfg, dict) else cfg
 
 
-def build_datasets(cfg, sample_rate: int, need_images: bool):
+def build_datasets(cfg, sample_rate: int, need_images: bool, resampler: str = "soxr_hq"):
     """``(train_set, val_set | None)`` from ``data`` (+ ``extra_data``) and ``validation``;
-    sample rate from the front end, clip length from ``train.clip_seconds`` unless the
-    data config fixes ``num_samples``."""
+    sample rate and resampler from the front end, clip length from ``train.clip_seconds``
+    unless the data config fixes ``num_samples``."""
     from sound2img.data import build_dataset
     from sound2img.training.batches import combine_training_sets
 
     def kwargs(node, **fixed) -> dict:
         d = dict(to_plain(node))
-        d["sample_rate"] = sample_rate
+        d["sample_rate"], d["resampler"] = sample_rate, resampler
         if d.get("num_samples") is None:
             d["num_samples"] = int(round(float(cfg.train.clip_seconds) * sample_rate))
         if "load_images" in d or "image_size" in d:
@@ -207,7 +207,9 @@ def train_from_cfg(cfg) -> dict[str, Any]:
         encoder, frontend = factory.build_encoder_from_cfg(c["encoder"], c["audio"], info.device)  # frozen
         clip = factory.build_clip_from_cfg(c["clip"], info.device) if need_clip else None
         augment = factory.build_augment_from_cfg(c.get("augment"))
-        train_set, val_set = build_datasets(cfg, frontend.sample_rate, need_images=terms["av"] > 0)
+        train_set, val_set = build_datasets(
+            cfg, frontend.sample_rate, need_images=terms["av"] > 0, resampler=frontend.resampler
+        )
         train.pop("clip_seconds")  # the datasets' crop length; the rest are training_loop arguments
         summary = training_loop(
             run_dir,

@@ -30,9 +30,11 @@ def librosa_load(path, sr):
 
 
 def authors_input(y: np.ndarray, start: int | None = None) -> np.ndarray:
-    """docs/method.md §5.2, literally: librosa defaults at 44.1 kHz, power_to_db(ref=max)/80+1,
-    crop/pad to 864 frames, cv2.resize(spec, (128, 512)), reshape to 1x128x512."""
-    S = librosa.feature.melspectrogram(y=y, sr=44100, n_fft=2048, hop_length=512, n_mels=128)
+    """docs/method.md §5.2, literally: librosa 0.8.1's defaults at 44.1 kHz (reflection
+    padding; today's default is zeros), power_to_db(ref=max)/80+1, crop/pad to 864 frames,
+    cv2.resize(spec, (128, 512)), reshape to 1x128x512. The wave comes from today's
+    librosa.load here; test_legacy_reference.py compares the whole path with librosa 0.8.1."""
+    S = librosa.feature.melspectrogram(y=y, sr=44100, n_fft=2048, hop_length=512, n_mels=128, pad_mode="reflect")
     spec = librosa.power_to_db(S, ref=np.max) / 80 + 1
     if spec.shape[1] >= 864:
         s = (spec.shape[1] - 864) // 2 if start is None else start
@@ -84,7 +86,7 @@ def _write(tmp_path, file_sr, subtype, channels, kind, seconds):
 def test_soundclip_legacy_matches_librosa_and_cv2(tmp_path, case):
     path = _write(tmp_path, *case)
     fe = build_frontend("soundclip_legacy")
-    ours = fe(load_audio(path, 44100)[None])
+    ours = fe(load_audio(path, 44100)[None])  # soxr, as today's librosa.load: the mel alone is compared
     ref = authors_input(librosa_load(path, 44100))
     assert ours.shape == (1, 1, 128, 512) and ours.dtype == torch.float32
     assert np.abs(ours[0].numpy() - ref).max() <= 1e-3

@@ -182,6 +182,9 @@ def test_zero_shot_runs_with_audioclip_and_its_towers(tmp_path_factory, esc50_ro
     )
     assert "RN50" in report.markdown and "name=audioclip" in report.markdown
     assert 0.0 <= report.data["ours"]["us8k"]["mean"] <= 1.0
+    # UrbanSound8K read as AudioCLIP's own reader did (ESC-50's reader is the front end's default)
+    assert "read by AudioCLIP's UrbanSound8K reader" in report.data["ours"]["us8k"]["data"]
+    assert "read by" not in report.data["ours"]["esc50"]["data"]
 
 
 def test_zero_shot_refuses_towers_of_another_space(wav2clip_file, esc50_root, us8k_root, monkeypatch):

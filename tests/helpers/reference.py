@@ -10,7 +10,8 @@ import numpy as np
 
 
 def reference_mel_power(y: np.ndarray, spec: dict) -> np.ndarray:
-    """``librosa.feature.melspectrogram`` with the front end's settings: ``[n_mels, T]``."""
+    """``librosa.feature.melspectrogram`` with the front end's settings: ``[n_mels, T]``
+    (the legacy front end pads by reflection, as librosa 0.8.1 did)."""
     return librosa.feature.melspectrogram(
         y=np.asarray(y, dtype=np.float32),
         sr=spec["sample_rate"],
@@ -19,7 +20,7 @@ def reference_mel_power(y: np.ndarray, spec: dict) -> np.ndarray:
         win_length=spec["win_length"],
         window="hann",
         center=True,
-        pad_mode="constant",
+        pad_mode="reflect" if spec["name"] == "soundclip_legacy" else "constant",
         power=2.0,
         n_mels=spec["n_mels"],
         fmin=spec["f_min"],

@@ -57,7 +57,10 @@ def test_authors_code_composes_to_the_released_recipe():
     assert cfg.loss.logit_scale == "legacy" and cfg.loss.directions == "mean" and cfg.loss.symmetric
     assert dict(cfg.loss.terms) == {"at": 0.5, "av": 0.0, "aa": 0.5}
     for d in (cfg.data, *cfg.extra_data.values()):
-        assert list(d.templates) == ["{}"] and d.text_augment and d.eda_chain
+        assert list(d.templates) == ["{}"] and d.text_augment
+    # each of their readers' EDA: VGGSound sr, rs, ri; both AudioSet readers sr, rs
+    assert list(cfg.data.eda_chain) == ["sr", "rs", "ri"]
+    assert [list(d.eda_chain) for d in cfg.extra_data.values()] == [["sr", "rs"], ["sr", "rs"]]
     assert cfg.data.name == "vggsound" and set(cfg.extra_data) == {"audioset_balanced", "audioset_unbalanced"}
     assert cfg.audio.name == "soundclip_legacy" and cfg.encoder.arch == "resnet18_legacy"
     assert cfg.encoder.path is None and cfg.augment.max_gain_db == 0.0 and cfg.augment.mask_value == 0.0
@@ -145,3 +148,29 @@ def test_eda_chain_applies_the_three_operations_in_turn(tiny_task):
     one = tiny_task.dataset(templates=["{}"], text_augment=True).make_text(rec, random.Random(7))
     rng = random.Random(7)
     assert one == augment_text(make_prompt(plain, rng, ["{}"]), rng)
+
+
+def test_eda_chain_of_the_audioset_readers_is_two_operations(tiny_task):
+    """eda_chain: [sr, rs] (their AudioSet readers) applies exactly those two in turn: the
+    word count never changes (replacement and swap keep it), while the VGGSound chain's
+    insertion lengthens some prompts."""
+    from sound2img.data.prompts import augment_text, make_prompt
+
+    template = ["a {} sound heard outside"]
+    two = tiny_task.dataset(templates=template, text_augment=True, eda_chain=["sr", "rs"])
+    three = tiny_task.dataset(templates=template, text_augment=True, eda_chain=True)
+    longer = 0
+    for seed in range(40):
+        rec = two.records[seed % len(two.records)]
+        rng = random.Random(seed)
+        text = plain = make_prompt(rec.prompt_name or rec.class_name, rng, template)
+        for op in ("sr", "rs"):
+            text = augment_text(text, rng, ops=(op,))
+        got = two.make_text(rec, random.Random(seed))
+        assert got == text and len(got.split()) == len(plain.split())
+        longer += len(three.make_text(rec, random.Random(seed)).split()) > len(plain.split())
+    assert longer > 0
+    from sound2img.data.base import DatasetError
+
+    with pytest.raises(DatasetError, match="eda_chain"):
+        tiny_task.dataset(text_augment=True, eda_chain=["sr", "swap"])
