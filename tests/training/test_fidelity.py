@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.cli import compose
+from sound2img.config import OptimOptions
 from sound2img.training.losses import ContrastiveLoss, LogitScale, info_nce
 from sound2img.training.optimizer import build_scheduler
 from sound2img.training.run import effective_config
@@ -77,7 +78,20 @@ def test_cyclic_schedule_is_their_per_epoch_cyclic_lr():
     1e-3 at epoch 0, 0.1 at epoch 5, 1e-3 again at 10; momentum 0.9 → 0.8 inversely."""
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1e-3, momentum=0.9)
-    sched, per_step = build_scheduler(opt, "cyclic", "sgd", 1e-3, 0.9, 7, 10, 0.0, 0, 0.1, 5, 0.8)
+    o = OptimOptions(
+        name="sgd",
+        lr=1e-3,
+        momentum=0.9,
+        weight_decay=0.0,
+        lr_cycle_epochs=10,
+        lr_min=0.0,
+        warmup_steps=0,
+        schedule="cyclic",
+        max_lr=0.1,
+        step_epochs=5,
+        base_momentum=0.8,
+    )
+    sched, per_step = build_scheduler(opt, o, steps_per_epoch=7)
     assert not per_step
     lrs, moms = [], []
     for _ in range(11):
