@@ -349,7 +349,11 @@ def build_training_sets(cfg: TrainEncoderConfig, sample_rate: int, need_images: 
     for c in configs:
         if not c or not c.get("name"):
             raise UserInputError("data: every training set config needs a name (e.g. data=vggsound)")
-    train_set = combine_training_sets([build_dataset(*reader(c)) for c in configs])
+    parts = []
+    for c in configs:
+        name, kw = reader(c)
+        parts.append(build_dataset(name, **kw))
+    train_set = combine_training_sets(parts)
 
     val = cfg.validation.data
     if val is None or val == "none":
