@@ -8,17 +8,37 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from omegaconf import OmegaConf
+
+from sound2img.cli import compose, to_object, to_plain
+from sound2img.data.prompts import encode_class_texts
 from sound2img.errors import UserInputError
-from sound2img.evaluation.report import Report, save_report
+from sound2img.evaluation.attribute_classification import supp_table2, supp_table2_report
+from sound2img.evaluation.attribute_edits import attribute_job_rows, collect_attribute_edits, parse_attributes
+from sound2img.evaluation.edit_figures import (
+    FigureEdit,
+    fig_audioclip_comparison,
+    fig_interpolation,
+    fig_lambda_grid,
+    fig_volume,
+)
+from sound2img.evaluation.embed import encode_folds
+from sound2img.evaluation.figures import fig_audio_text_tsne, fig_tsne_directions
+from sound2img.evaluation.latent_stats import supp_table1, supp_table1_report
+from sound2img.evaluation.linear_probe import DEFAULT_CS, run_linear_probe
+from sound2img.evaluation.report import Report, classification_report, save_report
 from sound2img.evaluation.table_context import TableContext
+from sound2img.evaluation.zero_shot import run_zero_shot
 from sound2img.registry import Registry
-from sound2img.utils.files import check_can_write
+from sound2img.utils.files import atomic_write_text, check_can_write
 
 if TYPE_CHECKING:
     from sound2img.config import EvalOptions, ReproduceConfig
@@ -32,7 +52,8 @@ class TableSpec:
     for the zero-shot table), the files it writes, what it reproduces, the runner that
     computes it (``None`` on ranks other than 0 of a distributed run), and what it needs
     (``docs/reproduce.md``): CLIP towers, and the edits it makes (``attributes``: the
-    supplement's rows; ``figure``: one sound; ``peer``: two encoders side by side)."""
+    supplement's rows; ``figure``: one sound; ``peer``: two encoders side by side).
+    Registered once, in the list at the end of this module."""
 
     name: str
     evals: tuple[str, ...]
@@ -43,20 +64,7 @@ class TableSpec:
     edits: str | None = None
 
 
-TABLES: Registry[TableSpec] = Registry("table", hint="see --list")
-
-
-def table(
-    name: str, paper: str, *, evals: Sequence[str] = (), pngs: Sequence[str] = (), uses_clip=True, edits=None
-) -> Callable[[Runner], Runner]:
-    """Register the decorated runner as table ``name`` (``evals``: its eval configs, by
-    default ``[name]``); tables are listed in the order they are registered, the paper's."""
-
-    def register(run: Runner) -> Runner:
-        TABLES.register(name, TableSpec(name, tuple(evals or (name,)), tuple(pngs), paper, run, uses_clip, edits))
-        return run
-
-    return register
+TABLES: Registry[TableSpec] = Registry("table", hint="see --list")  # filled below its runners
 
 
 def list_tables() -> list[str]:
@@ -78,8 +86,6 @@ def output_paths(name: str, out_dir: str | Path) -> list[Path]:
 def compose_table(name: str, overrides: Sequence[str] = ()) -> list:
     """The composed ``reproduce`` config for each of the table's ``eval`` configs (what
     ``--cfg job`` prints)."""
-    from sound2img.cli import compose
-
     return [compose("reproduce", [f"eval={e}", *overrides]) for e in get_table(name).evals]
 
 
@@ -87,10 +93,6 @@ def reproduce_config(cfg) -> ReproduceConfig:
     """A composed ``reproduce`` config as its schema's dataclasses (``cli.to_object``). A
     dataset key left ``???`` (a root not given) becomes null: only a table that reads that
     dataset needs it, and says how to set it."""
-    from omegaconf import OmegaConf
-
-    from sound2img.cli import to_object
-
     cfg = copy.deepcopy(cfg)
     for data in cfg.datasets.values():
         for k in [k for k in data if OmegaConf.is_missing(data, k)]:
@@ -124,14 +126,12 @@ def run_table(
     if work_dir is not None:
         ctx.work_dir, ctx.overwrite = Path(work_dir), overwrite
         return spec.run(ctx, evals)
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="sound2img-edits-") as tmp:
         ctx.work_dir = Path(tmp)
         return spec.run(ctx, evals)
 
 
-# ---- runners: one per table, in the paper's order ---------------------------------------------
+# ---- runners: one per table ------------------------------------------------------------------
 def _loader_kwargs(ctx: TableContext, e: EvalOptions) -> dict[str, Any]:
     return {
         "batch_size": e.batch_size or 64,
@@ -141,11 +141,7 @@ def _loader_kwargs(ctx: TableContext, e: EvalOptions) -> dict[str, Any]:
     }
 
 
-@table("zeroshot", "paper: zero-shot ESC-50 / US8K", evals=("esc50_zeroshot", "us8k_zeroshot"))
 def _run_zeroshot(ctx: TableContext, evals: list[EvalOptions]) -> Report:
-    from sound2img.evaluation.report import classification_report
-    from sound2img.evaluation.zero_shot import run_zero_shot
-
     specs_per_eval = [ctx.dataset_specs(e.datasets) for e in evals]
     encoder, frontend = ctx.encoder()
     results: dict[str, Any] = {}
@@ -159,11 +155,7 @@ def _run_zeroshot(ctx: TableContext, evals: list[EvalOptions]) -> Report:
     return classification_report("zeroshot", title, results, ctx.provenance(images=False), method=method)
 
 
-@table("linear_probe", "paper: logistic regression on frozen embeddings", uses_clip=False)
 def _run_linear_probe(ctx: TableContext, evals: list[EvalOptions]) -> Report:
-    from sound2img.evaluation.linear_probe import DEFAULT_CS, run_linear_probe
-    from sound2img.evaluation.report import classification_report
-
     specs_per_eval = [ctx.dataset_specs(e.datasets) for e in evals]
     encoder, frontend = ctx.encoder()
     results: dict[str, Any] = {}
@@ -193,8 +185,6 @@ def _attribute_edits(ctx: TableContext, e: EvalOptions):
     """Edit ``eval.n_latents`` sources per attribute by sound and by text (each
     attribute in its domain: generator and λ values) through the edit queue in
     ``ctx.work_dir``; ``(edits, n)``, or ``(None, n)`` on ranks other than 0."""
-    from sound2img.evaluation.attribute_edits import attribute_job_rows, collect_attribute_edits, parse_attributes
-
     rows = ctx.cfg.attributes  # records {name, domain, sound, text}
     if e.attributes:
         unknown = sorted(set(e.attributes) - {r.get("name") for r in rows})
@@ -246,13 +236,8 @@ def _run_edit_jobs(ctx: TableContext, jobs: list[dict[str, Any]], batch_size: in
     ``ctx.work_dir/edits`` (``jobs.jsonl`` and ``settings.json`` beside it record what was
     asked; other settings than those of the edits already there need ``--overwrite``).
     True on rank 0; a failed job raises ``QueueFailed`` (exit 1) on every rank."""
-    import json
 
-    from omegaconf import OmegaConf
-
-    from sound2img.cli import compose, to_plain
     from sound2img.manipulation.queue import LEDGER, QueueFailed, run_queue
-    from sound2img.utils.files import atomic_write_text
 
     edit = to_plain(compose("manipulate").edit)
     # the queue's own config, written out as settings.json: here a dict really is the data
@@ -289,20 +274,14 @@ def _plain_group(group: Any) -> Any:
     return dataclasses.asdict(group) if dataclasses.is_dataclass(group) else group
 
 
-@table("supp_table1", "supplement Table 1: cosine between w_s, w_a, w_t", edits="attributes")
 def _run_supp_table1(ctx: TableContext, evals: list[EvalOptions]) -> Report | None:
-    from sound2img.evaluation.latent_stats import supp_table1, supp_table1_report
-
     edits, n = _attribute_edits(ctx, evals[0])
     if edits is None:
         return None
     return supp_table1_report(supp_table1(edits), ctx.provenance(), n)
 
 
-@table("supp_table2", "supplement Table 2: attribute classification", edits="attributes")
 def _run_supp_table2(ctx: TableContext, evals: list[EvalOptions]) -> Report | None:
-    from sound2img.evaluation.attribute_classification import supp_table2, supp_table2_report
-
     e = evals[0]
     edits, n = _attribute_edits(ctx, e)
     if edits is None:
@@ -311,15 +290,7 @@ def _run_supp_table2(ctx: TableContext, evals: list[EvalOptions]) -> Report | No
     return supp_table2_report(results, ctx.provenance(), n)
 
 
-@table(
-    "fig_tsne_directions",
-    "supplement Fig. 4: t-SNE of manipulation directions",
-    pngs=("fig_tsne_directions.png",),
-    edits="attributes",
-)
 def _run_fig_tsne_directions(ctx: TableContext, evals: list[EvalOptions]) -> Report | None:
-    from sound2img.evaluation.figures import fig_tsne_directions
-
     e = evals[0]
     edits, _ = _attribute_edits(ctx, e)
     if edits is None:
@@ -327,88 +298,46 @@ def _run_fig_tsne_directions(ctx: TableContext, evals: list[EvalOptions]) -> Rep
     return fig_tsne_directions(edits, ctx.provenance(), perplexity=e.perplexity, seed=e.seed)
 
 
-def _edit_figure_args(ctx: TableContext, e: EvalOptions) -> dict[str, Any]:
+def _figure_edit(ctx: TableContext, e: EvalOptions, n_sources: int = 1) -> tuple[Any, FigureEdit]:
+    """``(source_ws [n,num_ws,w_dim], FigureEdit)`` of an edit figure's domain."""
     encoder, frontend = ctx.encoder()
     G, optim, identity = ctx.domain_setup(e.domain)
-    return {
-        "source_ws": ctx.sources(G, 1, e.seed),
-        "generator": G,
-        "clip": ctx.clip(),
-        "encoder": encoder,
-        "frontend": frontend,
-        "optim": optim,
-        "identity": identity,
-        "device": ctx.device,
-    }
+    edit = FigureEdit(G, ctx.clip(), encoder, frontend, optim, identity, ctx.device)
+    return ctx.sources(G, n_sources, e.seed), edit
 
 
-@table(
-    "fig_lambda_grid",
-    "supplement Fig. 2: λ_sim × λ_ID grid",
-    pngs=("fig_lambda_grid.png", "fig_lambda_grid_source.png"),
-    edits="figure",
-)
 def _run_fig_lambda_grid(ctx: TableContext, evals: list[EvalOptions]) -> Report:
-    from sound2img.evaluation.edit_figures import fig_lambda_grid
-
     e = evals[0]
-    args = _edit_figure_args(ctx, e)
-    if max(e.lambda_ids, default=0) > 0 and args["identity"] is None:
-        args["identity"] = ctx.identity()
-    return fig_lambda_grid(
-        str(e.sound),
-        lambda_sims=list(e.lambda_sims),
-        lambda_ids=list(e.lambda_ids),
-        provenance=ctx.provenance(),
-        **args,
-    )
+    source_ws, edit = _figure_edit(ctx, e)
+    if max(e.lambda_ids, default=0) > 0 and edit.identity is None:
+        edit = dataclasses.replace(edit, identity=ctx.identity())
+    grid = {"lambda_sims": list(e.lambda_sims), "lambda_ids": list(e.lambda_ids)}
+    return fig_lambda_grid(str(e.sound), source_ws, edit, **grid, provenance=ctx.provenance())
 
 
-@table("fig_volume", "supplement Fig. 8: volume strip", pngs=("fig_volume.png",), edits="figure")
 def _run_fig_volume(ctx: TableContext, evals: list[EvalOptions]) -> Report:
-    from sound2img.evaluation.edit_figures import fig_volume
-
-    e = evals[0]
-    args = _edit_figure_args(ctx, e)
-    return fig_volume(str(e.sound), gains_db=list(e.gains_db), provenance=ctx.provenance(), **args)
+    source_ws, edit = _figure_edit(ctx, evals[0])
+    return fig_volume(str(evals[0].sound), source_ws, edit, gains_db=evals[0].gains_db, provenance=ctx.provenance())
 
 
-@table(
-    "fig_interpolation",
-    "supplement Figs. 10–11: text↔sound latent interpolation",
-    pngs=("fig_interpolation.png",),
-    edits="figure",
-)
 def _run_fig_interpolation(ctx: TableContext, evals: list[EvalOptions]) -> Report:
-    from sound2img.evaluation.edit_figures import fig_interpolation
-
     e = evals[0]
-    args = _edit_figure_args(ctx, e)
-    return fig_interpolation(str(e.sound), str(e.text), alphas=list(e.alphas), provenance=ctx.provenance(), **args)
+    source_ws, edit = _figure_edit(ctx, e)
+    return fig_interpolation(str(e.sound), str(e.text), source_ws, edit, alphas=e.alphas, provenance=ctx.provenance())
 
 
-@table(
-    "fig_audioclip_comparison",
-    "supplement Fig. 3: edits guided by our encoder and by AudioCLIP, side by side",
-    pngs=("fig_audioclip_comparison.png",),
-    edits="peer",
-)
 def _run_fig_audioclip_comparison(ctx: TableContext, evals: list[EvalOptions]) -> Report:
-    from sound2img.evaluation.edit_figures import fig_audioclip_comparison
-
     e = evals[0]
-    args = _edit_figure_args(ctx, e)
-    source_ws = ctx.sources(args["generator"], e.n_sources, e.seed)
-    peer = e.peer
-    if not peer.encoder:
+    source_ws, ours = _figure_edit(ctx, e, e.n_sources)
+    if not e.peer.encoder:
         raise UserInputError("fig_audioclip_comparison: set eval.peer.encoder (e.g. audioclip_partial)")
-    peer_encoder, peer_frontend = ctx.networks.encoder({"path": peer.encoder}, None)
-    peer_clip = ctx.networks.clip(peer.clip or {"model": "from_encoder"}, peer_encoder)
-    ctx.weights["peer audio encoder"] = ctx._describe(peer.encoder, "")
+    peer_encoder, peer_frontend = ctx.networks.encoder({"path": e.peer.encoder}, None)
+    peer_clip = ctx.networks.clip(e.peer.clip or {"model": "from_encoder"}, peer_encoder)
+    ctx.weights["peer audio encoder"] = ctx._describe(e.peer.encoder, "")
     guides = [
-        {"label": "ours", "encoder": args["encoder"], "frontend": args["frontend"], "clip": args["clip"]},
+        {"label": "ours", "encoder": ours.encoder, "frontend": ours.frontend, "clip": ours.clip},
         {
-            "label": str(peer.label or peer.encoder),
+            "label": str(e.peer.label or e.peer.encoder),
             "encoder": peer_encoder,
             "frontend": peer_frontend,
             "clip": peer_clip,
@@ -417,25 +346,16 @@ def _run_fig_audioclip_comparison(ctx: TableContext, evals: list[EvalOptions]) -
     return fig_audioclip_comparison(
         [str(s) for s in e.sounds],
         source_ws,
-        generator=args["generator"],
+        generator=ours.generator,
         guides=guides,
-        optim=args["optim"],
-        identity=args["identity"],
+        optim=ours.optim,
+        identity=ours.identity,
         provenance=ctx.provenance(),
         device=ctx.device,
     )
 
 
-@table(
-    "fig_audio_text_tsne",
-    "audio embeddings vs CLIP text embeddings (t-SNE)",
-    pngs=("fig_audio_text_tsne.png",),
-)
 def _run_fig_audio_text_tsne(ctx: TableContext, evals: list[EvalOptions]) -> Report:
-    from sound2img.data.prompts import encode_class_texts
-    from sound2img.evaluation.embed import encode_folds
-    from sound2img.evaluation.figures import fig_audio_text_tsne
-
     e = evals[0]
     spec = ctx.dataset_specs([e.dataset], e.folds)[0]
     encoder, frontend = ctx.encoder()
@@ -443,3 +363,82 @@ def _run_fig_audio_text_tsne(ctx: TableContext, evals: list[EvalOptions]) -> Rep
     text_emb = encode_class_texts(ctx.clip().encode_text, emb.class_names, e.templates)
     prov = ctx.provenance(images=False)
     return fig_audio_text_tsne(emb, spec, text_emb, prov, perplexity=e.perplexity, seed=e.seed)
+
+
+# The tables, in the paper's order (what --list and docs/reproduce.md show).
+for _spec in (
+    TableSpec("zeroshot", ("esc50_zeroshot", "us8k_zeroshot"), (), "paper: zero-shot ESC-50 / US8K", _run_zeroshot),
+    TableSpec(
+        "linear_probe",
+        ("linear_probe",),
+        (),
+        "paper: logistic regression on frozen embeddings",
+        _run_linear_probe,
+        uses_clip=False,
+    ),
+    TableSpec(
+        "supp_table1",
+        ("supp_table1",),
+        (),
+        "supplement Table 1: cosine between w_s, w_a, w_t",
+        _run_supp_table1,
+        edits="attributes",
+    ),
+    TableSpec(
+        "supp_table2",
+        ("supp_table2",),
+        (),
+        "supplement Table 2: attribute classification",
+        _run_supp_table2,
+        edits="attributes",
+    ),
+    TableSpec(
+        "fig_tsne_directions",
+        ("fig_tsne_directions",),
+        ("fig_tsne_directions.png",),
+        "supplement Fig. 4: t-SNE of manipulation directions",
+        _run_fig_tsne_directions,
+        edits="attributes",
+    ),
+    TableSpec(
+        "fig_lambda_grid",
+        ("fig_lambda_grid",),
+        ("fig_lambda_grid.png", "fig_lambda_grid_source.png"),
+        "supplement Fig. 2: λ_sim × λ_ID grid",
+        _run_fig_lambda_grid,
+        edits="figure",
+    ),
+    TableSpec(
+        "fig_volume",
+        ("fig_volume",),
+        ("fig_volume.png",),
+        "supplement Fig. 8: volume strip",
+        _run_fig_volume,
+        edits="figure",
+    ),
+    TableSpec(
+        "fig_interpolation",
+        ("fig_interpolation",),
+        ("fig_interpolation.png",),
+        "supplement Figs. 10–11: text↔sound latent interpolation",
+        _run_fig_interpolation,
+        edits="figure",
+    ),
+    TableSpec(
+        "fig_audioclip_comparison",
+        ("fig_audioclip_comparison",),
+        ("fig_audioclip_comparison.png",),
+        "supplement Fig. 3: edits guided by our encoder and by AudioCLIP, side by side",
+        _run_fig_audioclip_comparison,
+        edits="peer",
+    ),
+    TableSpec(
+        "fig_audio_text_tsne",
+        ("fig_audio_text_tsne",),
+        ("fig_audio_text_tsne.png",),
+        "audio embeddings vs CLIP text embeddings (t-SNE)",
+        _run_fig_audio_text_tsne,
+    ),
+):
+    TABLES.register(_spec.name, _spec)
+del _spec

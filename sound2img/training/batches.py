@@ -7,7 +7,7 @@ DataLoader around it, and the seeds of per-step randomness. Streamed training se
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,19 @@ def epoch_loader(
     worker reads them. ``generator`` seeds the workers; giving one keeps the loader from
     drawing on the global RNG, which a resumed run must find as it was saved."""
     if isinstance(sampler, StreamSampler):
-        return stream_batches(sampler, epoch, start_batch, local_batch, num_workers, pin_memory, generator)
+        # one pass over the rank's stream: the workers collate full batches of their own items
+        def one_pass() -> DataLoader:
+            return DataLoader(
+                sampler.stream,
+                batch_size=local_batch,
+                collate_fn=collate,
+                drop_last=False,
+                num_workers=num_workers,
+                persistent_workers=False,
+                generator=generator,
+            )
+
+        return stream_batches(sampler, epoch, start_batch, local_batch, one_pass, pin_memory)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     sampler.start(epoch, start_batch * local_batch)
@@ -115,30 +127,21 @@ def stream_batches(
     epoch: int,
     start_batch: int,
     local_batch: int,
-    num_workers: int,
+    one_pass: Callable[[], DataLoader],
     pin_memory: bool,
-    generator: torch.Generator,
 ) -> Iterator[dict[str, Any]]:
     """Batches ``start_batch ..`` of ``epoch`` from a stream, up to the rank's
-    ``num_samples // local_batch``. Workers collate full batches of their own items; the
-    short last batch of each worker is not dropped but joined with the others' here. When
-    unreadable shards leave the rank short, the epoch's stream is read again from its
-    start to fill the rest."""
+    ``num_samples // local_batch``; ``one_pass()`` gives the DataLoader of one pass over
+    it, whose workers collate full batches of their own items: the short last batch of
+    each worker is not dropped but joined with the others' here. When unreadable shards
+    leave the rank short, the epoch's stream is read again from its start to fill the rest."""
     stream = sampler.stream
     sampler.start(epoch, start_batch * local_batch)
     needed = sampler.num_samples // local_batch - start_batch
     made, rows = 0, []
     while made < needed:
         delivered = 0
-        loader = DataLoader(
-            stream,
-            batch_size=local_batch,
-            collate_fn=collate,
-            drop_last=False,
-            num_workers=num_workers,
-            persistent_workers=False,
-            generator=generator,
-        )
+        loader = one_pass()
         for part in loader:
             delivered += len(part["key"])
             if not rows and len(part["key"]) == local_batch:

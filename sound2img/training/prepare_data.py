@@ -12,17 +12,16 @@ from sound2img.cli import ArgumentParser, add_common_args, compose_with_flags, p
 if TYPE_CHECKING:
     from sound2img.config import PrepareDataConfig
 
+DESCRIPTION = (
+    "Decode a dataset once into WebDataset shards (mono, resampled to the front end's rate, cropped "
+    "to clip_seconds; FLAC audio, JPEG middle frame, texts, metadata) plus index.json. A rerun "
+    "writes only missing shards. Extra words are Hydra overrides, e.g. data=vggsound data.root=DIR."
+)
+
 
 def prepare_data_cli(argv: Sequence[str]) -> int:
     """``scripts/prepare_data.py``: parse, compose, then print (``--cfg job``) or prepare."""
-    parser = ArgumentParser(
-        prog="prepare_data.py",
-        description=(
-            "Decode a dataset once into WebDataset shards (mono, resampled to the front end's rate, cropped "
-            "to clip_seconds; FLAC audio, JPEG middle frame, texts, metadata) plus index.json. A rerun "
-            "writes only missing shards. Extra words are Hydra overrides, e.g. data=vggsound data.root=DIR."
-        ),
-    )
+    parser = ArgumentParser(prog="prepare_data.py", description=DESCRIPTION)
     add_common_args(parser)
     parser.add_argument("--out", help="directory of the shards (sets out)")
     parser.add_argument("--shard-size", type=int, help="samples per shard (sets shard_size, default 1000)")

@@ -33,17 +33,15 @@ if TYPE_CHECKING:
 # keyed by the CLIP spec and stays valid).
 RUN_FILES = ("config.yaml", "metrics.jsonl", "encoder_best.safetensors", "encoder_final.safetensors")
 RUN_DIRS = ("checkpoints",)
+DESCRIPTION = (
+    "Train the audio encoder into CLIP's embedding space (docs/method.md §1). Extra words are "
+    "Hydra overrides, e.g. experiment=paper, preset=tiny, data.root=DIR, train.batch_size=64."
+)
 
 
 def train_encoder_cli(argv: Sequence[str]) -> int:
     """``scripts/train_encoder.py``: parse, compose, then print (``--cfg job``) or train."""
-    parser = ArgumentParser(
-        prog="train_encoder.py",
-        description=(
-            "Train the audio encoder into CLIP's embedding space (docs/method.md §1). Extra words are "
-            "Hydra overrides, e.g. experiment=paper, preset=tiny, data.root=DIR, train.batch_size=64."
-        ),
-    )
+    parser = ArgumentParser(prog="train_encoder.py", description=DESCRIPTION)
     add_common_args(parser)
     parser.add_argument("--out", help="run directory (sets run_dir)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
