@@ -327,9 +327,9 @@ def test_training_sets_from_the_tiny_config():
     from sound2img.cli import compose, to_object
     from sound2img.training.run import effective_config
 
-    cfg = to_object(effective_config(compose("train_encoder", ["preset=tiny"])))
+    cfg = to_object(effective_config(compose("train_encoder", ["preset=tiny", "+tiny_run.data.crop=random"])))
     train, val = factory.build_training_sets(cfg, 8000, need_images=True)
-    assert (train.sample_rate, train.num_samples, train.crop, train.load_images) == (8000, 16000, "center", True)
+    assert (train.sample_rate, train.num_samples, train.crop, train.load_images) == (8000, 16000, "random", True)
     assert (val.crop, val.load_images, val.text_augment) == ("center", False, False)
     assert {r.key for r in train.records}.isdisjoint(r.key for r in val.records)  # split=test: other clips
     train, _ = factory.build_training_sets(cfg, 8000, need_images=False)

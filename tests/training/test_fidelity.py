@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from sound2img.training.losses import ContrastiveLoss, LogitScale, info_nce
 from sound2img.training.optimizer import build_scheduler
 from sound2img.training.run import effective_config
 from sound2img.training.step import ContrastiveModel, make_views
+
+from helpers.training import OPTIM, TRAIN, loss_options
 
 
 def _unit(n, d, seed):
@@ -102,6 +105,26 @@ def test_cyclic_schedule_is_their_per_epoch_cyclic_lr():
     expected = [1e-3 + 0.099 * (1 - abs(e / 5 - 1)) if e <= 10 else None for e in range(11)]
     assert lrs == pytest.approx(expected)
     assert moms[0] == pytest.approx(0.9) and moms[5] == pytest.approx(0.8) and moms[10] == pytest.approx(0.9)
+
+
+def test_the_loop_moves_the_cyclic_schedule_once_per_epoch(tiny_task, tmp_path):
+    """optim=authors_cyclic inside the loop: every step of an epoch logs that epoch's lr,
+    base 1e-3, then the peak 0.1, then the base again (step_epochs=1): CyclicLR is stepped
+    at each epoch's end and never inside one."""
+    from sound2img.training.loop import training_loop
+    from sound2img.training.metrics import read_metrics
+
+    optim = replace(OPTIM, schedule="cyclic", lr=1e-3, max_lr=0.1, step_epochs=1, base_momentum=0.8)
+    train = replace(TRAIN, batch_size=16, epochs=3, log_every=1)
+    data = tiny_task.dataset("train", num_per_class=4)  # 32 clips: 2 steps per epoch
+    training_loop(
+        tmp_path, tiny_task.encoder(), tiny_task.frontend(), data, loss=loss_options(aa=1.0), optim=optim, train=train
+    )
+    lrs: dict[int, set[float]] = {}
+    for r in read_metrics(tmp_path):
+        if "lr" in r:
+            lrs.setdefault(r["epoch"], set()).add(round(r["lr"], 9))
+    assert lrs == {0: {0.001}, 1: {0.1}, 2: {0.001}}
 
 
 class _Mask:
