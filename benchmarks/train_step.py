@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from sound2img.audio.augment import build_augment
 from sound2img.audio.frontend import build_frontend
+from sound2img.config import OptimOptions
 from sound2img.data.prompts import training_templates
 from sound2img.data.synthetic import list_synthetic_classes, synthesize
 from sound2img.models.audio_encoder import build_audio_encoder
@@ -270,6 +271,13 @@ def _timed(fn, device: torch.device) -> tuple[float, float, float]:
     return seconds, (_peak_rss_mib() if per_phase else float("nan")), cuda
 
 
+def _sgd(weight_decay: float) -> OptimOptions:
+    """The paper's SGD (lr 1e-3, momentum 0.9) with ``weight_decay`` (the schedule is not timed)."""
+    return OptimOptions(
+        name="sgd", lr=1e-3, momentum=0.9, weight_decay=weight_decay, lr_cycle_epochs=10, lr_min=0.0, warmup_steps=0
+    )
+
+
 def _our_side(recipe: str, device: torch.device, clip, prompts: list[str], channels_last: bool, seed: int):
     """(ContrastiveModel, optimiser, ClipEmbeddings, clean_first) for ``recipe``: ``authors`` (the
     authors_code experiment: text tower every step, clean + augmented view, separate
@@ -279,11 +287,11 @@ def _our_side(recipe: str, device: torch.device, clip, prompts: list[str], chann
     if recipe == "authors":
         loss = ContrastiveLoss({"at": 0.5, "aa": 0.5}, scale=LogitScale("legacy"))
         model = ContrastiveModel(enc, loss, channels_last=channels_last, separate_passes=True).to(device)
-        opt = build_optimizer(model, "sgd", 1e-3, 0.9, 5e-4)
+        opt = build_optimizer(model, _sgd(weight_decay=5e-4))
     else:
         loss = ContrastiveLoss({"at": 1.0, "aa": 1.0}, scale=LogitScale("learnable"))
         model = ContrastiveModel(enc, loss, channels_last=channels_last).to(device)
-        opt = build_optimizer(model, "sgd", 1e-3, 0.9, 1e-4)
+        opt = build_optimizer(model, _sgd(weight_decay=1e-4))
     if channels_last:
         model.encoder.to(memory_format=torch.channels_last)
     targets = ClipEmbeddings(

@@ -172,9 +172,21 @@ def user_message(exc: UserInputError) -> str:
     return text
 
 
+def to_object(cfg):
+    """A composed config → its schema's dataclasses (``OmegaConf.to_object``): what the
+    library functions take, converted once at the edge. A value still ``???`` is a
+    one-line error naming it."""
+    from omegaconf import OmegaConf
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserInputError(f"config: {', '.join(missing)} must be set (e.g. {missing[0]}=DIR)")
+    return OmegaConf.to_object(cfg)
+
+
 def to_plain(cfg):
     """A composed config (DictConfig / ListConfig, or already plain data) → nested dicts and
-    lists with interpolations resolved: what the library functions take."""
+    lists with interpolations resolved (a config group whose options differ in shape)."""
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg

@@ -8,11 +8,15 @@ first in ``defaults``), so that at composition time
 
 Adding a key is ONE line in the right class below, e.g. ``new_key: float = key(ge=0)``;
 ``key()`` with no limits declares an unchecked key. Groups whose options differ in shape
-(``audio``, ``encoder``, ``clip``, ``data``, ``augment``, ``eval``, ``tiny``) are ``Any``
-here and checked by the builder they go to. The library never sees these classes: the
-edge turns a validated config into plain data with ``cli.to_plain``. Only the edge (cli,
-scripts' commands) imports this module; the library never does, and this module imports
-nothing of ours but errors (tests/test_import_rules.py).
+(``audio``, ``encoder``, ``clip``, ``data``, ``augment``, ``tiny``) are ``Any`` here and
+checked by the builder they go to.
+
+The edge (a script's command) turns the composed config into these dataclasses once
+(``cli.to_object``); library functions take them, or the part they need, and read
+attributes. A choice that names a thing of the library is that library's registry or
+tuple, imported from it (the optimisers, the schedules, the loss modes, …), never a copy.
+The library imports this module only for type annotations (``TYPE_CHECKING``), so the
+arrow points one way (tests/test_import_rules.py).
 """
 
 from __future__ import annotations
@@ -22,18 +26,12 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from sound2img.errors import UserInputError
-
-# The choices of the library's string settings. Written out (not imported) because the
-# library sits below this module and cli; tests/test_config_schema.py checks each against
-# the library's own tuple (manipulation.masking.LATENT_TERMS, manipulation.run.MODES,
-# models.stylegan2.NOISE_MODES, training.losses.SCALE_MODES / TERMS).
-LATENT_TERMS = ("l2", "adaptive")
-MODES = ("separate", "embedding_mix", "latent_mix", "layer_mix", "interpolate")
-NOISE_MODES = ("const", "random", "none")
-SCALE_MODES = ("learnable", "fixed", "legacy")
-TERMS = ("at", "av", "aa")
-OPTIMIZERS = ("sgd", "adamw")  # training.optimizer.build_optimizer
-AMP_MODES = ("auto", "bf16", "fp16", "off")  # training.optimizer.autocast_dtype
+from sound2img.manipulation.masking import LATENT_TERMS
+from sound2img.manipulation.run import MODES
+from sound2img.models.stylegan2 import NOISE_MODES
+from sound2img.registry import Registry
+from sound2img.training.losses import DIRECTIONS, SCALE_MODES, TERMS
+from sound2img.training.optimizer import AMP_MODES, OPTIMIZERS, SCHEDULES
 
 SCHEMA_MODULE = "sound2img/config.py"
 MISSING = "???"  # OmegaConf's mandatory value: the YAML must set the key
@@ -46,10 +44,13 @@ def key(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
-    choices: tuple | None = None,
+    choices: tuple | Registry | None = None,
 ) -> Any:
     """One declared key: its default (``MISSING``: the YAML must set it) and its allowed
-    range (``ge``/``gt``/``le``/``lt``) or ``choices``, checked by ``validate``."""
+    range (``ge``/``gt``/``le``/``lt``) or ``choices`` (a tuple, or a registry: its names),
+    checked by ``validate``."""
+    if isinstance(choices, Registry):
+        choices = tuple(choices.names())
     limits = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
     metadata = {k: v for k, v in limits.items() if v is not None}
     if isinstance(default, (list, dict)):
@@ -128,7 +129,7 @@ class OptimOptions:
     lr_cycle_epochs: float = key(gt=0)
     lr_min: float = key(ge=0)
     warmup_steps: int = key(ge=0)
-    schedule: str = key("cosine_restarts", choices=("cosine_restarts", "cyclic"))
+    schedule: str = key("cosine_restarts", choices=SCHEDULES)
     max_lr: float = key(0.1, gt=0)  # cyclic: the peak
     step_epochs: int = key(5, ge=1)  # cyclic: epochs from base to peak
     base_momentum: float = key(0.8, ge=0, lt=1)  # cyclic: momentum at the peak lr
@@ -150,13 +151,13 @@ class LossOptions:
     logit_scale: str = key("learnable", choices=SCALE_MODES)
     logit_scale_init: float = key(gt=0)
     logit_scale_max: float = key(gt=0)
-    directions: str = key("mean", choices=("mean", "sum"))
+    directions: str = key("mean", choices=DIRECTIONS)
 
 
 @dataclass
 class TrainOptions:
-    """``train`` of ``train_encoder.yaml``: passed to ``training_loop`` as keyword
-    arguments (``clip_seconds`` goes to the datasets)."""
+    """``train`` of ``train_encoder.yaml``: read by ``training_loop`` (``clip_seconds`` by
+    the datasets)."""
 
     batch_size: int = key(ge=1)
     epochs: int = key(ge=1)
@@ -193,6 +194,47 @@ class DomainOptions:
     generator: str | None = key(None)
     lambda_sim: float | None = key(None, ge=0)
     lambda_id: float | None = key(None, ge=0)
+
+
+@dataclass
+class PeerOptions:
+    """``eval.peer`` of ``fig_audioclip_comparison``: the other audio encoder."""
+
+    encoder: str | None = key(None)  # registry name or file
+    label: str | None = key(None)  # its column title (null: the encoder's name)
+    clip: Any = key(None)  # a clip config; null: the towers of the encoder's own space
+
+
+@dataclass
+class EvalOptions:
+    """``eval/*`` of ``reproduce.yaml``: one table's settings; each table reads its own
+    (``configs/eval/<table>.yaml`` sets them, with what they mean)."""
+
+    table: str = key()
+    datasets: list[str] = key([])  # zeroshot, linear_probe: keys of ``datasets``
+    dataset: str | None = key(None)  # fig_audio_text_tsne
+    folds: list[int] | None = key(None)  # null: every fold of the dataset
+    templates: list[str] | None = key(None)  # null: data.prompts.zero_shot_templates()
+    batch_size: int | None = key(None, ge=1)  # null: 64 clips per embedding batch, 8 sources per edit batch
+    num_workers: int = key(0, ge=0)
+    C: float | None = key(None)  # linear_probe: null chooses from Cs; supp_table2: null is 1.0
+    Cs: list[float] = key([0.01, 0.1, 1.0, 10.0])
+    max_iter: int = key(1000, ge=1)
+    attributes: list[str] | None = key(None)  # null: every row of ``attributes``
+    n_latents: int = key(150, ge=1)
+    seed: int = key(0)
+    n_splits: int = key(5)
+    perplexity: float = key(30.0)
+    domain: str | None = key(None)  # null: cfg.generator and cfg.manipulate
+    sound: str | None = key(None)
+    text: str | None = key(None)
+    lambda_sims: list[float] = key([])
+    lambda_ids: list[float] = key([])
+    gains_db: list[float] = key([])
+    alphas: list[float] = key([])
+    sounds: list[str] = key([])
+    n_sources: int = key(1)
+    peer: PeerOptions = _sub(PeerOptions)
 
 
 # ---- top-level configs --------------------------------------------------------------------
@@ -249,13 +291,13 @@ class ReproduceConfig(_Models):
     """``reproduce.yaml`` (scripts/reproduce.py)."""
 
     manipulate: ManipulateOptions = _sub(ManipulateOptions)
-    eval: Any = key(None)  # eval/*: each table's own keys, checked by its runner
-    datasets: dict[str, Any] = key({})
+    eval: EvalOptions = _sub(EvalOptions)
+    datasets: dict[str, Any] = key({})  # evaluation sets: data configs by name
     progress: bool = key(True)
     identity: Any = key(None)
     domains: dict[str, DomainOptions] = key({})
     sounds_dir: str = key("data/sounds")
-    attributes: list[Any] = key([])
+    attributes: list[Any] = key([])  # rows {name, domain, sound, text}: a list of records
 
 
 @dataclass
@@ -269,6 +311,25 @@ class GenerateConfig(_Models):
     latent_format: str = key("npy", choices=("npy", "pt", "npz"))
 
 
+@dataclass
+class PrepareDataConfig:
+    """``prepare_data.yaml`` (scripts/prepare_data.py)."""
+
+    audio: Any = key(None)
+    clip: Any = key(None)
+    data: Any = key(None)
+    out: str = key()
+    clip_seconds: float = key(gt=0)
+    shard_size: int = key(1000)  # checked (with --workers) by data.prepare.prepare_shards
+    workers: int = key(1)
+    seed: int = key(0)
+    jpeg_quality: int = key(90)
+    overwrite: bool = key(False)
+    progress: bool = key(True)
+    device: str = key("auto")
+    embedding_cache_dir: str | None = key(None)
+
+
 # The top-level config files and their schemas: ``configs/<name>.yaml`` lists
 # ``<name>_schema`` first in its defaults.
 SCHEMAS: dict[str, type] = {
@@ -276,6 +337,7 @@ SCHEMAS: dict[str, type] = {
     "train_encoder": TrainEncoderConfig,
     "reproduce": ReproduceConfig,
     "generate": GenerateConfig,
+    "prepare_data": PrepareDataConfig,
 }
 
 

@@ -1,15 +1,20 @@
-"""The edge where Hydra config groups (``generator``, ``clip``, ``encoder``, ``audio``,
-identity network) become models: each ``build_*_from_cfg`` reads its group, resolves
-weights through the registry (:mod:`sound2img.weights`) and calls the model library's
-``build_*``/``load_*`` with plain arguments. Model modules are imported lazily."""
+"""The one place where config groups become objects: models (``generator``, ``clip``,
+``encoder`` + ``audio``, ``augment``, the identity network, LPIPS), each ``build_*_from_cfg``
+reading its group, resolving weights through the registry (:mod:`sound2img.weights`) and
+calling the model library's ``build_*``/``load_*`` with plain arguments; datasets
+(``build_training_sets``, ``build_shard_source``, ``build_fold_dataset``); and ``Networks``,
+the one build-once cache of frozen networks. Model modules are imported lazily."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -18,20 +23,42 @@ from sound2img.errors import UserInputError
 from sound2img.utils.device import resolve_device
 from sound2img.weights import AUDIO_ENCODER_FORMATS, get_entry, resolve_weights
 
+if TYPE_CHECKING:
+    from sound2img.config import GeneratorOptions, PrepareDataConfig, TrainEncoderConfig
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GENERATOR_FORMATS = ("rosinality_pt", "nvlabs_pkl", "e4e_pt")  # an e4e/pSp file holds its decoder
 
 
 def _plain(cfg: Any, group: str) -> dict[str, Any]:
-    """A config group (DictConfig, mapping or None) → a plain dict (``cli.to_plain``),
-    refusing anything that is not a mapping."""
+    """A config group whose options differ in shape (``audio``, ``encoder``, ``clip``,
+    ``augment``: the schema's ``Any``, builder keyword arguments) → a plain dict, refusing
+    anything that is not a mapping."""
     if cfg is None:
         return {}
     cfg = to_plain(cfg)
     if not isinstance(cfg, Mapping):
         raise UserInputError(f"config group {group!r} must be a mapping, got {type(cfg).__name__}")
     return dict(cfg)
+
+
+def _generator_options(gcfg: Any) -> GeneratorOptions:
+    """``cfg.generator`` as the schema's ``GeneratorOptions``: as given, or converted from
+    a mapping (a partial one such as ``{"name": ...}``, or from callers that pass the
+    composed DictConfig)."""
+    if dataclasses.is_dataclass(gcfg):
+        return gcfg
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sound2img.config import GeneratorOptions
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(GeneratorOptions), to_plain(gcfg) or {}))
+    except OmegaConfBaseException as exc:
+        raise UserInputError(f"generator: {str(exc).splitlines()[0]}") from exc
 
 
 def _registered(name: str) -> Any:
@@ -52,7 +79,7 @@ def _weights_file(name_or_path: str, formats: tuple[str, ...], what: str) -> Pat
     return resolve_weights(text)
 
 
-def build_generator_from_cfg(gcfg: Any, device: str | torch.device = "cpu"):
+def build_generator_from_cfg(gcfg: GeneratorOptions | Mapping, device: str | torch.device = "cpu"):
     """``cfg.generator`` → a frozen ``Generator``.
 
     ``path`` (a local file or registry name) wins over ``name``; ``name: tiny`` builds a
@@ -62,13 +89,13 @@ def build_generator_from_cfg(gcfg: Any, device: str | torch.device = "cpu"):
     ``sound2img/config.py``)."""
     from sound2img.models.stylegan2 import build_generator, load_generator
 
-    g = _plain(gcfg, "generator")
+    g = _generator_options(gcfg)
     device = resolve_device(device)
-    source = g.get("path") or g.get("name")
+    source = g.path or g.name
     if not source:
         raise UserInputError("generator: set generator.name (a registry name or tiny) or generator.path")
     if source == "tiny":
-        tiny = dict(g.get("tiny") or {})
+        tiny = dict(g.tiny or {})
         if "resolution" not in tiny:
             raise UserInputError("generator: name=tiny needs generator.tiny.resolution (kwargs of build_generator)")
         try:
@@ -267,13 +294,190 @@ def resolve_checkpoint(name_or_path: str, formats: tuple[str, ...], what: str) -
     return _weights_file(str(name_or_path), formats, what)
 
 
-def generator_identity(gcfg: Any) -> dict[str, Any]:
+def generator_identity(gcfg: GeneratorOptions | Mapping) -> dict[str, Any]:
     """What identifies the generator a config builds (a cache key part): the sha256 of
     its file, or the random network's construction arguments."""
     from sound2img.utils.files import sha256_file
 
-    g = _plain(gcfg, "generator")
-    source = g.get("path") or g.get("name")
+    g = _generator_options(gcfg)
+    source = g.path or g.name
     if source == "tiny":
-        return {"tiny": dict(g.get("tiny") or {})}
+        return {"tiny": dict(g.tiny or {})}
     return {"sha256": sha256_file(_weights_file(str(source), GENERATOR_FORMATS, "a StyleGAN2 generator"))}
+
+
+# ---- datasets ------------------------------------------------------------------------------
+# Held-out split of each training set, for zero-shot validation (validation.data=held_out).
+HELD_OUT = {
+    "vggsound": {"split": "test"},
+    "synthetic": {"split": "test"},
+    "audioset": {"subset": "eval", "segments_csv": None},
+}
+
+
+def data_arguments(
+    data: Mapping[str, Any], sample_rate: int, clip_seconds: float, resampler: str = "soxr_hq"
+) -> tuple[str | None, dict]:
+    """A data config (``configs/data/*``) → ``(reader name, build_dataset keyword
+    arguments)`` at the front end's ``sample_rate`` through its ``resampler``, clips of
+    ``clip_seconds`` unless the config fixes ``num_samples``; a null is still there (the
+    caller decides what it means)."""
+    d = dict(data)
+    name = d.pop("name", None)
+    d["sample_rate"], d["resampler"] = sample_rate, resampler
+    if d.get("num_samples") is None:
+        d["num_samples"] = int(round(float(clip_seconds) * sample_rate))
+    return name, d
+
+
+def _has_frames(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a reader's config speaks of video frames (it sets load_images or image_size)."""
+    return "load_images" in kwargs or "image_size" in kwargs
+
+
+def build_training_sets(cfg: TrainEncoderConfig, sample_rate: int, need_images: bool, resampler: str = "soxr_hq"):
+    """``(train_set, val_set | None)`` from ``data`` (+ ``extra_data``) and ``validation``;
+    sample rate and resampler from the front end, clip length from ``train.clip_seconds``
+    unless the data config fixes ``num_samples``. A null in a data config is the reader's
+    default."""
+    from sound2img.data import build_dataset
+    from sound2img.data.streams import combine_training_sets
+
+    def reader(data: Mapping[str, Any], **fixed: Any):
+        name, kw = data_arguments(data, sample_rate, cfg.train.clip_seconds, resampler)
+        if _has_frames(kw):
+            kw["load_images"] = bool(kw.get("load_images", True)) and need_images
+        kw.update(fixed)
+        return name, {k: v for k, v in kw.items() if v is not None or k in fixed}
+
+    configs = [cfg.data, *(cfg.extra_data or {}).values()]
+    for c in configs:
+        if not c or not c.get("name"):
+            raise UserInputError("data: every training set config needs a name (e.g. data=vggsound)")
+    parts = []
+    for c in configs:
+        name, kw = reader(c)
+        parts.append(build_dataset(name, **kw))
+    train_set = combine_training_sets(parts)
+
+    val = cfg.validation.data
+    if val is None or val == "none":
+        return train_set, None
+    if val == "held_out":
+        name = cfg.data["name"]
+        if name not in HELD_OUT:
+            raise UserInputError(
+                f"validation.data=held_out: dataset {name!r} has no held-out split; set "
+                "validation.data=null or to a dataset config"
+            )
+        node, fixed = cfg.data, HELD_OUT[name]
+    else:
+        node, fixed = val, {}
+        if not isinstance(node, Mapping) or not node.get("name"):
+            raise UserInputError("validation.data: held_out, null, or a dataset config with a name")
+    # Validation reads each clip's centre with the plain prompt set and no frames.
+    name, kw = reader(node, **fixed, crop="center", text_augment=False)
+    if "load_images" in kw:
+        kw["load_images"] = False
+    return train_set, build_dataset(name, **kw)
+
+
+def build_shard_source(cfg: PrepareDataConfig):
+    """``(dataset, settings)`` for ``prepare_data.py``: the configured reader of files with
+    centre crops of ``clip_seconds`` at the front end's rate and frames as decoded, and the
+    settings its shards record (``data.prepare.prepare_shards``)."""
+    from sound2img.data import build_dataset
+
+    audio = _plain(cfg.audio, "audio")
+    resampler = build_frontend_from_cfg(cfg.audio).resampler
+    name, kw = data_arguments(_plain(cfg.data, "data"), int(audio["sample_rate"]), cfg.clip_seconds, resampler)
+    if not name or name == "shards":
+        raise UserInputError("prepare_data.py: data must name a dataset of files (e.g. data=vggsound)")
+    kw["crop"] = "center"
+    if _has_frames(kw):
+        kw.update(load_images=True, image_size=None)  # frames are stored as decoded
+    dataset = build_dataset(name, **{k: v for k, v in kw.items() if v is not None})
+    return dataset, {"data": {"name": name, **kw}, "audio": audio}
+
+
+def build_fold_dataset(spec: Any, folds: Sequence[int], **reader_args: Any):
+    """The fold-organised evaluation set ``spec`` names (``evaluation.embed.DatasetSpec``:
+    registry name, root and configured reader arguments), restricted to ``folds``, with
+    ``reader_args`` (sample rate, crop, frames) on top."""
+    from sound2img.data import build_dataset
+
+    kwargs = {**spec.kwargs, **reader_args}
+    return build_dataset(spec.name, root=spec.root, folds=[int(f) for f in folds], **kwargs)
+
+
+# ---- the one cache of built networks -----------------------------------------------------------
+def _key(kind: str, *groups: Any) -> str:
+    """A cache key: the kind and the content of the config groups that build it."""
+
+    def plain(g: Any) -> Any:
+        return dataclasses.asdict(g) if dataclasses.is_dataclass(g) else to_plain(g)
+
+    return kind + ":" + json.dumps([plain(g) for g in groups], sort_keys=True, default=str)
+
+
+class Networks:
+    """Frozen networks built once per process and device and shared by whatever asks for
+    them (the reproduce tables; the edit queue, single edits and the web app can use the
+    same): each is built from its config group on first use and kept under the group's
+    content, so two configs naming the same network share one copy. ``device`` is
+    resolved once, here. With ``keep_failures`` a network that failed to build raises its
+    error again on every later request instead of being built again (the edit queue:
+    every job that needs it fails with the same reason)."""
+
+    def __init__(self, device: str | torch.device = "auto", *, keep_failures: bool = False):
+        self.device = resolve_device(device)
+        self.keep_failures = keep_failures
+        self._built: dict[str, Any] = {}
+        self._lock = threading.RLock()  # the web app asks from several threads
+
+    def once(self, key: str, build: Callable[[], T]) -> T:
+        """``build()``'s result under ``key``, built on the first request only."""
+        with self._lock:
+            if key not in self._built:
+                try:
+                    self._built[key] = build()
+                except Exception as exc:
+                    if not self.keep_failures:
+                        raise
+                    self._built[key] = exc
+            value = self._built[key]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def encoder(self, ecfg: Any, acfg: Any = None):
+        """``(encoder, frontend)`` (``build_encoder_from_cfg``)."""
+        return self.once(_key("encoder", ecfg, acfg), lambda: build_encoder_from_cfg(ecfg, acfg, self.device))
+
+    def clip(self, ccfg: Any, encoder: Any = None):
+        """CLIP towers in ``encoder``'s space (``build_clip_for_encoder``): ``from_encoder``
+        towers are kept per encoder; other towers once, checked against each encoder."""
+        from sound2img.models.clip import check_same_space
+
+        if _plain(ccfg, "clip").get("model") == "from_encoder":
+            key = _key("clip", ccfg) + f":{id(encoder)}"  # the encoder is kept alive by this cache or its caller
+            return self.once(key, lambda: build_clip_for_encoder(ccfg, encoder, self.device))
+        towers = self.once(_key("clip", ccfg), lambda: build_clip_from_cfg(ccfg, self.device))
+        spec = getattr(encoder, "clip_spec", None) if encoder is not None else None
+        if spec:
+            check_same_space(spec, towers, f"the audio encoder ({getattr(encoder, 'arch', '') or 'checkpoint'})")
+        return towers
+
+    def generator(self, gcfg: Any):
+        """A frozen ``Generator`` (``build_generator_from_cfg``)."""
+        g = _generator_options(gcfg)
+        key = _key("generator", {"source": g.path or g.name, "tiny": g.tiny})  # truncation etc. are run-time
+        return self.once(key, lambda: build_generator_from_cfg(g, self.device))
+
+    def identity(self, icfg: Any):
+        """The identity loss (``build_arcface_from_cfg``)."""
+        return self.once(_key("identity", icfg), lambda: build_arcface_from_cfg(icfg, self.device))
+
+    def lpips(self, name_or_path: str = "torchvision_vgg16"):
+        """LPIPS-VGG16 (``build_lpips``)."""
+        return self.once(_key("lpips", name_or_path), lambda: build_lpips(name_or_path, self.device))

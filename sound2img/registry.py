@@ -81,6 +81,10 @@ class Registry(Generic[T]):
         """The one unknown-name error: ``unknown <kind> '<name>' (known: a, b, fam:<name>)``."""
         return self.error(f"unknown {self.kind} {name!r} ({self.suggest(name)})")
 
+    def __getitem__(self, name: object) -> Any:
+        """``table[name]`` is ``table.get(str(name))``: names are text (a depth 50 is ``"50"``)."""
+        return self.get(str(name))
+
     def get(self, name: str) -> Any:
         """The thing registered as ``name``; for ``"<family>:<arg>"`` the family builder
         bound to ``<arg>``. ``self.error`` listing what exists when the name is unknown."""

@@ -85,3 +85,16 @@ def test_broken_pipe_is_not_an_internal_error(capsys):
 
     assert run_cli(fn, []) == 0
     assert "internal error" not in capsys.readouterr().err
+
+
+def test_to_object_gives_the_schema_dataclasses_or_names_what_is_unset():
+    """The edge's one conversion: the schema's dataclasses (typed sub-configs, ``Any``
+    groups as dicts); a value left ``???`` is one line naming it, before any work."""
+    from sound2img.cli import compose, to_object
+    from sound2img.config import PrepareDataConfig
+
+    cfg = to_object(compose("prepare_data", ["out=shards", "data=esc50", "data.root=/data/esc50"]))
+    assert isinstance(cfg, PrepareDataConfig) and cfg.out == "shards" and cfg.shard_size == 1000
+    assert cfg.data["root"] == "/data/esc50" and isinstance(cfg.audio, dict)
+    with pytest.raises(UserInputError, match=r"^config: data.root, out must be set \(e.g. data.root=DIR\)$"):
+        to_object(compose("prepare_data", []))

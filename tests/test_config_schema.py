@@ -29,6 +29,7 @@ SCRIPTS = {
     "train_encoder": ("train_encoder.py", ["--cfg", "job", "preset=tiny"]),
     "reproduce": ("reproduce.py", ["supp_table1", "--cfg", "job", "preset=tiny"]),
     "generate": ("generate.py", ["--cfg", "job"]),
+    "prepare_data": ("prepare_data.py", ["--cfg", "job"]),
 }
 
 
@@ -179,6 +180,21 @@ def test_the_schema_choices_are_the_library_choices():
     assert set(schema.LATENT_TERMS) == set(LATENT_TERMS) and set(schema.MODES) == set(MODES)
     assert set(schema.NOISE_MODES) == set(NOISE_MODES) and set(schema.SCALE_MODES) == set(SCALE_MODES)
     assert [f.name for f in fields(schema.LossTerms)] == list(TERMS) and set(schema.TERMS) == set(TERMS)
+
+
+def test_the_schema_choices_are_the_registries_names():
+    """A name a registry holds is a valid config value, and only those: the schema reads
+    the registry (sound2img.registry.Registry) rather than a list of its own."""
+    from sound2img.training.losses import DIRECTIONS
+    from sound2img.training.optimizer import AMP_MODES, OPTIMIZERS, SCHEDULES
+
+    def choices(cls, name):
+        return set(next(f for f in fields(cls) if f.name == name).metadata["choices"])
+
+    assert choices(schema.OptimOptions, "name") == set(OPTIMIZERS.names()) == {"sgd", "adamw"}
+    assert choices(schema.OptimOptions, "schedule") == set(SCHEDULES.names()) == {"cosine_restarts", "cyclic"}
+    assert choices(schema.TrainOptions, "amp") == set(AMP_MODES)
+    assert choices(schema.LossOptions, "directions") == set(DIRECTIONS)
 
 
 def test_the_library_gets_plain_data():

@@ -256,3 +256,83 @@ def test_every_encoder_config_builds_or_names_its_checkpoint(option):
     entry = weights.get_entry(ecfg.path)
     with pytest.raises(WeightsNotAvailableError, match=entry.filename):
         factory.build_encoder_from_cfg(ecfg, _group("audio", "soundclip_legacy"), "cpu")
+
+
+# ---------------------------------------------------------------- the one cache of networks
+
+
+def test_networks_build_each_network_once(monkeypatch):
+    """One copy per network: the same group (dict, DictConfig or the schema's dataclass)
+    shares it, a run-time setting (truncation) does not make another, another seed does."""
+    built = []
+    real = factory.build_generator_from_cfg
+    monkeypatch.setattr(factory, "build_generator_from_cfg", lambda g, d: built.append(g) or real(g, d))
+    nets = factory.Networks("cpu")
+    group = {"name": "tiny", "tiny": TINY_G, "truncation": 0.7}
+    G = nets.generator(group)
+    assert nets.generator(OmegaConf.create({**group, "truncation": 0.5})) is G
+    assert nets.generator(factory._generator_options(group)) is G
+    other = nets.generator({"name": "tiny", "tiny": {**TINY_G, "seed": 4}})
+    assert other is not G and len(built) == 2 and nets.device == torch.device("cpu")
+
+
+def test_networks_keep_a_failure_when_asked(monkeypatch):
+    """``keep_failures``: a network that failed to build fails again with the same error,
+    without a second attempt (the edit queue); by default the next request tries again."""
+    calls = []
+
+    def failing(g, d):
+        calls.append(g)
+        raise UserInputError("no such generator here")
+
+    monkeypatch.setattr(factory, "build_generator_from_cfg", failing)
+    for keep, attempts in ((True, 1), (False, 2)):
+        calls.clear()
+        nets = factory.Networks("cpu", keep_failures=keep)
+        for _ in range(2):
+            with pytest.raises(UserInputError, match="no such generator here"):
+                nets.generator({"name": "anything"})
+        assert len(calls) == attempts
+
+
+def test_networks_check_shared_towers_against_each_encoder(monkeypatch):
+    """Towers are built once and checked against every encoder they are asked for with:
+    an encoder of another CLIP space is refused in one line, one of the same space is not."""
+
+    class Towers:
+        def spec(self):
+            return {"space": "openai/ViT-B-32"}
+
+    class Encoder:
+        arch = "stub"
+
+        def __init__(self, space):
+            self.clip_spec = {"space": space}
+
+    built = []
+    monkeypatch.setattr(factory, "build_clip_from_cfg", lambda c, d: built.append(c) or Towers())
+    nets = factory.Networks("cpu")
+    towers = nets.clip({"model": "ViT-B-32", "pretrained": "openai"}, Encoder("openai/ViT-B-32"))
+    with pytest.raises(UserInputError, match="embeds into CLIP space laion/ViT-B-32"):
+        nets.clip({"model": "ViT-B-32", "pretrained": "openai"}, Encoder("laion/ViT-B-32"))
+    assert nets.clip({"model": "ViT-B-32", "pretrained": "openai"}) is towers and len(built) == 1
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def test_training_sets_from_the_tiny_config():
+    """``preset=tiny``'s synthetic set at the front end's rate; the held-out split is the
+    reader's test split, centre-cropped, without frames, the plain prompt set."""
+    from sound2img.cli import compose, to_object
+    from sound2img.training.run import effective_config
+
+    cfg = to_object(effective_config(compose("train_encoder", ["preset=tiny", "+tiny_run.data.crop=random"])))
+    train, val = factory.build_training_sets(cfg, 8000, need_images=True)
+    assert (train.sample_rate, train.num_samples, train.crop, train.load_images) == (8000, 16000, "random", True)
+    assert (val.crop, val.load_images, val.text_augment) == ("center", False, False)
+    assert {r.key for r in train.records}.isdisjoint(r.key for r in val.records)  # split=test: other clips
+    train, _ = factory.build_training_sets(cfg, 8000, need_images=False)
+    assert not train.load_images
+    cfg.validation.data = None
+    assert factory.build_training_sets(cfg, 8000, need_images=False)[1] is None

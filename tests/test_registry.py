@@ -52,15 +52,26 @@ def test_a_long_table_suggests_close_names_only():
     assert "no close registered weights name" in str(reg.unknown("zzzzzzzz"))
 
 
+def test_subscript_looks_a_name_up_by_its_text():
+    reg: Registry = Registry("depth")
+    reg.register("50", "fifty")
+    assert reg[50] == reg["50"] == reg.get("50") == "fifty"
+    with pytest.raises(UserInputError, match=r"^unknown depth '18' \(known: 50\)$"):
+        reg[18]
+
+
 def test_every_table_uses_the_mechanism():
-    """Audio encoders, front ends, datasets, weights and evaluation tables: one class."""
+    """Audio encoders, front ends, datasets, weights, evaluation tables, optimisers, lr
+    schedules and IR-SE depths: one class, one unknown-name error."""
     from sound2img.audio.frontend import FRONTENDS
     from sound2img.data.registry import DATASETS
     from sound2img.evaluation.tables import TABLES
+    from sound2img.models.arcface import STAGES
     from sound2img.models.audio_encoder import ENCODERS
+    from sound2img.training.optimizer import OPTIMIZERS, SCHEDULES
     from sound2img.weights import WEIGHTS
 
-    for table in (FRONTENDS, DATASETS, TABLES, ENCODERS, WEIGHTS):
+    for table in (FRONTENDS, DATASETS, TABLES, ENCODERS, WEIGHTS, OPTIMIZERS, SCHEDULES, STAGES):
         assert isinstance(table, Registry) and table.names()
         with pytest.raises(UserInputError, match=f"unknown {table.kind} 'no-such-name'"):
             table.get("no-such-name")

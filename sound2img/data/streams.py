@@ -5,7 +5,9 @@ streamed set (WebDataset shards) with file readers (``extra_data``).
 
 A stream is planned once (``plan(rank, world, seed)``) and positioned before each epoch
 (``start(epoch, skip)``); every DataLoader worker then reads its own part. Items are the
-dicts of ``AudioClipDataset`` (``wav [S]``, ``text``, ``label``, ``image`` ...)."""
+dicts of ``AudioClipDataset`` (``wav [S]``, ``text``, ``label``, ``image`` ...).
+``combine_training_sets`` joins ``data`` and ``extra_data``: one ``ConcatClips`` of file
+readers, or a ``MixedStream`` when one of them streams."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import ConcatDataset, Dataset, IterableDataset, get_worker_info
 
 from sound2img.data.base import AudioClipDataset, item_seed
 
@@ -58,6 +60,29 @@ def round_robin_taken(skip: int, totals: Sequence[int]) -> list[int]:
         remaining -= rounds * len(alive)
         alive = [w for w in alive if taken[w] < totals[w]]
     return taken
+
+
+class _Parts:
+    """What a set made of several training sets reports about all of them: the bad rows
+    and unreadable samples skipped, and whether video frames are decoded."""
+
+    def _parts(self) -> Sequence[Any]:
+        raise NotImplementedError
+
+    @property
+    def num_skipped(self) -> int:
+        """Bad rows and unreadable samples of every part (see ``AudioClipDataset``)."""
+        return sum(int(getattr(p, "num_skipped", 0)) for p in self._parts())
+
+    @property
+    def load_images(self) -> bool:
+        return any(getattr(p, "load_images", False) for p in self._parts())
+
+    @load_images.setter
+    def load_images(self, value: bool) -> None:
+        for p in self._parts():
+            if hasattr(p, "load_images"):
+                p.load_images = value
 
 
 class ClipStream(IterableDataset):
@@ -132,7 +157,7 @@ class MapStream(ClipStream):
             yield self.dataset[index]
 
 
-class MixedStream(ClipStream):
+class MixedStream(_Parts, ClipStream):
     """Several streams as one (``data`` + ``extra_data``): each worker interleaves its
     part of every stream at random (seeded), in proportion to what is left of each, so
     every item of every part is still read once per epoch."""
@@ -172,18 +197,8 @@ class MixedStream(ClipStream):
     def rank_quota(self, world: int) -> int:
         return sum(p.rank_quota(world) for p in self.parts)
 
-    @property
-    def num_skipped(self) -> int:
-        return sum(p.num_skipped for p in self.parts)
-
-    @property
-    def load_images(self) -> bool:
-        return any(getattr(p, "load_images", False) for p in self.parts)
-
-    @load_images.setter
-    def load_images(self, value: bool) -> None:
-        for p in self.parts:
-            p.load_images = value
+    def _parts(self) -> Sequence[ClipStream]:
+        return self.parts
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         w, _nw = worker_position()
@@ -202,3 +217,26 @@ class MixedStream(ClipStream):
 def as_stream(dataset) -> ClipStream:
     """``dataset`` itself when it streams, else a ``MapStream`` over it."""
     return dataset if isinstance(dataset, ClipStream) else MapStream(dataset)
+
+
+class ConcatClips(_Parts, ConcatDataset):
+    """Several file readers as one map-style training set (e.g. VGGSound + AudioSet):
+    ``set_epoch`` and ``load_images`` reach every part."""
+
+    def _parts(self) -> Sequence[Dataset]:
+        return self.datasets
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            if hasattr(d, "set_epoch"):
+                d.set_epoch(epoch)
+
+
+def combine_training_sets(parts: Sequence[Dataset]) -> Dataset:
+    """``data`` + ``extra_data`` as one set: ``ConcatClips`` of file readers, or a
+    ``MixedStream`` when one of them streams (the file readers then stream too)."""
+    if len(parts) == 1:
+        return parts[0]
+    if any(isinstance(p, ClipStream) for p in parts):
+        return MixedStream([as_stream(p) for p in parts])
+    return ConcatClips(parts)

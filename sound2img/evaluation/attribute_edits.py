@@ -43,6 +43,31 @@ class AttributeEdits:
     audio_target: torch.Tensor  # the sound's audio_emb [D] (L2-normalised)
     text_target: torch.Tensor  # the prompt's text embedding [D] (L2-normalised)
 
+    @classmethod
+    def of(
+        cls,
+        attribute: Attribute,
+        source_ws: torch.Tensor,
+        ws: dict[str, torch.Tensor],
+        feat: dict[str, torch.Tensor],
+        cos: dict[str, torch.Tensor],
+        targets: tuple[torch.Tensor, torch.Tensor],
+    ) -> AttributeEdits:
+        """From each guidance's (``"sound"``, ``"text"``) latents, image features and final
+        cosines, and the two targets ``(audio_emb, text_emb)``."""
+        return cls(
+            attribute,
+            ws_source=source_ws.detach().cpu(),
+            ws_audio=ws["sound"],
+            ws_text=ws["text"],
+            feat_audio=feat["sound"],
+            feat_text=feat["text"],
+            cos_audio=cos["sound"],
+            cos_text=cos["text"],
+            audio_target=targets[0],
+            text_target=targets[1],
+        )
+
 
 @torch.no_grad()
 def encode_attribute_targets(
@@ -76,29 +101,17 @@ def edit_attribute(
     Sources are processed ``batch_size`` at a time; each result equals its edit run alone.
     Images are reduced to their CLIP image embeddings on the fly (not kept)."""
     audio_emb, text_emb = encode_attribute_targets(attribute, clip, encoder, frontend, device)
-    out: dict[str, list[torch.Tensor]] = {k: [] for k in ("ws_a", "ws_t", "f_a", "f_t", "c_a", "c_t")}
+    ws, feat, cos = ({"sound": [], "text": []} for _ in range(3))
     for start in range(0, source_ws.shape[0], batch_size):
         ws_s = source_ws[start : start + batch_size].to(device)
-        for tag, target in (("a", audio_emb), ("t", text_emb)):
+        for guidance, target in (("sound", audio_emb), ("text", text_emb)):
             res = optimize_latents(generator, clip.encode_image, ws_s, target, identity=identity, **optim)
             with torch.no_grad():
-                feat = F.normalize(clip.encode_image(res.result_img.to(device)).float(), dim=-1).cpu()
-            out[f"ws_{tag}"].append(res.ws)
-            out[f"f_{tag}"].append(feat)
-            out[f"c_{tag}"].append(res.final_cosine)
-    cat = {k: torch.cat(v) for k, v in out.items()}
-    return AttributeEdits(
-        attribute,
-        source_ws.detach().cpu(),
-        cat["ws_a"],
-        cat["ws_t"],
-        cat["f_a"],
-        cat["f_t"],
-        cat["c_a"],
-        cat["c_t"],
-        audio_emb.cpu(),
-        text_emb.cpu(),
-    )
+                feat[guidance].append(F.normalize(clip.encode_image(res.result_img.to(device)).float(), dim=-1).cpu())
+            ws[guidance].append(res.ws)
+            cos[guidance].append(res.final_cosine)
+    ws, feat, cos = ({k: torch.cat(v) for k, v in d.items()} for d in (ws, feat, cos))
+    return AttributeEdits.of(attribute, source_ws, ws, feat, cos, (audio_emb.cpu(), text_emb.cpu()))
 
 
 def attribute_job_id(index: int, attribute: Attribute, source: int, guidance: str) -> str:
@@ -175,18 +188,7 @@ def collect_attribute_edits(
             parts.append(F.normalize(clip.encode_image(img).float(), dim=-1).cpu())
         feat[guidance] = torch.cat(parts)
     audio_emb, text_emb = encode_attribute_targets(attribute, clip, encoder, frontend, device)
-    return AttributeEdits(
-        attribute,
-        source_ws.detach().cpu(),
-        ws["sound"],
-        ws["text"],
-        feat["sound"],
-        feat["text"],
-        cos["sound"],
-        cos["text"],
-        audio_emb.cpu(),
-        text_emb.cpu(),
-    )
+    return AttributeEdits.of(attribute, source_ws, ws, feat, cos, (audio_emb.cpu(), text_emb.cpu()))
 
 
 def parse_attributes(rows: Sequence[Any]) -> list[Attribute]:

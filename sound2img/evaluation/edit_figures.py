@@ -4,6 +4,7 @@ text↔sound latent interpolation strip (Figs. 10–11), each with its numbers i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -15,6 +16,33 @@ from sound2img.evaluation.figures import image_grid_png
 from sound2img.evaluation.report import Report, markdown_table, provenance_markdown
 from sound2img.manipulation.guidance import encode_sounds, load_sound_for_frontend, mix_latents
 from sound2img.manipulation.optimizer import optimize_latents
+
+
+@dataclass(frozen=True)
+class FigureEdit:
+    """What an edit figure edits with: the generator, CLIP towers, the audio encoder with
+    its front end, the other ``optimize_latents`` arguments (``optim``), the identity loss
+    (required when a λ_ID is positive) and the device."""
+
+    generator: torch.nn.Module
+    clip: Any
+    encoder: torch.nn.Module
+    frontend: torch.nn.Module
+    optim: dict[str, Any]
+    identity: torch.nn.Module | None = None
+    device: torch.device | str = "cpu"
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The same, as keyword arguments of ``edit_attribute`` (which takes these names)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def sound_targets(self, sound: str, gains_db: Sequence[float] = (0.0,)) -> torch.Tensor:
+        """``audio_emb [G,D]`` of ``sound`` (its first window) at each gain (dB) of ``gains_db``."""
+        fe = self.frontend
+        wav = load_sound_for_frontend(sound, fe)
+        return torch.cat(
+            [encode_sounds([wav], self.encoder, fe, gain_db=float(g), device=self.device) for g in gains_db]
+        )
 
 
 def _one_source(source_ws: torch.Tensor) -> torch.Tensor:
@@ -35,43 +63,35 @@ def _figure_report(
 def fig_lambda_grid(
     sound: str,
     source_ws: torch.Tensor,
+    edit: FigureEdit,
     *,
-    generator: torch.nn.Module,
-    clip,
-    encoder: torch.nn.Module,
-    frontend: torch.nn.Module,
     lambda_sims: Sequence[float],
     lambda_ids: Sequence[float],
-    optim: dict[str, Any],
-    identity: torch.nn.Module | None,
     provenance: dict,
-    device: torch.device | str = "cpu",
 ) -> Report:
-    """Supplement Fig. 2: one source edited by one sound for every (λ_sim, λ_ID); rows
-    follow ``lambda_sims`` (the paper puts low λ_sim at the bottom), columns ``lambda_ids``.
-
-    ``optim``: the other ``optimize_latents`` arguments. ``identity`` is required when a
-    λ_ID is positive. Writes the grid and the source image."""
-    source_ws = _one_source(source_ws).to(device)
+    """Supplement Fig. 2: one source ``source_ws [1,num_ws,w_dim]`` edited by one sound
+    for every (λ_sim, λ_ID); rows follow ``lambda_sims`` (the paper puts low λ_sim at the
+    bottom), columns ``lambda_ids``. ``edit.identity`` is required when a λ_ID is
+    positive. Writes the grid and the source image."""
+    source_ws = _one_source(source_ws).to(edit.device)
     if not lambda_sims or not lambda_ids:
         raise UserInputError("fig_lambda_grid: lambda_sims and lambda_ids must be non-empty")
-    if max(lambda_ids) > 0 and identity is None:
+    if max(lambda_ids) > 0 and edit.identity is None:
         raise UserInputError("fig_lambda_grid: a positive λ_ID needs the identity network (ArcFace IR-SE50)")
-    wav = load_sound_for_frontend(sound, frontend)
-    target = encode_sounds([wav], encoder, frontend, device=device)
-    optim = {k: v for k, v in optim.items() if k not in ("lambda_sim", "lambda_id")}
+    target = edit.sound_targets(sound)
+    optim = {k: v for k, v in edit.optim.items() if k not in ("lambda_sim", "lambda_id")}
     images, cells, source_img = [], [], None
     for ls in lambda_sims:
         row = []
         for li in lambda_ids:
             res = optimize_latents(
-                generator,
-                clip.encode_image,
+                edit.generator,
+                edit.clip.encode_image,
                 source_ws,
                 target,
                 lambda_sim=float(ls),
                 lambda_id=float(li),
-                identity=identity if li > 0 else None,
+                identity=edit.identity if li > 0 else None,
                 **optim,
             )
             source_img = res.source_img
@@ -115,30 +135,23 @@ def fig_lambda_grid(
 
 
 def fig_volume(
-    sound: str,
-    source_ws: torch.Tensor,
-    *,
-    generator: torch.nn.Module,
-    clip,
-    encoder: torch.nn.Module,
-    frontend: torch.nn.Module,
-    gains_db: Sequence[float],
-    optim: dict[str, Any],
-    identity: torch.nn.Module | None,
-    provenance: dict,
-    device: torch.device | str = "cpu",
+    sound: str, source_ws: torch.Tensor, edit: FigureEdit, *, gains_db: Sequence[float], provenance: dict
 ) -> Report:
     """Supplement Fig. 8: one source edited by the same sound at several volumes (gain in
     dB before the front end), all gains optimised as one batch. Strip: source, then one
     result per gain. The JSON gives how far each gain moves the audio embedding."""
-    source_ws = _one_source(source_ws).to(device)
+    source_ws = _one_source(source_ws).to(edit.device)
     if not gains_db:
         raise UserInputError("fig_volume: gains_db must be non-empty")
-    wav = load_sound_for_frontend(sound, frontend)
-    targets = torch.cat([encode_sounds([wav], encoder, frontend, gain_db=float(g), device=device) for g in gains_db])
-    reference = encode_sounds([wav], encoder, frontend, gain_db=0.0, device=device)
+    embs = edit.sound_targets(sound, [*gains_db, 0.0])  # the last: the 0-dB reference
+    targets, reference = embs[:-1], embs[-1:]
     res = optimize_latents(
-        generator, clip.encode_image, source_ws.expand(len(gains_db), -1, -1), targets, identity=identity, **optim
+        edit.generator,
+        edit.clip.encode_image,
+        source_ws.expand(len(gains_db), -1, -1),
+        targets,
+        identity=edit.identity,
+        **edit.optim,
     )
     strip = torch.cat([res.source_img[:1], res.result_img])[None]
     cells = [
@@ -160,19 +173,7 @@ def fig_volume(
 
 
 def fig_interpolation(
-    sound: str,
-    text: str,
-    source_ws: torch.Tensor,
-    *,
-    generator: torch.nn.Module,
-    clip,
-    encoder: torch.nn.Module,
-    frontend: torch.nn.Module,
-    alphas: Sequence[float],
-    optim: dict[str, Any],
-    identity: torch.nn.Module | None,
-    provenance: dict,
-    device: torch.device | str = "cpu",
+    sound: str, text: str, source_ws: torch.Tensor, edit: FigureEdit, *, alphas: Sequence[float], provenance: dict
 ) -> Report:
     """Supplement Figs. 10–11: w = (1 − α)·w_a + α·w_t between the sound-guided and the
     text-guided result of the same source. Strip: source, then one image per α. The JSON
@@ -180,22 +181,13 @@ def fig_interpolation(
     source_ws = _one_source(source_ws)
     if not alphas:
         raise UserInputError("fig_interpolation: alphas must be non-empty")
-    edits = edit_attribute(
-        Attribute("interpolation", sound, text),
-        source_ws,
-        generator=generator,
-        clip=clip,
-        encoder=encoder,
-        frontend=frontend,
-        optim=optim,
-        identity=identity,
-        device=device,
-    )
-    ws = torch.cat([mix_latents(edits.ws_audio, edits.ws_text, float(a)) for a in alphas]).to(device)
+    edits = edit_attribute(Attribute("interpolation", sound, text), source_ws, **edit.as_kwargs())
+    G, noise_mode = edit.generator, edit.optim.get("noise_mode", "const")
+    ws = torch.cat([mix_latents(edits.ws_audio, edits.ws_text, float(a)) for a in alphas]).to(edit.device)
     with torch.no_grad():
-        img = generator.synthesis(ws, noise_mode=optim.get("noise_mode", "const"))
-        source_img = generator.synthesis(source_ws.to(device), noise_mode=optim.get("noise_mode", "const"))
-        feats = F.normalize(clip.encode_image(img).float(), dim=-1).cpu()
+        img = G.synthesis(ws, noise_mode=noise_mode)
+        source_img = G.synthesis(source_ws.to(edit.device), noise_mode=noise_mode)
+        feats = F.normalize(edit.clip.encode_image(img).float(), dim=-1).cpu()
     cells = [
         {"alpha": float(a), "cos_sound": float(f @ edits.audio_target), "cos_text": float(f @ edits.text_target)}
         for a, f in zip(alphas, feats)

@@ -130,40 +130,31 @@ def encode_dataset(
 
 
 def encode_folds(
-    spec: DatasetSpec,
-    encoder: torch.nn.Module,
-    frontend: torch.nn.Module,
-    *,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
+    spec: DatasetSpec, encoder: torch.nn.Module, frontend: torch.nn.Module, **loader: Any
 ) -> EmbeddedFolds:
-    """Embed the folds of the dataset ``spec`` names, one fold at a time.
+    """Embed the folds of the dataset ``spec`` names, one fold at a time (``loader``:
+    ``encode_dataset``'s batch_size, num_workers, device, progress).
 
     Audio is read at the front end's sample rate, through its resampler, with a
     deterministic centre crop (or end padding) to the dataset's clip length, so a run is
     reproducible; a peer encoder reads a dataset as its own reader did (``PEER_READERS``)."""
-    from sound2img.data import build_dataset
+    from sound2img import factory
 
-    reader, settings, reader_name = peer_reader(frontend, spec.name)
+    peer, settings, reader_name = peer_reader(frontend, spec.name)
     if settings:
         frontend = rebuild_frontend(frontend, settings)
-    kwargs = {
-        **spec.kwargs,
+    reader = {
         "sample_rate": int(frontend.sample_rate),
         "resampler": getattr(frontend, "resampler", "soxr_hq"),
         "crop": "center",
         "load_images": False,
-        **reader,
+        **peer,
     }
     all_emb, all_labels, all_folds, all_keys, skipped = [], [], [], [], {}
     class_names: list[str] = []
     for fold in spec.folds:
-        ds = build_dataset(spec.name, root=spec.root, folds=[int(fold)], **kwargs)
-        emb, labels, keys = encode_dataset(
-            ds, encoder, frontend, batch_size=batch_size, num_workers=num_workers, device=device, progress=progress
-        )
+        ds = factory.build_fold_dataset(spec, [fold], **reader)
+        emb, labels, keys = encode_dataset(ds, encoder, frontend, **loader)
         class_names = list(ds.class_names)
         skipped[int(fold)] = len(ds) - len(keys)
         all_emb.append(emb)

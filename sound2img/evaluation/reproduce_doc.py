@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sound2img.cli import to_plain
-from sound2img.evaluation.tables import compose_table, get_table, list_tables
+from sound2img.evaluation.tables import compose_table, get_table, list_tables, reproduce_config
 
 DATASETS = {
     "esc50": (
@@ -24,19 +23,6 @@ DATASETS = {
         "the unpacked `UrbanSound8K/` (it holds `metadata/UrbanSound8K.csv` and `audio/fold1..fold10/`)",
     ),
 }
-_USES_CLIP = {
-    "zeroshot",
-    "fig_audioclip_comparison",
-    "supp_table1",
-    "supp_table2",
-    "fig_tsne_directions",
-    "fig_lambda_grid",
-    "fig_volume",
-    "fig_interpolation",
-    "fig_audio_text_tsne",
-}
-_ATTRIBUTE_TABLES = {"supp_table1", "supp_table2", "fig_tsne_directions"}
-_EDIT_FIGURES = {"fig_lambda_grid", "fig_volume", "fig_interpolation"}
 
 
 @dataclass
@@ -74,45 +60,44 @@ class Requirements:
 def table_requirements(name: str, cfgs: Sequence) -> Requirements:
     """The checkpoints, datasets and files table ``name`` uses under its composed configs
     (the same choices ``tables.run_table`` makes)."""
-    c = to_plain(cfgs[0])
-    evals = [to_plain(x)["eval"] for x in cfgs]
+    spec = get_table(name)
+    typed = [reproduce_config(c) for c in cfgs]
+    c, evals = typed[0], [t.eval for t in typed]
     req = Requirements()
-    req.add_weights(c["encoder"].get("path"))
-    if name in _USES_CLIP:
-        clip = c["clip"]
+    req.add_weights((c.encoder or {}).get("path"))
+    clip = c.clip or {}  # the clip group's options differ in shape: a dict is the data
+    if spec.uses_clip:
         pretrained = clip.get("pretrained")
         if pretrained == "openai" and str(clip.get("model")).replace("/", "-") == "ViT-B-32":
             pretrained = "openai_vit_b32"
         if clip.get("model") != "tiny" and pretrained:
             req.add_weights(pretrained)
     for e in evals:
-        for d in e.get("datasets") or ([e["dataset"]] if e.get("dataset") else []):
+        for d in e.datasets or ([e.dataset] if e.dataset else []):
             if d not in req.datasets:
                 req.datasets.append(d)
-    domains = c.get("domains") or {}
 
     def use_domain(domain_name: str | None, extra_lambda_id: float = 0.0) -> None:
-        d = (domains.get(domain_name) or {}) if domain_name else {}
-        g = c["generator"]
-        req.add_weights(d.get("generator") or g.get("path") or (None if g.get("name") == "tiny" else g.get("name")))
-        lambda_id = d.get("lambda_id") if d.get("lambda_id") is not None else c["manipulate"].get("lambda_id", 0)
+        d = c.domains.get(domain_name) if domain_name else None
+        g = c.generator
+        req.add_weights((d and d.generator) or g.path or (None if g.name == "tiny" else g.name))
+        lambda_id = d.lambda_id if d is not None and d.lambda_id is not None else c.manipulate.lambda_id
         if max(float(lambda_id), extra_lambda_id) > 0:
-            req.add_weights(c.get("identity") or "ir_se50")
+            req.add_weights(c.identity or "ir_se50")
 
     e = evals[0]
-    if name in _ATTRIBUTE_TABLES:
-        wanted = e.get("attributes")
-        for row in c.get("attributes") or []:
-            if not wanted or row.get("name") in wanted:
+    if spec.edits == "attributes":
+        for row in c.attributes:  # records {name, domain, sound, text}
+            if not e.attributes or row.get("name") in e.attributes:
                 use_domain(row.get("domain"))
                 req.add_sound(str(row["sound"]))
-    elif name in _EDIT_FIGURES:
-        use_domain(e.get("domain"), max([float(v) for v in e.get("lambda_ids") or [0]]))
-        req.add_sound(str(e["sound"]))
-    elif name == "fig_audioclip_comparison":
-        use_domain(e.get("domain"))
-        req.add_weights((e.get("peer") or {}).get("encoder"))  # its CLIP towers are in the same file
-        for sound in e.get("sounds") or []:
+    elif spec.edits == "figure":
+        use_domain(e.domain, max(e.lambda_ids or [0]))
+        req.add_sound(str(e.sound))
+    elif spec.edits == "peer":
+        use_domain(e.domain)
+        req.add_weights(e.peer.encoder)  # its CLIP towers are in the same file
+        for sound in e.sounds:
             req.add_sound(str(sound))
     return req
 

@@ -1,63 +1,55 @@
-"""The networks, sources, optimiser settings and datasets of one composed ``reproduce``
-config, built lazily for the table runners (``evaluation.tables``), with the provenance of
-what was used."""
+"""What the table runners (``evaluation.tables``) take from one ``reproduce`` config: its
+networks (from the factory's one build-once cache), sources, optimiser settings and
+datasets, with the provenance of what was used."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sound2img.cli import to_plain
+from sound2img import factory
 from sound2img.errors import UserInputError
 from sound2img.manipulation.optimizer import optimizer_kwargs
-from sound2img.utils.device import resolve_device
+
+if TYPE_CHECKING:
+    from sound2img.config import DomainOptions, ReproduceConfig
 
 
 class TableContext:
-    """Networks built lazily from one composed config (each at most once) and the
-    provenance of what was used."""
+    """The networks of ``cfg`` built on first use (``factory.Networks``: each at most
+    once, shared with anything else given the same cache) and the provenance of what was
+    used. The device is resolved once, by the cache."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: ReproduceConfig, networks: factory.Networks | None = None):
         self.cfg = cfg
-        self.c = to_plain(cfg)
-        self.tiny = bool(self.c.get("tiny", False))
-        self.device = resolve_device(self.c.get("device") or "auto")
-        self.progress = bool(self.c.get("progress", False))
-        self._cache: dict[str, Any] = {}
-        self.weights: dict[str, str] = {}
+        self.networks = networks if networks is not None else factory.Networks(cfg.device)
+        self.device = self.networks.device
+        self.weights: dict[str, str] = {}  # what → file (sha256 …) or the random network's label
         self.work_dir: Path | None = None  # where edit-queue tables keep their edits
         self.overwrite = False
-
-    def _once(self, key: str, build: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+        self._used: dict[str, Any] = {}  # "encoder" / "clip": what this table asked for (provenance)
 
     def encoder(self):
         """``(encoder, frontend)`` from ``cfg.encoder`` and ``cfg.audio``."""
-        from sound2img import factory
-
-        def build():
-            enc, fe = factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device)
-            self.weights["audio encoder"] = self._describe(
-                self.c["encoder"].get("path"), f"random {self.c['encoder'].get('arch')}"
-            )
-            return enc, fe
-
-        return self._once("encoder", build)
+        pair = self.networks.encoder(self.cfg.encoder, self.cfg.audio)
+        if "encoder" not in self._used:
+            e = self.cfg.encoder or {}
+            self.weights["audio encoder"] = self._describe(e.get("path"), f"random {e.get('arch')}")
+            self._used["encoder"] = pair
+        return pair
 
     def clip(self):
-        from sound2img import factory
-
-        def build():
-            # towers in the audio encoder's CLIP space: from_encoder picks them, others are checked
-            encoder = self._cache.get("encoder", (None,))[0]
-            if encoder is None and self.c.get("clip", {}).get("model") == "from_encoder":
-                encoder = self.encoder()[0]
-            clip = factory.build_clip_for_encoder(self.cfg.clip, encoder, self.device)
+        """CLIP towers in the audio encoder's space: ``from_encoder`` picks them, others are
+        checked against the encoder once it is in use."""
+        encoder = self._used.get("encoder", (None,))[0]
+        if encoder is None and (self.cfg.clip or {}).get("model") == "from_encoder":
+            encoder = self.encoder()[0]
+        clip = self.networks.clip(self.cfg.clip, encoder)
+        if "clip" not in self._used:
             spec = clip.spec()
             sha = spec.get("sha256")
             self.weights["CLIP"] = (
@@ -65,45 +57,31 @@ class TableContext:
                 if sha
                 else f"random {spec.get('model_name')} towers (seed {spec.get('seed')}), no file"
             )
-            return clip
+            self._used["clip"] = clip
+        return clip
 
-        return self._once("clip", build)
-
-    def generator(self, domain: dict[str, Any]):
+    def generator(self, domain: DomainOptions | None):
         """The generator of a domain (``generator``: a registry name or file), or
         ``cfg.generator`` when the domain names none or under ``preset=tiny``."""
-        from sound2img import factory
-
-        name = None if self.tiny else domain.get("generator")
+        name = None if self.cfg.tiny or domain is None else domain.generator
         if name is None:
-            g = self.c["generator"]
-            return self._once(
-                "generator:cfg",
-                lambda: self._note_generator(
-                    factory.build_generator_from_cfg(self.cfg.generator, self.device),
-                    g.get("path") or (None if g.get("name") == "tiny" else g.get("name")),
-                    "cfg.generator",
-                ),
-            )
-        return self._once(
-            f"generator:{name}",
-            lambda: self._note_generator(factory.build_generator_from_cfg({"name": name}, self.device), name, name),
-        )
-
-    def _note_generator(self, G, source, label):
-        self.weights[f"generator ({label})"] = self._describe(source, f"random tiny generator {G.img_resolution}px")
+            g = self.cfg.generator
+            G = self.networks.generator(g)
+            label, source = "cfg.generator", g.path or (None if g.name == "tiny" else g.name)
+        else:
+            G = self.networks.generator({"name": name})
+            label, source = name, name
+        if f"generator ({label})" not in self.weights:
+            self.weights[f"generator ({label})"] = self._describe(source, f"random tiny generator {G.img_resolution}px")
         return G
 
     def identity(self):
-        from sound2img import factory
-
-        spec = self.c.get("identity") or ("tiny" if self.tiny else "ir_se50")
-
-        def build():
+        """The identity loss: ``cfg.identity``, else IR-SE50 (a random tiny one under tiny)."""
+        spec = self.cfg.identity or ("tiny" if self.cfg.tiny else "ir_se50")
+        loss = self.networks.identity(spec)
+        if "identity (IR-SE50)" not in self.weights:
             self.weights["identity (IR-SE50)"] = self._describe(None if spec == "tiny" else spec, "random tiny IR-SE")
-            return factory.build_arcface_from_cfg(spec, self.device)
-
-        return self._once("identity", build)
+        return loss
 
     @staticmethod
     def _describe(source: str | None, random_label: str) -> str:
@@ -116,17 +94,17 @@ class TableContext:
         path = resolve_weights(str(source), allow_download=False)
         return f"{Path(path).name} (sha256 {sha256_file(path)[:12]}…)"
 
-    def domain_optim(self, domain_name: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def domain_optim(self, domain_name: str | None) -> tuple[DomainOptions | None, dict[str, Any]]:
         """``(domain, optimiser kwargs)`` for a domain of ``cfg.domains`` (its generator and
         λ values) or, for ``None``, the base config's; nothing is built."""
-        domains = self.c.get("domains") or {}
+        domains = self.cfg.domains
         if domain_name is not None and domain_name not in domains:
             raise UserInputError(f"unknown domain {domain_name!r}; configured: {', '.join(domains) or 'none'}")
-        domain = dict(domains.get(domain_name) or {})
-        optim = optimizer_kwargs(
-            {**self.c["manipulate"], **{k: domain[k] for k in ("lambda_sim", "lambda_id") if domain.get(k) is not None}}
-        )
-        optim["noise_mode"] = str(self.c["generator"].get("noise_mode") or "const")
+        domain = domains.get(domain_name) if domain_name is not None else None
+        lambdas = {} if domain is None else {"lambda_sim": domain.lambda_sim, "lambda_id": domain.lambda_id}
+        manipulate = dataclasses.asdict(self.cfg.manipulate)
+        optim = optimizer_kwargs(manipulate | {k: v for k, v in lambdas.items() if v is not None})
+        optim["noise_mode"] = self.cfg.generator.noise_mode or "const"
         return domain, optim
 
     def domain_setup(self, domain_name: str | None) -> tuple[Any, dict[str, Any], Any]:
@@ -142,7 +120,7 @@ class TableContext:
 
         if n < 1:
             raise UserInputError(f"the number of source latents must be >= 1, got {n}")
-        trunc = float(self.c["manipulate"].get("truncation", 0.7))
+        trunc = self.cfg.manipulate.truncation
         # one seed at a time, as manipulate.py and the edit queue map a seed: the mapping
         # network's float sums depend on the batch, and Adam magnifies such differences
         return torch.cat([sample_source_latents(G, [s], trunc, self.device) for s in range(seed, seed + n)])
@@ -150,11 +128,11 @@ class TableContext:
     def provenance(self, images: bool = True) -> dict[str, Any]:
         """What was used: weights, front end, device and (``images``: the table scores
         generator images) CLIP's preprocessing of them."""
-        prov: dict[str, Any] = {"tiny": self.tiny, "device": str(self.device), "weights": dict(self.weights)}
-        if "encoder" in self._cache:
-            prov["frontend"] = _describe_spec(self._cache["encoder"][1].spec())
-        if images and "clip" in self._cache:
-            clip = self._cache["clip"]
+        prov: dict[str, Any] = {"tiny": self.cfg.tiny, "device": str(self.device), "weights": dict(self.weights)}
+        if "encoder" in self._used:
+            prov["frontend"] = ", ".join(f"{k}={v}" for k, v in self._used["encoder"][1].spec().items())
+        if images and "clip" in self._used:
+            clip = self._used["clip"]
             prov["clip_preprocess"] = f"{clip.preprocess_mode} (input {clip.image_size[0]} px)"
         return prov
 
@@ -162,15 +140,14 @@ class TableContext:
         """``cfg.datasets.<name>`` (a ``configs/data`` entry: ``root``, ``folds`` and reader
         arguments) → ``DatasetSpec``s; ``folds`` overrides the configured ones. Each dataset's
         metadata is read once here, so a wrong root fails before any network is built."""
-        from sound2img.data import build_dataset
         from sound2img.evaluation.embed import ALL_FOLDS, DatasetSpec
 
-        known = self.c.get("datasets") or {}
+        known = self.cfg.datasets
         out = []
         for n in names:
             if n not in known:
                 raise UserInputError(f"unknown dataset {n!r}; configured under datasets: {', '.join(known)}")
-            d = dict(known[n])
+            d = dict(known[n])  # reader arguments: a dict is the data here
             if d.pop("name", n) != n or n not in ALL_FOLDS:
                 raise UserInputError(f"datasets.{n}: only the fold-organised sets {', '.join(ALL_FOLDS)} are evaluated")
             root = d.pop("root", None)
@@ -183,9 +160,5 @@ class TableContext:
             d.pop("folds", None)
             kwargs = {k: v for k, v in d.items() if k not in ("crop", "templates", "text_augment", "seed")}
             out.append(DatasetSpec(n, str(root), tuple(int(f) for f in chosen), kwargs))
-            build_dataset(n, root=str(root), folds=list(out[-1].folds), load_images=False, **kwargs)
+            factory.build_fold_dataset(out[-1], out[-1].folds, load_images=False)
         return out
-
-
-def _describe_spec(spec: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in spec.items())

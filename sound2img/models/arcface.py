@@ -13,13 +13,13 @@ from torch import nn
 
 from sound2img.errors import CheckpointError, UserInputError
 from sound2img.models.state_dict import freeze, load_state_dict_strict, read_torch_file, unwrap_state_dict
+from sound2img.registry import Registry
 
-# (width, units) per stage. IR-SE50 is TreB1eN's num_layers=50; "tiny" keeps the topology
-# (stem, four stride-2 stages, SE units, 7x7 head) but is narrow and shallow, for tests.
-STAGES = {
-    50: ((64, 3), (128, 4), (256, 14), (512, 3)),
-    "tiny": ((16, 1), (32, 1), (64, 1), (128, 1)),
-}
+# (width, units) per stage, by depth. IR-SE50 is TreB1eN's num_layers=50; "tiny" keeps the
+# topology (stem, four stride-2 stages, SE units, 7x7 head) but is narrow and shallow, for tests.
+STAGES: Registry[tuple[tuple[int, int], ...]] = Registry("IR-SE depth")
+STAGES.register("50", ((64, 3), (128, 4), (256, 14), (512, 3)))
+STAGES.register("tiny", ((16, 1), (32, 1), (64, 1), (128, 1)))
 INPUT_SIZE = 112  # the head flattens a 7x7 map: 112 / 2**4
 CROP_RES = 256  # StyleCLIP's crop box is given in 256x256 pixels
 CROP_ROWS = (35, 223)
@@ -174,19 +174,12 @@ class IdentityLoss(nn.Module):
         raise ValueError(f"unknown reduction {reduction!r} (mean, sum, none)")
 
 
-def _depth_key(depth: str | int) -> str | int:
-    key = "tiny" if str(depth) == "tiny" else int(depth) if str(depth).isdigit() else depth
-    if key not in STAGES:
-        raise UserInputError(f"unknown IR-SE depth {depth!r} (known: {', '.join(map(str, STAGES))})")
-    return key
-
-
 def build_arcface(
     depth: str | int = 50, seed: int = 0, device: str | torch.device = "cpu", embed_dim: int = 512
 ) -> IRSE:
     """Randomly initialised IR-SE (``depth`` 50 or ``"tiny"``), frozen; the global RNG is
     left untouched. For tests and ``preset=tiny``; real use loads weights."""
-    stages = STAGES[_depth_key(depth)]
+    stages = STAGES[depth]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = IRSE(stages, embed_dim=embed_dim)
@@ -194,7 +187,7 @@ def build_arcface(
     return freeze(net).to(device)
 
 
-def _depth_from_state(state: Mapping[str, torch.Tensor], source) -> str | int:
+def _depth_from_state(state: Mapping[str, torch.Tensor], source) -> str:
     """Which known IR-SE depth a state dict holds, from its number of body units; the
     strict load then names any tensor of the wrong shape."""
     n = 0
@@ -207,7 +200,7 @@ def _depth_from_state(state: Mapping[str, torch.Tensor], source) -> str | int:
             return key
     raise CheckpointError(
         f"{source}: IR-SE state dict with {n} body units; known depths have "
-        f"{', '.join(str(sum(u for _, u in s)) for s in STAGES.values())}"
+        f"{', '.join(str(sum(u for _, u in s)) for _, s in STAGES.items())}"
     )
 
 

@@ -7,15 +7,15 @@ DataLoader around it, and the seeds of per-step randomness. Streamed training se
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sound2img.data.base import DatasetError, collate
-from sound2img.data.streams import ClipStream, MixedStream, as_stream
+from sound2img.data.streams import ClipStream
 
 log = logging.getLogger(__name__)
 
@@ -24,31 +24,6 @@ def step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:
     """A 63-bit seed for the randomness of one optimiser step on one rank (augmentation
     views), so that it depends on (seed, step, rank) only and a resumed run redraws it."""
     return int(np.random.SeedSequence([seed, stream, step, rank]).generate_state(2, dtype=np.uint64)[0] >> 1)
-
-
-class ConcatClips(ConcatDataset):
-    """Several training sets as one (e.g. VGGSound + AudioSet): ``set_epoch`` and
-    ``load_images`` reach every part."""
-
-    def set_epoch(self, epoch: int) -> None:
-        for d in self.datasets:
-            if hasattr(d, "set_epoch"):
-                d.set_epoch(epoch)
-
-    @property
-    def num_skipped(self) -> int:
-        """Bad rows and unreadable samples of every part (see ``AudioClipDataset``)."""
-        return sum(int(getattr(d, "num_skipped", 0)) for d in self.datasets)
-
-    @property
-    def load_images(self) -> bool:
-        return any(getattr(d, "load_images", False) for d in self.datasets)
-
-    @load_images.setter
-    def load_images(self, value: bool) -> None:
-        for d in self.datasets:
-            if hasattr(d, "load_images"):
-                d.load_images = value
 
 
 class ResumableSampler(DistributedSampler):
@@ -96,16 +71,6 @@ def make_sampler(dataset: Dataset, num_replicas: int, rank: int, seed: int) -> R
     return ResumableSampler(dataset, num_replicas, rank, seed)
 
 
-def combine_training_sets(parts: Sequence[Dataset]) -> Dataset:
-    """``data`` + ``extra_data`` as one set: ``ConcatClips`` of file readers, or a
-    ``MixedStream`` when one of them streams (the file readers then stream too)."""
-    if len(parts) == 1:
-        return parts[0]
-    if any(isinstance(p, ClipStream) for p in parts):
-        return MixedStream([as_stream(p) for p in parts])
-    return ConcatClips(parts)
-
-
 def batches_per_epoch(sampler: ResumableSampler | StreamSampler, local_batch: int) -> int:
     """Full batches per rank per epoch (the last partial batch is dropped: every rank
     must contribute the same number of rows to the gathered negatives)."""
@@ -128,7 +93,19 @@ def epoch_loader(
     worker reads them. ``generator`` seeds the workers; giving one keeps the loader from
     drawing on the global RNG, which a resumed run must find as it was saved."""
     if isinstance(sampler, StreamSampler):
-        return stream_batches(sampler, epoch, start_batch, local_batch, num_workers, pin_memory, generator)
+        # one pass over the rank's stream: the workers collate full batches of their own items
+        def one_pass() -> DataLoader:
+            return DataLoader(
+                sampler.stream,
+                batch_size=local_batch,
+                collate_fn=collate,
+                drop_last=False,
+                num_workers=num_workers,
+                persistent_workers=False,
+                generator=generator,
+            )
+
+        return stream_batches(sampler, epoch, start_batch, local_batch, one_pass, pin_memory)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     sampler.start(epoch, start_batch * local_batch)
@@ -150,30 +127,21 @@ def stream_batches(
     epoch: int,
     start_batch: int,
     local_batch: int,
-    num_workers: int,
+    one_pass: Callable[[], DataLoader],
     pin_memory: bool,
-    generator: torch.Generator,
 ) -> Iterator[dict[str, Any]]:
     """Batches ``start_batch ..`` of ``epoch`` from a stream, up to the rank's
-    ``num_samples // local_batch``. Workers collate full batches of their own items; the
-    short last batch of each worker is not dropped but joined with the others' here. When
-    unreadable shards leave the rank short, the epoch's stream is read again from its
-    start to fill the rest."""
+    ``num_samples // local_batch``; ``one_pass()`` gives the DataLoader of one pass over
+    it, whose workers collate full batches of their own items: the short last batch of
+    each worker is not dropped but joined with the others' here. When unreadable shards
+    leave the rank short, the epoch's stream is read again from its start to fill the rest."""
     stream = sampler.stream
     sampler.start(epoch, start_batch * local_batch)
     needed = sampler.num_samples // local_batch - start_batch
     made, rows = 0, []
     while made < needed:
         delivered = 0
-        loader = DataLoader(
-            stream,
-            batch_size=local_batch,
-            collate_fn=collate,
-            drop_last=False,
-            num_workers=num_workers,
-            persistent_workers=False,
-            generator=generator,
-        )
+        loader = one_pass()
         for part in loader:
             delivered += len(part["key"])
             if not rows and len(part["key"]) == local_batch:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -13,6 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sound2img.errors import UserInputError
+
+if TYPE_CHECKING:
+    from sound2img.config import LossOptions
 
 TERMS = ("at", "av", "aa")  # audio↔text, audio↔video frame, audio↔augmented audio
 SCALE_MODES = ("learnable", "fixed", "legacy")
@@ -258,3 +262,13 @@ class ContrastiveLoss(nn.Module):
             total = self.weights[term] * value if total is None else total + self.weights[term] * value
         out["loss"] = total
         return out
+
+
+def build_loss(o: LossOptions) -> ContrastiveLoss:
+    """The ``loss`` config group → ``ContrastiveLoss`` with its temperature."""
+    return ContrastiveLoss(
+        {t: getattr(o.terms, t) for t in TERMS},
+        symmetric=o.symmetric,
+        directions=o.directions,
+        scale=LogitScale(o.logit_scale, init=o.logit_scale_init, max=o.logit_scale_max),
+    )

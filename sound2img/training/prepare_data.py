@@ -1,42 +1,39 @@
 """The edge of ``scripts/prepare_data.py``: flags and ``key=value`` overrides → a composed
-``prepare_data`` config → the dataset reader → ``sound2img.data.prepare.prepare_shards``."""
+``prepare_data`` config → its schema's dataclass (``cli.to_object``, once) → the dataset
+reader (``factory.build_shard_source``) → ``sound2img.data.prepare.prepare_shards``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from sound2img.cli import ArgumentParser, add_common_args, compose, parse_with_overrides, to_plain, to_yaml
+from sound2img.cli import ArgumentParser, add_common_args, compose_with_flags, parse_with_overrides, to_object, to_yaml
+
+if TYPE_CHECKING:
+    from sound2img.config import PrepareDataConfig
+
+DESCRIPTION = (
+    "Decode a dataset once into WebDataset shards (mono, resampled to the front end's rate, cropped "
+    "to clip_seconds; FLAC audio, JPEG middle frame, texts, metadata) plus index.json. A rerun "
+    "writes only missing shards. Extra words are Hydra overrides, e.g. data=vggsound data.root=DIR."
+)
 
 
 def prepare_data_cli(argv: Sequence[str]) -> int:
     """``scripts/prepare_data.py``: parse, compose, then print (``--cfg job``) or prepare."""
-    parser = ArgumentParser(
-        prog="prepare_data.py",
-        description=(
-            "Decode a dataset once into WebDataset shards (mono, resampled to the front end's rate, cropped "
-            "to clip_seconds; FLAC audio, JPEG middle frame, texts, metadata) plus index.json. A rerun "
-            "writes only missing shards. Extra words are Hydra overrides, e.g. data=vggsound data.root=DIR."
-        ),
-    )
+    parser = ArgumentParser(prog="prepare_data.py", description=DESCRIPTION)
     add_common_args(parser)
     parser.add_argument("--out", help="directory of the shards (sets out)")
     parser.add_argument("--shard-size", type=int, help="samples per shard (sets shard_size, default 1000)")
     parser.add_argument("--workers", type=int, help="processes decoding shards in parallel (sets workers)")
     parser.add_argument("--overwrite", action="store_true", help="discard shards prepared with other settings")
     args, overrides = parse_with_overrides(parser, argv)
-    cfg = compose("prepare_data", overrides)
-    for key, value in (
-        ("out", args.out),
-        ("shard_size", args.shard_size),
-        ("workers", args.workers),
-        ("device", args.device),
-    ):
-        if value is not None:
-            cfg[key] = value
-    cfg.overwrite = bool(cfg.overwrite or args.overwrite)
+    flags = {"out": args.out, "shard_size": args.shard_size, "workers": args.workers, "device": args.device}
+    cfg = compose_with_flags("prepare_data", overrides, flags | {"overwrite": args.overwrite or None})
     if args.cfg == "job":
         print(to_yaml(cfg), end="")
         return 0
+    cfg = to_object(cfg)
     index = prepare_from_cfg(cfg)
     print(
         f"{index['num_written']} samples in {index['num_shards']} shard(s) under {cfg.out}; "
@@ -48,50 +45,30 @@ def prepare_data_cli(argv: Sequence[str]) -> int:
     return 0
 
 
-def prepare_from_cfg(cfg) -> dict:
+def prepare_from_cfg(cfg: PrepareDataConfig) -> dict:
     """Build the configured dataset (centre crops of ``clip_seconds`` at the front end's
     rate, frames as decoded) and write its shards; returns the index."""
-    from omegaconf import OmegaConf
     from tqdm.auto import tqdm
 
-    from sound2img.data import build_dataset
+    from sound2img import factory
     from sound2img.data.prepare import prepare_shards
-    from sound2img.errors import UserInputError
 
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise UserInputError(f"config: {', '.join(missing)} must be set (e.g. {missing[0]}=DIR)")
-    data = dict(to_plain(cfg.data))
-    name = data.pop("name", None)
-    if not name or name == "shards":
-        raise UserInputError("prepare_data.py: data must name a dataset of files (e.g. data=vggsound)")
-    from sound2img.factory import build_frontend_from_cfg
-
-    sample_rate = int(cfg.audio.sample_rate)
-    data["sample_rate"] = sample_rate
-    data["resampler"] = build_frontend_from_cfg(cfg.audio).resampler
-    if data.get("num_samples") is None:
-        data["num_samples"] = int(round(float(cfg.clip_seconds) * sample_rate))
-    data["crop"] = "center"
-    if "load_images" in data or "image_size" in data:
-        data.update(load_images=True, image_size=None)  # frames are stored as decoded
-    dataset = build_dataset(name, **{k: v for k, v in data.items() if v is not None})
-    settings = {"data": {"name": name, **data}, "audio": to_plain(cfg.audio)}
+    dataset, settings = factory.build_shard_source(cfg)
     with tqdm(total=len(dataset.records), unit="clip", disable=not cfg.progress, dynamic_ncols=True) as bar:
         return prepare_shards(
             dataset,
             cfg.out,
             settings=settings,
-            shard_size=int(cfg.shard_size),
-            workers=int(cfg.workers),
-            seed=int(cfg.seed),
-            jpeg_quality=int(cfg.jpeg_quality),
-            overwrite=bool(cfg.overwrite),
+            shard_size=cfg.shard_size,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            jpeg_quality=cfg.jpeg_quality,
+            overwrite=cfg.overwrite,
             progress=bar.update,
         )
 
 
-def precompute_embeddings(cfg, index: dict, batch_size: int = 64) -> int:
+def precompute_embeddings(cfg: PrepareDataConfig, index: dict, batch_size: int = 64) -> int:
     """Encode the shards' fixed prompt set and every frame with the configured CLIP into
     ``cfg.embedding_cache_dir``, exactly as training would (``ClipEmbeddings``, frames read
     back from the shards at the reader's default 224²), so training reads them from the
@@ -107,7 +84,7 @@ def precompute_embeddings(cfg, index: dict, batch_size: int = 64) -> int:
 
     device = resolve_device(cfg.device)
     clip = factory.build_clip_from_cfg(cfg.clip, device)
-    urls = [str(Path(str(cfg.out)) / s["name"]) for s in index["shards"]]
+    urls = [str(Path(cfg.out) / s["name"]) for s in index["shards"]]
     stream = ShardDataset(urls, sample_rate=int(index["sample_rate"]), crop="center", shuffle_buffer=0)
     targets = ClipEmbeddings(
         clip, device, cfg.embedding_cache_dir, need_text=True, need_images=True, info=DistInfo(0, 1, device)

@@ -1,6 +1,7 @@
 """The edge of ``scripts/train_encoder.py``: flags and ``key=value`` overrides → a
-composed ``train_encoder`` config → the run directory, datasets, networks and the one
-``training_loop`` call (config groups become plain arguments here)."""
+composed ``train_encoder`` config → its schema's dataclasses (``cli.to_object``, once) →
+the run directory, datasets and networks (``sound2img.factory``) and the one
+``training_loop`` call."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,33 +20,28 @@ from sound2img.cli import (
     check_config,
     compose_with_flags,
     parse_with_overrides,
-    to_plain,
+    to_object,
     to_yaml,
 )
 from sound2img.errors import UserInputError
 from sound2img.utils.files import atomic_write_text
 
-# Held-out split of each training set, for zero-shot validation (validation.data=held_out).
-HELD_OUT = {
-    "vggsound": {"split": "test"},
-    "synthetic": {"split": "test"},
-    "audioset": {"subset": "eval", "segments_csv": None},
-}
+if TYPE_CHECKING:
+    from sound2img.config import TrainEncoderConfig
+
 # What a run directory holds; --overwrite removes exactly these (the embedding cache is
 # keyed by the CLIP spec and stays valid).
 RUN_FILES = ("config.yaml", "metrics.jsonl", "encoder_best.safetensors", "encoder_final.safetensors")
 RUN_DIRS = ("checkpoints",)
+DESCRIPTION = (
+    "Train the audio encoder into CLIP's embedding space (docs/method.md §1). Extra words are "
+    "Hydra overrides, e.g. experiment=paper, preset=tiny, data.root=DIR, train.batch_size=64."
+)
 
 
 def train_encoder_cli(argv: Sequence[str]) -> int:
     """``scripts/train_encoder.py``: parse, compose, then print (``--cfg job``) or train."""
-    parser = ArgumentParser(
-        prog="train_encoder.py",
-        description=(
-            "Train the audio encoder into CLIP's embedding space (docs/method.md §1). Extra words are "
-            "Hydra overrides, e.g. experiment=paper, preset=tiny, data.root=DIR, train.batch_size=64."
-        ),
-    )
+    parser = ArgumentParser(prog="train_encoder.py", description=DESCRIPTION)
     add_common_args(parser)
     parser.add_argument("--out", help="run directory (sets run_dir)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
@@ -66,7 +62,7 @@ def train_encoder_cli(argv: Sequence[str]) -> int:
     if args.cfg == "job":
         print(to_yaml(cfg), end="")
         return 0
-    out = train_from_cfg(cfg)
+    out = train_from_cfg(to_object(cfg), to_yaml(cfg))
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return 0
     print(
@@ -78,11 +74,14 @@ def train_encoder_cli(argv: Sequence[str]) -> int:
 
 def effective_config(cfg):
     """Apply ``preset=tiny`` (``tiny: true``): ``tiny_run.data`` replaces ``data`` and
-    ``extra_data``, ``tiny_run.train`` is merged over ``train``. Returns a new config."""
+    ``extra_data``, ``tiny_run.train`` is merged over ``train``. Returns a new config (of
+    the same schema)."""
+    import copy
+
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    if cfg.get("tiny"):
+    cfg = copy.deepcopy(cfg)
+    if cfg.tiny:
         cfg.data = cfg.tiny_run.data
         cfg.extra_data = {}
         cfg.train = OmegaConf.merge(cfg.train, cfg.tiny_run.train)
@@ -123,66 +122,15 @@ def _training_settings(config_yaml: str) -> dict:
     return {k: v for k, v in cfg.items() if k not in ("resume", "overwrite")} if isinstance(cfg, dict) else cfg
 
 
-def build_datasets(cfg, sample_rate: int, need_images: bool, resampler: str = "soxr_hq"):
-    """``(train_set, val_set | None)`` from ``data`` (+ ``extra_data``) and ``validation``;
-    sample rate and resampler from the front end, clip length from ``train.clip_seconds``
-    unless the data config fixes ``num_samples``."""
-    from sound2img.data import build_dataset
-    from sound2img.training.batches import combine_training_sets
-
-    def kwargs(node, **fixed) -> dict:
-        d = dict(to_plain(node))
-        d["sample_rate"], d["resampler"] = sample_rate, resampler
-        if d.get("num_samples") is None:
-            d["num_samples"] = int(round(float(cfg.train.clip_seconds) * sample_rate))
-        if "load_images" in d or "image_size" in d:
-            d["load_images"] = bool(d.get("load_images", True)) and need_images
-        d.update(fixed)
-        return {k: v for k, v in d.items() if k != "name" and (v is not None or k in fixed)}
-
-    configs = [cfg.data, *(cfg.extra_data or {}).values()]
-    for c in configs:
-        if not c or not c.get("name"):
-            raise UserInputError("data: every training set config needs a name (e.g. data=vggsound)")
-    parts = [build_dataset(c.name, **kwargs(c)) for c in configs]
-    train_set = combine_training_sets(parts)
-
-    val = cfg.validation.data
-    if val is None or val == "none":
-        return train_set, None
-    if val == "held_out":
-        name = cfg.data.name
-        if name not in HELD_OUT:
-            raise UserInputError(
-                f"validation.data=held_out: dataset {name!r} has no held-out split; set "
-                "validation.data=null or to a dataset config"
-            )
-        node, fixed = cfg.data, HELD_OUT[name]
-    else:
-        node, fixed = val, {}
-        if not node.get("name"):
-            raise UserInputError("validation.data: held_out, null, or a dataset config with a name")
-    # Validation reads each clip's centre with the plain prompt set and no frames.
-    fixed = {**fixed, "crop": "center", "text_augment": False}
-    val_kwargs = kwargs(node, **fixed)
-    if "load_images" in val_kwargs:
-        val_kwargs["load_images"] = False
-    return train_set, build_dataset(node.name, **val_kwargs)
-
-
-def train_from_cfg(cfg) -> dict[str, Any]:
-    """Train as ``cfg`` (an effective ``train_encoder`` config) says; returns the loop's
-    summary. Under ``torchrun`` every rank calls this; rank 0 owns the run directory."""
-    from omegaconf import OmegaConf
-
+def train_from_cfg(cfg: TrainEncoderConfig, config_yaml: str) -> dict[str, Any]:
+    """Train as ``cfg`` (an effective ``train_encoder`` config, as its schema's dataclasses)
+    says; ``config_yaml`` is what the run records. Returns the loop's summary. Under
+    ``torchrun`` every rank calls this; rank 0 owns the run directory."""
     from sound2img import factory
     from sound2img.training.loop import training_loop
     from sound2img.utils.distributed import broadcast_object, init_distributed, shutdown_distributed
 
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise UserInputError(f"config: {', '.join(missing)} must be set (e.g. {missing[0]}=DIR)")
-    run_dir = Path(str(cfg.run_dir))
+    run_dir = Path(cfg.run_dir)
     info = init_distributed(cfg.device)
     created: list[Path] | None = None
     finished = False
@@ -190,27 +138,23 @@ def train_from_cfg(cfg) -> dict[str, Any]:
         problem = None
         if info.is_main:
             try:
-                created = _paths_this_run_creates(run_dir, bool(cfg.overwrite))
-                prepare_run_dir(run_dir, to_yaml(cfg), bool(cfg.resume), bool(cfg.overwrite))
+                created = _paths_this_run_creates(run_dir, cfg.overwrite)
+                prepare_run_dir(run_dir, config_yaml, cfg.resume, cfg.overwrite)
             except UserInputError as exc:
                 problem = str(exc)
         problem = broadcast_object(problem, info)
         if problem:
             raise UserInputError(problem)
 
-        # Every key was checked against sound2img/config.py at composition; from here on plain data.
-        c = to_plain(cfg)
-        loss, train, optim = c["loss"], dict(c["train"]), dict(c["optim"])
-        terms = loss["terms"]
-        need_clip = terms["at"] > 0 or terms["av"] > 0 or c["validation"]["data"] is not None
-        torch.manual_seed(c["seed"])  # the encoder's initialisation (the same on every rank)
-        encoder, frontend = factory.build_encoder_from_cfg(c["encoder"], c["audio"], info.device)  # frozen
-        clip = factory.build_clip_from_cfg(c["clip"], info.device) if need_clip else None
-        augment = factory.build_augment_from_cfg(c.get("augment"))
-        train_set, val_set = build_datasets(
-            cfg, frontend.sample_rate, need_images=terms["av"] > 0, resampler=frontend.resampler
+        terms = cfg.loss.terms
+        need_clip = terms.at > 0 or terms.av > 0 or cfg.validation.data is not None
+        torch.manual_seed(cfg.seed)  # the encoder's initialisation (the same on every rank)
+        encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, info.device)  # frozen
+        clip = factory.build_clip_from_cfg(cfg.clip, info.device) if need_clip else None
+        augment = factory.build_augment_from_cfg(cfg.augment)
+        train_set, val_set = factory.build_training_sets(
+            cfg, frontend.sample_rate, need_images=terms.av > 0, resampler=frontend.resampler
         )
-        train.pop("clip_seconds")  # the datasets' crop length; the rest are training_loop arguments
         summary = training_loop(
             run_dir,
             encoder,
@@ -219,23 +163,13 @@ def train_from_cfg(cfg) -> dict[str, Any]:
             val_set,
             clip=clip,
             augment=augment,
-            loss_terms=terms,
-            symmetric=loss["symmetric"],
-            logit_scale=loss["logit_scale"],
-            logit_scale_init=loss["logit_scale_init"],
-            logit_scale_max=loss["logit_scale_max"],
-            directions=loss["directions"],
-            optimizer=optim.pop("name"),
-            lr_schedule=optim.pop("schedule"),
-            cyclic_max_lr=optim.pop("max_lr"),
-            cyclic_step_epochs=optim.pop("step_epochs"),
-            cyclic_base_momentum=optim.pop("base_momentum"),
-            **optim,
-            **train,
-            seed=c["seed"],
-            resume=c["resume"],
-            wandb_project=c["logging"]["wandb_project"] if c["logging"]["wandb"] else None,
-            run_config=to_yaml(cfg),
+            loss=cfg.loss,
+            optim=cfg.optim,
+            train=cfg.train,
+            seed=cfg.seed,
+            resume=cfg.resume,
+            wandb_project=cfg.logging.wandb_project if cfg.logging.wandb else None,
+            run_config=config_yaml,
             device=info.device,
         )
         finished = True

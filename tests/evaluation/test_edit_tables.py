@@ -174,14 +174,14 @@ def test_fig_volume_and_interpolation():
 def test_queue_edits_equal_direct_edits(tmp_path):
     """The tables' edits go through the edit queue (resumable, torchrun); what they read
     back equals ``edit_attribute`` run directly on the same networks (≤ 1e-5)."""
-    from sound2img.cli import to_plain
     from sound2img.evaluation import tables
     from sound2img.evaluation.attribute_edits import edit_attribute
 
     cfg = _cfgs("supp_table1", "eval.n_latents=3", "eval.batch_size=2", "eval.attributes=[giggling,thunderstorm]")[0]
+    cfg = tables.reproduce_config(cfg)
     ctx = tables.TableContext(cfg)
     ctx.work_dir = tmp_path
-    edits, n = tables._attribute_edits(ctx, to_plain(cfg)["eval"])
+    edits, n = tables._attribute_edits(ctx, cfg.eval)
     assert n == 3 and [e.attribute.name for e in edits] == ["giggling", "thunderstorm"]
     assert len(list((tmp_path / "edits").glob("*-sound"))) == 6 and (tmp_path / "jobs.jsonl").exists()
     encoder, frontend = ctx.encoder()

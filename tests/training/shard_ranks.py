@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import torch
 from torch.utils.data import DataLoader
@@ -17,6 +18,8 @@ from sound2img.models.clip import build_clip
 from sound2img.training.batches import StreamSampler
 from sound2img.training.loop import training_loop
 from sound2img.utils.distributed import all_gather_object, init_distributed, shutdown_distributed
+
+from helpers.training import OPTIM, TRAIN, loss_options  # tests/ is on PYTHONPATH
 
 
 def main(urls: str, run_dir: str, out: str) -> None:
@@ -38,12 +41,9 @@ def main(urls: str, run_dir: str, out: str) -> None:
             build_frontend("logmel", sample_rate=8000, n_fft=256, hop_length=128, n_mels=32),
             ShardDataset(urls, sample_rate=8000),
             clip=build_clip("tiny"),
-            loss_terms={"at": 1.0, "aa": 1.0},
-            batch_size=4,
-            epochs=1,
-            num_workers=2,
-            progress=False,
-            log_every=1,
+            loss=loss_options(at=1.0, aa=1.0),
+            optim=OPTIM,
+            train=replace(TRAIN, batch_size=4, epochs=1, num_workers=2, log_every=1),
             device="cpu",
         )
         gathered = all_gather_object(

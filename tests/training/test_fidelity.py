@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sound2img.cli import compose
+from sound2img.config import OptimOptions
 from sound2img.training.losses import ContrastiveLoss, LogitScale, info_nce
 from sound2img.training.optimizer import build_scheduler
 from sound2img.training.run import effective_config
 from sound2img.training.step import ContrastiveModel, make_views
+
+from helpers.training import OPTIM, TRAIN, loss_options
 
 
 def _unit(n, d, seed):
@@ -80,7 +84,20 @@ def test_cyclic_schedule_is_their_per_epoch_cyclic_lr():
     1e-3 at epoch 0, 0.1 at epoch 5, 1e-3 again at 10; momentum 0.9 → 0.8 inversely."""
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1e-3, momentum=0.9)
-    sched, per_step = build_scheduler(opt, "cyclic", "sgd", 1e-3, 0.9, 7, 10, 0.0, 0, 0.1, 5, 0.8)
+    o = OptimOptions(
+        name="sgd",
+        lr=1e-3,
+        momentum=0.9,
+        weight_decay=0.0,
+        lr_cycle_epochs=10,
+        lr_min=0.0,
+        warmup_steps=0,
+        schedule="cyclic",
+        max_lr=0.1,
+        step_epochs=5,
+        base_momentum=0.8,
+    )
+    sched, per_step = build_scheduler(opt, o, steps_per_epoch=7)
     assert not per_step
     lrs, moms = [], []
     for _ in range(11):
@@ -91,6 +108,26 @@ def test_cyclic_schedule_is_their_per_epoch_cyclic_lr():
     expected = [1e-3 + 0.099 * (1 - abs(e / 5 - 1)) if e <= 10 else None for e in range(11)]
     assert lrs == pytest.approx(expected)
     assert moms[0] == pytest.approx(0.9) and moms[5] == pytest.approx(0.8) and moms[10] == pytest.approx(0.9)
+
+
+def test_the_loop_moves_the_cyclic_schedule_once_per_epoch(tiny_task, tmp_path):
+    """optim=authors_cyclic inside the loop: every step of an epoch logs that epoch's lr,
+    base 1e-3, then the peak 0.1, then the base again (step_epochs=1): CyclicLR is stepped
+    at each epoch's end and never inside one."""
+    from sound2img.training.loop import training_loop
+    from sound2img.training.metrics import read_metrics
+
+    optim = replace(OPTIM, schedule="cyclic", lr=1e-3, max_lr=0.1, step_epochs=1, base_momentum=0.8)
+    train = replace(TRAIN, batch_size=16, epochs=3, log_every=1)
+    data = tiny_task.dataset("train", num_per_class=4)  # 32 clips: 2 steps per epoch
+    training_loop(
+        tmp_path, tiny_task.encoder(), tiny_task.frontend(), data, loss=loss_options(aa=1.0), optim=optim, train=train
+    )
+    lrs: dict[int, set[float]] = {}
+    for r in read_metrics(tmp_path):
+        if "lr" in r:
+            lrs.setdefault(r["epoch"], set()).add(round(r["lr"], 9))
+    assert lrs == {0: {0.001}, 1: {0.1}, 2: {0.001}}
 
 
 class _Mask:

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent('''
     import sys, time
+    from dataclasses import replace
     import torch
     from sound2img.audio.frontend import build_frontend
     from sound2img.cli import run_cli
@@ -26,6 +27,7 @@ CHILD = textwrap.dedent('''
     from sound2img.models.audio_encoder import build_audio_encoder
     from sound2img.training import batches
     from sound2img.training.loop import training_loop
+    from helpers.training import OPTIM, TRAIN, loss_options  # tests/ is on PYTHONPATH
 
     WORKERS, RUN = int(sys.argv[1]), sys.argv[2]
     torch.set_num_threads(1)
@@ -60,9 +62,9 @@ CHILD = textwrap.dedent('''
     torch.manual_seed(0)
     encoder = build_audio_encoder("tiny_cnn", embed_dim=32)
     frontend = build_frontend("logmel", sample_rate=8000, n_fft=256, hop_length=128, n_mels=32)
+    train = replace(TRAIN, batch_size=2, epochs=1, num_workers=WORKERS)
     status = run_cli(lambda argv: training_loop(
-        RUN, encoder, frontend, dataset, loss_terms={"aa": 1.0}, batch_size=2, epochs=1,
-        num_workers=WORKERS, progress=False, device="cpu"), [])
+        RUN, encoder, frontend, dataset, loss=loss_options(aa=1.0), optim=OPTIM, train=train, device="cpu"), [])
     # A process that goes on after the error (pytest, a notebook, a caller) drops the
     # loader here at the latest: a worker still running would print now, after the error.
     import gc
@@ -76,7 +78,8 @@ CHILD = textwrap.dedent('''
 def test_error_is_the_last_line_for_any_worker_count(workers, tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD, encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), OMP_NUM_THREADS="1")
+    env["PYTHONUNBUFFERED"] = "1"
     env.pop("SOUND2IMG_DEBUG", None)
     for repeat in range(3):
         proc = subprocess.run(

@@ -3,6 +3,8 @@ batch: negatives are gathered across ranks with gradients, and DDP averages the 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -104,6 +106,8 @@ def _loop_worker(rank: int, world: int, port: int, run_dir: str, queue) -> None:
     from sound2img.training.loop import training_loop
     from sound2img.utils.distributed import init_distributed, shutdown_distributed
 
+    from helpers.training import OPTIM, TRAIN, loss_options
+
     info = init_distributed("cpu")  # joins the group the environment describes, as under torchrun
     finished = False
     try:
@@ -117,14 +121,9 @@ def _loop_worker(rank: int, world: int, port: int, run_dir: str, queue) -> None:
             build_dataset("synthetic", num_per_class=8, image_size=32, **data),
             build_dataset("synthetic", num_per_class=3, split="test", **data),
             clip=build_clip("tiny"),
-            loss_terms={"at": 1.0, "av": 1.0, "aa": 1.0},
-            batch_size=8,
-            epochs=2,
-            optimizer="sgd",
-            lr=0.05,
-            progress=False,
-            log_every=1,
-            checkpoint_every=3,
+            loss=loss_options(at=1.0, av=1.0, aa=1.0),
+            optim=replace(OPTIM, name="sgd", lr=0.05),
+            train=replace(TRAIN, batch_size=8, epochs=2, log_every=1, checkpoint_every=3),
             device="cpu",
         )
         # this rank's live weights (not rank 0's file): DDP must have kept them equal

@@ -4,6 +4,8 @@ retrieve the other view of held-out clips; only the encoder and the temperature 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
@@ -13,6 +15,8 @@ from sound2img.training.losses import ContrastiveLoss, LogitScale
 from sound2img.training.metrics import read_metrics
 from sound2img.training.step import ContrastiveModel, make_views
 from sound2img.utils.distributed import DistInfo
+
+from helpers.training import OPTIM, TRAIN, loss_options
 
 CHANCE = 1 / 8
 
@@ -27,16 +31,9 @@ def test_text_term_learns_zero_shot(tiny_task, tmp_path):
         tiny_task.dataset("train"),
         tiny_task.dataset("test", num_per_class=8),
         clip=clip,
-        loss_terms={"at": 1.0},
-        batch_size=32,
-        epochs=10,
-        optimizer="adamw",
-        lr=3e-3,
-        weight_decay=0.0,
-        lr_cycle_epochs=100,
-        progress=False,
-        log_every=4,
-        checkpoint_every=1000,
+        loss=loss_options(at=1.0),
+        optim=replace(OPTIM, name="adamw", lr=3e-3, weight_decay=0.0, lr_cycle_epochs=100),
+        train=replace(TRAIN, batch_size=32, epochs=10, log_every=4, checkpoint_every=1000),
     )
     accs = [r["val_zero_shot_acc"] for r in read_metrics(tmp_path) if "val_zero_shot_acc" in r]
     assert len(accs) == 10  # validated once per epoch
@@ -114,16 +111,9 @@ def test_audio_audio_term_alone_learns_view_retrieval(tiny_task, tmp_path):
         None,
         clip=None,
         augment=augment,
-        loss_terms={"aa": 1.0},
-        batch_size=32,
-        epochs=10,
-        optimizer="adamw",
-        lr=3e-3,
-        weight_decay=0.0,
-        lr_cycle_epochs=100,
-        progress=False,
-        log_every=4,
-        checkpoint_every=1000,
+        loss=loss_options(aa=1.0),
+        optim=replace(OPTIM, name="adamw", lr=3e-3, weight_decay=0.0, lr_cycle_epochs=100),
+        train=replace(TRAIN, batch_size=32, epochs=10, log_every=4, checkpoint_every=1000),
     )
     after = _retrieval(encoder, frontend, augment, held_out)
     assert out["val_acc"] is None  # no CLIP, no zero-shot validation

@@ -4,6 +4,8 @@ corrupt latest checkpoint falls back to the previous one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -12,6 +14,8 @@ from torch.utils.data import Dataset
 from sound2img.training.checkpoint import list_checkpoints
 from sound2img.training.loop import training_loop
 from sound2img.training.metrics import read_metrics
+
+from helpers.training import OPTIM, TRAIN, loss_options
 
 
 class Interrupting(Dataset):
@@ -56,19 +60,9 @@ def _run(task, run_dir, train_set, resume=False, encoder_seed=0):
         task.dataset("test", num_per_class=4),
         clip=task.clip(),
         augment=NoiseViews(),
-        loss_terms={"at": 1.0, "aa": 0.5},
-        batch_size=16,
-        epochs=3,
-        optimizer="sgd",
-        lr=0.05,
-        momentum=0.9,
-        weight_decay=1e-4,
-        lr_cycle_epochs=1,
-        warmup_steps=2,
-        progress=False,
-        log_every=1,
-        checkpoint_every=5,
-        keep_checkpoints=2,
+        loss=loss_options(at=1.0, aa=0.5),
+        optim=replace(OPTIM, name="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4, lr_cycle_epochs=1, warmup_steps=2),
+        train=replace(TRAIN, batch_size=16, epochs=3, log_every=1, checkpoint_every=5, keep_checkpoints=2),
         resume=resume,
         seed=3,
     )

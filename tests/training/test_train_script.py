@@ -94,6 +94,8 @@ def test_wandb_missing_names_the_extra(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_builds(experiment):
+    from omegaconf import OmegaConf
+
     from sound2img import factory
     from sound2img.training.optimizer import build_optimizer
     from sound2img.training.step import ContrastiveModel
@@ -107,9 +109,7 @@ def test_every_experiment_composes_and_builds(experiment):
         symmetric=cfg.loss.symmetric,
         scale=LogitScale(cfg.loss.logit_scale, cfg.loss.logit_scale_init, cfg.loss.logit_scale_max),
     )
-    opt = build_optimizer(
-        ContrastiveModel(encoder, loss), cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay
-    )
+    opt = build_optimizer(ContrastiveModel(encoder, loss), OmegaConf.to_object(cfg.optim))
     wav = torch.randn(2, frontend.sample_rate)
     with torch.no_grad():
         mel = frontend.to_encoder_input(augment.mel(frontend.spectrogram(augment.wave(wav))))

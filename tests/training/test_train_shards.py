@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from sound2img.data.prepare import prepare_shards
 from sound2img.data.shards import ShardDataset
 from sound2img.training.loop import training_loop
 from sound2img.training.metrics import read_metrics
+
+from helpers.training import OPTIM, TRAIN, loss_options
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,12 +39,9 @@ def test_loop_trains_on_shards(tiny_task, tmp_path):
         tiny_task.frontend(),
         train,
         clip=tiny_task.clip(),
-        loss_terms={"at": 1.0, "aa": 1.0},
-        batch_size=16,
-        epochs=2,
-        num_workers=0,
-        progress=False,
-        log_every=1,
+        loss=loss_options(at=1.0, aa=1.0),
+        optim=OPTIM,
+        train=replace(TRAIN, batch_size=16, epochs=2, num_workers=0, log_every=1),
         seed=1,
         device="cpu",
     )
@@ -66,7 +66,7 @@ def test_two_ranks_two_workers_read_each_sample_once_per_epoch(tmp_path):
         str(tmp_path / "run"),
         str(out),
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = json.loads(out.read_text())
