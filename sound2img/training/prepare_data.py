@@ -72,7 +72,9 @@ def prepare_from_cfg(cfg) -> dict:
     data["crop"] = "center"
     if "load_images" in data or "image_size" in data:
         data.update(load_images=True, image_size=None)  # frames are stored as decoded
-    dataset = build_dataset(name, **{k: v for k, v in data.items() if v is not None})
+    # null values reach the reader as None: in the data configs null means the reader's own
+    # default or something of its own (vggsound's split: null = both splits), never "leave out"
+    dataset = build_dataset(name, **data)
     settings = {"data": {"name": name, **data}, "audio": to_plain(cfg.audio)}
     with tqdm(total=len(dataset.records), unit="clip", disable=not cfg.progress, dynamic_ncols=True) as bar:
         return prepare_shards(

@@ -138,7 +138,8 @@ def build_datasets(cfg, sample_rate: int, need_images: bool):
         if "load_images" in d or "image_size" in d:
             d["load_images"] = bool(d.get("load_images", True)) and need_images
         d.update(fixed)
-        return {k: v for k, v in d.items() if k != "name" and (v is not None or k in fixed)}
+        # null values reach the reader as None (vggsound's split: null = both splits)
+        return {k: v for k, v in d.items() if k != "name"}
 
     configs = [cfg.data, *(cfg.extra_data or {}).values()]
     for c in configs:
