@@ -221,7 +221,7 @@ class ManipulateConfig(_Models):
     # the web app's page settings (only demo.yaml sets them, on top of this config; checked by
     # sound2img.app): a schema cannot be extended by a config that includes manipulate.yaml
     app: Any = key(None)
-    lpips: str = key("torchvision_vgg16")  # LPIPS backbone of the quality scores and photo inversion
+    lpips: str | None = key("torchvision_vgg16")  # LPIPS backbone of the quality scores and photo inversion (null: none)
     out: str = key("outputs/edit")
     overwrite: bool = key(False)
     progress: bool = key(True)

@@ -42,14 +42,14 @@ def _registered(name: str) -> Any:
         return None
 
 
-def _weights_file(name_or_path: str, formats: tuple[str, ...], what: str) -> Path:
+def _weights_file(name_or_path: str, formats: tuple[str, ...], what: str, *, allow_download: bool = True) -> Path:
     """A local file for a registry name or path, refusing a registry entry of another
     kind (e.g. a CLIP file given as the generator) before anything is downloaded."""
     text = str(name_or_path)
     entry = None if Path(text).expanduser().is_file() else _registered(text)
     if entry is not None and entry.format not in formats:
         raise UserInputError(f"{text!r} is a {entry.format} file ({entry.description}), not {what}")
-    return resolve_weights(text)
+    return resolve_weights(text, allow_download=allow_download)
 
 
 def build_generator_from_cfg(gcfg: Any, device: str | torch.device = "cpu"):
@@ -250,14 +250,18 @@ def build_arcface_from_cfg(icfg: Any = "ir_se50", device: str | torch.device = "
     return IdentityLoss(net)
 
 
-def build_lpips(name_or_path: str = "torchvision_vgg16", device: str | torch.device = "cpu"):
+def build_lpips(
+    name_or_path: str = "torchvision_vgg16", device: str | torch.device = "cpu", *, allow_download: bool = True
+):
     """LPIPS-VGG16 (``metrics.load_lpips``) with torchvision's ImageNet VGG16 from the
-    weights registry (or a local file); offline without it: the registry's one-line error."""
+    weights registry (or a local file); offline without it (or, ``allow_download=False``,
+    when it is not in the cache): the registry's one-line error."""
     from sound2img.metrics import load_lpips
 
-    return load_lpips(
-        _weights_file(str(name_or_path), ("torchvision_pth",), "torchvision's VGG16 state dict"), resolve_device(device)
+    path = _weights_file(
+        str(name_or_path), ("torchvision_pth",), "torchvision's VGG16 state dict", allow_download=allow_download
     )
+    return load_lpips(path, resolve_device(device))
 
 
 def resolve_checkpoint(name_or_path: str, formats: tuple[str, ...], what: str) -> Path:

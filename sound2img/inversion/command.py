@@ -127,15 +127,29 @@ def options_from(c: dict[str, Any], section: dict[str, Any] | None = None) -> In
 
 
 def quality_metrics(c: dict[str, Any], device: torch.device, *, faces: bool, clip=None):
-    """``metrics.QualityMetrics`` for this config: LPIPS from ``c['lpips']``, the
-    identity network for face generators, the given CLIP towers."""
+    """``metrics.QualityMetrics`` for this config: LPIPS from ``c['lpips']`` (``null``: not
+    scored), the identity network for face generators, the given CLIP towers. Under
+    ``preset=tiny`` nothing is downloaded for a score: LPIPS is used only when its VGG16 is
+    already in the cache, else recorded as unavailable."""
     from sound2img import factory
+    from sound2img.errors import WeightsNotAvailableError
     from sound2img.metrics import QualityMetrics
 
     identity_src = c.get("identity") or ("tiny" if c.get("tiny") else "ir_se50")
+
+    def lpips():
+        if not c.get("lpips"):
+            raise UserInputError("lpips=null")
+        try:
+            return factory.build_lpips(c["lpips"], device, allow_download=not c.get("tiny"))
+        except WeightsNotAvailableError as exc:
+            if not c.get("tiny"):
+                raise
+            raise UserInputError(f"preset=tiny downloads nothing for a score: {exc}") from exc
+
     return QualityMetrics(
         {
-            "lpips": lambda: factory.build_lpips(c.get("lpips") or "torchvision_vgg16", device),
+            "lpips": lpips,
             "identity": (lambda: factory.build_arcface_from_cfg(identity_src, device).arcface) if faces else None,
             "clip": (lambda: clip) if clip is not None else None,
         }
