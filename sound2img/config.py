@@ -221,7 +221,9 @@ class ManipulateConfig(_Models):
     # the web app's page settings (only demo.yaml sets them, on top of this config; checked by
     # sound2img.app): a schema cannot be extended by a config that includes manipulate.yaml
     app: Any = key(None)
-    lpips: str | None = key("torchvision_vgg16")  # LPIPS backbone of the quality scores and photo inversion (null: none)
+    lpips: str | None = key(
+        "torchvision_vgg16"
+    )  # LPIPS backbone of the quality scores and photo inversion (null: none)
     out: str = key("outputs/edit")
     overwrite: bool = key(False)
     progress: bool = key(True)
@@ -271,6 +273,18 @@ class GenerateConfig(_Models):
     latent_format: str = key("npy", choices=("npy", "pt", "npz"))
 
 
+@dataclass
+class EmbedConfig(_Models):
+    """``embed.yaml`` (scripts/embed.py)."""
+
+    sounds: list[str] = key([])
+    texts: list[str] = key([])
+    images: list[str] = key([])
+    full_file_seconds: float = key(60.0, gt=0)
+    out: str | None = key(None)
+    overwrite: bool = key(False)
+
+
 # The top-level config files and their schemas: ``configs/<name>.yaml`` lists
 # ``<name>_schema`` first in its defaults.
 SCHEMAS: dict[str, type] = {
@@ -278,6 +292,7 @@ SCHEMAS: dict[str, type] = {
     "train_encoder": TrainEncoderConfig,
     "reproduce": ReproduceConfig,
     "generate": GenerateConfig,
+    "embed": EmbedConfig,
 }
 
 
