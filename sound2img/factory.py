@@ -64,7 +64,7 @@ def build_generator_from_cfg(gcfg: Any, device: str | torch.device = "cpu"):
 
     g = _plain(gcfg, "generator")
     device = resolve_device(device)
-    source = g.get("path") or g.get("name")
+    source = g.get("path") or g.get("name")  # generator_source, but "tiny" is built here
     if not source:
         raise UserInputError("generator: set generator.name (a registry name or tiny) or generator.path")
     if source == "tiny":
@@ -76,6 +76,55 @@ def build_generator_from_cfg(gcfg: Any, device: str | torch.device = "cpu"):
         except TypeError as exc:
             raise UserInputError(f"generator.tiny: {exc}") from exc
     return load_generator(_weights_file(source, GENERATOR_FORMATS, "a StyleGAN2 generator"), device)
+
+
+def generator_source(gcfg: Any) -> str | None:
+    """The file or registry name ``cfg.generator`` loads (``path`` wins over ``name``);
+    None for the random ``tiny`` generator."""
+    g = _plain(gcfg, "generator")
+    source = g.get("path") or g.get("name")
+    return None if not source or source == "tiny" else str(source)
+
+
+def _openai_registry_name(model: str, pretrained: str) -> str | None:
+    """The registry entry standing in for an open_clip tag (OpenAI's ViT-B/32 weights,
+    which OpenAI publishes only as TorchScript), or None."""
+    return "openai_vit_b32" if pretrained == "openai" and model.replace("/", "-") == "ViT-B-32" else None
+
+
+def clip_source(ccfg: Any, encoder_source: str | None = None) -> str | None:
+    """The weights file or registry name ``cfg.clip`` loads, as ``build_clip_for_encoder``
+    chooses it: None for random towers, for towers already in open_clip's own cache and
+    for AudioCLIP's (in its encoder file); ``model: from_encoder`` → the towers recorded by
+    the encoder ``encoder_source`` (a file or registry name)."""
+    from sound2img.models.audio_encoder import clip_spec_of_kind, recorded_clip_spec
+    from sound2img.models.clip import find_cached_clip_weights
+
+    c = _plain(ccfg, "clip")
+    if c.get("model") == "from_encoder":
+        if not encoder_source:
+            return None
+        path = Path(str(encoder_source)).expanduser()
+        if path.is_file():
+            spec = recorded_clip_spec(path)
+        else:
+            entry = _registered(str(encoder_source))
+            kinds = {"soundclip_pth": "soundclip", "wav2clip_pt": "wav2clip", "audioclip_pt": "audioclip"}
+            spec = clip_spec_of_kind(kinds.get(entry.format, "")) if entry is not None else None
+        if not spec or spec.get("loader") or not spec.get("pretrained"):
+            return None
+        c = {"model": spec["model_name"], "pretrained": spec["pretrained"]}
+    model, pretrained = str(c.get("model") or "ViT-B-32"), c.get("pretrained")
+    if model == "tiny" or not pretrained:
+        return None
+    name = _openai_registry_name(model, str(pretrained))
+    if name is None:
+        return str(pretrained)
+    try:
+        find_cached_clip_weights(model, "openai")
+        return None
+    except UserInputError:
+        return name
 
 
 def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
@@ -104,11 +153,11 @@ def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
             model, seed=int(c.get("seed") or 0), preprocess=preprocess, device=device, **dict(c.get("tiny") or {})
         )
     pretrained = str(pretrained)
-    if pretrained == "openai" and model.replace("/", "-") == "ViT-B-32":
+    if _openai_registry_name(model, pretrained):
         try:
             return load_clip(model, "openai", device, preprocess=preprocess)
         except WeightsNotAvailableError:
-            pretrained = "openai_vit_b32"
+            pretrained = _openai_registry_name(model, pretrained)
     entry = None if Path(pretrained).expanduser().is_file() else _registered(pretrained)
     if entry is not None:
         path = _weights_file(pretrained, ("openai_clip",), "a CLIP weight file")
@@ -276,7 +325,7 @@ def generator_identity(gcfg: Any) -> dict[str, Any]:
     from sound2img.utils.files import sha256_file
 
     g = _plain(gcfg, "generator")
-    source = g.get("path") or g.get("name")
-    if source == "tiny":
+    source = generator_source(g)
+    if source is None:
         return {"tiny": dict(g.get("tiny") or {})}
-    return {"sha256": sha256_file(_weights_file(str(source), GENERATOR_FORMATS, "a StyleGAN2 generator"))}
+    return {"sha256": sha256_file(_weights_file(source, GENERATOR_FORMATS, "a StyleGAN2 generator"))}

@@ -122,6 +122,9 @@ def run_embed(cfg) -> tuple[Path, dict[str, np.ndarray]]:
     for p in images:
         if not Path(p).is_file():
             raise UserInputError(f"{p}: no such file")
+    from sound2img.needs import embed_needs, ensure_weights
+
+    ensure_weights(embed_needs(c))  # offline: one message names every missing file
     device = resolve_device(c.get("device") or "auto")
     e = dict(c.get("encoder") or {})
     # an encoder file brings its own architecture and front end: the groups' would only be warned about

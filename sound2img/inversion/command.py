@@ -187,6 +187,9 @@ def run_invert(cfg, *, progress: bool | None = None) -> Path:
     load_image(image)  # a bad photo fails before any network is built
     device = resolve_device(c.get("device") or "auto")
     progress = bool(c.get("progress", True)) if progress is None else progress
+    from sound2img.needs import ensure_weights, invert_needs
+
+    ensure_weights(invert_needs(c), progress=progress)  # offline: one message names every missing file
     G = factory.build_generator_from_cfg(cfg.generator, device)
     faces = bool((c.get("generator") or {}).get("faces"))
     lpips, encoder = _builders(c, device)

@@ -183,6 +183,9 @@ def train_from_cfg(cfg) -> dict[str, Any]:
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise UserInputError(f"config: {', '.join(missing)} must be set (e.g. {missing[0]}=DIR)")
+    from sound2img.needs import ensure_weights, train_needs
+
+    ensure_weights(train_needs(to_plain(cfg)))  # offline: one message names every missing file
     run_dir = Path(str(cfg.run_dir))
     info = init_distributed(cfg.device)
     created: list[Path] | None = None
