@@ -24,10 +24,44 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises ``UserInputError`` instead of printing usage and exiting, so
-    every usage error follows the same one-line, exit-2 path."""
+    every usage error follows the same one-line, exit-2 path. ``config_defaults`` =
+    ``(config name, {flag dest: config key})``: ``--help`` shows each such flag's default as
+    that config composes it (composed only when help is printed)."""
+
+    config_defaults: tuple[str, dict[str, str]] | None = None
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         raise UserInputError(f"{self.prog}: {message} (see --help)")
+
+    def format_help(self) -> str:
+        if self.config_defaults is not None:
+            _fill_in_defaults(self, *self.config_defaults)
+        return super().format_help()
+
+
+def _shown(value: Any) -> str:
+    """A config value as --help shows it."""
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _fill_in_defaults(parser: argparse.ArgumentParser, config_name: str, flag_keys: dict[str, str]) -> None:
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = compose(config_name, validate=False)
+    except UserInputError:  # a broken config tree: help without the defaults
+        return
+    for action in parser._actions:
+        key = flag_keys.get(action.dest)
+        if key and "default" not in (action.help or ""):
+            value = to_plain(OmegaConf.select(cfg, key, default=None))
+            action.help = f"{action.help or ''} (default: {_shown(value)})".strip().replace("%", "%%")
 
 
 def script_parser(prog: str, description: str, epilog: str) -> ArgumentParser:
@@ -263,7 +297,7 @@ def run_cli(fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | Non
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Flags every script has: ``--cfg job`` (print the resolved config and exit) and
     ``--device`` (``auto`` = CUDA when present)."""
-    parser.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
+    parser.add_argument("--cfg", choices=["job"], help="print the resolved config and exit (default: off)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
 
 

@@ -228,13 +228,17 @@ def fetch_weights_main(argv: Sequence[str]) -> int:
         metavar="NAME",
         help="registry names to fetch (see --list); with --for, key=value overrides of that command's config",
     )
-    parser.add_argument("--for", dest="command", choices=list(COMMANDS), help="the files this command needs")
-    parser.add_argument("--list", action="store_true", help="list (the registry, or --for's files) without fetching")
+    parser.add_argument(
+        "--for", dest="command", choices=list(COMMANDS), help="the files this command needs (default: the NAMEs)"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list (the registry, or --for's files) without fetching (default: off)"
+    )
     parser.add_argument(
         "--offline", action="store_true", help="do not download; fail unless already cached (default: off)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar per file)")
-    parser.add_argument("--cfg", choices=["job"], help="print the resolved options and exit")
+    parser.add_argument("--cfg", choices=["job"], help="print the resolved options and exit (default: off)")
     args = parser.parse_args(list(argv))
     overrides = [n for n in args.names if "=" in n]
     if overrides and not args.command:

@@ -324,7 +324,7 @@ def main(argv) -> int:
     )
     p.add_argument("dir", help="an outputs directory of manipulate.py or reproduce.py, or a training run")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: off)")
     args = p.parse_args(list(argv))
     print(write_report(args.dir, args.out, overwrite=args.overwrite))
     return 0

@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         EPILOG,
     )
     p.add_argument("table", nargs="?", metavar="TABLE", help=f"one of: {', '.join(list_tables())}")
-    p.add_argument("--list", action="store_true", help="list the tables and figures and exit")
+    p.add_argument("--list", action="store_true", help="list the tables and figures and exit (default: off)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: outputs/reproduce)")
-    p.add_argument("--overwrite", action="store_true", help="replace this table's files in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace this table's files in --out (default: off)")
     add_common_args(p)
     return p
 

@@ -19,10 +19,13 @@ def prepare_data_cli(argv: Sequence[str]) -> int:
         ),
     )
     add_common_args(parser)
-    parser.add_argument("--out", help="directory of the shards (sets out)")
+    parser.add_argument("--out", help="directory of the shards (sets out; required)")
     parser.add_argument("--shard-size", type=int, help="samples per shard (sets shard_size, default 1000)")
     parser.add_argument("--workers", type=int, help="processes decoding shards in parallel (sets workers)")
-    parser.add_argument("--overwrite", action="store_true", help="discard shards prepared with other settings")
+    parser.config_defaults = ("prepare_data", {"workers": "workers"})
+    parser.add_argument(
+        "--overwrite", action="store_true", help="discard shards prepared with other settings (default: off)"
+    )
     args, overrides = parse_with_overrides(parser, argv)
     cfg = compose("prepare_data", overrides)
     for key, value in (

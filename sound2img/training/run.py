@@ -50,6 +50,7 @@ def train_encoder_cli(argv: Sequence[str]) -> int:
     parser.add_argument("--out", help="run directory (sets run_dir)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run in --out and start again")
+    parser.config_defaults = ("train_encoder", {"out": "run_dir", "resume": "resume", "overwrite": "overwrite"})
     args, overrides = parse_with_overrides(parser, argv)
     cfg = compose_with_flags(
         "train_encoder",
