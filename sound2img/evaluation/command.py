@@ -37,38 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# what a registry file is for, by its format (the table's message names each missing file)
-PURPOSES = {
-    "rosinality_pt": "generator",
-    "nvlabs_pkl": "generator",
-    "soundclip_pth": "sound encoder",
-    "audioclip_pt": "sound encoder",
-    "wav2clip_pt": "sound encoder",
-    "openai_clip": "CLIP",
-    "arcface_pth": "identity loss",
-    "audio": "sound",
-}
-
-
-def ensure_table_weights(table: str, cfgs) -> None:
-    """Every registry file the table reads (``reproduce_doc.table_requirements``, the list of
-    docs/reproduce.md) fetched before it starts; offline, one message names all missing ones.
-    CLIP's towers already in open_clip's own cache count as there."""
-    from sound2img.cli import to_plain
-    from sound2img.evaluation.reproduce_doc import table_requirements
-    from sound2img.factory import clip_source
-    from sound2img.needs import Needs, ensure_weights
-    from sound2img.weights import get_entry
-
-    needs = Needs()
-    towers = clip_source(to_plain(cfgs[0]).get("clip"))
-    for name in table_requirements(table, cfgs).weights:
-        entry = get_entry(name)
-        if entry.format != "openai_clip" or towers is not None:
-            needs.add(name, PURPOSES.get(entry.format, entry.format))
-    ensure_weights(needs)
-
-
 def main(argv: Sequence[str]) -> int:
     """Parse, compose the table's configs, run it, print the files written."""
     args, overrides = parse_with_overrides(build_parser(), argv)
@@ -91,7 +59,6 @@ def main(argv: Sequence[str]) -> int:
         for cfg in cfgs:
             print(to_yaml(cfg))
         return 0
-    ensure_table_weights(args.table, cfgs)
     out = args.out or "outputs/reproduce"
     from sound2img.manipulation.queue import QueueFailed
 

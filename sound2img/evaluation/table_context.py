@@ -30,9 +30,19 @@ class TableContext:
         self.weights: dict[str, str] = {}
         self.work_dir: Path | None = None  # where edit-queue tables keep their edits
         self.overwrite = False
+        # fetches every file the table reads, once, before the first network is built (after the
+        # table's own checks of its settings); set by tables.run_table
+        self.ensure_weights: Callable[[], None] | None = None
+
+    def check_weights(self) -> None:
+        """Run ``ensure_weights`` once (offline: one message naming every missing file)."""
+        ensure, self.ensure_weights = self.ensure_weights, None
+        if ensure is not None:
+            ensure()
 
     def _once(self, key: str, build: Callable[[], Any]) -> Any:
         if key not in self._cache:
+            self.check_weights()
             self._cache[key] = build()
         return self._cache[key]
 

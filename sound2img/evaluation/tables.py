@@ -112,8 +112,13 @@ def run_table(
     run them through the edit queue (``manipulation.queue``) in ``work_dir`` — resumable,
     shared over the ranks under ``torchrun``; ``None``: a temporary directory. Returns
     ``None`` on ranks other than 0 of a distributed run."""
+    import functools
+
+    from sound2img.evaluation.reproduce_doc import ensure_table_weights
+
     get_table(name)
     ctx = TableContext(cfgs[0])
+    ctx.ensure_weights = functools.partial(ensure_table_weights, name, cfgs)
     if work_dir is not None:
         ctx.work_dir, ctx.overwrite = Path(work_dir), overwrite
         return _RUNNERS[name](ctx, [to_plain(c)["eval"] for c in cfgs])
@@ -247,6 +252,8 @@ def _run_edit_jobs(ctx: TableContext, jobs: list[dict[str, Any]], batch_size: in
     from sound2img.cli import compose
     from sound2img.manipulation.queue import LEDGER, QueueFailed, run_queue
     from sound2img.utils.files import atomic_write_text
+
+    ctx.check_weights()  # the queue builds its own networks: every file first, in one message
 
     edit = to_plain(compose("manipulate").edit)
     qc = {k: ctx.c.get(k) for k in _QUEUE_KEYS}
