@@ -140,11 +140,12 @@ def main(argv: Sequence[str]) -> int:
         return 0
     if cfg.get("jobs"):
         from sound2img.manipulation.queue import run_queue
+        from sound2img.utils.distributed import failed_run_status
 
         summary = run_queue(cfg, cfg.jobs)
         if summary.rank == 0:
             print(summary.line(), file=sys.stdout if summary.ok else sys.stderr)
-        return 0 if summary.ok else 1
+        return 0 if summary.ok else failed_run_status(summary.line())
     from sound2img.manipulation.run import run_edit
 
     dirs = run_edit(cfg)
