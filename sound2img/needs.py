@@ -251,11 +251,10 @@ def fetch_weights_main(argv: Sequence[str]) -> int:
         options = {"names": names, "for": args.command, "list": args.list, "offline": args.offline}
         print(to_yaml(OmegaConf.create({**options, "cache_dir": str(cache_dir())})), end="")
         return 0
-    print(f"cache: {cache_dir()}")
     if needs is not None:
-        print(f"{args.command}: {COMMANDS[args.command][3]}\n{format_needs(needs)}")
+        print(f"cache: {cache_dir()}\n{args.command}: {COMMANDS[args.command][3]}\n{format_needs(needs)}")
     elif args.list or not names:
-        print(format_weights_table())
+        print(f"cache: {cache_dir()}\n{format_weights_table()}")
         return 0
     if args.list:
         return 0

@@ -133,7 +133,8 @@ PURPOSES = {
 def ensure_table_weights(table: str, cfgs) -> None:
     """Every registry file the table reads (``reproduce_doc.table_requirements``, the list of
     docs/reproduce.md) fetched before it starts; offline, one message names all missing ones.
-    CLIP's towers already in open_clip's own cache count as there."""
+    CLIP's towers already in open_clip's own cache count as there; under preset=tiny only
+    the sample sounds are needed (the networks are random)."""
     from sound2img.cli import to_plain
     from sound2img.evaluation.reproduce_doc import table_requirements
     from sound2img.factory import clip_source
@@ -141,9 +142,12 @@ def ensure_table_weights(table: str, cfgs) -> None:
     from sound2img.weights import get_entry
 
     needs = Needs()
-    towers = clip_source(to_plain(cfgs[0]).get("clip"))
+    c = to_plain(cfgs[0])
+    towers = clip_source(c.get("clip"))
     for name in table_requirements(table, cfgs).weights:
         entry = get_entry(name)
+        if c.get("tiny") and entry.format != "audio":  # preset=tiny: random networks, real sounds
+            continue
         if entry.format != "openai_clip" or towers is not None:
             needs.add(name, PURPOSES.get(entry.format, entry.format))
     ensure_weights(needs)
