@@ -95,6 +95,11 @@ def test_make_edit_offline_names_every_missing_file_once(tmp_path, monkeypatch, 
         assert line == f"  {purpose} ({name}): {entry.url} -> {dest}"
     assert lines[5].startswith("(where there is a network, python scripts/fetch_weights.py soundclip_landscape")
     assert len(lines) == 6 and "Traceback" not in proc.stderr
+    # the default edit of one's own sound file: three files, named before the sound is read
+    assert script.main(["--audio", "rain.wav", "--out", "edit-rain"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("error: 3 files this command needs")
+    assert [line.split(" (")[0].strip() for line in lines[1:4]] == ["generator", "sound encoder", "CLIP"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"] or not (tmp_path / "edit-rain").exists()
 
 
