@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sound2img.cli import to_plain
@@ -25,10 +26,15 @@ class Needs:
 
     def add(self, source: Any, purpose: str, *, optional: bool = False) -> None:
         """Count ``source`` if it is a registry name (files and random networks need nothing)."""
-        from sound2img import factory
+        from sound2img.weights import get_entry
 
-        entry = factory._registered(str(source)) if source else None
-        if entry is None or entry.name in self.required:
+        if not source or Path(str(source)).expanduser().is_file():  # a file wins over a name, as in factory
+            return
+        try:
+            entry = get_entry(str(source))
+        except UserInputError:  # a path, a random network's name: nothing to fetch
+            return
+        if entry.name in self.required:
             return
         if optional:
             self.optional.setdefault(entry.name, purpose)
