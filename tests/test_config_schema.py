@@ -29,6 +29,7 @@ SCRIPTS = {
     "train_encoder": ("train_encoder.py", ["--cfg", "job", "preset=tiny"]),
     "reproduce": ("reproduce.py", ["supp_table1", "--cfg", "job", "preset=tiny"]),
     "generate": ("generate.py", ["--cfg", "job"]),
+    "embed": ("embed.py", ["--cfg", "job", "preset=tiny"]),
 }
 
 
