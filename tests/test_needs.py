@@ -27,8 +27,9 @@ def _empty_caches(tmp_path, monkeypatch):
     """An empty weights cache and an empty Hugging Face cache (open_clip's, where CLIP's
     towers would otherwise be found)."""
     monkeypatch.setenv("SOUND2IMG_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))  # read at each lookup
     monkeypatch.delenv("SOUND2IMG_OFFLINE", raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
@@ -158,3 +159,17 @@ def test_fetch_weights_for_lists_and_fetches(capsys, monkeypatch):
     assert "soundclip_resnet18" not in capsys.readouterr().out
     assert script.main(["encoder=tiny"]) == 2
     assert "go with --for" in capsys.readouterr().err
+
+
+def test_clip_towers_in_open_clips_own_cache_are_not_needed(tmp_path):
+    """``clip.pretrained: openai`` is read from open_clip's (Hugging Face) cache when it is
+    there (factory.build_clip_from_cfg): then the registry's copy is not needed."""
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / "models--timm--vit_base_patch32_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"stands in for the towers")
+    assert list(command_needs("edit").required) == ["soundclip_landscape", "soundclip_resnet18", "sample_rain"]

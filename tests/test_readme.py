@@ -131,7 +131,6 @@ def test_offline_commands_run_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SOUND2IMG_OFFLINE", "1")
     monkeypatch.setenv("SOUND2IMG_CACHE", str(tmp_path / "cache"))  # empty: nothing fetched, nothing found
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     old_umask = os.umask(0o022)
     try:
         for block in blocks("bash offline"):
@@ -142,7 +141,7 @@ def test_offline_commands_run_as_written(tmp_path, monkeypatch, capsys):
                     assert status == 0, (argv, capsys.readouterr().err[-3000:])
     finally:
         os.umask(old_umask)
-    written = [p for p in tmp_path.rglob("*") if "cache" not in p.parts and "hf" not in p.parts]
+    written = [p for p in tmp_path.rglob("*") if "cache" not in p.parts]
     assert {
         "outputs/edit-tiny/result.png",
         "outputs/x/latent.pt",
