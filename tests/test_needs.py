@@ -173,3 +173,14 @@ def test_clip_towers_in_open_clips_own_cache_are_not_needed(tmp_path):
     snapshot.mkdir(parents=True)
     (snapshot / "open_clip_model.safetensors").write_bytes(b"stands in for the towers")
     assert list(command_needs("edit").required) == ["soundclip_landscape", "soundclip_resnet18", "sample_rain"]
+
+
+def test_one_missing_file_is_one_line(monkeypatch):
+    monkeypatch.setenv("SOUND2IMG_OFFLINE", "1")
+    with pytest.raises(WeightsNotAvailableError) as info:
+        weights.fetch_missing({"ir_se50": "identity loss"}, hint="never shown for one file")
+    entry = get_entry("ir_se50")
+    assert str(info.value) == (
+        f"{entry.filename} (ir_se50, identity loss) is not in the cache and cannot be downloaded "
+        f"(SOUND2IMG_OFFLINE is set): download {entry.url} yourself and put it at {cached_path(entry)}"
+    )

@@ -338,7 +338,8 @@ def test_script_list_fetch_and_offline(server, registered, capsys):
 
     assert script.main([registered.name, "--offline"]) == 2
     err = capsys.readouterr().err
-    assert f"{registered.url} -> {weights.cached_path(registered)}" in err and "offline" in err.splitlines()[0]
+    assert err.count("\n") == 1 and "offline" in err
+    assert f"download {registered.url} yourself and put it at {weights.cached_path(registered)}" in err
 
     assert script.main([registered.name, "--no-progress"]) == 0
     assert str(weights.cached_path(registered)) in capsys.readouterr().out

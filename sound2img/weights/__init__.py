@@ -139,7 +139,8 @@ def fetch_missing(
     the cache, downloading the missing ones in turn (none when offline; none after one that
     could not reach its server). Returns name → path; when some are still missing, raises
     one ``WeightsNotAvailableError`` naming each of them with its URL and the path to put it
-    at (``hint``: a last line, e.g. the ``fetch_weights.py --for`` command)."""
+    at: one line for one file, else a line per file (``hint``: a last line, e.g. the
+    ``fetch_weights.py`` command)."""
     found: dict[str, Path] = {}
     missing: list[tuple[WeightsEntry, str]] = []
     why = "SOUND2IMG_OFFLINE is set" if offline is None and is_offline() else "offline mode is on"
@@ -159,6 +160,13 @@ def fetch_missing(
             except WeightsNotAvailableError as exc:
                 log.warning("%s", exc)
         missing.append((entry, purpose))
+    if len(missing) == 1:  # one file: the one-line message of every user error
+        (entry, purpose), state = missing[0], "was not downloaded" if reachable else "cannot be downloaded"
+        cause = "see the warning above" if reachable else why
+        raise WeightsNotAvailableError(
+            f"{entry.filename} ({entry.name}, {purpose}) is not in the cache and {state} ({cause}): "
+            f"{_manual_hint(entry, cached_path(entry))}"
+        )
     if missing:
         n = len(missing)
         lines = [
