@@ -4,14 +4,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
+# Which build of torch: PyPI's by default (the CUDA build on x86-64 Linux, several GB);
+# TORCH_INDEX=cpu takes PyTorch's CPU-only wheels (`make test TORCH_INDEX=cpu`), any other
+# value is used as the index URL.
+TORCH_INDEX ?=
+TORCH_INDEX_URL := $(if $(filter cpu,$(TORCH_INDEX)),https://download.pytorch.org/whl/cpu,$(TORCH_INDEX))
 
 .PHONY: setup test test-slow test-all edit edit-tiny bench screenshots
 
 $(VENV)/.complete: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[dev]"
+	@echo "installing $(TORCH) from $(or $(TORCH_INDEX_URL),PyPI (the CUDA build on x86-64 Linux; TORCH_INDEX=cpu for CPU-only wheels))"
+	$(PY) -m pip install --progress-bar on $(TORCH) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PY) -m pip install --progress-bar on -e ".[dev]"
 	touch $@
 
 setup: $(VENV)/.complete

@@ -20,7 +20,7 @@ def _convert(argv):
         choices=["safetensors", "rosinality"],
         help="output format (default: rosinality for a .pt/.pth OUT, else safetensors)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: off)")
     add_common_args(p)
     args = p.parse_args(argv)
     if args.cfg == "job":

@@ -1,4 +1,5 @@
-"""Embed sounds, text prompts and images in an audio encoder's CLIP space → one .npz.
+"""Embed sounds, text prompts and images in an audio encoder's CLIP space → one .npz (see --help;
+all logic in sound2img.evaluation.embed_command).
 
 python scripts/embed.py --encoder audioclip_partial --audio rain.wav --text "rain" --out e.npz
 """

@@ -24,10 +24,44 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises ``UserInputError`` instead of printing usage and exiting, so
-    every usage error follows the same one-line, exit-2 path."""
+    every usage error follows the same one-line, exit-2 path. ``config_defaults`` =
+    ``(config name, {flag dest: config key})``: ``--help`` shows each such flag's default as
+    that config composes it (composed only when help is printed)."""
+
+    config_defaults: tuple[str, dict[str, str]] | None = None
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         raise UserInputError(f"{self.prog}: {message} (see --help)")
+
+    def format_help(self) -> str:
+        if self.config_defaults is not None:
+            _fill_in_defaults(self, *self.config_defaults)
+        return super().format_help()
+
+
+def _shown(value: Any) -> str:
+    """A config value as --help shows it."""
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _fill_in_defaults(parser: argparse.ArgumentParser, config_name: str, flag_keys: dict[str, str]) -> None:
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = compose(config_name, validate=False)
+    except UserInputError:  # a broken config tree: help without the defaults
+        return
+    for action in parser._actions:
+        key = flag_keys.get(action.dest)
+        if key and "default" not in (action.help or ""):
+            value = to_plain(OmegaConf.select(cfg, key, default=None))
+            action.help = f"{action.help or ''} (default: {_shown(value)})".strip().replace("%", "%%")
 
 
 def script_parser(prog: str, description: str, epilog: str) -> ArgumentParser:
@@ -66,7 +100,7 @@ def compose(config_name: str, overrides: Sequence[str] = (), *, validate: bool =
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise UserInputError(f"config: {_config_error(exc, config_name)}") from exc
+        raise UserInputError(f"config: {_config_error(exc, config_name, overrides)}") from exc
     if validate:
         schema.validate(config_name, cfg)
     return cfg
@@ -79,24 +113,70 @@ def check_config(config_name: str, cfg) -> None:
     schema.validate(config_name, cfg)
 
 
-def _config_error(exc: BaseException, config_name: str) -> str:
-    """One line for a composition error: Hydra's first line, or, when OmegaConf refused a
-    key or a value, which key, why, and where an unknown key would be declared."""
+def _config_error(exc: BaseException, config_name: str, overrides: Sequence[str] = ()) -> str:
+    """One line for a composition error: when OmegaConf refused a key or a value, which
+    key and why (an unknown key with the closest known ones: "did you mean …?"); an unknown
+    option of a config group with the closest options; else Hydra's first line."""
+    import re
+
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-    from sound2img.config import type_message, unknown_key_message
+    from sound2img.config import did_you_mean, type_message, unknown_key_message
 
     seen, cause = set(), exc
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         key = getattr(cause, "full_key", None)
         if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key:
-            return unknown_key_message(str(key), config_name)
+            return unknown_key_message(str(key), config_name, candidates=_known_keys(config_name, overrides, str(key)))
         if isinstance(cause, ValidationError) and key:
             return type_message(str(key), str(cause))
         cause = cause.__cause__ or cause.__context__
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    first = text.splitlines()[0] if text else type(exc).__name__
+    missing = re.search(r"Could not find '(.+)/([^/']+)'", first)
+    if missing and (config_dir() / missing.group(1)).is_dir():
+        group, option = missing.groups()
+        options = group_options(group)
+        close = did_you_mean(option, options)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return f"{group}={option}: no such option in configs/{group}/ ({hint}options: {', '.join(options)})"
+    return first
+
+
+def _override_key(override: str) -> str:
+    """The key an override sets: ``+a.b=1`` → ``a.b``, ``data@extra.x=y`` → ``extra.x``."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return key.split("@", 1)[1] if "@" in key else key
+
+
+def _known_keys(config_name: str, overrides: Sequence[str], bad_key: str) -> list[str]:
+    """The dotted keys a config can take: its schema's, those of the config composed with
+    the user's other overrides (the chosen group options' keys included) and the names of
+    the config groups (``preset``). Only called to explain an error."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from sound2img import config as schema
+
+    keys = set(schema.schema_keys(schema.SCHEMAS[config_name])) if config_name in schema.SCHEMAS else set()
+    keys |= {p.name for p in config_dir().iterdir() if p.is_dir()}
+
+    def walk(node, where: str) -> None:
+        for k, v in node.items():
+            path = f"{where}.{k}" if where else str(k)
+            keys.add(path)
+            if isinstance(v, dict):
+                walk(v, path)
+
+    rest = [o for o in overrides if _override_key(o) != bad_key]
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
+            walk(OmegaConf.to_container(hydra_compose(config_name=config_name, overrides=rest), resolve=False), "")
+    except Exception:  # noqa: BLE001 - the other overrides fail too (e.g. a typo in a YAML file): the schema's keys
+        pass
+    return sorted(keys)
 
 
 def group_options(group: str) -> list[str]:
@@ -149,7 +229,7 @@ def compose_with_flags(
                 try:
                     OmegaConf.update(cfg, key, value, merge=False)
                 except OmegaConfBaseException as exc:
-                    raise UserInputError(f"config: {_config_error(exc, config_name)}") from exc
+                    raise UserInputError(f"config: {_config_error(exc, config_name, overrides)}") from exc
     check_config(config_name, cfg)
     return cfg
 
@@ -229,7 +309,7 @@ def run_cli(fn: Callable[[Sequence[str]], int | None], argv: Sequence[str] | Non
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Flags every script has: ``--cfg job`` (print the resolved config and exit) and
     ``--device`` (``auto`` = CUDA when present)."""
-    parser.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
+    parser.add_argument("--cfg", choices=["job"], help="print the resolved config and exit (default: off)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
 
 

@@ -2,7 +2,8 @@
 top-level config, registered in Hydra's ConfigStore (each top-level YAML lists its schema
 first in ``defaults``), so that at composition time
 
-* a key that no schema declares fails (``unknown key``, naming the class to declare it in),
+* a key that no schema declares fails (``unknown key``, with the closest declared keys:
+  "did you mean manipulate.steps?"),
 * a value of the wrong type fails (OmegaConf converts ``"3"`` → 3 and refuses ``"abc"``),
 * and ``validate`` checks every declared range and choice: one line, naming the key.
 
@@ -22,6 +23,7 @@ arrow points one way (tests/test_import_rules.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -261,7 +263,9 @@ class ManipulateConfig(_Models):
     # the web app's page settings (only demo.yaml sets them, on top of this config; checked by
     # sound2img.app): a schema cannot be extended by a config that includes manipulate.yaml
     app: Any = key(None)
-    lpips: str = key("torchvision_vgg16")  # LPIPS backbone of the quality scores and photo inversion
+    lpips: str | None = key(
+        "torchvision_vgg16"
+    )  # LPIPS backbone of the quality scores and photo inversion (null: none)
     out: str = key("outputs/edit")
     overwrite: bool = key(False)
     progress: bool = key(True)
@@ -312,11 +316,11 @@ class GenerateConfig(_Models):
 
 
 @dataclass
-class PrepareDataConfig:
-    """``prepare_data.yaml`` (scripts/prepare_data.py)."""
+class PrepareDataConfig(_Models):
+    """``prepare_data.yaml`` (scripts/prepare_data.py); of the model groups only ``audio``
+    (the shards' rate) and ``clip`` (``embedding_cache_dir``) are used, the others are
+    there so that ``preset=tiny`` applies."""
 
-    audio: Any = key(None)
-    clip: Any = key(None)
     data: Any = key(None)
     out: str = key()
     clip_seconds: float = key(gt=0)
@@ -326,8 +330,19 @@ class PrepareDataConfig:
     jpeg_quality: int = key(90)
     overwrite: bool = key(False)
     progress: bool = key(True)
-    device: str = key("auto")
     embedding_cache_dir: str | None = key(None)
+
+
+@dataclass
+class EmbedConfig(_Models):
+    """``embed.yaml`` (scripts/embed.py)."""
+
+    sounds: list[str] = key([])
+    texts: list[str] = key([])
+    images: list[str] = key([])
+    full_file_seconds: float = key(60.0, gt=0)
+    out: str | None = key(None)
+    overwrite: bool = key(False)
 
 
 # The top-level config files and their schemas: ``configs/<name>.yaml`` lists
@@ -338,6 +353,7 @@ SCHEMAS: dict[str, type] = {
     "reproduce": ReproduceConfig,
     "generate": GenerateConfig,
     "prepare_data": PrepareDataConfig,
+    "embed": EmbedConfig,
 }
 
 
@@ -481,15 +497,62 @@ def _schema_at(full_key: str, config_name: str) -> type | None:
     return schema
 
 
-def unknown_key_message(full_key: str, config_name: str = "", schema: type | None = None) -> str:
-    """One line for a key no schema declares: the key, and where to declare it."""
+def schema_keys(schema: type, where: str = "") -> list[str]:
+    """Every dotted key ``schema`` declares (sub-sections expanded; a ``dict`` of sections
+    and an ``Any`` group count as one key, their contents being open)."""
+    out = []
+    for f in fields(schema):
+        path = f"{where}.{f.name}" if where else f.name
+        out.append(path)
+        sub = _dataclass_of(schema, f) if _dict_value_dataclass(schema, f) is None else None
+        if sub is not None:
+            out += schema_keys(sub, path)
+    return out
+
+
+def did_you_mean(word: str, candidates: Sequence[str], cutoff: float = 0.7) -> list[str]:
+    """The candidates closest to ``word`` (difflib on the last part of dotted keys): first
+    among ``word``'s siblings (``manipulate.stpes`` → ``manipulate.steps``), else anywhere
+    (``stpes`` → ``manipulate.steps``); at most three."""
+    import difflib
+
+    parent, _, leaf = word.rpartition(".")
+    by_leaf: dict[str, list[str]] = {}
+    for c in sorted(set(candidates)):
+        c_parent, _, c_leaf = c.rpartition(".")
+        if c_parent == parent:
+            by_leaf.setdefault(c_leaf, []).insert(0, c)  # a sibling first
+        else:
+            by_leaf.setdefault(c_leaf, []).append(c)
+    siblings = [c.rpartition(".")[2] for c in candidates if c.rpartition(".")[0] == parent]
+    close = difflib.get_close_matches(leaf, siblings, n=1, cutoff=cutoff)
+    if close:
+        return [f"{parent}.{close[0]}" if parent else close[0]]
+    close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=cutoff)
+    return by_leaf[close[0]][:3] if close else []
+
+
+def unknown_key_message(
+    full_key: str, config_name: str = "", schema: type | None = None, candidates: Sequence[str] = ()
+) -> str:
+    """One line for a key no schema declares: the closest declared keys (``candidates``,
+    else the schema's), or else the keys of its section and where a new one is declared."""
+    if not candidates:
+        if schema is not None:
+            parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+            candidates = schema_keys(schema, parent)
+        elif config_name in SCHEMAS:
+            candidates = schema_keys(SCHEMAS[config_name])
+    close = did_you_mean(full_key, candidates)
+    if close:
+        return f"unknown key {full_key!r}: did you mean {' or '.join(close)}?"
+    parent = full_key.rsplit(".", 1)[0] + "." if "." in full_key else ""
+    siblings = sorted({c[len(parent) :].split(".")[0] for c in candidates if c.startswith(parent)})
+    section = f"{parent[:-1]} has" if parent else "the keys are"
+    listed = f"{section}: {', '.join(siblings[:20])}{', …' if len(siblings) > 20 else ''}; " if siblings else ""
     schema = schema or _schema_at(full_key, config_name)
-    name = full_key.rsplit(".", 1)[-1]
-    where = f"class {schema.__name__} in {SCHEMA_MODULE}" if schema else SCHEMA_MODULE
-    return (
-        f"unknown key {full_key!r} (a typo? a new key is declared by one line in {where}, "
-        f"e.g. `{name}: float = key(ge=0)`)"
-    )
+    where = f"a new key is declared in class {schema.__name__} in {SCHEMA_MODULE}" if schema else ""
+    return f"unknown key {full_key!r} ({listed}{where})".replace("; )", ")").replace(" ()", "")
 
 
 def type_message(full_key: str, omegaconf_message: str) -> str:

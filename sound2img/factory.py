@@ -69,14 +69,14 @@ def _registered(name: str) -> Any:
         return None
 
 
-def _weights_file(name_or_path: str, formats: tuple[str, ...], what: str) -> Path:
+def _weights_file(name_or_path: str, formats: tuple[str, ...], what: str, *, allow_download: bool = True) -> Path:
     """A local file for a registry name or path, refusing a registry entry of another
     kind (e.g. a CLIP file given as the generator) before anything is downloaded."""
     text = str(name_or_path)
     entry = None if Path(text).expanduser().is_file() else _registered(text)
     if entry is not None and entry.format not in formats:
         raise UserInputError(f"{text!r} is a {entry.format} file ({entry.description}), not {what}")
-    return resolve_weights(text)
+    return resolve_weights(text, allow_download=allow_download)
 
 
 def build_generator_from_cfg(gcfg: GeneratorOptions | Mapping, device: str | torch.device = "cpu"):
@@ -105,6 +105,55 @@ def build_generator_from_cfg(gcfg: GeneratorOptions | Mapping, device: str | tor
     return load_generator(_weights_file(source, GENERATOR_FORMATS, "a StyleGAN2 generator"), device)
 
 
+def generator_source(gcfg: Any) -> str | None:
+    """The file or registry name ``cfg.generator`` loads (``path`` wins over ``name``);
+    None for the random ``tiny`` generator."""
+    g = dataclasses.asdict(gcfg) if dataclasses.is_dataclass(gcfg) else _plain(gcfg, "generator")
+    source = g.get("path") or g.get("name")
+    return None if not source or source == "tiny" else str(source)
+
+
+def _openai_registry_name(model: str, pretrained: str) -> str | None:
+    """The registry entry standing in for an open_clip tag (OpenAI's ViT-B/32 weights,
+    which OpenAI publishes only as TorchScript), or None."""
+    return "openai_vit_b32" if pretrained == "openai" and model.replace("/", "-") == "ViT-B-32" else None
+
+
+def clip_source(ccfg: Any, encoder_source: str | None = None) -> str | None:
+    """The weights file or registry name ``cfg.clip`` loads, as ``build_clip_for_encoder``
+    chooses it: None for random towers, for towers already in open_clip's own cache and
+    for AudioCLIP's (in its encoder file); ``model: from_encoder`` → the towers recorded by
+    the encoder ``encoder_source`` (a file or registry name)."""
+    from sound2img.models.audio_encoder import clip_spec_of_kind, recorded_clip_spec
+    from sound2img.models.clip import find_cached_clip_weights
+
+    c = _plain(ccfg, "clip")
+    if c.get("model") == "from_encoder":
+        if not encoder_source:
+            return None
+        path = Path(str(encoder_source)).expanduser()
+        if path.is_file():
+            spec = recorded_clip_spec(path)
+        else:
+            entry = _registered(str(encoder_source))
+            kinds = {"soundclip_pth": "soundclip", "wav2clip_pt": "wav2clip", "audioclip_pt": "audioclip"}
+            spec = clip_spec_of_kind(kinds.get(entry.format, "")) if entry is not None else None
+        if not spec or spec.get("loader") or not spec.get("pretrained"):
+            return None
+        c = {"model": spec["model_name"], "pretrained": spec["pretrained"]}
+    model, pretrained = str(c.get("model") or "ViT-B-32"), c.get("pretrained")
+    if model == "tiny" or not pretrained:
+        return None
+    name = _openai_registry_name(model, str(pretrained))
+    if name is None:
+        return str(pretrained)
+    try:
+        find_cached_clip_weights(model, "openai")
+        return None
+    except UserInputError:
+        return name
+
+
 def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
     """``cfg.clip`` → frozen ``ClipTowers``.
 
@@ -131,11 +180,11 @@ def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
             model, seed=int(c.get("seed") or 0), preprocess=preprocess, device=device, **dict(c.get("tiny") or {})
         )
     pretrained = str(pretrained)
-    if pretrained == "openai" and model.replace("/", "-") == "ViT-B-32":
+    if _openai_registry_name(model, pretrained):
         try:
             return load_clip(model, "openai", device, preprocess=preprocess)
         except WeightsNotAvailableError:
-            pretrained = "openai_vit_b32"
+            pretrained = _openai_registry_name(model, pretrained)
     entry = None if Path(pretrained).expanduser().is_file() else _registered(pretrained)
     if entry is not None:
         path = _weights_file(pretrained, ("openai_clip",), "a CLIP weight file")
@@ -278,14 +327,18 @@ def build_arcface_from_cfg(icfg: Any = "ir_se50", device: str | torch.device = "
     return IdentityLoss(net)
 
 
-def build_lpips(name_or_path: str = "torchvision_vgg16", device: str | torch.device = "cpu"):
+def build_lpips(
+    name_or_path: str = "torchvision_vgg16", device: str | torch.device = "cpu", *, allow_download: bool = True
+):
     """LPIPS-VGG16 (``metrics.load_lpips``) with torchvision's ImageNet VGG16 from the
-    weights registry (or a local file); offline without it: the registry's one-line error."""
+    weights registry (or a local file); offline without it (or, ``allow_download=False``,
+    when it is not in the cache): the registry's one-line error."""
     from sound2img.metrics import load_lpips
 
-    return load_lpips(
-        _weights_file(str(name_or_path), ("torchvision_pth",), "torchvision's VGG16 state dict"), resolve_device(device)
+    path = _weights_file(
+        str(name_or_path), ("torchvision_pth",), "torchvision's VGG16 state dict", allow_download=allow_download
     )
+    return load_lpips(path, resolve_device(device))
 
 
 def resolve_checkpoint(name_or_path: str, formats: tuple[str, ...], what: str) -> Path:
@@ -348,7 +401,8 @@ def build_training_sets(cfg: TrainEncoderConfig, sample_rate: int, need_images: 
         if _has_frames(kw):
             kw["load_images"] = bool(kw.get("load_images", True)) and need_images
         kw.update(fixed)
-        return name, {k: v for k, v in kw.items() if v is not None or k in fixed}
+        # null values reach the reader as None (vggsound's split: null = both splits)
+        return name, kw
 
     configs = [cfg.data, *(cfg.extra_data or {}).values()]
     for c in configs:
@@ -396,7 +450,9 @@ def build_shard_source(cfg: PrepareDataConfig):
     kw["crop"] = "center"
     if _has_frames(kw):
         kw.update(load_images=True, image_size=None)  # frames are stored as decoded
-    dataset = build_dataset(name, **{k: v for k, v in kw.items() if v is not None})
+    # null values reach the reader as None: in the data configs null means the reader's own
+    # default or something of its own (vggsound's split: null = both splits), never "leave out"
+    dataset = build_dataset(name, **kw)
     return dataset, {"data": {"name": name, **kw}, "audio": audio}
 
 

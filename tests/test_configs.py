@@ -39,7 +39,9 @@ def groups_of(config_name: str, keep_preset: bool = False) -> list[tuple[str, st
 
 def test_the_expected_top_level_configs_exist():
     assert {"manipulate", "train_encoder", "reproduce"} <= set(TOP_LEVEL)
-    assert all(has_preset(n) for n in ("manipulate", "train_encoder", "reproduce"))
+    # preset=tiny (random networks, offline) works with every script's config (demo.yaml gets
+    # it from manipulate.yaml, which it includes)
+    assert [n for n in TOP_LEVEL if not has_preset(n) and n != "demo"] == []
 
 
 def has_preset(config_name: str) -> bool:
@@ -47,7 +49,7 @@ def has_preset(config_name: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    "name,preset", [(n, p) for n in TOP_LEVEL for p in (None, "tiny") if p is None or has_preset(n)]
+    "name,preset", [(n, p) for n in TOP_LEVEL for p in (None, "tiny") if p is None or has_preset(n) or n == "demo"]
 )
 def test_top_level_config_composes(name, preset):
     cfg = compose(name, [f"preset={preset}"] if preset else [])
@@ -58,7 +60,21 @@ def test_top_level_config_composes(name, preset):
                 assert cfg[group].get("path") in (None,) or group == "clip", f"{group} is not random under tiny"
 
 
-CASES = [(name, key, option) for name in TOP_LEVEL for key, group in groups_of(name) for option in group_options(group)]
+# Model groups a config lists only so that preset=tiny applies to it: the script builds no such
+# network, so their options are not composed one by one here.
+UNUSED = {
+    "generate": {"audio", "clip", "encoder"},
+    "invert": {"audio", "clip", "encoder"},
+    "embed": {"generator"},
+    "prepare_data": {"encoder", "generator"},
+}
+CASES = [
+    (name, key, option)
+    for name in TOP_LEVEL
+    for key, group in groups_of(name)
+    if key not in UNUSED.get(name, ())
+    for option in group_options(group)
+]
 
 
 def own_values(option_file: Path) -> dict:

@@ -127,6 +127,15 @@ FORBIDDEN = {
 # imports the library's registries, so a run-time import back would be a cycle.
 TYPE_ONLY = {"sound2img.config": ["sound2img.training", "sound2img.evaluation", "sound2img.manipulation"]}
 TYPE_ONLY["sound2img.config"] += ["sound2img.inversion", "sound2img.generation", "sound2img.app"]
+# needs (which weights a command reads): an edge module beside factory and cli
+FORBIDDEN["sound2img.needs"] = [
+    "sound2img.config",
+    "sound2img.training",
+    "sound2img.manipulation",
+    "sound2img.evaluation",
+    "sound2img.generation",
+    "sound2img.app",
+]
 # The web app reaches edits through manipulation only (issue14).
 FORBIDDEN["sound2img.app"] = ["sound2img.training", "sound2img.evaluation"]
 # Nothing imports the web app (issue14): checked for every module outside sound2img.app.

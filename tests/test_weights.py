@@ -327,19 +327,24 @@ def test_script_list_fetch_and_offline(server, registered, capsys):
     script = _script()
     assert script.main(["--list"]) == 0
     out = capsys.readouterr().out
-    line = next(row for row in out.splitlines() if row.startswith(registered.name + " "))
-    assert "verified" in line and line.split()[3] == "no"
-    assert "openai_vit_b32" in out and "unverified" in out
+    block = out.split(registered.name + "  (", 1)[1].split("\n")[:4]
+    assert block[0] == f"{registered.format}, verified, not cached)"
+    assert block[1:] == [
+        f"    url:     {registered.url}",
+        f"    file:    {weights.cached_path(registered)}",
+        f"    licence: {registered.licence}",
+    ]
+    assert "openai_vit_b32  (openai_clip, verified" in out and "unverified" in out
 
     assert script.main([registered.name, "--offline"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and registered.url in err
+    assert err.count("\n") == 1 and "offline" in err
+    assert f"download {registered.url} yourself and put it at {weights.cached_path(registered)}" in err
 
     assert script.main([registered.name, "--no-progress"]) == 0
     assert str(weights.cached_path(registered)) in capsys.readouterr().out
     script.main(["--list"])
-    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(registered.name + " "))
-    assert line.split()[3] == "yes"
+    assert f"{registered.name}  ({registered.format}, verified, cached)" in capsys.readouterr().out
 
 
 def test_script_bad_name_help_and_cfg(capsys):

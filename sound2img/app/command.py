@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from sound2img.cli import parse_with_overrides, script_parser
 from sound2img.errors import UserInputError
 
+log = logging.getLogger(__name__)
+
 EPILOG = """\
 examples:
   python scripts/demo.py                      # the authors' landscape model (weights fetched on first use)
@@ -45,5 +47,10 @@ def main(argv: Sequence[str]) -> int:
     for noisy in ("httpx", "httpcore", "urllib3"):  # Gradio's own start-up probes
         logging.getLogger(noisy).setLevel(logging.WARNING)
     engine = Engine(overrides, device=args.device)
+    if engine.random_networks():
+        log.warning(
+            "random networks (%s): an install check, every sound gives much the same picture",
+            ", ".join(engine.random_networks()),
+        )
     launch(engine, host=args.host, port=args.port, share=args.share)
     return 0

@@ -97,6 +97,20 @@ class Engine:
             lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device),
         )
 
+    def random_networks(self) -> list[str]:
+        """The networks of the base config that are random, not trained (``preset=tiny``, or
+        a group without weights): then every sound gives much the same picture."""
+        from sound2img import factory
+
+        c = to_plain(self.cfg)
+        clip = c.get("clip") or {}
+        random = {
+            "generator": factory.generator_source(c.get("generator")) is None,
+            "sound encoder": not (c.get("encoder") or {}).get("path"),
+            "CLIP": clip.get("model") != "from_encoder" and (clip.get("model") == "tiny" or not clip.get("pretrained")),
+        }
+        return [name for name, is_random in random.items() if is_random]
+
     # ---- requests ---------------------------------------------------------------------
     def sample_choices(self) -> list[str]:
         """The registry's sample clips (``sample:NAME``, fetched on first use), plus a
@@ -174,6 +188,7 @@ class Engine:
         """Run one request to the end: its edit directory (exactly what manipulate.py
         writes) and a zip of it. Raises ``UserInputError``/``EditStopped``; nothing is
         left behind by a failed or stopped edit except an empty work folder."""
+        from sound2img.manipulation.optimizer import EditStopped
         from sound2img.manipulation.run import run_edit
 
         n = next(self._count)
@@ -182,10 +197,16 @@ class Engine:
         out = folder / "edit"
         cfg = self.edit_config(req, out)
         log.info("edit %d: start (%s)", n, req.mode)
+        stopped = False
         try:
             (edit_dir,) = run_edit(cfg, models=self.models_for(cfg), on_step=on_step)
+        except EditStopped as exc:  # the user's Stop: one line, not an error
+            stopped = True
+            log.info("edit %d: stopped by the user after %d steps (nothing written)", n, exc.steps_done)
+            raise
         finally:
-            log.info("edit %d: end", n)
+            if not stopped:
+                log.info("edit %d: end", n)
         zip_path = folder / "edit.zip"
         with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for f in sorted(edit_dir.rglob("*")):

@@ -29,6 +29,18 @@ Edit a StyleGAN2 image with a sound (or text): the latent is optimised so that C
 edited image close to the sound's embedding. Choose a sound, a source and the settings, then **Run**."""
 
 
+def random_note(networks: list[str]) -> str:
+    """The page's warning when networks are random (empty when none is)."""
+    if not networks:
+        return ""
+    return (
+        f"**Random networks: {', '.join(networks)}** (preset=tiny, or no weights). Untrained networks give "
+        "much the same texture for every sound: this page checks the install, its pictures are not results. "
+        "For real edits start `scripts/demo.py` without `preset=tiny` (the files it needs: "
+        "`python scripts/fetch_weights.py --for demo`)."
+    )
+
+
 def _image(img) -> Any:
     """img [3,H,W] in [-1,1] (any device) → HWC uint8 array for gr.Image."""
     from sound2img.utils.images import to_uint8
@@ -160,8 +172,12 @@ class Page:
             return stop.is_set()
 
         def work():
+            from sound2img.manipulation.optimizer import EditStopped
+
             try:
                 events.put(("done", self.engine.run(req, on_step)))
+            except EditStopped as exc:  # the user's Stop: the engine logged it in one line
+                events.put(("error", exc))
             except BaseException as exc:  # noqa: BLE001 - every failure is reported in the page
                 if not isinstance(exc, UserInputError):
                     log.exception("edit failed")
@@ -226,6 +242,9 @@ def build_page(engine: Engine):
     b, d = engine.bounds, engine.defaults
     with gr.Blocks(title="sound2img", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
+        note = random_note(engine.random_networks())
+        if note:
+            gr.Markdown(note, elem_id="random_note")
         with gr.Row():
             with gr.Column():
                 sound = gr.Audio(

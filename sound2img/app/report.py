@@ -1,8 +1,10 @@
 """``scripts/report.py``: one self-contained HTML page (images, sounds and plots embedded
 as data URIs, no network resource) for an outputs directory: a card per edit that
 ``manipulate.py`` wrote (any directory holding ``metrics.json`` beside ``result.png``),
-sortable by any of its numbers; the other pictures (``reproduce.py``'s figures); and for
-a training run (``metrics.jsonl``), a plot of each logged quantity against the step."""
+sortable by any of its numbers, its quality scores included; the other pictures
+(``reproduce.py``'s figures); and for a training run (``metrics.jsonl``), a plot of each
+logged quantity against the step. Each distinct sound is stored once in the page and every
+card that plays it refers to it."""
 
 from __future__ import annotations
 
@@ -43,19 +45,24 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _score(value: Any) -> float | None:
+    """A number, or a score record's (``{"value": x}``, as ``metrics.QualityMetrics`` writes)."""
+    return _number(value.get("value")) if isinstance(value, dict) else _number(value)
+
+
 def edit_numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    """The sortable numbers of one edit: top-level numbers, numbers one level down in
-    dicts (``final_cosine.sound``, ``timings.optimise_s``, quality metrics), and each
-    loss term's last value (``loss.total``)."""
+    """The sortable numbers of one edit: top-level numbers, numbers and score records one
+    level down in dicts (``final_cosine.sound``, ``timings.optimise_s``, ``quality.psnr``,
+    ``quality.lpips``), and each loss term's last value (``loss.total``)."""
     out: dict[str, float] = {}
     for key, value in metrics.items():
         if key in NOT_METRICS:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "value" not in value:
             for sub, v in value.items():
-                if (n := _number(v)) is not None:
+                if (n := _score(v)) is not None:
                     out[f"{key}.{sub}"] = n
-        elif (n := _number(value)) is not None:
+        elif (n := _score(value)) is not None:
             out[key] = n
     for name, values in (metrics.get("losses") or {}).items():
         if values and (n := _number(values[-1])) is not None:
@@ -114,6 +121,40 @@ def sound_source(spec: str, base: Path, out_dir: Path) -> tuple[str, str] | None
     return data_uri(path.read_bytes(), mime), spec
 
 
+def unavailable_scores(metrics: dict[str, Any]) -> dict[str, str]:
+    """``quality.<name>`` → why that score is missing (its network was not there)."""
+    quality = metrics.get("quality") or {}
+    return {
+        f"quality.{k}": str(v["unavailable"])
+        for k, v in quality.items()
+        if isinstance(v, dict) and v.get("unavailable") is not None
+    }
+
+
+class SoundStore:
+    """The page's sounds, each stored once (base64) and played by every card that refers
+    to it: a card's ``<audio data-sound=ID>`` gets its source from the store when the page
+    loads (one Blob per sound, ``SCRIPT``)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}  # data URI → id
+        self.data: dict[str, list[str]] = {}  # id → [mime, base64]
+
+    def player(self, src: str) -> str:
+        """The ``<audio>`` of a source: a data URI (stored once) or a relative link."""
+        if not src.startswith("data:"):
+            return f'<audio controls preload="none" src="{html.escape(src)}"></audio>'
+        if src not in self.ids:
+            head, b64 = src.split(",", 1)
+            self.ids[src] = sid = f"s{len(self.ids)}"
+            self.data[sid] = [head[len("data:") :].split(";")[0], b64]
+        return f'<audio controls preload="none" data-sound="{self.ids[src]}"></audio>'
+
+    def script(self) -> str:
+        """The stored sounds as a JSON block (base64 holds no ``<``, so it cannot end the tag)."""
+        return f'<script type="application/json" id="sounds">{json.dumps(self.data)}</script>'
+
+
 def find_edits(root: Path) -> list[Path]:
     """Directories under ``root`` (itself included) that hold one edit."""
     dirs = [p.parent for p in root.rglob("metrics.json") if (p.parent / "result.png").is_file()]
@@ -124,8 +165,9 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def edit_card(d: Path, root: Path, out_dir: Path) -> tuple[str, list[str]]:
-    """One edit's card (HTML) and the names of its numbers."""
+def edit_card(d: Path, root: Path, out_dir: Path, store: SoundStore | None = None) -> tuple[str, list[str]]:
+    """One edit's card (HTML) and the names of its numbers (its sounds go to ``store``)."""
+    store = SoundStore() if store is None else store
     try:
         metrics = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -159,10 +201,7 @@ def edit_card(d: Path, root: Path, out_dir: Path) -> tuple[str, list[str]]:
     for spec in dict.fromkeys(sounds):
         found = sound_source(spec, d, out_dir)
         if found:
-            parts.append(
-                f'<p>sound: {html.escape(found[1])}<br><audio controls preload="none" '
-                f'src="{html.escape(found[0])}"></audio></p>'
-            )
+            parts.append(f"<p>sound: {html.escape(found[1])}<br>{store.player(found[0])}</p>")
         else:
             parts.append(f"<p>sound: {html.escape(spec)} (file not found here)</p>")
     if prompts:
@@ -179,6 +218,10 @@ def edit_card(d: Path, root: Path, out_dir: Path) -> tuple[str, list[str]]:
     parts.append(
         '<table class="metrics">'
         + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in numbers.items())
+        + "".join(
+            f"<tr><th>{html.escape(k)}</th><td>unavailable: {html.escape(why)}</td></tr>"
+            for k, why in unavailable_scores(metrics).items()
+        )
         + "</table>"
     )
     parts.append("</article>")
@@ -252,6 +295,21 @@ function sortCards() {
   });
   cards.forEach(c => box.appendChild(c));
 }
+// every sound is stored once (#sounds); each player gets one shared Blob URL of it
+document.addEventListener('DOMContentLoaded', () => {
+  const store = document.getElementById('sounds');
+  if (!store) return;
+  const data = JSON.parse(store.textContent), urls = {};
+  for (const a of document.querySelectorAll('audio[data-sound]')) {
+    const id = a.dataset.sound;
+    if (!(id in urls)) {
+      const [mime, b64] = data[id], bin = atob(b64), bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      urls[id] = URL.createObjectURL(new Blob([bytes], {type: mime}));
+    }
+    a.src = urls[id];
+  }
+});
 """
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
@@ -278,9 +336,9 @@ def build_report(root: str | os.PathLike, out: str | os.PathLike) -> str:
         raise UserInputError(
             f"{root}: no edits (metrics.json + result.png), training runs (metrics.jsonl) or pictures found"
         )
-    body, keys = [], {}
+    body, keys, sounds = [], {}, SoundStore()
     for d in edits:
-        card, names = edit_card(d, root, out_dir)
+        card, names = edit_card(d, root, out_dir, sounds)
         body.append(card)
         keys.update(dict.fromkeys(names))
     sections = [
@@ -298,6 +356,8 @@ def build_report(root: str | os.PathLike, out: str | os.PathLike) -> str:
             'ascending</option><option value="desc">descending</option></select></p>'
         )
         sections.append('<div id="cards">' + "\n".join(body) + "</div>")
+        if sounds.data:
+            sections.append(sounds.script())
     for p in figures:
         sections.append(
             f'<figure class="plots"><img alt="{html.escape(p.name)}" '
@@ -324,7 +384,7 @@ def main(argv) -> int:
     )
     p.add_argument("dir", help="an outputs directory of manipulate.py or reproduce.py, or a training run")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: off)")
     args = p.parse_args(list(argv))
     print(write_report(args.dir, args.out, overwrite=args.overwrite))
     return 0

@@ -4,6 +4,7 @@ and ``key=value`` overrides onto the ``reproduce`` config, then ``tables.reprodu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -30,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         EPILOG,
     )
     p.add_argument("table", nargs="?", metavar="TABLE", help=f"one of: {', '.join(list_tables())}")
-    p.add_argument("--list", action="store_true", help="list the tables and figures and exit")
+    p.add_argument("--list", action="store_true", help="list the tables and figures and exit (default: off)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: outputs/reproduce)")
-    p.add_argument("--overwrite", action="store_true", help="replace this table's files in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace this table's files in --out (default: off)")
     add_common_args(p)
     return p
 
@@ -65,8 +66,11 @@ def main(argv: Sequence[str]) -> int:
     try:
         paths = reproduce(args.table, cfgs, out, overwrite=args.overwrite)
     except QueueFailed as exc:  # some edits failed (see the ledger): exit 1, one line
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        from sound2img.utils.distributed import failed_run_status
+
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"error: {exc}", file=sys.stderr)
+        return failed_run_status(str(exc))
     for path in paths:
         print(path)
     return 0

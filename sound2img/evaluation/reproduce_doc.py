@@ -102,6 +102,42 @@ def table_requirements(name: str, cfgs: Sequence) -> Requirements:
     return req
 
 
+# what a registry file is for, by its format (the table's message names each missing file)
+PURPOSES = {
+    "rosinality_pt": "generator",
+    "nvlabs_pkl": "generator",
+    "soundclip_pth": "sound encoder",
+    "audioclip_pt": "sound encoder",
+    "wav2clip_pt": "sound encoder",
+    "openai_clip": "CLIP",
+    "arcface_pth": "identity loss",
+    "audio": "sound",
+}
+
+
+def ensure_table_weights(table: str, cfgs) -> None:
+    """Every registry file the table reads (``reproduce_doc.table_requirements``, the list of
+    docs/reproduce.md) fetched before it starts; offline, one message names all missing ones.
+    CLIP's towers already in open_clip's own cache count as there; under preset=tiny only
+    the sample sounds are needed (the networks are random)."""
+    from sound2img.cli import to_plain
+    from sound2img.evaluation.reproduce_doc import table_requirements
+    from sound2img.factory import clip_source
+    from sound2img.needs import Needs, ensure_weights
+    from sound2img.weights import get_entry
+
+    needs = Needs()
+    c = to_plain(cfgs[0])
+    towers = clip_source(c.get("clip"))
+    for name in table_requirements(table, cfgs).weights:
+        entry = get_entry(name)
+        if c.get("tiny") and entry.format != "audio":  # preset=tiny: random networks, real sounds
+            continue
+        if entry.format != "openai_clip" or towers is not None:
+            needs.add(name, PURPOSES.get(entry.format, entry.format))
+    ensure_weights(needs)
+
+
 def _table_section(name: str, req: Requirements) -> list[str]:
     from sound2img.weights import cached_path, get_entry
 

@@ -5,7 +5,7 @@ datasets, with the provenance of what was used."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +32,19 @@ class TableContext:
         self.work_dir: Path | None = None  # where edit-queue tables keep their edits
         self.overwrite = False
         self._used: dict[str, Any] = {}  # "encoder" / "clip": what this table asked for (provenance)
+        # fetches every file the table reads, once, before the first network is built (after the
+        # table's own checks of its settings); set by tables.run_table
+        self.ensure_weights: Callable[[], None] | None = None
+
+    def check_weights(self) -> None:
+        """Run ``ensure_weights`` once (offline: one message naming every missing file)."""
+        ensure, self.ensure_weights = self.ensure_weights, None
+        if ensure is not None:
+            ensure()
 
     def encoder(self):
         """``(encoder, frontend)`` from ``cfg.encoder`` and ``cfg.audio``."""
+        self.check_weights()
         pair = self.networks.encoder(self.cfg.encoder, self.cfg.audio)
         if "encoder" not in self._used:
             e = self.cfg.encoder or {}
@@ -48,6 +58,7 @@ class TableContext:
         encoder = self._used.get("encoder", (None,))[0]
         if encoder is None and (self.cfg.clip or {}).get("model") == "from_encoder":
             encoder = self.encoder()[0]
+        self.check_weights()
         clip = self.networks.clip(self.cfg.clip, encoder)
         if "clip" not in self._used:
             spec = clip.spec()
@@ -63,6 +74,7 @@ class TableContext:
     def generator(self, domain: DomainOptions | None):
         """The generator of a domain (``generator``: a registry name or file), or
         ``cfg.generator`` when the domain names none or under ``preset=tiny``."""
+        self.check_weights()
         name = None if self.cfg.tiny or domain is None else domain.generator
         if name is None:
             g = self.cfg.generator
@@ -78,6 +90,7 @@ class TableContext:
     def identity(self):
         """The identity loss: ``cfg.identity``, else IR-SE50 (a random tiny one under tiny)."""
         spec = self.cfg.identity or ("tiny" if self.cfg.tiny else "ir_se50")
+        self.check_weights()
         loss = self.networks.identity(spec)
         if "identity (IR-SE50)" not in self.weights:
             self.weights["identity (IR-SE50)"] = self._describe(None if spec == "tiny" else spec, "random tiny IR-SE")

@@ -119,9 +119,14 @@ def run_table(
     (``manipulation.queue``) in ``work_dir`` — resumable, shared over the ranks under
     ``torchrun``; ``None``: a temporary directory. Returns ``None`` on ranks other than 0
     of a distributed run."""
+    import functools
+
+    from sound2img.evaluation.reproduce_doc import ensure_table_weights
+
     spec = get_table(name)
     typed = [reproduce_config(c) for c in cfgs]
     ctx = TableContext(typed[0])
+    ctx.ensure_weights = functools.partial(ensure_table_weights, name, cfgs)
     evals = [c.eval for c in typed]
     if work_dir is not None:
         ctx.work_dir, ctx.overwrite = Path(work_dir), overwrite
@@ -238,6 +243,8 @@ def _run_edit_jobs(ctx: TableContext, jobs: list[dict[str, Any]], batch_size: in
     True on rank 0; a failed job raises ``QueueFailed`` (exit 1) on every rank."""
 
     from sound2img.manipulation.queue import LEDGER, QueueFailed, run_queue
+
+    ctx.check_weights()  # the queue builds its own networks: every file first, in one message
 
     edit = to_plain(compose("manipulate").edit)
     # the queue's own config, written out as settings.json: here a dict really is the data

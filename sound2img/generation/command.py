@@ -37,10 +37,11 @@ def generate_command(argv: Sequence[str]) -> int:
     p.add_argument("--seeds", help="N, A-B or a comma-separated list (default 0-7)")
     p.add_argument("--truncation", type=float, help="truncation ψ (default 0.7)")
     p.add_argument("--noise-mode", choices=NOISE_MODES, help="noise: const (default), random or none")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--out", metavar="DIR")
+    p.add_argument("--batch-size", type=int, help="seeds per synthesis call (results do not depend on it)")
+    p.add_argument("--out", metavar="DIR", help="where the PNGs, latents and contact sheet go")
     p.add_argument("--overwrite", action="store_true", default=None, help="write into an existing, non-empty --out")
     add_common_args(p)
+    p.config_defaults = ("generate", {"batch_size": "batch_size", "out": "out", "overwrite": "overwrite"})
     args, overrides = parse_with_overrides(p, argv)
     groups: list[str] = []
     updates = {

@@ -80,19 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
         "for manipulate.py --latent (and, with --method pti, a tuned generator copy).",
         EPILOG,
     )
-    p.add_argument("--image", metavar="PHOTO", help="the photo to invert")
-    p.add_argument("--out", metavar="DIR")
+    p.add_argument("--image", metavar="PHOTO", help="the photo to invert (required)")
+    p.add_argument("--out", metavar="DIR", help="where latent.pt, the pictures and metrics.json go")
     p.add_argument("--generator", metavar="NAME|PATH", help="generator config, registry name or checkpoint file")
-    p.add_argument("--method", choices=METHODS)
-    p.add_argument("--encoder", metavar="NAME|PATH", help="e4e/pSp checkpoint (methods e4e, psp)")
-    p.add_argument("--space", choices=SPACES)
-    p.add_argument("--perceptual", choices=PERCEPTUAL)
-    p.add_argument("--steps", type=int, help="projector steps")
-    p.add_argument("--pti-steps", type=int, help="generator tuning steps (pti)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--align", choices=ALIGN_MODES)
-    p.add_argument("--overwrite", action="store_true", default=None)
+    p.add_argument(
+        "--method", choices=METHODS, help="how to invert (the generator config's inversion.method unless given)"
+    )
+    p.add_argument("--encoder", metavar="NAME|PATH", help="e4e/pSp checkpoint for methods e4e, psp")
+    p.add_argument("--space", choices=SPACES, help="the projector's latent space")
+    p.add_argument("--perceptual", choices=PERCEPTUAL, help="the projector's loss: LPIPS, or none (pixel MSE)")
+    p.add_argument("--steps", type=int, help="projector steps (default: 1000; 450 for pti's projection)")
+    p.add_argument("--pti-steps", type=int, help="generator tuning steps of pti (default: 350, fewer at LPIPS ≤ 0.07)")
+    p.add_argument("--seed", type=int, help="the projector's noise draws")
+    p.add_argument("--align", choices=ALIGN_MODES, help="auto: ffhq for face generators, else center")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace an existing --out")
     add_common_args(p)
+    keys = {**FLAG_KEYS, "generator": "generator.name", "method": "generator.inversion.method"}
+    p.config_defaults = (CONFIG_NAME, {**keys, "encoder": "generator.inversion.encoder", "overwrite": "overwrite"})
     return p
 
 
@@ -127,15 +131,29 @@ def options_from(c: dict[str, Any], section: dict[str, Any] | None = None) -> In
 
 
 def quality_metrics(c: dict[str, Any], device: torch.device, *, faces: bool, clip=None):
-    """``metrics.QualityMetrics`` for this config: LPIPS from ``c['lpips']``, the
-    identity network for face generators, the given CLIP towers."""
+    """``metrics.QualityMetrics`` for this config: LPIPS from ``c['lpips']`` (``null``: not
+    scored), the identity network for face generators, the given CLIP towers. Under
+    ``preset=tiny`` nothing is downloaded for a score: LPIPS is used only when its VGG16 is
+    already in the cache, else recorded as unavailable."""
     from sound2img import factory
+    from sound2img.errors import WeightsNotAvailableError
     from sound2img.metrics import QualityMetrics
 
     identity_src = c.get("identity") or ("tiny" if c.get("tiny") else "ir_se50")
+
+    def lpips():
+        if not c.get("lpips"):
+            raise UserInputError("lpips=null")
+        try:
+            return factory.build_lpips(c["lpips"], device, allow_download=not c.get("tiny"))
+        except WeightsNotAvailableError as exc:
+            if not c.get("tiny"):
+                raise
+            raise UserInputError(f"preset=tiny downloads nothing for a score: {exc}") from exc
+
     return QualityMetrics(
         {
-            "lpips": lambda: factory.build_lpips(c.get("lpips") or "torchvision_vgg16", device),
+            "lpips": lpips,
             "identity": (lambda: factory.build_arcface_from_cfg(identity_src, device).arcface) if faces else None,
             "clip": (lambda: clip) if clip is not None else None,
         }
@@ -173,6 +191,9 @@ def run_invert(cfg, *, progress: bool | None = None) -> Path:
     load_image(image)  # a bad photo fails before any network is built
     device = resolve_device(c.get("device") or "auto")
     progress = bool(c.get("progress", True)) if progress is None else progress
+    from sound2img.needs import ensure_weights, invert_needs
+
+    ensure_weights(invert_needs(c), progress=progress)  # offline: one message names every missing file
     G = factory.build_generator_from_cfg(cfg.generator, device)
     faces = bool((c.get("generator") or {}).get("faces"))
     lpips, encoder = _builders(c, device)

@@ -80,15 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mean-latent", action="store_true", default=None, help="start from the mean latent")
     s.add_argument("--truncation", type=float, help="truncation ψ for seed sources")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--steps", type=int)
-    o.add_argument("--lr", type=float)
-    o.add_argument("--lambda-sim", type=float)
-    o.add_argument("--lambda-id", type=float)
+    o.add_argument("--steps", type=int, help="Adam steps")
+    o.add_argument("--lr", type=float, help="learning rate (the StyleCLIP ramp's peak)")
+    o.add_argument("--lambda-sim", type=float, metavar="λ_SIM", help="weight of the latent distance to the source")
+    o.add_argument("--lambda-id", type=float, metavar="λ_ID", help="weight of the identity loss (face generators)")
     o.add_argument("--batch-size", type=int, help="(source, target) pairs optimised together")
     m = p.add_argument_group("models and output")
     m.add_argument("--generator", metavar="NAME|PATH", help="generator config, registry name or checkpoint file")
     m.add_argument("--encoder", metavar="NAME|PATH", help="encoder config, registry name or checkpoint file")
-    m.add_argument("--out", metavar="DIR")
+    m.add_argument("--out", metavar="DIR", help="where the edit (or one sub-directory per edit) is written")
     m.add_argument(
         "--jobs",
         metavar="FILE",
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--overwrite", action="store_true", default=None, help="replace edits in an existing --out")
     add_common_args(p)
+    keys = {**FLAG_KEYS, "generator": "generator.name", "encoder": "encoder.path", "overwrite": "overwrite"}
+    p.config_defaults = (CONFIG_NAME, keys)
     return p
 
 
@@ -138,11 +140,12 @@ def main(argv: Sequence[str]) -> int:
         return 0
     if cfg.get("jobs"):
         from sound2img.manipulation.queue import run_queue
+        from sound2img.utils.distributed import failed_run_status
 
         summary = run_queue(cfg, cfg.jobs)
         if summary.rank == 0:
             print(summary.line(), file=sys.stdout if summary.ok else sys.stderr)
-        return 0 if summary.ok else 1
+        return 0 if summary.ok else failed_run_status(summary.line())
     from sound2img.manipulation.run import run_edit
 
     dirs = run_edit(cfg)

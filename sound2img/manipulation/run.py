@@ -342,6 +342,10 @@ def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, o
     noise_mode = str((c.get("generator") or {}).get("noise_mode") or "const")
 
     from sound2img import factory
+    from sound2img.needs import edit_needs, ensure_weights
+
+    # every weight file first: offline, one message names all that are missing
+    ensure_weights(edit_needs(c), progress=progress)
 
     # Cheapest checks first: the sounds and latent files fail before CLIP is built.
     encoder = frontend = wavs = None

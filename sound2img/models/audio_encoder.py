@@ -272,6 +272,29 @@ def _legacy_arch(state: Mapping[str, torch.Tensor], path: Path) -> tuple[str, in
     return arch, int(state["feature_extractor.fc.weight"].shape[0])
 
 
+# the authors' encoder was trained against OpenAI's CLIP ViT-B/32
+LEGACY_CLIP_SPEC = {"model_name": "ViT-B-32", "pretrained": "openai", "space": "openai/ViT-B-32"}
+
+
+def clip_spec_of_kind(kind: str) -> dict[str, Any] | None:
+    """The CLIP towers an encoder file of ``kind`` (``checkpoint_kind``) embeds into: the
+    authors' and Wav2CLIP's OpenAI ViT-B/32, AudioCLIP's own towers (``loader: audioclip``,
+    in the same file); None for ours (each file records its own) and unknown files."""
+    from sound2img.models import wav2clip
+
+    spec = {"soundclip": LEGACY_CLIP_SPEC, "wav2clip": wav2clip.CLIP_SPEC, "audioclip": {"loader": "audioclip"}}
+    return dict(spec[kind]) if kind in spec else None
+
+
+def recorded_clip_spec(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The CLIP towers spec the encoder file at ``path`` carries once loaded, read from its
+    keys or metadata only (no weights): what ``clip=from_encoder`` will build."""
+    kind = checkpoint_kind(path)
+    if kind == "sound2img":
+        return load_audio_encoder_metadata(path).get("clip")
+    return clip_spec_of_kind(kind)
+
+
 def checkpoint_kind(path: str | os.PathLike) -> str:
     """What an encoder file holds, from its keys alone (tensors memory-mapped, not read):
     ``sound2img`` (our safetensors), ``audioclip``, ``wav2clip``, ``soundclip`` (the
@@ -306,8 +329,7 @@ def _torch_file_encoder(state: dict[str, torch.Tensor], path: Path) -> tuple[Aud
     arch, embed_dim = _legacy_arch(state, path)
     encoder = build_audio_encoder(arch, embed_dim=embed_dim)
     load_state_dict_strict(encoder, state, path)
-    # the authors' encoder was trained against OpenAI's CLIP ViT-B/32
-    encoder.clip_spec = {"model_name": "ViT-B-32", "pretrained": "openai", "space": "openai/ViT-B-32"}
+    encoder.clip_spec = dict(LEGACY_CLIP_SPEC)
     return encoder, {"name": LEGACY_FRONTEND}
 
 

@@ -23,10 +23,13 @@ def prepare_data_cli(argv: Sequence[str]) -> int:
     """``scripts/prepare_data.py``: parse, compose, then print (``--cfg job``) or prepare."""
     parser = ArgumentParser(prog="prepare_data.py", description=DESCRIPTION)
     add_common_args(parser)
-    parser.add_argument("--out", help="directory of the shards (sets out)")
+    parser.add_argument("--out", help="directory of the shards (sets out; required)")
     parser.add_argument("--shard-size", type=int, help="samples per shard (sets shard_size, default 1000)")
     parser.add_argument("--workers", type=int, help="processes decoding shards in parallel (sets workers)")
-    parser.add_argument("--overwrite", action="store_true", help="discard shards prepared with other settings")
+    parser.config_defaults = ("prepare_data", {"workers": "workers"})
+    parser.add_argument(
+        "--overwrite", action="store_true", help="discard shards prepared with other settings (default: off)"
+    )
     args, overrides = parse_with_overrides(parser, argv)
     flags = {"out": args.out, "shard_size": args.shard_size, "workers": args.workers, "device": args.device}
     cfg = compose_with_flags("prepare_data", overrides, flags | {"overwrite": args.overwrite or None})

@@ -46,6 +46,7 @@ def train_encoder_cli(argv: Sequence[str]) -> int:
     parser.add_argument("--out", help="run directory (sets run_dir)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run in --out and start again")
+    parser.config_defaults = ("train_encoder", {"out": "run_dir", "resume": "resume", "overwrite": "overwrite"})
     args, overrides = parse_with_overrides(parser, argv)
     cfg = compose_with_flags(
         "train_encoder",
@@ -126,10 +127,14 @@ def train_from_cfg(cfg: TrainEncoderConfig, config_yaml: str) -> dict[str, Any]:
     """Train as ``cfg`` (an effective ``train_encoder`` config, as its schema's dataclasses)
     says; ``config_yaml`` is what the run records. Returns the loop's summary. Under
     ``torchrun`` every rank calls this; rank 0 owns the run directory."""
+    import dataclasses
+
     from sound2img import factory
+    from sound2img.needs import ensure_weights, train_needs
     from sound2img.training.loop import training_loop
     from sound2img.utils.distributed import broadcast_object, init_distributed, shutdown_distributed
 
+    ensure_weights(train_needs(dataclasses.asdict(cfg)))  # offline: one message names every missing file
     run_dir = Path(cfg.run_dir)
     info = init_distributed(cfg.device)
     created: list[Path] | None = None

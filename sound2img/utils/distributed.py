@@ -102,3 +102,27 @@ def shutdown_distributed(wait_for_peers: bool = True) -> None:
         if wait_for_peers and dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()
+
+
+def failed_run_status(message: str) -> int:
+    """The exit status of this rank when a run ended with failed work that ``message``
+    sums up (every rank knows it): 1 on rank 0, 0 on the others, so that ``torchrun``
+    reports one failure, not one per rank, and does not stop ranks that are still leaving.
+    torchrun still prints its own ``ChildFailedError`` traceback for any non-zero exit (it
+    cannot be kept quiet); rank 0 writes ``message`` to the error file torchrun gives it
+    (``TORCHELASTIC_ERROR_FILE``), so that report shows the summary in place of a link to
+    torchrun's documentation."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import json
+        import time
+
+        record = {"message": message, "extraInfo": {"py_callstack": message, "timestamp": str(int(time.time()))}}
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump({"message": record}, fh)
+        except OSError:  # the report then points to torchrun's docs; the summary is printed anyway
+            pass
+    return 1

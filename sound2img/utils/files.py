@@ -45,10 +45,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        # The writer may have replaced the file (safetensors' save_file writes a new one
+        # with mode 0600): give the output what open(path, "w") would, 0666 minus the umask.
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (read from /proc where there is one: setting it to read it back
+    is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _create_temp(path: Path) -> Path:
@@ -133,9 +151,7 @@ def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise stick to the output
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would otherwise stick to the output
         yield tmp
         try:
             os.replace(tmp, out)  # also onto an existing empty directory (POSIX rename)

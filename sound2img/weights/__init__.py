@@ -4,6 +4,7 @@ finds a name's file in the download cache (``cache``) or fetches it there."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sound2img.weights.cache import (
     CHUNK_BYTES,
     MAX_HTML_BYTES,
     USER_AGENT,
+    NetworkUnreachable,
     _exclusive_lock,  # noqa: F401 - tests hold the lock through this module
     _manual_hint,
     cache_dir,
@@ -33,6 +35,7 @@ __all__ = [
     "cache_dir",
     "cached_path",
     "download",
+    "fetch_missing",
     "format_weights_table",
     "get_entry",
     "is_offline",
@@ -40,6 +43,8 @@ __all__ = [
     "register_weights",
     "resolve_weights",
 ]
+
+log = logging.getLogger("sound2img.weights")
 
 WEIGHTS: Registry[WeightsEntry] = Registry("weights name", hint="list them with scripts/fetch_weights.py --list")
 for _entry in ENTRIES:
@@ -127,19 +132,65 @@ def resolve_weights(
 _download_entry = download
 
 
-def format_weights_table(entries: list[WeightsEntry] | None = None) -> str:
-    """A plain-text table: name, format, verified or not, cached or not, licence."""
-    entries = list_weights() if entries is None else entries
-    rows = [("name", "format", "sha256", "cached", "licence")]
-    rows += [
-        (
-            e.name,
-            e.format,
-            "verified" if e.verified else "unverified",
-            "yes" if cached_path(e).is_file() else "no",
-            e.licence,
+def fetch_missing(
+    purposes: dict[str, str], *, offline: bool | None = None, progress: bool = True, hint: str = ""
+) -> dict[str, Path]:
+    """Every file of ``purposes`` (registry name → what it is for, e.g. ``"generator"``) in
+    the cache, downloading the missing ones in turn (none when offline; none after one that
+    could not reach its server). Returns name → path; when some are still missing, raises
+    one ``WeightsNotAvailableError`` naming each of them with its URL and the path to put it
+    at: one line for one file, else a line per file (``hint``: a last line, e.g. the
+    ``fetch_weights.py`` command)."""
+    found: dict[str, Path] = {}
+    missing: list[tuple[WeightsEntry, str]] = []
+    why = "SOUND2IMG_OFFLINE is set" if offline is None and is_offline() else "offline mode is on"
+    reachable = not is_offline(offline)
+    for name, purpose in purposes.items():
+        entry = get_entry(name)
+        dest = cached_path(entry)
+        if dest.is_file():
+            found[entry.name] = dest
+            continue
+        if reachable:
+            try:
+                found[entry.name] = _download_entry(entry, dest, progress=progress)
+                continue
+            except NetworkUnreachable as exc:
+                reachable, why = False, f"the network is unreachable ({exc.reason})"
+            except WeightsNotAvailableError as exc:
+                log.warning("%s", exc)
+        missing.append((entry, purpose))
+    if len(missing) == 1:  # one file: the one-line message of every user error
+        (entry, purpose), state = missing[0], "was not downloaded" if reachable else "cannot be downloaded"
+        cause = "see the warning above" if reachable else why
+        raise WeightsNotAvailableError(
+            f"{entry.filename} ({entry.name}, {purpose}) is not in the cache and {state} ({cause}): "
+            f"{_manual_hint(entry, cached_path(entry))}"
         )
-        for e in entries
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+    if missing:
+        n = len(missing)
+        lines = [
+            f"{n} file{'s' if n > 1 else ''} this command needs {'are' if n > 1 else 'is'} not in the cache "
+            f"and {'were' if reachable else 'cannot be'} downloaded ({'see the warnings above' if reachable else why}); "
+            "download each URL and put the file at the path after it:"
+        ]
+        lines += [f"  {p} ({e.name}): {e.url} -> {cached_path(e)}" for e, p in missing]
+        if hint:
+            lines.append(hint)
+        raise WeightsNotAvailableError("\n".join(lines))
+    return found
+
+
+def format_weights_table(entries: list[WeightsEntry] | None = None) -> str:
+    """Each entry: name, format, verified or not, cached or not, and on the lines below its
+    URL, where it goes in the cache and its licence."""
+    entries = list_weights() if entries is None else entries
+    blocks = []
+    for e in entries:
+        dest = cached_path(e)
+        blocks.append(
+            f"{e.name}  ({e.format}, {'verified' if e.verified else 'unverified'}, "
+            f"{'cached' if dest.is_file() else 'not cached'})\n"
+            f"    url:     {e.url}\n    file:    {dest}\n    licence: {e.licence}"
+        )
+    return "\n".join(blocks)

@@ -50,6 +50,16 @@ def _manual_hint(entry: WeightsEntry, dest: Path) -> str:
     return f"download {entry.url} yourself and put it at {dest}"
 
 
+class NetworkUnreachable(WeightsNotAvailableError):
+    """A download that could not reach its server at all (no network, DNS, refused): the
+    other files of the same command would fail the same way, so they are not tried.
+    ``reason``: the network error in one line."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
 class _Interrupted(Exception):
     """The transfer stopped part-way; what arrived stays in the ``.part`` file."""
 
@@ -145,8 +155,9 @@ def _open(opener, entry: WeightsEntry, dest: Path, offset: int, timeout: float):
             ) from exc
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise WeightsNotAvailableError(
-                f"cannot download {entry.name} from {url}: {_one_line(reason)}; {_manual_hint(entry, dest)}"
+            raise NetworkUnreachable(
+                f"cannot download {entry.name} from {url}: {_one_line(reason)}; {_manual_hint(entry, dest)}",
+                _one_line(reason),
             ) from exc
         if resp.headers.get_content_type() != "text/html":
             return resp

@@ -50,6 +50,8 @@ def wav(tmp_path_factory):
 
 def test_an_edit_runs_and_the_zip_holds_the_cli_files(chromium, server, wav):
     page = open_page(chromium, server.url)
+    # preset=tiny: the page says that its networks are random (the same texture for every sound)
+    assert "Random networks: generator, sound encoder, CLIP" in page.locator("#random_note").inner_text()
     upload_sound(page, wav)
     assert image_loaded(page, "mel")
     set_number(page, "steps", 3)
@@ -115,6 +117,8 @@ def test_stop_ends_the_run_at_the_next_step_and_the_page_stays_usable(chromium, 
     text = wait_status(page, r"^stopped after \d+ of 1000000 steps")
     assert int(text.split()[2]) < 1000000
     assert not list(long_server.work_dir.glob("edit-*/edit"))  # a stopped edit writes nothing
+    log = long_server.log.read_text()  # Stop is one info line in the server log, not an error
+    assert log.count("stopped by the user after") == 1 and "Traceback" not in log and "edit failed" not in log
     set_number(page, "steps", 3)
     assert run_and_wait(page).startswith("done:")
     assert image_loaded(page, "result")

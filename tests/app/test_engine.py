@@ -137,3 +137,25 @@ def test_a_missing_weight_file_offline_is_one_line_with_url_and_path(tmp_path, m
     assert "http" in line and str(tmp_path / "cache") in line
     # the engine still works afterwards
     assert engine.mel_png("tone:440").startswith(b"\x89PNG")
+
+
+def test_random_networks_are_named(engine, tmp_path):
+    """The page warns when its networks are untrained (every sound then gives much the same
+    texture): preset=tiny makes all three random; the default models are trained weights."""
+    assert engine.random_networks() == ["generator", "sound encoder", "CLIP"]
+    assert Engine([f"app.work_dir={tmp_path}"], device="cpu").random_networks() == []
+    assert Engine(["encoder.path=null", f"app.work_dir={tmp_path}"], device="cpu").random_networks() == [
+        "sound encoder"
+    ]
+
+
+def test_stop_is_one_info_line_not_an_error(engine, caplog):
+    from sound2img.manipulation.optimizer import EditStopped
+
+    caplog.set_level("INFO", logger="sound2img.app.engine")
+    with pytest.raises(EditStopped):
+        engine.run(EditRequest(sound="tone:440", steps=50), on_step=lambda done, img, cos: done >= 2)
+    records = [r for r in caplog.records if "stopped" in r.getMessage()]
+    assert [r.levelname for r in records] == ["INFO"] and records[0].exc_info is None
+    assert "stopped by the user after 2 steps" in records[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= 30]

@@ -19,7 +19,7 @@ from helpers import load_file_module
 @pytest.fixture(scope="module")
 def edits(tmp_path_factory):
     root = tmp_path_factory.mktemp("edits")
-    make_edits(root / "tones", "--audio", "tone:440", "--audio", "tone:880", "--seed", "1")
+    make_edits(root / "tones", "--audio", "tone:440", "--audio", "tone:880", "--seed", "1", "--seed", "2")
     make_edits(root / "mix", "--audio", "tone:300", "--text", "a red sky", "--mode", "layer_mix")
     return root
 
@@ -27,9 +27,18 @@ def edits(tmp_path_factory):
 def test_one_card_per_edit_everything_embedded(edits, tmp_path):
     page = build_report(edits, tmp_path / "r.html")
     cards = re.findall(r'<article class="card" data-name="([^"]+)"', page)
-    assert sorted(cards) == ["mix", "tones/00_seed1_sound-tone440", "tones/01_seed1_sound-tone880"]
-    assert page.count('src="data:image/png;base64,') == 3 * 3  # source, result, strip per card
-    assert page.count("<audio controls") == 3 and page.count('src="data:audio/wav;base64,') == 3
+    tones = ["00_seed1_sound-tone440", "01_seed1_sound-tone880", "02_seed2_sound-tone440", "03_seed2_sound-tone880"]
+    assert sorted(cards) == ["mix", *(f"tones/{t}" for t in tones)]
+    assert page.count('src="data:image/png;base64,') == 5 * 3  # source, result, strip per card
+    # five players, three distinct sounds: each stored once in the page, the players refer to it
+    players = re.findall(r'<audio controls preload="none" data-sound="(s\d+)"></audio>', page)
+    assert len(players) == 5 and sorted(set(players)) == ["s0", "s1", "s2"]
+    stored = json.loads(page.split('<script type="application/json" id="sounds">')[1].split("</script>")[0])
+    assert sorted(stored) == ["s0", "s1", "s2"] and all(mime == "audio/wav" for mime, _ in stored.values())
+    assert page.count(stored["s0"][1]) == 1 and "data:audio" not in page
+    by_card = dict(re.findall(r'data-name="([^"]+)".*?data-sound="(s\d+)"', page, flags=re.S))
+    assert by_card["tones/00_seed1_sound-tone440"] == by_card["tones/02_seed2_sound-tone440"]
+    assert by_card["tones/00_seed1_sound-tone440"] != by_card["tones/01_seed1_sound-tone880"]
     assert "“a red sky”" in page
     # nothing fetched from the network: no absolute URL in any src/href
     assert not re.search(r'(src|href)="(https?:)?//', page)
@@ -37,6 +46,10 @@ def test_one_card_per_edit_everything_embedded(edits, tmp_path):
     card = page.split('data-name="tones/00_seed1_sound-tone440"')[1].split("</article>")[0]
     assert f'data-m-final-cosine="{m["final_cosine"]!r}"' in card
     assert f'data-m-loss-total="{m["losses"]["total"][-1]!r}"' in card
+    # the quality block: its scores sortable, a missing network's score shown with its reason
+    assert f'data-m-quality-psnr="{m["quality"]["psnr"]["value"]!r}"' in card
+    assert f'data-m-quality-clip-cosine-result="{m["quality"]["clip_cosine_result"]["value"]!r}"' in card
+    assert "<th>quality.lpips</th><td>unavailable: preset=tiny downloads nothing" in card
 
 
 def test_numbers_of_an_edit_and_of_a_mix():
@@ -61,6 +74,8 @@ def test_numbers_of_an_edit_and_of_a_mix():
         "final_cosine.sound": 0.2,
         "final_cosine.text": 0.3,
     }
+    quality = {"psnr": {"value": 21.5}, "lpips": {"value": None, "unavailable": "offline"}, "layer_distance": [0.1]}
+    assert edit_numbers({"quality": quality}) == {"quality.psnr": 21.5}
 
 
 def test_training_run_plots(tmp_path):

@@ -28,7 +28,13 @@ def test_report_page_in_a_browser(chromium, tmp_path):
     loaded, total = pictures_loaded(page)
     assert total == 3 * 3 + 1 and loaded == total  # source/result/strip per card + the training plots
     assert page.locator("article.card audio").count() == 3
-    assert all(page.locator("audio").evaluate_all("els => els.map(e => e.src.startsWith('data:audio/wav'))"))
+    # one sound, stored once: the three players share one Blob of it, which is a WAV file
+    srcs = page.locator("audio").evaluate_all("els => els.map(e => e.src)")
+    assert len(set(srcs)) == 1 and srcs[0].startswith("blob:")
+    head = page.evaluate(
+        "src => fetch(src).then(r => r.arrayBuffer()).then(b => [...new Uint8Array(b, 0, 4)])", srcs[0]
+    )
+    assert bytes(head) == b"RIFF"
 
     cosines = {f"edits/{d.name}": json.loads((d / "metrics.json").read_text())["final_cosine"] for d in dirs}
     page.select_option("#sort-key", "final-cosine")

@@ -161,6 +161,24 @@ def test_prepare_refuses_other_settings_and_rerun_is_a_no_op(prepared, capsys):
     assert {p.name: sha256_file(p) for p in out.glob("*.tar")} == digests
 
 
+def test_split_null_prepares_both_splits(tmp_path, fixtures):
+    """``data.split=null`` is documented as both splits: the test clip must be prepared
+    too (the reader's default, train, applied when the null was dropped on the way)."""
+    root = tmp_path / "vgg"
+    make_vggsound(root, fixtures, n=3)
+    rows = (root / "vggsound.csv").read_text().splitlines()
+    rows[2] = rows[2].replace(",train", ",test")  # vid002: the test split
+    (root / "vggsound.csv").write_text("\n".join(rows) + "\n")
+    module = load_file_module(SCRIPT)
+    counts = {}
+    for split in ("null", "train", "test"):
+        out = tmp_path / f"shards_{split}"
+        assert module.main(prepare_argv(root, out, f"data.split={split}")) == 0
+        index = json.loads((out / "index.json").read_text())
+        counts[split] = index["num_written"]
+    assert counts == {"null": 3, "train": 2, "test": 1}
+
+
 @pytest.mark.slow  # CLIP towers + clips (~20-60 s on a loaded 2-core machine)
 def test_prepare_can_fill_the_clip_embedding_cache(tmp_path, fixtures):
     from sound2img.data.embedding_cache import EmbeddingCache

@@ -127,6 +127,42 @@ def test_embed_bad_input_one_line_exit_2_nothing_written(case, tiny_encoder_file
     )
 
 
+def test_embed_reads_sounds_as_an_edit_does_offline_with_preset_tiny(tmp_path, monkeypatch):
+    """preset=tiny, empty network: tone:HZ, a cached sample:NAME and a 70-s file (over
+    full_file_seconds: its centre window only, as manipulate.py reads it) → rows equal to the
+    tiny encoder on those waves cut by hand."""
+    import soundfile as sf
+
+    from sound2img import factory
+    from sound2img.cli import compose
+
+    sr = 16000  # logmel's rate: no resampling between the file and the front end
+    rng = np.random.default_rng(0)
+    long = (0.1 * rng.standard_normal(70 * sr)).astype(np.float32)
+    long[35 * sr : 36 * sr] *= 5  # the centre differs from the whole
+    sf.write(tmp_path / "long.wav", long, sr, subtype="FLOAT")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    rain = (0.3 * np.sin(2 * np.pi * 300 * np.arange(3 * sr) / sr)).astype(np.float32)
+    sf.write(cache / "raining.wav", rain, sr, subtype="FLOAT")  # sample:rain, already fetched
+    monkeypatch.setenv("SOUND2IMG_CACHE", str(cache))
+    monkeypatch.setenv("SOUND2IMG_OFFLINE", "1")
+    out = tmp_path / "e.npz"
+    argv = ["--audio", "tone:440", "sample:rain", str(tmp_path / "long.wav"), "--text", "a beep", "--out", str(out)]
+    assert EMBED.main([*argv, "--device", "cpu", "preset=tiny"]) == 0
+    z = np.load(out)
+    tiny = compose("embed", ["preset=tiny"])
+    encoder, frontend = factory.build_encoder_from_cfg(tiny.encoder, tiny.audio)
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(10 * sr, dtype=np.float64) / sr)
+    waves = [tone.astype(np.float32), rain, long[30 * sr : 40 * sr]]  # the window: 10 s (logmel takes every frame)
+    with torch.no_grad():
+        want = [F.normalize(encoder(frontend(torch.from_numpy(w)[None])), dim=-1)[0].numpy() for w in waves]
+        whole = F.normalize(encoder(frontend(torch.from_numpy(long)[None])), dim=-1)[0].numpy()
+    np.testing.assert_allclose(z["audio"], np.stack(want), atol=1e-5, rtol=0)
+    assert np.abs(z["audio"][2] - whole).max() > 1e-3  # the window mattered
+    assert z["text"].shape == (1, 32) and list(z["audio_names"])[:2] == ["tone:440", "sample:rain"]
+
+
 def test_peer_encoder_picks_its_towers(wav2clip_file):
     from sound2img.factory import towers_override
 

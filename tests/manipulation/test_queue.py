@@ -297,3 +297,19 @@ def test_batches_hold_compatible_jobs_up_to_the_batch_size(tmp_path):
     # steps=2 (a, c, d, e, g) and steps=5 (b, f) never share a batch; cut at >= 3 pairs
     assert sorted(plan) == sorted([["a", "c", "d"], ["e", "g"], ["b", "f"]])
     assert [[j.id for j in b] for b in queue.plan_batches(jobs, 1)] == [[x] for y in plan for x in y]
+
+
+@pytest.mark.slow  # ~30 s: two Python processes start and build the tiny networks
+def test_a_failed_job_under_torchrun_is_one_failure_with_the_summary(tmp_path):
+    """Exit status 1 and the summary line once; torchrun's own report (its traceback cannot be
+    kept quiet) names rank 0 as the root cause, with the summary in place of a pointer to its
+    documentation (rank 1 exits 0: whether it is gone before torchrun sees rank 0's status is
+    up to the scheduler, so the report's other failures are not checked)."""
+    jobs = _write(tmp_path / "jobs.csv", "id,audio\nok,tone:440\nbad,missing.wav\n")
+    proc = _torchrun(jobs, tmp_path / "out")
+    summary = f"1 done, 1 failed, see {tmp_path / 'out' / 'ledger.jsonl'}"
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.count(summary) == 2  # the rank's line, then torchrun's report quoting it
+    report = proc.stderr.split("Root Cause (first observed failure):")[1]
+    assert "rank      : 0 (local_rank: 0)" in report and f"traceback : {summary}" in report
+    assert "exitcode  : 1 " in report

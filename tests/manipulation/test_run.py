@@ -257,3 +257,25 @@ def test_stop_from_on_step_writes_nothing(tmp_path):
     with pytest.raises(EditStopped):
         run.run_edit(cfg_for(tmp_path, "--audio", "tone:440"), on_step=lambda done, img, cos: done == 1)
     assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_tiny_scores_download_nothing_and_lpips_null_is_accepted(tmp_path, monkeypatch):
+    """preset=tiny with an empty cache: the LPIPS score is recorded as unavailable, without
+    a download attempt (a VGG16 of 528 MiB for an install check); lpips=null turns it off."""
+    import sound2img.weights as weights
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("preset=tiny tried to download")
+
+    monkeypatch.setattr(weights, "_download_entry", no_download)
+    monkeypatch.setenv("SOUND2IMG_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("SOUND2IMG_OFFLINE", raising=False)
+    quality = {}
+    for lpips in ("torchvision_vgg16", "null"):
+        (d,) = run.run_edit(cfg_for(tmp_path / lpips, "--audio", "tone:440", "--steps", "1", f"lpips={lpips}"))
+        quality[lpips] = json.loads((d / "metrics.json").read_text())["quality"]
+    tiny = quality["torchvision_vgg16"]["lpips"]
+    assert tiny["value"] is None and tiny["unavailable"].startswith("preset=tiny downloads nothing for a score")
+    assert "vgg16-397923af.pth" in tiny["unavailable"]  # where to put the file to get the score
+    assert quality["null"]["lpips"] == {"value": None, "unavailable": "lpips=null"}
+    assert all(q["psnr"]["value"] > 0 for q in quality.values())

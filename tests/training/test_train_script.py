@@ -163,3 +163,25 @@ def test_preset_tiny_trains_end_to_end(tmp_path):
     resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert torch.equal(load_file(str(run / "encoder_final.safetensors"))["head.weight"], saved["head.weight"])
+
+
+def test_data_split_null_trains_on_both_splits(tmp_path):
+    """``data.split=null`` (configs/data/vggsound.yaml: "null (both)") reaches the reader as
+    None; dropping it applied the reader's default, the train split only."""
+    from sound2img import factory
+    from sound2img.cli import compose, to_object
+
+    root = tmp_path / "vgg"
+    (root / "video").mkdir(parents=True)
+    rows = [("a", "train"), ("b", "train"), ("c", "test")]
+    for ytid, _ in rows:
+        (root / "video" / f"{ytid}_000010.mp4").write_bytes(b"")  # found, never decoded here
+    (root / "vggsound.csv").write_text("".join(f"{y},10,rain,{s}\n" for y, s in rows))
+    sizes = {}
+    for split in ("null", "train", "test"):
+        cfg = compose(
+            "train_encoder", ["data=vggsound", f"data.root={root}", f"data.split={split}", "validation.data=null"]
+        )
+        train_set, _ = factory.build_training_sets(to_object(cfg), 16000, need_images=False)
+        sizes[split] = len(train_set)
+    assert sizes == {"null": 3, "train": 2, "test": 1}

@@ -118,6 +118,15 @@ def test_generate_script_end_to_end(tmp_path, capsys):
     assert main(["--seeds", "3-1", "--out", str(tmp_path / "o3"), "generator=tiny"]) == 2
 
 
+def test_generate_accepts_preset_tiny_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOUND2IMG_OFFLINE", "1")
+    monkeypatch.setenv("SOUND2IMG_CACHE", str(tmp_path / "empty-cache"))
+    out = tmp_path / "out"
+    assert script_main("generate.py")(["--seeds", "0-1", "--out", str(out), "--device", "cpu", "preset=tiny"]) == 0
+    meta = json.loads((out / "generate.json").read_text())
+    assert meta["seeds"] == [0, 1] and (out / "seed0001.png").is_file()
+
+
 def test_generate_cfg_job_prints_resolved_options(capsys):
     main = script_main("generate.py")
     assert main(["--cfg", "job", "generator=tiny", "--seeds", "4", "--noise-mode", "none"]) == 0
