@@ -244,8 +244,8 @@ class ManipulateConfig(_Models):
     # the web app's page settings (only demo.yaml sets them, on top of this config; checked by
     # sound2img.app): a schema cannot be extended by a config that includes manipulate.yaml
     app: Any = key(None)
-    # scripts/video.py's keys (only video.yaml sets them, on top of this config, for the same reason)
-    video: VideoOptions | None = key(None)
+    # scripts/video.py's keys (video.yaml sets them on top of this config; other scripts ignore them)
+    video: VideoOptions = _sub(VideoOptions)
     lpips: str = key("torchvision_vgg16")  # LPIPS backbone of the quality scores and photo inversion
     out: str = key("outputs/edit")
     overwrite: bool = key(False)

@@ -29,6 +29,7 @@ SCRIPTS = {
     "train_encoder": ("train_encoder.py", ["--cfg", "job", "preset=tiny"]),
     "reproduce": ("reproduce.py", ["supp_table1", "--cfg", "job", "preset=tiny"]),
     "generate": ("generate.py", ["--cfg", "job"]),
+    "video": ("video.py", ["--cfg", "job", "preset=tiny"]),
 }
 
 
@@ -179,6 +180,10 @@ def test_the_schema_choices_are_the_library_choices():
     assert set(schema.LATENT_TERMS) == set(LATENT_TERMS) and set(schema.MODES) == set(MODES)
     assert set(schema.NOISE_MODES) == set(NOISE_MODES) and set(schema.SCALE_MODES) == set(SCALE_MODES)
     assert [f.name for f in fields(schema.LossTerms)] == list(TERMS) and set(schema.TERMS) == set(TERMS)
+    from sound2img.video.keyframes import INTERPOLATIONS
+    from sound2img.video.run import MODES as VIDEO_MODES
+
+    assert set(schema.VIDEO_MODES) == set(VIDEO_MODES) and set(schema.INTERPOLATIONS) == set(INTERPOLATIONS)
 
 
 def test_the_library_gets_plain_data():

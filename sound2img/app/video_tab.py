@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from sound2img.app.engine import Engine, zip_dir
-from sound2img.cli import compose, to_plain
+from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -41,17 +41,10 @@ class VideoRequest:
     steps: int = 300  # the first keyframe's
 
 
-def video_section(engine: Engine):
-    """The ``video`` section requests start from: the one the server was started with
-    (``demo.py video.fps=12``), else configs/video.yaml's (demo.yaml has none)."""
-    if engine.cfg.get("video") is not None:
-        return engine.cfg.video
-    return compose("video", [])["video"]
-
-
-def video_config(engine: Engine, req: VideoRequest, out: Path, section=None):
+def video_config(engine: Engine, req: VideoRequest, out: Path):
     """The ``video`` config of one request: the engine's config (its model groups and
-    overrides) with ``video`` set, as ``scripts/video.py``'s flags would set it."""
+    overrides, ``video.*`` included) with the request's values, as ``scripts/video.py``'s
+    flags would set them."""
     from omegaconf import OmegaConf, open_dict
 
     if not req.sound:
@@ -89,7 +82,6 @@ def video_config(engine: Engine, req: VideoRequest, out: Path, section=None):
         raise UserInputError(f"source must be one of {', '.join(VIDEO_SOURCES)}, got {req.source!r}")
     cfg = copy.deepcopy(engine.cfg)
     with open_dict(cfg):
-        cfg.video = copy.deepcopy(section if section is not None else video_section(engine))
         for key, value in updates.items():
             OmegaConf.update(cfg, key, value, merge=False)
         del cfg["app"]
@@ -101,8 +93,7 @@ class VideoPage:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.section = video_section(engine)
-        self.defaults = to_plain(self.section)
+        self.defaults = to_plain(engine.cfg.video)
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._runs = itertools.count(1)
@@ -123,7 +114,7 @@ class VideoPage:
         n = next(self.engine._count)  # one numbering with the edits: folders never collide
         folder = self.engine.work_dir / f"video-{n:04d}"
         folder.mkdir()
-        cfg = video_config(self.engine, req, folder / "video", self.section)
+        cfg = video_config(self.engine, req, folder / "video")
         log.info("video %d: start (%s)", n, req.mode)
         try:
             out = run_video(cfg, models=self.engine.models_for(cfg), on_progress=on_progress)

@@ -59,9 +59,7 @@ class VideoInputs:
 
 def check_video_options(c: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(manipulation options, video section) of a plain config: one sound, one source."""
-    v = c.get("video")
-    if not isinstance(v, dict):
-        raise UserInputError("no video section in the config: compose configs/video.yaml (scripts/video.py)")
+    v = c["video"]
     if v["mode"] not in MODES:
         raise UserInputError(f"video.mode must be one of {', '.join(MODES)}, got {v['mode']!r}")
     if not c.get("edit", {}).get("audio"):
