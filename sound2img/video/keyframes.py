@@ -134,6 +134,11 @@ def optimize_keyframes(
     run alone (``optimize_latents``), so the result depends on the batch size, never on
     where a run was interrupted."""
     total = targets.shape[0]
+    bar = None
+    if progress and state.done < total:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=state.done, desc="keyframes", unit="keyframe")
     while state.done < total:
         k = state.done
         if k == 0:
@@ -163,6 +168,10 @@ def optimize_keyframes(
         state.cosine_after = torch.cat([state.cosine_after, res.final_cosine])
         if save is not None:
             save(state)
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
     return state
 
 
