@@ -146,7 +146,9 @@ def main(argv=None) -> int:
                 flush=True,
             )
     out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"peak RSS {out['peak_rss_gib']:.2f} GiB; load average at the start {out['machine'].get('loadavg_1min_at_start')}")
+    print(
+        f"peak RSS {out['peak_rss_gib']:.2f} GiB; load average at the start {out['machine'].get('loadavg_1min_at_start')}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0
