@@ -74,9 +74,10 @@ def envelopes(
     power, hop, sr = mel_power_of(wav, frontend)
     idx = frame_index(power.shape[1], hop, sr, fps, num_frames)
     peak = power.amax(dim=0).double()
-    db = 10.0 * torch.log10(power.clamp(min=_POWER_FLOOR)).double()
+    db = 10.0 * torch.log10(power.clamp(min=_POWER_FLOOR))  # [n_mels,T] float32: a long sound's largest arrays
     flux = torch.zeros_like(peak)
-    flux[1:] = (db[:, 1:] - db[:, :-1]).clamp(min=0).mean(dim=0)
+    flux[1:] = (db[:, 1:] - db[:, :-1]).clamp_(min=0).mean(dim=0).double()
+    del db
     # A video frame shorter than a hop holds no mel frame: it takes the one nearest its centre.
     empty = torch.bincount(idx, minlength=num_frames) == 0
     nearest = ((torch.arange(num_frames, dtype=torch.float64) + 0.5) / fps * sr / hop).round().long()

@@ -57,7 +57,7 @@ class VideoWriter:
         self.audio.layout = "mono"
         self.audio.bit_rate = AUDIO_BITRATE
         self.fps, self.frames = fps, 0
-        self._samples = np.ascontiguousarray(np.clip(audio, -1.0, 1.0), dtype=np.float32)
+        self._samples = np.asarray(audio, dtype=np.float32)  # clipped chunk by chunk: no second copy
         self._audio_done = 0
 
     def write(self, frames: np.ndarray) -> None:
@@ -74,7 +74,7 @@ class VideoWriter:
         av = _av()
         step = 1 << 15
         while self._audio_done < until:
-            chunk = self._samples[self._audio_done : min(until, self._audio_done + step)]
+            chunk = np.clip(self._samples[self._audio_done : min(until, self._audio_done + step)], -1.0, 1.0)
             frame = av.AudioFrame.from_ndarray(chunk[None], format="flt", layout="mono")
             frame.sample_rate = AUDIO_RATE
             frame.pts = self._audio_done

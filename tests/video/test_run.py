@@ -73,19 +73,20 @@ def decode(path: Path) -> tuple[dict, np.ndarray]:
 
 
 def test_the_mp4_holds_h264_and_the_sound_with_the_sounds_duration(models, tmp_path):
-    sound = write_wav(tmp_path / "chirp.wav", ("chirp", 2.55))
+    sound = write_wav(tmp_path / "chirp.wav", ("chirp", 2.6))
     out = make(models, tmp_path / "v", sound, "video.fps=6", "video.keyframe_seconds=1")
     assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "keyframes.pt", "metrics.json", "video.mp4"]
     info, frames = decode(out / "video.mp4")
-    n = round(2.55 * 6)  # 15.3 → 15
+    n = round(2.6 * 6)  # 15.6 → 16 (not 15: rounded, not cut)
     assert frames.shape == (n, 32, 32, 3)
     assert info["video"] == ("h264", "yuv420p", 32, 32) and info["audio"] == ("aac", AUDIO_RATE)
     assert info["video_duration"] == n / 6
-    # the container lasts as long as its longer stream: the sound, up to one AAC frame of padding
-    assert 2.55 - 1 / 6 <= info["duration"] <= 2.55 + 1024 / AUDIO_RATE + 1e-3
+    # the container lasts as long as its longer stream: the sound (up to one AAC frame of
+    # padding more) or the frames (round(D·fps)/fps: up to half a frame more)
+    assert info["duration"] == pytest.approx(max(2.6 + 1024 / AUDIO_RATE, n / 6), abs=1024 / AUDIO_RATE + 1e-3)
     m = json.loads((out / "metrics.json").read_text())
-    assert m["video"]["frames"] == n and len(m["keyframes"]) == 4  # 0, 0.85, 1.7, 2.55 s
-    assert [k["time_s"] for k in m["keyframes"]] == pytest.approx([0, 0.85, 1.7, 2.55])
+    assert m["video"]["frames"] == n and len(m["keyframes"]) == 4  # round(2.6 / 1) = 3 intervals
+    assert [k["time_s"] for k in m["keyframes"]] == pytest.approx([0, 2.6 / 3, 5.2 / 3, 2.6])
     assert m["keyframes"][0]["cosine_start"] == pytest.approx(m["keyframes"][0]["cosine_source"], abs=1e-5)
     saved = torch.load(out / "keyframes.pt", weights_only=True)
     assert saved["ws"].shape == (4, 8, 64) and m["warnings"] == [] and m["resumed_keyframes"] == 0
