@@ -200,28 +200,7 @@ def run_video(cfg, *, progress: bool | None = None, models: dict | None = None, 
         state, records, resumed, keyframes_s = make_keyframes(
             inp, source, times, encoder, frontend, G, device, models, noise_mode, progress, on_progress
         )
-    offsets = None
-    reactive_record = None
-    if reactive:
-        env = envelopes(
-            inp.wav, frontend, fps=v["fps"], num_frames=inp.frames, smooth_seconds=float(v["smooth_seconds"])
-        )
-        z0, z = z_walk(
-            env["loudness"],
-            env["onset"],
-            z_dim=G.z_dim,
-            fps=v["fps"],
-            pulse_strength=float(v["pulse_strength"]),
-            motion_strength=float(v["motion_strength"]),
-            motion_randomness=float(v["motion_randomness"]),
-            seed=int(v["seed"]),
-        )
-        offsets = w_offsets(G.mapping, z0, z, float(o["truncation"]))
-        reactive_record = {
-            "loudness_mean": float(env["loudness"].mean()),
-            "onset_mean": float(env["onset"].mean()),
-            "offset_norm_max": float(offsets.norm(dim=1).max()) if offsets.numel() else 0.0,
-        }
+    offsets, reactive_record = reactive_offsets(inp, frontend, G) if reactive else (None, None)
     del encoder
     source_cpu = source.ws.detach().cpu()
 
@@ -255,6 +234,29 @@ def run_video(cfg, *, progress: bool | None = None, models: dict | None = None, 
         "device": str(device),
         "versions": package_versions(),
     })  # fmt: skip
+
+
+def reactive_offsets(inp: VideoInputs, frontend, G) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loudness-driven walk (docs/method.md §10.3) as W offsets [N,w_dim], one per frame,
+    and its record for metrics.json."""
+    v = inp.v
+    env = envelopes(inp.wav, frontend, fps=v["fps"], num_frames=inp.frames, smooth_seconds=float(v["smooth_seconds"]))
+    z0, z = z_walk(
+        env["loudness"],
+        env["onset"],
+        z_dim=G.z_dim,
+        fps=v["fps"],
+        pulse_strength=float(v["pulse_strength"]),
+        motion_strength=float(v["motion_strength"]),
+        motion_randomness=float(v["motion_randomness"]),
+        seed=int(v["seed"]),
+    )
+    offsets = w_offsets(G.mapping, z0, z, float(inp.o["truncation"]))
+    return offsets, {
+        "loudness_mean": float(env["loudness"].mean()),
+        "onset_mean": float(env["onset"].mean()),
+        "offset_norm_max": float(offsets.norm(dim=1).max()),
+    }
 
 
 def make_keyframes(inp, source, times, encoder, frontend, G, device, models, noise_mode, progress, on_progress):
