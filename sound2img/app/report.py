@@ -379,12 +379,12 @@ def main(argv) -> int:
     p = script_parser(
         "report.py",
         "One self-contained HTML page (works offline) for an outputs "
-        "directory: a card per edit of manipulate.py, sortable by any metric; reproduce.py's "
-        "figures; plots of a training run's metrics.jsonl.",
+        "directory: a card per edit of manipulate.py, sortable by any metric; a card per "
+        "video of video.py; reproduce.py's figures; plots of a training run's metrics.jsonl.",
         "examples:\n  python scripts/report.py outputs/edit-rain --out rain.html\n"
         "  python scripts/report.py runs/esc50 --out esc50.html",
     )
-    p.add_argument("dir", help="an outputs directory of manipulate.py or reproduce.py, or a training run")
+    p.add_argument("dir", help="an outputs directory of manipulate.py, video.py or reproduce.py, or a training run")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = p.parse_args(list(argv))
