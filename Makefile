@@ -10,7 +10,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX ?=
 TORCH_INDEX_URL := $(if $(filter cpu,$(TORCH_INDEX)),https://download.pytorch.org/whl/cpu,$(TORCH_INDEX))
 
-.PHONY: setup test test-slow test-all edit edit-tiny bench screenshots
+.PHONY: setup test test-slow test-all edit edit-tiny video-tiny bench screenshots
 
 $(VENV)/.complete: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ edit: setup
 # The same pipeline, offline, on small random networks (an install check, not a result).
 edit-tiny: setup
 	$(PY) scripts/manipulate.py --audio tone:440 --steps 30 --out outputs/edit-tiny --overwrite preset=tiny
+
+# A sound-to-video run, offline, on small random networks (an install check; the README's
+# docs/img/video-tiny-contact-sheet.png is its contact sheet).
+video-tiny: setup
+	$(PY) scripts/video.py --audio tone:440 --steps 30 --keyframe-steps 10 --out outputs/video-tiny --overwrite preset=tiny
 
 bench: setup
 	$(PY) benchmarks/frontend.py

@@ -34,6 +34,8 @@ from sound2img.models.stylegan2 import NOISE_MODES
 from sound2img.registry import Registry
 from sound2img.training.losses import DIRECTIONS, SCALE_MODES, TERMS
 from sound2img.training.optimizer import AMP_MODES, OPTIMIZERS, SCHEDULES
+from sound2img.video.keyframes import INTERPOLATIONS
+from sound2img.video.run import MODES as VIDEO_MODES
 
 SCHEMA_MODULE = "sound2img/config.py"
 MISSING = "???"  # OmegaConf's mandatory value: the YAML must set the key
@@ -105,6 +107,29 @@ class EditOptions:
     image_perceptual: str = key("lpips", choices=("lpips", "none"))
     image_steps: int | None = key(None, ge=1)
     image_align: str = key("auto", choices=("auto", "ffhq", "center", "none"))
+
+
+@dataclass
+class VideoOptions:
+    """``video`` of ``video.yaml``: sound → video (README "Sound to video", docs/method.md §10)."""
+
+    mode: str = key("both", choices=VIDEO_MODES)
+    fps: int = key(24, ge=1, le=240)
+    max_seconds: float = key(600.0, gt=0)  # longer sounds are refused before anything is built
+    keyframe_seconds: float = key(1.0, gt=0)
+    keyframe_steps: int = key(50, ge=1)  # per keyframe after the first (which takes manipulate.steps)
+    lambda_prev: float = key(0.01, ge=0)  # weight of ‖w − previous keyframe‖²
+    window_seconds: float | None = key(None, gt=0)  # null: the encoder's own window
+    interpolation: str = key("cubic", choices=INTERPOLATIONS)
+    batch_size: int = key(1, ge=1)  # keyframes optimised together
+    render_batch: int = key(8, ge=1)  # frames synthesised together
+    pulse_strength: float = key(0.5, ge=0)
+    motion_strength: float = key(0.5, ge=0)
+    motion_randomness: float = key(0.5, ge=0, le=1)
+    smooth_seconds: float = key(0.08, ge=0)
+    seed: int = key(0, ge=0)  # the reactive walk's start and directions
+    crf: int = key(18, ge=0, le=51)  # H.264 quality (0 lossless, 51 worst)
+    sheet_frames: int = key(12, ge=1)  # at most this many keyframes on contact_sheet.png
 
 
 @dataclass
@@ -266,6 +291,8 @@ class ManipulateConfig(_Models):
     lpips: str | None = key(
         "torchvision_vgg16"
     )  # LPIPS backbone of the quality scores and photo inversion (null: none)
+    # scripts/video.py's keys (video.yaml sets them on top of this config; other scripts ignore them)
+    video: VideoOptions = _sub(VideoOptions)
     out: str = key("outputs/edit")
     overwrite: bool = key(False)
     progress: bool = key(True)
@@ -354,6 +381,7 @@ SCHEMAS: dict[str, type] = {
     "generate": GenerateConfig,
     "prepare_data": PrepareDataConfig,
     "embed": EmbedConfig,
+    "video": ManipulateConfig,  # video.yaml = manipulate.yaml + its ``video`` section
 }
 
 

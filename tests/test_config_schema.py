@@ -31,6 +31,7 @@ SCRIPTS = {
     "generate": ("generate.py", ["--cfg", "job"]),
     "prepare_data": ("prepare_data.py", ["--cfg", "job"]),
     "embed": ("embed.py", ["--cfg", "job", "preset=tiny"]),
+    "video": ("video.py", ["--cfg", "job", "preset=tiny"]),
 }
 
 
@@ -205,14 +206,24 @@ def test_keys_related_by_a_rule_are_checked_together():
 
 
 def test_the_schema_choices_are_the_library_choices():
+    """Each string setting accepts exactly the values of the library tuple that reads it."""
     from sound2img.manipulation.masking import LATENT_TERMS
     from sound2img.manipulation.run import MODES
     from sound2img.models.stylegan2 import NOISE_MODES
     from sound2img.training.losses import SCALE_MODES, TERMS
+    from sound2img.video.keyframes import INTERPOLATIONS
+    from sound2img.video.run import MODES as VIDEO_MODES
 
-    assert set(schema.LATENT_TERMS) == set(LATENT_TERMS) and set(schema.MODES) == set(MODES)
-    assert set(schema.NOISE_MODES) == set(NOISE_MODES) and set(schema.SCALE_MODES) == set(SCALE_MODES)
-    assert [f.name for f in fields(schema.LossTerms)] == list(TERMS) and set(schema.TERMS) == set(TERMS)
+    def choices(cls, name):
+        return set(next(f for f in fields(cls) if f.name == name).metadata["choices"])
+
+    assert choices(schema.ManipulateOptions, "latent_term") == set(LATENT_TERMS) == {"l2", "adaptive"}
+    assert choices(schema.EditOptions, "mode") == set(MODES) and "layer_mix" in MODES
+    assert choices(schema.GeneratorOptions, "noise_mode") == set(NOISE_MODES) == {"const", "random", "none"}
+    assert choices(schema.LossOptions, "logit_scale") == set(SCALE_MODES) and "legacy" in SCALE_MODES
+    assert [f.name for f in fields(schema.LossTerms)] == list(TERMS) == ["at", "av", "aa"]
+    assert choices(schema.VideoOptions, "mode") == set(VIDEO_MODES) == {"both", "semantic", "reactive"}
+    assert choices(schema.VideoOptions, "interpolation") == set(INTERPOLATIONS) == {"cubic", "linear"}
 
 
 def test_the_schema_choices_are_the_registries_names():

@@ -20,6 +20,7 @@ _ABOVE_MODELS = [
     "sound2img.generation",
     "sound2img.inversion",
     "sound2img.app",
+    "sound2img.video",
     "sound2img.metrics",
     "sound2img.cli",
     "sound2img.factory",
@@ -136,6 +137,19 @@ FORBIDDEN["sound2img.needs"] = [
     "sound2img.generation",
     "sound2img.app",
 ]
+# Sound to video builds on manipulation and inversion; nothing below it imports it (config
+# reads its choices, as it reads the other packages' registries).
+FORBIDDEN["sound2img.video"] = [
+    "sound2img.config",
+    "sound2img.training",
+    "sound2img.evaluation",
+    "sound2img.generation",
+    "sound2img.app",
+]
+for _below in ("sound2img.generation", "sound2img.inversion", "sound2img.training", "sound2img.manipulation"):
+    FORBIDDEN[_below] = FORBIDDEN[_below] + ["sound2img.video"]
+for _below in ("sound2img.evaluation", "sound2img.factory", "sound2img.weights", "sound2img.cli"):
+    FORBIDDEN[_below] = FORBIDDEN[_below] + ["sound2img.video"]
 # The web app reaches edits through manipulation only (issue14).
 FORBIDDEN["sound2img.app"] = ["sound2img.training", "sound2img.evaluation"]
 # Nothing imports the web app (issue14): checked for every module outside sound2img.app.

@@ -207,11 +207,7 @@ class Engine:
         finally:
             if not stopped:
                 log.info("edit %d: end", n)
-        zip_path = folder / "edit.zip"
-        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for f in sorted(edit_dir.rglob("*")):
-                if f.is_file():
-                    zf.write(f, f.relative_to(edit_dir).as_posix())
+        zip_path = zip_dir(edit_dir, folder / "edit.zip")
         return EditOutcome(n, edit_dir, zip_path, json.loads((edit_dir / "metrics.json").read_text(encoding="utf-8")))
 
     def mel_png(self, sound: str) -> bytes:
@@ -229,6 +225,15 @@ class Engine:
             mel = frontend(wav[None].to(device))[0].float().cpu()
         name = getattr(frontend, "name", type(frontend).__name__)
         return render_mel_png(mel, f"{tg.describe_sound(str(sound))} — {name}, encoder input {list(mel.shape)}")
+
+
+def zip_dir(directory: Path, zip_path: Path) -> Path:
+    """Every file under ``directory`` into ``zip_path`` (names relative to it) → zip_path."""
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(directory.rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(directory).as_posix())
+    return zip_path
 
 
 @dataclass

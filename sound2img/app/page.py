@@ -237,7 +237,21 @@ class Page:
 
 
 def build_page(engine: Engine):
-    """The ``gr.Blocks`` of the app (not launched)."""
+    """The ``gr.Blocks`` of the app (not launched): the edit page and the video tab."""
+    from sound2img.app.video_tab import build_video_tab
+
+    edit_page, page = _edit_blocks(engine)
+    with gr.Blocks(title="sound2img", analytics_enabled=False) as demo:
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("edit", elem_id="tab_edit"):
+                edit_page.render()
+            with gr.Tab("video", elem_id="tab_video"):
+                build_video_tab(engine, engine.sample_choices(), page.pick_sample)
+    return demo
+
+
+def _edit_blocks(engine: Engine):
+    """The edit page's ``gr.Blocks`` and its ``Page`` handlers."""
     page = Page(engine)
     b, d = engine.bounds, engine.defaults
     with gr.Blocks(title="sound2img", analytics_enabled=False) as demo:
@@ -310,7 +324,7 @@ def build_page(engine: Engine):
             concurrency_id="edit",
         )
         stop.click(page.stop, None, None, queue=False)
-    return demo
+    return demo, page
 
 
 def launch(

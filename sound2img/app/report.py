@@ -1,10 +1,11 @@
 """``scripts/report.py``: one self-contained HTML page (images, sounds and plots embedded
 as data URIs, no network resource) for an outputs directory: a card per edit that
 ``manipulate.py`` wrote (any directory holding ``metrics.json`` beside ``result.png``),
-sortable by any of its numbers, its quality scores included; the other pictures
-(``reproduce.py``'s figures); and for a training run (``metrics.jsonl``), a plot of each
-logged quantity against the step. Each distinct sound is stored once in the page and every
-card that plays it refers to it."""
+sortable by any of its numbers, its quality scores included; a card per video of
+``video.py`` (``metrics.json`` beside ``video.mp4``: the video and its contact sheet); the
+other pictures (``reproduce.py``'s figures); and for a training run (``metrics.jsonl``), a
+plot of each logged quantity against the step. Each distinct sound is stored once in the
+page and every card that plays it refers to it."""
 
 from __future__ import annotations
 
@@ -161,6 +162,61 @@ def find_edits(root: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: p.relative_to(root).as_posix())
 
 
+def find_videos(root: Path) -> list[Path]:
+    """Directories under ``root`` (itself included) that hold one finished video."""
+    dirs = [p.parent for p in root.rglob("metrics.json") if (p.parent / "video.mp4").is_file()]
+    return sorted(dirs, key=lambda p: p.relative_to(root).as_posix())
+
+
+def video_card(d: Path, root: Path, out_dir: Path) -> str:
+    """One video's card (HTML): the video (embedded, or linked relatively when large), its
+    contact sheet, the sound, its settings and numbers."""
+    try:
+        metrics = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{d / 'metrics.json'}: not readable JSON ({exc})") from exc
+    name = d.relative_to(root).as_posix() if d != root else d.name
+    mp4 = d / "video.mp4"
+    src = (
+        os.path.relpath(mp4.resolve(), out_dir.resolve())
+        if mp4.stat().st_size > MAX_EMBED_BYTES
+        else data_uri(mp4.read_bytes(), "video/mp4")
+    )
+    v = metrics.get("video") or {}
+    parts = [
+        f'<article class="video" data-name="{html.escape(name)}">',
+        f"<h2>{html.escape(name)}</h2>",
+        f'<div class="pics"><video controls preload="metadata" src="{html.escape(src)}"></video>',
+    ]
+    if (d / "contact_sheet.png").is_file():
+        sheet = data_uri((d / "contact_sheet.png").read_bytes(), "image/png")
+        parts.append(
+            f'<figure class="strip"><img alt="contact sheet" src="{sheet}"><figcaption>keyframes</figcaption></figure>'
+        )
+    parts.append("</div>")
+    spec = (metrics.get("sound") or {}).get("spec")
+    if spec:
+        parts.append(f"<p>sound: {html.escape(str(spec))}</p>")
+    for warning in metrics.get("warnings") or []:
+        parts.append(f'<p class="warning">warning: {html.escape(str(warning))}</p>')
+    keyframes = metrics.get("keyframes") or []
+    numbers = {k: v[k] for k in ("mode", "fps", "frames", "duration_s", "interpolation") if k in v}
+    numbers["source"] = ", ".join(f"{k}={x}" for k, x in (metrics.get("source") or {}).items())
+    numbers["keyframes"] = len(keyframes)
+    for key in ("cosine_source", "cosine_after"):
+        values = [k[key] for k in keyframes if _number(k.get(key)) is not None]
+        if values:
+            numbers[f"mean {key}"] = _fmt(sum(values) / len(values))
+    if _number(metrics.get("frames_per_s")) is not None:
+        numbers["frames rendered per second"] = _fmt(metrics["frames_per_s"])
+    parts.append(
+        '<table class="metrics">'
+        + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(x))}</td></tr>" for k, x in numbers.items())
+        + "</table></article>"
+    )
+    return "\n".join(parts)
+
+
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
@@ -313,8 +369,9 @@ document.addEventListener('DOMContentLoaded', () => {
 """
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8em;margin:.8em 0}
-.card h2{font-size:1em;margin:0 0 .5em}.pics{display:flex;flex-wrap:wrap;gap:.5em;align-items:flex-end}
+.card,.video{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8em;margin:.8em 0}
+video{width:384px;max-width:100%;image-rendering:pixelated}.warning{color:#a40}
+.card h2,.video h2{font-size:1em;margin:0 0 .5em}.pics{display:flex;flex-wrap:wrap;gap:.5em;align-items:flex-end}
 figure{margin:0}figure.pic img{width:192px;image-rendering:pixelated}figure.strip img{height:192px;max-width:100%}
 figure.plots img{max-width:100%}figcaption{font-size:.8em;color:#666}
 table{border-collapse:collapse;font-size:.85em}th,td{padding:.1em .6em;text-align:left;border-bottom:1px solid #eee}
@@ -329,12 +386,14 @@ def build_report(root: str | os.PathLike, out: str | os.PathLike) -> str:
         raise UserInputError(f"{root}: no such directory")
     out_dir = Path(out).resolve().parent
     edits = find_edits(root)
+    videos = find_videos(root)
     runs = sorted({p.parent for p in root.rglob("metrics.jsonl")})
-    edit_dirs = set(edits)
+    edit_dirs = set(edits) | set(videos)
     figures = sorted(p for p in root.rglob("*.png") if p.parent not in edit_dirs)
-    if not (edits or runs or figures):
+    if not (edits or videos or runs or figures):
         raise UserInputError(
-            f"{root}: no edits (metrics.json + result.png), training runs (metrics.jsonl) or pictures found"
+            f"{root}: no edits (metrics.json + result.png), videos (metrics.json + video.mp4), "
+            "training runs (metrics.jsonl) or pictures found"
         )
     body, keys, sounds = [], {}, SoundStore()
     for d in edits:
@@ -343,7 +402,7 @@ def build_report(root: str | os.PathLike, out: str | os.PathLike) -> str:
         keys.update(dict.fromkeys(names))
     sections = [
         f"<h1>sound2img report — {html.escape(root.resolve().name)}</h1>",
-        f"<p>{len(edits)} edits, {len(runs)} training runs, {len(figures)} other pictures</p>",
+        f"<p>{len(edits)} edits, {len(videos)} videos, {len(runs)} training runs, {len(figures)} other pictures</p>",
     ]
     for run in runs:
         name = run.relative_to(root).as_posix() if run != root else run.name
@@ -358,6 +417,8 @@ def build_report(root: str | os.PathLike, out: str | os.PathLike) -> str:
         sections.append('<div id="cards">' + "\n".join(body) + "</div>")
         if sounds.data:
             sections.append(sounds.script())
+    if videos:
+        sections.append('<div id="videos">' + "\n".join(video_card(d, root, out_dir) for d in videos) + "</div>")
     for p in figures:
         sections.append(
             f'<figure class="plots"><img alt="{html.escape(p.name)}" '
@@ -377,12 +438,12 @@ def main(argv) -> int:
     p = script_parser(
         "report.py",
         "One self-contained HTML page (works offline) for an outputs "
-        "directory: a card per edit of manipulate.py, sortable by any metric; reproduce.py's "
-        "figures; plots of a training run's metrics.jsonl.",
+        "directory: a card per edit of manipulate.py, sortable by any metric; a card per "
+        "video of video.py; reproduce.py's figures; plots of a training run's metrics.jsonl.",
         "examples:\n  python scripts/report.py outputs/edit-rain --out rain.html\n"
         "  python scripts/report.py runs/esc50 --out esc50.html",
     )
-    p.add_argument("dir", help="an outputs directory of manipulate.py or reproduce.py, or a training run")
+    p.add_argument("dir", help="an outputs directory of manipulate.py, video.py or reproduce.py, or a training run")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: off)")
     args = p.parse_args(list(argv))

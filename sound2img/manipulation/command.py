@@ -104,9 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compose_from_args(argv: Sequence[str]):
     """argv → (the composed config with the flags applied, whether ``--cfg job`` was asked)."""
+    args, overrides = parse_with_overrides(build_parser(), argv)
+    groups, updates = model_flags(args, overrides)
+    updates.update({key: getattr(args, dest) for dest, key in FLAG_KEYS.items()})
+    if args.overwrite:
+        updates["overwrite"] = True
+    # An explicit source (latent files, photos, the mean latent) replaces the default seed.
+    if (args.latent or args.mean_latent or args.image) and updates["edit.seeds"] is None:
+        updates["edit.seeds"] = []
+    return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
+
+
+def model_flags(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """``--generator`` / ``--encoder`` → (group overrides, key updates), as manipulate.py and
+    video.py take them."""
     from sound2img.factory import GENERATOR_FORMATS
 
-    args, overrides = parse_with_overrides(build_parser(), argv)
     updates: dict[str, Any] = {}
     groups: list[str] = []
     if args.generator:
@@ -123,13 +136,7 @@ def compose_from_args(argv: Sequence[str]):
         # a peer encoder (AudioCLIP, Wav2CLIP) lives in its own CLIP space: pair it with its towers
         # unless the user chose towers (then run_edit checks they are of the same space)
         groups += towers_override(args.encoder, overrides)
-    updates.update({key: getattr(args, dest) for dest, key in FLAG_KEYS.items()})
-    if args.overwrite:
-        updates["overwrite"] = True
-    # An explicit source (latent files, photos, the mean latent) replaces the default seed.
-    if (args.latent or args.mean_latent or args.image) and updates["edit.seeds"] is None:
-        updates["edit.seeds"] = []
-    return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
+    return groups, updates
 
 
 def main(argv: Sequence[str]) -> int:

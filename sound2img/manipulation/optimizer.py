@@ -81,6 +81,9 @@ def optimize_latents(
     frozen: Sequence[object] = (),     # further networks to check for frozen parameters (CLIP, ArcFace)
     on_step: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,  # see below
     time_phases: bool = False,         # record PHASES' wall times per step (synchronises CUDA)
+    init_ws: torch.Tensor | None = None,  # where Adam starts [B,num_ws,w_dim]; None: source_ws (a warm start otherwise)
+    anchor_ws: torch.Tensor | None = None,  # a second latent to stay near [B,num_ws,w_dim] (video: the previous keyframe)
+    lambda_anchor: float = 0.0,        # weight of ‖w − anchor‖² (summed over rows and w_dim, never masked)
 ) -> EditResult:  # fmt: skip
     """Optimise a batch of (source latent, target) pairs together.
 
@@ -94,7 +97,11 @@ def optimize_latents(
 
     ``on_step(steps_done, img [B,3,H,W], cosine [B])`` (both detached, on the device; the
     image and cosine of the step just taken, before its update) is called after every
-    step, e.g. to show progress; a true return stops the edit with ``EditStopped``."""
+    step, e.g. to show progress; a true return stops the edit with ``EditStopped``.
+
+    ``init_ws`` and ``anchor_ws`` serve sequences of edits (docs/method.md §10): Adam starts
+    from ``init_ws`` while λ_sim and λ_ID still refer to the source, and λ_anchor·‖w − anchor‖²
+    is added to the total (so ``losses['total']`` includes it; ``sim`` stays the source term)."""
     if latent_term not in LATENT_TERMS:
         raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
     if steps < 1:
@@ -103,6 +110,8 @@ def optimize_latents(
         raise ValueError(f"cos_scale must be > 0, got {cos_scale}")
     if lambda_id > 0 and identity is None:
         raise ValueError("lambda_id > 0 needs an identity loss")
+    if lambda_anchor > 0 and anchor_ws is None:
+        raise ValueError("lambda_anchor > 0 needs anchor_ws")
     check_frozen(
         generator=generator,
         clip=getattr(encode_image, "__self__", encode_image),
@@ -124,7 +133,12 @@ def optimize_latents(
     # Run only when used (the authors ran the identity network at λ_ID = 0 too), and the
     # source's identity features are computed once, not every step.
     source_id = identity.source_embedding(source_img) if lambda_id > 0 else None
-    ws = source_ws.clone().requires_grad_(True)
+    start = source_ws if init_ws is None else init_ws.detach().to(source_ws.device)
+    anchor = anchor_ws.detach().to(source_ws.device) if lambda_anchor > 0 else None
+    for name, other in (("init_ws", start), ("anchor_ws", anchor)):
+        if other is not None and other.shape != source_ws.shape:
+            raise ValueError(f"{name} has shape {tuple(other.shape)}, source_ws {tuple(source_ws.shape)}")
+    ws = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([ws], lr=lr)
     mask = AdaptiveLayerMask(batch, num_ws, step=mask_step, device=ws.device) if latent_term == "adaptive" else None
     keep = set(int(s) for s in snapshot_steps)
@@ -156,6 +170,8 @@ def optimize_latents(
         sim_loss = layer_terms.sum(dim=1) if layer_terms is not None else zero
         id_loss = identity(img_in, source_emb=source_id, reduction="none") if source_id is not None else zero
         total = d_cos + lambda_sim * sim_loss + lambda_id * id_loss
+        if anchor is not None:
+            total = total + lambda_anchor * (ws - anchor).pow(2).sum(dim=(1, 2))
         marks.append(_now(sync))
         optimizer.zero_grad(set_to_none=True)
         total.sum().backward()  # into img_in.grad, and the latent term's part into ws.grad

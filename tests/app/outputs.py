@@ -50,3 +50,26 @@ def make_run(run_dir: Path, steps: int = 6) -> Path:
             lines.append({"step": step, "epoch": (step - 1) // 3, "val_zero_shot_acc": 0.1 * step})
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     return run_dir
+
+
+def make_video(out: Path, *overrides: str) -> Path:
+    """A ``video.py`` video (preset=tiny, a 2-s tone at 4 fps, both modes)."""
+    from sound2img.cli import compose
+    from sound2img.video.run import run_video
+
+    cfg = compose(
+        "video",
+        [
+            "preset=tiny",
+            "edit.audio=[tone:440]",
+            "video.fps=4",
+            "manipulate.steps=2",
+            "video.keyframe_steps=2",
+            "video.keyframe_seconds=2.5",
+            "progress=false",
+            "device=cpu",
+            f"out={out}",
+            *overrides,
+        ],
+    )
+    return run_video(cfg)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -19,7 +20,7 @@ import soundfile as sf
 
 from sound2img.manipulation.outputs import EDIT_FILES
 
-from .conftest import start_server
+from .conftest import WAIT_MS, start_server
 from .pagehelp import (
     TERMINAL,
     download_bytes,
@@ -225,3 +226,76 @@ def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(chromium, se
     assert refused.value.code == 413
     assert not [p for p in server.uploads.rglob("*") if p.is_file() and p.stat().st_size > 2**20]
     page.close()
+
+
+# ---- the video tab ----------------------------------------------------------------------
+VIDEO_SECONDS = 3.0
+
+
+def video_status(page):
+    return page.locator("#video_status textarea")
+
+
+def set_slider(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+
+
+def test_the_video_tab_makes_a_video_that_plays_and_stop_works(chromium, long_server, tmp_path):
+    """The video tab (issue28): progress, Stop in a long first keyframe, then a video that
+    the browser itself demuxes and decodes, with the sound's duration, and its contact sheet."""
+    wav = tmp_path / "chirp.wav"
+    sr = 16000
+    t = np.arange(int(VIDEO_SECONDS * sr)) / sr
+    sf.write(str(wav), (0.4 * np.sin(2 * np.pi * (300 + 400 * t) * t)).astype(np.float32), sr)
+    page = open_page(chromium, long_server.url)
+    page.get_by_role("tab", name="video", exact=True).click()
+    page.locator("#video_sound input[type=file]").set_input_files(str(wav))
+    page.locator("#video_sound audio, #video_sound button").first.wait_for()
+
+    # a first keyframe of a million steps: Stop ends it at the next step
+    set_slider(page, "video_steps", 1000000)
+    before = video_status(page).input_value()
+    page.locator("#video_run").click()
+    wait_status_of(page, r"^running: \d+/\d+ optimiser steps")
+    page.locator("#video_stop").click()
+    text = wait_status_of(page, r"^(stopped|done|error)")
+    assert text.startswith("stopped while making the keyframes"), (before, text)
+
+    set_slider(page, "video_steps", 2)
+    set_slider(page, "video_keyframe_steps", 2)
+    set_slider(page, "video_fps", 4)
+    set_slider(page, "video_keyframe_seconds", 1.5)
+    page.locator("#video_run").click()
+    text = wait_status_of(page, r"^(done|error|internal error)")
+    assert text.startswith(f"done: {round(VIDEO_SECONDS * 4)} frames at 4 fps"), text
+    assert image_loaded(page, "video_sheet")
+    # the browser itself demuxes and decodes the mp4: its duration is the sound's
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#video_result video'); return v && v.readyState >= 2; }"
+    )
+    duration, width = page.evaluate(
+        "() => { const v = document.querySelector('#video_result video'); return [v.duration, v.videoWidth]; }"
+    )
+    assert abs(duration - VIDEO_SECONDS) <= 0.25 + 2048 / 48000 and width > 0, (duration, width)
+    files = zipfile.ZipFile(io.BytesIO(download_bytes_of(page, long_server.url)))
+    assert sorted(files.namelist()) == ["contact_sheet.png", "keyframes.pt", "metrics.json", "video.mp4"]
+    metrics = json.loads(files.read("metrics.json"))
+    assert metrics["video"]["frames"] == round(VIDEO_SECONDS * 4) and len(metrics["keyframes"]) == 3
+    page.close()
+
+
+def wait_status_of(page, pattern: str) -> str:
+    from playwright.sync_api import expect
+
+    expect(video_status(page)).to_have_value(re.compile(pattern), timeout=WAIT_MS)
+    return video_status(page).input_value()
+
+
+def download_bytes_of(page, base_url: str) -> bytes:
+    link = page.locator("#video_download a").first
+    link.wait_for()
+    with urllib.request.urlopen(urllib.parse.urljoin(base_url, link.get_attribute("href")), timeout=60) as r:
+        return r.read()

@@ -97,3 +97,32 @@ def test_the_script_writes_once_and_refuses_bad_input(edits, tmp_path, capsys):
     with pytest.raises(UserInputError, match="no edits"):
         write_report(tmp_path / "empty", tmp_path / "y.html")
     assert not (tmp_path / "x.html").exists() and not (tmp_path / "y.html").exists()
+
+
+def test_a_video_gets_a_card_with_its_player_and_contact_sheet(tmp_path):
+    """A directory as video.py leaves it (here: a 1-s clip written by its own writer)."""
+    import numpy as np
+    import torch
+
+    from sound2img.utils.images import contact_sheet_png
+    from sound2img.video.render import AUDIO_RATE, VideoWriter
+
+    d = tmp_path / "videos" / "song"
+    d.mkdir(parents=True)
+    writer = VideoWriter(d / "video.mp4", fps=4, width=32, height=32, crf=18, audio=np.zeros(AUDIO_RATE, np.float32))
+    writer.write(np.zeros((4, 32, 32, 3), np.uint8))
+    writer.close()
+    (d / "contact_sheet.png").write_bytes(contact_sheet_png(torch.zeros(2, 3, 32, 32), ["0.0 s", "1.0 s"]))
+    metrics = {
+        "video": {"mode": "reactive", "fps": 4, "frames": 4, "duration_s": 1.0},
+        "sound": {"spec": "tone:440"},
+        "keyframes": [],
+        "warnings": ["the sound is silent"],
+        "frames_per_s": 50.0,
+    }
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    page = build_report(tmp_path / "videos", tmp_path / "r.html")
+    assert "1 videos" in page and "0 other pictures" in page  # the contact sheet belongs to its card
+    card = page.split('<article class="video" data-name="song">')[1].split("</article>")[0]
+    assert card.count('<video controls preload="metadata" src="data:video/mp4;base64,') == 1
+    assert card.count('src="data:image/png;base64,') == 1 and "warning: the sound is silent" in card

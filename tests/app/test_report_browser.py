@@ -9,7 +9,7 @@ import pytest
 
 from sound2img.app.report import write_report
 
-from .outputs import make_edits, make_run
+from .outputs import make_edits, make_run, make_video
 from .pagehelp import pictures_loaded
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,4 +45,23 @@ def test_report_page_in_a_browser(chromium, tmp_path):
     page.select_option("#sort-key", "name")
     page.select_option("#sort-dir", "asc")
     assert cards.evaluate_all("els => els.map(e => e.dataset.name)") == sorted(cosines)
+    context.close()
+
+
+def test_a_video_plays_in_the_report_page(chromium, tmp_path):
+    """video.py's own output (preset=tiny): the embedded mp4 is demuxed and decoded by the
+    browser with the sound's duration; the contact sheet decodes."""
+    make_video(tmp_path / "outputs" / "tone")
+    out = write_report(tmp_path / "outputs", tmp_path / "report.html")
+    context = chromium.new_context(offline=True)
+    page = context.new_page()
+    page.goto(out.as_uri())
+    assert page.locator("article.video").count() == 1
+    assert pictures_loaded(page) == (1, 1)
+    page.wait_for_function("() => document.querySelector('article.video video').readyState >= 2")
+    duration, width = page.evaluate(
+        "() => { const v = document.querySelector('video'); return [v.duration, v.videoWidth]; }"
+    )
+    # a 10-s tone: the container lasts as long as the sound, up to one AAC frame (1024 of 48000 samples) more
+    assert 10.0 <= duration <= 10.0 + 1024 / 48000 + 1e-3 and width == 32, (duration, width)
     context.close()
