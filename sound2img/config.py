@@ -26,7 +26,7 @@ from sound2img.errors import UserInputError
 # The choices of the library's string settings. Written out (not imported) because the
 # library sits below this module and cli; tests/test_config_schema.py checks each against
 # the library's own tuple (manipulation.masking.LATENT_TERMS, manipulation.run.MODES,
-# models.stylegan2.NOISE_MODES, training.losses.SCALE_MODES / TERMS).
+# models.stylegan2.NOISE_MODES, training.losses.SCALE_MODES / TERMS, utils.precision.PRECISIONS).
 LATENT_TERMS = ("l2", "adaptive")
 MODES = ("separate", "embedding_mix", "latent_mix", "layer_mix", "interpolate")
 NOISE_MODES = ("const", "random", "none")
@@ -34,6 +34,7 @@ SCALE_MODES = ("learnable", "fixed", "legacy")
 TERMS = ("at", "av", "aa")
 OPTIMIZERS = ("sgd", "adamw")  # training.optimizer.build_optimizer
 AMP_MODES = ("auto", "bf16", "fp16", "off")  # training.optimizer.autocast_dtype
+PRECISIONS = ("auto", "fp32", "bf16")  # utils.precision.PRECISIONS
 
 SCHEMA_MODULE = "sound2img/config.py"
 MISSING = "???"  # OmegaConf's mandatory value: the YAML must set the key
@@ -75,6 +76,7 @@ class ManipulateOptions:
     truncation: float = key(ge=0, le=1)
     strip_every: int = key(ge=0)
     cos_scale: float = key(1.0, gt=0)  # d_cos = 1 − cos_scale·cos (the authors' presets: e^0.07)
+    precision: str = key("auto", choices=PRECISIONS)  # generator + CLIP compute: bf16 where native (auto)
 
 
 @dataclass

@@ -175,10 +175,12 @@ def test_the_schema_choices_are_the_library_choices():
     from sound2img.manipulation.run import MODES
     from sound2img.models.stylegan2 import NOISE_MODES
     from sound2img.training.losses import SCALE_MODES, TERMS
+    from sound2img.utils.precision import PRECISIONS
 
     assert set(schema.LATENT_TERMS) == set(LATENT_TERMS) and set(schema.MODES) == set(MODES)
     assert set(schema.NOISE_MODES) == set(NOISE_MODES) and set(schema.SCALE_MODES) == set(SCALE_MODES)
     assert [f.name for f in fields(schema.LossTerms)] == list(TERMS) and set(schema.TERMS) == set(TERMS)
+    assert set(schema.PRECISIONS) == set(PRECISIONS)
 
 
 def test_the_library_gets_plain_data():

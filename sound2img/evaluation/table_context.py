@@ -151,6 +151,12 @@ class TableContext:
         """What was used: weights, front end, device and (``images``: the table scores
         generator images) CLIP's preprocessing of them."""
         prov: dict[str, Any] = {"tiny": self.tiny, "device": str(self.device), "weights": dict(self.weights)}
+        if images:  # the edits' compute precision (optimize_latents resolves "auto" the same way)
+            from sound2img.utils.precision import resolve_precision
+
+            prov["precision"] = resolve_precision(
+                (self.c.get("manipulate") or {}).get("precision", "auto"), self.device
+            )
         if "encoder" in self._cache:
             prov["frontend"] = _describe_spec(self._cache["encoder"][1].spec())
         if images and "clip" in self._cache:
