@@ -137,7 +137,7 @@ def training_loop(
     clean_first_view: bool = False,     # First view (a<->t, a<->v) unaugmented, second augmented (authors').
     separate_view_passes: bool = False, # One encoder pass per view (authors': per-view BatchNorm statistics).
     grad_clip:      float | None = None,  # Max global gradient norm; None = no clipping.
-    amp:            str = "auto",       # "auto" (bf16/fp16 on CUDA, off on CPU), "bf16", "fp16" (CUDA), "off".
+    amp:            str = "auto",       # "auto" (bf16/fp16 on CUDA, bf16 on a native-bf16 CPU, else off), "bf16", "fp16" (CUDA), "off".
     channels_last:  bool = False,       # NHWC memory format for conv encoders.
     seed:           int = 0,            # Data order, crops, prompts and augmentation draw from it.
     num_workers:    int = 0,            # DataLoader worker processes per rank.
@@ -281,7 +281,7 @@ def training_loop(
             enabled=info.is_main,
             resume_step=run.step if resumed else None,
             wandb_project=wandb_project,
-            config={"run_config": run_config},
+            config={"run_config": run_config, "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else "off"},
         ),
         pbar=_progress(total_steps, run.step, progress and info.is_main),
         seed=seed,

@@ -16,10 +16,10 @@ from sound2img.inversion.run import InversionOptions, cache_key, invert_image
 from sound2img.metrics import psnr
 
 
-@pytest.mark.parametrize("noise", ["fixed", "optimize"])
-def test_bf16_projection_reaches_what_fp32_reaches(G, known, noise):
+@pytest.mark.slow  # bf16 is emulated, ~4× slower than fp32, on CPUs without it
+def test_bf16_projection_reaches_what_fp32_reaches(G, known):
     _, target = known
-    s = ProjectorSettings(steps=80, space="wplus", w_avg_samples=500, noise=noise)
+    s = ProjectorSettings(steps=80, space="wplus", w_avg_samples=500, noise="optimize")
     out = {}
     for dtype in (torch.float32, torch.bfloat16):
         res = project(G, target, settings=s, dtype=dtype)

@@ -89,3 +89,15 @@ def test_the_suite_runs_auto_as_fp32_on_any_machine():
 
 def test_the_cpu_probe_names_only_native_bf16_features():
     assert prec.cpu_bf16_flags() <= {"amx_bf16", "avx512_bf16"}
+
+
+def test_train_amp_auto_follows_the_same_rule_on_a_cpu(hardware):
+    from sound2img.training.optimizer import autocast_dtype
+
+    cpu = torch.device("cpu")
+    hardware(cpu_flags={"amx_bf16", "avx512_bf16"})
+    assert autocast_dtype("auto", cpu) is torch.bfloat16
+    assert autocast_dtype("off", cpu) is None
+    hardware(cpu_flags=set())
+    assert autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
