@@ -40,6 +40,11 @@ def G():
     return small_generator(seed=3, resolution=64, z_dim=32, w_dim=32, channel_base=1024, channel_max=32)
 
 
+@pytest.fixture(scope="module")
+def tiny_clip():
+    return build_clip("tiny", seed=0, preprocess="styleclip")
+
+
 def _pass(G, ws, dtype, *, reference=False):
     """Image [B,3,H,W] (fp32) and the gradients w.r.t. ws and the 32-px noise map of a
     fixed projection of the image."""
@@ -102,6 +107,22 @@ def test_low_precision_needs_the_frozen_unfused_path(G):
         G.synthesis.fused_modconv = False
 
 
+def test_a_bf16_edit_keeps_latents_losses_and_renders_in_fp32(G, tiny_clip):
+    ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)), 0.7)
+    target = F.normalize(torch.randn(2, tiny_clip.embed_dim, generator=torch.Generator().manual_seed(1)), dim=-1)
+    res = _edits(G, tiny_clip, ws, target, lr=0.1, steps=3)
+    fp32, bf16 = res["fp32"], res["bf16"]
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    assert bf16.ws.dtype == torch.float32 and all(v.dtype == torch.float32 for v in bf16.losses.values())
+    assert (bf16.ws - ws).abs().max() > 0.1  # the steps ran
+    with torch.no_grad():  # source and result are fp32 renders of the latents
+        assert torch.equal(bf16.source_img, G.synthesis(ws)) and torch.equal(bf16.source_img, fp32.source_img)
+        assert torch.equal(bf16.result_img, G.synthesis(bf16.ws))
+        final = (tiny_clip.encode_image(bf16.result_img) * target).sum(-1)
+    assert torch.equal(bf16.final_cosine, final)
+    assert (bf16.initial_cosine - fp32.initial_cosine).abs().max() <= 1e-5
+
+
 def _edits(G, clip, sources, target, lr=0.02, steps=30):
     return {
         p: optimize_latents(
@@ -142,11 +163,6 @@ FIXTURES = {
     "nvlabs_ada": ("nvlabs_ada", "network-snapshot-000000.pkl"),
     "nvlabs_ada_clamp": ("nvlabs_ada_clamp", "network-snapshot-000000.pkl"),
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_clip():
-    return build_clip("tiny", seed=0, preprocess="styleclip")
 
 
 @pytest.mark.slow
