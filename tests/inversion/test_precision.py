@@ -27,6 +27,7 @@ def test_bf16_projection_reaches_what_fp32_reaches(G, known):
             out[dtype] = (float(psnr(G.synthesis(res.ws), target)), res.losses)
     (p32, l32), (p16, l16) = out[torch.float32], out[torch.bfloat16]
     assert l32[-1] < 0.5 * l32[0], "the projection must make progress"
+    assert l16 != l32  # the bf16 run did compute in bf16
     # bf16's own rendering error (~40 dB below the image) is far under the residual left
     # after 80 steps, so the two reach the same fit
     assert abs(p16 - p32) <= 0.5, (p16, p32)
@@ -42,6 +43,7 @@ def test_the_resolved_precision_is_recorded_and_keys_the_cache(G, tmp_path):
     assert inv.metrics["precision"] == "bf16" and inv.metrics["settings"]["precision"] == "bf16"
     auto = invert_image(path, G, InversionOptions(method="projector", perceptual="none", steps=3), faces=False)
     assert auto.metrics["precision"] == "fp32"
+    assert not torch.equal(inv.ws, auto.ws)  # the projector did run in bf16
     fp32 = InversionOptions(method="projector", perceptual="none", steps=3, precision="fp32")
     assert cache_key(path, {"g": 1}, opts) != cache_key(path, {"g": 1}, fp32)
     with pytest.raises(UserInputError, match="invert.precision must be one of auto, fp32, bf16"):
