@@ -22,7 +22,12 @@ parameter gradients, no retain_graph), freed memory kept for reuse. What remains
 ``authors_fix5`` and ``ours`` is the generator's implementation (one autograd function
 per layer, the up-convolution as four stride-1 phases, channels_last).
 
+``--precision fp32 bf16`` times ours in each compute precision (``manipulate.precision``;
+the authors' loop is fp32). Where the bf16 step's time goes by oneDNN kernel, and how
+close a bf16 edit is to the fp32 one: ``benchmarks/precision.py``.
+
     python benchmarks/manipulate.py --profile 256          # torch.profiler's top ops of our step
+    python benchmarks/manipulate.py --impl ours authors --precision fp32 bf16 --cases 256x1 1024x1
 
     python benchmarks/manipulate.py                      # 256x1, 256x8, 1024x1
     python benchmarks/manipulate.py --quick              # 256 px, batch 1, 2 steps
@@ -35,6 +40,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -232,7 +238,9 @@ def authors_steps(res: int, batch: int, steps: int, warmup: int, fixes: int = 0)
 # ------------------------------------------------------------------ ours
 
 
-def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool = False) -> dict:
+def our_steps(
+    res: int, batch: int, steps: int, warmup: int, channels_last: bool = False, precision: str = "fp32"
+) -> dict:
     """sound2img's optimiser on the same sizes with the default objective (styleclip CLIP
     input, d_cos = 1 − e^0.07·cos, adaptive layer masking): frozen networks, the target
     encoded once, no identity network at λ_ID = 0. Wall time: the optimiser's
@@ -240,7 +248,8 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
     (one-time costs), runs of 1 and 1 + ``steps`` steps; their difference over ``steps``
     (the fixed costs, source and final renders, cancel). Also each phase's median wall
     time per step (``optimize_latents(time_phases=True)``, the timed run) and the mapping
-    network's time for the batch (run once per edit, for seeded sources, not per step)."""
+    network's time for the batch (run once per edit, for seeded sources, not per step).
+    ``precision``: the generator's and CLIP's (``optimize_latents(precision=)``)."""
     from sound2img.manipulation.guidance import encode_sounds
     from sound2img.manipulation.optimizer import AUTHORS_COS_SCALE, optimize_latents
     from sound2img.models.audio_encoder import build_audio_encoder
@@ -276,6 +285,7 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
             lambda_sim=0.002,
             cos_scale=AUTHORS_COS_SCALE,
             time_phases=True,
+            precision=precision,
         )
         return res, time.process_time() - c0
 
@@ -288,7 +298,8 @@ def our_steps(res: int, batch: int, steps: int, warmup: int, channels_last: bool
         G.mapping(torch.randn(batch, G.z_dim))
         mapping_s = time.perf_counter() - t0
     phases = {k: sorted(v[1:])[len(v[1:]) // 2] for k, v in res.phase_seconds.items()}
-    return {"times": [(w, cpu) for w in res.step_seconds[1:]], "phases": phases, "mapping_once_s": mapping_s}
+    times = [(w, cpu) for w in res.step_seconds[1:]]
+    return {"times": times, "phases": phases, "mapping_once_s": mapping_s, "precision": res.precision}
 
 
 def profile_ours(res: int, rows: int = 20) -> str:
@@ -317,16 +328,40 @@ def profile_ours(res: int, rows: int = 20) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
+def cpu_info() -> dict:
+    """The CPU model, PyTorch's vector ISA and the native-bf16 flags (what the times depend on)."""
+    from sound2img.utils.precision import cpu_bf16_flags
+
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_flags": sorted(cpu_bf16_flags()),
+    }
+
+
 # ------------------------------------------------------------------ harness
 
 
-def run_case(impl: str, res: int, batch: int, steps: int, warmup: int, threads: int = 0) -> dict:
+def label(r: dict) -> str:
+    """A result row's name: the impl, with ``_bf16`` for our bf16 rows."""
+    return r["impl"] if r.get("precision", "fp32") == "fp32" else f"{r['impl']}_{r['precision']}"
+
+
+def run_case(
+    impl: str, res: int, batch: int, steps: int, warmup: int, threads: int = 0, precision: str = "fp32"
+) -> dict:
     if threads > 0:
         torch.set_num_threads(threads)
     fn = {
-        "ours": our_steps,
+        "ours": lambda *a: our_steps(*a, precision=precision),
         "authors": authors_steps,
-        "ours_channels_last": lambda *a: our_steps(*a, channels_last=True),
+        "ours_channels_last": lambda *a: our_steps(*a, channels_last=True, precision=precision),
         **{f"authors_fix{k}": (lambda *a, k=k: authors_steps(*a, fixes=k)) for k in range(1, len(FIXES) + 1)},
     }[impl]
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
@@ -337,6 +372,7 @@ def run_case(impl: str, res: int, batch: int, steps: int, warmup: int, threads: 
     cpu = sorted(t[1] for t in times)[len(times) // 2]
     return {
         "impl": impl,
+        "precision": measured.get("precision", "fp32"),  # resolved (the authors' loop: fp32)
         "res": res,
         "batch": batch,
         "steps_timed": len(times),
@@ -357,7 +393,9 @@ def run_case(impl: str, res: int, batch: int, steps: int, warmup: int, threads: 
     }
 
 
-def run_in_subprocess(impl: str, res: int, batch: int, steps: int, warmup: int, threads: int) -> dict:
+def run_in_subprocess(
+    impl: str, res: int, batch: int, steps: int, warmup: int, threads: int, precision: str = "fp32"
+) -> dict:
     """One case in a fresh interpreter, so that its peak RSS is its own."""
     cmd = [
         sys.executable,
@@ -366,6 +404,8 @@ def run_in_subprocess(impl: str, res: int, batch: int, steps: int, warmup: int, 
         str(warmup),
         "--threads",
         str(threads),
+        "--precision",
+        precision,
         "--case",
         impl,
         str(res),
@@ -376,7 +416,7 @@ def run_in_subprocess(impl: str, res: int, batch: int, steps: int, warmup: int, 
     if out.returncode != 0:
         print(out.stderr[-2000:], file=sys.stderr)
         last = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
-        return {"impl": impl, "res": res, "batch": batch, "error": last}
+        return {"impl": impl, "precision": precision, "res": res, "batch": batch, "error": last}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -412,15 +452,24 @@ def main(argv=None) -> int:
         metavar="RES",
         help="instead: profile two of our steps at RES px, batch 1 (torch.profiler), print the top ops",
     )
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        default=["fp32"],
+        choices=["fp32", "bf16", "auto"],
+        help="our compute precision(s) (manipulate.precision); each is timed as its own case",
+    )
     p.add_argument("--case", nargs=4, metavar=("IMPL", "RES", "BATCH", "STEPS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     if args.case:
         impl, res, batch, steps = args.case
-        print(json.dumps(run_case(impl, int(res), int(batch), int(steps), args.warmup, args.threads)))
+        print(
+            json.dumps(run_case(impl, int(res), int(batch), int(steps), args.warmup, args.threads, args.precision[0]))
+        )
         return 0
     if args.profile:
-        if args.threads > 0:
-            torch.set_num_threads(args.threads)
         print(profile_ours(args.profile))
         return 0
     if args.quick:
@@ -432,11 +481,14 @@ def main(argv=None) -> int:
     results = []
     for res, batch in cases:
         row = {}
-        for impl in args.impl:  # one after the other per case, so both see similar machine load
-            row[impl] = r = run_in_subprocess(impl, res, batch, args.steps, args.warmup, args.threads)
+        # one after the other per case, so that all see similar machine load
+        runs = [(i, p) for i in args.impl for p in (args.precision if i.startswith("ours") else ["fp32"])]
+        for impl, precision in runs:
+            r = run_in_subprocess(impl, res, batch, args.steps, args.warmup, args.threads, precision)
+            row[label(r)] = r
             results.append(r)
             print(
-                f"{impl:>20} {res:5d}px batch {batch}: "
+                f"{label(r):>20} {res:5d}px batch {batch}: "
                 + (
                     f"{r['step_s']:.2f} s/step (CPU {r['step_cpu_s']:.2f} s), {r['per_edit_step_s']:.2f} s/step/edit, peak RSS "
                     f"{r['peak_rss_gib']:.2f} GiB (load {r['loadavg_1min'][0]:.1f})"
@@ -453,25 +505,34 @@ def main(argv=None) -> int:
                     + f"; mapping (once per edit) {r['mapping_once_s']:.3f} s",
                     flush=True,
                 )
-        if all(k in row and "error" not in row[k] for k in ("ours", "authors")):
-            a, o = row["authors"], row["ours"]
-            print(
-                f"{'':>20} speed-up {a['step_s'] / o['step_s']:.2f}x wall, {a['step_cpu_s'] / o['step_cpu_s']:.2f}x CPU",
-                flush=True,
-            )
+        for ours in ("ours", "ours_bf16"):
+            if all(k in row and "error" not in row[k] for k in (ours, "authors")):
+                a, o = row["authors"], row[ours]
+                print(
+                    f"{ours:>20} speed-up {a['step_s'] / o['step_s']:.2f}x wall, "
+                    f"{a['step_cpu_s'] / o['step_cpu_s']:.2f}x CPU",
+                    flush=True,
+                )
     summary = {
         "device": "cpu",
+        "cpu": cpu_info(),
         "threads": args.threads or torch.get_num_threads(),
         "torch": torch.__version__,
         "results": results,
     }
-    by = {(r["impl"], r["res"], r["batch"]): r for r in results if "error" not in r}
+    by = {(label(r), r["res"], r["batch"]): r for r in results if "error" not in r}
     ratios = {}
     for (impl, res, batch), r in by.items():
-        if impl == "ours" and ("authors", res, batch) in by:
+        tag = "" if impl == "ours" else "_bf16" if impl == "ours_bf16" else None
+        if tag is not None and ("authors", res, batch) in by:
             a = by[("authors", res, batch)]
-            ratios[f"{res}px_b{batch}_speedup_wall"] = a["step_s"] / r["step_s"]
-            ratios[f"{res}px_b{batch}_speedup_cpu"] = a["step_cpu_s"] / r["step_cpu_s"]
+            ratios[f"{res}px_b{batch}{tag}_speedup_wall"] = a["step_s"] / r["step_s"]
+            ratios[f"{res}px_b{batch}{tag}_speedup_cpu"] = a["step_cpu_s"] / r["step_cpu_s"]
+            ratios[f"{res}px_b{batch}{tag}_peak_rss_vs_authors"] = r["peak_rss_gib"] / a["peak_rss_gib"]
+        if tag == "_bf16" and ("ours", res, batch) in by:
+            f32 = by[("ours", res, batch)]
+            ratios[f"{res}px_b{batch}_bf16_vs_fp32_wall"] = f32["step_s"] / r["step_s"]
+            ratios[f"{res}px_b{batch}_bf16_vs_fp32_peak_rss"] = r["peak_rss_gib"] / f32["peak_rss_gib"]
         if impl in ("ours", "authors") and batch != 1 and (impl, res, 1) in by:
             one = by[(impl, res, 1)]
             ratios[f"{impl}_{res}px_b{batch}_per_edit_vs_b1_wall"] = r["per_edit_step_s"] / one["step_s"]

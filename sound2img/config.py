@@ -34,6 +34,7 @@ from sound2img.models.stylegan2 import NOISE_MODES
 from sound2img.registry import Registry
 from sound2img.training.losses import DIRECTIONS, SCALE_MODES, TERMS
 from sound2img.training.optimizer import AMP_MODES, OPTIMIZERS, SCHEDULES
+from sound2img.utils.precision import PRECISIONS
 from sound2img.video.keyframes import INTERPOLATIONS
 from sound2img.video.run import MODES as VIDEO_MODES
 
@@ -80,6 +81,7 @@ class ManipulateOptions:
     truncation: float = key(ge=0, le=1)
     strip_every: int = key(ge=0)
     cos_scale: float = key(1.0, gt=0)  # d_cos = 1 − cos_scale·cos (the authors' presets: e^0.07)
+    precision: str = key("auto", choices=PRECISIONS)  # generator + CLIP compute: bf16 where native (auto)
 
 
 @dataclass

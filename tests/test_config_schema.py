@@ -211,6 +211,7 @@ def test_the_schema_choices_are_the_library_choices():
     from sound2img.manipulation.run import MODES
     from sound2img.models.stylegan2 import NOISE_MODES
     from sound2img.training.losses import SCALE_MODES, TERMS
+    from sound2img.utils.precision import PRECISIONS
     from sound2img.video.keyframes import INTERPOLATIONS
     from sound2img.video.run import MODES as VIDEO_MODES
 
@@ -224,6 +225,7 @@ def test_the_schema_choices_are_the_library_choices():
     assert [f.name for f in fields(schema.LossTerms)] == list(TERMS) == ["at", "av", "aa"]
     assert choices(schema.VideoOptions, "mode") == set(VIDEO_MODES) == {"both", "semantic", "reactive"}
     assert choices(schema.VideoOptions, "interpolation") == set(INTERPOLATIONS) == {"cubic", "linear"}
+    assert choices(schema.ManipulateOptions, "precision") == set(PRECISIONS) == {"auto", "fp32", "bf16"}
 
 
 def test_the_schema_choices_are_the_registries_names():

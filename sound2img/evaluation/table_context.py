@@ -142,6 +142,10 @@ class TableContext:
         """What was used: weights, front end, device and (``images``: the table scores
         generator images) CLIP's preprocessing of them."""
         prov: dict[str, Any] = {"tiny": self.cfg.tiny, "device": str(self.device), "weights": dict(self.weights)}
+        if images:  # the edits' compute precision (optimize_latents resolves "auto" the same way)
+            from sound2img.utils.precision import resolve_precision
+
+            prov["precision"] = resolve_precision(self.cfg.manipulate.precision, self.device)
         if "encoder" in self._used:
             prov["frontend"] = ", ".join(f"{k}={v}" for k, v in self._used["encoder"][1].spec().items())
         if images and "clip" in self._used:

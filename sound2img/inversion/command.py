@@ -36,6 +36,7 @@ from sound2img.inversion.run import (
     store_inversion,
     write_inversion,
 )
+from sound2img.utils.precision import resolve_precision
 
 CONFIG_NAME = "invert"
 FLAG_KEYS = {
@@ -62,6 +63,7 @@ OPTION_KEYS = (
     "encoder",
     "pixel_weight",
     "noise",
+    "precision",
 )
 
 EPILOG = """\
@@ -227,7 +229,10 @@ def invert_for_edit(
     from sound2img.weights import cache_dir
 
     section = {k: v for k, v in (c.get("edit") or {}).items() if k.startswith("image_")}
-    opts = options_from(c, {k[len("image_") :]: v for k, v in section.items()})
+    section = {k[len("image_") :]: v for k, v in section.items()}
+    # the edit's precision, resolved here so that the cache tells bf16 inversions from fp32 ones
+    section["precision"] = resolve_precision((c.get("manipulate") or {}).get("precision", "fp32"), device)
+    opts = options_from(c, section)
     if opts.method == "pti":
         raise UserInputError(
             "--image inverts without tuning the generator; for PTI run scripts/invert.py "

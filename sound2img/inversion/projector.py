@@ -103,12 +103,15 @@ def project(
     settings: ProjectorSettings | None = None,
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     progress: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> Projection:
     """Find ``ws [1,num_ws,w_dim]`` with ``G.synthesis(ws)`` ≈ ``target [1,3,R,R] in [-1,1]``
     (R = the generator's resolution). ``lpips``: a distance ``(a, b) -> [B]`` (None: pixel
     loss only, then ``pixel_weight`` defaults to 1). ``G`` itself is never modified: the
     noise maps are optimised on a copy and discarded, as NVlabs' projector does, so the
-    result is meant for ``noise_mode='const'`` with the generator's own maps."""
+    result is meant for ``noise_mode='const'`` with the generator's own maps. ``dtype``: the
+    generator's compute precision in the steps (bf16: ``G.synthesis(ws, dtype=)``; the latent,
+    Adam, LPIPS and the losses stay fp32)."""
     s = (settings or ProjectorSettings()).check()
     pixel_weight = s.pixel_weight if (lpips is not None or s.pixel_weight > 0) else 1.0
     dev = G.w_avg.device
@@ -145,7 +148,7 @@ def project(
             group["lr"] = s.lr * lr_ramp(t, s.lr_rampdown, s.lr_rampup)
         w_noise = torch.randn(w_opt.shape, generator=gen).to(dev) * sigma
         ws = (w_opt + w_noise).expand(1, G.num_ws, -1)
-        img = Gp.synthesis(ws, noise_mode="const")
+        img = Gp.synthesis(ws, noise_mode="const", dtype=dtype)
         loss = img.new_zeros(())
         if lpips is not None:
             loss = loss + lpips(downsample(img), target_small).sum()

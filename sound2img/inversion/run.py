@@ -22,6 +22,7 @@ from sound2img.inversion.align import ALIGN_MODES, prepare_image
 from sound2img.inversion.images import load_image, to_unit
 from sound2img.inversion.projector import SPACES, ProjectorSettings, project
 from sound2img.inversion.pti import PTISettings, tune_generator
+from sound2img.utils.precision import PRECISIONS, compute_dtype, resolve_precision
 
 METHODS = ("projector", "e4e", "psp", "pti")
 PERCEPTUAL = ("lpips", "none")
@@ -44,6 +45,7 @@ class InversionOptions:
     encoder: str | None = None  # e4e/pSp checkpoint name or path (e4e, psp)
     pixel_weight: float = 0.0
     noise: str = "fixed"
+    precision: str = "fp32"  # the projector's generator passes: fp32 | bf16 | auto (sound2img.utils.precision)
 
     def check(self) -> InversionOptions:
         for name, value, allowed in (
@@ -51,6 +53,7 @@ class InversionOptions:
             ("space", self.space, SPACES),
             ("perceptual", self.perceptual, PERCEPTUAL),
             ("align", self.align, ALIGN_MODES),
+            ("precision", self.precision, PRECISIONS),
         ):
             if value not in allowed:
                 raise UserInputError(f"invert.{name} must be one of {', '.join(allowed)}, got {value!r}")
@@ -107,8 +110,10 @@ def invert_image(
         if lpips is None:
             raise UserInputError("perceptual=lpips needs the LPIPS network; use --perceptual none for pixel loss only")
         dist = lpips()
+    precision = resolve_precision(opts.precision, G.w_avg.device)
     record: dict[str, Any] = {
         "method": opts.method,
+        "precision": precision,  # of the projector's steps; encoders, PTI's tuning and scores run fp32
         "settings": opts.record(),
         "image": str(image_path),
         "image_size": list(img.shape[1:]),
@@ -141,7 +146,7 @@ def invert_image(
             pixel_weight=opts.pixel_weight,
             lr=0.1 if opts.method == "projector" else 5e-3,
         )
-        proj = project(G, target, settings=ps, lpips=dist, progress=progress)
+        proj = project(G, target, settings=ps, lpips=dist, progress=progress, dtype=compute_dtype(precision))
         ws = proj.ws
         record["projector"] = {**ps.to_dict(), "final_loss": proj.losses[-1]}
         if opts.method == "pti":

@@ -4,6 +4,7 @@ faces, near its identity by λ_ID."""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from torch import nn
 
 from sound2img.errors import Sound2ImgError
 from sound2img.manipulation.masking import LATENT_TERMS, AdaptiveLayerMask, layer_penalties
+from sound2img.utils.precision import compute_dtype, resolve_precision
 from sound2img.utils.schedules import lr_ramp
 
 # The paper's terms, as metrics.json records them per step: total = d_cos + λ_sim·sim + λ_ID·id,
@@ -48,6 +50,7 @@ class EditResult:
     layer_mask: torch.Tensor | None = None  # adaptive masking's final g [B,num_ws]
     step_seconds: list[float] = field(default_factory=list)  # wall time of each step
     phase_seconds: dict[str, list[float]] = field(default_factory=dict)  # PHASES → per step (time_phases)
+    precision: str = "fp32"  # the steps' compute precision ("fp32" | "bf16"), resolved from "auto"
 
 
 def check_frozen(**modules: object) -> None:
@@ -84,6 +87,7 @@ def optimize_latents(
     init_ws: torch.Tensor | None = None,  # where Adam starts [B,num_ws,w_dim]; None: source_ws (a warm start otherwise)
     anchor_ws: torch.Tensor | None = None,  # a second latent to stay near [B,num_ws,w_dim] (video: the previous keyframe)
     lambda_anchor: float = 0.0,        # weight of ‖w − anchor‖² (summed over rows and w_dim, never masked)
+    precision: str = "fp32",           # generator and CLIP compute: "fp32", "bf16" or "auto" (bf16 where native)
 ) -> EditResult:  # fmt: skip
     """Optimise a batch of (source latent, target) pairs together.
 
@@ -101,7 +105,14 @@ def optimize_latents(
 
     ``init_ws`` and ``anchor_ws`` serve sequences of edits (docs/method.md §10): Adam starts
     from ``init_ws`` while λ_sim and λ_ID still refer to the source, and λ_anchor·‖w − anchor‖²
-    is added to the total (so ``losses['total']`` includes it; ``sim`` stays the source term)."""
+    is added to the total (so ``losses['total']`` includes it; ``sim`` stays the source term).
+
+    ``precision="bf16"`` runs the generator's convolutions and CLIP's image tower in bf16
+    (``G.synthesis(ws, dtype=)``, ``encode_image(img, dtype=)``); the latent, Adam's state,
+    the masking, the λ terms and every loss stay fp32, and the source and result images
+    and their cosines are computed in fp32, so only the path between them is bf16
+    (docs/method.md §2). ``"auto"`` is bf16 where the device does bf16 natively
+    (``sound2img.utils.precision``)."""
     if latent_term not in LATENT_TERMS:
         raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
     if steps < 1:
@@ -128,8 +139,16 @@ def optimize_latents(
     if target.shape[0] != batch:
         raise ValueError(f"target has {target.shape[0]} rows for {batch} source latents")
 
+    precision = resolve_precision(precision, source_ws.device)
+    synthesis, encode = generator.synthesis, encode_image
+    if precision != "fp32":  # fp32 calls pass no dtype: any generator/encoder works there
+        dtype = compute_dtype(precision)
+        synthesis = functools.partial(generator.synthesis, dtype=dtype)
+        encode = functools.partial(encode_image, dtype=dtype)
     with torch.no_grad():
         source_img = generator.synthesis(source_ws, noise_mode=noise_mode)
+        # in fp32, so that the recorded start does not depend on the precision of the steps
+        initial_cosine = None if precision == "fp32" else (encode_image(source_img) * target).sum(dim=-1).cpu()
     # Run only when used (the authors ran the identity network at λ_ID = 0 too), and the
     # source's identity features are computed once, not every step.
     source_id = identity.source_embedding(source_img) if lambda_id > 0 else None
@@ -147,7 +166,6 @@ def optimize_latents(
     step_seconds: list[float] = []
     phase_seconds: dict[str, list[float]] = {name: [] for name in PHASES} if time_phases else {}
     sync = torch.cuda.synchronize if time_phases and ws.is_cuda else (lambda: None)
-    initial_cosine = None
     zero = torch.zeros(batch, device=ws.device)
 
     bar = range(steps)
@@ -159,12 +177,12 @@ def optimize_latents(
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = lr * lr_ramp(step / steps)
-        img = generator.synthesis(ws, noise_mode=noise_mode)
+        img = synthesis(ws, noise_mode=noise_mode)
         marks = [t0, _now(sync)]
         # The backward is split at the image (same gradient): the guidance networks' part
         # first, then the generator's, so that each can be timed.
         img_in = img.detach().requires_grad_(True)
-        cosine = (encode_image(img_in) * target).sum(dim=-1)
+        cosine = (encode(img_in) * target).sum(dim=-1)
         d_cos = 1.0 - cos_scale * cosine
         layer_terms = layer_penalties(ws, source_ws, mask) if lambda_sim > 0 else None  # [B,num_ws]
         sim_loss = layer_terms.sum(dim=1) if layer_terms is not None else zero
@@ -212,6 +230,7 @@ def optimize_latents(
         layer_mask=None if mask is None else mask.g.cpu(),
         step_seconds=step_seconds,
         phase_seconds=phase_seconds,
+        precision=precision,
     )
 
 

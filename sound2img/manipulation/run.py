@@ -62,6 +62,7 @@ class PairResult:
     snapshots: dict[int, torch.Tensor]  # step → [3,H,W]
     layer_mask: list[float] | None
     timing: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"  # the optimiser's resolved compute precision
 
 
 def check_options(c: dict[str, Any]) -> dict[str, Any]:
@@ -250,6 +251,7 @@ def optimize_pairs(
                     {k: v[i] for k, v in res.snapshots.items()},
                     None if res.layer_mask is None else [float(x) for x in res.layer_mask[i]],
                     {"optimise_s": seconds, "step_s_mean": seconds / len(res.step_seconds), "batch_size": len(chunk)},
+                    res.precision,
                 )
             )
     return out
@@ -416,6 +418,7 @@ def assemble_edits(
             )
             metrics = {
                 "edit": {"mode": o["mode"], "source": s.info},
+                "precision": sound.precision,
                 **record,
                 "timings": {"setup_s": setup_s},
                 **common,
@@ -440,6 +443,7 @@ def assemble_edits(
                 "edit": {"mode": o["mode"], "source": r.source.info, "target": r.target.info},
                 **({"quality": edit_quality(quality, r)} if quality is not None else {}),
                 "steps": o["steps"],
+                "precision": r.precision,
                 "losses": r.losses,
                 "initial_cosine": r.initial_cosine,
                 "final_cosine": r.final_cosine,

@@ -4,6 +4,7 @@ the default) and ``styleclip`` (the authors' ×7 upsample + average pool; docs/m
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
@@ -152,6 +153,7 @@ class ClipTowers(nn.Module):
         self.interpolation = cfg.get("interpolation", "bicubic")
         self.resize_mode = cfg.get("resize_mode", "shortest")
         self.embed_dim = int(model.visual.output_dim)
+        self._low_precision: dict = {}  # (dtype, device) → image tower copy (_image_tower)
         freeze(self)
 
     def train(self, mode: bool = True) -> ClipTowers:
@@ -175,10 +177,27 @@ class ClipTowers(nn.Module):
             return preprocess_styleclip(img, self.image_size)
         raise UserInputError(f"unknown CLIP preprocessing {mode!r} (known: {', '.join(PREPROCESS_MODES)})")
 
-    def encode_image(self, img: torch.Tensor, mode: str | None = None) -> torch.Tensor:
-        """``img [B,3,H,W] in [-1,1]`` → ``image_emb [B,D]`` (normalised)."""
+    def encode_image(
+        self, img: torch.Tensor, mode: str | None = None, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """``img [B,3,H,W] in [-1,1]`` → ``image_emb [B,D]`` (normalised, fp32). ``dtype``:
+        the image tower's precision (None: fp32); bf16 runs a bf16 copy of the tower (made
+        once) on the fp32-preprocessed input and normalises its output in fp32."""
         x = self.preprocess(img.to(self.device, torch.float32), mode)
-        return self.model.encode_image(x, normalize=True)
+        if dtype is None or dtype == torch.float32:
+            return self.model.encode_image(x, normalize=True)
+        return F.normalize(self._image_tower(dtype)(x.to(dtype)).float(), dim=-1)
+
+    def _image_tower(self, dtype: torch.dtype) -> nn.Module:
+        """A frozen copy of the image tower in ``dtype`` on the towers' device, made on first
+        use and kept (outside the module's state, so it is neither saved nor moved): the
+        weights are cast once, not on every call as autocast would for frozen weights."""
+        key = (dtype, self.device)
+        tower = self._low_precision.get(key)
+        if tower is None:
+            self._low_precision.clear()  # a copy on another device is stale
+            tower = self._low_precision[key] = copy.deepcopy(self.model.visual).to(dtype).eval().requires_grad_(False)
+        return tower
 
     def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
         """Prompts → token ids ``[N, context_length]`` on the towers' device."""

@@ -129,7 +129,7 @@ def training_loop(
         enabled=info.is_main,
         resume_step=run.step if resumed else None,
         wandb_project=wandb_project,
-        config={"run_config": run_config},
+        config={"run_config": run_config, "autocast": _dtype_name(autocast_dtype(train.amp, info.device))},
     )
     pbar = _progress(total_steps, run.step, train.progress and info.is_main)
     window = LossWindow()
@@ -414,6 +414,11 @@ def _stop_decoding_frames(train_set: Dataset, targets: ClipEmbeddings) -> None:
 def _skipped(train_set: Dataset) -> dict[str, int]:
     """Bad rows + unreadable files this rank's reader has skipped, where it counts them."""
     return {"data_skipped": int(train_set.num_skipped)} if hasattr(train_set, "num_skipped") else {}
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    """What the run records as its autocast precision: ``bfloat16``, ``float16`` or ``off``."""
+    return str(dtype).removeprefix("torch.") if dtype is not None else "off"
 
 
 def _autocast(dtype: torch.dtype | None, device_type: str) -> contextlib.AbstractContextManager:

@@ -42,6 +42,7 @@ def test_single_edit_writes_every_file(tmp_path):
     assert m["edit"]["target"]["kind"] == "sound"
     assert set(m["losses"]) == {"total", "d_cos", "sim", "id"} and all(len(v) == 3 for v in m["losses"].values())
     assert -1 <= m["final_cosine"] <= 1 and m["device"] == "cpu"
+    assert m["config"]["manipulate"]["precision"] == "auto" and m["precision"] == "fp32"  # the suite pins auto
     assert {"torch", "numpy", "open_clip", "sound2img"} <= set(m["versions"])
     assert m["strip_steps"] == [0, 1, 2, 3] and m["timings"]["step_s_mean"] > 0
     from PIL import Image
@@ -200,6 +201,7 @@ def test_cfg_job_prints_the_config(capsys):
         (["--mode", "blend"], "edit.mode must be one of"),
         (["--text", " "], "prompt is empty"),
         (["manipulate.latent_term=l1"], "latent_term"),
+        (["manipulate.precision=fp16"], "manipulate.precision must be one of auto, fp32, bf16"),
         (["--lr", "nan"], "manipulate.lr must be a finite number"),
         (["edit.interp_steps=2.5"], "edit.interp_steps must be an integer"),
         (["--text", "x", "--mode", "layer_mix", "edit.layer_split=99"], "beyond this generator's 8 W\\+ rows"),
@@ -279,3 +281,19 @@ def test_tiny_scores_download_nothing_and_lpips_null_is_accepted(tmp_path, monke
     assert "vgg16-397923af.pth" in tiny["unavailable"]  # where to put the file to get the score
     assert quality["null"]["lpips"] == {"value": None, "unavailable": "lpips=null"}
     assert all(q["psnr"]["value"] > 0 for q in quality.values())
+
+
+def test_bf16_edits_and_queues_record_their_precision(tmp_path):
+    from sound2img.manipulation import queue
+
+    d = run.run_edit(cfg_for(tmp_path, "--audio", "tone:440", "--seed", "3", "manipulate.precision=bf16"))[0]
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["precision"] == "bf16" and m["config"]["manipulate"]["precision"] == "bf16"
+    assert all(len(v) == 3 for v in m["losses"].values())
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("id,text,seed\nred,a red car,1\n")
+    cfg, _ = command.compose_from_args(
+        [*TINY, "--out", str(tmp_path / "q"), "--jobs", str(jobs), "manipulate.precision=bf16"]
+    )
+    assert queue.run_queue(cfg, str(jobs)).ok
+    assert json.loads((tmp_path / "q" / "red" / "metrics.json").read_text())["precision"] == "bf16"

@@ -206,3 +206,22 @@ def test_load_clip_from_the_hub_cache_offline(tmp_path, no_network):
     (tmp_path / "broken.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="broken.safetensors"):
         load_clip("ViT-B-32", str(tmp_path / "broken.safetensors"))
+
+
+def test_bf16_image_tower_is_a_frozen_copy_cast_once(towers):
+    img = (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    keys = set(towers.state_dict())
+    fp32 = towers.encode_image(img).detach()
+    emb = towers.encode_image(img, dtype=torch.bfloat16)
+    assert emb.dtype == torch.float32
+    assert (emb.norm(dim=1) - 1).abs().max() <= 1e-6  # normalised in fp32, not in bf16
+    assert (emb - fp32).abs().max() > 0  # it did run in bf16 ...
+    assert ((emb * fp32).sum(1) > 0.99).all()  # ... on the same tower
+    (1 - emb.sum()).backward()
+    assert img.grad is not None and img.grad.dtype == torch.float32 and img.grad.abs().sum() > 0
+    tower = towers._image_tower(torch.bfloat16)
+    assert tower is towers._image_tower(torch.bfloat16)  # cast once, reused
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad and p.grad is None for p in tower.parameters())
+    # the fp32 towers and what they save are untouched
+    assert set(towers.state_dict()) == keys and all(p.dtype == torch.float32 for p in towers.parameters())
+    assert torch.equal(towers.encode_image(img).detach(), fp32)

@@ -190,18 +190,26 @@ class SynthesisLayer(nn.Module):
                 noise = self.noise_const * self.noise_strength
             else:
                 noise = (
-                    torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+                    torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=w.dtype)
                     * self.noise_strength
                 )
         if fused or self.weight.requires_grad:  # reference composition (and fine-tuning)
+            if x.dtype != self.weight.dtype:
+                raise ValueError("low-precision synthesis runs on the frozen, unfused path only")
             y = modulated_conv2d(x, self.weight, styles, demodulate=False, up=self.up, fir_up=fir_up, fused=fused)
             return noise_bias_lrelu(y * d[:, :, None, None], noise, self.bias, self.conv_clamp)
         # conv_transpose takes [C_in, C_out, k, k] (the stored kernel is not flipped); the
         # kernel is kept in the activations' memory format, which oneDNN would otherwise
-        # reorder it to on every call (forward and backward).
-        if self.up:
+        # reorder it to on every call (forward and backward), and in their dtype (a bf16
+        # copy made once, beside the stored weight).
+        if self.up or x.dtype != self.weight.dtype:
             kernel = frozen_derived(
-                self, f"kernel_t_{fmt}", lambda: self.weight.transpose(0, 1).contiguous(memory_format=fmt), self.weight
+                self,
+                f"kernel_{self.up}_{fmt}_{x.dtype}",
+                lambda: (
+                    (self.weight.transpose(0, 1) if self.up else self.weight).to(x.dtype).contiguous(memory_format=fmt)
+                ),
+                self.weight,
             )
         else:
             kernel = self.weight
@@ -220,15 +228,17 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``x [B,C_in,r,r]`` (fp32 or bf16), ``w [B,w_dim]`` → ``[B,3,r,r]`` in fp32: the
+        skip image is summed in fp32 whatever the activations' precision (3 channels: cheap)."""
         styles = self.affine(w) * self.weight_gain
         if x.shape[0] == 1:
             # One sample: an ordinary 1×1 convolution with the styles folded into its
             # kernel; oneDNN keeps the layout of x (channels_last on the CPU), so the
             # skip image is upsampled in that layout too (both measured ~3× faster).
-            y = F.conv2d(x, (self.weight[:, :, 0, 0] * styles[0][None, :])[:, :, None, None])
+            y = F.conv2d(x, (self.weight[:, :, 0, 0] * styles[0][None, :]).to(x.dtype)[:, :, None, None])
         else:
-            y = modulated_1x1(x, self.weight[None, :, :, 0, 0] * styles[:, None, :])
-        y = y + self.bias[None, :, None, None]
+            y = modulated_1x1(x, (self.weight[None, :, :, 0, 0] * styles[:, None, :]).to(x.dtype))
+        y = y.to(self.bias.dtype) + self.bias[None, :, None, None]
         return y if self.conv_clamp is None else y.clamp(-self.conv_clamp, self.conv_clamp)
 
 
@@ -274,10 +284,14 @@ class SynthesisBlock(nn.Module):
         fir_up: torch.Tensor,
         fused: bool,
         memory_format: torch.memory_format = torch.contiguous_format,
+        dtype: torch.dtype | None = None,
     ):
-        """``ws [B,num_conv+1,w_dim]`` (the ToRGB row is shared with the next block)."""
+        """``ws [B,num_conv+1,w_dim]`` (the ToRGB row is shared with the next block);
+        ``dtype``: the activations' (None: the weights'; the skip image ``img`` keeps the
+        weights' dtype)."""
         if self.resolution == 4:
-            x = self.const[None].expand(ws.shape[0], -1, -1, -1).contiguous(memory_format=memory_format)
+            x = self.const[None].expand(ws.shape[0], -1, -1, -1).to(dtype or self.const.dtype)
+            x = x.contiguous(memory_format=memory_format)
             x = self.conv1(x, ws[:, 0], noise_mode, fir_up, fused)
         else:
             x = self.conv0(x, ws[:, 0], noise_mode, fir_up, fused)
@@ -319,9 +333,12 @@ class SynthesisNetwork(nn.Module):
             )
         self.register_buffer("fir_up", fir_kernel_2d() * 4, persistent=False)
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        """``ws [B,num_ws,w_dim]`` → ``img [B,C,H,W]``. ``noise_mode``: 'const' (the stored
-        buffers: deterministic), 'random' (fresh N(0,1) per call) or 'none'."""
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const", dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``ws [B,num_ws,w_dim]`` → ``img [B,C,H,W]`` (in the dtype of ``ws``). ``noise_mode``:
+        'const' (the stored buffers: deterministic), 'random' (fresh N(0,1) per call) or
+        'none'. ``dtype``: the convolutions' precision (None: that of ``ws``); ``bfloat16``
+        runs the activations and a once-made bf16 copy of each frozen kernel in bf16, the
+        styles, demodulation and skip image in fp32 (docs/method.md §2); frozen weights only."""
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis expects ws of shape [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         if noise_mode not in NOISE_MODES:
@@ -332,10 +349,11 @@ class SynthesisNetwork(nn.Module):
         for i, res in enumerate(self.block_resolutions):
             start = max(2 * i - 1, 0)
             block = getattr(self, f"b{res}")
+            rows = ws[:, start : start + block.num_conv + 1]
             x, img = block(
-                x, img, ws[:, start : start + block.num_conv + 1], noise_mode, self.fir_up, self.fused_modconv, fmt
+                x, img, rows, noise_mode, self.fir_up, self.fused_modconv, fmt, ws.dtype if dtype is None else dtype
             )
-        return img
+        return img.to(ws.dtype)
 
 
 class Generator(nn.Module):

@@ -1,6 +1,7 @@
-"""StyleGAN2 ops in plain PyTorch (CPU and CUDA, fp32): the [1,3,3,1] FIR resampling,
+"""StyleGAN2 ops in plain PyTorch (CPU and CUDA): the [1,3,3,1] FIR resampling,
 modulated convolution with demodulation, and the fused bias + leaky ReLU (× √2, clamp).
-Semantics: docs/formats.md §2."""
+fp32; the frozen fast path also runs in bf16 (activations and kernels in bf16, per-channel
+quantities and their reductions in fp32). Semantics: docs/formats.md §2."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def fir_kernel_2d(taps=FIR_TAPS) -> torch.Tensor:
     return f / f.sum()
 
 
-def _depthwise(f: torch.Tensor, channels: int) -> torch.Tensor:
-    return f[None, None].expand(channels, 1, *f.shape)
+def _depthwise(f: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tensor:
+    # the FIR's taps (k/16, k/64 × 4) are exact in bf16
+    return f.to(dtype)[None, None].expand(channels, 1, *f.shape)
 
 
 def blur_after_upconv(x: torch.Tensor, fir_up: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -31,7 +33,7 @@ def blur_after_upconv(x: torch.Tensor, fir_up: torch.Tensor, bias: torch.Tensor 
     ``[B,C,2H,2W]``, padding 1 on every side, plus ``bias [C]`` if given. ``fir_up [4,4]``
     already carries the upsampling gain 4. A true convolution, but the filter is
     symmetric so no flip."""
-    return F.conv2d(x, _depthwise(fir_up, x.shape[1]), bias, padding=1, groups=x.shape[1])
+    return F.conv2d(x, _depthwise(fir_up, x.shape[1], x.dtype), bias, padding=1, groups=x.shape[1])
 
 
 def upsample2d(x: torch.Tensor, fir_up: torch.Tensor) -> torch.Tensor:
@@ -40,7 +42,7 @@ def upsample2d(x: torch.Tensor, fir_up: torch.Tensor) -> torch.Tensor:
     Zero-insertion then the 4×4 FIR with padding (2, 1) equals a stride-2 depthwise
     transposed conv cropped by one pixel on each side (``padding=1``), which avoids
     materialising the zero-stuffed image."""
-    return F.conv_transpose2d(x, _depthwise(fir_up, x.shape[1]), stride=2, padding=1, groups=x.shape[1])
+    return F.conv_transpose2d(x, _depthwise(fir_up, x.shape[1], x.dtype), stride=2, padding=1, groups=x.shape[1])
 
 
 def demod_coefficients(weight: torch.Tensor, styles: torch.Tensor, eps: float) -> torch.Tensor:
@@ -98,17 +100,22 @@ def channel_dot(a: torch.Tensor, b: torch.Tensor, chunk: int = 1 << 20) -> torch
     """``Σ_hw a·b`` → ``[B,C]`` for two ``[B,C,H,W]`` tensors, without a full-size temporary:
     einsum on NCHW; on channels_last (where einsum is slow) products of about ``chunk``
     elements at a time, summed, so the temporary stays in cache (a full-size one is
-    134 MB per tensor at 1024 px)."""
+    134 MB per tensor at 1024 px). Sums of bf16 tensors are accumulated and returned in
+    fp32 (they feed differences, e.g. the demodulation gradient)."""
+    acc = torch.result_type(a, b)
+    acc = torch.float32 if acc == torch.bfloat16 else acc
     if a.is_contiguous() and b.is_contiguous():
+        if acc != a.dtype:
+            return (a * b).sum(dim=(2, 3), dtype=acc)
         return torch.einsum("bchw,bchw->bc", a, b)
     af, a_nhwc = _flat_hw(a)
     bf, b_nhwc = _flat_hw(b)
     if not (a_nhwc and b_nhwc):
-        return (a * b).sum(dim=(2, 3))
+        return (a * b).sum(dim=(2, 3), dtype=acc)
     rows = max(1, chunk // a.shape[1])
-    out = torch.zeros(a.shape[:2], dtype=torch.result_type(a, b), device=a.device)
+    out = torch.zeros(a.shape[:2], dtype=acc, device=a.device)
     for start in range(0, af.shape[1], rows):
-        out += (af[:, start : start + rows] * bf[:, start : start + rows]).sum(dim=1)
+        out += (af[:, start : start + rows] * bf[:, start : start + rows]).sum(dim=1, dtype=acc)
     return out
 
 
@@ -151,7 +158,7 @@ def _conv_adjoint(g: torch.Tensor, kernel: torch.Tensor, up: bool, fir_up: torch
     """The transpose (input gradient) of ``_conv_forward`` for a constant kernel."""
     if up:
         c = g.shape[1]
-        g = F.conv_transpose2d(g, _depthwise(fir_up, c), padding=1, groups=c)
+        g = F.conv_transpose2d(g, _depthwise(fir_up, c, g.dtype), padding=1, groups=c)
         return F.conv2d(g, kernel, stride=2)
     return F.conv_transpose2d(g, kernel, padding=kernel.shape[-1] // 2)
 
@@ -172,9 +179,10 @@ def _fold_kernel(kernel: torch.Tensor, in_scale: torch.Tensor, out_scale: torch.
     """``kernel`` with ``in_scale [C_in]`` and ``out_scale [C_out]`` multiplied into its
     input and output axes (the first two are [C_out, C_in], or [C_in, C_out] when ``up``).
     The product keeps the kernel's memory format, so a channels_last kernel reaches
-    oneDNN without a per-call reorder."""
+    oneDNN without a per-call reorder, and its dtype: fp32 scales are rounded to a bf16
+    kernel's dtype first (a product of mixed dtypes takes a path ~30× slower on the CPU)."""
     sd = in_scale[:, None] * out_scale[None, :] if up else out_scale[:, None] * in_scale[None, :]
-    return kernel * sd[:, :, None, None]
+    return kernel * sd.to(kernel.dtype)[:, :, None, None]
 
 
 def _hw_sums(g: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -183,10 +191,11 @@ def _hw_sums(g: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor,
     b, c, h, w = g.shape
     rows = [torch.ones(1, h * w, dtype=g.dtype, device=g.device).expand(b, -1, -1)]
     if noise is not None:
-        rows.append(noise.expand(b, 1, h, w).reshape(b, 1, h * w))
+        rows.append(noise.to(g.dtype).expand(b, 1, h, w).reshape(b, 1, h * w))
     lhs = torch.cat(rows, dim=1)  # [B, 1 or 2, HW]
     gf, nhwc = _flat_hw(g)
     sums = torch.bmm(lhs, gf) if nhwc else torch.bmm(gf, lhs.transpose(1, 2)).transpose(1, 2)  # [B, k, C]
+    sums = sums.float() if sums.dtype == torch.bfloat16 else sums  # summed in fp32 by the matmul
     return sums[:, 0], (sums[:, 1] if noise is not None else None)
 
 
@@ -200,18 +209,23 @@ class _FrozenSynthesisLayer(torch.autograd.Function):
     the convolution and finished by two in-place passes (noise, lrelu). Backward saves
     only ``out`` (plus ``x``, which the previous layer keeps anyway) and never computes a
     kernel gradient: with ``z`` the gained pre-activation, ``Σ ∂L/∂z·z = Σ ∂L/∂out·out``
-    (``z = out / lrelu′``), so the demodulation gradient needs no pre-activation."""
+    (``z = out / lrelu′``), so the demodulation gradient needs no pre-activation.
+
+    Precision follows ``x`` (and ``kernel``, in the same dtype): in bf16 the activations,
+    the folded kernel and the convolutions are bf16 while ``styles``, ``d``, ``noise``
+    and ``bias`` stay fp32, are rounded once where they meet the activations, and get
+    fp32 gradients summed in fp32."""
 
     @staticmethod
     def forward(ctx, x, styles, d, noise, bias, kernel, up, fir_up, clamp):
-        gain_bias = bias * LRELU_GAIN
+        gain_bias = (bias * LRELU_GAIN).to(x.dtype)
         if x.shape[0] == 1:
             out = _conv_forward(x, _fold_kernel(kernel, styles[0], d[0] * LRELU_GAIN, up), up, fir_up, gain_bias)
         else:
-            out = _conv_forward(x * styles[:, :, None, None], kernel, up, fir_up)
-            out.mul_(d[:, :, None, None] * LRELU_GAIN).add_(gain_bias[None, :, None, None])
-        if noise is not None:
-            out.add_(noise * LRELU_GAIN)
+            out = _conv_forward(x * styles.to(x.dtype)[:, :, None, None], kernel, up, fir_up)
+            out.mul_((d[:, :, None, None] * LRELU_GAIN).to(x.dtype)).add_(gain_bias[None, :, None, None])
+        if noise is not None:  # (in-place ops with an operand of another dtype take a slow path)
+            out.add_((noise * LRELU_GAIN).to(x.dtype))
         F.leaky_relu_(out, LRELU_SLOPE)
         if clamp is not None:
             out.clamp_(-clamp, clamp)
@@ -236,15 +250,15 @@ class _FrozenSynthesisLayer(torch.autograd.Function):
                 noise_b = sum_gz * bias[None] if sum_gz_noise is None else sum_gz * bias[None] + sum_gz_noise
                 grad_d = (channel_dot(g, out) - LRELU_GAIN * noise_b) / d
         if need[3]:
-            grad_noise = gz.sum(dim=1, keepdim=True).mul_(LRELU_GAIN).sum_to_size(noise.shape)
+            grad_noise = gz.sum(dim=1, keepdim=True, dtype=noise.dtype).mul_(LRELU_GAIN).sum_to_size(noise.shape)
         if need[0] or need[1]:
             if x.shape[0] == 1:  # ∂L/∂(x·s) with √2·d folded into the kernel
                 gxm = _conv_adjoint(
                     gz, _fold_kernel(kernel, torch.ones_like(styles[0]), d[0] * LRELU_GAIN, ctx.up), ctx.up, fir_up
                 )
             else:
-                gxm = _conv_adjoint(gz.mul_(d[:, :, None, None] * LRELU_GAIN), kernel, ctx.up, fir_up)
-            grad_x = gxm * styles[:, :, None, None] if need[0] else None
+                gxm = _conv_adjoint(gz.mul_((d[:, :, None, None] * LRELU_GAIN).to(gz.dtype)), kernel, ctx.up, fir_up)
+            grad_x = gxm * styles.to(gxm.dtype)[:, :, None, None] if need[0] else None
             grad_s = channel_dot(gxm, x) if need[1] else None
         return grad_x, grad_s, grad_d, grad_noise, grad_b, None, None, None, None
 
@@ -255,16 +269,18 @@ def frozen_synthesis_layer(
     d: torch.Tensor,  # [B, C_out] demodulation coefficients
     noise: torch.Tensor | None,  # broadcastable to [B, 1, H', W'], or None
     bias: torch.Tensor,  # [C_out]
-    kernel: torch.Tensor,  # [C_out, C_in, k, k], or [C_in, C_out, k, k] when up; needs no grad
+    kernel: torch.Tensor,  # [C_out, C_in, k, k], or [C_in, C_out, k, k] when up; needs no grad; x's dtype
     up: bool = False,
     fir_up: torch.Tensor | None = None,
     clamp: float | None = None,
 ) -> torch.Tensor:
     """``clamp(lrelu(conv(x·s, kernel)·d + noise + bias, 0.2)·√2, ±clamp)`` → ``[B,C_out,H',W']``
-    (``H' = 2H`` when ``up``): the same values as ``modulated_conv2d`` followed by
-    ``noise_bias_lrelu``, with gradients for everything except the kernel."""
+    (``H' = 2H`` when ``up``) in the dtype of ``x``: the same values as ``modulated_conv2d``
+    followed by ``noise_bias_lrelu``, with gradients for everything except the kernel."""
     if kernel.requires_grad:
         raise ValueError("frozen_synthesis_layer needs a kernel that requires no gradient")
+    if kernel.dtype != x.dtype:
+        raise ValueError(f"frozen_synthesis_layer needs the kernel in x's dtype {x.dtype}, got {kernel.dtype}")
     return _FrozenSynthesisLayer.apply(x, styles, d, noise, bias, kernel, up, fir_up, clamp)
 
 
