@@ -7,10 +7,14 @@ CPU (bf16 is emulated, more slowly, where it is not native)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sound2img.training.loop import training_loop
 from sound2img.training.metrics import read_metrics
+
+from helpers.training import OPTIM, TRAIN, loss_options
 
 CHANCE = 1 / 8
 
@@ -23,17 +27,9 @@ def _train(tiny_task, run_dir, amp: str) -> list[float]:
         tiny_task.dataset("train"),
         tiny_task.dataset("test", num_per_class=8),
         clip=tiny_task.clip(),
-        loss_terms={"at": 1.0},
-        batch_size=32,
-        epochs=10,
-        optimizer="adamw",
-        lr=3e-3,
-        weight_decay=0.0,
-        lr_cycle_epochs=100,
-        progress=False,
-        log_every=4,
-        checkpoint_every=1000,
-        amp=amp,
+        loss=loss_options(at=1.0),
+        optim=replace(OPTIM, name="adamw", lr=3e-3, weight_decay=0.0, lr_cycle_epochs=100),
+        train=replace(TRAIN, batch_size=32, epochs=10, log_every=4, checkpoint_every=1000, amp=amp),
     )
     return [r["val_zero_shot_acc"] for r in read_metrics(run_dir) if "val_zero_shot_acc" in r]
 
