@@ -1,4 +1,5 @@
-"""e4e / pSp checkpoint readers against the reference fixtures (the shared reference fixtures, ``fixtures/e4e`` beside the repository):
+"""e4e / pSp checkpoint readers against the reference fixtures (``e4e/`` in the shared
+reference fixtures, ``helpers.fixtures``):
 the checkpoint is rebuilt bit-for-bit by the fixture's own script, then our encoder, the
 decoder read as our generator and the 256-px resize must reproduce the reference arrays."""
 
@@ -17,15 +18,11 @@ from sound2img.errors import CheckpointError
 from sound2img.inversion.encoders import load_encoder_checkpoint
 from sound2img.models.stylegan2 import load_generator
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = PROJECT_ROOT / ".." / "shared" / "fixtures" / "e4e"
+from helpers.fixtures import fixture_path
 
 
 def fixture_dir(name: str) -> Path:
-    path = FIXTURES / name
-    if not path.is_dir():
-        pytest.skip(f"reference fixtures not found at {path} (the reference fixtures beside the repository)")
-    return path
+    return fixture_path("e4e", name)
 
 
 def rebuild_checkpoint(name: str, out: Path) -> Path:
