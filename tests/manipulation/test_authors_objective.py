@@ -17,7 +17,7 @@ from sound2img.manipulation.optimizer import AUTHORS_COS_SCALE, optimize_latents
 from sound2img.models.stylegan2 import mean_source_latents
 
 from .stand_ins import ToyClip, ToyGenerator
-from .test_optimizer import targets
+from .test_optimizer import sources, targets
 from .test_run import cfg_for
 
 
@@ -73,8 +73,7 @@ def test_cos_scale_weighs_the_latent_term_as_a_smaller_lambda():
     1 at λ/s (up to Adam's ε, 2e-6 here), not that of scale 1 at λ (0.06 away). Float64:
     in float32 the rounding of any two runs is amplified by Adam to the same order."""
     G, clip = ToyGenerator(num_ws=14).double(), ToyClip().double()
-    ws0 = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64), 0.7)
-    tgt = targets(clip, 2).double()
+    ws0, tgt = sources(G, 2), targets(clip, 2).double()
     s, lam = AUTHORS_COS_SCALE, 0.05
     kw = dict(steps=20, lr=0.1, latent_term="adaptive")
     theirs = optimize_latents(G, clip.encode_image, ws0, tgt, lambda_sim=lam, cos_scale=s, **kw)
