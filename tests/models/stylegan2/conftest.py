@@ -12,6 +12,8 @@ from sound2img.models.stylegan2 import build_generator
 
 from helpers.fixtures import fixture_path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
 # Bounds for the StyleGAN2 reference fixtures: 4x the reference's own float32 error, the
 # largest difference between a fixture's float32 array and the same network in float64 (run
 # by this package in float64, which reproduces every array to within exactly that). Over the
