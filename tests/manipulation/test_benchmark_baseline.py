@@ -5,7 +5,6 @@ code computed. The README's speed ratios compare against this baseline."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from sound2img.models.stylegan2.ops import blur_after_upconv, fir_kernel_2d, upsample2d
 
 from helpers import load_file_module
-from helpers.fixtures import fixture_path
+from helpers.fixtures import fixture_path, manifest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "manipulate.py"
 
@@ -32,8 +31,8 @@ def bm():
 def rosinality_baseline(bm, folder: Path):
     """The benchmark's ``RosGenerator`` at the fixture's size and widths, holding the weights
     of rosinality's ``g_ema`` (its mapping network aside: the benchmark starts from W+)."""
-    manifest = json.loads((folder / "manifest.json").read_text())
-    cfg, widths = manifest["config"], manifest["channels"]
+    info = manifest("stylegan2", folder.name)
+    cfg, widths = info["config"], info["channels"]
     G = bm.RosGenerator(cfg["size"], style_dim=cfg["style_dim"], channels=lambda r: widths[str(r)])
     g_ema = torch.load(folder / "rosinality_converted_style.pt", weights_only=True)["g_ema"]
     renames = (
