@@ -20,6 +20,9 @@ from sound2img.models.stylegan2 import load_generator
 
 from helpers.fixtures import fixture_path
 
+# One worker rebuilds each 715-MB checkpoint once (make test runs several workers).
+pytestmark = pytest.mark.xdist_group("e4e_checkpoints")
+
 
 def fixture_dir(name: str) -> Path:
     return fixture_path("e4e", name)
@@ -69,10 +72,9 @@ def test_codes_and_images_match_reference(case):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("case", ["psp_64"], indirect=True)  # one checkpoint is enough
 def test_rejects_opts_that_do_not_fit_and_pickles(case, tmp_path):
-    name, path, _ = case
-    if name != "psp_64":
-        pytest.skip("one case is enough")
+    _, path, _ = case
     obj = torch.load(path, weights_only=True)
     obj["opts"]["stylegan_size"] = 256  # 14 heads expected, the file has 10
     bad = tmp_path / "bad.pt"

@@ -116,6 +116,7 @@ def test_wav2clip_too_short_clip_is_one_line(wav2clip_file):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("audioclip_checkpoint")  # one rebuild of the 537-MB file
 def test_audioclip_matches_reference(audioclip_file, single_thread):
     r = ref("audioclip")
     encoder, frontend = load_audio_encoder(audioclip_file)
@@ -140,6 +141,7 @@ def test_audioclip_matches_reference(audioclip_file, single_thread):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("audioclip_checkpoint")  # one rebuild of the 537-MB file
 def test_audioclip_towers_match_reference(audioclip_file, single_thread):
     from sound2img.models.audioclip import load_audioclip_towers
 
@@ -154,6 +156,7 @@ def test_audioclip_towers_match_reference(audioclip_file, single_thread):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("audioclip_checkpoint")  # one rebuild of the 537-MB file
 def test_audioclip_prefixed_or_reshaped_file_refused(audioclip_file, tmp_path):
     state = torch.load(audioclip_file, weights_only=True, mmap=True)
     bad = {("audio_head." + k[6:] if k.startswith("audio.") else k): v for k, v in state.items()}
