@@ -22,15 +22,20 @@ $(VENV)/.complete: pyproject.toml
 
 setup: $(VENV)/.complete
 
+# Tests run in WORKERS processes at once (pytest-xdist; each test keeps one BLAS thread, see
+# tests/conftest.py); tests marked xdist_group share one worker. WORKERS=0: one process, in order.
+WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
+
 test: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # pytest exits 5 when no test is marked slow; that is not a failure here.
 test-slow: setup
-	$(PY) -m pytest -q -m slow || [ $$? -eq 5 ]
+	$(PYTEST) -m slow || [ $$? -eq 5 ]
 
 test-all: setup
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 # A sound-guided edit with the default (public) weights, fetched on first use.
 edit: setup

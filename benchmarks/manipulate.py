@@ -84,10 +84,12 @@ class EqualLinear(nn.Module):
 class RosModConv(nn.Module):
     """Modulated conv as one grouped conv over per-sample kernels (the reference's path)."""
 
-    def __init__(self, c_in: int, c_out: int, k: int, demodulate: bool = True, upsample: bool = False):
+    def __init__(
+        self, c_in: int, c_out: int, k: int, demodulate: bool = True, upsample: bool = False, style_dim: int = 512
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(1, c_out, c_in, k, k))
-        self.modulation = EqualLinear(512, c_in, bias_init=1.0)
+        self.modulation = EqualLinear(style_dim, c_in, bias_init=1.0)
         self.scale, self.k, self.demodulate, self.upsample = 1 / math.sqrt(c_in * k * k), k, demodulate, upsample
         self.register_buffer("blur", torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64 * 4)
 
@@ -109,9 +111,9 @@ class RosModConv(nn.Module):
 
 
 class RosStyledConv(nn.Module):
-    def __init__(self, c_in: int, c_out: int, upsample: bool = False):
+    def __init__(self, c_in: int, c_out: int, upsample: bool = False, style_dim: int = 512):
         super().__init__()
-        self.conv = RosModConv(c_in, c_out, 3, upsample=upsample)
+        self.conv = RosModConv(c_in, c_out, 3, upsample=upsample, style_dim=style_dim)
         self.noise_weight = nn.Parameter(torch.zeros(1))
         self.bias = nn.Parameter(torch.zeros(c_out))
 
@@ -121,9 +123,9 @@ class RosStyledConv(nn.Module):
 
 
 class RosToRGB(nn.Module):
-    def __init__(self, c_in: int):
+    def __init__(self, c_in: int, style_dim: int = 512):
         super().__init__()
-        self.conv = RosModConv(c_in, 3, 1, demodulate=False)
+        self.conv = RosModConv(c_in, 3, 1, demodulate=False, style_dim=style_dim)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
         self.register_buffer("kernel", torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64 * 4)
 
@@ -133,21 +135,26 @@ class RosToRGB(nn.Module):
 
 
 class RosGenerator(nn.Module):
-    """Synthesis from W+ (``input_is_latent=True``, ``randomize_noise=False``)."""
+    """Synthesis from W+ (``input_is_latent=True``, ``randomize_noise=False``). ``channels``
+    maps a resolution to its width (config-f's table by default); the tests load
+    rosinality's own weights into a narrow one and compare with rosinality's outputs."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, style_dim: int = 512, channels=ros_channels):
         super().__init__()
         log = int(math.log2(size))
         self.num_ws = 2 * log - 2
-        self.input = nn.Parameter(torch.randn(1, 512, 4, 4))
-        self.conv1 = RosStyledConv(512, 512)
-        self.to_rgb1 = RosToRGB(512)
+        c_prev = channels(4)
+        self.input = nn.Parameter(torch.randn(1, c_prev, 4, 4))
+        self.conv1 = RosStyledConv(c_prev, c_prev, style_dim=style_dim)
+        self.to_rgb1 = RosToRGB(c_prev, style_dim)
         self.convs, self.to_rgbs = nn.ModuleList(), nn.ModuleList()
-        c_prev = 512
         for i in range(3, log + 1):
-            c = ros_channels(2**i)
-            self.convs += [RosStyledConv(c_prev, c, upsample=True), RosStyledConv(c, c)]
-            self.to_rgbs.append(RosToRGB(c))
+            c = channels(2**i)
+            self.convs += [
+                RosStyledConv(c_prev, c, upsample=True, style_dim=style_dim),
+                RosStyledConv(c, c, style_dim=style_dim),
+            ]
+            self.to_rgbs.append(RosToRGB(c, style_dim))
             c_prev = c
         for i in range(2 * log - 3):
             r = 2 ** ((i + 5) // 2)

@@ -16,7 +16,7 @@ from sound2img import weights
 from sound2img.errors import UserInputError, WeightsNotAvailableError
 from sound2img.weights import WeightsEntry, download, get_entry, list_weights, resolve_weights
 
-from helpers import load_file_module
+from helpers import free_port, load_file_module
 from helpers.weights_server import PAYLOAD, PAYLOAD_SHA, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,11 +214,7 @@ def test_404_is_one_line_with_url_and_target(server, monkeypatch):
 
 
 def test_connection_refused_is_a_clear_error(monkeypatch):
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     entry = WeightsEntry("nobody", f"http://127.0.0.1:{port}/x.bin", "nobody.bin", None, "audio", "l", "d")
     with pytest.raises(WeightsNotAvailableError, match=f"127.0.0.1:{port}/x.bin") as info:
         download(entry, progress=False, timeout=2)

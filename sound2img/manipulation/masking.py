@@ -28,9 +28,16 @@ class AdaptiveLayerMask:
     """
 
     def __init__(
-        self, batch: int, num_ws: int, *, init: float = 1.0, step: float = 0.1, device: torch.device | str = "cpu"
+        self,
+        batch: int,
+        num_ws: int,
+        *,
+        init: float = 1.0,
+        step: float = 0.1,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,  # the latents' dtype: a float32 g would round a float64 edit
     ) -> None:
-        self.g = torch.full((batch, num_ws), float(init), device=device)
+        self.g = torch.full((batch, num_ws), float(init), device=device, dtype=dtype)
         self.step = float(step)
 
     def __call__(self, sq_dist: torch.Tensor) -> torch.Tensor:

@@ -159,7 +159,11 @@ def optimize_latents(
             raise ValueError(f"{name} has shape {tuple(other.shape)}, source_ws {tuple(source_ws.shape)}")
     ws = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([ws], lr=lr)
-    mask = AdaptiveLayerMask(batch, num_ws, step=mask_step, device=ws.device) if latent_term == "adaptive" else None
+    mask = (
+        AdaptiveLayerMask(batch, num_ws, step=mask_step, device=ws.device, dtype=ws.dtype)
+        if latent_term == "adaptive"
+        else None
+    )
     keep = set(int(s) for s in snapshot_steps)
     history = {name: torch.zeros(steps, batch) for name in LOSS_NAMES}
     snapshots: dict[int, torch.Tensor] = {}

@@ -34,7 +34,8 @@ from .pagehelp import (
     wait_status,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# one worker drives the browser tests, one after the other (make test runs several workers)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 # parameters + buffers of preset=tiny's generator, CLIP towers, encoder and front end
 # (13.9 MiB, summed from the built modules); a second concurrent model set adds that
 MODEL_COPY_MIB = 13.9

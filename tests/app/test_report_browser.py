@@ -12,7 +12,8 @@ from sound2img.app.report import write_report
 from .outputs import make_edits, make_run, make_video
 from .pagehelp import pictures_loaded
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# one worker drives the browser tests, one after the other (make test runs several workers)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
 def test_report_page_in_a_browser(chromium, tmp_path):

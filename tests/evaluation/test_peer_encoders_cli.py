@@ -14,7 +14,8 @@ from PIL import Image
 from sound2img.models.audio_encoder import load_audio_encoder
 
 from helpers import load_file_module
-from helpers.peer_audio import PEER, rebuild_checkpoint
+from helpers.fixtures import fixture_path
+from helpers.peer_audio import rebuild_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 EMBED = load_file_module(ROOT / "scripts" / "embed.py")
@@ -52,7 +53,8 @@ def _wav(path: Path, seconds: float = 1.0, sr: int = 22050, freq: float = 440.0)
 def test_embed_audio_rows_equal_load_audio_encoder(wav2clip_file, tmp_path):
     from sound2img.audio.io import load_audio
 
-    clips = [PEER / "inputs" / "burst.wav", PEER / "inputs" / "chirp.wav", _wav(tmp_path / "tone.wav")]
+    inputs = fixture_path("peer_audio", "inputs")
+    clips = [inputs / "burst.wav", inputs / "chirp.wav", _wav(tmp_path / "tone.wav")]
     out = tmp_path / "e.npz"
     assert (
         EMBED.main(["--encoder", str(wav2clip_file), "--audio", *map(str, clips), "--out", str(out), "--device", "cpu"])

@@ -15,7 +15,7 @@ from PIL import Image
 
 from sound2img.evaluation.tables import compose_table, list_tables, run_table
 
-from helpers import load_file_module
+from helpers import free_port, load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "reproduce.py"
@@ -193,8 +193,6 @@ def test_linear_probe_table(esc50_root, us8k_root, tmp_path):
 def test_supp_table1_under_torchrun_equals_one_process(tmp_path):
     """reproduce.py under torchrun (2 gloo ranks) shares the edits out, rank 0 writes the
     table, and its numbers equal those of one process."""
-    import socket
-
     from omegaconf import OmegaConf
 
     attrs = "[{name:giggling,domain:faces,sound:'tone:300',text:giggling},{name:wind,domain:scenes,sound:'tone:90',text:wind}]"
@@ -208,9 +206,7 @@ def test_supp_table1_under_torchrun_equals_one_process(tmp_path):
         "eval.batch_size=2",
         f"attributes={attrs}",
     ]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "SOUND2IMG_OFFLINE": "1",

@@ -1,5 +1,6 @@
-"""The AudioCLIP / Wav2CLIP reference fixtures (the shared reference fixtures, ``fixtures/peer_audio`` beside the repository): their
-checkpoints rebuilt under the public file names by the fixtures' own ``make_checkpoint.py``."""
+"""The AudioCLIP / Wav2CLIP reference fixtures (``peer_audio/`` in the shared reference
+fixtures, ``helpers.fixtures``): their checkpoints rebuilt under the public file names by
+the fixtures' own ``make_checkpoint.py``."""
 
 from __future__ import annotations
 
@@ -7,25 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
-PEER = FIXTURES / "peer_audio"
+from helpers.fixtures import fixture_path
 
 
 def peer_dir(name: str) -> Path:
-    """``peer_audio/<name>``, or skip the test with the reason."""
-    path = PEER / name
-    if not (path / "ref.npz").is_file() or not (FIXTURES / "make_checkpoint.py").is_file():
-        pytest.skip(f"reference fixtures not found at {path} (the reference fixtures beside the repository)")
-    return path
+    """``peer_audio/<name>`` (skips or fails as ``fixture_path`` does)."""
+    fixture_path("peer_audio", name, "ref.npz")
+    return fixture_path("peer_audio", name)
 
 
 def rebuild_checkpoint(name: str, out: Path) -> Path:
     """Write ``AudioCLIP-Partial-Training.pt`` (``audioclip``) or ``Wav2CLIP.pt`` (``wav2clip``)
     into the folder ``out`` and return its path."""
     subprocess.run(
-        [sys.executable, str(FIXTURES / "make_checkpoint.py"), str(peer_dir(name)), str(out)],
+        [sys.executable, str(fixture_path("make_checkpoint.py")), str(peer_dir(name)), str(out)],
         check=True,
         capture_output=True,
     )

@@ -18,6 +18,8 @@ from PIL import Image
 
 from tests.inversion.test_images import png_header_only
 
+from helpers import load_file_module
+
 ROOT = Path(__file__).resolve().parents[2]
 INVERT = ROOT / "scripts" / "invert.py"
 MANIPULATE = ROOT / "scripts" / "manipulate.py"
@@ -179,22 +181,24 @@ def bad_inputs(tmp: Path) -> dict:
     }
 
 
-@pytest.mark.slow  # eleven interpreter start-ups
-def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
+@pytest.mark.slow
+def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """Each case through ``invert.py``'s ``main`` in this process (what the interpreter
+    would run; ``test_invert_writes_latent_images_and_metrics`` starts the real one), then
+    ``manipulate.py --image`` as a subprocess."""
     cases = bad_inputs(tmp_path)
     before = snapshot(tmp_path)
-    procs = {}
+    monkeypatch.chdir(tmp_path)
+    for key in ("SOUND2IMG_OFFLINE", "SOUND2IMG_CACHE"):
+        monkeypatch.setenv(key, env(tmp_path)[key])
+    invert = load_file_module(INVERT)
     for i, (name, argv) in enumerate(cases.items()):
         extra = [] if "--out" in argv else ["--out", f"out_{i}"]
-        procs[name] = (
-            start(INVERT, *argv, *extra, "--perceptual", "none", cwd=tmp_path)
-            if name != "lpips offline"
-            else start(INVERT, *argv, *extra, cwd=tmp_path)
-        )
-    for name, proc in procs.items():
-        _, err = proc.communicate(timeout=600)
+        extra += [] if name == "lpips offline" else ["--perceptual", "none"]
+        status = invert.main([*argv, *extra, "preset=tiny", "progress=false", "--device", "cpu"])
+        err = capsys.readouterr().err
         lines = [line for line in err.strip().splitlines() if not line.startswith("metric ")]
-        assert proc.returncode == 2, (name, err[-1500:])
+        assert status == 2, (name, err[-1500:])
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-1500:])
     assert snapshot(tmp_path) == before
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"

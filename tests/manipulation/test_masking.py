@@ -30,8 +30,7 @@ def test_two_steps_by_hand():
     source = torch.zeros(2, 2, 2, dtype=torch.float64)
     w1 = torch.tensor([[[0.5, 0.5], [1.0, 1.0]], [[0.0, 0.1], [0.2, 0.0]]], dtype=torch.float64)
     w2 = torch.tensor([[[0.6, 0.8], [0.3, 0.4]], [[0.0, 0.1], [0.2, 0.0]]], dtype=torch.float64)
-    mask = AdaptiveLayerMask(2, 2)
-    mask.g = mask.g.double()
+    mask = AdaptiveLayerMask(2, 2, dtype=torch.float64)
 
     w1.requires_grad_(True)
     p1 = layer_penalties(w1, source, mask)
@@ -63,8 +62,7 @@ def test_every_layer_is_masked(num_ws):
     with ‖w_l − w_s,l‖² = 1 everywhere, g_l = 1 − 0.1·σ(1)·(1 − σ(1)) = 0.980338806675852 for all l."""
     ws = torch.zeros(1, num_ws, 4, dtype=torch.float64)
     ws[..., 0] = 1.0
-    mask = AdaptiveLayerMask(1, num_ws)
-    mask.g = mask.g.double()
+    mask = AdaptiveLayerMask(1, num_ws, dtype=torch.float64)
     mask.update(layer_penalties(ws, torch.zeros_like(ws), mask))
     assert mask.g.shape == (1, num_ws)
     assert mask.g[0].tolist() == pytest.approx([0.980338806675852] * num_ws, rel=1e-12)

@@ -19,7 +19,7 @@ def nets():
 
 def sources(G, n, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return G.mapping(torch.randn(n, G.z_dim, generator=g), 0.7).clone()
+    return G.mapping(torch.randn(n, G.z_dim, generator=g).to(G.w_avg.dtype), 0.7).clone()
 
 
 def targets(clip, n, seed=3):
@@ -130,25 +130,29 @@ def test_adaptive_mask_is_per_sample_and_returned(nets):
 
 
 @pytest.mark.parametrize("latent_term,lambda_id", [("adaptive", 0.0), ("l2", 0.5)])
-def test_batch_equals_sequential(nets, latent_term, lambda_id):
-    G, clip = nets
-    ws0, tgt = sources(G, 3), targets(clip, 3)
+def test_batch_equals_sequential(latent_term, lambda_id):
+    """In float64 (the layer mask included): a batch of one and a batch of three may take
+    other kernels, and Adam amplifies their rounding; in float32 that could reach
+    differences no tolerance tells from a coupling between samples (which moves the
+    latents by ~0.1)."""
+    G, clip = ToyGenerator(num_ws=14).double(), ToyClip().double()
+    ws0, tgt = sources(G, 3), targets(clip, 3).double()
     kw = dict(
         steps=25,
         lr=0.1,
         lambda_sim=0.01,
         lambda_id=lambda_id,
         latent_term=latent_term,
-        identity=ToyIdentity() if lambda_id else None,
+        identity=ToyIdentity().double() if lambda_id else None,
     )
     batched = optimize_latents(G, clip.encode_image, ws0, tgt, **kw)
     for i in range(3):
         alone = optimize_latents(G, clip.encode_image, ws0[i : i + 1], tgt[i : i + 1], **kw)
-        assert (batched.ws[i] - alone.ws[0]).abs().max() <= 1e-5
-        for name in batched.losses:
-            assert torch.allclose(batched.losses[name][:, i], alone.losses[name][:, 0], atol=1e-5)
+        assert (batched.ws[i] - alone.ws[0]).abs().max() <= 1e-9
+        for name in batched.losses:  # recorded in float32
+            assert torch.allclose(batched.losses[name][:, i], alone.losses[name][:, 0], atol=1e-6, rtol=0)
         if latent_term == "adaptive":
-            assert torch.allclose(batched.layer_mask[i], alone.layer_mask[0], atol=1e-6)
+            assert torch.allclose(batched.layer_mask[i], alone.layer_mask[0], atol=1e-9, rtol=0)
 
 
 def test_identity_term_has_gradient_and_keeps_identity(nets):

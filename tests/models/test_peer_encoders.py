@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from sound2img.errors import CheckpointError, UserInputError
 from sound2img.models.audio_encoder import checkpoint_kind, load_audio_encoder
 
-from helpers.peer_audio import PEER, peer_dir, rebuild_checkpoint
+from helpers.fixtures import fixture_path
+from helpers.peer_audio import peer_dir, rebuild_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,20 @@ def ref(name: str) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------------------------------- Wav2CLIP
 
+# The log of a near-silent bin is decided by float32 rounding: in float64 (the same STFT,
+# log and standardisation) the fixture's ``logspec_norm_chirp_frames`` moves by up to 1.4e-3
+# in bins ~120 dB below their frame's peak, and by at most 4.9e-6 within 60 dB of it. Only
+# the latter is a property of the front end; compare there, at 4x the reference's own error.
+LOGSPEC_FP32_ERROR_60DB = 4.9e-6
+
+
+def near_peak_bins(wave: torch.Tensor, frames: list[int], db: float) -> torch.Tensor:
+    """``[257, len(frames)]`` bool: the bins of Wav2CLIP's STFT of ``wave [S]`` (in float64)
+    whose power is within ``db`` of their frame's peak (a mask, not an expected value)."""
+    x = torch.stft(wave.double(), 512, 353, window=torch.hann_window(512, dtype=torch.float64), return_complex=True)
+    power = x.abs().square()[:, frames]
+    return power >= power.amax(dim=0, keepdim=True) * 10 ** (-db / 10)
+
 
 def test_wav2clip_matches_reference_per_clip_and_batch(wav2clip_file, single_thread):
     r = ref("wav2clip")
@@ -50,7 +65,9 @@ def test_wav2clip_matches_reference_per_clip_and_batch(wav2clip_file, single_thr
     with torch.no_grad():
         spec = frontend(wave[:1])
         frames = list(range(8)) + list(range(219, 227))
-        torch.testing.assert_close(spec[0, 0][:, frames], r["logspec_norm_chirp_frames"], atol=1e-4, rtol=0)
+        near = near_peak_bins(wave[0], frames, db=60.0)
+        got, want = spec[0, 0][:, frames], r["logspec_norm_chirp_frames"]
+        assert (got - want)[near].abs().max() <= 4 * LOGSPEC_FP32_ERROR_60DB
         # the default front end standardises each clip alone: batching changes nothing
         batched = F.normalize(encoder(frontend(wave)), dim=-1)
         torch.testing.assert_close(batched, F.normalize(r["embed_single"], dim=-1), atol=1e-4, rtol=0)
@@ -67,7 +84,7 @@ def test_wav2clip_input_is_load_audio_at_16k(wav2clip_file):
     from sound2img.audio.io import load_audio
 
     r = ref("wav2clip")
-    got = torch.as_tensor(load_audio(PEER / "inputs" / "chirp.wav", 16000))
+    got = torch.as_tensor(load_audio(fixture_path("peer_audio", "inputs", "chirp.wav"), 16000))
     torch.testing.assert_close(got.reshape(-1), r["wave_16k"][0], atol=1e-6, rtol=0)
 
 
@@ -99,6 +116,7 @@ def test_wav2clip_too_short_clip_is_one_line(wav2clip_file):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("audioclip_checkpoint")  # one rebuild of the 537-MB file
 def test_audioclip_matches_reference(audioclip_file, single_thread):
     r = ref("audioclip")
     encoder, frontend = load_audio_encoder(audioclip_file)
@@ -130,6 +148,7 @@ def test_audioclip_matches_reference(audioclip_file, single_thread):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("audioclip_checkpoint")  # one rebuild of the 537-MB file
 def test_audioclip_towers_match_reference(audioclip_file, single_thread):
     from sound2img.models.audioclip import load_audioclip_towers
 
@@ -144,6 +163,7 @@ def test_audioclip_towers_match_reference(audioclip_file, single_thread):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("audioclip_checkpoint")  # one rebuild of the 537-MB file
 def test_audioclip_prefixed_or_reshaped_file_refused(audioclip_file, tmp_path):
     state = torch.load(audioclip_file, weights_only=True, mmap=True)
     bad = {("audio_head." + k[6:] if k.startswith("audio.") else k): v for k, v in state.items()}

@@ -4,6 +4,7 @@ autocast."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import replace
@@ -170,43 +171,75 @@ def test_separate_passes_keep_per_view_batchnorm_statistics(tiny_task):
     assert not torch.allclose(joint, alone[0], atol=1e-4)
 
 
-def test_eda_chain_applies_the_three_operations_in_turn(tiny_task):
-    from sound2img.data.prompts import augment_text, make_prompt
-
-    ds = tiny_task.dataset(templates=["{}"], text_augment=True, eda_chain=True)
-    rec = ds.records[0]
-    got = ds.make_text(rec, random.Random(7))
-    rng = random.Random(7)
-    text = plain = make_prompt(rec.prompt_name or rec.class_name, rng, ["{}"])  # the raw label
-    assert plain == (rec.prompt_name or rec.class_name)
-    for op in ("sr", "rs", "ri"):
-        text = augment_text(text, rng, ops=(op,))
-    assert got == text
-    one = tiny_task.dataset(templates=["{}"], text_augment=True).make_text(rec, random.Random(7))
-    rng = random.Random(7)
-    assert one == augment_text(make_prompt(plain, rng, ["{}"]), rng)
+# The label of the EDA tests and its synonyms in the built-in table (sound2img/data/prompts.py).
+EDA_GROUPS = ({"dog", "canine", "hound", "pooch"}, {"barking", "yapping", "woofing"})
 
 
-def test_eda_chain_of_the_audioset_readers_is_two_operations(tiny_task):
-    """eda_chain: [sr, rs] (their AudioSet readers) applies exactly those two in turn: the
-    word count never changes (replacement and swap keep it), while the VGGSound chain's
-    insertion lengthens some prompts."""
-    from sound2img.data.prompts import augment_text, make_prompt
+def _syn(word: str) -> set[str]:
+    return next((g - {word} for g in EDA_GROUPS if word in g), set())
 
-    template = ["a {} sound heard outside"]
-    two = tiny_task.dataset(templates=template, text_augment=True, eda_chain=["sr", "rs"])
-    three = tiny_task.dataset(templates=template, text_augment=True, eda_chain=True)
-    longer = 0
-    for seed in range(40):
-        rec = two.records[seed % len(two.records)]
-        rng = random.Random(seed)
-        text = plain = make_prompt(rec.prompt_name or rec.class_name, rng, template)
-        for op in ("sr", "rs"):
-            text = augment_text(text, rng, ops=(op,))
-        got = two.make_text(rec, random.Random(seed))
-        assert got == text and len(got.split()) == len(plain.split())
-        longer += len(three.make_text(rec, random.Random(seed)).split()) > len(plain.split())
-    assert longer > 0
+
+def _eda_texts(tiny_task, monkeypatch, **kw) -> list[list[str]]:
+    """``make_text`` on the label "dog barking" with rng seeds 0..59, as word lists."""
+    from sound2img.data import prompts
+
+    monkeypatch.setattr(prompts, "_wordnet", lambda: None)  # the built-in table, wherever nltk is installed
+    ds = tiny_task.dataset(templates=["{}"], text_augment=True, **kw)
+    rec = dataclasses.replace(ds.records[0], class_name="dog barking", prompt_name=None, text=None)
+    return [ds.make_text(rec, random.Random(seed)).split() for seed in range(60)]
+
+
+def test_eda_chain_applies_the_three_operations_in_turn(tiny_task, monkeypatch):
+    """The authors' reader (their textaugment 1.3.4 ``EDA``: ``synonym_replacement``,
+    ``random_swap``, ``random_insertion``, one word each, in that order) on "dog barking",
+    worked out by hand:
+      sr: "S barking" (S a synonym of dog) or "dog T" (T a synonym of barking);
+      rs: the only two words swapped: "barking S" or "T dog";
+      ri: a synonym of one of those two inserted somewhere.
+    So every result is three words; dropping the inserted one leaves "barking S" or
+    "T dog". Insertion before the swap would leave the pair unswapped for some seeds, a
+    replacement after the insertion could hit the inserted word, and a missing step changes
+    the length or the pair."""
+    swapped = {("barking", s) for s in _syn("dog")} | {(t, "dog") for t in _syn("barking")}
+    for words in _eda_texts(tiny_task, monkeypatch, eda_chain=True):
+        assert len(words) == 3, words
+        assert any(
+            pair in swapped and words[k] in _syn(pair[0]) | _syn(pair[1])
+            for k in range(3)
+            for pair in [tuple(words[:k] + words[k + 1 :])]
+        ), words
+
+
+def test_eda_without_the_chain_applies_one_drawn_operation(tiny_task, monkeypatch):
+    """One of sr, ri, rs per prompt (the EDA paper's use), each seen over 60 seeds: "S
+    barking" / "dog T" (sr), "barking dog" (rs), or "dog barking" with a synonym of either
+    word inserted (ri)."""
+    seen = set()
+    for words in _eda_texts(tiny_task, monkeypatch):
+        if words == ["barking", "dog"]:
+            seen.add("rs")
+        elif len(words) == 2 and (
+            (words[0] in _syn("dog") and words[1] == "barking") or (words[0] == "dog" and words[1] in _syn("barking"))
+        ):
+            seen.add("sr")
+        else:
+            assert len(words) == 3, words
+            rest = [[w for j, w in enumerate(words) if j != k] for k in range(3)]
+            assert any(
+                r == ["dog", "barking"] and words[k] in _syn("dog") | _syn("barking") for k, r in enumerate(rest)
+            ), words
+            seen.add("ri")
+    assert seen == {"sr", "rs", "ri"}
+
+
+def test_eda_chain_of_the_audioset_readers_is_two_operations(tiny_task, monkeypatch):
+    """eda_chain: [sr, rs] (their AudioSet readers) on "dog barking", worked out by hand:
+    sr gives "S barking" or "dog T", rs swaps the only two words, so every result is
+    "barking S" or "T dog" (two words: no insertion). A chain name that is not an EDA
+    operation is refused."""
+    swapped = {("barking", s) for s in _syn("dog")} | {(t, "dog") for t in _syn("barking")}
+    for words in _eda_texts(tiny_task, monkeypatch, eda_chain=["sr", "rs"]):
+        assert tuple(words) in swapped, words
     from sound2img.data.base import DatasetError
 
     with pytest.raises(DatasetError, match="eda_chain"):
