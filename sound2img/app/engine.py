@@ -159,6 +159,7 @@ class Engine:
         elif req.source == "photo":
             if not req.photo:
                 raise UserInputError("source 'photo' needs an image file (JPEG, PNG, ...)")
+            check_photo(req.photo)
             # inverted by run_edit as manipulate.py --image does (cached by content and settings)
             updates.update({"edit.seeds": [], "edit.latents": [], "edit.images": [str(req.photo)]})
         else:
@@ -170,10 +171,12 @@ class Engine:
             del cfg["app"]  # the edit's metrics.json records the manipulate config, as the CLI's does
         return cfg
 
-    def run(self, req: EditRequest, on_step: Callable | None = None) -> EditOutcome:
+    def run(self, req: EditRequest, on_step: Callable | None = None, on_invert: Callable | None = None) -> EditOutcome:
         """Run one request to the end: its edit directory (exactly what manipulate.py
-        writes) and a zip of it. Raises ``UserInputError``/``EditStopped``; nothing is
-        left behind by a failed or stopped edit except an empty work folder."""
+        writes) and a zip of it. ``on_step(done, img, cosine)`` / ``on_invert(stage, done,
+        total)``: progress of the edit / of a photo's inversion, a true return stops it.
+        Raises ``UserInputError``/``EditStopped``/``InversionStopped``; nothing is left
+        behind by a failed or stopped edit except an empty work folder."""
         from sound2img.manipulation.run import run_edit
 
         n = next(self._count)
@@ -183,7 +186,7 @@ class Engine:
         cfg = self.edit_config(req, out)
         log.info("edit %d: start (%s)", n, req.mode)
         try:
-            (edit_dir,) = run_edit(cfg, models=self.models_for(cfg), on_step=on_step)
+            (edit_dir,) = run_edit(cfg, models=self.models_for(cfg), on_step=on_step, on_invert=on_invert)
         finally:
             log.info("edit %d: end", n)
         zip_path = folder / "edit.zip"
@@ -218,6 +221,15 @@ class EditOutcome:
     edit_dir: Path
     zip_path: Path
     metrics: dict[str, Any]
+
+
+def check_photo(path: str):
+    """An uploaded photo read as ``invert.py`` reads it: ``uint8 [3,H,W]`` RGB, or the
+    one-line ``UserInputError`` of ``inversion.images.load_image`` (not an image,
+    truncated, too small or too large)."""
+    from sound2img.inversion.images import load_image
+
+    return load_image(path)
 
 
 def summary_rows(metrics: dict[str, Any]) -> list[list[Any]]:
