@@ -171,7 +171,7 @@ def prepare_image(
     ``(h, w)``; a record of what was done). ``auto`` is ``ffhq`` for face generators,
     ``center`` otherwise; ``none`` only resizes (the picture is squashed when its aspect
     differs). ``landmarks``: already detected ones (ffhq)."""
-    from sound2img.inversion.images import center_crop_resize
+    from sound2img.inversion.images import center_crop_resize, pil_resize
 
     mode = resolve_align(mode, faces)
     h, w = (size, size) if isinstance(size, int) else size
@@ -181,10 +181,7 @@ def prepare_image(
         return align_face(img, lm, h), {"align": "ffhq", "quad": quad.round(2).tolist()}
     if mode == "center":
         return center_crop_resize(img, (h, w)), {"align": "center"}
-    out = torch.nn.functional.interpolate(
-        img.float()[None], size=(h, w), mode="area" if img.shape[-1] > w else "bilinear"
-    )
-    return out[0].round().clamp(0, 255).to(torch.uint8), {"align": "none"}
+    return pil_resize(img, (h, w)), {"align": "none"}
 
 
 def prepare_encoder_input(

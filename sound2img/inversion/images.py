@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sound2img.errors import UserInputError
 
@@ -90,15 +89,22 @@ def to_unit(img: torch.Tensor) -> torch.Tensor:
 
 def center_crop_resize(img: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """``uint8 [3,H,W]`` → the largest centred box of ``size``'s aspect ratio (``size``:
-    a side, or ``(height, width)``), resized to ``size`` (area when shrinking, bicubic when
-    enlarging) → ``uint8 [3,h,w]``."""
+    a side, or ``(height, width)``), resized to ``size`` with Pillow's Lanczos filter, as
+    NVlabs' projector.py prepares its target → ``uint8 [3,h,w]``."""
     h_out, w_out = (size, size) if isinstance(size, int) else size
     top, left, h, w = center_box(img.shape[1], img.shape[2], h_out / w_out)
-    box = img[:, top : top + h, left : left + w].float()[None]
-    if (h, w) != (h_out, w_out):
-        mode = "area" if h > h_out else "bicubic"
-        box = F.interpolate(box, size=(h_out, w_out), mode=mode, **({} if mode == "area" else {"align_corners": False}))
-    return box[0].round().clamp(0, 255).to(torch.uint8)
+    return pil_resize(img[:, top : top + h, left : left + w], (h_out, w_out))
+
+
+def pil_resize(img: torch.Tensor, size: tuple[int, int], resample: str = "LANCZOS") -> torch.Tensor:
+    """``uint8 [3,H,W]`` → Pillow's resize to ``size = (height, width)`` → ``uint8 [3,h,w]``."""
+    from PIL import Image
+
+    if tuple(img.shape[1:]) == tuple(size):
+        return img
+    pil = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
+    out = pil.resize((size[1], size[0]), getattr(Image.Resampling, resample))
+    return torch.from_numpy(np.asarray(out, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
 def center_box(height: int, width: int, aspect: float = 1.0) -> tuple[int, int, int, int]:
@@ -116,9 +122,5 @@ def pil_resize_unit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     ``size = (height, width)`` on the 8-bit picture (torchvision's ``Resize(size)`` on a
     PIL image), ``ToTensor`` (÷255) and ``Normalize(0.5, 0.5)`` → ``[1,3,h,w]`` in [-1,1],
     with torchvision's order of float32 operations."""
-    from PIL import Image
-
-    pil = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
-    arr = np.asarray(pil.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.uint8)
-    x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255)
+    x = pil_resize(img, size, "BILINEAR").float().div(255)
     return x.sub_(0.5).div_(0.5)[None]

@@ -15,6 +15,7 @@ import torch
 
 from sound2img.errors import CheckpointError
 from sound2img.inversion.encoders import load_encoder_checkpoint
+from sound2img.inversion.run import InversionOptions, invert_image
 from sound2img.models.stylegan2 import load_generator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,11 @@ def test_codes_and_images_match_reference(case):
     assert (img - torch.from_numpy(ref["images_noresize"])).abs().max() <= 1e-3
     big = torch.nn.functional.adaptive_avg_pool2d(img, (256, 256))
     assert (big - torch.from_numpy(ref["images"])).abs().max() <= 1e-3
+    # the photo itself through invert_image, as invert.py runs it (the CLI test runs e4e's)
+    opts = InversionOptions(method="e4e" if ckpt.encoder.kind == "Encoder4Editing" else "psp", encoder=str(path))
+    opts.align = "none"
+    inv = invert_image(fixture_dir(name) / "input.png", G, opts, faces=True, encoder_loader=lambda _: ckpt)
+    assert (inv.ws[0] - torch.from_numpy(ref["codes"][0])).abs().max() <= 1e-4
 
 
 @pytest.mark.slow
@@ -103,3 +109,38 @@ def test_code_running_pickle_is_refused(tmp_path, capsys):
     with pytest.raises(CheckpointError):
         load_encoder_checkpoint(raw)
     assert "code ran" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_invert_cli_encodes_the_photo_as_e4e_does(case, tmp_path):
+    """The command a user runs, on the fixture's photo: no --generator (the file's own
+    decoder is the generator, nothing is fetched), no alignment. The codes are e4e's
+    within 5e-4 (the fixture's float32-vs-float64 error is 7.5e-6)."""
+    import os
+    import subprocess
+    import sys
+
+    name, path, ref = case
+    if name != "encoder4editing_64":
+        pytest.skip("one interpreter start-up: pSp's photo goes through the same invert_image in the test above")
+    env = {
+        **os.environ,
+        "SOUND2IMG_OFFLINE": "1",
+        "SOUND2IMG_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    argv = ["--image", str(fixture_dir(name) / "input.png"), "--method", "e4e", "--encoder", str(path)]
+    res = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "invert.py"), *argv, "--align", "none", "--out", "out"]
+        + ["--device", "cpu", "progress=false"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    ws = torch.load(tmp_path / "out" / "latent.pt", weights_only=True)
+    assert (ws - torch.from_numpy(ref["codes"][0])).abs().max() <= 5e-4
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["encoder"]["input_size"] == [256, 256] and m["config"]["generator"]["path"] == str(path)
