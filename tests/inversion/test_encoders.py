@@ -144,3 +144,39 @@ def test_invert_cli_encodes_the_photo_as_e4e_does(case, tmp_path):
     assert (ws - torch.from_numpy(ref["codes"][0])).abs().max() <= 5e-4
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert m["encoder"]["input_size"] == [256, 256] and m["config"]["generator"]["path"] == str(path)
+
+
+def test_a_cars_encoder_sees_e4e_cars_input_and_is_scored_on_the_content_rows(tmp_path):
+    """e4e's cars transform makes 192x256 inputs (``CarsEncodeTransforms``) and its
+    inference crops the 512-px decoder image to rows 64..447: a photo is cut to 4:3 for
+    both, and the reconstruction is scored on those rows only."""
+    import numpy as np
+    from PIL import Image
+
+    from sound2img.inversion.encoders import EncoderCheckpoint
+    from sound2img.metrics import QualityMetrics, psnr
+    from tests.models.stylegan2.conftest import small_generator
+
+    G = small_generator(seed=3)
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        kind, style_count = "Encoder4Editing", G.num_ws
+
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return torch.zeros(x.shape[0], G.num_ws, G.w_dim)
+
+    ckpt = EncoderCheckpoint(Recorder(), G.w_avg.expand(G.num_ws, -1), {"dataset_type": "cars_encode"}, {}, "cars")
+    Image.fromarray((np.random.RandomState(0).rand(90, 200, 3) * 255).astype(np.uint8)).save(tmp_path / "car.png")
+    opts = InversionOptions(method="e4e", encoder="cars")
+    scores = QualityMetrics({"lpips": None})  # PSNR needs the two pictures at one size
+    inv = invert_image(tmp_path / "car.png", G, opts, faces=True, encoder_loader=lambda _: ckpt, quality=scores)
+    R = G.img_resolution
+    with torch.no_grad():
+        recon = G.synthesis(G.w_avg.expand(1, G.num_ws, -1), noise_mode="const")[..., R // 8 : R - R // 8, :]
+    expected = float(psnr(recon, inv.aligned.float()[None] / 127.5 - 1))
+    assert inv.metrics["quality"]["psnr"]["value"] == pytest.approx(expected, rel=1e-5)
+    assert seen == [(1, 3, 192, 256)] and inv.metrics["align"] == "center"  # a cars encoder: no face alignment
+    assert inv.aligned.shape == (3, R * 3 // 4, R) and inv.metrics["content_rows"] == [R // 8, R - R // 8]
+    assert inv.reconstruction.shape == (1, 3, R, R)
