@@ -15,7 +15,8 @@ generator's range, not how it does with trained weights; the e4e encoder is rand
 its reconstruction is a random latent's (only its time means something). LPIPS uses the
 registry's backbones (``torchvision_vgg16`` for scores and the projectors,
 ``torchvision_alexnet`` for PTI's tuning) when they are in the cache, and otherwise
-backbones with random weights: each record says which (``lpips_backbone``). Options not
+backbones with random weights: each record says which (``lpips_backbone``; with a random
+AlexNet, PTI's early stop cannot trigger, so PTI runs its full 350 steps). Options not
 given take each method's defaults (projector 500 steps, NVlabs' 1000, PTI 450 + up to 350).
 """
 
@@ -100,7 +101,13 @@ def run_case(method: str, target: str, res: int, steps: int | None, pti_steps: i
         alex, alex_kind = _backbone(tmp, "torchvision_alexnet", "alex")
         photo = _target_file(tmp, target, G)
         lpips = load_lpips(vgg, dev)
-        pti_lpips = load_lpips(alex, dev, net="alex", max_size=None)
+        alex_net = load_lpips(alex, dev, net="alex", max_size=None)
+
+        def pti_lpips(a, b):
+            # a random AlexNet's distances sit far below the 0.06 at which PTI stops, which would end
+            # the tuning before its first step; 1 added keeps the gradient and runs PTI's full length
+            return alex_net(a, b) + (1.0 if alex_kind == "random" else 0.0)
+
         name = {"projector_nvlabs": "projector"}.get(method, method)
         opts = InversionOptions(
             method=name,
