@@ -36,7 +36,7 @@ class ProjectorSettings:
 
     steps: int = 500
     space: str = "wplus"  # "w": one w for every layer; "wplus": one per layer
-    lr: float = 0.1
+    lr: float = 0.03  # NVlabs: 0.1, which in W+ stalls on some generators (README, "Edit your own photo")
     lr_rampdown: float = 0.25
     lr_rampup: float = 0.05
     initial_noise_factor: float = 0.0  # latent noise σ = w_std · factor · (1 − t/ramp)², t ≤ ramp
@@ -70,7 +70,7 @@ class ProjectorSettings:
 # optimiser is built with at every step).
 PRESETS = {
     "ours": ProjectorSettings(),
-    "nvlabs": ProjectorSettings(steps=1000, space="w", initial_noise_factor=0.05, noise="optimize"),
+    "nvlabs": ProjectorSettings(steps=1000, space="w", lr=0.1, initial_noise_factor=0.05, noise="optimize"),
     "pti": ProjectorSettings(
         steps=450, space="w", lr=0.01, initial_noise_factor=0.05, noise="optimize", w_avg_samples=600
     ),
