@@ -36,7 +36,7 @@ class ProjectorSettings:
 
     steps: int = 500
     space: str = "wplus"  # "w": one w for every layer; "wplus": one per layer
-    lr: float = 0.03  # NVlabs: 0.1, which in W+ stalls on some generators (README, "Edit your own photo")
+    lr: float | None = None  # None: NVlabs' 0.1 in W, 0.03 in W+ (0.1 stalls there on larger generators)
     lr_rampdown: float = 0.25
     lr_rampup: float = 0.05
     initial_noise_factor: float = 0.0  # latent noise σ = w_std · factor · (1 − t/ramp)², t ≤ ramp
@@ -56,6 +56,8 @@ class ProjectorSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserInputError(f"projector {name} must be a positive integer, got {v!r}")
+        if self.lr is None:
+            self.lr = 0.1 if self.space == "w" else 0.03
         if self.pixel_weight < 0 or self.lr <= 0:
             raise UserInputError("projector lr must be > 0 and pixel_weight >= 0")
         return self

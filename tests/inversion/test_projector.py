@@ -30,7 +30,7 @@ def test_default_settings_reconstruct_a_generated_image(G, tmp_path, space, boun
     """The defaults (500 steps, pixel loss) reach the README's bounds on an image the
     generator made: ≥ 30 dB in W+, ≥ 25 dB in W. They reach far more on this network
     (39 and 64 dB), so the bound holds on any CPU; a plain MSE, which pulls the clipped
-    pixels back, ends at 14 and 9 dB."""
+    pixels back, ends at 14 and 10 dB."""
     target = eight_bit_target(G, seed, tmp_path)
     assert float((target.abs() >= 1).float().mean()) > 0.3  # clipped regions are part of the test
     res = project(G, target, settings=ProjectorSettings(space=space))
