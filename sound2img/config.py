@@ -105,8 +105,8 @@ class EditOptions:
     images: list[str] = key([])
     image_method: str | None = key(None, choices=("projector", "e4e", "psp"))
     image_encoder: str | None = key(None)
-    image_space: str = key("wplus", choices=("w", "wplus"))
-    image_perceptual: str = key("lpips", choices=("lpips", "none"))
+    image_space: str | None = key(None, choices=("w", "wplus"))  # None: the projector recipe's
+    image_perceptual: str | None = key(None, choices=("lpips", "none"))  # None: generator.inversion's, else lpips
     image_steps: int | None = key(None, ge=1)
     image_align: str = key("auto", choices=("auto", "ffhq", "center", "none"))
 
@@ -144,7 +144,7 @@ class GeneratorOptions:
     noise_mode: str = key("const", choices=NOISE_MODES)
     tiny: Any = key(None)  # kwargs of build_generator (name: tiny), checked by it
     faces: bool = key(False)  # a face generator: FFHQ alignment, identity scores
-    inversion: Any = key(None)  # {method, encoder}: how --image inverts for this generator
+    inversion: Any = key(None)  # {method, encoder, perceptual}: how --image inverts for this generator
 
 
 @dataclass

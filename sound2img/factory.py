@@ -328,17 +328,22 @@ def build_arcface_from_cfg(icfg: Any = "ir_se50", device: str | torch.device = "
 
 
 def build_lpips(
-    name_or_path: str = "torchvision_vgg16", device: str | torch.device = "cpu", *, allow_download: bool = True
+    name_or_path: str = "torchvision_vgg16",
+    device: str | torch.device = "cpu",
+    *,
+    net: str = "vgg",
+    max_size: int | None = 256,
+    allow_download: bool = True,
 ):
-    """LPIPS-VGG16 (``metrics.load_lpips``) with torchvision's ImageNet VGG16 from the
-    weights registry (or a local file); offline without it (or, ``allow_download=False``,
-    when it is not in the cache): the registry's one-line error."""
+    """LPIPS (``metrics.load_lpips``) with torchvision's ImageNet backbone (``net``: vgg
+    for VGG16, alex for AlexNet) from the weights registry (or a local file); offline
+    without it (or, ``allow_download=False``, when it is not in the cache): the registry's
+    one-line error."""
     from sound2img.metrics import load_lpips
 
-    path = _weights_file(
-        str(name_or_path), ("torchvision_pth",), "torchvision's VGG16 state dict", allow_download=allow_download
-    )
-    return load_lpips(path, resolve_device(device))
+    what = {"vgg": "torchvision's VGG16 state dict", "alex": "torchvision's AlexNet state dict"}[net]
+    path = _weights_file(str(name_or_path), ("torchvision_pth",), what, allow_download=allow_download)
+    return load_lpips(path, resolve_device(device), net=net, max_size=max_size)
 
 
 def resolve_checkpoint(name_or_path: str, formats: tuple[str, ...], what: str) -> Path:

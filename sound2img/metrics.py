@@ -1,5 +1,5 @@
 """Image-quality metrics shared by inversion, manipulation and evaluation: LPIPS (the
-``lpips`` package's VGG16 variant), PSNR, identity cosine (IR-SE50) and CLIP cosine to a
+``lpips`` package's VGG16 and AlexNet variants), PSNR, identity cosine (IR-SE50) and CLIP cosine to a
 target, plus per-layer latent distances. A metric whose network is missing is recorded
 as unavailable with the reason (:class:`QualityMetrics`), never a crash.
 
@@ -22,61 +22,78 @@ from sound2img.models.state_dict import freeze, read_torch_file, unwrap_state_di
 
 log = logging.getLogger(__name__)
 
-# torchvision's vgg16().features indices that lpips groups into its five slices
-_VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
-LPIPS_SIZE = 256  # inputs larger than this are area-downsampled first (NVlabs' projector does the same)
+# torchvision's <net>().features indices that lpips groups into its slices, per backbone
+_SLICES = {
+    "vgg": ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30)),
+    "alex": ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)),
+}
+_BACKBONE = {"vgg": "vgg16", "alex": "alexnet"}
+LPIPS_SIZE = 256  # VGG: inputs larger than this are area-downsampled first (NVlabs' projector does the same)
 
 
-def lpips_head_file() -> Path:
-    """The LPIPS v0.1 linear heads for VGG, shipped inside the ``lpips`` package."""
+def lpips_head_file(net: str = "vgg") -> Path:
+    """The LPIPS v0.1 linear heads for ``net`` (vgg, alex), shipped inside the ``lpips`` package."""
     import lpips
 
-    return Path(lpips.__file__).resolve().parent / "weights" / "v0.1" / "vgg.pth"
+    return Path(lpips.__file__).resolve().parent / "weights" / "v0.1" / f"{net}.pth"
 
 
-def load_lpips(vgg_path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """LPIPS-VGG16 (v0.1) from torchvision's ImageNet ``vgg16`` state dict at ``vgg_path``
-    and the package's linear heads, both read with ``weights_only=True``; the network is
-    built without lpips' own download. Returns a frozen module ``(a, b) -> [B]``."""
+def load_lpips(
+    backbone_path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    net: str = "vgg",
+    max_size: int | None = LPIPS_SIZE,
+) -> nn.Module:
+    """LPIPS (v0.1) from torchvision's ImageNet state dict of the backbone at
+    ``backbone_path`` (``net='vgg'``: vgg16; ``'alex'``: alexnet) and the package's linear
+    heads, both read with ``weights_only=True``; built without lpips' own download.
+    ``max_size``: larger inputs are area-downsampled to it (None: full resolution, as
+    PTI's AlexNet loss). Returns a frozen module ``(a, b) -> [B]``."""
     import warnings
 
     import lpips
 
+    if net not in _SLICES:
+        raise ValueError(f"LPIPS backbone must be one of {tuple(_SLICES)}, got {net!r}")
     with warnings.catch_warnings():  # lpips calls torchvision's deprecated pretrained= argument
         warnings.simplefilter("ignore", UserWarning)
-        net = lpips.LPIPS(pretrained=False, net="vgg", version="0.1", lpips=True, pnet_rand=True, verbose=False)
-    vgg = unwrap_state_dict(read_torch_file(vgg_path), vgg_path)
-    own = net.net.state_dict()
+        model = lpips.LPIPS(pretrained=False, net=net, version="0.1", lpips=True, pnet_rand=True, verbose=False)
+    backbone = unwrap_state_dict(read_torch_file(backbone_path), backbone_path)
+    own = model.net.state_dict()
     state = {}
-    for k, (lo, hi) in enumerate(_VGG_SLICES, start=1):
+    for k, (lo, hi) in enumerate(_SLICES[net], start=1):
         for i in range(lo, hi):
             for p in ("weight", "bias"):
                 ours = f"slice{k}.{i}.{p}"
                 if ours not in own:
                     continue
-                t = vgg.get(f"features.{i}.{p}")
+                t = backbone.get(f"features.{i}.{p}")
                 if t is None or t.shape != own[ours].shape:
                     raise CheckpointError(
-                        f"{vgg_path}: not torchvision's vgg16 state dict "
+                        f"{backbone_path}: not torchvision's {_BACKBONE[net]} state dict "
                         f"(features.{i}.{p} missing or of the wrong shape)"
                     )
                 state[ours] = t
-    net.net.load_state_dict(state, strict=True)
-    heads = read_torch_file(lpips_head_file())
-    net.load_state_dict({**net.state_dict(), **heads}, strict=True)
-    return freeze(LPIPSDistance(net)).to(device)
+    model.net.load_state_dict(state, strict=True)
+    heads = read_torch_file(lpips_head_file(net))
+    model.load_state_dict({**model.state_dict(), **heads}, strict=True)
+    return freeze(LPIPSDistance(model, max_size)).to(device)
 
 
 class LPIPSDistance(nn.Module):
-    """``(a [B,3,H,W], b [B,3,H,W]) in [-1,1] -> [B]`` LPIPS distance; inputs above 256 px
-    are area-downsampled to 256 first. Differentiable w.r.t. both inputs."""
+    """``(a [B,3,H,W], b [B,3,H,W]) in [-1,1] -> [B]`` LPIPS distance; inputs above
+    ``max_size`` px are area-downsampled to it first (None: never). Differentiable w.r.t.
+    both inputs."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, max_size: int | None = LPIPS_SIZE):
         super().__init__()
         self.net = net
+        self.max_size = max_size
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        a, b = downsample(a), downsample(b)
+        if self.max_size is not None:
+            a, b = downsample(a, self.max_size), downsample(b, self.max_size)
         return self.net(a, b, normalize=False).reshape(a.shape[0])
 
 

@@ -63,6 +63,8 @@ def _photo_needs(needs: Needs, c: dict[str, Any], section: dict[str, Any]) -> No
         needs.add(opts.encoder, f"photo encoder ({opts.method})")
     elif opts.perceptual == "lpips":
         needs.add(c.get("lpips") or "torchvision_vgg16", "LPIPS (projector loss)")
+        if opts.method == "pti":
+            needs.add(c.get("pti_lpips") or "torchvision_alexnet", "LPIPS-AlexNet (PTI's tuning loss)")
 
 
 def _score_needs(needs: Needs, c: dict[str, Any]) -> None:

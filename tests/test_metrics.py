@@ -116,3 +116,37 @@ def test_missing_networks_are_recorded_not_raised():
     q.compare(a, a)
     assert len(calls) == 1  # built (or failed) once
     assert q.clip_to_target(a, torch.ones(4))["value"] is None
+
+
+def test_lpips_alexnet_matches_the_lpips_package_at_full_resolution(tmp_path):
+    """PTI's tuning loss: lpips.LPIPS(net='alex') (lpips 0.1.x) with torchvision's AlexNet
+    features, on images larger than 256 px, which it sees whole."""
+    import lpips
+    import torchvision
+
+    torch.manual_seed(0)
+    features = torchvision.models.alexnet(weights=None).features
+    path = tmp_path / "alexnet-random.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    ours = load_lpips(path, net="alex", max_size=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).eval()
+    slices = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))
+    ref.net.load_state_dict(
+        {
+            k.replace("features.", f"slice{s}.", 1): v
+            for k, v in torch.load(path, weights_only=True).items()
+            for s, (lo, hi) in enumerate(slices, 1)
+            if lo <= int(k.split(".")[1]) < hi
+        }
+    )
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.rand(2, 3, 300, 300, generator=g) * 2 - 1, torch.rand(2, 3, 300, 300, generator=g) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(ours(a, b), ref(a, b).reshape(2), rtol=1e-5, atol=1e-6)
+    from sound2img.errors import CheckpointError
+
+    torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / "vgg_like.pth")  # VGG's first conv
+    with pytest.raises(CheckpointError, match="alexnet"):
+        load_lpips(tmp_path / "vgg_like.pth", net="alex")

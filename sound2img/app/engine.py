@@ -173,6 +173,7 @@ class Engine:
         elif req.source == "photo":
             if not req.photo:
                 raise UserInputError("source 'photo' needs an image file (JPEG, PNG, ...)")
+            check_photo(req.photo)
             # inverted by run_edit as manipulate.py --image does (cached by content and settings)
             updates.update({"edit.seeds": [], "edit.latents": [], "edit.images": [str(req.photo)]})
         else:
@@ -184,10 +185,13 @@ class Engine:
             del cfg["app"]  # the edit's metrics.json records the manipulate config, as the CLI's does
         return cfg
 
-    def run(self, req: EditRequest, on_step: Callable | None = None) -> EditOutcome:
+    def run(self, req: EditRequest, on_step: Callable | None = None, on_invert: Callable | None = None) -> EditOutcome:
         """Run one request to the end: its edit directory (exactly what manipulate.py
-        writes) and a zip of it. Raises ``UserInputError``/``EditStopped``; nothing is
-        left behind by a failed or stopped edit except an empty work folder."""
+        writes) and a zip of it. ``on_step(done, img, cosine)`` / ``on_invert(stage, done,
+        total)``: progress of the edit / of a photo's inversion, a true return stops it.
+        Raises ``UserInputError``/``EditStopped``/``InversionStopped``; nothing is left
+        behind by a failed or stopped edit except an empty work folder."""
+        from sound2img.inversion.projector import InversionStopped
         from sound2img.manipulation.optimizer import EditStopped
         from sound2img.manipulation.run import run_edit
 
@@ -199,10 +203,16 @@ class Engine:
         log.info("edit %d: start (%s)", n, req.mode)
         stopped = False
         try:
-            (edit_dir,) = run_edit(cfg, models=self.models_for(cfg), on_step=on_step)
+            (edit_dir,) = run_edit(cfg, models=self.models_for(cfg), on_step=on_step, on_invert=on_invert)
         except EditStopped as exc:  # the user's Stop: one line, not an error
             stopped = True
             log.info("edit %d: stopped by the user after %d steps (nothing written)", n, exc.steps_done)
+            raise
+        except InversionStopped as exc:
+            stopped = True
+            log.info(
+                "edit %d: stopped by the user while inverting the photo (%s, %d steps)", n, exc.stage, exc.steps_done
+            )
             raise
         finally:
             if not stopped:
@@ -244,6 +254,15 @@ class EditOutcome:
     edit_dir: Path
     zip_path: Path
     metrics: dict[str, Any]
+
+
+def check_photo(path: str):
+    """An uploaded photo read as ``invert.py`` reads it: ``uint8 [3,H,W]`` RGB, or the
+    one-line ``UserInputError`` of ``inversion.images.load_image`` (not an image,
+    truncated, too small or too large)."""
+    from sound2img.inversion.images import load_image
+
+    return load_image(path)
 
 
 def summary_rows(metrics: dict[str, Any]) -> list[list[Any]]:

@@ -8,12 +8,13 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from sound2img.app.engine import MODES, SOURCES, TONE_CLIP, EditRequest, Engine, summary_rows
+from sound2img.app.engine import MODES, SOURCES, TONE_CLIP, EditRequest, Engine, check_photo, summary_rows
 from sound2img.cli import user_message
 from sound2img.errors import UserInputError
 
@@ -24,6 +25,8 @@ CSS = (
     "#live img, #source_image img, #result img, #strip img {width: 100%; height: 100%; object-fit: contain; "
     "image-rendering: pixelated}"
 )
+PREVIEW_SIDE = 320  # the uploaded photo's preview, px
+INVERT_STATUS_S = 0.25  # the inversion's progress line is refreshed at most this often
 INTRO = """# sound2img
 Edit a StyleGAN2 image with a sound (or text): the latent is optimised so that CLIP sees the
 edited image close to the sound's embedding. Choose a sound, a source and the settings, then **Run**."""
@@ -59,6 +62,13 @@ def _error_text(exc: BaseException, *uploads: str | None) -> str:
     for path in filter(None, uploads):
         text = text.replace(str(path), Path(path).name)
     return " ".join(text.split())
+
+
+def _inversion_text(stage: str, done: int, total: int) -> str:
+    """A status line for a photo's inversion in progress."""
+    if stage == "encoder":
+        return "inverting the photo: encoder pass" + (" done" if done else "…")
+    return f"inverting the photo: {stage} step {done}/{total}"
 
 
 class Page:
@@ -109,6 +119,25 @@ class Page:
             if not isinstance(exc, UserInputError):
                 log.exception("mel of %s", sound)
             return None, _error_text(exc, sound)
+
+    # ---- photo ------------------------------------------------------------------------
+    def show_photo(self, photo: str | None):
+        """An uploaded photo → (its preview, status): read here, as the inversion will
+        read it, so that a file that is not a picture is one line in the status box (the
+        upload is a plain file, which Gradio passes on without decoding it)."""
+        if not photo:
+            return None, ""
+        try:
+            from PIL import Image
+
+            img = check_photo(photo)
+            view = Image.fromarray(img.permute(1, 2, 0).numpy())
+            view.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))  # any format, shown as the inversion reads it
+        except Exception as exc:  # noqa: BLE001 - shown in the page, the server goes on
+            if not isinstance(exc, UserInputError):
+                log.exception("photo %s", photo)
+            return None, _error_text(exc, photo)
+        return view, f"photo: {Path(photo).name}, {img.shape[2]}x{img.shape[1]}"
 
     # ---- edit -------------------------------------------------------------------------
     def stop(self, request: gr.Request = None) -> None:
@@ -171,12 +200,24 @@ class Page:
             events.put(("step", done, _image(img[0]) if due else None, float(cosine.float().mean())))
             return stop.is_set()
 
+        shown = [0.0]
+
+        def on_invert(stage, done, of):
+            # a status line at most every INVERT_STATUS_S (steps can take milliseconds); Stop is
+            # checked every step
+            now = time.monotonic()
+            if done in (0, 1, of) or now - shown[0] >= INVERT_STATUS_S:
+                shown[0] = now
+                events.put(("invert", stage, done, of))
+            return stop.is_set()
+
         def work():
+            from sound2img.inversion.projector import InversionStopped
             from sound2img.manipulation.optimizer import EditStopped
 
             try:
-                events.put(("done", self.engine.run(req, on_step)))
-            except EditStopped as exc:  # the user's Stop: the engine logged it in one line
+                events.put(("done", self.engine.run(req, on_step, on_invert)))
+            except (EditStopped, InversionStopped) as exc:  # the user's Stop: the engine logged it in one line
                 events.put(("error", exc))
             except BaseException as exc:  # noqa: BLE001 - every failure is reported in the page
                 if not isinstance(exc, UserInputError):
@@ -189,7 +230,9 @@ class Page:
         try:
             while True:
                 kind, *rest = events.get()
-                if kind == "step":
+                if kind == "invert":
+                    yield (_inversion_text(*rest) + tag, *([gr.update()] * 6))
+                elif kind == "step":
                     done, img, cos = rest
                     live = gr.update() if img is None else img
                     yield (
@@ -198,14 +241,18 @@ class Page:
                         *([gr.update()] * 5),
                     )
                 elif kind == "error":
+                    from sound2img.inversion.projector import InversionStopped
                     from sound2img.manipulation.optimizer import EditStopped
 
                     exc = rest[0]
-                    text_ = (
-                        f"stopped after {exc.steps_done} of {total} steps (nothing written)"
-                        if isinstance(exc, EditStopped)
-                        else _error_text(exc, sound, latent, photo)
-                    )
+                    if isinstance(exc, EditStopped):
+                        text_ = f"stopped after {exc.steps_done} of {total} steps (nothing written)"
+                    elif isinstance(exc, InversionStopped):
+                        text_ = (
+                            f"stopped while inverting the photo ({exc.stage}, {exc.steps_done} steps; nothing written)"
+                        )
+                    else:
+                        text_ = _error_text(exc, sound, latent, photo)
                     yield (text_ + tag, gr.update(), None, None, None, None, None)
                     return
                 else:
@@ -294,7 +341,10 @@ def _edit_blocks(engine: Engine):
                     type="filepath",
                     elem_id="latent",
                 )
-                photo = gr.Image(label="photo", type="filepath", elem_id="photo")
+                # a plain file, read by the app itself (show_photo): Gradio's image input would decode
+                # it first and fail every later run with its own message when it is not a picture
+                photo = gr.File(label="photo (JPEG, PNG, ...)", type="filepath", elem_id="photo")
+                photo_view = gr.Image(label="photo as uploaded", interactive=False, elem_id="photo_preview", height=160)
                 steps = gr.Slider(*b["steps"], value=d["steps"], step=1, label="steps", elem_id="steps")
                 lr = gr.Slider(*b["lr"], value=d["lr"], label="lr", elem_id="lr")
                 lsim = gr.Slider(
@@ -315,6 +365,7 @@ def _edit_blocks(engine: Engine):
 
         sample.change(page.pick_sample, sample, [sound, status], concurrency_limit=None, concurrency_id="light")
         sound.change(page.show_mel, sound, [mel, status], concurrency_limit=None, concurrency_id="light")
+        photo.change(page.show_photo, photo, [photo_view, status], concurrency_limit=None, concurrency_id="light")
         rand.click(lambda: __import__("random").randrange(2**31), None, seed, queue=False)
         run.click(
             page.run,

@@ -47,9 +47,12 @@ def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     return quad, float(2 * np.hypot(*x))
 
 
-def align_face(img: torch.Tensor, landmarks: np.ndarray, size: int, pad: bool = True) -> torch.Tensor:
+def align_face(
+    img: torch.Tensor, landmarks: np.ndarray, size: int, pad: bool = True, transform_size: int | None = None
+) -> torch.Tensor:
     """``img uint8 [3,H,W]`` + ``landmarks [68,2]`` → the FFHQ-aligned face
-    ``uint8 [3,size,size]``."""
+    ``uint8 [3,size,size]``. ``transform_size``: the side the quad is resampled to before
+    the final Lanczos resize (FFHQ: 4·size; e4e's alignment: 256 for 256, no resize)."""
     import PIL.Image
     from scipy.ndimage import gaussian_filter
 
@@ -100,11 +103,12 @@ def align_face(img: torch.Tensor, landmarks: np.ndarray, size: int, pad: bool = 
         arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(edge, 0.0, 1.0)
         pil = PIL.Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
         quad = quad + padding[:2]
-    big = size * TRANSFORM_FACTOR
+    big = transform_size or size * TRANSFORM_FACTOR
     pil = pil.transform(
         (big, big), PIL.Image.Transform.QUAD, tuple((quad + 0.5).flatten()), PIL.Image.Resampling.BILINEAR
     )
-    pil = pil.resize((size, size), PIL.Image.Resampling.LANCZOS)
+    if size < big:
+        pil = pil.resize((size, size), PIL.Image.Resampling.LANCZOS)
     return torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
@@ -143,33 +147,65 @@ class LandmarkDetector:
 
 
 ALIGN_MODES = ("auto", "ffhq", "center", "none")
+E4E_ALIGN_SIZE = 256  # e4e's own alignment script resamples the quad straight to 256 px
+
+
+def resolve_align(mode: str, faces: bool) -> str:
+    """``auto`` → ``ffhq`` for face generators, ``center`` otherwise; others unchanged."""
+    if mode not in ALIGN_MODES:
+        raise UserInputError(f"unknown alignment {mode!r} ({', '.join(ALIGN_MODES)})")
+    return ("ffhq" if faces else "center") if mode == "auto" else mode
 
 
 def prepare_image(
     img: torch.Tensor,
-    size: int,
+    size: int | tuple[int, int],
     mode: str,
     *,
     faces: bool,
     source: str = "image",
     detector: LandmarkDetector | None = None,
+    landmarks: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """``img uint8 [3,H,W]`` → (``uint8 [3,size,size]`` to invert, a record of what was
-    done). ``auto`` is ``ffhq`` for face generators, ``center`` otherwise; ``none``
-    only resizes (the picture is squashed when it is not square)."""
-    from sound2img.inversion.images import center_crop_resize
+    """``img uint8 [3,H,W]`` → (``uint8 [3,h,w]`` to invert, ``size``: a side or
+    ``(h, w)``; a record of what was done). ``auto`` is ``ffhq`` for face generators,
+    ``center`` otherwise; ``none`` only resizes (the picture is squashed when its aspect
+    differs). ``landmarks``: already detected ones (ffhq)."""
+    from sound2img.inversion.images import center_crop_resize, pil_resize
 
-    if mode not in ALIGN_MODES:
-        raise UserInputError(f"unknown alignment {mode!r} ({', '.join(ALIGN_MODES)})")
-    if mode == "auto":
-        mode = "ffhq" if faces else "center"
+    mode = resolve_align(mode, faces)
+    h, w = (size, size) if isinstance(size, int) else size
     if mode == "ffhq":
-        lm = (detector or LandmarkDetector())(img, source)
+        lm = (detector or LandmarkDetector())(img, source) if landmarks is None else landmarks
         quad, _ = ffhq_quad(lm)
-        return align_face(img, lm, size), {"align": "ffhq", "quad": quad.round(2).tolist()}
+        return align_face(img, lm, h), {"align": "ffhq", "quad": quad.round(2).tolist()}
     if mode == "center":
-        return center_crop_resize(img, size), {"align": "center"}
-    out = torch.nn.functional.interpolate(
-        img.float()[None], size=(size, size), mode="area" if img.shape[-1] > size else "bilinear"
-    )
-    return out[0].round().clamp(0, 255).to(torch.uint8), {"align": "none"}
+        return center_crop_resize(img, (h, w)), {"align": "center"}
+    return pil_resize(img, (h, w)), {"align": "none"}
+
+
+def prepare_encoder_input(
+    img: torch.Tensor,
+    size: tuple[int, int],
+    mode: str,
+    *,
+    faces: bool,
+    landmarks: np.ndarray | None = None,
+) -> torch.Tensor:
+    """An e4e/pSp encoder's input from the photo ``img uint8 [3,H,W]``, built as e4e's
+    inference does whatever the generator's resolution: the face aligned by e4e's own
+    recipe (quad resampled straight to 256 px), or the largest centred box of the
+    input's aspect (``center``) or the whole photo (``none``) at the photo's own
+    resolution, then e4e's transform (``images.pil_resize_unit``) to ``size = (h, w)``
+    → ``[1,3,h,w]`` in [-1,1]."""
+    from sound2img.inversion.images import center_box, pil_resize_unit
+
+    mode = resolve_align(mode, faces)
+    if mode == "ffhq":
+        if landmarks is None:
+            raise ValueError("ffhq alignment needs the landmarks")
+        img = align_face(img, landmarks, E4E_ALIGN_SIZE, transform_size=E4E_ALIGN_SIZE)
+    elif mode == "center":
+        top, left, h, w = center_box(img.shape[1], img.shape[2], size[0] / size[1])
+        img = img[:, top : top + h, left : left + w]
+    return pil_resize_unit(img, size)

@@ -29,7 +29,9 @@ from sound2img.inversion.projector import SPACES
 from sound2img.inversion.run import (
     METHODS,
     PERCEPTUAL,
+    RECIPES,
     InversionOptions,
+    Progress,
     cache_key,
     cached_inversion,
     invert_image,
@@ -42,6 +44,7 @@ CONFIG_NAME = "invert"
 FLAG_KEYS = {
     "image": "invert.image",
     "method": "invert.method",
+    "projector": "invert.projector",
     "encoder": "invert.encoder",
     "space": "invert.space",
     "perceptual": "invert.perceptual",
@@ -54,6 +57,7 @@ FLAG_KEYS = {
 }
 OPTION_KEYS = (
     "method",
+    "projector",
     "space",
     "perceptual",
     "steps",
@@ -71,6 +75,8 @@ examples:
   python scripts/invert.py --image me.jpg --out outputs/me                       # ffhq1024, e4e
   python scripts/invert.py --image me.jpg --method pti --out outputs/me_pti      # most faithful
   python scripts/invert.py --image hill.jpg --generator lhq256 --method projector --out outputs/hill
+  python scripts/invert.py --image hill.jpg --generator lhq256 --projector nvlabs --out outputs/hill_nv
+  python scripts/invert.py --image car.jpg --method e4e --encoder e4e_cars_encode.pt --out outputs/car
   python scripts/invert.py --image x.png --perceptual none --steps 300 --out outputs/x preset=tiny
 """
 
@@ -88,11 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--method", choices=METHODS, help="how to invert (the generator config's inversion.method unless given)"
     )
-    p.add_argument("--encoder", metavar="NAME|PATH", help="e4e/pSp checkpoint for methods e4e, psp")
-    p.add_argument("--space", choices=SPACES, help="the projector's latent space")
-    p.add_argument("--perceptual", choices=PERCEPTUAL, help="the projector's loss: LPIPS, or none (pixel MSE)")
-    p.add_argument("--steps", type=int, help="projector steps (default: 1000; 450 for pti's projection)")
-    p.add_argument("--pti-steps", type=int, help="generator tuning steps of pti (default: 350, fewer at LPIPS ≤ 0.07)")
+    p.add_argument(
+        "--encoder",
+        metavar="NAME|PATH",
+        help="e4e/pSp checkpoint (methods e4e, psp); without --generator its decoder is the generator",
+    )
+    p.add_argument(
+        "--projector", choices=RECIPES, help="the projector's settings: ours (default) or NVlabs' own (W, 1000 steps)"
+    )
+    p.add_argument("--space", choices=SPACES, help="the projector's latent space (default: the recipe's)")
+    p.add_argument("--perceptual", choices=PERCEPTUAL, help="the projector's loss: LPIPS, or none (pixel loss only)")
+    p.add_argument("--steps", type=int, help="projector steps (default: the recipe's; 450 for pti's projection)")
+    p.add_argument("--pti-steps", type=int, help="generator tuning steps of pti (default: 350, fewer at LPIPS ≤ 0.06)")
     p.add_argument("--seed", type=int, help="the projector's noise draws")
     p.add_argument("--align", choices=ALIGN_MODES, help="auto: ffhq for face generators, else center")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace an existing --out")
@@ -109,8 +122,13 @@ def compose_from_args(argv: Sequence[str]):
     args, overrides = parse_with_overrides(build_parser(), argv)
     groups: list[str] = []
     updates: dict[str, Any] = {key: getattr(args, dest) for dest, key in FLAG_KEYS.items()}
-    if args.generator:
-        g, u = model_choice("--generator", "generator", args.generator, GENERATOR_FORMATS, "a StyleGAN2 generator")
+    generator = args.generator
+    if not generator and args.encoder and Path(args.encoder).expanduser().is_file():
+        # an e4e/pSp file holds the decoder it was trained with: that is the generator, nothing to fetch
+        if not any(o.split("=", 1)[0].lstrip("+~").startswith("generator") for o in overrides):
+            generator = args.encoder
+    if generator:
+        g, u = model_choice("--generator", "generator", generator, GENERATOR_FORMATS, "a StyleGAN2 generator")
         groups += g
         updates.update(u)
     if args.overwrite:
@@ -124,8 +142,10 @@ def options_from(c: dict[str, Any], section: dict[str, Any] | None = None) -> In
     g_inv = dict((c.get("generator") or {}).get("inversion") or {})
     method = s.get("method") or g_inv.get("method") or "projector"
     encoder = s.get("encoder") or (g_inv.get("encoder") if method == g_inv.get("method") else None)
+    # the generator config's default loss: pixel only for preset=tiny's random network (offline)
+    perceptual = s.get("perceptual") or g_inv.get("perceptual") or "lpips"
     kw = {k: s[k] for k in OPTION_KEYS if s.get(k) is not None}
-    kw.update(method=method, encoder=encoder)
+    kw.update(method=method, encoder=encoder, perceptual=perceptual)
     try:
         return InversionOptions(**kw).check()
     except TypeError as exc:
@@ -168,13 +188,16 @@ def _builders(c: dict[str, Any], device: torch.device):
     def lpips():
         return factory.build_lpips(c.get("lpips") or "torchvision_vgg16", device)
 
+    def pti_lpips():  # PTI tunes with LPIPS-AlexNet on the full-resolution image
+        return factory.build_lpips(c.get("pti_lpips") or "torchvision_alexnet", device, net="alex", max_size=None)
+
     def encoder(name_or_path: str):
         from sound2img.inversion.encoders import load_encoder_checkpoint
 
         path = factory.resolve_checkpoint(name_or_path, ("e4e_pt",), "an e4e/pSp encoder checkpoint")
         return load_encoder_checkpoint(path, device)
 
-    return lpips, encoder
+    return lpips, pti_lpips, encoder
 
 
 def run_invert(cfg, *, progress: bool | None = None) -> Path:
@@ -198,13 +221,14 @@ def run_invert(cfg, *, progress: bool | None = None) -> Path:
     ensure_weights(invert_needs(c), progress=progress)  # offline: one message names every missing file
     G = factory.build_generator_from_cfg(cfg.generator, device)
     faces = bool((c.get("generator") or {}).get("faces"))
-    lpips, encoder = _builders(c, device)
+    lpips, pti_lpips, encoder = _builders(c, device)
     inv = invert_image(
         image,
         G,
         opts,
         faces=faces,
         lpips=lpips,
+        pti_lpips=pti_lpips,
         encoder_loader=encoder,
         quality=quality_metrics(c, device, faces=faces),
         progress=progress,
@@ -220,10 +244,12 @@ def invert_for_edit(
     *,
     cache_root: Path | None = None,
     progress: bool = False,
+    on_progress: Progress | None = None,
 ) -> list[tuple[torch.Tensor, dict]]:
     """``manipulate.py --image``: each photo → (``ws [1,num_ws,w_dim]``, record), by the
     generator config's default method (``edit.image_method`` etc. override it), cached
-    under ``<cache dir>/inversions`` by image content, generator, method and settings."""
+    under ``<cache dir>/inversions`` by image content, generator, method and settings.
+    ``on_progress(stage, done, total)``: the inversion's progress (``invert_image``)."""
     from sound2img import factory
     from sound2img.models.stylegan2 import load_latents
     from sound2img.weights import cache_dir
@@ -242,7 +268,7 @@ def invert_for_edit(
     root = Path(cache_root or cache_dir() / "inversions")
     gid = factory.generator_identity(c.get("generator"))
     faces = bool((c.get("generator") or {}).get("faces"))
-    lpips, encoder = _builders(c, device)
+    lpips, _, encoder = _builders(c, device)
     out = []
     for image in images:
         if not Path(image).is_file():
@@ -251,7 +277,16 @@ def invert_for_edit(
         key = cache_key(image, gid, opts)
         hit = cached_inversion(root, key)
         if hit is None:
-            inv = invert_image(image, G, opts, faces=faces, lpips=lpips, encoder_loader=encoder, progress=progress)
+            inv = invert_image(
+                image,
+                G,
+                opts,
+                faces=faces,
+                lpips=lpips,
+                encoder_loader=encoder,
+                progress=progress,
+                on_progress=on_progress,
+            )
             hit = store_inversion(root, key, inv)
             ws, cached = inv.ws, False
         else:

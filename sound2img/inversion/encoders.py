@@ -25,7 +25,8 @@ from sound2img.models.stylegan2.checkpoint import is_e4e_layout
 ENCODER_TYPES = ("Encoder4Editing", "GradualStyleEncoder")
 COARSE, MIDDLE = 3, 7  # style heads [0,3) read the 16-px map, [3,7) 32 px, the rest 64 px
 TAPS = (6, 20, 23)  # body units whose outputs feed the feature pyramid (64, 32, 16 px at 256 input)
-INPUT_SIZE = 256  # the encoders were trained on 256x256 inputs
+INPUT_SIZE = 256  # the encoders were trained on 256x256 inputs (cars: 192x256, see CARS)
+CARS = "cars_encode"  # e4e's cars dataset type: 192x256 inputs; its 512-px decoder's content is rows 64..447
 
 
 class EqualLinear(nn.Module):
@@ -123,14 +124,34 @@ class EncoderCheckpoint:
     decoder_state: dict[str, torch.Tensor]
     path: str
 
+    @property
+    def dataset_type(self) -> str | None:
+        """e4e's ``opts['dataset_type']`` (``ffhq_encode``, ``cars_encode``, ...), if stored."""
+        value = self.opts.get("dataset_type")
+        return value if isinstance(value, str) else None
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the input e4e's transforms make for this encoder:
+        192x256 for cars (``CarsEncodeTransforms``), 256x256 otherwise."""
+        return (192, 256) if self.dataset_type == CARS else (INPUT_SIZE, INPUT_SIZE)
+
+    @property
+    def faces(self) -> bool | None:
+        """Trained on aligned faces (``ffhq_encode``); None when the file does not say."""
+        return None if self.dataset_type is None else self.dataset_type.startswith("ffhq")
+
+    def content_rows(self, resolution: int) -> tuple[int, int]:
+        """Rows ``[top, bottom)`` of the decoder's image that hold the picture: e4e crops
+        its cars images to rows 64..447 of 512 (4:3 content between black bars)."""
+        return (resolution // 8, resolution - resolution // 8) if self.dataset_type == CARS else (0, resolution)
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B,3,H,W] in [-1,1]`` (resized to 256 by area/bilinear when needed) →
-        ``ws [B,style_count,512]`` = encoder(x) + latent_avg, what the public pSp
-        forward feeds its decoder."""
-        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            mode = "area" if x.shape[-1] > INPUT_SIZE else "bilinear"
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode=mode)
+        """``x [B,3,h,w] in [-1,1]``, built as e4e's inference transform builds it
+        (``align.prepare_encoder_input``; ``(h, w) = input_size``) → ``ws
+        [B,style_count,512]`` = encoder(x) + latent_avg, what the public pSp forward feeds
+        its decoder."""
         dev = self.latent_avg.device
         return self.encoder(x.to(dev)) + self.latent_avg[None]
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sound2img.errors import UserInputError
 
@@ -88,14 +87,40 @@ def to_unit(img: torch.Tensor) -> torch.Tensor:
     return img.float()[None] / 127.5 - 1.0
 
 
-def center_crop_resize(img: torch.Tensor, size: int) -> torch.Tensor:
-    """``uint8 [3,H,W]`` → the largest centred square, resized to ``size`` (area when
-    shrinking, bicubic when enlarging) → ``uint8 [3,size,size]``."""
-    _, h, w = img.shape
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    sq = img[:, top : top + side, left : left + side].float()[None]
-    if side != size:
-        mode = "area" if side > size else "bicubic"
-        sq = F.interpolate(sq, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
-    return sq[0].round().clamp(0, 255).to(torch.uint8)
+def center_crop_resize(img: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """``uint8 [3,H,W]`` → the largest centred box of ``size``'s aspect ratio (``size``:
+    a side, or ``(height, width)``), resized to ``size`` with Pillow's Lanczos filter, as
+    NVlabs' projector.py prepares its target → ``uint8 [3,h,w]``."""
+    h_out, w_out = (size, size) if isinstance(size, int) else size
+    top, left, h, w = center_box(img.shape[1], img.shape[2], h_out / w_out)
+    return pil_resize(img[:, top : top + h, left : left + w], (h_out, w_out))
+
+
+def pil_resize(img: torch.Tensor, size: tuple[int, int], resample: str = "LANCZOS") -> torch.Tensor:
+    """``uint8 [3,H,W]`` → Pillow's resize to ``size = (height, width)`` → ``uint8 [3,h,w]``."""
+    from PIL import Image
+
+    if tuple(img.shape[1:]) == tuple(size):
+        return img
+    pil = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
+    out = pil.resize((size[1], size[0]), getattr(Image.Resampling, resample))
+    return torch.from_numpy(np.asarray(out, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def center_box(height: int, width: int, aspect: float = 1.0) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of the largest centred box with ``h / w = aspect`` in a
+    ``height × width`` picture."""
+    if height / width >= aspect:
+        w, h = width, min(height, round(width * aspect))
+    else:
+        h, w = height, min(width, round(height / aspect))
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def pil_resize_unit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """e4e's inference transform: ``uint8 [3,H,W]`` → Pillow's bilinear resize to
+    ``size = (height, width)`` on the 8-bit picture (torchvision's ``Resize(size)`` on a
+    PIL image), ``ToTensor`` (÷255) and ``Normalize(0.5, 0.5)`` → ``[1,3,h,w]`` in [-1,1],
+    with torchvision's order of float32 operations."""
+    x = pil_resize(img, size, "BILINEAR").float().div(255)
+    return x.sub_(0.5).div_(0.5)[None]

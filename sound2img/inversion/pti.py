@@ -1,7 +1,8 @@
 """Pivotal tuning (PTI, Roich et al.): with the latent fixed at a pivot found by
 projection in W, fine-tune a copy of the generator's synthesis network so that
-G'(pivot) reproduces the photo (L2 + LPIPS), while a locality regulariser keeps G' equal
-to G on latents a fixed distance from the pivot towards random samples. This is the
+G'(pivot) reproduces the photo (L2 + LPIPS-AlexNet at full resolution), stopping once
+LPIPS is low enough; an optional locality regulariser (off in PTI's settings) keeps G'
+equal to G on latents a fixed distance from the pivot towards random samples. This is the
 only place in the project where a generator's weights change, and only on a copy."""
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.errors import UserInputError
+from sound2img.inversion.projector import InversionStopped
 
 
 @dataclass
 class PTISettings:
-    """PTI's published hyper-parameters (its LPIPS is AlexNet; ours is the VGG16 one)."""
+    """PTI's own settings (PTI da94d59, ``configs/hyperparameters.py``): 350 steps at lr
+    3e-4, L2 + LPIPS weights 1, early stop once LPIPS(G'(pivot), photo) ≤ 0.06, checked
+    before each step, locality regulariser off (its weights below apply when on)."""
 
     steps: int = 350
     lr: float = 3e-4
     l2_weight: float = 1.0
     lpips_weight: float = 1.0
-    lpips_threshold: float = 0.07  # stop early once LPIPS(G'(pivot), photo) is this low (needs LPIPS)
-    locality: bool = True
+    lpips_threshold: float = 0.06  # stop before a step once LPIPS is this low (needs LPIPS)
+    locality: bool = False
     locality_l2_weight: float = 0.1
     locality_lpips_weight: float = 0.1
     locality_alpha: float = 30.0  # distance of the regularised latents from the pivot, in W
@@ -47,7 +51,7 @@ class PTISettings:
 class Tuning:
     generator: torch.nn.Module  # the tuned copy, frozen
     losses: list[float] = field(default_factory=list)
-    steps_run: int = 0
+    steps_run: int = 0  # optimiser steps taken (fewer than settings.steps after an early stop)
     seconds: float = 0.0
 
 
@@ -71,10 +75,12 @@ def tune_generator(
     settings: PTISettings | None = None,
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     progress: bool = False,
+    on_step: Callable[[int, int], bool | None] | None = None,
 ) -> Tuning:
     """``G`` (left untouched), ``pivot [1,num_ws,w_dim]``, ``target [1,3,R,R] in [-1,1]``
     → a tuned, frozen copy of ``G``. Without ``lpips`` only the L2 terms are used and
-    there is no early stop."""
+    there is no early stop. ``on_step(done, total)``: called after each step; a true
+    return stops with ``InversionStopped``."""
     s = (settings or PTISettings()).check()
     dev = G.w_avg.device
     pivot, target = pivot.to(dev).detach(), target.to(dev, torch.float32)
@@ -82,23 +88,24 @@ def tune_generator(
     tuned = copy.deepcopy(G)
     tuned.info = {**G.info, "pti": True}
     params = list(tuned.synthesis.parameters())
-    tuned.train().requires_grad_(False)
+    tuned.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=s.lr)
     gen = torch.Generator().manual_seed(s.seed)
-    losses, step = [], 0
+    losses, steps_run = [], 0
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=s.steps, desc="pti", leave=False)
-    for step in range(1, s.steps + 1):  # noqa: B007 - the count of steps run is returned
+    for _ in range(s.steps):
         img = tuned.synthesis(pivot, noise_mode="const")
         loss = s.l2_weight * F.mse_loss(img, target)
-        dist = None
         if lpips is not None and s.lpips_weight > 0:
             dist = lpips(img, target).mean()
+            if float(dist.detach()) <= s.lpips_threshold:  # PTI checks before the step
+                break
             loss = loss + s.lpips_weight * dist
         if s.locality:
             ball = locality_latents(G, pivot, s, gen)
@@ -112,12 +119,15 @@ def tune_generator(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        steps_run += 1
         losses.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
-        if dist is not None and float(dist.detach()) <= s.lpips_threshold:
-            break
+        if on_step is not None and on_step(steps_run, s.steps):
+            if bar is not None:
+                bar.close()
+            raise InversionStopped("tuning", steps_run)
     if bar is not None:
         bar.close()
     tuned.eval().requires_grad_(False)
-    return Tuning(tuned, losses, step, time.perf_counter() - t0)
+    return Tuning(tuned, losses, steps_run, time.perf_counter() - t0)

@@ -181,14 +181,17 @@ def resolve_sources(o: dict[str, Any], generator, device: torch.device | str = "
     ]
 
 
-def image_sources(c: dict[str, Any], o: dict[str, Any], generator, device, progress: bool = False) -> list[Source]:
-    """``--image`` photos → sources, each inverted once and cached (``inversion.command``)."""
+def image_sources(
+    c: dict[str, Any], o: dict[str, Any], generator, device, progress: bool = False, on_progress=None
+) -> list[Source]:
+    """``--image`` photos → sources, each inverted once and cached (``inversion.command``;
+    ``on_progress(stage, done, total)``: the inversion's progress, a true return stops it)."""
     if not o["images"]:
         return []
     from sound2img.inversion.command import invert_for_edit
 
     out = []
-    for ws, info in invert_for_edit(c, o["images"], generator, device, progress=progress):
+    for ws, info in invert_for_edit(c, o["images"], generator, device, progress=progress, on_progress=on_progress):
         out.append(Source(f"photo-{_slug(Path(info['path']).stem)}", ws, info))
     return out
 
@@ -323,7 +326,9 @@ def _built(models: dict | None, key: str, build):
     return models[key]
 
 
-def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, on_step=None) -> list[Path]:
+def run_edit(
+    cfg, *, progress: bool | None = None, models: dict | None = None, on_step=None, on_invert=None
+) -> list[Path]:
     """Run the edits a composed ``manipulate`` config describes; returns the edit
     directories written (``cfg.out`` itself for a single edit, else one per edit inside
     it). Every input and the output directory are checked before the optimisation;
@@ -333,7 +338,9 @@ def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, o
     ``models``: a dict the caller keeps for configs with the same model groups and device
     (the web app, one per (generator, encoder)); networks are built into it once and reused.
     ``on_step``: the optimiser's per-step callback (progress; a true return stops the run
-    with ``EditStopped`` and nothing is written)."""
+    with ``EditStopped`` and nothing is written). ``on_invert(stage, done, total)``: the
+    same for a photo's inversion (``inversion.run.invert_image``; stops with
+    ``InversionStopped``)."""
     t0 = time.perf_counter()
     c = to_plain(cfg)
     o = check_options(c)
@@ -359,7 +366,7 @@ def run_edit(cfg, *, progress: bool | None = None, models: dict | None = None, o
     G = _built(models, "generator", lambda: factory.build_generator_from_cfg(cfg.generator, device))
     if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
         raise UserInputError(f"edit.layer_split={o['layer_split']} is beyond this generator's {G.num_ws} W+ rows")
-    sources = image_sources(c, o, G, device, progress)
+    sources = image_sources(c, o, G, device, progress, on_invert)
     if o["latents"] or o["mean_latent"] or o["seeds"]:
         sources += resolve_sources(o, G, device)
     if encoder is None and (c.get("clip") or {}).get("model") == "from_encoder":

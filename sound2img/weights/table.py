@@ -253,7 +253,7 @@ ENTRIES += [
 ]
 
 # Photo inversion (sound2img.inversion): e4e / pSp encoders (each file also holds its
-# StyleGAN2 decoder, usable as the generator) and LPIPS' VGG16 backbone.
+# StyleGAN2 decoder, usable as the generator) and LPIPS' VGG16 and AlexNet backbones.
 _E4E_LICENCE = f"MIT (omertov/encoder4editing); the decoder inside is NVIDIA's StyleGAN2 ({_NV_NC})"
 ENTRIES += [
     WeightsEntry(
@@ -297,6 +297,17 @@ ENTRIES += [
         "torchvision's ImageNet VGG16 state dict: the backbone of LPIPS-VGG (its linear heads ship with "
         "the lpips package)",
         note="sha256 should start with 397923af (torchvision's file-name convention)",
+    ),
+    WeightsEntry(
+        "torchvision_alexnet",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        "alexnet-owt-7be5be79.pth",
+        None,
+        "torchvision_pth",
+        "BSD-3-Clause (torchvision); trained on ImageNet, whose terms are research-only",
+        "torchvision's ImageNet AlexNet state dict: the backbone of LPIPS-Alex, PTI's tuning loss (its "
+        "linear heads ship with the lpips package)",
+        note="sha256 should start with 7be5be79 (torchvision's file-name convention)",
     ),
 ]
 # Peer sound encoders (README, "Choosing a sound encoder"). The AudioCLIP repository keeps the same

@@ -93,11 +93,48 @@ def test_a_text_file_as_sound_is_an_error_then_a_valid_edit_works(chromium, serv
     page.close()
 
 
+def photo_file(path: Path) -> Path:
+    from PIL import Image
+
+    yy, xx = np.mgrid[:40, :48]
+    Image.fromarray(np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1).astype(np.uint8)).save(path)
+    return path
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id}").get_by_text(option, exact=True).click()
+
+
+def test_a_photo_that_is_not_a_picture_is_one_line_and_the_page_goes_on(chromium, server, wav, tmp_path):
+    """The upload is a plain file the app reads itself: Gradio never rejects it first, and
+    nothing of it sticks to later runs."""
+    page = open_page(chromium, server.url)
+    upload_sound(page, wav)
+    fake = tmp_path / "holiday.png"
+    fake.write_text("this is not a picture\n" * 50)
+    page.locator("#photo input[type=file]").set_input_files(str(fake))
+    assert wait_status(page, r"^(photo|error|internal error)") == "error: holiday.png: not an image Pillow can read"
+    choose(page, "source", "photo")
+    set_number(page, "steps", 3)
+    failed = run_and_wait(page)
+    assert failed.startswith("error: holiday.png: not an image Pillow can read"), failed
+    choose(page, "source", "seed")
+    assert run_and_wait(page).startswith("done:")
+    assert image_loaded(page, "result")
+    assert "Traceback" not in server.log.read_text()
+    page.close()
+
+
 @pytest.fixture(scope="module")
 def long_server(tmp_path_factory):
     """Steps far beyond what could finish while a test acts (however fast the machine),
-    and a queue of one waiting edit."""
-    srv = start_server(tmp_path_factory.mktemp("long"), "app.bounds.steps=[1,1000000]", "app.max_queue=1")
+    for edits and for a photo's projection, and a queue of one waiting edit."""
+    srv = start_server(
+        tmp_path_factory.mktemp("long"),
+        "app.bounds.steps=[1,1000000]",
+        "edit.image_steps=1000000",
+        "app.max_queue=1",
+    )
     try:
         yield srv
     finally:
@@ -124,6 +161,26 @@ def test_stop_ends_the_run_at_the_next_step_and_the_page_stays_usable(chromium, 
     set_number(page, "steps", 3)
     assert run_and_wait(page).startswith("done:")
     assert image_loaded(page, "result")
+    page.close()
+
+
+def test_a_photo_inversion_shows_its_progress_and_stop_ends_it(chromium, long_server, wav, tmp_path):
+    page = open_page(chromium, long_server.url)
+    upload_sound(page, wav)
+    page.locator("#photo input[type=file]").set_input_files(str(photo_file(tmp_path / "me.png")))
+    wait_status(page, r"^photo: me\.png, 48x40$")
+    assert image_loaded(page, "photo_preview")
+    choose(page, "source", "photo")
+    set_number(page, "steps", 3)
+    written = set(long_server.work_dir.glob("edit-*/edit"))  # by earlier tests on this server
+    page.locator("#run").click()
+    wait_status(page, r"^inverting the photo: projection step \d+/1000000")
+    page.locator("#stop").click()
+    text = wait_status(page, r"^stopped while inverting the photo")
+    assert "nothing written" in text, text
+    assert set(long_server.work_dir.glob("edit-*/edit")) == written
+    choose(page, "source", "seed")
+    assert run_and_wait(page).startswith("done:")
     page.close()
 
 

@@ -17,7 +17,9 @@ from sound2img.manipulation.outputs import EDIT_FILES
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    return Engine(["preset=tiny", f"app.work_dir={tmp_path_factory.mktemp('work')}"], device="cpu")
+    # photos are projected in 20 steps here (the default, 500, would dominate these tests)
+    overrides = ["preset=tiny", "edit.image_steps=20", f"app.work_dir={tmp_path_factory.mktemp('work')}"]
+    return Engine(overrides, device="cpu")
 
 
 def test_a_request_is_the_cli_config(engine, tmp_path):
@@ -59,6 +61,7 @@ def test_a_request_is_the_cli_config(engine, tmp_path):
             "--device",
             "cpu",
             "progress=false",
+            "edit.image_steps=20",
         ]
     )
     cli = to_plain(cli)
@@ -87,9 +90,41 @@ def test_bad_requests_are_refused_with_the_bounds(engine, tmp_path, change, matc
         engine.edit_config(req, tmp_path / "out")
 
 
+def _photo(path, shift=0):
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[:40, :48]
+    Image.fromarray(np.stack([xx * 4 + shift, yy * 5, (xx + yy) * 2], -1).astype(np.uint8)).save(path)
+    return str(path)
+
+
 def test_a_photo_source_is_inverted_as_manipulate_image_does(engine, tmp_path):
-    cfg = engine.edit_config(EditRequest(sound="tone:440", steps=3, source="photo", photo="me.jpg"), tmp_path / "o")
-    assert list(cfg.edit.images) == ["me.jpg"] and list(cfg.edit.seeds) == [] and list(cfg.edit.latents) == []
+    photo = _photo(tmp_path / "me.png")
+    cfg = engine.edit_config(EditRequest(sound="tone:440", steps=3, source="photo", photo=photo), tmp_path / "o")
+    assert list(cfg.edit.images) == [photo] and list(cfg.edit.seeds) == [] and list(cfg.edit.latents) == []
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(UserInputError, match="notes.png: not an image Pillow can read"):
+        engine.edit_config(EditRequest(sound="tone:440", source="photo", photo=str(tmp_path / "notes.png")), tmp_path)
+
+
+def test_a_photo_edit_runs_offline_reports_its_inversion_and_stops(engine, tmp_path, monkeypatch):
+    """preset=tiny inverts with the pixel loss (no LPIPS download), reports every
+    projection step, and a true return from the callback stops the inversion."""
+    from sound2img.inversion.projector import InversionStopped
+
+    monkeypatch.setenv("SOUND2IMG_OFFLINE", "1")
+    monkeypatch.setenv("SOUND2IMG_CACHE", str(tmp_path / "cache"))
+    seen = []
+    req = EditRequest(sound="tone:440", steps=2, source="photo", photo=_photo(tmp_path / "me.png"))
+    out = engine.run(req, on_invert=lambda stage, done, total: seen.append((stage, done, total)))
+    assert out.metrics["edit"]["source"]["kind"] == "image" and out.metrics["steps"] == 2
+    assert seen == [("projection", k, 20) for k in range(1, 21)]
+    stopped = EditRequest(sound="tone:440", steps=2, source="photo", photo=_photo(tmp_path / "other.png", 9))
+    with pytest.raises(InversionStopped) as exc:
+        engine.run(stopped, on_invert=lambda stage, done, total: done >= 3)
+    assert exc.value.steps_done == 3
+    assert not list((tmp_path / "cache" / "inversions").glob("*/latent.pt"))[1:]  # only the first photo's
 
 
 def test_runs_share_the_models_and_zip_the_cli_files(engine):

@@ -111,3 +111,28 @@ def test_dlib_detector_finds_no_face_in_noise():
         LandmarkDetector()(noise, "noise.png")
     with pytest.raises(UserInputError, match="no face found"):
         prepare_image(noise, 32, "auto", faces=True, source="noise.png")
+
+
+@pytest.mark.parametrize("size", [(256, 256), (192, 256)])
+@pytest.mark.parametrize("mode", ["none", "center"])
+def test_encoder_input_is_e4e_inference_transform(mode, size):
+    """Reference: e4e's ``transform_inference`` (omertov/encoder4editing 99ea505,
+    ``configs/transforms_config.py``): torchvision's ``Resize(size)`` on the PIL photo,
+    ``ToTensor``, ``Normalize(0.5, 0.5)``; (192, 256) is its cars transform. ``center``
+    first takes the largest centred box of that aspect at the photo's own resolution."""
+    from PIL import Image
+    from torchvision import transforms
+
+    from sound2img.inversion.align import prepare_encoder_input
+
+    arr = (np.random.RandomState(1).rand(210, 330, 3) * 255).astype(np.uint8)
+    pil = Image.fromarray(arr)
+    if mode == "center":  # the 210-px-high photo's largest centred square, or 4:3 box (280 wide)
+        w = 210 if size == (256, 256) else 280
+        pil = pil.crop(((330 - w) // 2, 0, (330 - w) // 2 + w, 210))
+    e4e = transforms.Compose(
+        [transforms.Resize(size), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)]
+    )
+    ours = prepare_encoder_input(torch.from_numpy(arr).permute(2, 0, 1), size, mode, faces=False)
+    assert ours.shape == (1, 3, *size)
+    assert torch.equal(ours[0], e4e(pil))

@@ -10,24 +10,33 @@ from sound2img.inversion.projector import ProjectorSettings, noise_regularizer, 
 from sound2img.metrics import psnr
 
 
-@pytest.mark.slow
-def test_wplus_pixel_loss_reaches_30_db(G, known):
-    w_star, target = known
-    res = project(G, target, settings=ProjectorSettings(steps=800, space="wplus", w_avg_samples=2000))
+def eight_bit_target(G, seed: int, tmp_path) -> torch.Tensor:
+    """The generator's own image (truncation 0.7, its stored noise) saved as an 8-bit PNG
+    and read back as invert.py reads a photo: [1,3,R,R] in [-1,1]. A random network's
+    image runs past [-1, 1], so much of it is clipped at 0 or 255."""
+    from sound2img.inversion.images import load_image, to_unit
+    from sound2img.utils.images import png_bytes
+
+    z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        rec = G.synthesis(res.ws, noise_mode="const")
-    assert res.ws.shape == (1, G.num_ws, G.w_dim)
-    assert float(psnr(rec, target)) >= 30.0
+        img = G.synthesis(G.mapping(z, truncation_psi=0.7), noise_mode="const")
+    (tmp_path / f"t{seed}.png").write_bytes(png_bytes(img[0]))
+    return to_unit(load_image(tmp_path / f"t{seed}.png"))
 
 
-@pytest.mark.slow
-def test_w_space_recovers_w_star(G, known):
-    w_star, target = known
-    res = project(G, target, settings=ProjectorSettings(steps=400, space="w", w_avg_samples=2000))
-    assert torch.equal(res.ws[0, 0], res.ws[0, -1])  # one w for every layer
-    start = (G.w_avg - w_star[0, 0]).norm()
-    err = (res.ws[0, 0] - w_star[0, 0]).norm()
-    assert err < 0.05 * w_star[0, 0].norm() and err < 0.1 * start
+@pytest.mark.slow  # two 500-step projections (~10 s each on an idle 2-core CPU)
+@pytest.mark.parametrize("space,bound,seed", [("wplus", 30.0, 5), ("w", 25.0, 6)])
+def test_default_settings_reconstruct_a_generated_image(G, tmp_path, space, bound, seed):
+    """The defaults (500 steps, pixel loss) reach the README's bounds on an image the
+    generator made: ≥ 30 dB in W+, ≥ 25 dB in W. They reach far more on this network
+    (39 and 64 dB), so the bound holds on any CPU; a plain MSE, which pulls the clipped
+    pixels back, ends at 14 and 10 dB."""
+    target = eight_bit_target(G, seed, tmp_path)
+    assert float((target.abs() >= 1).float().mean()) > 0.3  # clipped regions are part of the test
+    res = project(G, target, settings=ProjectorSettings(space=space))
+    assert len(res.losses) == 500 and res.ws.shape == (1, G.num_ws, G.w_dim)
+    with torch.no_grad():
+        assert float(psnr(G.synthesis(res.ws, noise_mode="const"), target)) >= bound
 
 
 def test_deterministic_under_a_seed_and_generator_untouched(G, known):

@@ -58,3 +58,44 @@ def test_locality_regulariser_holds_other_latents(G, known):
             )
 
     assert drift(True) < drift(False)
+
+
+def test_early_stop_is_checked_before_the_step(G, known):
+    """PTI (da94d59, single_id_coach.py) computes LPIPS, then stops before stepping once it
+    is ≤ 0.06: distances 0.2, 0.1, 0.05 → two steps taken, not three."""
+    _, img = known
+    values = iter([0.2, 0.1, 0.05, 0.01])
+
+    def dist(a, b):
+        return a.new_full((a.shape[0],), next(values)) + 0 * a.mean()
+
+    tuning = tune_generator(G, G.mapping(torch.randn(1, G.z_dim)), img, settings=PTISettings(steps=10), lpips=dist)
+    assert tuning.steps_run == 2 and len(tuning.losses) == 2
+
+
+def test_pti_projects_with_the_projection_lpips_and_tunes_with_its_own(G, tmp_path):
+    """invert_image's pti: the pivot projection uses ``lpips`` (VGG16 ≤ 256 px, as NVlabs'),
+    the tuning ``pti_lpips`` (AlexNet at full resolution), each on the full image."""
+    import numpy as np
+    from PIL import Image
+
+    from sound2img.inversion.run import InversionOptions, invert_image
+
+    R = G.img_resolution
+    Image.fromarray((np.random.RandomState(0).rand(R, R, 3) * 255).astype(np.uint8)).save(tmp_path / "p.png")
+    calls = {"vgg": [], "alex": []}
+
+    def fake(name):
+        def dist(a, b):
+            calls[name].append(tuple(a.shape))
+            return (a - b).square().flatten(1).mean(1) + 1.0  # never below PTI's threshold
+
+        return dist
+
+    opts = InversionOptions(method="pti", steps=3, pti_steps=2, align="none")
+    inv = invert_image(
+        tmp_path / "p.png", G, opts, faces=False, lpips=lambda: fake("vgg"), pti_lpips=lambda: fake("alex")
+    )
+    assert calls["vgg"] == [(1, 3, R, R)] * 3 and calls["alex"] == [(1, 3, R, R)] * 2
+    assert inv.tuned and inv.metrics["projector"]["recipe"] == "pti" and inv.metrics["pti"]["steps_run"] == 2
+    assert inv.metrics["projector"]["space"] == "w" and not inv.metrics["pti"]["locality"]

@@ -97,7 +97,7 @@ def test_pti_writes_a_tuned_generator_that_manipulate_reads(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert m["settings"]["space"] == "w" and m["pti"]["steps_run"] == 20
+    assert m["projector"]["space"] == "w" and m["projector"]["recipe"] == "pti" and m["pti"]["steps_run"] == 20
     tuned = tmp_path / "out" / "tuned_generator.safetensors"
     res = run(
         MANIPULATE,
