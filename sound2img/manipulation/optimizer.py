@@ -113,38 +113,18 @@ def optimize_latents(
     and their cosines are computed in fp32, so only the path between them is bf16
     (docs/method.md §2). ``"auto"`` is bf16 where the device does bf16 natively
     (``sound2img.utils.precision``)."""
-    if latent_term not in LATENT_TERMS:
-        raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not cos_scale > 0:
-        raise ValueError(f"cos_scale must be > 0, got {cos_scale}")
-    if lambda_id > 0 and identity is None:
-        raise ValueError("lambda_id > 0 needs an identity loss")
-    if lambda_anchor > 0 and anchor_ws is None:
-        raise ValueError("lambda_anchor > 0 needs anchor_ws")
+    _check_options(latent_term, steps, cos_scale, lambda_id, identity, lambda_anchor, anchor_ws)
     check_frozen(
         generator=generator,
         clip=getattr(encode_image, "__self__", encode_image),
         identity=identity,
         **{f"network_{i}": m for i, m in enumerate(frozen)},
     )
-    if source_ws.ndim != 3:
-        raise ValueError(f"source_ws must be [B,num_ws,w_dim], got {tuple(source_ws.shape)}")
-    batch, num_ws, _ = source_ws.shape
     source_ws = source_ws.detach()
-    target = target.detach().to(source_ws.device)
-    target = target.reshape(1, -1) if target.ndim == 1 else target
-    target = target.expand(batch, -1) if target.shape[0] == 1 else target
-    if target.shape[0] != batch:
-        raise ValueError(f"target has {target.shape[0]} rows for {batch} source latents")
-
+    target = _batch_target(target, source_ws)
+    batch, num_ws, _ = source_ws.shape
     precision = resolve_precision(precision, source_ws.device)
-    synthesis, encode = generator.synthesis, encode_image
-    if precision != "fp32":  # fp32 calls pass no dtype: any generator/encoder works there
-        dtype = compute_dtype(precision)
-        synthesis = functools.partial(generator.synthesis, dtype=dtype)
-        encode = functools.partial(encode_image, dtype=dtype)
+    synthesis, encode = _compute_calls(generator, encode_image, precision)
     with torch.no_grad():
         source_img = generator.synthesis(source_ws, noise_mode=noise_mode)
         # in fp32, so that the recorded start does not depend on the precision of the steps
@@ -152,11 +132,7 @@ def optimize_latents(
     # Run only when used (the authors ran the identity network at λ_ID = 0 too), and the
     # source's identity features are computed once, not every step.
     source_id = identity.source_embedding(source_img) if lambda_id > 0 else None
-    start = source_ws if init_ws is None else init_ws.detach().to(source_ws.device)
-    anchor = anchor_ws.detach().to(source_ws.device) if lambda_anchor > 0 else None
-    for name, other in (("init_ws", start), ("anchor_ws", anchor)):
-        if other is not None and other.shape != source_ws.shape:
-            raise ValueError(f"{name} has shape {tuple(other.shape)}, source_ws {tuple(source_ws.shape)}")
+    start, anchor = _start_and_anchor(source_ws, init_ws, anchor_ws if lambda_anchor > 0 else None)
     ws = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([ws], lr=lr)
     mask = (
@@ -236,6 +212,53 @@ def optimize_latents(
         phase_seconds=phase_seconds,
         precision=precision,
     )
+
+
+def _check_options(latent_term, steps, cos_scale, lambda_id, identity, lambda_anchor, anchor_ws) -> None:
+    """``optimize_latents``' option checks (ValueError: a caller's bug, not a user's input)."""
+    if latent_term not in LATENT_TERMS:
+        raise ValueError(f"latent_term must be one of {LATENT_TERMS}, got {latent_term!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not cos_scale > 0:
+        raise ValueError(f"cos_scale must be > 0, got {cos_scale}")
+    if lambda_id > 0 and identity is None:
+        raise ValueError("lambda_id > 0 needs an identity loss")
+    if lambda_anchor > 0 and anchor_ws is None:
+        raise ValueError("lambda_anchor > 0 needs anchor_ws")
+
+
+def _batch_target(target: torch.Tensor, source_ws: torch.Tensor) -> torch.Tensor:
+    """``target`` [D], [1,D] or [B,D] → [B,D] on the latents' device (B = ``source_ws [B,num_ws,w_dim]``)."""
+    if source_ws.ndim != 3:
+        raise ValueError(f"source_ws must be [B,num_ws,w_dim], got {tuple(source_ws.shape)}")
+    batch = source_ws.shape[0]
+    target = target.detach().to(source_ws.device)
+    target = target.reshape(1, -1) if target.ndim == 1 else target
+    target = target.expand(batch, -1) if target.shape[0] == 1 else target
+    if target.shape[0] != batch:
+        raise ValueError(f"target has {target.shape[0]} rows for {batch} source latents")
+    return target
+
+
+def _compute_calls(generator: nn.Module, encode_image: Callable, precision: str) -> tuple[Callable, Callable]:
+    """The steps' synthesis and image-tower calls at the resolved ``precision``; fp32 calls
+    pass no dtype, so any generator/encoder works there."""
+    if precision == "fp32":
+        return generator.synthesis, encode_image
+    dtype = compute_dtype(precision)
+    return functools.partial(generator.synthesis, dtype=dtype), functools.partial(encode_image, dtype=dtype)
+
+
+def _start_and_anchor(source_ws, init_ws, anchor_ws) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Adam's start (``init_ws``, else ``source_ws``) and the anchor (None: no anchor term),
+    detached on the latents' device, each shaped as ``source_ws [B,num_ws,w_dim]``."""
+    start = source_ws if init_ws is None else init_ws.detach().to(source_ws.device)
+    anchor = None if anchor_ws is None else anchor_ws.detach().to(source_ws.device)
+    for name, other in (("init_ws", start), ("anchor_ws", anchor)):
+        if other is not None and other.shape != source_ws.shape:
+            raise ValueError(f"{name} has shape {tuple(other.shape)}, source_ws {tuple(source_ws.shape)}")
+    return start, anchor
 
 
 def _now(sync: Callable[[], None]) -> float:
