@@ -114,6 +114,7 @@ def test_code_running_pickle_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("case", ["encoder4editing_64"], indirect=True)  # pSp's photo: the invert_image test above
 def test_invert_cli_encodes_the_photo_as_e4e_does(case, tmp_path):
     """The command a user runs, on the fixture's photo: no --generator (the file's own
     decoder is the generator, nothing is fetched), no alignment. The codes are e4e's
@@ -123,8 +124,6 @@ def test_invert_cli_encodes_the_photo_as_e4e_does(case, tmp_path):
     import sys
 
     name, path, ref = case
-    if name != "encoder4editing_64":
-        pytest.skip("one interpreter start-up: pSp's photo goes through the same invert_image in the test above")
     env = {
         **os.environ,
         "SOUND2IMG_OFFLINE": "1",
