@@ -91,8 +91,9 @@ def kernel_table(res: int, precision: str, threads: int) -> tuple[str, dict]:
 def fidelity(res: int, lr: float, steps: int = 30) -> dict:
     """A ``steps``-step edit in bf16 against the same edit in fp32 (full-size random
     networks, the default objective, batch 1): result PSNR (dB), |Δ final cosine| and the
-    cosines. On random networks an edit can be chaotic (the fp32 edit itself then differs
-    from fp64 by as much); tests/models/stylegan2/test_precision.py says where it is not."""
+    cosines, and ``fp32_nudged``: the fp32 edit from a source moved by fp32 round-off, against
+    the fp32 edit. On random networks an edit can be chaotic (then the nudged edit is as far
+    off as the bf16 one); tests/models/stylegan2/test_precision.py says where it is not."""
     from sound2img.manipulation.optimizer import AUTHORS_COS_SCALE, optimize_latents
     from sound2img.metrics import psnr
     from sound2img.models.clip import build_clip
@@ -107,12 +108,21 @@ def fidelity(res: int, lr: float, steps: int = 30) -> dict:
     kw = dict(steps=steps, lr=lr, lambda_sim=0.002, cos_scale=AUTHORS_COS_SCALE)
     out = {p: optimize_latents(G, clip.encode_image, ws, target, precision=p, **kw) for p in ("fp32", "bf16")}
     a, b = out["fp32"], out["bf16"]
+    # How chaotic the edit is: the fp32 edit again from a source moved by fp32 round-off
+    # (2^-24 relative, random signs). Where this is far from the fp32 edit too, no precision
+    # can be compared on it.
+    nudge = torch.randn(ws.shape, generator=torch.Generator().manual_seed(1)).sign() * ws.abs() * 2.0**-24
+    c = optimize_latents(G, clip.encode_image, ws + nudge, target, precision="fp32", **kw)
     return {
         "res": res,
         "steps": steps,
         "lr": lr,
         "psnr_db": float(psnr(b.result_img, a.result_img)[0]),
         "abs_delta_final_cosine": float((b.final_cosine - a.final_cosine).abs()[0]),
+        "fp32_nudged": {
+            "psnr_db": float(psnr(c.result_img, a.result_img)[0]),
+            "abs_delta_final_cosine": float((c.final_cosine - a.final_cosine).abs()[0]),
+        },
         "cosine": {
             "initial": float(a.initial_cosine[0]),
             "fp32": float(a.final_cosine[0]),
