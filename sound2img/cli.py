@@ -264,6 +264,30 @@ def to_object(cfg):
     return OmegaConf.to_object(cfg)
 
 
+def to_schema(schema: type | str, data):
+    """Plain data or a config without a schema (a job row merged into the base config, a
+    reproduce table's queue config) → the dataclasses of ``schema`` (a schema class, or a
+    top-level config's name: ``"manipulate"``), checked as composition checks them (types,
+    unknown keys: one line). Already that schema's dataclass: returned as it is."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(schema, str):
+        from sound2img.config import SCHEMAS
+
+        schema = SCHEMAS[schema]
+    if isinstance(data, schema):
+        return data
+    if dataclasses.is_dataclass(data):
+        data = dataclasses.asdict(data)
+    try:
+        return to_object(OmegaConf.merge(OmegaConf.structured(schema), to_plain(data)))
+    except OmegaConfBaseException as exc:
+        raise UserInputError(f"config: {_config_error(exc, '')}") from exc
+
+
 def to_plain(cfg):
     """A composed config (DictConfig / ListConfig, or already plain data) → nested dicts and
     lists with interpolations resolved (a config group whose options differ in shape)."""

@@ -110,6 +110,19 @@ class EditOptions:
     image_steps: int | None = key(None, ge=1)
     image_align: str = key("auto", choices=("auto", "ffhq", "center", "none"))
 
+    def photo_section(self, precision: str = "auto") -> InvertOptions:
+        """The ``edit.image_*`` keys as the ``invert`` section they stand for (the other
+        keys the recipe's defaults; ``precision``: the edit's)."""
+        return InvertOptions(
+            method=self.image_method,
+            encoder=self.image_encoder,
+            space=self.image_space,
+            perceptual=self.image_perceptual,
+            steps=self.image_steps,
+            align=self.image_align,
+            precision=precision,
+        )
+
 
 @dataclass
 class VideoOptions:
@@ -135,6 +148,49 @@ class VideoOptions:
 
 
 @dataclass
+class InvertOptions:
+    """``invert`` of ``invert.yaml`` (scripts/invert.py). Each value is checked, with the
+    generator's defaults filled in, by ``inversion.run.InversionOptions.check`` (a null:
+    the generator config's ``inversion`` or the recipe's)."""
+
+    image: str | None = key(None)
+    method: str | None = key(None)  # projector | e4e | psp | pti
+    projector: str = key("ours")  # ours | nvlabs
+    encoder: str | None = key(None)
+    space: str | None = key(None)  # w | wplus
+    perceptual: str | None = key(None)  # lpips | none
+    pixel_weight: float | None = key(None)
+    noise: str | None = key(None)  # fixed | optimize
+    steps: int | None = key(None)
+    pti_steps: int | None = key(None)
+    seed: int = key(0)
+    align: str = key("auto")  # auto | ffhq | center | none
+    precision: str = key("auto")
+
+
+@dataclass
+class AppOptions:
+    """``app`` of ``demo.yaml``: the web app's page settings (README "Web app")."""
+
+    concurrency: int = key(1, ge=1)
+    max_queue: int = key(8, ge=0)
+    max_upload_mb: float = key(100, gt=0)
+    live_every: int = key(5, ge=1)
+    work_dir: str | None = key(None)
+    bounds: dict[str, Any] = key({})  # slider → [low, high]
+
+
+@dataclass
+class GeneratorInversion:
+    """``generator.inversion``: how ``--image`` inverts a photo for this generator (the
+    defaults of ``invert.*`` and ``edit.image_*``)."""
+
+    method: str | None = key(None)  # projector | e4e | psp
+    encoder: str | None = key(None)  # the e4e/pSp checkpoint of that method
+    perceptual: str | None = key(None)  # the projector's loss (null: lpips)
+
+
+@dataclass
 class GeneratorOptions:
     """``generator/*``: which StyleGAN2 and its run-time settings."""
 
@@ -144,7 +200,7 @@ class GeneratorOptions:
     noise_mode: str = key("const", choices=NOISE_MODES)
     tiny: Any = key(None)  # kwargs of build_generator (name: tiny), checked by it
     faces: bool = key(False)  # a face generator: FFHQ alignment, identity scores
-    inversion: Any = key(None)  # {method, encoder, perceptual}: how --image inverts for this generator
+    inversion: GeneratorInversion | None = key(None)
 
 
 @dataclass
@@ -287,8 +343,8 @@ class ManipulateConfig(_Models):
     edit: EditOptions = _sub(EditOptions)
     identity: Any = key(None)
     jobs: str | None = key(None)  # --jobs FILE: the edit queue
-    # the web app's page settings (only demo.yaml sets them, on top of this config; checked by
-    # sound2img.app): a schema cannot be extended by a config that includes manipulate.yaml
+    # the web app's page settings: only demo.yaml sets them (a schema cannot be extended by a
+    # config that includes manipulate.yaml), checked and typed by DemoConfig
     app: Any = key(None)
     lpips: str | None = key(
         "torchvision_vgg16"
@@ -298,6 +354,15 @@ class ManipulateConfig(_Models):
     out: str = key("outputs/edit")
     overwrite: bool = key(False)
     progress: bool = key(True)
+
+
+@dataclass
+class DemoConfig(ManipulateConfig):
+    """``demo.yaml`` (scripts/demo.py): ``manipulate.yaml`` plus the page's ``app`` section.
+    The file composes under the manipulate schema; the web app converts it into this class
+    (``cli.to_schema("demo", …)``) and ``validate("demo", …)`` checks its ``app`` ranges."""
+
+    app: AppOptions = _sub(AppOptions)
 
 
 @dataclass
@@ -363,6 +428,19 @@ class PrepareDataConfig(_Models):
 
 
 @dataclass
+class InvertConfig(_Models):
+    """``invert.yaml`` (scripts/invert.py)."""
+
+    invert: InvertOptions = _sub(InvertOptions)
+    lpips: str | None = key("torchvision_vgg16")  # LPIPS-VGG16: the projector's loss and the quality scores
+    pti_lpips: str | None = key("torchvision_alexnet")  # LPIPS-AlexNet of PTI's tuning loss
+    identity: Any = key(None)
+    out: str = key("outputs/invert")
+    overwrite: bool = key(False)
+    progress: bool = key(True)
+
+
+@dataclass
 class EmbedConfig(_Models):
     """``embed.yaml`` (scripts/embed.py)."""
 
@@ -383,6 +461,8 @@ SCHEMAS: dict[str, type] = {
     "generate": GenerateConfig,
     "prepare_data": PrepareDataConfig,
     "embed": EmbedConfig,
+    "invert": InvertConfig,
+    "demo": DemoConfig,  # demo.yaml = manipulate.yaml + its ``app`` section
     "video": ManipulateConfig,  # video.yaml = manipulate.yaml + its ``video`` section
 }
 

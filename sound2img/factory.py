@@ -113,6 +113,12 @@ def generator_source(gcfg: Any) -> str | None:
     return None if not source or source == "tiny" else str(source)
 
 
+def encoder_source(ecfg: Any) -> str | None:
+    """The file or registry name ``cfg.encoder`` loads (``path``); None for an encoder
+    built at random from ``arch``."""
+    return _plain(ecfg, "encoder").get("path")
+
+
 def _openai_registry_name(model: str, pretrained: str) -> str | None:
     """The registry entry standing in for an open_clip tag (OpenAI's ViT-B/32 weights,
     which OpenAI publishes only as TorchScript), or None."""
@@ -308,6 +314,18 @@ def build_augment_from_cfg(acfg: Any):
 
     a = _plain(acfg, "augment")
     return build_augment(**a) if a else None
+
+
+def towers_from_encoder(ccfg: Any) -> bool:
+    """Whether ``cfg.clip`` asks for the audio encoder's own towers (``clip=from_encoder``):
+    then the encoder is built even for an edit without a sound."""
+    return _plain(ccfg, "clip").get("model") == "from_encoder"
+
+
+def identity_source(cfg: Any) -> Any:
+    """The identity network a config's edits and scores use: ``cfg.identity`` (a registry
+    name or file), else ir_se50, or the tiny random IR-SE under ``preset=tiny``."""
+    return cfg.identity or ("tiny" if cfg.tiny else "ir_se50")
 
 
 def build_arcface_from_cfg(icfg: Any = "ir_se50", device: str | torch.device = "cpu"):
@@ -520,7 +538,7 @@ class Networks:
         towers are kept per encoder; other towers once, checked against each encoder."""
         from sound2img.models.clip import check_same_space
 
-        if _plain(ccfg, "clip").get("model") == "from_encoder":
+        if towers_from_encoder(ccfg):
             key = _key("clip", ccfg) + f":{id(encoder)}"  # the encoder is kept alive by this cache or its caller
             return self.once(key, lambda: build_clip_for_encoder(ccfg, encoder, self.device))
         towers = self.once(_key("clip", ccfg), lambda: build_clip_from_cfg(ccfg, self.device))

@@ -32,6 +32,7 @@ SCRIPTS = {
     "prepare_data": ("prepare_data.py", ["--cfg", "job"]),
     "embed": ("embed.py", ["--cfg", "job", "preset=tiny"]),
     "video": ("video.py", ["--cfg", "job", "preset=tiny"]),
+    "demo": ("demo.py", ["preset=tiny"]),  # a bad value stops it before the server starts
 }
 
 

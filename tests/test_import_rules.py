@@ -128,6 +128,7 @@ FORBIDDEN = {
 # imports the library's registries, so a run-time import back would be a cycle.
 TYPE_ONLY = {"sound2img.config": ["sound2img.training", "sound2img.evaluation", "sound2img.manipulation"]}
 TYPE_ONLY["sound2img.config"] += ["sound2img.inversion", "sound2img.generation", "sound2img.app"]
+TYPE_ONLY["sound2img.config"] += ["sound2img.needs", "sound2img.video"]
 # needs (which weights a command reads): an edge module beside factory and cli
 FORBIDDEN["sound2img.needs"] = [
     "sound2img.config",
