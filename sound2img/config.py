@@ -28,9 +28,10 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from sound2img.errors import UserInputError
+from sound2img.manipulation.guidance import INTERP_MODES
 from sound2img.manipulation.masking import LATENT_TERMS
 from sound2img.manipulation.run import MODES
-from sound2img.models.stylegan2 import NOISE_MODES
+from sound2img.models.stylegan2 import LATENT_SUFFIXES, NOISE_MODES
 from sound2img.registry import Registry
 from sound2img.training.losses import DIRECTIONS, SCALE_MODES, TERMS
 from sound2img.training.optimizer import AMP_MODES, OPTIMIZERS, SCHEDULES
@@ -95,7 +96,7 @@ class EditOptions:
     layer_split: int | None = key(None, ge=0)
     coarse_from: str = key("sound", choices=("sound", "text"))
     interp_steps: int = key(ge=2)
-    interp_mode: str = key("slerp", choices=("slerp", "lerp"))
+    interp_mode: str = key("slerp", choices=INTERP_MODES)
     gain_db: float = key(0.0)
     seeds: list[int] = key([], ge=0)
     latents: list[str] = key([])
@@ -406,7 +407,7 @@ class GenerateConfig(_Models):
     out: str = key("outputs/generate")
     overwrite: bool = key(False)
     batch_size: int = key(8, ge=1)
-    latent_format: str = key("npy", choices=("npy", "pt", "npz"))
+    latent_format: str = key("npy", choices=tuple(s.lstrip(".") for s in LATENT_SUFFIXES))
 
 
 @dataclass
