@@ -9,7 +9,7 @@ first in ``defaults``), so that at composition time
 
 Adding a key is ONE line in the right class below, e.g. ``new_key: float = key(ge=0)``;
 ``key()`` with no limits declares an unchecked key. Groups whose options differ in shape
-(``audio``, ``encoder``, ``clip``, ``data``, ``augment``, ``tiny``) are ``Any`` here and
+(``audio``, ``encoder``, ``data``, ``augment``, ``tiny``) are ``Any`` here and
 checked by the builder they go to.
 
 The edge (a script's command) turns the composed config into these dataclasses once
@@ -31,6 +31,7 @@ from sound2img.errors import UserInputError
 from sound2img.manipulation.guidance import INTERP_MODES
 from sound2img.manipulation.masking import LATENT_TERMS
 from sound2img.manipulation.run import MODES
+from sound2img.models.clip import PREPROCESSORS
 from sound2img.models.stylegan2 import LATENT_SUFFIXES, NOISE_MODES
 from sound2img.registry import Registry
 from sound2img.training.losses import DIRECTIONS, SCALE_MODES, TERMS
@@ -205,6 +206,17 @@ class GeneratorOptions:
 
 
 @dataclass
+class ClipOptions:
+    """``clip/*``: the CLIP towers (``factory.build_clip_from_cfg``)."""
+
+    model: str | None = key(None)  # an open_clip model (null: ViT-B-32), tiny, or from_encoder
+    pretrained: str | None = key(None)  # open_clip tag, file or registry name; null: random towers
+    preprocess: str = key("clip", choices=PREPROCESSORS)
+    tiny: Any = key(None)  # build_clip keyword arguments of random towers (checked by it)
+    seed: int = key(0)  # random towers' initialisation
+
+
+@dataclass
 class OptimOptions:
     """``optim/*``: the encoder's optimiser and learning-rate schedule."""
 
@@ -329,7 +341,7 @@ class _Models:
     """The model groups every script composes (``preset=tiny`` overrides all four)."""
 
     audio: Any = key(None)
-    clip: Any = key(None)
+    clip: ClipOptions | None = key(None)
     encoder: Any = key(None)
     generator: GeneratorOptions | None = key(None)
     tiny: bool = key(False)

@@ -92,12 +92,11 @@ class Engine:
         from sound2img import factory
 
         cfg = self.config
-        clip = cfg.clip or {}  # a group whose options differ in shape: plain data
-        towers = clip.get("model")
+        towers = cfg.clip.model
         random = {
             "generator": factory.generator_source(cfg.generator) is None,
             "sound encoder": not factory.encoder_source(cfg.encoder),
-            "CLIP": towers != "from_encoder" and (towers == "tiny" or not clip.get("pretrained")),
+            "CLIP": towers != "from_encoder" and (towers == "tiny" or not cfg.clip.pretrained),
         }
         return [name for name, is_random in random.items() if is_random]
 
