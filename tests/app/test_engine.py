@@ -131,6 +131,7 @@ def test_a_photo_edit_runs_offline_reports_its_inversion_and_stops(engine, tmp_p
 def test_runs_share_the_models_and_zip_the_cli_files(engine):
     first = engine.run(EditRequest(sound="tone:440", steps=3, seed=1))
     kept = dict(engine.nets._built)
+    assert {k.split(":")[0] for k in kept} == {"encoder", "generator", "clip"}  # the first run built them here
     seen = []
     second = engine.run(
         EditRequest(sound="tone:440", text="a red sky", mode="layer mix", steps=2, seed=2),
