@@ -121,7 +121,7 @@ def _config_error(exc: BaseException, config_name: str, overrides: Sequence[str]
 
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-    from sound2img.config import did_you_mean, type_message, unknown_key_message
+    from sound2img.config_keys import did_you_mean, type_message, unknown_key_message
 
     seen, cause = set(), exc
     while cause is not None and id(cause) not in seen:
@@ -159,8 +159,9 @@ def _known_keys(config_name: str, overrides: Sequence[str], bad_key: str) -> lis
     from omegaconf import OmegaConf
 
     from sound2img import config as schema
+    from sound2img.config_keys import schema_keys
 
-    keys = set(schema.schema_keys(schema.SCHEMAS[config_name])) if config_name in schema.SCHEMAS else set()
+    keys = set(schema_keys(schema.SCHEMAS[config_name])) if config_name in schema.SCHEMAS else set()
     keys |= {p.name for p in config_dir().iterdir() if p.is_dir()}
 
     def walk(node, where: str) -> None:

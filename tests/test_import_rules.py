@@ -123,6 +123,8 @@ FORBIDDEN = {
         "sound2img.app",
     ],
 }
+# the messages about config keys (did you mean …?): read the schemas, as config does
+FORBIDDEN["sound2img.config_keys"] = FORBIDDEN["sound2img.config"]
 # Library code takes the schema's dataclasses but imports sound2img.config only for type
 # annotations (under ``if TYPE_CHECKING:``), which is not an arrow at run time: config
 # imports the library's registries, so a run-time import back would be a cycle.
