@@ -121,7 +121,7 @@ def _config_error(exc: BaseException, config_name: str, overrides: Sequence[str]
 
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-    from sound2img.config import did_you_mean, type_message, unknown_key_message
+    from sound2img.config_keys import did_you_mean, type_message, unknown_key_message
 
     seen, cause = set(), exc
     while cause is not None and id(cause) not in seen:
@@ -159,8 +159,9 @@ def _known_keys(config_name: str, overrides: Sequence[str], bad_key: str) -> lis
     from omegaconf import OmegaConf
 
     from sound2img import config as schema
+    from sound2img.config_keys import schema_keys
 
-    keys = set(schema.schema_keys(schema.SCHEMAS[config_name])) if config_name in schema.SCHEMAS else set()
+    keys = set(schema_keys(schema.SCHEMAS[config_name])) if config_name in schema.SCHEMAS else set()
     keys |= {p.name for p in config_dir().iterdir() if p.is_dir()}
 
     def walk(node, where: str) -> None:
@@ -262,6 +263,30 @@ def to_object(cfg):
     if missing:
         raise UserInputError(f"config: {', '.join(missing)} must be set (e.g. {missing[0]}=DIR)")
     return OmegaConf.to_object(cfg)
+
+
+def to_schema(schema: type | str, data):
+    """Plain data or a config without a schema (a job row merged into the base config, a
+    reproduce table's queue config) → the dataclasses of ``schema`` (a schema class, or a
+    top-level config's name: ``"manipulate"``), checked as composition checks them (types,
+    unknown keys: one line). Already that schema's dataclass: returned as it is."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(schema, str):
+        from sound2img.config import SCHEMAS
+
+        schema = SCHEMAS[schema]
+    if isinstance(data, schema):
+        return data
+    if dataclasses.is_dataclass(data):
+        data = dataclasses.asdict(data)
+    try:
+        return to_object(OmegaConf.merge(OmegaConf.structured(schema), to_plain(data)))
+    except OmegaConfBaseException as exc:
+        raise UserInputError(f"config: {_config_error(exc, '')}") from exc
 
 
 def to_plain(cfg):

@@ -9,7 +9,7 @@ first in ``defaults``), so that at composition time
 
 Adding a key is ONE line in the right class below, e.g. ``new_key: float = key(ge=0)``;
 ``key()`` with no limits declares an unchecked key. Groups whose options differ in shape
-(``audio``, ``encoder``, ``clip``, ``data``, ``augment``, ``tiny``) are ``Any`` here and
+(``audio``, ``encoder``, ``data``, ``augment``, ``tiny``) are ``Any`` here and
 checked by the builder they go to.
 
 The edge (a script's command) turns the composed config into these dataclasses once
@@ -23,14 +23,15 @@ arrow points one way (tests/test_import_rules.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from sound2img.errors import UserInputError
+from sound2img.manipulation.guidance import INTERP_MODES
 from sound2img.manipulation.masking import LATENT_TERMS
 from sound2img.manipulation.run import MODES
-from sound2img.models.stylegan2 import NOISE_MODES
+from sound2img.models.clip import PREPROCESSORS
+from sound2img.models.stylegan2 import LATENT_SUFFIXES, NOISE_MODES
 from sound2img.registry import Registry
 from sound2img.training.losses import DIRECTIONS, SCALE_MODES, TERMS
 from sound2img.training.optimizer import AMP_MODES, OPTIMIZERS, SCHEDULES
@@ -95,7 +96,7 @@ class EditOptions:
     layer_split: int | None = key(None, ge=0)
     coarse_from: str = key("sound", choices=("sound", "text"))
     interp_steps: int = key(ge=2)
-    interp_mode: str = key("slerp", choices=("slerp", "lerp"))
+    interp_mode: str = key("slerp", choices=INTERP_MODES)
     gain_db: float = key(0.0)
     seeds: list[int] = key([], ge=0)
     latents: list[str] = key([])
@@ -109,6 +110,19 @@ class EditOptions:
     image_perceptual: str | None = key(None, choices=("lpips", "none"))  # None: generator.inversion's, else lpips
     image_steps: int | None = key(None, ge=1)
     image_align: str = key("auto", choices=("auto", "ffhq", "center", "none"))
+
+    def photo_section(self, precision: str = "auto") -> InvertOptions:
+        """The ``edit.image_*`` keys as the ``invert`` section they stand for (the other
+        keys the recipe's defaults; ``precision``: the edit's)."""
+        return InvertOptions(
+            method=self.image_method,
+            encoder=self.image_encoder,
+            space=self.image_space,
+            perceptual=self.image_perceptual,
+            steps=self.image_steps,
+            align=self.image_align,
+            precision=precision,
+        )
 
 
 @dataclass
@@ -135,6 +149,49 @@ class VideoOptions:
 
 
 @dataclass
+class InvertOptions:
+    """``invert`` of ``invert.yaml`` (scripts/invert.py). Each value is checked, with the
+    generator's defaults filled in, by ``inversion.run.InversionOptions.check`` (a null:
+    the generator config's ``inversion`` or the recipe's)."""
+
+    image: str | None = key(None)
+    method: str | None = key(None)  # projector | e4e | psp | pti
+    projector: str = key("ours")  # ours | nvlabs
+    encoder: str | None = key(None)
+    space: str | None = key(None)  # w | wplus
+    perceptual: str | None = key(None)  # lpips | none
+    pixel_weight: float | None = key(None)
+    noise: str | None = key(None)  # fixed | optimize
+    steps: int | None = key(None)
+    pti_steps: int | None = key(None)
+    seed: int = key(0)
+    align: str = key("auto")  # auto | ffhq | center | none
+    precision: str = key("auto")
+
+
+@dataclass
+class AppOptions:
+    """``app`` of ``demo.yaml``: the web app's page settings (README "Web app")."""
+
+    concurrency: int = key(1, ge=1)
+    max_queue: int = key(8, ge=0)
+    max_upload_mb: float = key(100, gt=0)
+    live_every: int = key(5, ge=1)
+    work_dir: str | None = key(None)
+    bounds: dict[str, Any] = key({})  # slider → [low, high]
+
+
+@dataclass
+class GeneratorInversion:
+    """``generator.inversion``: how ``--image`` inverts a photo for this generator (the
+    defaults of ``invert.*`` and ``edit.image_*``)."""
+
+    method: str | None = key(None)  # projector | e4e | psp
+    encoder: str | None = key(None)  # the e4e/pSp checkpoint of that method
+    perceptual: str | None = key(None)  # the projector's loss (null: lpips)
+
+
+@dataclass
 class GeneratorOptions:
     """``generator/*``: which StyleGAN2 and its run-time settings."""
 
@@ -144,7 +201,18 @@ class GeneratorOptions:
     noise_mode: str = key("const", choices=NOISE_MODES)
     tiny: Any = key(None)  # kwargs of build_generator (name: tiny), checked by it
     faces: bool = key(False)  # a face generator: FFHQ alignment, identity scores
-    inversion: Any = key(None)  # {method, encoder, perceptual}: how --image inverts for this generator
+    inversion: GeneratorInversion | None = key(None)
+
+
+@dataclass
+class ClipOptions:
+    """``clip/*``: the CLIP towers (``factory.build_clip_from_cfg``)."""
+
+    model: str | None = key(None)  # an open_clip model (null: ViT-B-32), tiny, or from_encoder
+    pretrained: str | None = key(None)  # open_clip tag, file or registry name; null: random towers
+    preprocess: str = key("clip", choices=PREPROCESSORS)
+    tiny: Any = key(None)  # build_clip keyword arguments of random towers (checked by it)
+    seed: int = key(0)  # random towers' initialisation
 
 
 @dataclass
@@ -272,7 +340,7 @@ class _Models:
     """The model groups every script composes (``preset=tiny`` overrides all four)."""
 
     audio: Any = key(None)
-    clip: Any = key(None)
+    clip: ClipOptions | None = key(None)
     encoder: Any = key(None)
     generator: GeneratorOptions | None = key(None)
     tiny: bool = key(False)
@@ -287,8 +355,8 @@ class ManipulateConfig(_Models):
     edit: EditOptions = _sub(EditOptions)
     identity: Any = key(None)
     jobs: str | None = key(None)  # --jobs FILE: the edit queue
-    # the web app's page settings (only demo.yaml sets them, on top of this config; checked by
-    # sound2img.app): a schema cannot be extended by a config that includes manipulate.yaml
+    # the web app's page settings: only demo.yaml sets them (a schema cannot be extended by a
+    # config that includes manipulate.yaml), checked and typed by DemoConfig
     app: Any = key(None)
     lpips: str | None = key(
         "torchvision_vgg16"
@@ -298,6 +366,15 @@ class ManipulateConfig(_Models):
     out: str = key("outputs/edit")
     overwrite: bool = key(False)
     progress: bool = key(True)
+
+
+@dataclass
+class DemoConfig(ManipulateConfig):
+    """``demo.yaml`` (scripts/demo.py): ``manipulate.yaml`` plus the page's ``app`` section.
+    The file composes under the manipulate schema; the web app converts it into this class
+    (``cli.to_schema("demo", …)``) and ``validate("demo", …)`` checks its ``app`` ranges."""
+
+    app: AppOptions = _sub(AppOptions)
 
 
 @dataclass
@@ -341,7 +418,7 @@ class GenerateConfig(_Models):
     out: str = key("outputs/generate")
     overwrite: bool = key(False)
     batch_size: int = key(8, ge=1)
-    latent_format: str = key("npy", choices=("npy", "pt", "npz"))
+    latent_format: str = key("npy", choices=tuple(s.lstrip(".") for s in LATENT_SUFFIXES))
 
 
 @dataclass
@@ -360,6 +437,19 @@ class PrepareDataConfig(_Models):
     overwrite: bool = key(False)
     progress: bool = key(True)
     embedding_cache_dir: str | None = key(None)
+
+
+@dataclass
+class InvertConfig(_Models):
+    """``invert.yaml`` (scripts/invert.py)."""
+
+    invert: InvertOptions = _sub(InvertOptions)
+    lpips: str | None = key("torchvision_vgg16")  # LPIPS-VGG16: the projector's loss and the quality scores
+    pti_lpips: str | None = key("torchvision_alexnet")  # LPIPS-AlexNet of PTI's tuning loss
+    identity: Any = key(None)
+    out: str = key("outputs/invert")
+    overwrite: bool = key(False)
+    progress: bool = key(True)
 
 
 @dataclass
@@ -383,6 +473,8 @@ SCHEMAS: dict[str, type] = {
     "generate": GenerateConfig,
     "prepare_data": PrepareDataConfig,
     "embed": EmbedConfig,
+    "invert": InvertConfig,
+    "demo": DemoConfig,  # demo.yaml = manipulate.yaml + its ``app`` section
     "video": ManipulateConfig,  # video.yaml = manipulate.yaml + its ``video`` section
 }
 
@@ -430,6 +522,8 @@ def check_value(where: str, value: Any, meta: dict[str, Any]) -> None:
 
 def _walk(schema: type, node: Any, where: str) -> None:
     if isinstance(node, dict):  # keys added with +key=value bypass the composition's check
+        from sound2img.config_keys import unknown_key_message
+
         declared = {f.name for f in fields(schema)}
         extra = [k for k in node if k not in declared]
         if extra:
@@ -508,92 +602,3 @@ def validate(config_name: str, cfg: Any) -> None:
     _walk(schema, c, "")
     for check in CROSS_CHECKS.get(config_name, ()):
         check(c)
-
-
-def _schema_at(full_key: str, config_name: str) -> type | None:
-    """The schema class holding ``full_key`` (``manipulate.steps`` → ``ManipulateOptions``)."""
-    import typing
-
-    schema = SCHEMAS.get(config_name)
-    for part in [p for p in full_key.split(".") if p][:-1]:
-        if schema is None:
-            return None
-        hint = _hints(schema).get(part)
-        args = typing.get_args(hint)
-        if typing.get_origin(hint) in (dict, dict) and len(args) == 2:
-            hint = args[1]  # domains.<name>: a Dict[str, DomainOptions] entry
-            continue
-        schema = next((t for t in (hint, *args) if is_dataclass(t)), None)
-    return schema
-
-
-def schema_keys(schema: type, where: str = "") -> list[str]:
-    """Every dotted key ``schema`` declares (sub-sections expanded; a ``dict`` of sections
-    and an ``Any`` group count as one key, their contents being open)."""
-    out = []
-    for f in fields(schema):
-        path = f"{where}.{f.name}" if where else f.name
-        out.append(path)
-        sub = _dataclass_of(schema, f) if _dict_value_dataclass(schema, f) is None else None
-        if sub is not None:
-            out += schema_keys(sub, path)
-    return out
-
-
-def did_you_mean(word: str, candidates: Sequence[str], cutoff: float = 0.7) -> list[str]:
-    """The candidates closest to ``word`` (difflib on the last part of dotted keys): first
-    among ``word``'s siblings (``manipulate.stpes`` → ``manipulate.steps``), else anywhere
-    (``stpes`` → ``manipulate.steps``); at most three."""
-    import difflib
-
-    parent, _, leaf = word.rpartition(".")
-    by_leaf: dict[str, list[str]] = {}
-    for c in sorted(set(candidates)):
-        c_parent, _, c_leaf = c.rpartition(".")
-        if c_parent == parent:
-            by_leaf.setdefault(c_leaf, []).insert(0, c)  # a sibling first
-        else:
-            by_leaf.setdefault(c_leaf, []).append(c)
-    siblings = [c.rpartition(".")[2] for c in candidates if c.rpartition(".")[0] == parent]
-    close = difflib.get_close_matches(leaf, siblings, n=1, cutoff=cutoff)
-    if close:
-        return [f"{parent}.{close[0]}" if parent else close[0]]
-    close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=cutoff)
-    return by_leaf[close[0]][:3] if close else []
-
-
-def unknown_key_message(
-    full_key: str, config_name: str = "", schema: type | None = None, candidates: Sequence[str] = ()
-) -> str:
-    """One line for a key no schema declares: the closest declared keys (``candidates``,
-    else the schema's), or else the keys of its section and where a new one is declared."""
-    if not candidates:
-        if schema is not None:
-            parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
-            candidates = schema_keys(schema, parent)
-        elif config_name in SCHEMAS:
-            candidates = schema_keys(SCHEMAS[config_name])
-    close = did_you_mean(full_key, candidates)
-    if close:
-        return f"unknown key {full_key!r}: did you mean {' or '.join(close)}?"
-    parent = full_key.rsplit(".", 1)[0] + "." if "." in full_key else ""
-    siblings = sorted({c[len(parent) :].split(".")[0] for c in candidates if c.startswith(parent)})
-    section = f"{parent[:-1]} has" if parent else "the keys are"
-    listed = f"{section}: {', '.join(siblings[:20])}{', …' if len(siblings) > 20 else ''}; " if siblings else ""
-    schema = schema or _schema_at(full_key, config_name)
-    where = f"a new key is declared in class {schema.__name__} in {SCHEMA_MODULE}" if schema else ""
-    return f"unknown key {full_key!r} ({listed}{where})".replace("; )", ")").replace(" ()", "")
-
-
-def type_message(full_key: str, omegaconf_message: str) -> str:
-    """One line for a value of the wrong type, from OmegaConf's conversion error."""
-    import re
-
-    first = omegaconf_message.strip().splitlines()[0]
-    value = re.search(r"Value '(.*?)'", first)
-    # OmegaConf: "... could not be converted to Integer|Float", "... is not a valid bool (type str)"
-    wanted = {"to Integer": "an integer", "to Float": "a number", "valid bool": "true or false"}
-    kind = next((v for k, v in wanted.items() if k in first), None)
-    if kind is None or value is None:
-        return f"{full_key}: {first}"
-    return f"{full_key} must be {kind}, got {value.group(1)!r}"

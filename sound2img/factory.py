@@ -24,7 +24,7 @@ from sound2img.utils.device import resolve_device
 from sound2img.weights import AUDIO_ENCODER_FORMATS, get_entry, resolve_weights
 
 if TYPE_CHECKING:
-    from sound2img.config import GeneratorOptions, PrepareDataConfig, TrainEncoderConfig
+    from sound2img.config import ClipOptions, GeneratorOptions, PrepareDataConfig, TrainEncoderConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,21 +44,34 @@ def _plain(cfg: Any, group: str) -> dict[str, Any]:
     return dict(cfg)
 
 
-def _generator_options(gcfg: Any) -> GeneratorOptions:
-    """``cfg.generator`` as the schema's ``GeneratorOptions``: as given, or converted from
-    a mapping (a partial one such as ``{"name": ...}``, or from callers that pass the
-    composed DictConfig)."""
-    if dataclasses.is_dataclass(gcfg):
-        return gcfg
+def _options(schema: type[T], value: Any, group: str) -> T:
+    """A config group as the schema's dataclass: as given, or converted from a mapping (a
+    partial one such as ``{"name": ...}``, a record, or the composed DictConfig)."""
+    if isinstance(value, schema):
+        return value
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), to_plain(value) or {}))
+    except OmegaConfBaseException as exc:
+        raise UserInputError(f"{group}: {str(exc).splitlines()[0]}") from exc
+
+
+def _generator_options(gcfg: Any) -> GeneratorOptions:
+    """``cfg.generator`` as the schema's ``GeneratorOptions``."""
     from sound2img.config import GeneratorOptions
 
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(GeneratorOptions), to_plain(gcfg) or {}))
-    except OmegaConfBaseException as exc:
-        raise UserInputError(f"generator: {str(exc).splitlines()[0]}") from exc
+    return _options(GeneratorOptions, gcfg, "generator")
+
+
+def _clip_options(ccfg: Any) -> ClipOptions:
+    """``cfg.clip`` as the schema's ``ClipOptions`` (null: its defaults)."""
+    from sound2img.config import ClipOptions
+
+    return _options(ClipOptions, ccfg, "clip")
 
 
 def _registered(name: str) -> Any:
@@ -108,9 +121,15 @@ def build_generator_from_cfg(gcfg: GeneratorOptions | Mapping, device: str | tor
 def generator_source(gcfg: Any) -> str | None:
     """The file or registry name ``cfg.generator`` loads (``path`` wins over ``name``);
     None for the random ``tiny`` generator."""
-    g = dataclasses.asdict(gcfg) if dataclasses.is_dataclass(gcfg) else _plain(gcfg, "generator")
-    source = g.get("path") or g.get("name")
+    g = _generator_options(gcfg)
+    source = g.path or g.name
     return None if not source or source == "tiny" else str(source)
+
+
+def encoder_source(ecfg: Any) -> str | None:
+    """The file or registry name ``cfg.encoder`` loads (``path``); None for an encoder
+    built at random from ``arch``."""
+    return _plain(ecfg, "encoder").get("path")
 
 
 def _openai_registry_name(model: str, pretrained: str) -> str | None:
@@ -127,8 +146,9 @@ def clip_source(ccfg: Any, encoder_source: str | None = None) -> str | None:
     from sound2img.models.audio_encoder import clip_spec_of_kind, recorded_clip_spec
     from sound2img.models.clip import find_cached_clip_weights
 
-    c = _plain(ccfg, "clip")
-    if c.get("model") == "from_encoder":
+    c = _clip_options(ccfg)
+    model, pretrained = c.model, c.pretrained
+    if model == "from_encoder":
         if not encoder_source:
             return None
         path = Path(str(encoder_source)).expanduser()
@@ -140,8 +160,8 @@ def clip_source(ccfg: Any, encoder_source: str | None = None) -> str | None:
             spec = clip_spec_of_kind(kinds.get(entry.format, "")) if entry is not None else None
         if not spec or spec.get("loader") or not spec.get("pretrained"):
             return None
-        c = {"model": spec["model_name"], "pretrained": spec["pretrained"]}
-    model, pretrained = str(c.get("model") or "ViT-B-32"), c.get("pretrained")
+        model, pretrained = spec["model_name"], spec["pretrained"]
+    model = str(model or "ViT-B-32")
     if model == "tiny" or not pretrained:
         return None
     name = _openai_registry_name(model, str(pretrained))
@@ -165,20 +185,17 @@ def build_clip_from_cfg(ccfg: Any, device: str | torch.device = "cpu"):
     from sound2img.errors import WeightsNotAvailableError
     from sound2img.models.clip import build_clip, load_clip
 
-    c = _plain(ccfg, "clip")
-    model = str(c.get("model") or "ViT-B-32")
+    c = _clip_options(ccfg)
+    model = str(c.model or "ViT-B-32")
     if model == "from_encoder":
         raise UserInputError(
             "clip=from_encoder needs an audio encoder to take the towers from; choose the towers "
             "(e.g. clip=vit_b32) here"
         )
-    pretrained = c.get("pretrained")
-    preprocess = c.get("preprocess") or "clip"
+    pretrained, preprocess = c.pretrained, c.preprocess or "clip"
     device = resolve_device(device)
     if model == "tiny" or not pretrained:
-        return build_clip(
-            model, seed=int(c.get("seed") or 0), preprocess=preprocess, device=device, **dict(c.get("tiny") or {})
-        )
+        return build_clip(model, seed=c.seed or 0, preprocess=preprocess, device=device, **dict(c.tiny or {}))
     pretrained = str(pretrained)
     if _openai_registry_name(model, pretrained):
         try:
@@ -202,15 +219,15 @@ def build_clip_for_encoder(ccfg: Any, encoder: Any, device: str | torch.device =
     with one line when it is of another space than the encoder's."""
     from sound2img.models.clip import check_same_space, load_clip_from_spec
 
-    c = _plain(ccfg, "clip")
+    c = _clip_options(ccfg)
     spec = getattr(encoder, "clip_spec", None) if encoder is not None else None
-    if c.get("model") == "from_encoder":
+    if c.model == "from_encoder":
         if not spec:
             raise UserInputError(
                 "clip=from_encoder: the audio encoder does not record which CLIP towers it was "
                 "aligned to; choose the towers (e.g. clip=vit_b32)"
             )
-        preprocess = c.get("preprocess") or "clip"
+        preprocess = c.preprocess or "clip"
         if spec.get("loader") or not spec.get("pretrained"):
             return load_clip_from_spec(dict(spec), resolve_device(device), preprocess=preprocess)
         return build_clip_from_cfg(
@@ -308,6 +325,18 @@ def build_augment_from_cfg(acfg: Any):
 
     a = _plain(acfg, "augment")
     return build_augment(**a) if a else None
+
+
+def towers_from_encoder(ccfg: Any) -> bool:
+    """Whether ``cfg.clip`` asks for the audio encoder's own towers (``clip=from_encoder``):
+    then the encoder is built even for an edit without a sound."""
+    return _clip_options(ccfg).model == "from_encoder"
+
+
+def identity_source(cfg: Any) -> Any:
+    """The identity network a config's edits and scores use: ``cfg.identity`` (a registry
+    name or file), else ir_se50, or the tiny random IR-SE under ``preset=tiny``."""
+    return cfg.identity or ("tiny" if cfg.tiny else "ir_se50")
 
 
 def build_arcface_from_cfg(icfg: Any = "ir_se50", device: str | torch.device = "cpu"):
@@ -520,7 +549,7 @@ class Networks:
         towers are kept per encoder; other towers once, checked against each encoder."""
         from sound2img.models.clip import check_same_space
 
-        if _plain(ccfg, "clip").get("model") == "from_encoder":
+        if towers_from_encoder(ccfg):
             key = _key("clip", ccfg) + f":{id(encoder)}"  # the encoder is kept alive by this cache or its caller
             return self.once(key, lambda: build_clip_for_encoder(ccfg, encoder, self.device))
         towers = self.once(_key("clip", ccfg), lambda: build_clip_from_cfg(ccfg, self.device))

@@ -9,10 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
+
+if TYPE_CHECKING:
+    from sound2img.config import (
+        EmbedConfig,
+        GenerateConfig,
+        InvertConfig,
+        InvertOptions,
+        ManipulateConfig,
+        TrainEncoderConfig,
+    )
 
 
 @dataclass
@@ -47,105 +56,103 @@ class Needs:
             self.add(spec, f"sound {spec}")
 
 
-def _identity_source(c: dict[str, Any]) -> str | None:
-    """The identity network's file or name (``run.build_identity``'s choice): ``identity``,
-    else ir_se50 (a random one under preset=tiny)."""
-    return c.get("identity") or (None if c.get("tiny") else "ir_se50")
-
-
-def _photo_needs(needs: Needs, c: dict[str, Any], section: dict[str, Any]) -> None:
+def _photo_needs(needs: Needs, cfg: ManipulateConfig | InvertConfig, section: InvertOptions) -> None:
     """What inverting a photo reads: an e4e/pSp encoder, or LPIPS' VGG16 for the projector's
     perceptual loss (``inversion.command.options_from`` picks the method)."""
     from sound2img.inversion.command import options_from
 
-    opts = options_from(c, section)
+    opts = options_from(section, cfg.generator)
     if opts.method in ("e4e", "psp"):
         needs.add(opts.encoder, f"photo encoder ({opts.method})")
     elif opts.perceptual == "lpips":
-        needs.add(c.get("lpips") or "torchvision_vgg16", "LPIPS (projector loss)")
+        needs.add(cfg.lpips or "torchvision_vgg16", "LPIPS (projector loss)")
         if opts.method == "pti":
-            needs.add(c.get("pti_lpips") or "torchvision_alexnet", "LPIPS-AlexNet (PTI's tuning loss)")
+            needs.add(getattr(cfg, "pti_lpips", None) or "torchvision_alexnet", "LPIPS-AlexNet (PTI's tuning loss)")
 
 
-def _score_needs(needs: Needs, c: dict[str, Any]) -> None:
+def _score_needs(needs: Needs, cfg: ManipulateConfig | InvertConfig) -> None:
     """The networks of the quality block (``inversion.command.quality_metrics``): optional,
     and never fetched under preset=tiny."""
-    if c.get("tiny"):
+    from sound2img.factory import identity_source
+
+    if cfg.tiny:
         return
-    needs.add(c.get("lpips"), "LPIPS score", optional=True)
-    if (c.get("generator") or {}).get("faces"):
-        needs.add(_identity_source(c), "identity score", optional=True)
+    needs.add(cfg.lpips, "LPIPS score", optional=True)
+    if cfg.generator.faces:
+        needs.add(identity_source(cfg), "identity score", optional=True)
 
 
-def edit_needs(c: dict[str, Any]) -> Needs:
+def edit_needs(cfg: ManipulateConfig) -> Needs:
     """``manipulate.py`` (and the web app, per edit): generator, sound encoder (for sounds),
     CLIP, sample sounds, the identity network at λ_ID > 0, what photos are inverted with."""
     from sound2img import factory
 
     needs = Needs()
-    e, edit = c.get("encoder") or {}, c.get("edit") or {}
-    needs.add(factory.generator_source(c.get("generator")), "generator")
-    if edit.get("audio") or (c.get("clip") or {}).get("model") == "from_encoder":
-        needs.add(e.get("path"), "sound encoder")
-    needs.add(factory.clip_source(c.get("clip"), e.get("path")), "CLIP")
-    for spec in edit.get("audio") or []:
+    edit, encoder = cfg.edit, factory.encoder_source(cfg.encoder)
+    needs.add(factory.generator_source(cfg.generator), "generator")
+    if edit.audio or factory.towers_from_encoder(cfg.clip):
+        needs.add(encoder, "sound encoder")
+    needs.add(factory.clip_source(cfg.clip, encoder), "CLIP")
+    for spec in edit.audio:
         needs.add_sound(spec)
-    if float((c.get("manipulate") or {}).get("lambda_id") or 0) > 0 and not edit.get("mean_latent"):
-        needs.add(_identity_source(c), "identity loss (λ_ID)")
-    if edit.get("images"):
-        _photo_needs(needs, c, {k[len("image_") :]: v for k, v in edit.items() if k.startswith("image_")})
-    _score_needs(needs, c)
+    if cfg.manipulate.lambda_id > 0 and not edit.mean_latent:
+        needs.add(factory.identity_source(cfg), "identity loss (λ_ID)")
+    if edit.images:
+        _photo_needs(needs, cfg, edit.photo_section())
+    _score_needs(needs, cfg)
     return needs
 
 
-def invert_needs(c: dict[str, Any]) -> Needs:
+def invert_needs(cfg: InvertConfig) -> Needs:
     """``invert.py``: the generator, then the e4e/pSp encoder or the projector's LPIPS."""
     from sound2img import factory
 
     needs = Needs()
-    needs.add(factory.generator_source(c.get("generator")), "generator")
-    _photo_needs(needs, c, c.get("invert") or {})
-    _score_needs(needs, c)
+    needs.add(factory.generator_source(cfg.generator), "generator")
+    _photo_needs(needs, cfg, cfg.invert)
+    _score_needs(needs, cfg)
     return needs
 
 
-def train_needs(c: dict[str, Any]) -> Needs:
+def train_needs(cfg: TrainEncoderConfig | dict[str, Any]) -> Needs:
     """``train_encoder.py``: CLIP for the targets and validation, a starting encoder file."""
     from sound2img import factory
+    from sound2img.cli import to_schema
 
+    cfg = to_schema("train_encoder", cfg)  # training.run passes it as plain data
     needs = Needs()
-    terms = ((c.get("loss") or {}).get("terms")) or {}
+    terms = cfg.loss.terms
     # training.run.train_from_cfg's rule: text or frame targets, or zero-shot validation
-    if terms.get("at", 1) > 0 or terms.get("av", 1) > 0 or (c.get("validation") or {}).get("data") is not None:
-        needs.add(factory.clip_source(c.get("clip")), "CLIP")
-    needs.add((c.get("encoder") or {}).get("path"), "starting encoder")
+    if terms.at > 0 or terms.av > 0 or cfg.validation.data is not None:
+        needs.add(factory.clip_source(cfg.clip), "CLIP")
+    needs.add(factory.encoder_source(cfg.encoder), "starting encoder")
     return needs
 
 
-def embed_needs(c: dict[str, Any]) -> Needs:
+def embed_needs(cfg: EmbedConfig) -> Needs:
     """``embed.py``: the sound encoder, its CLIP towers for prompts and images, sample sounds."""
     from sound2img import factory
 
     needs = Needs()
-    path = (c.get("encoder") or {}).get("path")
+    path = factory.encoder_source(cfg.encoder)
     needs.add(path, "sound encoder")
-    if c.get("texts") or c.get("images"):
-        needs.add(factory.clip_source(c.get("clip"), path), "CLIP")
-    for spec in c.get("sounds") or []:
+    if cfg.texts or cfg.images:
+        needs.add(factory.clip_source(cfg.clip, path), "CLIP")
+    for spec in cfg.sounds:
         needs.add_sound(spec)
     return needs
 
 
-def generate_needs(c: dict[str, Any]) -> Needs:
+def generate_needs(cfg: GenerateConfig) -> Needs:
     from sound2img import factory
 
     needs = Needs()
-    needs.add(factory.generator_source(c.get("generator")), "generator")
+    needs.add(factory.generator_source(cfg.generator), "generator")
     return needs
 
 
 # fetch_weights.py --for NAME: (config, overrides, needs of that config, what it stands for)
-COMMANDS: dict[str, tuple[str, tuple[str, ...], Callable[[dict], Needs], str]] = {
+COMMANDS: dict[str, tuple[str, tuple[str, ...], Callable[[Any], Needs], str]] = {
     "edit": ("manipulate", ("edit.audio=[sample:rain]",), edit_needs, "make edit / manipulate.py --audio sample:rain"),
     "faces": (
         "manipulate",
@@ -169,12 +176,18 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Callable[[dict], Needs], str]] =
 
 def command_needs(name: str, overrides: Sequence[str] = ()) -> Needs:
     """The needs of ``fetch_weights.py --for name`` (plus ``key=value`` ``overrides``)."""
-    from sound2img.cli import compose
+    from sound2img.cli import compose, to_object
 
     if name not in COMMANDS:
         raise UserInputError(f"--for {name!r}: choose one of {', '.join(COMMANDS)}")
     config, fixed, needs_of, _ = COMMANDS[name]
-    return needs_of(to_plain(compose(config, [*fixed, *overrides])))
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = compose(config, [*fixed, *overrides])
+    with open_dict(cfg):  # a value the command wants set (train's data.root) names no weights file
+        for key in OmegaConf.missing_keys(cfg):
+            OmegaConf.update(cfg, key, None, merge=False)
+    return needs_of(to_object(cfg))
 
 
 def ensure_weights(needs: Needs, *, progress: bool = True) -> None:

@@ -123,11 +123,14 @@ FORBIDDEN = {
         "sound2img.app",
     ],
 }
+# the messages about config keys (did you mean …?): read the schemas, as config does
+FORBIDDEN["sound2img.config_keys"] = FORBIDDEN["sound2img.config"]
 # Library code takes the schema's dataclasses but imports sound2img.config only for type
 # annotations (under ``if TYPE_CHECKING:``), which is not an arrow at run time: config
 # imports the library's registries, so a run-time import back would be a cycle.
 TYPE_ONLY = {"sound2img.config": ["sound2img.training", "sound2img.evaluation", "sound2img.manipulation"]}
 TYPE_ONLY["sound2img.config"] += ["sound2img.inversion", "sound2img.generation", "sound2img.app"]
+TYPE_ONLY["sound2img.config"] += ["sound2img.needs", "sound2img.video"]
 # needs (which weights a command reads): an edge module beside factory and cli
 FORBIDDEN["sound2img.needs"] = [
     "sound2img.config",

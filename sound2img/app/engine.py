@@ -1,7 +1,8 @@
 """What the web app does, without the page: compose the ``demo`` config once, turn a
 request from the page into the ``manipulate`` config ``scripts/manipulate.py`` would have
-composed, and run it through the same :func:`~sound2img.manipulation.run.run_edit`, with
-networks built once per (generator, encoder, …) and shared by every request."""
+composed (the schema's dataclasses, ``sound2img/config.py``), and run it through the same
+:func:`~sound2img.manipulation.run.run_edit`, with networks built once (one
+``factory.Networks``) and shared by every request."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ import json
 import logging
 import math
 import tempfile
-import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sound2img.cli import compose, to_plain
+from sound2img.cli import compose, to_object, to_schema
 from sound2img.errors import UserInputError
 from sound2img.utils.device import resolve_device
+
+if TYPE_CHECKING:
+    from sound2img.config import DemoConfig, ManipulateConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,6 @@ MODES = {
     "layer mix": ("layer_mix", True, True),
 }
 SOURCES = ("seed", "latent file", "photo")
-# the model config groups: requests agreeing on these (and the device) share networks
-MODEL_GROUPS = ("generator", "encoder", "audio", "clip", "identity", "tiny")
 TONE_CLIP = "tone:440"
 
 
@@ -62,52 +63,40 @@ class Engine:
     config (``preset=tiny``, ``generator=…``, ``manipulate=faces``)."""
 
     def __init__(self, overrides: Sequence[str] = (), device: str | None = None):
-        self.cfg = compose(CONFIG_NAME, list(overrides))
-        plain = to_plain(self.cfg)
-        self.settings: dict[str, Any] = plain["app"]
-        self.device = resolve_device(device or plain.get("device") or "auto")
-        self.defaults = {k: plain["manipulate"][k] for k in ("steps", "lr", "lambda_sim", "lambda_id")}
-        self.defaults["mix_weight"] = plain["edit"]["mix_weight"]
-        self.bounds = {k: (float(v[0]), float(v[1])) for k, v in self.settings["bounds"].items()}
-        work = self.settings.get("work_dir")
+        from sound2img import factory
+
+        self.cfg = compose(CONFIG_NAME, list(overrides))  # a request's flags are set on a copy of it
+        self.config: DemoConfig = to_schema("demo", self.cfg)
+        self.settings = self.config.app
+        self.device = resolve_device(device or self.config.device or "auto")
+        m = self.config.manipulate
+        self.defaults = {"steps": m.steps, "lr": m.lr, "lambda_sim": m.lambda_sim, "lambda_id": m.lambda_id}
+        self.defaults["mix_weight"] = self.config.edit.mix_weight
+        self.bounds = {k: (float(v[0]), float(v[1])) for k, v in self.settings.bounds.items()}
+        work = self.settings.work_dir
         self.work_dir = Path(work) if work else Path(tempfile.mkdtemp(prefix="sound2img-demo-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._models: dict[str, dict] = {}
-        self._models_lock = threading.Lock()
+        # every request's networks, built once on this device (requests of other model groups
+        # than the base config's build their own, kept beside them)
+        self.nets = factory.Networks(self.device)
         self._count = itertools.count(1)
 
     # ---- models -----------------------------------------------------------------------
-    def models_for(self, cfg) -> dict:
-        """The shared ``run_edit`` model dict for ``cfg``'s model groups and this device."""
-        plain = to_plain(cfg)
-        key = json.dumps(
-            {g: plain.get(g) for g in MODEL_GROUPS} | {"device": str(self.device)}, sort_keys=True, default=str
-        )
-        with self._models_lock:
-            return self._models.setdefault(key, {})
-
     def audio_models(self):
         """(encoder, frontend) of the base config, built once (also warms the cache)."""
-        from sound2img import factory
-        from sound2img.manipulation.run import _built
-
-        return _built(
-            self.models_for(self.cfg),
-            "audio",
-            lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device),
-        )
+        return self.nets.encoder(self.config.encoder, self.config.audio)
 
     def random_networks(self) -> list[str]:
         """The networks of the base config that are random, not trained (``preset=tiny``, or
         a group without weights): then every sound gives much the same picture."""
         from sound2img import factory
 
-        c = to_plain(self.cfg)
-        clip = c.get("clip") or {}
+        cfg = self.config
+        towers = cfg.clip.model
         random = {
-            "generator": factory.generator_source(c.get("generator")) is None,
-            "sound encoder": not (c.get("encoder") or {}).get("path"),
-            "CLIP": clip.get("model") != "from_encoder" and (clip.get("model") == "tiny" or not clip.get("pretrained")),
+            "generator": factory.generator_source(cfg.generator) is None,
+            "sound encoder": not factory.encoder_source(cfg.encoder),
+            "CLIP": towers != "from_encoder" and (towers == "tiny" or not cfg.clip.pretrained),
         }
         return [name for name, is_random in random.items() if is_random]
 
@@ -132,9 +121,20 @@ class Engine:
             raise UserInputError(f"{name} must be {kind} in [{low:g}, {high:g}] (app.bounds), got {value!r}")
         return int(number) if integer else number
 
-    def edit_config(self, req: EditRequest, out: Path):
-        """The ``manipulate`` config of one request (what manipulate.py's flags set)."""
+    def request_config(self, updates: dict[str, Any]) -> ManipulateConfig:
+        """The base config with a request's values (dotted key → value, as a script's flags
+        set them) as the schema's dataclasses, without the page's ``app`` section (the
+        edit's metrics.json records the manipulate config, as the CLI's does)."""
         from omegaconf import OmegaConf, open_dict
+
+        cfg = copy.deepcopy(self.cfg)
+        with open_dict(cfg):
+            for key, value in {**updates, "app": None}.items():
+                OmegaConf.update(cfg, key, value, merge=False)
+        return to_object(cfg)
+
+    def edit_config(self, req: EditRequest, out: Path) -> ManipulateConfig:
+        """The ``manipulate`` config of one request (what manipulate.py's flags set)."""
 
         if req.mode not in MODES:
             raise UserInputError(f"mode must be one of {', '.join(MODES)}, got {req.mode!r}")
@@ -178,12 +178,7 @@ class Engine:
             updates.update({"edit.seeds": [], "edit.latents": [], "edit.images": [str(req.photo)]})
         else:
             raise UserInputError(f"source must be one of {', '.join(SOURCES)}, got {req.source!r}")
-        cfg = copy.deepcopy(self.cfg)
-        with open_dict(cfg):
-            for key, value in updates.items():
-                OmegaConf.update(cfg, key, value, merge=False)
-            del cfg["app"]  # the edit's metrics.json records the manipulate config, as the CLI's does
-        return cfg
+        return self.request_config(updates)
 
     def run(self, req: EditRequest, on_step: Callable | None = None, on_invert: Callable | None = None) -> EditOutcome:
         """Run one request to the end: its edit directory (exactly what manipulate.py
@@ -203,7 +198,7 @@ class Engine:
         log.info("edit %d: start (%s)", n, req.mode)
         stopped = False
         try:
-            (edit_dir,) = run_edit(cfg, models=self.models_for(cfg), on_step=on_step, on_invert=on_invert)
+            (edit_dir,) = run_edit(cfg, nets=self.nets, on_step=on_step, on_invert=on_invert)
         except EditStopped as exc:  # the user's Stop: one line, not an error
             stopped = True
             log.info("edit %d: stopped by the user after %d steps (nothing written)", n, exc.steps_done)

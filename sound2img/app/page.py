@@ -193,7 +193,7 @@ class Page:
         with self._lock:
             self._stops[key] = stop
         events: queue.Queue = queue.Queue()
-        every = max(1, int(self.engine.settings.get("live_every") or 1))
+        every = max(1, self.engine.settings.live_every)
 
         def on_step(done, img, cosine):
             due = done % every == 0 or done == total
@@ -371,7 +371,7 @@ def _edit_blocks(engine: Engine):
             page.run,
             [sound, text, mode, mix, source, seed, latent, photo, steps, lr, lsim, lid],
             [status, live, src_img, result, strip, metrics, download],
-            concurrency_limit=int(engine.settings["concurrency"]),
+            concurrency_limit=engine.settings.concurrency,
             concurrency_id="edit",
         )
         stop.click(page.stop, None, None, queue=False)
@@ -383,14 +383,14 @@ def launch(
 ):
     """Build and serve the page; returns the Blocks (``block=False``: serving in a thread)."""
     demo = build_page(engine)
-    demo.queue(max_size=int(engine.settings["max_queue"]))
+    demo.queue(max_size=engine.settings.max_queue)
     demo.launch(
         server_name=host,
         server_port=port,
         share=share,
         inbrowser=False,
         quiet=False,
-        max_file_size=f"{int(engine.settings['max_upload_mb'])}mb",
+        max_file_size=f"{int(engine.settings.max_upload_mb)}mb",
         allowed_paths=[str(engine.work_dir)],
         prevent_thread_lock=not block,
         show_error=True,

@@ -4,7 +4,7 @@ with progress and Stop. Stable ``elem_id``s all start with ``video_``."""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import itertools
 import json
 import logging
@@ -17,7 +17,6 @@ from typing import Any
 import gradio as gr
 
 from sound2img.app.engine import Engine, zip_dir
-from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -45,8 +44,6 @@ def video_config(engine: Engine, req: VideoRequest, out: Path):
     """The ``video`` config of one request: the engine's config (its model groups and
     overrides, ``video.*`` included) with the request's values, as ``scripts/video.py``'s
     flags would set them."""
-    from omegaconf import OmegaConf, open_dict
-
     if not req.sound:
         raise UserInputError("a video needs a sound: upload or record one, or pick a sample clip")
     if req.mode not in VIDEO_MODES:
@@ -80,12 +77,7 @@ def video_config(engine: Engine, req: VideoRequest, out: Path):
         updates.update({"edit.seeds": [], "edit.images": [str(req.photo)]})
     else:
         raise UserInputError(f"source must be one of {', '.join(VIDEO_SOURCES)}, got {req.source!r}")
-    cfg = copy.deepcopy(engine.cfg)
-    with open_dict(cfg):
-        for key, value in updates.items():
-            OmegaConf.update(cfg, key, value, merge=False)
-        del cfg["app"]
-    return cfg
+    return engine.request_config(updates)
 
 
 class VideoPage:
@@ -93,7 +85,7 @@ class VideoPage:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.defaults = to_plain(engine.cfg.video)
+        self.defaults = dataclasses.asdict(engine.config.video)
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._runs = itertools.count(1)
@@ -117,7 +109,7 @@ class VideoPage:
         cfg = video_config(self.engine, req, folder / "video")
         log.info("video %d: start (%s)", n, req.mode)
         try:
-            out = run_video(cfg, models=self.engine.models_for(cfg), on_progress=on_progress)
+            out = run_video(cfg, nets=self.engine.nets, on_progress=on_progress)
         finally:
             log.info("video %d: end", n)
         zip_path = zip_dir(out, folder / "video.zip")
@@ -256,7 +248,7 @@ def build_video_tab(engine: Engine, sample_choices: list[str], pick_sample) -> N
         page.run,
         [sound, mode, source, seed, photo, fps, kf_s, kf_steps, steps],
         [status, video, sheet, metrics, download],
-        concurrency_limit=int(engine.settings["concurrency"]),
+        concurrency_limit=engine.settings.concurrency,
         concurrency_id="edit",  # one device: videos and edits share its queue
     )
     stop.click(page.stop, None, None, queue=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,11 +20,14 @@ from sound2img.cli import (
     model_choice,
     parse_with_overrides,
     script_parser,
-    to_plain,
+    to_object,
     to_yaml,
 )
 from sound2img.errors import UserInputError
 from sound2img.utils.files import atomic_path, check_can_write
+
+if TYPE_CHECKING:
+    from sound2img.config import EmbedConfig
 
 CONFIG_NAME = "embed"
 FLAG_KEYS = {"audio": "sounds", "text": "texts", "image": "images", "out": "out", "device": "device"}
@@ -101,51 +104,48 @@ def embed_inputs(
     return {k: v.numpy().astype(np.float32) for k, v in out.items()}
 
 
-def run_embed(cfg) -> tuple[Path, dict[str, np.ndarray]]:
-    """Embed what a composed ``embed`` config lists and write its ``out`` atomically."""
+def run_embed(cfg: EmbedConfig) -> tuple[Path, dict[str, np.ndarray]]:
+    """Embed what an ``embed`` config lists and write its ``out`` atomically."""
     from sound2img import factory
     from sound2img.models.clip import clip_space
     from sound2img.utils.device import resolve_device
 
-    c = to_plain(cfg)
-    sounds, texts, images = (list(c.get(k) or []) for k in ("sounds", "texts", "images"))
+    sounds, texts, images = list(cfg.sounds), list(cfg.texts), list(cfg.images)
     if not (sounds or texts or images):
         raise UserInputError("embed.py: give at least one --audio, --text or --image")
-    if not c.get("out"):
+    if not cfg.out:
         raise UserInputError("embed.py: give --out FILE.npz")
-    out = Path(c["out"])
+    out = Path(cfg.out)
     if out.suffix != ".npz":
         raise UserInputError(f"--out {out}: must end in .npz")
-    check_can_write([out], bool(c.get("overwrite")))
+    check_can_write([out], cfg.overwrite)
     for p in images:
         if not Path(p).is_file():
             raise UserInputError(f"{p}: no such file")
     from sound2img.needs import embed_needs, ensure_weights
 
-    ensure_weights(embed_needs(c))  # offline: one message names every missing file
-    device = resolve_device(c.get("device") or "auto")
-    e = dict(c.get("encoder") or {})
+    ensure_weights(embed_needs(cfg))  # offline: one message names every missing file
+    device = resolve_device(cfg.device or "auto")
+    path = factory.encoder_source(cfg.encoder)
     # an encoder file brings its own architecture and front end: the groups' would only be warned about
     encoder, frontend = factory.build_encoder_from_cfg(
-        {"path": e["path"]} if e.get("path") else e, None if e.get("path") else c.get("audio"), device
+        {"path": path} if path else cfg.encoder, None if path else cfg.audio, device
     )
     towers = None
     if texts or images:
-        if (c.get("clip") or {}).get("model") == "from_encoder" and not getattr(encoder, "clip_spec", None):
+        if factory.towers_from_encoder(cfg.clip) and not getattr(encoder, "clip_spec", None):
             raise UserInputError(
-                f"{e.get('path') or 'the encoder'}: this encoder does not record its CLIP towers, so --text/--image "
+                f"{path or 'the encoder'}: this encoder does not record its CLIP towers, so --text/--image "
                 "cannot be embedded in its space; embed --audio only, or choose the towers (e.g. clip=vit_b32)"
             )
-        towers = factory.build_clip_for_encoder(c.get("clip"), encoder, device)
-    arrays = embed_inputs(
-        encoder, frontend, towers, sounds, texts, images, device, float(c.get("full_file_seconds") or 60.0)
-    )
+        towers = factory.build_clip_for_encoder(cfg.clip, encoder, device)
+    arrays = embed_inputs(encoder, frontend, towers, sounds, texts, images, device, cfg.full_file_seconds)
     spec = getattr(encoder, "clip_spec", None) or (towers.spec() if towers is not None else None)
     names: dict[str, Any] = {
         "audio_names": np.array([str(p) for p in sounds], dtype=str),
         "text_names": np.array(texts, dtype=str),
         "image_names": np.array([str(p) for p in images], dtype=str),
-        "encoder": np.array(str(e.get("path") or e.get("arch"))),
+        "encoder": np.array(str(path or (cfg.encoder or {}).get("arch"))),
         "clip_space": np.array(str(clip_space(spec) or "unknown")),
     }
     buf = io.BytesIO()
@@ -172,7 +172,7 @@ def main(argv: Sequence[str]) -> int:
     if args.cfg == "job":
         print(to_yaml(cfg), end="")
         return 0
-    out, z = run_embed(cfg)
+    out, z = run_embed(to_object(cfg))
     print(
         f"{out}: audio {list(z['audio'].shape)}, text {list(z['text'].shape)}, "
         f"image {list(z['image'].shape)} ({z['clip_space']})"

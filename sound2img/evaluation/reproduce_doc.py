@@ -65,12 +65,11 @@ def table_requirements(name: str, cfgs: Sequence) -> Requirements:
     c, evals = typed[0], [t.eval for t in typed]
     req = Requirements()
     req.add_weights((c.encoder or {}).get("path"))
-    clip = c.clip or {}  # the clip group's options differ in shape: a dict is the data
-    if spec.uses_clip:
-        pretrained = clip.get("pretrained")
-        if pretrained == "openai" and str(clip.get("model")).replace("/", "-") == "ViT-B-32":
+    if spec.uses_clip and c.clip is not None:
+        pretrained = c.clip.pretrained
+        if pretrained == "openai" and str(c.clip.model).replace("/", "-") == "ViT-B-32":
             pretrained = "openai_vit_b32"
-        if clip.get("model") != "tiny" and pretrained:
+        if c.clip.model != "tiny" and pretrained:
             req.add_weights(pretrained)
     for e in evals:
         for d in e.datasets or ([e.dataset] if e.dataset else []):
@@ -120,18 +119,17 @@ def ensure_table_weights(table: str, cfgs) -> None:
     docs/reproduce.md) fetched before it starts; offline, one message names all missing ones.
     CLIP's towers already in open_clip's own cache count as there; under preset=tiny only
     the sample sounds are needed (the networks are random)."""
-    from sound2img.cli import to_plain
     from sound2img.evaluation.reproduce_doc import table_requirements
     from sound2img.factory import clip_source
     from sound2img.needs import Needs, ensure_weights
     from sound2img.weights import get_entry
 
     needs = Needs()
-    c = to_plain(cfgs[0])
-    towers = clip_source(c.get("clip"))
+    c = reproduce_config(cfgs[0])
+    towers = clip_source(c.clip)
     for name in table_requirements(table, cfgs).weights:
         entry = get_entry(name)
-        if c.get("tiny") and entry.format != "audio":  # preset=tiny: random networks, real sounds
+        if c.tiny and entry.format != "audio":  # preset=tiny: random networks, real sounds
             continue
         if entry.format != "openai_clip" or towers is not None:
             needs.add(name, PURPOSES.get(entry.format, entry.format))

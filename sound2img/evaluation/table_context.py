@@ -56,7 +56,7 @@ class TableContext:
         """CLIP towers in the audio encoder's space: ``from_encoder`` picks them, others are
         checked against the encoder once it is in use."""
         encoder = self._used.get("encoder", (None,))[0]
-        if encoder is None and (self.cfg.clip or {}).get("model") == "from_encoder":
+        if encoder is None and factory.towers_from_encoder(self.cfg.clip):
             encoder = self.encoder()[0]
         self.check_weights()
         clip = self.networks.clip(self.cfg.clip, encoder)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
-from sound2img.cli import compose, to_object, to_plain
+from sound2img.cli import compose, to_object, to_plain, to_schema
 from sound2img.data.prompts import encode_class_texts
 from sound2img.errors import UserInputError
 from sound2img.evaluation.attribute_classification import supp_table2, supp_table2_report
@@ -268,9 +268,8 @@ def _run_edit_jobs(ctx: TableContext, jobs: list[dict[str, Any]], batch_size: in
         atomic_write_text(root / "settings.json", settings)
         atomic_write_text(root / "jobs.jsonl", job_text)
     progress = ctx.cfg.progress
-    summary = run_queue(
-        OmegaConf.create({**qc, "out": str(root / "edits"), "overwrite": ctx.overwrite, "progress": progress}), jobs
-    )
+    queue_cfg = {**qc, "out": str(root / "edits"), "overwrite": ctx.overwrite, "progress": progress}
+    summary = run_queue(to_schema("manipulate", queue_cfg), jobs)
     if not summary.ok:
         raise QueueFailed(f"{summary.line()}; rerun the same command to redo the missing edits")
     return summary.rank == 0

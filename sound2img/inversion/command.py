@@ -9,7 +9,7 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,7 +19,7 @@ from sound2img.cli import (
     model_choice,
     parse_with_overrides,
     script_parser,
-    to_plain,
+    to_object,
     to_yaml,
 )
 from sound2img.errors import UserInputError
@@ -39,6 +39,9 @@ from sound2img.inversion.run import (
     write_inversion,
 )
 from sound2img.utils.precision import resolve_precision
+
+if TYPE_CHECKING:
+    from sound2img.config import GeneratorOptions, InvertConfig, InvertOptions, ManipulateConfig
 
 CONFIG_NAME = "invert"
 FLAG_KEYS = {
@@ -136,15 +139,16 @@ def compose_from_args(argv: Sequence[str]):
     return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
 
 
-def options_from(c: dict[str, Any], section: dict[str, Any] | None = None) -> InversionOptions:
-    """The ``invert`` section (or ``section``) with the generator's defaults filled in."""
-    s = dict(c.get("invert") if section is None else section)
-    g_inv = dict((c.get("generator") or {}).get("inversion") or {})
-    method = s.get("method") or g_inv.get("method") or "projector"
-    encoder = s.get("encoder") or (g_inv.get("encoder") if method == g_inv.get("method") else None)
+def options_from(section: InvertOptions, generator: GeneratorOptions | None) -> InversionOptions:
+    """The ``invert`` section (or an edit's ``EditOptions.photo_section()``) with the
+    generator config's ``inversion`` defaults filled in."""
+    g_inv = generator.inversion if generator is not None else None
+    g_method, g_encoder, g_perceptual = (g_inv.method, g_inv.encoder, g_inv.perceptual) if g_inv else (None,) * 3
+    method = section.method or g_method or "projector"
+    encoder = section.encoder or (g_encoder if method == g_method else None)
     # the generator config's default loss: pixel only for preset=tiny's random network (offline)
-    perceptual = s.get("perceptual") or g_inv.get("perceptual") or "lpips"
-    kw = {k: s[k] for k in OPTION_KEYS if s.get(k) is not None}
+    perceptual = section.perceptual or g_perceptual or "lpips"
+    kw = {k: getattr(section, k) for k in OPTION_KEYS if getattr(section, k) is not None}
     kw.update(method=method, encoder=encoder, perceptual=perceptual)
     try:
         return InversionOptions(**kw).check()
@@ -152,8 +156,8 @@ def options_from(c: dict[str, Any], section: dict[str, Any] | None = None) -> In
         raise UserInputError(f"invert: {exc}") from None
 
 
-def quality_metrics(c: dict[str, Any], device: torch.device, *, faces: bool, clip=None):
-    """``metrics.QualityMetrics`` for this config: LPIPS from ``c['lpips']`` (``null``: not
+def quality_metrics(cfg: ManipulateConfig | InvertConfig, device: torch.device, *, faces: bool, clip=None):
+    """``metrics.QualityMetrics`` for this config: LPIPS from ``cfg.lpips`` (``null``: not
     scored), the identity network for face generators, the given CLIP towers. Under
     ``preset=tiny`` nothing is downloaded for a score: LPIPS is used only when its VGG16 is
     already in the cache, else recorded as unavailable."""
@@ -161,15 +165,15 @@ def quality_metrics(c: dict[str, Any], device: torch.device, *, faces: bool, cli
     from sound2img.errors import WeightsNotAvailableError
     from sound2img.metrics import QualityMetrics
 
-    identity_src = c.get("identity") or ("tiny" if c.get("tiny") else "ir_se50")
+    identity_src = factory.identity_source(cfg)
 
     def lpips():
-        if not c.get("lpips"):
+        if not cfg.lpips:
             raise UserInputError("lpips=null")
         try:
-            return factory.build_lpips(c["lpips"], device, allow_download=not c.get("tiny"))
+            return factory.build_lpips(cfg.lpips, device, allow_download=not cfg.tiny)
         except WeightsNotAvailableError as exc:
-            if not c.get("tiny"):
+            if not cfg.tiny:
                 raise
             raise UserInputError(f"preset=tiny downloads nothing for a score: {exc}") from exc
 
@@ -182,14 +186,15 @@ def quality_metrics(c: dict[str, Any], device: torch.device, *, faces: bool, cli
     )
 
 
-def _builders(c: dict[str, Any], device: torch.device):
+def _builders(cfg: ManipulateConfig | InvertConfig, device: torch.device):
     from sound2img import factory
 
     def lpips():
-        return factory.build_lpips(c.get("lpips") or "torchvision_vgg16", device)
+        return factory.build_lpips(cfg.lpips or "torchvision_vgg16", device)
 
     def pti_lpips():  # PTI tunes with LPIPS-AlexNet on the full-resolution image
-        return factory.build_lpips(c.get("pti_lpips") or "torchvision_alexnet", device, net="alex", max_size=None)
+        name = getattr(cfg, "pti_lpips", None) or "torchvision_alexnet"  # an edit never tunes (no pti_lpips key)
+        return factory.build_lpips(name, device, net="alex", max_size=None)
 
     def encoder(name_or_path: str):
         from sound2img.inversion.encoders import load_encoder_checkpoint
@@ -200,28 +205,29 @@ def _builders(c: dict[str, Any], device: torch.device):
     return lpips, pti_lpips, encoder
 
 
-def run_invert(cfg, *, progress: bool | None = None) -> Path:
-    """Invert ``cfg.invert.image`` as the composed ``invert`` config says; returns the
-    output directory. Inputs and the output directory are checked before any work."""
+def run_invert(cfg: InvertConfig, *, progress: bool | None = None) -> Path:
+    """Invert ``cfg.invert.image`` as the ``invert`` config says; returns the output
+    directory. Inputs and the output directory are checked before any work."""
+    import dataclasses
+
     from sound2img import factory
     from sound2img.utils.device import resolve_device
     from sound2img.utils.files import check_out_dir
 
-    c = to_plain(cfg)
-    image = (c.get("invert") or {}).get("image")
+    image = cfg.invert.image
     if not image:
         raise UserInputError("no photo: give --image PHOTO")
-    opts = options_from(c)
-    out = check_out_dir(c.get("out") or "outputs/invert", bool(c.get("overwrite")))
+    opts = options_from(cfg.invert, cfg.generator)
+    out = check_out_dir(cfg.out or "outputs/invert", cfg.overwrite)
     load_image(image)  # a bad photo fails before any network is built
-    device = resolve_device(c.get("device") or "auto")
-    progress = bool(c.get("progress", True)) if progress is None else progress
+    device = resolve_device(cfg.device or "auto")
+    progress = cfg.progress if progress is None else progress
     from sound2img.needs import ensure_weights, invert_needs
 
-    ensure_weights(invert_needs(c), progress=progress)  # offline: one message names every missing file
+    ensure_weights(invert_needs(cfg), progress=progress)  # offline: one message names every missing file
     G = factory.build_generator_from_cfg(cfg.generator, device)
-    faces = bool((c.get("generator") or {}).get("faces"))
-    lpips, pti_lpips, encoder = _builders(c, device)
+    faces = cfg.generator.faces
+    lpips, pti_lpips, encoder = _builders(cfg, device)
     inv = invert_image(
         image,
         G,
@@ -230,14 +236,15 @@ def run_invert(cfg, *, progress: bool | None = None) -> Path:
         lpips=lpips,
         pti_lpips=pti_lpips,
         encoder_loader=encoder,
-        quality=quality_metrics(c, device, faces=faces),
+        quality=quality_metrics(cfg, device, faces=faces),
         progress=progress,
     )
-    return write_inversion(out, inv, overwrite=bool(c.get("overwrite")), extra={"device": str(device), "config": c})
+    extra = {"device": str(device), "config": dataclasses.asdict(cfg)}
+    return write_inversion(out, inv, overwrite=cfg.overwrite, extra=extra)
 
 
 def invert_for_edit(
-    c: dict[str, Any],
+    cfg: ManipulateConfig,
     images: Sequence[str],
     G,
     device: torch.device,
@@ -254,11 +261,9 @@ def invert_for_edit(
     from sound2img.models.stylegan2 import load_latents
     from sound2img.weights import cache_dir
 
-    section = {k: v for k, v in (c.get("edit") or {}).items() if k.startswith("image_")}
-    section = {k[len("image_") :]: v for k, v in section.items()}
     # the edit's precision, resolved here so that the cache tells bf16 inversions from fp32 ones
-    section["precision"] = resolve_precision((c.get("manipulate") or {}).get("precision", "fp32"), device)
-    opts = options_from(c, section)
+    section = cfg.edit.photo_section(resolve_precision(cfg.manipulate.precision, device))
+    opts = options_from(section, cfg.generator)
     if opts.method == "pti":
         raise UserInputError(
             "--image inverts without tuning the generator; for PTI run scripts/invert.py "
@@ -266,9 +271,9 @@ def invert_for_edit(
             "--latent DIR/latent.pt"
         )
     root = Path(cache_root or cache_dir() / "inversions")
-    gid = factory.generator_identity(c.get("generator"))
-    faces = bool((c.get("generator") or {}).get("faces"))
-    lpips, _, encoder = _builders(c, device)
+    gid = factory.generator_identity(cfg.generator)
+    faces = cfg.generator.faces
+    lpips, _, encoder = _builders(cfg, device)
     out = []
     for image in images:
         if not Path(image).is_file():
@@ -314,5 +319,5 @@ def main(argv: Sequence[str]) -> int:
     if show:
         print(to_yaml(cfg), end="")
         return 0
-    print(run_invert(cfg))
+    print(run_invert(to_object(cfg)))
     return 0

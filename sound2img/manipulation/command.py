@@ -14,6 +14,7 @@ from sound2img.cli import (
     model_choice,
     parse_with_overrides,
     script_parser,
+    to_object,
     to_yaml,
 )
 
@@ -145,7 +146,8 @@ def main(argv: Sequence[str]) -> int:
     if show:
         print(to_yaml(cfg), end="")
         return 0
-    if cfg.get("jobs"):
+    cfg = to_object(cfg)
+    if cfg.jobs:
         from sound2img.manipulation.queue import run_queue
         from sound2img.utils.distributed import failed_run_status
 

@@ -154,12 +154,15 @@ def mix_embeddings(embs: torch.Tensor, weights: Sequence[float]) -> torch.Tensor
     return F.normalize(mixed, dim=-1)
 
 
+INTERP_MODES = ("slerp", "lerp")  # interpolate_embeddings' paths (edit.interp_mode)
+
+
 def interpolate_embeddings(a: torch.Tensor, b: torch.Tensor, steps: int, mode: str = "slerp") -> torch.Tensor:
     """Embeddings from a [D] to b [D] in ``steps`` (≥ 2) points, ends included → [steps,D],
     each renormalised. ``slerp`` follows the great circle, ``lerp`` the chord."""
     if steps < 2:
         raise UserInputError(f"interpolation needs at least 2 steps, got {steps}")
-    if mode not in ("slerp", "lerp"):
+    if mode not in INTERP_MODES:
         raise UserInputError(f"interpolation mode must be slerp or lerp, got {mode!r}")
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     t = torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device)[:, None]

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sound2img.cli import check_config
+from sound2img.cli import check_config, to_schema
 from sound2img.errors import UserInputError
 from sound2img.manipulation.command import FLAG_KEYS
-from sound2img.manipulation.run import check_options
+from sound2img.manipulation.run import EditPlan, check_options
+
+if TYPE_CHECKING:
+    from sound2img.config import ManipulateConfig
 
 LEDGER = "ledger.jsonl"
 JOB_FILE_SUFFIXES = (".csv", ".jsonl")
@@ -32,13 +36,13 @@ LIST_SEPARATOR = "|"  # a CSV cell with several sounds, prompts, seeds or files:
 
 @dataclass
 class Job:
-    """One row of a job file: its ``id``, where it is (``line``), the merged config ``c``
-    (plain data) and its checked options ``o`` (``run.check_options``)."""
+    """One row of a job file: its ``id``, where it is (``line``), the base config with the
+    row's values ``c`` and its checked options ``o`` (``run.check_options``)."""
 
     id: str
     line: int
-    c: dict[str, Any]
-    o: dict[str, Any]
+    c: ManipulateConfig
+    o: EditPlan
     label: str = ""  # the row's ``batch`` column: only jobs with the same label share a batch
 
     @property
@@ -46,9 +50,9 @@ class Job:
         """Jobs with the same group share a generator and optimiser settings (and ``batch``
         label): they can be optimised in one batch."""
         keys = ("steps", "lr", "lambda_sim", "lambda_id", "latent_term", "mask_step", "strip_every")
-        return json.dumps(
-            {"generator": self.c.get("generator"), "batch": self.label, **{k: self.o[k] for k in keys}}, sort_keys=True
-        )
+        settings = {k: getattr(self.o.manipulate, k) for k in keys}
+        generator = dataclasses.asdict(self.c.generator)
+        return json.dumps({"generator": generator, "batch": self.label, **settings}, sort_keys=True)
 
 
 def read_rows(path: str | os.PathLike) -> list[tuple[int, dict[str, Any]]]:
@@ -147,13 +151,16 @@ def _get(c: dict[str, Any], dotted: str) -> Any:
     return c
 
 
-def parse_jobs(rows: list[tuple[int, dict[str, Any]]], base: dict[str, Any], where: str = "jobs") -> list[Job]:
-    """Rows → jobs, each checked as ``manipulate.py`` would check that edit: an unknown
+def parse_jobs(rows: list[tuple[int, dict[str, Any]]], base: ManipulateConfig, where: str = "jobs") -> list[Job]:
+    """Rows → jobs, each checked as ``manipulate.py`` would check that edit (a row is data:
+    its values are set on the base config as plain data, then the whole is converted to
+    the schema's dataclasses as the command line's config is): an unknown
     column, a missing/repeated/unusable id, a bad value or no rows at all is a
     ``UserInputError`` naming the line (before anything runs)."""
     if not rows:
         raise UserInputError(f"{where}: no jobs in it")
     jobs, seen = [], {}
+    base_data = dataclasses.asdict(base)
     for line, row in rows:
         at = f"{where} line {line}"
         _check_columns(Path(where), line, row)
@@ -166,7 +173,7 @@ def parse_jobs(rows: list[tuple[int, dict[str, Any]]], base: dict[str, Any], whe
         if jid in seen:
             raise UserInputError(f"{at}: id {jid!r} repeats line {seen[jid]}")
         seen[jid] = line
-        c = copy.deepcopy(base)
+        c = copy.deepcopy(base_data)
         c.pop("jobs", None)
         label = row.get("batch", "")
         if not isinstance(label, str):
@@ -175,20 +182,21 @@ def parse_jobs(rows: list[tuple[int, dict[str, Any]]], base: dict[str, Any], whe
             if key in ("id", "batch"):
                 continue
             dotted = JOB_COLUMNS[key]
-            _set(c, dotted, _cell(key, value, _get(base, dotted), f"{at} (id {jid})"))
+            _set(c, dotted, _cell(key, value, _get(base_data, dotted), f"{at} (id {jid})"))
         if "generator" in row:  # a file or registry name replaces the configured one
             c["generator"].pop("name", None)
         if any(k in row for k in ("latent", "mean_latent", "image")) and "seed" not in row:
             _set(c, "edit.seeds", [])  # an explicit source replaces the default seed, as on the command line
         try:
             check_config("manipulate", c)  # each row's values against the schema's ranges and choices
-            o = check_options(c)
+            job_cfg = to_schema(type(base), c)
+            o = check_options(job_cfg)
         except UserInputError as exc:
             raise UserInputError(f"{at} (id {jid}): {exc}") from None
-        jobs.append(Job(jid, line, c, o, label))
+        jobs.append(Job(jid, line, job_cfg, o, label))
     return jobs
 
 
-def load_jobs(path: str | os.PathLike, base: dict[str, Any]) -> list[Job]:
-    """Read and check a job file against the base config ``base`` (plain data)."""
+def load_jobs(path: str | os.PathLike, base: ManipulateConfig) -> list[Job]:
+    """Read and check a job file against the base config ``base``."""
     return parse_jobs(read_rows(path), base, str(path))

@@ -19,6 +19,7 @@ number of ranks; results equal one-at-a-time runs).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -28,19 +29,17 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from sound2img.cli import to_plain
 from sound2img.errors import Sound2ImgError, UserInputError
 from sound2img.manipulation.jobs import LEDGER, Job, load_jobs, parse_jobs
 from sound2img.manipulation.outputs import EDIT_FILES, package_versions
 from sound2img.manipulation.run import (
+    EditPlan,
     Source,
     Target,
     assemble_edits,
-    build_identity,
+    check_layer_split,
     image_sources,
     load_sounds,
     optimize_pairs,
@@ -49,6 +48,10 @@ from sound2img.manipulation.run import (
     write_edits,
 )
 from sound2img.utils.files import append_line, check_out_dir
+
+if TYPE_CHECKING:
+    from sound2img.config import GeneratorOptions, ManipulateConfig
+    from sound2img.factory import Networks
 
 # a test hook: "RANK:K" makes that rank SIGKILL itself after its K-th finished job, to test
 # resume after a crash deterministically (tests/manipulation/test_queue.py)
@@ -143,61 +146,39 @@ def _one_line(exc: BaseException) -> str:
 
 
 # ---- networks, built once per rank ---------------------------------------------------
-class _Networks:
-    """The rank's frozen networks, each built on first use and kept: generators by their
-    config, CLIP, the audio encoder and the identity loss."""
+class _RankNetworks:
+    """The rank's frozen networks (one ``factory.Networks`` that keeps failures: every job
+    that needs a network that failed to build fails with its reason): generators by their
+    config, the base config's CLIP, audio encoder and identity loss, the quality scores."""
 
-    def __init__(self, cfg, device: torch.device):
-        self.cfg, self.device = cfg, device
-        self._cache: dict[str, Any] = {}
+    def __init__(self, cfg: ManipulateConfig, nets: Networks):
+        self.cfg, self.nets, self.device = cfg, nets, nets.device
 
-    def _once(self, key: str, build):
-        if key not in self._cache:
-            try:
-                self._cache[key] = build()
-            except Exception as exc:  # noqa: BLE001 - every job that needs it fails with this reason
-                self._cache[key] = exc
-        value = self._cache[key]
-        if isinstance(value, Exception):
-            raise value
-        return value
-
-    def generator(self, gcfg: dict[str, Any]):
-        from sound2img import factory
-
-        return self._once(
-            "G:" + json.dumps(gcfg, sort_keys=True), lambda: factory.build_generator_from_cfg(gcfg, self.device)
-        )
+    def generator(self, gcfg: GeneratorOptions):
+        return self.nets.generator(gcfg)
 
     def clip(self):
-        from sound2img import factory
+        from sound2img.factory import towers_from_encoder
 
         # the encoder's own CLIP space (clip=from_encoder, peer encoders), as a single edit builds it
-        needs_encoder = self.cfg.clip.get("model") == "from_encoder"
-        return self._once(
-            "clip",
-            lambda: factory.build_clip_for_encoder(
-                self.cfg.clip, self.audio()[0] if needs_encoder else None, self.device
-            ),
-        )
+        encoder = self.audio()[0] if towers_from_encoder(self.cfg.clip) else None
+        return self.nets.clip(self.cfg.clip, encoder)
 
     def quality(self, faces: bool):
         """The edit-quality scores a single edit records (``metrics.json`` ``quality``)."""
         from sound2img.inversion.command import quality_metrics
 
-        return self._once(
-            f"quality:{faces}", lambda: quality_metrics(to_plain(self.cfg), self.device, faces=faces, clip=self.clip())
+        return self.nets.once(
+            f"quality:{faces}", lambda: quality_metrics(self.cfg, self.device, faces=faces, clip=self.clip())
         )
 
     def audio(self):
-        from sound2img import factory
-
-        return self._once(
-            "audio", lambda: factory.build_encoder_from_cfg(self.cfg.encoder, self.cfg.audio, self.device)
-        )
+        return self.nets.encoder(self.cfg.encoder, self.cfg.audio)
 
     def identity(self):
-        return self._once("identity", lambda: build_identity(self.cfg, self.device))
+        from sound2img.factory import identity_source
+
+        return self.nets.identity(identity_source(self.cfg))
 
 
 @dataclass
@@ -212,23 +193,25 @@ class _Ready:
         return [(s, t) for s in self.sources for t in self.targets]
 
 
-def _prepare(job: Job, nets: _Networks, target_cache: dict[str, list[Target]]) -> _Ready:
+def _target_key(o: EditPlan) -> str:
+    """What an edit's targets depend on (jobs agreeing on it share them)."""
+    keys = ("audio", "text", "mode", "mix_weight", "gain_db", "interp_steps", "interp_mode")
+    return json.dumps({k: getattr(o.edit, k) for k in keys}, sort_keys=True)
+
+
+def _prepare(job: Job, nets: _RankNetworks, target_cache: dict[str, list[Target]]) -> _Ready:
     """A job's sources and targets (a target already computed on this rank is reused)."""
     t0 = time.perf_counter()
     o = job.o
-    G = nets.generator(job.c["generator"])
-    if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
-        raise UserInputError(f"edit.layer_split={o['layer_split']} is beyond this generator's {G.num_ws} W+ rows")
+    G = nets.generator(job.c.generator)
+    check_layer_split(o, G)
     sources = image_sources(job.c, o, G, nets.device)  # photos: inverted once, cached on disk
-    if o["latents"] or o["mean_latent"] or o["seeds"]:
+    if o.edit.latents or o.edit.mean_latent or o.edit.seeds:
         sources += resolve_sources(o, G, nets.device)
-    key = json.dumps(
-        {k: o[k] for k in ("audio", "text", "mode", "mix_weight", "gain_db", "interp_steps", "interp_mode")},
-        sort_keys=True,
-    )
+    key = _target_key(o)
     if key not in target_cache:
         encoder = frontend = wavs = None
-        if o["audio"]:
+        if o.edit.audio:
             encoder, frontend = nets.audio()
             wavs = load_sounds(o, frontend)
         target_cache[key] = resolve_targets(
@@ -244,7 +227,9 @@ def _kill_hook(rank: int, finished: int) -> None:
 
 
 # ---- the queue ------------------------------------------------------------------------
-def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: bool | None = None) -> QueueSummary:
+def run_queue(
+    cfg: ManipulateConfig, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: bool | None = None
+) -> QueueSummary:
     """Run every job of ``jobs`` (a job file, or its rows) not yet complete in ``cfg.out``
     on this process's share (all of them without torchrun); returns the summary of all
     ranks. Under
@@ -254,13 +239,12 @@ def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: 
 
     from sound2img.utils.distributed import all_gather_object, broadcast_object, init_distributed, shutdown_distributed
 
-    c = to_plain(cfg)
-    jobs = parse_jobs(list(enumerate(jobs, start=1)), c) if isinstance(jobs, list) else load_jobs(jobs, c)
-    overwrite = bool(c.get("overwrite", False))
-    out = Path(c.get("out") or "outputs/edit")
+    jobs = parse_jobs(list(enumerate(jobs, start=1)), cfg) if isinstance(jobs, list) else load_jobs(jobs, cfg)
+    overwrite = cfg.overwrite
+    out = Path(cfg.out or "outputs/edit")
     _check_queue_dir(out, overwrite)
     joined = not (dist.is_available() and dist.is_initialized())
-    info = init_distributed(c.get("device") or "auto")
+    info = init_distributed(cfg.device or "auto")
     finished = False
     try:
         ledger = out / LEDGER
@@ -287,8 +271,8 @@ def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: 
         complete = broadcast_object(complete, info)
         done_before = set(complete)
         pending = [j for j in jobs if j.id not in done_before]
-        batches = plan_batches(pending, int(c["edit"]["batch_size"]))
-        progress = bool(c.get("progress", True)) if progress is None else progress
+        batches = plan_batches(pending, cfg.edit.batch_size)
+        progress = cfg.progress if progress is None else progress
         done, failed = _run_share(
             cfg, batches[info.rank :: info.world_size], out, info, total=len(pending), progress=progress
         )
@@ -304,11 +288,12 @@ def run_queue(cfg, jobs: str | os.PathLike | list[dict[str, Any]], *, progress: 
     )
 
 
-def pairs_per_job(o: dict[str, Any]) -> int:
+def pairs_per_job(o: EditPlan) -> int:
     """How many (source, target) pairs a job optimises, from its options (a latent file
     counts as one source, as does a photo)."""
-    sources = len(o["images"]) + (len(o["latents"]) or (1 if o["mean_latent"] else len(o["seeds"])))
-    targets = {"embedding_mix": 1, "interpolate": o["interp_steps"]}.get(o["mode"], len(o["audio"]) + len(o["text"]))
+    e = o.edit
+    sources = len(e.images) + (len(e.latents) or (1 if e.mean_latent else len(e.seeds)))
+    targets = {"embedding_mix": 1, "interpolate": e.interp_steps}.get(e.mode, len(e.audio) + len(e.text))
     return sources * targets
 
 
@@ -332,13 +317,15 @@ def plan_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
 
 
 def _run_share(
-    cfg, batches: list[list[Job]], out: Path, info, *, total: int, progress: bool
+    cfg: ManipulateConfig, batches: list[list[Job]], out: Path, info, *, total: int, progress: bool
 ) -> tuple[list[str], list[str]]:
     """This rank's batches of jobs; returns (done ids, failed ids)."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    nets = _Networks(cfg, info.device)
+    from sound2img.factory import Networks
+
+    nets = _RankNetworks(cfg, Networks(info.device, keep_failures=True))
     target_cache: dict[str, list[Target]] = {}
     ledger = out / LEDGER
     done: list[str] = []
@@ -377,10 +364,10 @@ def _run_share(
             results = optimize_pairs(
                 pairs,
                 first.o,
-                generator=nets.generator(first.c["generator"]),
+                generator=nets.generator(first.c.generator),
                 clip=nets.clip(),
-                identity=nets.identity() if first.o["lambda_id"] > 0 else None,
-                noise_mode=str(first.c["generator"].get("noise_mode") or "const"),
+                identity=nets.identity() if first.o.manipulate.lambda_id > 0 else None,
+                noise_mode=first.c.generator.noise_mode,
             )
         except Exception as exc:  # noqa: BLE001 - the batch's jobs fail, the queue goes on
             for r in batch:
@@ -392,17 +379,20 @@ def _run_share(
             t2 = time.perf_counter()
             n = len(r.pairs)
             mine_results, start = results[start : start + n], start + n
+            gcfg = r.job.c.generator
+            # the config the job ran with, as the single edit records it (without the queue's ``jobs``)
+            config = {k: v for k, v in dataclasses.asdict(r.job.c).items() if k != "jobs"}
             try:
                 edits = assemble_edits(
                     r.job.o,
                     r.sources,
                     mine_results,
-                    generator=nets.generator(r.job.c["generator"]),
+                    generator=nets.generator(gcfg),
                     clip=nets.clip(),
-                    noise_mode=str(r.job.c["generator"].get("noise_mode") or "const"),
+                    noise_mode=gcfg.noise_mode,
                     setup_s=setup_s,
-                    common={"config": {**r.job.c, "out": str(out / r.job.id)}, **common},
-                    quality=nets.quality(bool(r.job.c["generator"].get("faces"))),
+                    common={"config": {**config, "out": str(out / r.job.id)}, **common},
+                    quality=nets.quality(gcfg.faces),
                 )
                 _clear_leftovers(out, r.job.id)
                 write_edits(out / r.job.id, edits)

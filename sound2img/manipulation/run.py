@@ -4,24 +4,26 @@ files into sources, optimise all (source, target) pairs in batches, write each e
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sound2img.cli import to_plain
 from sound2img.errors import UserInputError
 from sound2img.manipulation import guidance
 from sound2img.manipulation.optimizer import EditResult, optimize_latents, optimizer_kwargs
 from sound2img.manipulation.outputs import save_edit
 from sound2img.models.stylegan2 import load_source_latents, mean_source_latents, sample_source_latents
-from sound2img.utils.device import resolve_device
 from sound2img.utils.files import check_out_dir, staged_dir
 from sound2img.utils.versions import package_versions
+
+if TYPE_CHECKING:
+    from sound2img.config import EditOptions, ManipulateConfig, ManipulateOptions
+    from sound2img.factory import Networks
 
 MODES = ("separate", "embedding_mix", "latent_mix", "layer_mix", "interpolate")
 MIX_MODES = ("latent_mix", "layer_mix")
@@ -65,29 +67,34 @@ class PairResult:
     precision: str = "fp32"  # the optimiser's resolved compute precision
 
 
-def check_options(c: dict[str, Any]) -> dict[str, Any]:
-    """The ``manipulate`` and ``edit`` sections of a plain config merged into one flat dict,
-    plus ``optim`` (the ``optimize_latents`` keyword arguments). Each key's type and range
-    was checked at composition (``sound2img/config.py``); here only what relates several
-    keys: a source to edit from and the targets the mode needs."""
-    m, e = dict(c.get("manipulate") or {}), dict(c.get("edit") or {})
-    o = {**e, **m, "optim": optimizer_kwargs(m)}
-    o["audio"], o["text"] = [str(a) for a in (e.get("audio") or [])], [str(t) for t in (e.get("text") or [])]
-    o["seeds"], o["latents"] = list(e.get("seeds") or []), [str(p) for p in (e.get("latents") or [])]
-    o["images"] = [str(p) for p in (e.get("images") or [])]
-    o["mean_latent"] = bool(e.get("mean_latent", False))
-    if o["mean_latent"]:
+@dataclass
+class EditPlan:
+    """An edit's checked options (``check_options``): the config's ``edit`` and
+    ``manipulate`` sections, and ``optim``, the ``optimize_latents`` keyword arguments."""
+
+    edit: EditOptions
+    manipulate: ManipulateOptions
+    optim: dict[str, Any]
+
+
+def check_options(cfg: ManipulateConfig) -> EditPlan:
+    """The ``edit`` and ``manipulate`` sections of a config as one ``EditPlan``. Each key's
+    type and range was checked at composition (``sound2img/config.py``); here only what
+    relates several keys: a source to edit from and the targets the mode needs."""
+    e, m = cfg.edit, cfg.manipulate
+    if e.mean_latent:
         # Free generation optimises d_cos alone, as the authors' (StyleCLIP's) free_generation
         # mode does: there is no source image to stay near, so no λ_sim, masking or λ_ID.
-        o["lambda_sim"] = o["lambda_id"] = o["optim"]["lambda_sim"] = o["optim"]["lambda_id"] = 0.0
-    if any(not t.strip() for t in o["text"]):
+        m = dataclasses.replace(m, lambda_sim=0.0, lambda_id=0.0)
+    o = EditPlan(e, m, optimizer_kwargs(dataclasses.asdict(m)))
+    if any(not t.strip() for t in e.text):
         raise UserInputError("edit.text: a prompt is empty")
-    if not (o["latents"] or o["mean_latent"] or o["seeds"] or o["images"]):
+    if not (e.latents or e.mean_latent or e.seeds or e.images):
         raise UserInputError(
             "no source: give a seed (--seed), latent files (--latent), photos (--image) or edit.mean_latent=true"
         )
-    n_audio, n_text = len(o["audio"]), len(o["text"])
-    mode = o["mode"]
+    n_audio, n_text = len(e.audio), len(e.text)
+    mode = e.mode
     if mode == "separate" and n_audio + n_text == 0:
         raise UserInputError("nothing to edit towards: give --audio and/or --text")
     if mode == "embedding_mix" and n_audio + n_text < 2:
@@ -105,16 +112,15 @@ def _slug(text: str, limit: int = 32) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:limit].lower() or "x"
 
 
-def load_sounds(o: dict[str, Any], frontend) -> list[torch.Tensor]:
-    """``o['audio']`` → wavs [S] at the front end's rate (only the part it looks at of a
+def load_sounds(o: EditPlan, frontend) -> list[torch.Tensor]:
+    """``o.edit.audio`` → wavs [S] at the front end's rate (only the part it looks at of a
     long file)."""
-    return [
-        guidance.load_sound_for_frontend(spec, frontend, full_seconds=o["full_file_seconds"]) for spec in o["audio"]
-    ]
+    e = o.edit
+    return [guidance.load_sound_for_frontend(spec, frontend, full_seconds=e.full_file_seconds) for spec in e.audio]
 
 
 def resolve_targets(
-    o: dict[str, Any],
+    o: EditPlan,
     *,
     clip,
     encoder=None,
@@ -123,75 +129,76 @@ def resolve_targets(
     device: torch.device | str = "cpu",
 ) -> list[Target]:
     """Sounds (``wavs``, read by :func:`load_sounds` when not given) and prompts → the
-    targets of ``o['mode']``, each computed once."""
+    targets of ``o.edit.mode``, each computed once."""
+    e = o.edit
     sounds = []
-    if o["audio"]:
+    if e.audio:
         wavs = load_sounds(o, frontend) if wavs is None else wavs
-        embs = guidance.encode_sounds(wavs, encoder, frontend, gain_db=o["gain_db"], device=device)
+        embs = guidance.encode_sounds(wavs, encoder, frontend, gain_db=e.gain_db, device=device)
         sounds = [
-            Target(
-                f"sound-{guidance.describe_sound(s)}", embs[i], {"kind": "sound", "spec": s, "gain_db": o["gain_db"]}
-            )
-            for i, s in enumerate(o["audio"])
+            Target(f"sound-{guidance.describe_sound(s)}", embs[i], {"kind": "sound", "spec": s, "gain_db": e.gain_db})
+            for i, s in enumerate(e.audio)
         ]
     texts = []
-    if o["text"]:
-        embs = guidance.encode_texts(o["text"], clip).to(device)
-        texts = [Target(f"text-{_slug(t)}", embs[i], {"kind": "text", "prompt": t}) for i, t in enumerate(o["text"])]
-    mode = o["mode"]
+    if e.text:
+        embs = guidance.encode_texts(list(e.text), clip).to(device)
+        texts = [Target(f"text-{_slug(t)}", embs[i], {"kind": "text", "prompt": t}) for i, t in enumerate(e.text)]
+    mode = e.mode
     if mode in ("separate", *MIX_MODES):
         return sounds + texts
     if mode == "embedding_mix":
-        alpha = o["mix_weight"] if sounds and texts else (0.0 if sounds else 1.0)
+        alpha = e.mix_weight if sounds and texts else (0.0 if sounds else 1.0)
         weights = [(1 - alpha) / len(sounds)] * len(sounds) + [alpha / max(len(texts), 1)] * len(texts)
         parts = sounds + texts
         emb = guidance.mix_embeddings(torch.stack([p.emb for p in parts]), weights)
         return [Target("mix", emb, {"kind": "embedding_mix", "parts": [p.info for p in parts], "weights": weights})]
     a, b = sounds
-    embs = guidance.interpolate_embeddings(a.emb, b.emb, o["interp_steps"], o["interp_mode"])
-    n = o["interp_steps"]
+    embs = guidance.interpolate_embeddings(a.emb, b.emb, e.interp_steps, e.interp_mode)
+    n = e.interp_steps
     return [
         Target(
             f"interp{k:02d}",
             embs[k],
-            {"kind": "interpolation", "from": a.info, "to": b.info, "t": k / (n - 1), "mode": o["interp_mode"]},
+            {"kind": "interpolation", "from": a.info, "to": b.info, "t": k / (n - 1), "mode": e.interp_mode},
         )
         for k in range(n)
     ]
 
 
-def resolve_sources(o: dict[str, Any], generator, device: torch.device | str = "cpu") -> list[Source]:
+def resolve_sources(o: EditPlan, generator, device: torch.device | str = "cpu") -> list[Source]:
     """Latent files, else the mean latent, else one source per seed."""
-    if o["latents"]:
+    e, truncation = o.edit, o.manipulate.truncation
+    if e.latents:
         out = []
-        for path in o["latents"]:
+        for path in e.latents:
             ws = load_source_latents([path], generator).to(device)
             stem = _slug(Path(path).stem)
             for i in range(ws.shape[0]):
                 label = stem if ws.shape[0] == 1 else f"{stem}-{i}"
                 out.append(Source(label, ws[i : i + 1], {"kind": "latent_file", "path": str(path), "index": i}))
         return out
-    if o["mean_latent"]:
+    if e.mean_latent:
         info = {"kind": "mean_latent", "objective": FREE_OBJECTIVE}
         return [Source("mean", mean_source_latents(generator).to(device), info)]
-    ws = sample_source_latents(generator, o["seeds"], o["truncation"], device)
+    ws = sample_source_latents(generator, list(e.seeds), truncation, device)
     return [
-        Source(f"seed{s}", ws[i : i + 1], {"kind": "seed", "seed": s, "truncation": o["truncation"]})
-        for i, s in enumerate(o["seeds"])
+        Source(f"seed{s}", ws[i : i + 1], {"kind": "seed", "seed": s, "truncation": truncation})
+        for i, s in enumerate(e.seeds)
     ]
 
 
 def image_sources(
-    c: dict[str, Any], o: dict[str, Any], generator, device, progress: bool = False, on_progress=None
+    cfg: ManipulateConfig, o: EditPlan, generator, device, progress: bool = False, on_progress=None
 ) -> list[Source]:
     """``--image`` photos → sources, each inverted once and cached (``inversion.command``;
     ``on_progress(stage, done, total)``: the inversion's progress, a true return stops it)."""
-    if not o["images"]:
+    if not o.edit.images:
         return []
     from sound2img.inversion.command import invert_for_edit
 
     out = []
-    for ws, info in invert_for_edit(c, o["images"], generator, device, progress=progress, on_progress=on_progress):
+    images = list(o.edit.images)
+    for ws, info in invert_for_edit(cfg, images, generator, device, progress=progress, on_progress=on_progress):
         out.append(Source(f"photo-{_slug(Path(info['path']).stem)}", ws, info))
     return out
 
@@ -211,7 +218,7 @@ def edit_quality(quality, r: PairResult) -> dict[str, Any]:
 
 def optimize_pairs(
     pairs: list[tuple[Source, Target]],
-    o: dict[str, Any],
+    o: EditPlan,
     *,
     generator,
     clip,
@@ -220,19 +227,19 @@ def optimize_pairs(
     progress: bool = False,
     on_step=None,
 ) -> list[PairResult]:
-    """Run every (source, target) pair through the optimiser, ``o['batch_size']`` at a time
-    (``on_step``: the optimiser's per-step callback, called for each batch)."""
-    every = o["strip_every"]
-    snaps = tuple(range(every, o["steps"], every)) if every else ()
+    """Run every (source, target) pair through the optimiser, ``o.edit.batch_size`` at a
+    time (``on_step``: the optimiser's per-step callback, called for each batch)."""
+    every, batch = o.manipulate.strip_every, o.edit.batch_size
+    snaps = tuple(range(every, o.manipulate.steps, every)) if every else ()
     out = []
-    for start in range(0, len(pairs), o["batch_size"]):
-        chunk = pairs[start : start + o["batch_size"]]
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
         res: EditResult = optimize_latents(
             generator,
             clip.encode_image,
             torch.cat([s.ws for s, _ in chunk]),
             torch.stack([t.emb for _, t in chunk]),
-            **o["optim"],
+            **o.optim,
             identity=identity,
             snapshot_steps=snaps,
             noise_mode=noise_mode,
@@ -282,22 +289,23 @@ def _run_record(r: PairResult) -> dict[str, Any]:
     }
 
 
-def _finish_mix(sound: PairResult, text: PairResult, o: dict[str, Any], *, generator, clip, noise_mode: str):
+def _finish_mix(sound: PairResult, text: PairResult, o: EditPlan, *, generator, clip, noise_mode: str):
     """Supplement §C: combine the sound-guided and text-guided results of one source."""
-    if o["mode"] == "latent_mix":
-        alpha = o["mix_weight"]
+    e = o.edit
+    if e.mode == "latent_mix":
+        alpha = e.mix_weight
         ws = guidance.mix_latents(sound.ws, text.ws, alpha)
         frames_ws = torch.cat([guidance.mix_latents(sound.ws, text.ws, a) for a in MIX_STRIP_ALPHAS])
         strip = [sound.source_img, *_render(generator, frames_ws, noise_mode)]
         detail = {"alpha": alpha, "strip": ["source"] + [f"alpha={a}" for a in MIX_STRIP_ALPHAS]}
     else:
-        split = o["layer_split"] if o["layer_split"] is not None else generator.num_ws // 2
-        coarse, fine = (sound, text) if o["coarse_from"] == "sound" else (text, sound)
+        split = e.layer_split if e.layer_split is not None else generator.num_ws // 2
+        coarse, fine = (sound, text) if e.coarse_from == "sound" else (text, sound)
         ws = guidance.mix_layers(coarse.ws, fine.ws, split)
         strip = [sound.source_img, sound.result_img, text.result_img, _render(generator, ws, noise_mode)[0]]
         detail = {
             "layer_split": split,
-            "coarse_from": o["coarse_from"],
+            "coarse_from": e.coarse_from,
             "strip": ["source", "sound", "text", "layer_mix"],
         }
     result_img = _render(generator, ws, noise_mode)[0]
@@ -309,72 +317,57 @@ def _finish_mix(sound: PairResult, text: PairResult, o: dict[str, Any], *, gener
     return ws, result_img, strip, record
 
 
-def build_identity(cfg, device: torch.device):
-    """The identity loss (IR-SE), built only when λ_ID > 0: ``cfg.identity`` or ir_se50
-    (the tiny random IR-SE under ``preset=tiny``)."""
-    from sound2img import factory
-
-    return factory.build_arcface_from_cfg(cfg.get("identity") or ("tiny" if cfg.get("tiny") else "ir_se50"), device)
-
-
-def _built(models: dict | None, key: str, build):
-    """``models[key]``, built by ``build()`` on first use; a fresh one without ``models``."""
-    if models is None:
-        return build()
-    if key not in models:
-        models[key] = build()
-    return models[key]
+def check_layer_split(o: EditPlan, generator) -> None:
+    """``edit.layer_split`` must fall inside the generator's W+ rows (known once it is built)."""
+    split = o.edit.layer_split
+    if o.edit.mode == "layer_mix" and split is not None and split > generator.num_ws:
+        raise UserInputError(f"edit.layer_split={split} is beyond this generator's {generator.num_ws} W+ rows")
 
 
 def run_edit(
-    cfg, *, progress: bool | None = None, models: dict | None = None, on_step=None, on_invert=None
+    cfg: ManipulateConfig, *, progress: bool | None = None, nets: Networks | None = None, on_step=None, on_invert=None
 ) -> list[Path]:
-    """Run the edits a composed ``manipulate`` config describes; returns the edit
-    directories written (``cfg.out`` itself for a single edit, else one per edit inside
-    it). Every input and the output directory are checked before the optimisation;
-    nothing is written before all edits are done, and a new ``out`` appears whole or not
-    at all.
+    """Run the edits a ``manipulate`` config describes; returns the edit directories
+    written (``cfg.out`` itself for a single edit, else one per edit inside it). Every
+    input and the output directory are checked before the optimisation; nothing is
+    written before all edits are done, and a new ``out`` appears whole or not at all.
 
-    ``models``: a dict the caller keeps for configs with the same model groups and device
-    (the web app, one per (generator, encoder)); networks are built into it once and reused.
+    ``nets``: the caller's ``factory.Networks`` (the web app: one for every request), so
+    networks are built once and reused; without it a fresh one on ``cfg.device``.
     ``on_step``: the optimiser's per-step callback (progress; a true return stops the run
     with ``EditStopped`` and nothing is written). ``on_invert(stage, done, total)``: the
     same for a photo's inversion (``inversion.run.invert_image``; stops with
     ``InversionStopped``)."""
-    t0 = time.perf_counter()
-    c = to_plain(cfg)
-    o = check_options(c)
-    overwrite = bool(c.get("overwrite", False))
-    out = check_out_dir(c.get("out") or "outputs/edit", overwrite)
-    device = resolve_device(c.get("device") or "auto")
-    progress = bool(c.get("progress", True)) if progress is None else progress
-    noise_mode = str((c.get("generator") or {}).get("noise_mode") or "const")
-
     from sound2img import factory
     from sound2img.needs import edit_needs, ensure_weights
 
+    t0 = time.perf_counter()
+    o = check_options(cfg)
+    out = check_out_dir(cfg.out or "outputs/edit", cfg.overwrite)
+    nets = factory.Networks(cfg.device) if nets is None else nets
+    device = nets.device
+    progress = cfg.progress if progress is None else progress
+    noise_mode = cfg.generator.noise_mode
+
     # every weight file first: offline, one message names all that are missing
-    ensure_weights(edit_needs(c), progress=progress)
+    ensure_weights(edit_needs(cfg), progress=progress)
 
     # Cheapest checks first: the sounds and latent files fail before CLIP is built.
     encoder = frontend = wavs = None
-    if o["audio"]:
-        encoder, frontend = _built(
-            models, "audio", lambda: factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device)
-        )
+    if o.edit.audio:
+        encoder, frontend = nets.encoder(cfg.encoder, cfg.audio)
         wavs = load_sounds(o, frontend)
-    G = _built(models, "generator", lambda: factory.build_generator_from_cfg(cfg.generator, device))
-    if o["mode"] == "layer_mix" and o["layer_split"] is not None and o["layer_split"] > G.num_ws:
-        raise UserInputError(f"edit.layer_split={o['layer_split']} is beyond this generator's {G.num_ws} W+ rows")
-    sources = image_sources(c, o, G, device, progress, on_invert)
-    if o["latents"] or o["mean_latent"] or o["seeds"]:
+    G = nets.generator(cfg.generator)
+    check_layer_split(o, G)
+    sources = image_sources(cfg, o, G, device, progress, on_invert)
+    if o.edit.latents or o.edit.mean_latent or o.edit.seeds:
         sources += resolve_sources(o, G, device)
-    if encoder is None and (c.get("clip") or {}).get("model") == "from_encoder":
-        encoder, _ = _built(models, "audio", lambda: factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, device))
-    clip = _built(models, "clip", functools.partial(factory.build_clip_for_encoder, cfg.clip, encoder, device))
+    if encoder is None and factory.towers_from_encoder(cfg.clip):
+        encoder, _ = nets.encoder(cfg.encoder, cfg.audio)
+    clip = nets.clip(cfg.clip, encoder)
     targets = resolve_targets(o, clip=clip, encoder=encoder, frontend=frontend, wavs=wavs, device=device)
     del encoder, wavs  # the targets are fixed from here on
-    identity = _built(models, "identity", lambda: build_identity(cfg, device)) if o["lambda_id"] > 0 else None
+    identity = nets.identity(factory.identity_source(cfg)) if o.manipulate.lambda_id > 0 else None
     setup_s = time.perf_counter() - t0
 
     pairs = [(s, t) for s in sources for t in targets]
@@ -384,8 +377,8 @@ def run_edit(
 
     from sound2img.inversion.command import quality_metrics
 
-    quality = quality_metrics(c, device, faces=bool((c.get("generator") or {}).get("faces")), clip=clip)
-    common = {"config": c, "device": str(device), "versions": package_versions()}
+    quality = quality_metrics(cfg, device, faces=cfg.generator.faces, clip=clip)
+    common = {"config": dataclasses.asdict(cfg), "device": str(device), "versions": package_versions()}
     edits = assemble_edits(
         o,
         sources,
@@ -397,11 +390,11 @@ def run_edit(
         common=common,
         quality=quality,
     )
-    return write_edits(out, edits, overwrite=overwrite)
+    return write_edits(out, edits, overwrite=cfg.overwrite)
 
 
 def assemble_edits(
-    o: dict[str, Any],
+    o: EditPlan,
     sources: list[Source],
     results: list[PairResult],
     *,
@@ -416,15 +409,15 @@ def assemble_edits(
     edit: one per pair, or one per source in the mixing modes (``common``: the metrics
     every edit records — config, device, versions; ``quality``: the
     ``metrics.QualityMetrics`` behind each edit's ``quality`` block)."""
-    edits = []
-    if o["mode"] in MIX_MODES:
+    edits, mode, steps = [], o.edit.mode, o.manipulate.steps
+    if mode in MIX_MODES:
         for k, s in enumerate(sources):
             sound, text = results[2 * k], results[2 * k + 1]
             ws, result_img, strip, record = _finish_mix(
                 sound, text, o, generator=generator, clip=clip, noise_mode=noise_mode
             )
             metrics = {
-                "edit": {"mode": o["mode"], "source": s.info},
+                "edit": {"mode": mode, "source": s.info},
                 "precision": sound.precision,
                 **record,
                 "timings": {"setup_s": setup_s},
@@ -432,7 +425,7 @@ def assemble_edits(
             }
             edits.append(
                 (
-                    f"{s.label}_{o['mode']}",
+                    f"{s.label}_{mode}",
                     dict(
                         source_img=sound.source_img,
                         result_img=result_img,
@@ -447,15 +440,15 @@ def assemble_edits(
         for r in results:
             strip = [r.source_img, *(r.snapshots[k] for k in sorted(r.snapshots)), r.result_img]
             metrics = {
-                "edit": {"mode": o["mode"], "source": r.source.info, "target": r.target.info},
+                "edit": {"mode": mode, "source": r.source.info, "target": r.target.info},
                 **({"quality": edit_quality(quality, r)} if quality is not None else {}),
-                "steps": o["steps"],
+                "steps": steps,
                 "precision": r.precision,
                 "losses": r.losses,
                 "initial_cosine": r.initial_cosine,
                 "final_cosine": r.final_cosine,
                 "layer_mask": r.layer_mask,
-                "strip_steps": [0, *sorted(r.snapshots), o["steps"]],
+                "strip_steps": [0, *sorted(r.snapshots), steps],
                 "timings": {"setup_s": setup_s, **r.timing},
                 **common,
             }

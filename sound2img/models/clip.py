@@ -8,7 +8,7 @@ import copy
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,14 @@ from torch import nn
 
 from sound2img.errors import CheckpointError, UserInputError, WeightsNotAvailableError
 from sound2img.models.state_dict import freeze
+from sound2img.registry import Registry
 from sound2img.utils.files import sha256_file
 
 log = logging.getLogger(__name__)
 
-PREPROCESS_MODES = ("clip", "styleclip")
+# ``ClipTowers.preprocess`` modes: name → fn(towers, img [B,3,H,W] in [-1,1]) → [B,3,S,S]
+# (registered below their functions; an unknown name is the registry's one-line error)
+PREPROCESSORS: Registry[Callable[[ClipTowers, torch.Tensor], torch.Tensor]] = Registry("CLIP preprocessing")
 # build_clip("tiny") defaults: the real tokenizer works (vocab 49408, context 77), the
 # rest is as small as a transformer gets while staying a transformer.
 TINY_DEFAULTS = dict(
@@ -138,8 +141,7 @@ class ClipTowers(nn.Module):
         weights_file: str | os.PathLike | None = None,
     ):
         super().__init__()
-        if preprocess not in PREPROCESS_MODES:
-            raise UserInputError(f"unknown CLIP preprocessing {preprocess!r} (known: {', '.join(PREPROCESS_MODES)})")
+        PREPROCESSORS.get(preprocess)  # an unknown mode fails here, before any image
         self.model = model
         self.tokenizer = tokenizer
         self.preprocess_mode = preprocess
@@ -169,13 +171,7 @@ class ClipTowers(nn.Module):
         mode = mode or self.preprocess_mode
         if img.ndim != 4 or img.shape[1] != 3:
             raise UserInputError(f"CLIP image input must be [B,3,H,W], got {list(img.shape)}")
-        if mode == "clip":
-            return preprocess_clip(
-                img, self.image_size, self.image_mean, self.image_std, self.interpolation, self.resize_mode
-            )
-        if mode == "styleclip":
-            return preprocess_styleclip(img, self.image_size)
-        raise UserInputError(f"unknown CLIP preprocessing {mode!r} (known: {', '.join(PREPROCESS_MODES)})")
+        return PREPROCESSORS.get(mode)(self, img)
 
     def encode_image(
         self, img: torch.Tensor, mode: str | None = None, dtype: torch.dtype | None = None
@@ -217,6 +213,14 @@ class ClipTowers(nn.Module):
         if self._weights_file is not None and self._sha256 is None:
             self._sha256 = sha256_file(self._weights_file)
         return {**self._spec, "preprocess": self.preprocess_mode, "sha256": self._sha256}
+
+
+PREPROCESSORS.register(
+    "clip",
+    lambda t, img: preprocess_clip(img, t.image_size, t.image_mean, t.image_std, t.interpolation, t.resize_mode),
+)
+PREPROCESSORS.register("styleclip", lambda t, img: preprocess_styleclip(img, t.image_size))
+PREPROCESS_MODES = tuple(PREPROCESSORS.names())
 
 
 def _tiny_clip_model(

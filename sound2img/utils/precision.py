@@ -15,9 +15,13 @@ import os
 import torch
 
 from sound2img.errors import UserInputError
+from sound2img.registry import Registry
 
-PRECISIONS = ("auto", "fp32", "bf16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# resolved precision name → compute dtype; ``auto`` picks one of them per device
+DTYPES: Registry[torch.dtype] = Registry("precision")
+DTYPES.register("fp32", torch.float32)
+DTYPES.register("bf16", torch.bfloat16)
+PRECISIONS = ("auto", *(name for name, _ in DTYPES.items()))  # auto, fp32, bf16
 # What ``auto`` resolves to, whatever the hardware: the test suite sets it to fp32 so that
 # no test's numerics depend on the machine it runs on (tests/conftest.py).
 AUTO_ENV = "SOUND2IMG_AUTO_PRECISION"

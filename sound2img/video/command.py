@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from sound2img.cli import add_common_args, compose_with_flags, parse_with_overrides, script_parser, to_yaml
+from sound2img.cli import add_common_args, compose_with_flags, parse_with_overrides, script_parser, to_object, to_yaml
 from sound2img.manipulation.command import model_flags
 
 CONFIG_NAME = "video"
@@ -91,5 +91,5 @@ def main(argv: Sequence[str]) -> int:
         return 0
     from sound2img.video.run import run_video
 
-    print(run_video(cfg) / "video.mp4")
+    print(run_video(to_object(cfg)) / "video.mp4")
     return 0

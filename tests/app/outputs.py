@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sound2img.cli import to_object
 from sound2img.manipulation import command, run
 
 
@@ -24,7 +25,7 @@ def make_edits(out: Path, *argv: str) -> list[Path]:
             *argv,
         ]
     )
-    return run.run_edit(cfg)
+    return run.run_edit(to_object(cfg))
 
 
 def make_run(run_dir: Path, steps: int = 6) -> Path:
@@ -54,7 +55,7 @@ def make_run(run_dir: Path, steps: int = 6) -> Path:
 
 def make_video(out: Path, *overrides: str) -> Path:
     """A ``video.py`` video (preset=tiny, a 2-s tone at 4 fps, both modes)."""
-    from sound2img.cli import compose
+    from sound2img.cli import compose, to_object
     from sound2img.video.run import run_video
 
     cfg = compose(
@@ -72,4 +73,4 @@ def make_video(out: Path, *overrides: str) -> Path:
             *overrides,
         ],
     )
-    return run_video(cfg)
+    return run_video(to_object(cfg))

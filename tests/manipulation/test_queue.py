@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sound2img.cli import run_cli
+from sound2img.cli import run_cli, to_object
 from sound2img.manipulation import command, queue, run
 from sound2img.manipulation.outputs import EDIT_FILES
 
@@ -28,7 +28,7 @@ TINY = ["preset=tiny", "--steps", "2", "progress=false", "--device", "cpu"]
 
 def _cfg(out: Path, jobs: Path, *argv):
     cfg, _ = command.compose_from_args([*TINY, "--out", str(out), "--jobs", str(jobs), *argv])
-    return cfg
+    return to_object(cfg)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -124,7 +124,7 @@ def test_job_equals_the_single_edit_and_resume_redoes_only_what_is_missing(tmp_p
         ("two", ["--audio", "tone:300", "--seed", "5", "--seed", "6"]),
     ):
         cfg, _ = command.compose_from_args([*TINY, "--out", str(tmp_path / "single" / jid), *argv])
-        run.run_edit(cfg)
+        run.run_edit(to_object(cfg))
         assert_same_outputs(out, tmp_path / "single", [jid])
         for d in _edit_dirs(out / jid):
             assert sorted(p.name for p in d.iterdir()) == sorted(EDIT_FILES)
@@ -279,9 +279,7 @@ def test_sigkilled_rank_then_rerun_finishes_only_the_missing_jobs(tmp_path, refe
 
 
 def test_batches_hold_compatible_jobs_up_to_the_batch_size(tmp_path):
-    from sound2img.cli import to_plain
-
-    base = to_plain(_cfg(tmp_path / "out", tmp_path / "jobs.csv"))
+    base = _cfg(tmp_path / "out", tmp_path / "jobs.csv")
     rows = [
         {"id": "a", "audio": "tone:300"},
         {"id": "b", "text": "x", "steps": 5},

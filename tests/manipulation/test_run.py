@@ -5,13 +5,14 @@ safety. Not results: the networks are untrained."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sound2img import factory
-from sound2img.cli import to_plain
+from sound2img.cli import to_object
 from sound2img.errors import UserInputError
 from sound2img.manipulation import command, run
 from sound2img.manipulation.outputs import EDIT_FILES
@@ -21,9 +22,10 @@ TINY = ["preset=tiny", "--steps", "3", "manipulate.strip_every=1", "progress=fal
 
 
 def cfg_for(tmp_path, *argv):
+    """The config manipulate.py runs with (composed from its flags, then its dataclasses)."""
     cfg, show = command.compose_from_args([*TINY, "--out", str(tmp_path / "out"), *argv])
     assert not show
-    return cfg
+    return to_object(cfg)
 
 
 def latents(path):
@@ -109,15 +111,15 @@ def test_embedding_mix_and_interpolation_targets(tmp_path):
         "--mix-weight",
         "0.4",
     )
-    o = run.check_options(to_plain(cfg))
+    o = run.check_options(cfg)
     encoder, frontend = factory.build_encoder_from_cfg(cfg.encoder, cfg.audio, "cpu")
     nets = {"clip": factory.build_clip_from_cfg(cfg.clip), "encoder": encoder, "frontend": frontend}
-    parts = run.resolve_targets({**o, "mode": "separate"}, **nets)
+    parts = run.resolve_targets(replace(o, edit=replace(o.edit, mode="separate")), **nets)
     (mix,) = run.resolve_targets(o, **nets)
     expected = F.normalize(0.3 * parts[0].emb + 0.3 * parts[1].emb + 0.4 * parts[2].emb, dim=-1)
     assert torch.allclose(mix.emb, expected, atol=1e-6) and mix.info["weights"] == pytest.approx([0.3, 0.3, 0.4])
 
-    o2 = {**o, "mode": "interpolate", "text": [], "interp_steps": 4}
+    o2 = replace(o, edit=replace(o.edit, mode="interpolate", text=[], interp_steps=4))
     path = run.resolve_targets(o2, **nets)
     assert [t.label for t in path] == ["interp00", "interp01", "interp02", "interp03"]
     assert torch.allclose(path[0].emb, parts[0].emb, atol=1e-6) and torch.allclose(
@@ -136,13 +138,13 @@ def test_interpolate_mode_writes_one_edit_per_point(tmp_path):
 
 def test_latent_file_and_mean_sources(tmp_path):
     cfg = cfg_for(tmp_path, "--text", "fire", "--mean-latent")
-    o = run.check_options(to_plain(cfg))
+    o = run.check_options(cfg)
     G = factory.build_generator_from_cfg(cfg.generator)
     (mean,) = run.resolve_sources(o, G)
     assert torch.equal(mean.ws[0, 0], G.w_avg) and mean.ws.shape == (1, G.num_ws, G.w_dim)
     f = tmp_path / "two.pt"
     torch.save(torch.randn(2, G.num_ws, G.w_dim), f)
-    srcs = run.resolve_sources({**o, "latents": [str(f)]}, G)
+    srcs = run.resolve_sources(replace(o, edit=replace(o.edit, latents=[str(f)])), G)
     assert [s.label for s in srcs] == ["two-0", "two-1"]
     assert torch.equal(torch.cat([s.ws for s in srcs]), torch.load(f, weights_only=True))
 
@@ -242,14 +244,14 @@ def test_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_shared_models_are_built_once_and_give_the_same_edit(tmp_path, monkeypatch):
-    models = {}
-    first = run.run_edit(cfg_for(tmp_path / "a", "--audio", "tone:440"), models=models)[0]
-    assert set(models) == {"audio", "generator", "clip"}
-    kept = dict(models)
+    nets = factory.Networks("cpu")
+    first = run.run_edit(cfg_for(tmp_path / "a", "--audio", "tone:440"), nets=nets)[0]
+    assert sorted(k.split(":")[0] for k in nets._built) == ["clip", "encoder", "generator"]
+    kept = dict(nets._built)
     built = []
     monkeypatch.setattr(factory, "build_generator_from_cfg", lambda *a, **k: built.append(a))
-    second = run.run_edit(cfg_for(tmp_path / "b", "--audio", "tone:440"), models=models)[0]
-    assert not built and all(models[k] is kept[k] for k in kept)
+    second = run.run_edit(cfg_for(tmp_path / "b", "--audio", "tone:440"), nets=nets)[0]
+    assert not built and nets._built.keys() == kept.keys() and all(nets._built[k] is kept[k] for k in kept)
     assert torch.equal(latents(first / "result_latent.pt"), latents(second / "result_latent.pt"))
 
 
@@ -295,5 +297,5 @@ def test_bf16_edits_and_queues_record_their_precision(tmp_path):
     cfg, _ = command.compose_from_args(
         [*TINY, "--out", str(tmp_path / "q"), "--jobs", str(jobs), "manipulate.precision=bf16"]
     )
-    assert queue.run_queue(cfg, str(jobs)).ok
+    assert queue.run_queue(to_object(cfg), str(jobs)).ok
     assert json.loads((tmp_path / "q" / "red" / "metrics.json").read_text())["precision"] == "bf16"

@@ -12,8 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from sound2img.cli import compose
+from sound2img.cli import compose, to_object
 from sound2img.errors import UserInputError
+from sound2img.factory import Networks
 from sound2img.video.render import AUDIO_RATE
 from sound2img.video.run import run_video
 
@@ -36,11 +37,11 @@ def write_wav(path: Path, *parts: tuple[str, float]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def models():
-    return {}  # networks built by the first run, shared by the rest (as the web app does)
+def nets():
+    return Networks("cpu")  # networks built by the first run, shared by the rest (as the web app does)
 
 
-def make(models, out: Path, sound: Path | str, *overrides: str) -> Path:
+def make(nets, out: Path, sound: Path | str, *overrides: str) -> Path:
     cfg = compose(
         "video",
         [
@@ -54,7 +55,7 @@ def make(models, out: Path, sound: Path | str, *overrides: str) -> Path:
             *overrides,
         ],
     )
-    return run_video(cfg, models=models)
+    return run_video(to_object(cfg), nets=nets)
 
 
 def decode(path: Path) -> tuple[dict, np.ndarray]:
@@ -72,9 +73,9 @@ def decode(path: Path) -> tuple[dict, np.ndarray]:
     return info, frames
 
 
-def test_the_mp4_holds_h264_and_the_sound_with_the_sounds_duration(models, tmp_path):
+def test_the_mp4_holds_h264_and_the_sound_with_the_sounds_duration(nets, tmp_path):
     sound = write_wav(tmp_path / "chirp.wav", ("chirp", 2.6))
-    out = make(models, tmp_path / "v", sound, "video.fps=6", "video.keyframe_seconds=1")
+    out = make(nets, tmp_path / "v", sound, "video.fps=6", "video.keyframe_seconds=1")
     assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "keyframes.pt", "metrics.json", "video.mp4"]
     info, frames = decode(out / "video.mp4")
     n = round(2.6 * 6)  # 15.6 → 16 (not 15: rounded, not cut)
@@ -92,11 +93,11 @@ def test_the_mp4_holds_h264_and_the_sound_with_the_sounds_duration(models, tmp_p
     assert saved["ws"].shape == (4, 8, 64) and m["warnings"] == [] and m["resumed_keyframes"] == 0
 
 
-def test_reactive_frames_change_where_the_sound_is_loud_and_not_where_it_is_silent(models, tmp_path):
+def test_reactive_frames_change_where_the_sound_is_loud_and_not_where_it_is_silent(nets, tmp_path):
     sound = write_wav(tmp_path / "late.wav", ("silence", 3.0), ("noise", 2.0))
     # crf 0: lossless H.264, so the decoded frames are the rendered ones (after the
     # deterministic RGB → yuv420p conversion): the encoder adds no change of its own
-    out = make(models, tmp_path / "v", sound, "video.mode=reactive", "video.fps=6", "video.crf=0")
+    out = make(nets, tmp_path / "v", sound, "video.mode=reactive", "video.fps=6", "video.crf=0")
     _, frames = decode(out / "video.mp4")
     change = np.abs(np.diff(frames.astype(np.float64), axis=0)).mean(axis=(1, 2, 3))  # frame i → i+1
     silent, loud = change[: 3 * 6 - 2], change[3 * 6 + 1 :]  # transitions well inside each part
@@ -105,9 +106,9 @@ def test_reactive_frames_change_where_the_sound_is_loud_and_not_where_it_is_sile
     assert not (out / "keyframes.pt").exists()  # reactive alone has no keyframes
 
 
-def test_a_silent_sound_gives_a_still_video_and_a_warning(models, tmp_path):
+def test_a_silent_sound_gives_a_still_video_and_a_warning(nets, tmp_path):
     sound = write_wav(tmp_path / "quiet.wav", ("silence", 1.0))
-    out = make(models, tmp_path / "v", sound, "video.fps=4")
+    out = make(nets, tmp_path / "v", sound, "video.fps=4")
     _, frames = decode(out / "video.mp4")
     assert len(frames) == 4 and np.abs(np.diff(frames.astype(np.int16), axis=0)).max() <= 1
     m = json.loads((out / "metrics.json").read_text())
@@ -118,10 +119,10 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_every_bad_input_is_one_line_and_writes_nothing(models, tmp_path):
+def test_every_bad_input_is_one_line_and_writes_nothing(nets, tmp_path):
     chirp = write_wav(tmp_path / "chirp.wav", ("chirp", 2.0))
     (tmp_path / "notes.wav").write_text("this is not a sound\n" * 20)
-    done = make(models, tmp_path / "done", chirp, "video.mode=reactive", "video.fps=2")
+    done = make(nets, tmp_path / "done", chirp, "video.mode=reactive", "video.fps=2")
     other = tmp_path / "other"
     other.mkdir()
     (other / "mine.txt").write_text("keep me")
@@ -135,21 +136,21 @@ def test_every_bad_input_is_one_line_and_writes_nothing(models, tmp_path):
     before = tree(tmp_path)
     for name, (sound, overrides, message) in cases.items():
         with pytest.raises(UserInputError) as info:
-            make(models, tmp_path / "unused", sound, *overrides)
+            make(nets, tmp_path / "unused", sound, *overrides)
         assert message in str(info.value) and "\n" not in str(info.value), name
     assert tree(tmp_path) == before
 
 
-def test_keyframes_of_another_run_are_not_resumed(models, tmp_path):
+def test_keyframes_of_another_run_are_not_resumed(nets, tmp_path):
     chirp = write_wav(tmp_path / "chirp.wav", ("chirp", 1.0))
-    first = make(models, tmp_path / "v", chirp, "video.fps=2", "video.mode=semantic")
+    first = make(nets, tmp_path / "v", chirp, "video.fps=2", "video.mode=semantic")
     (first / "metrics.json").unlink()  # as if killed after its keyframes: resumable...
     (first / "video.mp4").unlink()
     (first / "contact_sheet.png").unlink()
     kept = (first / "keyframes.pt").read_bytes()
     with pytest.raises(UserInputError, match="was made from another sound, source or settings"):
-        make(models, tmp_path / "v", chirp, "video.fps=2", "video.mode=semantic", "edit.seeds=[4]")
+        make(nets, tmp_path / "v", chirp, "video.fps=2", "video.mode=semantic", "edit.seeds=[4]")
     assert (first / "keyframes.pt").read_bytes() == kept and sorted(p.name for p in first.iterdir()) == ["keyframes.pt"]
     # ...by a run with the same sound, source and keyframe settings (the frame rate is free)
-    again = make(models, tmp_path / "v", chirp, "video.fps=3", "video.mode=semantic")
+    again = make(nets, tmp_path / "v", chirp, "video.fps=3", "video.mode=semantic")
     assert json.loads((again / "metrics.json").read_text())["resumed_keyframes"] == 2

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from sound2img.cli import to_object
 from sound2img.video.command import compose_from_args
 from sound2img.video.run import TEST_DELAY_ENV, run_video
 
@@ -74,6 +75,6 @@ def test_a_killed_run_resumes_from_its_keyframes_to_the_same_video(tmp_path):
     assert metrics["resumed_keyframes"] >= 1 and len(metrics["keyframes"]) == 5  # 0, 2.5, 5, 7.5, 10 s
 
     cfg, _ = compose_from_args([*ARGS, "--out", str(tmp_path / "whole")])
-    whole = run_video(cfg)
+    whole = run_video(to_object(cfg))
     assert (whole / "video.mp4").read_bytes() == (out / "video.mp4").read_bytes()
     assert metrics["keyframes"] == json.loads((whole / "metrics.json").read_text())["keyframes"]

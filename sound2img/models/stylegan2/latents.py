@@ -8,17 +8,31 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from sound2img.errors import CheckpointError, UserInputError
 from sound2img.models.state_dict import read_torch_file
+from sound2img.registry import Registry
 from sound2img.utils.files import atomic_path, atomic_write_bytes, check_can_write
 
-LATENT_SUFFIXES = (".pt", ".pth", ".npy", ".npz")
+
+@dataclass(frozen=True)
+class LatentFormat:
+    """How latents are read (``read(path)`` → an array, a tensor or a dict of them) and
+    written (``write(path, ws)``, atomically) in one file type."""
+
+    read: Callable[[Path], Any]
+    write: Callable[[Path, torch.Tensor], None]
+
+
+# latent file suffix → its format (registered below the readers and writers)
+LATENT_FORMATS: Registry[LatentFormat] = Registry("latent file type")
 _ARRAY_KEYS = ("w", "ws", "latent", "latents", "w_plus", "wplus")
 
 
@@ -47,18 +61,9 @@ def load_latents(path: str | os.PathLike, num_ws: int, w_dim: int) -> torch.Tens
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: latent file not found")
-    suffix = path.suffix.lower()
+    fmt = _latent_format(path)
     try:
-        if suffix in (".pt", ".pth"):
-            obj = read_torch_file(path)
-            arr = _pick(obj, path) if isinstance(obj, dict) else obj
-        elif suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                arr = _pick(npz, path)
-        else:
-            raise CheckpointError(f"{path}: unknown latent file type {suffix!r} (use {', '.join(LATENT_SUFFIXES)})")
+        arr = fmt.read(path)
     except (ValueError, OSError, EOFError) as exc:
         raise CheckpointError(f"{path}: unreadable latent file ({exc})") from exc
     if isinstance(arr, np.ndarray):
@@ -91,22 +96,55 @@ def save_latents(path: str | os.PathLike, ws: torch.Tensor, overwrite: bool = Fa
     """Write ``ws [B,num_ws,w_dim]`` by suffix: ``.pt``/``.pth`` (a plain tensor), ``.npy``,
     or ``.npz`` (key ``w``, like NVlabs' projector). Atomic; no silent overwrite."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in LATENT_SUFFIXES:
-        raise CheckpointError(f"{path}: unknown latent file type {suffix!r} (use {', '.join(LATENT_SUFFIXES)})")
+    fmt = _latent_format(path)
     check_can_write([path], overwrite)
-    ws = ws.detach().float().cpu().contiguous()
-    if suffix in (".pt", ".pth"):
-        with atomic_path(path) as tmp:
-            torch.save(ws.clone(), tmp)
-        return path
-    buf = io.BytesIO()
-    if suffix == ".npy":
-        np.save(buf, ws.numpy(), allow_pickle=False)
-    else:
-        np.savez(buf, w=ws.numpy())
-    atomic_write_bytes(path, buf.getvalue())
+    fmt.write(path, ws.detach().float().cpu().contiguous())
     return path
+
+
+def _latent_format(path: Path) -> LatentFormat:
+    suffix = path.suffix.lower()
+    if suffix not in LATENT_FORMATS:
+        raise CheckpointError(f"{path}: unknown latent file type {suffix!r} (use {', '.join(LATENT_SUFFIXES)})")
+    return LATENT_FORMATS.get(suffix)
+
+
+def _read_torch(path: Path) -> Any:
+    obj = read_torch_file(path)
+    return _pick(obj, path) if isinstance(obj, dict) else obj
+
+
+def _read_npz(path: Path) -> Any:
+    with np.load(path, allow_pickle=False) as npz:
+        return _pick(npz, path)
+
+
+def _write_torch(path: Path, ws: torch.Tensor) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(ws.clone(), tmp)
+
+
+def _write_numpy(save: Callable[[io.BytesIO, np.ndarray], None]) -> Callable[[Path, torch.Tensor], None]:
+    def write(path: Path, ws: torch.Tensor) -> None:
+        buf = io.BytesIO()
+        save(buf, ws.numpy())
+        atomic_write_bytes(path, buf.getvalue())
+
+    return write
+
+
+LATENT_FORMATS.register(".pt", LatentFormat(_read_torch, _write_torch))
+LATENT_FORMATS.register(".pth", LatentFormat(_read_torch, _write_torch))
+LATENT_FORMATS.register(
+    ".npy",
+    LatentFormat(
+        lambda p: np.load(p, allow_pickle=False), _write_numpy(lambda buf, a: np.save(buf, a, allow_pickle=False))
+    ),
+)
+LATENT_FORMATS.register(
+    ".npz", LatentFormat(_read_npz, _write_numpy(lambda buf, a: np.savez(buf, w=a)))
+)  # key w: NVlabs'
+LATENT_SUFFIXES = tuple(name for name, _ in LATENT_FORMATS.items())  # .pt, .pth, .npy, .npz
 
 
 def seed_to_z(seed: int, z_dim: int) -> torch.Tensor:
