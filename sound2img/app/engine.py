@@ -121,6 +121,17 @@ class Engine:
             raise UserInputError(f"{name} must be {kind} in [{low:g}, {high:g}] (app.bounds), got {value!r}")
         return int(number) if integer else number
 
+    @staticmethod
+    def check_seed(value) -> int:
+        """A request's seed: a whole number >= 0, else a one-line ``UserInputError``."""
+        try:
+            seed = int(value)
+        except (TypeError, ValueError):
+            raise UserInputError(f"seed must be a whole number >= 0, got {value!r}") from None
+        if seed < 0 or seed != value:
+            raise UserInputError(f"seed must be a whole number >= 0, got {value!r}")
+        return seed
+
     def request_config(self, updates: dict[str, Any]) -> ManipulateConfig:
         """The base config with a request's values (dotted key → value, as a script's flags
         set them) as the schema's dataclasses, without the page's ``app`` section (the
@@ -159,13 +170,7 @@ class Engine:
             "device": str(self.device),
         }
         if req.source == "seed":
-            try:
-                seed = int(req.seed)
-            except (TypeError, ValueError):
-                raise UserInputError(f"seed must be a whole number >= 0, got {req.seed!r}") from None
-            if seed < 0 or seed != req.seed:
-                raise UserInputError(f"seed must be a whole number >= 0, got {req.seed!r}")
-            updates.update({"edit.seeds": [seed], "edit.latents": []})
+            updates.update({"edit.seeds": [self.check_seed(req.seed)], "edit.latents": []})
         elif req.source == "latent file":
             if not req.latent:
                 raise UserInputError("source 'latent file' needs a latent file (.pt, .npy or .npz)")

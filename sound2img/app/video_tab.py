@@ -64,13 +64,7 @@ def video_config(engine: Engine, req: VideoRequest, out: Path):
         "device": str(engine.device),
     }
     if req.source == "seed":
-        try:
-            seed = int(req.seed)
-        except (TypeError, ValueError):
-            raise UserInputError(f"seed must be a whole number >= 0, got {req.seed!r}") from None
-        if seed < 0 or seed != req.seed:
-            raise UserInputError(f"seed must be a whole number >= 0, got {req.seed!r}")
-        updates.update({"edit.seeds": [seed], "edit.images": []})
+        updates.update({"edit.seeds": [engine.check_seed(req.seed)], "edit.images": []})
     elif req.source == "photo":
         if not req.photo:
             raise UserInputError("source 'photo' needs an image file (JPEG, PNG, ...)")

@@ -98,22 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--overwrite", action="store_true", default=None, help="replace edits in an existing --out")
     add_common_args(p)
-    keys = {**FLAG_KEYS, "generator": "generator.name", "encoder": "encoder.path", "overwrite": "overwrite"}
-    p.config_defaults = (CONFIG_NAME, keys)
+    p.config_defaults = (CONFIG_NAME, model_flag_keys(FLAG_KEYS))
     return p
+
+
+def model_flag_keys(flag_keys: dict[str, str]) -> dict[str, str]:
+    """A flag → config key table plus ``--generator``/``--encoder``/``--overwrite``'s keys
+    (what ``--help`` shows the defaults of)."""
+    return {**flag_keys, "generator": "generator.name", "encoder": "encoder.path", "overwrite": "overwrite"}
 
 
 def compose_from_args(argv: Sequence[str]):
     """argv → (the composed config with the flags applied, whether ``--cfg job`` was asked)."""
     args, overrides = parse_with_overrides(build_parser(), argv)
+    return compose_edit_flags(CONFIG_NAME, args, overrides, FLAG_KEYS), args.cfg == "job"
+
+
+def compose_edit_flags(config_name: str, args: argparse.Namespace, overrides: Sequence[str], flag_keys: dict[str, str]):
+    """The composed config of an edit-shaped script (manipulate.py, video.py): the model
+    flags, each flag's key, ``--overwrite``; an explicit source (latent files, photos, the
+    mean latent) replaces the default seed."""
     groups, updates = model_flags(args, overrides)
-    updates.update({key: getattr(args, dest) for dest, key in FLAG_KEYS.items()})
+    updates.update({key: getattr(args, dest) for dest, key in flag_keys.items()})
     if args.overwrite:
         updates["overwrite"] = True
-    # An explicit source (latent files, photos, the mean latent) replaces the default seed.
-    if (args.latent or args.mean_latent or args.image) and updates["edit.seeds"] is None:
+    explicit = getattr(args, "latent", None) or getattr(args, "mean_latent", None) or getattr(args, "image", None)
+    if explicit and updates["edit.seeds"] is None:
         updates["edit.seeds"] = []
-    return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
+    return compose_with_flags(config_name, overrides, updates, groups=groups)
 
 
 def model_flags(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str], dict[str, Any]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from sound2img.cli import add_common_args, compose_with_flags, parse_with_overrides, script_parser, to_object, to_yaml
-from sound2img.manipulation.command import model_flags
+from sound2img.cli import add_common_args, parse_with_overrides, script_parser, to_object, to_yaml
+from sound2img.manipulation.command import compose_edit_flags, model_flag_keys
 
 CONFIG_NAME = "video"
 # flag dest → config key it sets
@@ -66,21 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", metavar="DIR", help="where video.mp4, keyframes.pt, contact_sheet.png and metrics.json go")
     m.add_argument("--overwrite", action="store_true", default=None, help="replace the files of an existing --out")
     add_common_args(p)
-    keys = {**FLAG_KEYS, "generator": "generator.name", "encoder": "encoder.path", "overwrite": "overwrite"}
-    p.config_defaults = (CONFIG_NAME, keys)
+    p.config_defaults = (CONFIG_NAME, model_flag_keys(FLAG_KEYS))
     return p
 
 
 def compose_from_args(argv: Sequence[str]):
     """argv → (the composed config with the flags applied, whether ``--cfg job`` was asked)."""
     args, overrides = parse_with_overrides(build_parser(), argv)
-    groups, updates = model_flags(args, overrides)
-    updates.update({key: getattr(args, dest) for dest, key in FLAG_KEYS.items()})
-    if args.overwrite:
-        updates["overwrite"] = True
-    if (args.latent or args.image) and updates["edit.seeds"] is None:
-        updates["edit.seeds"] = []  # an explicit source replaces the default seed
-    return compose_with_flags(CONFIG_NAME, overrides, updates, groups=groups), args.cfg == "job"
+    return compose_edit_flags(CONFIG_NAME, args, overrides, FLAG_KEYS), args.cfg == "job"
 
 
 def main(argv: Sequence[str]) -> int:
