@@ -14,23 +14,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import numpy as np
 import torch
 
 from sound2img.audio.resample import resample_kaiser_best
-from sound2img.utils.device import machine_info, resolve_device
+from sound2img.utils.device import machine_info, resolve_device, timed_call
 
-
-def _timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def benchmark_rate(rate: int, *, seconds: float, batch: int, repeats: int, device: torch.device) -> dict:
@@ -49,7 +39,7 @@ def benchmark_rate(rate: int, *, seconds: float, batch: int, repeats: int, devic
     times = {k: [] for k in runs}
     for r in range(repeats):
         for name in list(runs)[r % len(runs) :] + list(runs)[: r % len(runs)]:  # rotate who goes first
-            times[name].append(_timed(runs[name], device))
+            times[name].append(timed_call(runs[name], device))
     audio = {"kaiser_best_one": seconds, "kaiser_best_batch": seconds * batch, "soxr_hq_one": seconds}
     return {name: statistics.median(t) / audio[name] for name, t in times.items()}
 

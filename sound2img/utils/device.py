@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 import torch
 
@@ -45,3 +46,15 @@ def machine_info(device: torch.device) -> dict:
     if hasattr(os, "getloadavg"):
         info["loadavg_1min_at_start"] = round(os.getloadavg()[0], 2)
     return info
+
+
+def timed_call(fn, device: torch.device) -> float:
+    """Wall seconds of ``fn()`` on ``device``; CUDA is synchronised before and after, so
+    the time covers the kernels ``fn`` queued, not only their launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
