@@ -22,7 +22,6 @@ from sound2img.audio.resample import resample_kaiser_best
 from sound2img.utils.device import machine_info, resolve_device, timed_call
 
 
-
 def benchmark_rate(rate: int, *, seconds: float, batch: int, repeats: int, device: torch.device) -> dict:
     """Median seconds per second of audio at ``rate`` → 44.1 kHz: kaiser_best for one clip
     and for ``batch`` clips at once, soxr_hq one clip at a time."""
