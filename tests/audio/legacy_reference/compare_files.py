@@ -3,7 +3,7 @@
 references that make_reference.py computed for the same files in the pinned environment.
 Run in the project's environment; prints max |Δ| of the wave and of the encoder input.
 
-    python tests/audio/legacy_reference/compare_files.py --reference /tmp/clips.npz clip1.wav clip2.wav
+    python tests/audio/legacy_reference/compare_files.py --reference clips.npz clip1.wav clip2.wav
 """
 
 from __future__ import annotations

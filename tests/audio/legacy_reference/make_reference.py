@@ -3,12 +3,12 @@ environment itself (their env.yaml: librosa 0.8.1, resampy 0.2.2, numpy 1.20.3, 
 1.7.3, numba 0.54.1, OpenCV 4.5.5.62). Not part of the test run: run it once, in a
 scratch virtual environment, and commit the .npz it writes.
 
-    python3.9 -m venv /tmp/ref-venv
-    /tmp/ref-venv/bin/pip install numpy==1.20.3 scipy==1.7.3 llvmlite==0.37.0 numba==0.54.1 \\
+    python3.9 -m venv ../ref-venv                      # a scratch venv beside the checkout
+    ../ref-venv/bin/pip install numpy==1.20.3 scipy==1.7.3 llvmlite==0.37.0 numba==0.54.1 \\
         resampy==0.2.2 librosa==0.8.1 soundfile==0.10.3.post1 opencv-python-headless==4.5.5.62
-    /tmp/ref-venv/bin/python tests/audio/legacy_reference/make_reference.py            # the generated sounds
-    /tmp/ref-venv/bin/python tests/audio/legacy_reference/make_reference.py --full \\
-        --out /tmp/clips.npz clip1.wav clip2.wav                                       # any files
+    ../ref-venv/bin/python tests/audio/legacy_reference/make_reference.py            # the generated sounds
+    ../ref-venv/bin/python tests/audio/legacy_reference/make_reference.py --full \\
+        --out clips.npz clip1.wav clip2.wav                                       # any files
 
 (pip warns that opencv-python-headless 4.5.5.62 was yanked; it installs, and is the build
 their env.yaml names, without the GUI.) For each sound: ``y, sr = librosa.load(path, sr=44100)`` (for a file over 60 s, the centre
