@@ -91,10 +91,35 @@ class LPIPSDistance(nn.Module):
         self.net = net
         self.max_size = max_size
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``x [B,3,H,W]`` in [-1,1] → the backbone's channel-normalised feature maps, the
+        package's own layers in its order (``lpips.LPIPS.forward`` for one input)."""
+        import lpips
+
         if self.max_size is not None:
-            a, b = downsample(a, self.max_size), downsample(b, self.max_size)
-        return self.net(a, b, normalize=False).reshape(a.shape[0])
+            x = downsample(x, self.max_size)
+        outs = self.net.net.forward(self.net.scaling_layer(x))
+        return [lpips.normalize_tensor(outs[k]) for k in range(self.net.L)]
+
+    def distance(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+        """Two inputs' ``features`` → ``[B]``: the package's heads and spatial average."""
+        import lpips
+
+        val = 0
+        for k in range(self.net.L):
+            val = val + lpips.spatial_average(self.net.lins[k]((fa[k] - fb[k]) ** 2), keepdim=True)
+        return val.reshape(-1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.distance(self.features(a), self.features(b))
+
+    def against(self, target: torch.Tensor):
+        """``a -> [B]``, the distance of ``a`` to a fixed ``target [1|B,3,H,W]``, whose
+        features are computed once here instead of on every call (an optimisation loop's
+        target never changes)."""
+        with torch.no_grad():
+            fb = self.features(target)
+        return lambda a: self.distance(self.features(a), fb)
 
 
 def downsample(img: torch.Tensor, size: int = LPIPS_SIZE) -> torch.Tensor:

@@ -53,6 +53,14 @@ def test_lpips_matches_the_lpips_package(vgg_file):
     with torch.no_grad():
         torch.testing.assert_close(ours(a, b), ref(a, b).reshape(2), rtol=1e-5, atol=1e-6)
         assert float(ours(a, a).abs().max()) == 0.0
+        # against(target): the target's features once, the same distance as the package's
+        torch.testing.assert_close(ours.against(b)(a), ref(a, b).reshape(2), rtol=1e-5, atol=1e-6)
+    a.requires_grad_(True)
+    (g_cached,) = torch.autograd.grad(ours.against(b)(a).sum(), a)
+    (g_ref,) = torch.autograd.grad(ref(a, b).sum(), a)
+    torch.testing.assert_close(g_cached, g_ref, rtol=1e-4, atol=1e-7)
+    a = a.detach()
+    with torch.no_grad():
         big = torch.nn.functional.interpolate(a, size=(320, 320), mode="bilinear")
         # > 256 px is area-downsampled to 256 first
         torch.testing.assert_close(
@@ -145,6 +153,7 @@ def test_lpips_alexnet_matches_the_lpips_package_at_full_resolution(tmp_path):
     a, b = torch.rand(2, 3, 300, 300, generator=g) * 2 - 1, torch.rand(2, 3, 300, 300, generator=g) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(ours(a, b), ref(a, b).reshape(2), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.against(b)(a), ref(a, b).reshape(2), rtol=1e-5, atol=1e-6)
     from sound2img.errors import CheckpointError
 
     torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / "vgg_like.pth")  # VGG's first conv

@@ -25,6 +25,13 @@ NOISE_MODES = ("optimize", "fixed")
 W_STATS_SEED = 123  # NVlabs' and PTI's projectors draw their z samples from np.random.RandomState(123)
 
 
+def target_distance(lpips: Callable, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``img -> [B]``, the LPIPS distance to the fixed ``target``: its features computed once
+    where the distance can (``LPIPSDistance.against``), else ``lpips(img, target)``."""
+    against = getattr(lpips, "against", None)
+    return against(target) if against is not None else (lambda img: lpips(img, target))
+
+
 @dataclass
 class ProjectorSettings:
     """Hyper-parameters; the defaults are our recipe (``PRESETS['ours']``).
@@ -183,6 +190,7 @@ def project(
             maps.append(noise)
         params += maps
     opt = torch.optim.Adam(params, lr=s.lr, betas=(0.9, 0.999))
+    to_target = None if lpips is None else target_distance(lpips, target)
     losses = []
     bar = None
     if progress:
@@ -198,7 +206,7 @@ def project(
         img = Gp.synthesis(w.expand(1, G.num_ws, -1), noise_mode="const", dtype=dtype)
         loss = img.new_zeros(())
         if lpips is not None:
-            loss = loss + lpips(img, target).sum()
+            loss = loss + to_target(img).sum()
         if pixel_weight > 0:
             loss = loss + pixel_weight * pixel_loss(img, target)
         if maps:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sound2img.errors import UserInputError
-from sound2img.inversion.projector import InversionStopped
+from sound2img.inversion.projector import InversionStopped, target_distance
 
 
 @dataclass
@@ -92,6 +92,7 @@ def tune_generator(
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=s.lr)
+    to_target = None if lpips is None else target_distance(lpips, target)
     gen = torch.Generator().manual_seed(s.seed)
     losses, steps_run = [], 0
     bar = None
@@ -103,7 +104,7 @@ def tune_generator(
         img = tuned.synthesis(pivot, noise_mode="const")
         loss = s.l2_weight * F.mse_loss(img, target)
         if lpips is not None and s.lpips_weight > 0:
-            dist = lpips(img, target).mean()
+            dist = to_target(img).mean()
             if float(dist.detach()) <= s.lpips_threshold:  # PTI checks before the step
                 break
             loss = loss + s.lpips_weight * dist
